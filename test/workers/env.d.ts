@@ -1,0 +1,9 @@
+declare namespace Cloudflare {
+  interface Env {
+    DB: D1Database;
+    ROOMS: DurableObjectNamespace<import("../../durable-objects/room.js").RoomDurableObject>;
+    USERS: DurableObjectNamespace<import("../../durable-objects/user.js").UserDurableObject>;
+    SERVER_NAME: string;
+    TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
+  }
+}

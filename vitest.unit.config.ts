@@ -1,0 +1,6 @@
+// Pure unit tests (protocol/ core) on Node: no Cloudflare API involved.
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: { include: ["test/unit/**/*.test.ts"], environment: "node" },
+});

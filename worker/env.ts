@@ -1,0 +1,23 @@
+// Bindings and configuration of the Worker (wrangler.toml [vars], secrets, `npm start` --var flags).
+import type { RoomDurableObject } from "../durable-objects/room.js";
+import type { UserDurableObject } from "../durable-objects/user.js";
+
+export interface Env {
+  DB: D1Database;
+  ROOMS: DurableObjectNamespace<RoomDurableObject>;
+  USERS: DurableObjectNamespace<UserDurableObject>;
+  /** The server name users and rooms belong to, e.g. `example.com` or `localhost:8008`. */
+  SERVER_NAME: string;
+  /** Optional Synapse signing.key line: `ed25519 <version> <unpadded base64 seed>`. */
+  SIGNING_KEY?: string;
+  /** "true" enables open registration. */
+  ENABLE_REGISTRATION?: string;
+  /** Synapse-compatible shared secret for /_synapse/admin/v1/register. */
+  REGISTRATION_SHARED_SECRET?: string;
+  /** `m.server` answered at /.well-known/matrix/server (e.g. `matrix.example.com:443`). */
+  WELL_KNOWN_SERVER?: string;
+  /** `m.homeserver.base_url` answered at /.well-known/matrix/client. */
+  WELL_KNOWN_CLIENT?: string;
+}
+
+export type AppEnv = { Bindings: Env; Variables: { [key: string]: unknown } };
