@@ -1,7 +1,7 @@
 // D1 schema (drizzle-orm). D1 holds what is looked up across users and rooms: accounts, tokens,
 // server keys, aliases and directories. Per-room and per-user data lives in Durable Objects.
 // After editing, run `npm run db:generate` to write a migration into schema/migrations.
-import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /** This server's ed25519 signing keys. Exactly one row has `expired_ts` null: the current key. */
 export const serverSigningKeys = sqliteTable("server_signing_keys", {
@@ -27,3 +27,108 @@ export const remoteServerKeys = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.serverName, t.keyId] })],
 );
+
+// ---------------------------------------------------------------------------------------------
+// Accounts (Client-Server API: "Account registration and management", "Login", "Device management").
+
+/** Local user accounts. `user_id` is the full Matrix user ID (`@localpart:server`). */
+export const users = sqliteTable("users", {
+  userId: text("user_id").primaryKey(),
+  /** `pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>` (see worker/password.ts); null: no password login. */
+  passwordHash: text("password_hash"),
+  createdTs: integer("created_ts").notNull(),
+  /** Deactivated accounts keep their row (the user ID can never be registered again) but cannot log in. */
+  deactivated: integer("deactivated", { mode: "boolean" }).notNull().default(false),
+  /** Server administrator (Synapse's `admin` flag, set by shared-secret registration). */
+  admin: integer("admin", { mode: "boolean" }).notNull().default(false),
+  /** Profile (Client-Server API "Profiles"); owned by worker/client/profile.ts. */
+  displayname: text("displayname"),
+  avatarUrl: text("avatar_url"),
+});
+
+/** A user's devices. A device exists as long as it has (or may get) an access token. */
+export const devices = sqliteTable(
+  "devices",
+  {
+    userId: text("user_id").notNull(),
+    deviceId: text("device_id").notNull(),
+    displayName: text("display_name"),
+    createdTs: integer("created_ts").notNull(),
+    lastSeenTs: integer("last_seen_ts"),
+    lastSeenIp: text("last_seen_ip"),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.deviceId] })],
+);
+
+/** Access tokens, stored as the SHA-256 of the token (hex); the token itself is never stored. */
+export const accessTokens = sqliteTable(
+  "access_tokens",
+  {
+    tokenHash: text("token_hash").primaryKey(),
+    userId: text("user_id").notNull(),
+    deviceId: text("device_id").notNull(),
+    createdTs: integer("created_ts").notNull(),
+    /** Null: never expires (sessions without refresh tokens). */
+    expiresTs: integer("expires_ts"),
+    /** The refresh token issued together with this access token (refresh-token sessions). */
+    refreshTokenHash: text("refresh_token_hash"),
+    /** False until first used; the first use of a refreshed access token revokes the previous refresh token. */
+    used: integer("used", { mode: "boolean" }).notNull().default(true),
+  },
+  (t) => [index("access_tokens_device").on(t.userId, t.deviceId), index("access_tokens_refresh").on(t.refreshTokenHash)],
+);
+
+/** Refresh tokens (hashed). `next_token_hash` chains a token to the one issued when it was used. */
+export const refreshTokens = sqliteTable(
+  "refresh_tokens",
+  {
+    tokenHash: text("token_hash").primaryKey(),
+    userId: text("user_id").notNull(),
+    deviceId: text("device_id").notNull(),
+    createdTs: integer("created_ts").notNull(),
+    nextTokenHash: text("next_token_hash"),
+  },
+  (t) => [index("refresh_tokens_device").on(t.userId, t.deviceId), index("refresh_tokens_next").on(t.nextTokenHash)],
+);
+
+/** Registration tokens (spec: "Token-authenticated registration"; administered as in Synapse's admin API). */
+export const registrationTokens = sqliteTable("registration_tokens", {
+  token: text("token").primaryKey(),
+  /** Null: unlimited. */
+  usesAllowed: integer("uses_allowed"),
+  /** UIA sessions that completed the token stage but not yet the registration. */
+  pending: integer("pending").notNull().default(0),
+  /** Registrations completed with this token. */
+  completed: integer("completed").notNull().default(0),
+  /** Milliseconds since the epoch; null: never expires. */
+  expiryTime: integer("expiry_time"),
+});
+
+/** User-interactive authentication sessions (spec: "User-Interactive Authentication API"). */
+export const uiaSessions = sqliteTable("uia_sessions", {
+  sessionId: text("session_id").primaryKey(),
+  /** The request the session protects (`POST /register`...); a session cannot be reused for another. */
+  method: text("method").notNull(),
+  path: text("path").notNull(),
+  /** The authenticated user for UIA on an authenticated endpoint; null for registration. */
+  userId: text("user_id"),
+  /** JSON array of completed stage types. */
+  completed: text("completed").notNull().default("[]"),
+  /** The registration token this session validated (counted in `pending` until used or expired). */
+  registrationToken: text("registration_token"),
+  createdTs: integer("created_ts").notNull(),
+});
+
+/** Token buckets for rate limiting (see worker/ratelimit.ts); key is e.g. `login:ip:192.0.2.1`. */
+export const rateLimits = sqliteTable("rate_limits", {
+  key: text("key").primaryKey(),
+  /** Bucket level: actions counted and not yet drained. */
+  level: real("level").notNull(),
+  updatedTs: integer("updated_ts").notNull(),
+});
+
+/** Nonces for Synapse-compatible shared-secret registration (single use, short-lived). */
+export const registrationNonces = sqliteTable("registration_nonces", {
+  nonce: text("nonce").primaryKey(),
+  createdTs: integer("created_ts").notNull(),
+});
