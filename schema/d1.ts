@@ -132,3 +132,31 @@ export const registrationNonces = sqliteTable("registration_nonces", {
   nonce: text("nonce").primaryKey(),
   createdTs: integer("created_ts").notNull(),
 });
+
+/** Room aliases of this server (spec: Client-Server API, "Room aliases"; `PUT /directory/room/{roomAlias}`).
+ * Only aliases whose server part is this server's name are stored here. */
+export const roomAliases = sqliteTable(
+  "room_aliases",
+  {
+    /** `#localpart:server`, as the client wrote it (aliases are case-sensitive). */
+    alias: text("alias").primaryKey(),
+    roomId: text("room_id").notNull(),
+    /** The user who created the mapping; may delete it (spec: DELETE /directory/room/{roomAlias}). */
+    creator: text("creator").notNull(),
+    createdTs: integer("created_ts").notNull(),
+  },
+  (t) => [index("room_aliases_room").on(t.roomId)],
+);
+
+/** Visibility of rooms in this server's published room directory (spec: "Published room directory").
+ * A room without a row is `private`. */
+export const roomDirectory = sqliteTable(
+  "room_directory",
+  {
+    roomId: text("room_id").primaryKey(),
+    /** `public` or `private`. */
+    visibility: text("visibility").notNull(),
+    updatedTs: integer("updated_ts").notNull(),
+  },
+  (t) => [index("room_directory_visibility").on(t.visibility)],
+);
