@@ -7,3 +7,8 @@ declare namespace Cloudflare {
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
   }
 }
+declare namespace Cloudflare {
+  interface Exports {
+    default: Fetcher;
+  }
+}
