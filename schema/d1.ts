@@ -107,7 +107,8 @@ export const registrationTokens = sqliteTable("registration_tokens", {
 /** User-interactive authentication sessions (spec: "User-Interactive Authentication API"). */
 export const uiaSessions = sqliteTable("uia_sessions", {
   sessionId: text("session_id").primaryKey(),
-  /** The request the session protects (`POST /register`...); a session cannot be reused for another. */
+  /** The request the session protects: HTTP method and an operation name (`register`,
+   * `delete_device:<id>`...) standing for the path; a session cannot be reused for another request. */
   method: text("method").notNull(),
   path: text("path").notNull(),
   /** The authenticated user for UIA on an authenticated endpoint; null for registration. */

@@ -8,6 +8,13 @@ import { serverKeyRoutes } from "./federation/keys.js";
 import { federationVersionRoutes } from "./federation/version.js";
 import { versionsRoutes } from "./client/versions.js";
 import { wellKnownRoutes } from "./well-known.js";
+import { registrationRoutes } from "./client/registration.js";
+import { loginRoutes } from "./client/login.js";
+import { logoutRoutes } from "./client/logout.js";
+import { accountRoutes } from "./client/account.js";
+import { deviceRoutes } from "./client/devices.js";
+import { adminRegisterRoutes } from "./admin/register.js";
+import { allowedMethods } from "./method-not-allowed.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -27,10 +34,21 @@ export function buildApp(): Hono<AppEnv> {
 
   app.route("/", wellKnownRoutes);
   app.route("/", versionsRoutes);
+  app.route("/", registrationRoutes);
+  app.route("/", loginRoutes);
+  app.route("/", logoutRoutes);
+  app.route("/", accountRoutes);
+  app.route("/", deviceRoutes);
+  app.route("/", adminRegisterRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
 
   app.notFound((c) => {
+    // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).
+    const allowed = allowedMethods(app, c.req.path, c.req.method);
+    if (allowed.length > 0) {
+      return c.json(unrecognized("Unrecognized request: method not allowed", 405).toJSON(), 405, { Allow: allowed.join(", ") });
+    }
     const e = unrecognized("Unrecognized request");
     return c.json(e.toJSON(), 404);
   });
