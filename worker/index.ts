@@ -7,6 +7,12 @@ import type { AppEnv } from "./env.js";
 import { serverKeyRoutes } from "./federation/keys.js";
 import { federationVersionRoutes } from "./federation/version.js";
 import { versionsRoutes } from "./client/versions.js";
+import { profileRoutes } from "./client/profile.js";
+import { accountDataRoutes } from "./client/account-data.js";
+import { filterRoutes } from "./client/filter.js";
+import { capabilitiesRoutes } from "./client/capabilities.js";
+import { pushRulesRoutes } from "./client/push-rules.js";
+import { userDirectoryRoutes } from "./client/user-directory.js";
 import { wellKnownRoutes } from "./well-known.js";
 import { registrationRoutes } from "./client/registration.js";
 import { loginRoutes } from "./client/login.js";
@@ -34,6 +40,12 @@ export function buildApp(): Hono<AppEnv> {
 
   app.route("/", wellKnownRoutes);
   app.route("/", versionsRoutes);
+  app.route("/", profileRoutes);
+  app.route("/", accountDataRoutes);
+  app.route("/", filterRoutes);
+  app.route("/", capabilitiesRoutes);
+  app.route("/", pushRulesRoutes);
+  app.route("/", userDirectoryRoutes);
   app.route("/", registrationRoutes);
   app.route("/", loginRoutes);
   app.route("/", logoutRoutes);

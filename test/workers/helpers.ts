@@ -1,6 +1,6 @@
 // Helpers for the workerd integration tests: call the Worker's fetch handler and register users.
-// D1 storage may be shared between the tests of a file (and between files in one run), so callers use
-// a unique localpart per test (see `uniqueLocalpart`).
+// @cloudflare/vitest-pool-workers (0.13+) isolates storage per test *file*: the tests of one file share
+// D1 and Durable Objects, so use a unique localpart per test (see `uniqueLocalpart`).
 import { exports } from "cloudflare:workers";
 
 /** The Worker's default export (its `fetch` handler), as the test pool exposes it. */
