@@ -21,6 +21,9 @@ import { accountRoutes } from "./client/account.js";
 import { deviceRoutes } from "./client/devices.js";
 import { adminRegisterRoutes } from "./admin/register.js";
 import { allowedMethods } from "./method-not-allowed.js";
+import { directoryRoutes } from "./client/directory.js";
+import { publicRoomsRoutes } from "./client/public-rooms.js";
+import { spaceHierarchyRoutes } from "./client/space-hierarchy.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -52,6 +55,9 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", accountRoutes);
   app.route("/", deviceRoutes);
   app.route("/", adminRegisterRoutes);
+  app.route("/", directoryRoutes);
+  app.route("/", publicRoomsRoutes);
+  app.route("/", spaceHierarchyRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
 
