@@ -1,19 +1,733 @@
-// Authorization rules (spec: room version docs, "Authorization rules"). Placeholder signature:
-// the implementation is being written; the signature below is the agreed interface.
-import type { IdentifiedPdu } from "./pdu.js";
-import type { RoomVersionRules } from "./room-versions.js";
+// Authorization rules (spec: room version docs v1-v12, "Authorisation rules"; Server-Server API,
+// "Auth events selection", "Checks performed on receipt of a PDU"; room v3+ "Handling redactions";
+// MSC4289 privileged creators, MSC4291 room ID = create event hash).
+//
+// Every difference between room versions is a named flag of `rules.authorization`; nothing here
+// looks at the version number. The checks are pure and synchronous. The two signature-dependent
+// rules are handled as follows:
+//  - third-party invites (rule "If any signature in `signed` matches any public key"): Ed25519 is
+//    async on WebCrypto, so the caller verifies beforehand with `verifyThirdPartyInviteSigned` and
+//    passes the public keys that verified as `options.thirdPartyInviteVerifiedKeys`. Without that
+//    option such invites are rejected (fail closed).
+//  - `join_authorised_via_users_server` (v8+ "must be validly signed by the homeserver of the user
+//    ID denoted by the key"): checked here structurally (a signature from that server is present);
+//    the cryptographic validity of every signature present is the signature check that runs
+//    before auth (checks on receipt, step 2).
+import type { JsonObject, JsonValue } from "./json.js";
+import { isJsonObject } from "./json.js";
+import { authEventIds, prevEventIds, serverNameOf, type IdentifiedPdu, type Pdu } from "./pdu.js";
+import { ROOM_VERSIONS, type RoomVersionRules } from "./room-versions.js";
+import { signableBytes, verifyBytes } from "./signing.js";
 
 /** Looks up the current state event for (type, state_key) in the state the event is checked against. */
 export type AuthStateLookup = (type: string, stateKey: string) => IdentifiedPdu | undefined;
 
 export type AuthResult = { allowed: true } | { allowed: false; reason: string };
 
+const ALLOW: AuthResult = { allowed: true };
+const reject = (reason: string): AuthResult => ({ allowed: false, reason });
+
+export interface AuthCheckOptions {
+  /**
+   * For an `m.room.member` invite with `content.third_party_invite`: the public keys (unpadded
+   * base64, as they appear in `m.room.third_party_invite` content) that were verified to have made
+   * a signature in `content.third_party_invite.signed` (see `verifyThirdPartyInviteSigned`). The
+   * invite is allowed only if one of them is a public key of the matching
+   * `m.room.third_party_invite` event in the state. Absent: such invites are rejected.
+   */
+  thirdPartyInviteVerifiedKeys?: ReadonlySet<string>;
+}
+
+export interface AuthEventsSelectionOptions {
+  /** Whether an auth event was itself rejected (rule "entries which were themselves rejected"). */
+  isRejected?: (eventId: string) => boolean;
+}
+
+// Event types and membership values named by the rules.
+const CREATE = "m.room.create";
+const MEMBER = "m.room.member";
+const POWER_LEVELS = "m.room.power_levels";
+const JOIN_RULES = "m.room.join_rules";
+const THIRD_PARTY_INVITE = "m.room.third_party_invite";
+const ALIASES = "m.room.aliases";
+const REDACTION = "m.room.redaction";
+
+/** The integer fields of `m.room.power_levels` content and their defaults (spec: m.room.power_levels). */
+const LEVEL_DEFAULTS = {
+  users_default: 0,
+  events_default: 0,
+  state_default: 50,
+  ban: 50,
+  kick: 50,
+  redact: 50,
+  invite: 0,
+} as const;
+type NamedLevel = keyof typeof LEVEL_DEFAULTS;
+const NAMED_LEVELS = Object.keys(LEVEL_DEFAULTS) as NamedLevel[];
+
+// ---------------------------------------------------------------------------------------------
+// Identifiers (spec: Appendices, "Server Name", "User Identifiers", "Historical User IDs").
+
+const PORT = /^[0-9]{1,5}$/;
+const IPV6 = /^\[[0-9A-Fa-f:.]{2,45}\]$/;
+const DNS_NAME = /^[0-9A-Za-z.-]{1,255}$/;
+
+/** Whether `name` matches the server name grammar: hostname (IPv4, [IPv6] or DNS name) [":" port]. */
+export function isValidServerName(name: string): boolean {
+  let host = name;
+  if (name.startsWith("[")) {
+    const end = name.indexOf("]");
+    if (end < 0) return false;
+    host = name.slice(0, end + 1);
+    const rest = name.slice(end + 1);
+    if (rest !== "" && !(rest.startsWith(":") && PORT.test(rest.slice(1)))) return false;
+    return IPV6.test(host);
+  }
+  const colon = name.indexOf(":");
+  if (colon >= 0) {
+    if (!PORT.test(name.slice(colon + 1))) return false;
+    host = name.slice(0, colon);
+  }
+  return DNS_NAME.test(host);
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * Whether `id` is a user ID as servers must accept it over federation: `@localpart:server_name`,
+ * at most 255 bytes, with the historical localpart grammar (any code points except `:` and NUL).
+ */
+export function isValidUserId(id: string): boolean {
+  if (!id.startsWith("@")) return false;
+  const colon = id.indexOf(":");
+  if (colon < 0) return false;
+  if (id.slice(1, colon).includes("\u0000")) return false;
+  if (utf8.encode(id).length > 255) return false;
+  return isValidServerName(id.slice(colon + 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Power levels (spec: Client-Server API, m.room.power_levels; room v1-v9 "m.room.power_levels
+// events accept values as strings", v1-v5 "... as floats"; v10+ integers only).
+
+const STRINGY_INTEGER = /^\s*[+-]?[0-9]+\s*$/;
+
+/**
+ * Interprets one power level value. v10+ (`integerPowerLevels`): JSON integers only. Before: also
+ * strings holding an integer (`" +100 "`, `"0050"`), and floats truncated towards zero (only v1-v5
+ * can carry floats; later versions reject them as non-canonical JSON before auth).
+ * Returns `undefined` for anything else.
+ */
+export function parsePowerLevelValue(value: JsonValue | undefined, rules: RoomVersionRules): number | undefined {
+  if (typeof value === "number") {
+    if (Number.isInteger(value)) return value;
+    if (rules.authorization.integerPowerLevels || !Number.isFinite(value)) return undefined;
+    return Math.trunc(value);
+  }
+  if (typeof value === "string" && !rules.authorization.integerPowerLevels && STRINGY_INTEGER.test(value)) {
+    const n = Number.parseInt(value.trim(), 10);
+    return Number.isSafeInteger(n) ? n : undefined;
+  }
+  return undefined;
+}
+
+/** Reads a level from content for use (not validation): absent, null or unreadable -> `undefined`. */
+function readLevel(container: JsonValue | undefined, key: string, rules: RoomVersionRules): number | undefined {
+  if (!isJsonObject(container) || !Object.hasOwn(container, key)) return undefined;
+  const v = container[key];
+  return v === null ? undefined : parsePowerLevelValue(v, rules);
+}
+
+function namedLevelOf(name: NamedLevel, powerLevels: IdentifiedPdu | undefined, rules: RoomVersionRules): number {
+  return (powerLevels && readLevel(powerLevels.content, name, rules)) ?? LEVEL_DEFAULTS[name];
+}
+
+/** The level named `invite`, `kick`, `ban`, `redact`, ... in the given state, with its spec default. */
+export function namedPowerLevel(name: NamedLevel, state: AuthStateLookup, rules: RoomVersionRules): number {
+  return namedLevelOf(name, state(POWER_LEVELS, ""), rules);
+}
+
+/**
+ * The room's creators (spec v12 "room creators"): v1-v10 `content.creator` of the create event,
+ * v11 its `sender`, v12 its `sender` plus `content.additional_creators`.
+ */
+export function roomCreators(createEvent: Pdu, rules: RoomVersionRules): string[] {
+  const auth = rules.authorization;
+  if (!auth.useRoomCreateSender) {
+    const creator = createEvent.content.creator;
+    return typeof creator === "string" ? [creator] : [];
+  }
+  const creators = [createEvent.sender];
+  if (auth.additionalRoomCreators) {
+    const extra = createEvent.content.additional_creators;
+    if (Array.isArray(extra)) {
+      for (const c of extra) if (typeof c === "string" && !creators.includes(c)) creators.push(c);
+    }
+  }
+  return creators;
+}
+
+/** The creator whose first join is allowed right after the create event (rule "only previous event"). */
+function firstJoinCreator(createEvent: Pdu, rules: RoomVersionRules): string | undefined {
+  if (rules.authorization.useRoomCreateSender) return createEvent.sender;
+  const creator = createEvent.content.creator;
+  return typeof creator === "string" ? creator : undefined;
+}
+
+/**
+ * A user's power level in the given state. v12 creators have an infinite level (`Infinity`).
+ * Without an `m.room.power_levels` event the creator has 100 and everybody else 0; with one,
+ * `users[userId]`, else `users_default`, else 0.
+ */
+export function powerLevelOf(userId: string, state: AuthStateLookup, rules: RoomVersionRules): number {
+  const create = state(CREATE, "");
+  if (rules.authorization.explicitlyPrivilegeRoomCreators && create && roomCreators(create, rules).includes(userId)) {
+    return Infinity;
+  }
+  const powerLevels = state(POWER_LEVELS, "");
+  if (powerLevels) {
+    return readLevel(powerLevels.content.users, userId, rules) ?? readLevel(powerLevels.content, "users_default", rules) ?? 0;
+  }
+  return create && roomCreators(create, rules).includes(userId) ? 100 : 0;
+}
+
+/**
+ * The "required power level" to send an event of `eventType`: `events[eventType]`, else
+ * `state_default` (50) for state events or `events_default` (0) for others.
+ */
+export function requiredPowerLevelFor(eventType: string, isState: boolean, state: AuthStateLookup, rules: RoomVersionRules): number {
+  const powerLevels = state(POWER_LEVELS, "");
+  const specific = powerLevels ? readLevel(powerLevels.content.events, eventType, rules) : undefined;
+  if (specific !== undefined) return specific;
+  return namedLevelOf(isState ? "state_default" : "events_default", powerLevels, rules);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small readers.
+
+function membershipOf(userId: string, state: AuthStateLookup): string | undefined {
+  const m = state(MEMBER, userId)?.content.membership;
+  return typeof m === "string" ? m : undefined;
+}
+
+/** The room's join rule; without an `m.room.join_rules` event (or `join_rule`) it is `invite`. */
+function joinRuleOf(state: AuthStateLookup): string {
+  const rule = state(JOIN_RULES, "")?.content.join_rule;
+  return typeof rule === "string" ? rule : "invite";
+}
+
+/** The event ID a redaction redacts: top-level `redacts` (v1-v10) or `content.redacts` (v11+). */
+export function redactsOf(redaction: Pdu, rules: RoomVersionRules): string | undefined {
+  const r = rules.eventFormat.redactsInContent ? redaction.content.redacts : redaction.redacts;
+  return typeof r === "string" ? r : undefined;
+}
+
+/** The room ID derived from a v12 create event's ID (MSC4291): `$hash` -> `!hash`. */
+export function roomIdFromCreateEventId(createEventId: string): string {
+  return "!" + createEventId.slice(1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth events selection (spec: Server-Server API, "Auth events selection").
+
+/**
+ * The (type, state_key) pairs an event's `auth_events` should be chosen from: the create event
+ * (not in v12), the power levels, the sender's membership, and for `m.room.member` the target's
+ * membership, the join rules (join/invite/knock), the third-party invite named by
+ * `third_party_invite.signed.token` (invite), and the `join_authorised_via_users_server` user's
+ * membership (join, v8+).
+ */
+export function authEventTypesFor(
+  type: string,
+  stateKey: string | undefined,
+  sender: string,
+  content: JsonObject,
+  rules: RoomVersionRules,
+): [type: string, stateKey: string][] {
+  if (type === CREATE) return [];
+  const out: [string, string][] = [];
+  const add = (t: string, k: string) => {
+    if (!out.some(([a, b]) => a === t && b === k)) out.push([t, k]);
+  };
+  if (!rules.authorization.roomCreateEventIdAsRoomId) add(CREATE, "");
+  add(POWER_LEVELS, "");
+  add(MEMBER, sender);
+  if (type === MEMBER) {
+    const membership = content.membership;
+    if (typeof stateKey === "string") add(MEMBER, stateKey);
+    if (membership === "join" || membership === "invite" || membership === "knock") add(JOIN_RULES, "");
+    if (membership === "invite") {
+      const tpi = content.third_party_invite;
+      const signed = isJsonObject(tpi) ? tpi.signed : undefined;
+      const token = isJsonObject(signed) ? signed.token : undefined;
+      if (typeof token === "string") add(THIRD_PARTY_INVITE, token);
+    }
+    if (membership === "join" && rules.authorization.restrictedJoinRule) {
+      const via = content.join_authorised_via_users_server;
+      if (typeof via === "string") add(MEMBER, via);
+    }
+  }
+  return out;
+}
+
+/**
+ * The rules "Considering the event's auth_events" (v1-v11 rule 2, v12 rule 3): every listed auth
+ * event was supplied, is in the same room, is a state event, appears once per (type, state_key),
+ * is one the auth events selection allows, and was not rejected; v1-v11 also need the create event
+ * among them. `authEvents` are the events named by `event.auth_events`, in any order.
+ * The create event itself has no auth events and passes.
+ */
+export function checkAuthEventsSelection(
+  event: IdentifiedPdu,
+  authEvents: readonly IdentifiedPdu[],
+  rules: RoomVersionRules,
+  options: AuthEventsSelectionOptions = {},
+): AuthResult {
+  if (event.type === CREATE) return ALLOW;
+  const byId = new Map(authEvents.map((e) => [e.event_id, e]));
+  const expected = authEventTypesFor(event.type, event.state_key, event.sender, event.content, rules);
+  const seen = new Set<string>();
+  let sawCreate = false;
+  for (const id of authEventIds(event)) {
+    const authEvent = byId.get(id);
+    if (!authEvent) return reject(`auth event ${id} was not supplied`);
+    if (typeof authEvent.state_key !== "string") return reject(`auth event ${id} is not a state event`);
+    const key = `${authEvent.type}\u0000${authEvent.state_key}`;
+    if (seen.has(key)) return reject(`duplicate auth events for (${authEvent.type}, ${authEvent.state_key})`);
+    seen.add(key);
+    if (!expected.some(([t, k]) => t === authEvent.type && k === authEvent.state_key)) {
+      return reject(`auth event ${id} (${authEvent.type}, ${authEvent.state_key}) is not one the auth events selection allows`);
+    }
+    if (options.isRejected?.(id)) return reject(`auth event ${id} was rejected`);
+    if (authEvent.room_id !== event.room_id) return reject(`auth event ${id} is in another room`);
+    if (authEvent.type === CREATE) sawCreate = true;
+  }
+  if (!rules.authorization.roomCreateEventIdAsRoomId && !sawCreate) return reject("no m.room.create event among the auth events");
+  return ALLOW;
+}
+
+/** A state lookup over a set of events (e.g. an event's auth events, plus the create event in v12). */
+export function stateLookupFrom(events: Iterable<IdentifiedPdu>): AuthStateLookup {
+  const map = new Map<string, IdentifiedPdu>();
+  for (const e of events) if (typeof e.state_key === "string") map.set(`${e.type}\u0000${e.state_key}`, e);
+  return (type, stateKey) => map.get(`${type}\u0000${stateKey}`);
+}
+
+/**
+ * Checks on receipt, step 4 ("passes authorisation rules based on the event's auth events"): the
+ * auth events selection rules, then all other rules against the state formed by the auth events.
+ * In v12 the create event is not among the auth events: pass it as `createEvent`.
+ */
+export function checkEventAgainstAuthEvents(
+  event: IdentifiedPdu,
+  authEvents: readonly IdentifiedPdu[],
+  rules: RoomVersionRules,
+  options: AuthCheckOptions & AuthEventsSelectionOptions & { createEvent?: IdentifiedPdu } = {},
+): AuthResult {
+  const selection = checkAuthEventsSelection(event, authEvents, rules, options);
+  if (!selection.allowed) return selection;
+  const events = options.createEvent ? [options.createEvent, ...authEvents] : authEvents;
+  return checkEventAuth(event, rules, stateLookupFrom(events), options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The authorization rules.
+
 /**
  * Checks `event` against the authorization rules of its room version, given the state to check it
  * against (the state from its auth events, the state before it, or the current state).
  * The room's create event must be reachable as ("m.room.create", "") through `state`, also in v12
  * where it is not listed in `auth_events`.
+ * The rules about the `auth_events` list itself are `checkAuthEventsSelection`.
  */
-export function checkEventAuth(_event: IdentifiedPdu, _rules: RoomVersionRules, _state: AuthStateLookup): AuthResult {
-  throw new Error("checkEventAuth: not implemented yet");
+export function checkEventAuth(
+  event: IdentifiedPdu,
+  rules: RoomVersionRules,
+  state: AuthStateLookup,
+  options: AuthCheckOptions = {},
+): AuthResult {
+  const auth = rules.authorization;
+
+  // Rule 1: m.room.create.
+  if (event.type === CREATE) return checkCreate(event, rules);
+
+  const create = state(CREATE, "");
+  if (!create) return reject("no m.room.create event in the state");
+  // v12 rule 2: the room ID is the create event's ID with `!` for `$` (MSC4291). Before v12 the
+  // create event in the state must simply be this room's.
+  if (auth.roomCreateEventIdAsRoomId) {
+    if (event.room_id !== roomIdFromCreateEventId(create.event_id)) return reject("room_id is not derived from the room's m.room.create event");
+  } else if (create.room_id !== event.room_id) {
+    return reject("the m.room.create event in the state belongs to another room");
+  }
+
+  // m.federate: only the creating server's users may send into an unfederated room.
+  if (create.content["m.federate"] === false && serverNameOf(event.sender) !== serverNameOf(create.sender)) {
+    return reject("room is not federated and the sender is from another server than the creator");
+  }
+
+  // v1-v5 rule 4: m.room.aliases is authorised by the sender's server name alone.
+  if (auth.specialCaseAliases && event.type === ALIASES) {
+    if (typeof event.state_key !== "string") return reject("m.room.aliases must have a state_key");
+    if (event.state_key !== serverNameOf(event.sender)) return reject("m.room.aliases state_key must be the sender's server name");
+    return ALLOW;
+  }
+
+  if (event.type === MEMBER) return checkMember(event, create, rules, state, options);
+
+  // The sender must be joined.
+  if (membershipOf(event.sender, state) !== "join") return reject("sender is not joined to the room");
+
+  const senderLevel = powerLevelOf(event.sender, state, rules);
+
+  // m.room.third_party_invite: allowed iff the sender may invite.
+  if (event.type === THIRD_PARTY_INVITE) {
+    return senderLevel >= namedPowerLevel("invite", state, rules) ? ALLOW : reject("sender's power level is below the invite level");
+  }
+
+  // The event type's required power level.
+  const isState = typeof event.state_key === "string";
+  if (requiredPowerLevelFor(event.type, isState, state, rules) > senderLevel) {
+    return reject(`sender's power level is too low to send ${event.type}`);
+  }
+
+  // State keys that look like user IDs belong to that user.
+  if (isState && event.state_key!.startsWith("@") && event.state_key !== event.sender) {
+    return reject("state_key is another user's ID");
+  }
+
+  if (event.type === POWER_LEVELS) return checkPowerLevels(event, create, senderLevel, rules, state);
+
+  // v1-v2 rule 11: redactions need the redact level or the same event ID domain. From v3 on the
+  // redact level is checked when the redaction is applied (`redactionAllowedAtDelivery`).
+  if (auth.specialCaseRedactionSameDomain && event.type === REDACTION) {
+    if (senderLevel >= namedPowerLevel("redact", state, rules)) return ALLOW;
+    const target = redactsOf(event, rules);
+    if (target !== undefined && serverNameOf(target) === serverNameOf(event.event_id)) return ALLOW;
+    return reject("sender may not redact events from other servers");
+  }
+
+  return ALLOW;
+}
+
+/** Rule 1: the create event. */
+function checkCreate(event: IdentifiedPdu, rules: RoomVersionRules): AuthResult {
+  const auth = rules.authorization;
+  if (prevEventIds(event).length > 0) return reject("m.room.create must not have prev_events");
+  if (auth.roomCreateEventIdAsRoomId) {
+    if (event.room_id !== undefined) return reject("m.room.create must not have a room_id");
+  } else {
+    if (typeof event.room_id !== "string") return reject("m.room.create has no room_id");
+    if (serverNameOf(event.room_id) !== serverNameOf(event.sender)) return reject("room_id's server name does not match the sender's");
+  }
+  const version = event.content.room_version;
+  if (version !== undefined && !(typeof version === "string" && ROOM_VERSIONS.has(version))) {
+    return reject("content.room_version is not a recognised room version");
+  }
+  if (!auth.useRoomCreateSender && !Object.hasOwn(event.content, "creator")) return reject("m.room.create content has no creator");
+  if (auth.additionalRoomCreators && Object.hasOwn(event.content, "additional_creators")) {
+    const extra = event.content.additional_creators;
+    if (!Array.isArray(extra) || !extra.every((c) => typeof c === "string" && isValidUserId(c))) {
+      return reject("additional_creators must be an array of valid user IDs");
+    }
+  }
+  return ALLOW;
+}
+
+/** The rules for m.room.member. */
+function checkMember(
+  event: IdentifiedPdu,
+  create: IdentifiedPdu,
+  rules: RoomVersionRules,
+  state: AuthStateLookup,
+  options: AuthCheckOptions,
+): AuthResult {
+  const auth = rules.authorization;
+  const target = event.state_key;
+  const membership = event.content.membership;
+  if (typeof target !== "string" || membership === undefined) return reject("m.room.member needs a state_key and content.membership");
+
+  // v8+: a join authorised via another server must carry that server's signature. Presence is
+  // checked here; the signature's validity is the signature check that precedes auth.
+  if (auth.restrictedJoinRule && Object.hasOwn(event.content, "join_authorised_via_users_server")) {
+    const via = event.content.join_authorised_via_users_server;
+    if (typeof via !== "string" || !isValidUserId(via)) return reject("join_authorised_via_users_server is not a user ID");
+    const sigs = event.signatures?.[serverNameOf(via)];
+    if (!isJsonObject(sigs) || Object.keys(sigs).length === 0) {
+      return reject("event is not signed by the server of join_authorised_via_users_server");
+    }
+  }
+
+  const sender = event.sender;
+  switch (membership) {
+    case "join":
+      return checkJoin(event, target, create, rules, state);
+    case "invite":
+      return checkInvite(event, target, rules, state, options);
+    case "leave": {
+      const senderMembership = membershipOf(sender, state);
+      if (sender === target) {
+        const ok = senderMembership === "invite" || senderMembership === "join" || (auth.knocking && senderMembership === "knock");
+        return ok ? ALLOW : reject("cannot leave a room one is not joined to, invited to or knocking on");
+      }
+      if (senderMembership !== "join") return reject("sender is not joined to the room");
+      const senderLevel = powerLevelOf(sender, state, rules);
+      if (membershipOf(target, state) === "ban" && senderLevel < namedPowerLevel("ban", state, rules)) {
+        return reject("sender's power level is below the ban level, so cannot unban");
+      }
+      if (senderLevel >= namedPowerLevel("kick", state, rules) && powerLevelOf(target, state, rules) < senderLevel) return ALLOW;
+      return reject("sender may not kick the target user");
+    }
+    case "ban": {
+      if (membershipOf(sender, state) !== "join") return reject("sender is not joined to the room");
+      const senderLevel = powerLevelOf(sender, state, rules);
+      if (senderLevel >= namedPowerLevel("ban", state, rules) && powerLevelOf(target, state, rules) < senderLevel) return ALLOW;
+      return reject("sender may not ban the target user");
+    }
+    case "knock": {
+      if (!auth.knocking) break;
+      const joinRule = joinRuleOf(state);
+      if (!(joinRule === "knock" || (auth.knockRestrictedJoinRule && joinRule === "knock_restricted"))) {
+        return reject("the join rule does not allow knocking");
+      }
+      if (sender !== target) return reject("cannot knock on behalf of another user");
+      const current = membershipOf(sender, state);
+      if (current !== "ban" && current !== "invite" && current !== "join") return ALLOW;
+      return reject(`cannot knock with membership ${current}`);
+    }
+  }
+  return reject("unknown membership");
+}
+
+function checkJoin(event: IdentifiedPdu, target: string, create: IdentifiedPdu, rules: RoomVersionRules, state: AuthStateLookup): AuthResult {
+  const auth = rules.authorization;
+  // The creator's first join, right after the create event.
+  const prev = prevEventIds(event);
+  if (prev.length === 1 && prev[0] === create.event_id && target === firstJoinCreator(create, rules)) return ALLOW;
+
+  if (event.sender !== target) return reject("cannot join on behalf of another user");
+  const current = membershipOf(target, state);
+  if (current === "ban") return reject("sender is banned");
+
+  const joinRule = joinRuleOf(state);
+  if ((joinRule === "invite" || (auth.knocking && joinRule === "knock")) && (current === "invite" || current === "join")) return ALLOW;
+
+  if ((auth.restrictedJoinRule && joinRule === "restricted") || (auth.knockRestrictedJoinRule && joinRule === "knock_restricted")) {
+    if (current === "join" || current === "invite") return ALLOW;
+    const via = event.content.join_authorised_via_users_server;
+    if (typeof via !== "string") return reject("a restricted join needs join_authorised_via_users_server");
+    if (membershipOf(via, state) !== "join") return reject("join_authorised_via_users_server is not joined to the room");
+    if (powerLevelOf(via, state, rules) < namedPowerLevel("invite", state, rules)) {
+      return reject("join_authorised_via_users_server may not invite users");
+    }
+    return ALLOW;
+  }
+
+  if (joinRule === "public") return ALLOW;
+  return reject(`the join rule ${joinRule} does not allow this join`);
+}
+
+function checkInvite(event: IdentifiedPdu, target: string, rules: RoomVersionRules, state: AuthStateLookup, options: AuthCheckOptions): AuthResult {
+  const targetMembership = membershipOf(target, state);
+  if (Object.hasOwn(event.content, "third_party_invite")) {
+    if (targetMembership === "ban") return reject("target user is banned");
+    const tpi = event.content.third_party_invite;
+    const signed = isJsonObject(tpi) ? tpi.signed : undefined;
+    if (!isJsonObject(signed)) return reject("third_party_invite has no signed object");
+    const { mxid, token } = signed;
+    if (typeof mxid !== "string" || typeof token !== "string") return reject("third_party_invite.signed needs mxid and token");
+    if (mxid !== target) return reject("third_party_invite.signed.mxid does not match the state_key");
+    const inviteEvent = state(THIRD_PARTY_INVITE, token);
+    if (!inviteEvent) return reject("no m.room.third_party_invite event for the token");
+    if (inviteEvent.sender !== event.sender) return reject("sender is not the sender of the m.room.third_party_invite event");
+    const verified = options.thirdPartyInviteVerifiedKeys;
+    if (verified && thirdPartyInvitePublicKeys(inviteEvent).some((k) => verified.has(k))) return ALLOW;
+    return reject("no signature in third_party_invite.signed matches a public key of the m.room.third_party_invite event");
+  }
+  if (membershipOf(event.sender, state) !== "join") return reject("sender is not joined to the room");
+  if (targetMembership === "join" || targetMembership === "ban") return reject(`target user is ${targetMembership === "join" ? "already joined" : "banned"}`);
+  if (powerLevelOf(event.sender, state, rules) >= namedPowerLevel("invite", state, rules)) return ALLOW;
+  return reject("sender's power level is below the invite level");
+}
+
+/** Validation result of a new power levels content: levels by key, or the reason it is invalid. */
+type LevelMap = Map<string, number>;
+
+function levelMap(value: JsonValue | undefined, what: string, rules: RoomVersionRules, userKeys: boolean): LevelMap | string {
+  const out: LevelMap = new Map();
+  if (value === undefined) return out;
+  if (!isJsonObject(value)) return `${what} must be an object`;
+  for (const [k, v] of Object.entries(value)) {
+    if (userKeys && !isValidUserId(k)) return `${what} has a key that is not a user ID: ${k}`;
+    const n = parsePowerLevelValue(v, rules);
+    if (n === undefined) return `${what}.${k} is not ${rules.authorization.integerPowerLevels ? "an integer" : "an integer or a string holding one"}`;
+    out.set(k, n);
+  }
+  return out;
+}
+
+/** Reads an already-accepted power levels content leniently (unreadable entries are skipped). */
+function storedLevelMap(value: JsonValue | undefined, rules: RoomVersionRules): LevelMap {
+  const out: LevelMap = new Map();
+  if (!isJsonObject(value)) return out;
+  for (const k of Object.keys(value)) {
+    const n = readLevel(value, k, rules);
+    if (n !== undefined) out.set(k, n);
+  }
+  return out;
+}
+
+/** The rules for m.room.power_levels (v1-v9 rule 10 / v10-v11 rule 9 / v12 rule 10). */
+function checkPowerLevels(
+  event: IdentifiedPdu,
+  create: IdentifiedPdu,
+  senderLevel: number,
+  rules: RoomVersionRules,
+  state: AuthStateLookup,
+): AuthResult {
+  const auth = rules.authorization;
+  const content = event.content;
+
+  // Shape of the new content. The spec validates only `users` before v10, but both Synapse and
+  // ruma refuse values they cannot read as integers in every version; so do we.
+  const newNamed = new Map<NamedLevel, number>();
+  for (const name of NAMED_LEVELS) {
+    if (!Object.hasOwn(content, name)) continue;
+    const n = parsePowerLevelValue(content[name], rules);
+    if (n === undefined) return reject(`${name} is not a valid power level`);
+    newNamed.set(name, n);
+  }
+  const newEvents = levelMap(content.events, "events", rules, false);
+  if (typeof newEvents === "string") return reject(newEvents);
+  const checkNotifications = auth.limitNotificationsPowerLevels || auth.integerPowerLevels;
+  const newNotifications = checkNotifications ? levelMap(content.notifications, "notifications", rules, false) : new Map<string, number>();
+  if (typeof newNotifications === "string") return reject(newNotifications);
+  const newUsers = levelMap(content.users, "users", rules, true);
+  if (typeof newUsers === "string") return reject(newUsers);
+
+  // v12: creators' power is implicit and cannot be written down.
+  if (auth.explicitlyPrivilegeRoomCreators) {
+    for (const creator of roomCreators(create, rules)) {
+      if (newUsers.has(creator)) return reject(`room creator ${creator} must not appear in users`);
+    }
+  }
+
+  const current = state(POWER_LEVELS, "");
+  if (!current) return ALLOW;
+
+  for (const name of NAMED_LEVELS) {
+    const before = readLevel(current.content, name, rules);
+    const after = newNamed.get(name);
+    if (before === after) continue;
+    if (before !== undefined && before > senderLevel) return reject(`cannot change ${name} from a level above one's own`);
+    if (after !== undefined && after > senderLevel) return reject(`cannot set ${name} above one's own level`);
+  }
+
+  const mapChange = (
+    what: string,
+    before: LevelMap,
+    after: LevelMap,
+    currentTooHigh: (key: string, level: number) => boolean,
+  ): AuthResult => {
+    for (const key of new Set([...before.keys(), ...after.keys()])) {
+      const b = before.get(key);
+      const a = after.get(key);
+      if (b === a) continue;
+      if (b !== undefined && currentTooHigh(key, b)) return reject(`cannot change ${what}.${key} from its current level`);
+      if (a !== undefined && a > senderLevel) return reject(`cannot set ${what}.${key} above one's own level`);
+    }
+    return ALLOW;
+  };
+
+  const events = mapChange("events", storedLevelMap(current.content.events, rules), newEvents, (_, b) => b > senderLevel);
+  if (!events.allowed) return events;
+  if (auth.limitNotificationsPowerLevels) {
+    const notifications = mapChange("notifications", storedLevelMap(current.content.notifications, rules), newNotifications, (_, b) => b > senderLevel);
+    if (!notifications.allowed) return notifications;
+  }
+  return mapChange("users", storedLevelMap(current.content.users, rules), newUsers, (user, b) => user !== event.sender && b >= senderLevel);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redactions at delivery (room v3+ "Handling redactions").
+
+/**
+ * Whether a redaction that passed auth may be applied to (and shown with) `redacted`, given the
+ * state at the redaction. v3+: the sender has the redact level, or the two events' senders are on
+ * the same server. v1-v2 (`specialCaseRedactionSameDomain`): the auth rule already decided, with
+ * the same condition on event ID domains. Both events must be in the same room and `redacted` must
+ * be the event the redaction names.
+ */
+export function redactionAllowedAtDelivery(
+  redaction: IdentifiedPdu,
+  redacted: IdentifiedPdu,
+  state: AuthStateLookup,
+  rules: RoomVersionRules,
+): boolean {
+  if (redaction.type !== REDACTION || redactsOf(redaction, rules) !== redacted.event_id) return false;
+  if (redaction.room_id !== redacted.room_id) return false;
+  if (powerLevelOf(redaction.sender, state, rules) >= namedPowerLevel("redact", state, rules)) return true;
+  if (rules.authorization.specialCaseRedactionSameDomain) return serverNameOf(redaction.event_id) === serverNameOf(redacted.event_id);
+  return serverNameOf(redaction.sender) === serverNameOf(redacted.sender);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Third-party invites (Client-Server API "Third-party invites"; auth rule "If content has a
+// third_party_invite property").
+
+/** The public keys of an `m.room.third_party_invite` event: `public_key` and `public_keys[].public_key`. */
+export function thirdPartyInvitePublicKeys(inviteEvent: Pdu): string[] {
+  const keys: string[] = [];
+  const single = inviteEvent.content.public_key;
+  if (typeof single === "string") keys.push(single);
+  const list = inviteEvent.content.public_keys;
+  if (Array.isArray(list)) {
+    for (const entry of list) {
+      if (isJsonObject(entry) && typeof entry.public_key === "string" && !keys.includes(entry.public_key)) keys.push(entry.public_key);
+    }
+  }
+  return keys;
+}
+
+/**
+ * Verifies the ed25519 signatures in `content.third_party_invite.signed` of a member event against
+ * `publicKeys` and returns the keys that verified at least one signature. Pass the result to
+ * `checkEventAuth` as `options.thirdPartyInviteVerifiedKeys`. Candidate keys are those of the
+ * `m.room.third_party_invite` events the event will be checked against (auth events, state before,
+ * current state); `thirdPartyInvitePublicKeys` reads them.
+ */
+export async function verifyThirdPartyInviteSigned(memberEvent: Pdu, publicKeys: Iterable<string>): Promise<Set<string>> {
+  const verified = new Set<string>();
+  const tpi = memberEvent.content.third_party_invite;
+  const signed = isJsonObject(tpi) ? tpi.signed : undefined;
+  if (!isJsonObject(signed) || !isJsonObject(signed.signatures)) return verified;
+  const signatures: string[] = [];
+  for (const byKey of Object.values(signed.signatures)) {
+    if (!isJsonObject(byKey)) continue;
+    for (const [keyId, sig] of Object.entries(byKey)) {
+      if (keyId.startsWith("ed25519:") && typeof sig === "string") signatures.push(sig);
+    }
+  }
+  if (signatures.length === 0) return verified;
+  let bytes: Uint8Array;
+  try {
+    bytes = signableBytes(signed);
+  } catch {
+    return verified;
+  }
+  for (const key of new Set(publicKeys)) {
+    for (const sig of signatures) {
+      let ok = false;
+      try {
+        ok = await verifyBytes(key, bytes, sig);
+      } catch {
+        ok = false; // not a valid ed25519 public key
+      }
+      if (ok) {
+        verified.add(key);
+        break;
+      }
+    }
+  }
+  return verified;
 }
