@@ -62,7 +62,7 @@ const LEVEL_DEFAULTS = {
   redact: 50,
   invite: 0,
 } as const;
-type NamedLevel = keyof typeof LEVEL_DEFAULTS;
+export type NamedLevel = keyof typeof LEVEL_DEFAULTS;
 const NAMED_LEVELS = Object.keys(LEVEL_DEFAULTS) as NamedLevel[];
 
 // ---------------------------------------------------------------------------------------------
