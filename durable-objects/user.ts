@@ -1,9 +1,261 @@
-// The User Durable Object: one user's sync hub (stream, to-device inbox, account data, keys).
+// The User Durable Object: one user's sync hub (stream, to-device inbox, account data, keys). One instance
+// per user (`env.USERS.idFromName(userId)`), so every per-user write is serial by construction.
+//
+// Storage (SQLite, `ctx.storage.sql`), created in the constructor:
+//   stream        the user's stream position counter. Every write that a later /sync must report takes
+//                 the next position, so "what changed since position N" is one indexed query per table.
+//   account_data  global (room_id '') and per-room account data, each row stamped with the position of
+//                 its last write.
+//   push_rules    the user's customisation of the default push rules (protocol/push-rules.ts), one row,
+//                 stamped like account data: a change shows up in /sync as the `m.push_rules` event.
+//   filters       uploaded filters (POST /user/{userId}/filter); IDs are decimal integers.
+//
+// A write is acknowledged when the RPC returns; a DO's SQLite writes are committed before its output gate
+// lets the reply out (DESIGN.md: "A DO acknowledges a write only after its storage has committed it").
 import { DurableObject } from "cloudflare:workers";
+import { canonicalJson } from "../protocol/canonical-json.js";
+import { MatrixError } from "../protocol/errors.js";
+import type { JsonObject, JsonPrimitive } from "../protocol/json.js";
+import {
+  deleteRule,
+  effectiveRuleset,
+  emptyStoredPushRules,
+  putRule,
+  setActions,
+  setEnabled,
+  type PushRuleKind,
+  type Ruleset,
+  type StoredPushRules,
+} from "../protocol/push-rules.js";
 import type { Env } from "../worker/env.js";
 
+/** An account data event's content. Typed loosely on purpose: a recursive JSON type makes the RPC stub
+ * types of this class too deep for TypeScript. */
+export type AccountDataContent = { [key: string]: JsonPrimitive | object };
+
+/** Account data that changed after a stream position (what /sync puts in `account_data`). */
+export interface AccountDataDelta {
+  /** The stream position this delta is complete up to (the next `since`). */
+  position: number;
+  /** Global account data by type, including `m.push_rules` when the push rules changed. */
+  global: Record<string, AccountDataContent>;
+  /** Room account data by room ID, then by type. */
+  rooms: Record<string, Record<string, AccountDataContent>>;
+}
+
+/** One change of the push rule API (PUT/DELETE /pushrules/global/{kind}/{ruleId}[/enabled|/actions]).
+ * Bodies travel as JSON text: the DO parses and validates them with protocol/push-rules.ts. */
+export type PushRuleChange =
+  | { op: "put"; kind: PushRuleKind; ruleId: string; body: string; before?: string; after?: string }
+  | { op: "delete"; kind: PushRuleKind; ruleId: string }
+  | { op: "enabled"; kind: PushRuleKind; ruleId: string; enabled: boolean }
+  | { op: "actions"; kind: PushRuleKind; ruleId: string; actions: string };
+
+function applyPushRuleChange(stored: StoredPushRules, change: PushRuleChange): StoredPushRules {
+  switch (change.op) {
+    case "put":
+      return putRule(stored, change.kind, change.ruleId, JSON.parse(change.body) as JsonObject, change.before, change.after);
+    case "delete":
+      return deleteRule(stored, change.kind, change.ruleId);
+    case "enabled":
+      return setEnabled(stored, change.kind, change.ruleId, change.enabled);
+    case "actions":
+      return setActions(stored, change.kind, change.ruleId, JSON.parse(change.actions) as unknown);
+  }
+}
+
+/** The content of the `m.push_rules` account data event (spec: "Push Rules: Events"): `{global}`. */
+export function pushRulesAccountData(stored: StoredPushRules, userId: string): { global: Ruleset } {
+  // Localparts cannot contain ':' (spec: Appendices, "User Identifiers").
+  const localpart = userId.slice(1, userId.indexOf(":") < 0 ? undefined : userId.indexOf(":"));
+  return { global: effectiveRuleset(stored, userId, localpart) };
+}
+
+/** `room_id` of global account data rows (room IDs always start with `!`, so '' cannot clash). */
+const GLOBAL = "";
+
 export class UserDurableObject extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.sql = ctx.storage.sql;
+    ctx.blockConcurrencyWhile(async () => {
+      // Idempotent schema. A later change to an existing table needs an explicit upgrade step here.
+      this.sql.exec(`
+        CREATE TABLE IF NOT EXISTS stream (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          position INTEGER NOT NULL
+        );
+        INSERT OR IGNORE INTO stream (id, position) VALUES (1, 0);
+        CREATE TABLE IF NOT EXISTS account_data (
+          room_id TEXT NOT NULL,
+          type TEXT NOT NULL,
+          content TEXT NOT NULL,
+          stream_position INTEGER NOT NULL,
+          PRIMARY KEY (room_id, type)
+        );
+        CREATE INDEX IF NOT EXISTS account_data_by_position ON account_data (stream_position);
+        CREATE TABLE IF NOT EXISTS push_rules (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          customisation TEXT NOT NULL,
+          stream_position INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS filters (
+          filter_id INTEGER PRIMARY KEY AUTOINCREMENT,
+          filter_json TEXT NOT NULL UNIQUE
+        );
+      `);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Stream positions.
+
+  /** The position of the user's latest write (0 before any). */
+  streamPosition(): number {
+    return this.sql.exec<{ position: number }>("SELECT position FROM stream WHERE id = 1").one().position;
+  }
+
+  /** Takes the next stream position. Call inside the same synchronous write as the row it stamps. */
+  private nextStreamPosition(): number {
+    return this.sql.exec<{ position: number }>("UPDATE stream SET position = position + 1 WHERE id = 1 RETURNING position").one()
+      .position;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Account data (spec: Client-Server API, "Client Config"). The worker refuses the server-managed
+  // types (`m.fully_read`, `m.push_rules`) on the client API; server code (read markers) writes
+  // `m.fully_read` through `setAccountData` directly.
+
+  /** The content (JSON text) of one account data type, or null if unset. `roomId` null: global account
+   * data. JSON text, not an object: the worker answers it as is, and RPC need not clone a deep value. */
+  getAccountData(roomId: string | null, type: string): string | null {
+    const row = this.sql
+      .exec<{ content: string }>("SELECT content FROM account_data WHERE room_id = ? AND type = ?", roomId ?? GLOBAL, type)
+      .toArray()[0];
+    return row ? row.content : null;
+  }
+
+  /** Sets one account data type; returns the stream position of the write. */
+  setAccountData(roomId: string | null, type: string, content: JsonObject): number {
+    return this.ctx.storage.transactionSync(() => {
+      const position = this.nextStreamPosition();
+      this.sql.exec(
+        `INSERT INTO account_data (room_id, type, content, stream_position) VALUES (?, ?, ?, ?)
+         ON CONFLICT (room_id, type) DO UPDATE SET content = excluded.content, stream_position = excluded.stream_position`,
+        roomId ?? GLOBAL,
+        type,
+        JSON.stringify(content),
+        position,
+      );
+      return position;
+    });
+  }
+
+  /**
+   * Account data written after stream position `since` (0: all of it), for /sync. Each type appears
+   * once with its latest content. With `userId` (the DO's own user), the effective push rules are
+   * included as global `m.push_rules` when they changed after `since`, and always when `since` is 0
+   * (clients need the defaults on an initial sync).
+   */
+  accountDataSince(since: number, userId?: string): AccountDataDelta {
+    const position = this.streamPosition();
+    const delta: AccountDataDelta = { position, global: {}, rooms: {} };
+    const rows = this.sql.exec<{ room_id: string; type: string; content: string }>(
+      "SELECT room_id, type, content FROM account_data WHERE stream_position > ? ORDER BY stream_position",
+      since,
+    );
+    for (const row of rows) {
+      const content = JSON.parse(row.content) as AccountDataContent;
+      if (row.room_id === GLOBAL) delta.global[row.type] = content;
+      else (delta.rooms[row.room_id] ??= {})[row.type] = content;
+    }
+    if (userId !== undefined) {
+      const row = this.pushRulesRow();
+      if (since === 0 || (row && row.stream_position > since)) {
+        delta.global["m.push_rules"] = pushRulesAccountData(this.storedPushRules(), userId);
+      }
+    }
+    return delta;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Push rules (spec: Client-Server API, "Push Rules"). Only the user's customisation is stored; the
+  // default rules come from protocol/push-rules.ts, so a server upgrade that changes them reaches
+  // every user without a data migration.
+
+  private pushRulesRow(): { customisation: string; stream_position: number } | undefined {
+    return this.sql
+      .exec<{ customisation: string; stream_position: number }>("SELECT customisation, stream_position FROM push_rules WHERE id = 1")
+      .toArray()[0];
+  }
+
+  private storedPushRules(): StoredPushRules {
+    const row = this.pushRulesRow();
+    return row ? (JSON.parse(row.customisation) as StoredPushRules) : emptyStoredPushRules();
+  }
+
+  /** The user's push rule customisation as JSON text (`{}`-like when never changed). The worker turns
+   * it into the effective ruleset with protocol/push-rules.ts `effectiveRuleset`. */
+  getPushRules(): string {
+    return this.pushRulesRow()?.customisation ?? JSON.stringify(emptyStoredPushRules());
+  }
+
+  /**
+   * Applies one push rule API change (read, change, write in one synchronous step, so concurrent
+   * requests cannot lose each other's changes). Returns the stream position of the write, or the
+   * Matrix error of protocol/push-rules.ts (unknown rule, bad body, bad before/after) as a value:
+   * these are ordinary client errors, not exceptions worth logging on the DO side.
+   */
+  changePushRules(change: PushRuleChange): { position: number } | { error: { status: number; errcode: string; error: string } } {
+    try {
+      return this.ctx.storage.transactionSync(() => {
+        const next = applyPushRuleChange(this.storedPushRules(), change);
+        const position = this.nextStreamPosition();
+        this.sql.exec(
+          `INSERT INTO push_rules (id, customisation, stream_position) VALUES (1, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET customisation = excluded.customisation, stream_position = excluded.stream_position`,
+          JSON.stringify(next),
+          position,
+        );
+        return { position };
+      });
+    } catch (e) {
+      if (e instanceof MatrixError) return { error: { status: e.status, errcode: e.errcode, error: e.message } };
+      throw e;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Filters (spec: Client-Server API, "Filtering"). The caller validates (protocol/filter.ts).
+
+  /** Stores a filter and returns its ID. Uploading the same filter again returns the same ID (clients
+   * upload their filter on every start; this keeps the table from growing). */
+  createFilter(filter: JsonObject): string {
+    const json = stableJson(filter);
+    const existing = this.sql.exec<{ filter_id: number }>("SELECT filter_id FROM filters WHERE filter_json = ?", json).toArray()[0];
+    if (existing) return String(existing.filter_id);
+    const row = this.sql.exec<{ filter_id: number }>("INSERT INTO filters (filter_json) VALUES (?) RETURNING filter_id", json).one();
+    return String(row.filter_id);
+  }
+
+  /** A stored filter (JSON text), or null if there is no filter with that ID. */
+  getFilter(filterId: string): string | null {
+    if (!/^[0-9]{1,15}$/.test(filterId)) return null;
+    const row = this.sql
+      .exec<{ filter_json: string }>("SELECT filter_json FROM filters WHERE filter_id = ?", Number(filterId))
+      .toArray()[0];
+    return row ? row.filter_json : null;
+  }
+}
+
+/** Key-order-independent JSON, so equal filters deduplicate. Canonical JSON refuses floats; a filter
+ * with a float in an unknown key is still a valid filter, so fall back to plain JSON for it. */
+function stableJson(value: JsonObject): string {
+  try {
+    return canonicalJson(value);
+  } catch {
+    return JSON.stringify(value);
   }
 }

@@ -1,0 +1,98 @@
+// Client-Server API: Profiles (spec: "Profiles", data/api/client-server/profile.yaml). The profile of a
+// local user is the `displayname` and `avatar_url` columns of the D1 users table (the user directory
+// searches the same columns). Remote profiles need the federation profile query: until that exists
+// they answer 404.
+import { Hono, type Context } from "hono";
+import { MatrixError, forbidden, invalidParam, missingParam, notFound } from "../../protocol/errors.js";
+import { requester, requireAuth } from "../auth.js";
+import type { AppEnv, Env } from "../env.js";
+import { readJsonObject } from "../http.js";
+
+/** Synapse's limits (MAX_DISPLAYNAME_LEN, MAX_AVATAR_URL_LEN), counted in characters. The spec only
+ * caps the whole profile at 64 KiB, which these keep far below. */
+export const MAX_DISPLAYNAME_LENGTH = 256;
+export const MAX_AVATAR_URL_LENGTH = 1000;
+
+export interface Profile {
+  displayname?: string;
+  avatar_url?: string;
+}
+
+type ProfileField = keyof Profile;
+const COLUMN: Record<ProfileField, "displayname" | "avatar_url"> = { displayname: "displayname", avatar_url: "avatar_url" };
+const MAX_LENGTH: Record<ProfileField, number> = { displayname: MAX_DISPLAYNAME_LENGTH, avatar_url: MAX_AVATAR_URL_LENGTH };
+
+/** The profile of a local user, or undefined if there is no such user. Deactivated users keep their
+ * row; their profile is whatever deactivation left (erasure clears it). */
+export async function localProfile(env: Pick<Env, "DB">, userId: string): Promise<Profile | undefined> {
+  const row = await env.DB.prepare("SELECT displayname, avatar_url FROM users WHERE user_id = ?")
+    .bind(userId)
+    .first<{ displayname: string | null; avatar_url: string | null }>();
+  if (!row) return undefined;
+  const profile: Profile = {};
+  if (row.displayname !== null) profile.displayname = row.displayname;
+  if (row.avatar_url !== null) profile.avatar_url = row.avatar_url;
+  return profile;
+}
+
+/**
+ * Called after a user's profile changed and was committed. The spec ("Events on Change of Profile
+ * Information") has the server send a new `m.room.member` event with the new `displayname` /
+ * `avatar_url` into every room the user is joined to. Rooms do not exist yet: this is the single
+ * place where that propagation belongs, to be filled in by the rooms work.
+ */
+export async function onProfileChanged(_env: Env, _userId: string, _profile: Profile): Promise<void> {
+  // Intentionally empty until rooms exist (see the comment above).
+}
+
+async function profileOrNotFound(env: Env, userId: string): Promise<Profile> {
+  const profile = await localProfile(env, userId);
+  if (!profile) throw notFound("Profile was not found");
+  return profile;
+}
+
+function getField(field: ProfileField) {
+  return async (c: Context<AppEnv>) => {
+    const profile = await profileOrNotFound(c.env, c.req.param("userId")!);
+    // A user without the field answers {} (as Synapse and Conduit do); 404 is kept for unknown users.
+    const value = profile[field];
+    return c.json(value === undefined ? {} : { [field]: value });
+  };
+}
+
+function putField(field: ProfileField) {
+  return async (c: Context<AppEnv>) => {
+    const userId = c.req.param("userId")!;
+    // Only one's own profile (Synapse also lets server admins edit others'; not needed yet).
+    if (requester(c).userId !== userId) throw forbidden("Cannot set another user's profile");
+    const body = await readJsonObject(c, { allowEmpty: false });
+    if (!(field in body)) throw missingParam(`Missing key '${field}'`);
+    const value = body[field];
+    if (typeof value !== "string") throw invalidParam(`'${field}' must be a string`);
+    if ([...value].length > MAX_LENGTH[field]) throw invalidParam(`'${field}' is too long (max ${MAX_LENGTH[field]})`);
+    // An empty string removes the field (as Synapse does): clients clear their avatar that way.
+    const stored = value === "" ? null : value;
+    const result = await c.env.DB.prepare(`UPDATE users SET ${COLUMN[field]} = ? WHERE user_id = ?`).bind(stored, userId).run();
+    if (!result.meta.changes) throw new MatrixError(404, "M_NOT_FOUND", "Profile was not found");
+    await onProfileChanged(c.env, userId, await profileOrNotFound(c.env, userId));
+    return c.json({});
+  };
+}
+
+export const profileRoutes = new Hono<AppEnv>();
+const P = "/_matrix/client/:version{v3|r0}/profile/:userId";
+
+// GET /_matrix/client/v3/profile/{userId}
+profileRoutes.get(P, async (c) => c.json(await profileOrNotFound(c.env, c.req.param("userId"))));
+
+// GET /_matrix/client/v3/profile/{userId}/displayname
+profileRoutes.get(`${P}/displayname`, getField("displayname"));
+
+// PUT /_matrix/client/v3/profile/{userId}/displayname
+profileRoutes.put(`${P}/displayname`, requireAuth, putField("displayname"));
+
+// GET /_matrix/client/v3/profile/{userId}/avatar_url
+profileRoutes.get(`${P}/avatar_url`, getField("avatar_url"));
+
+// PUT /_matrix/client/v3/profile/{userId}/avatar_url
+profileRoutes.put(`${P}/avatar_url`, requireAuth, putField("avatar_url"));

@@ -1,0 +1,91 @@
+// Client-Server API: User directory (spec: "User directory", data/api/client-server/users.yaml).
+//
+// The spec requires at least the users who share a room with the requester or are in public rooms, and
+// lets the server search more. Rooms do not exist yet, so this searches every local, non-deactivated
+// user, as Synapse does with `user_directory.search_all_users: true`. Remote users are not searched (the
+// spec says SHOULD; that needs room membership to know them). The search runs on the D1 users table.
+import { Hono } from "hono";
+import { badJson, invalidParam, missingParam } from "../../protocol/errors.js";
+import { requireAuth } from "../auth.js";
+import type { AppEnv, Env } from "../env.js";
+import { readJsonObject } from "../http.js";
+
+export const DEFAULT_SEARCH_LIMIT = 10;
+/** Synapse clamps the limit to 50 as well; a directory search is a type-ahead, not an export. */
+export const MAX_SEARCH_LIMIT = 50;
+/** Words of the search term that are matched; more are ignored (bounds the SQL). */
+const MAX_SEARCH_WORDS = 8;
+
+export interface DirectoryUser {
+  user_id: string;
+  display_name?: string;
+  avatar_url?: string;
+}
+
+/** ASCII-only lower-casing, to match SQLite's lower(): a non-ASCII letter then matches in its typed
+ * case only, instead of never. */
+const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
+/**
+ * Searches local users. Every word of `term` must occur in the user ID or the display name,
+ * case-insensitively for ASCII letters (SQLite's lower() folds ASCII only). Substring tests use instr(),
+ * not LIKE: D1 refuses LIKE patterns longer than 50 bytes, and instr() needs no wildcard escaping.
+ * Ranked: an exact display name or localpart match first, then a display name or localpart that starts
+ * with the term, then users with a display name (spec: "ordered by rank and then whether or not profile
+ * info is available"), then by user ID.
+ */
+export async function searchUserDirectory(
+  env: Pick<Env, "DB">,
+  term: string,
+  limit: number,
+): Promise<{ results: DirectoryUser[]; limited: boolean }> {
+  const words = asciiLower(term).trim().split(/\s+/).filter((w) => w !== "").slice(0, MAX_SEARCH_WORDS);
+  if (words.length === 0 || limit === 0) return { results: [], limited: false };
+  const whole = words.join(" ");
+  const conditions = words
+    .map(() => "(instr(lower(user_id), ?) > 0 OR instr(lower(coalesce(displayname, '')), ?) > 0)")
+    .join(" AND ");
+  const params: (string | number)[] = words.flatMap((w) => [w, w]);
+  const sql = `
+    SELECT user_id, displayname, avatar_url FROM users
+     WHERE deactivated = 0 AND ${conditions}
+     ORDER BY
+       CASE
+         WHEN lower(displayname) = ? OR instr(lower(user_id), ?) = 1 THEN 0
+         WHEN instr(lower(displayname), ?) = 1 OR instr(lower(user_id), ?) = 1 THEN 1
+         ELSE 2
+       END,
+       displayname IS NULL,
+       user_id
+     LIMIT ?`;
+  // `@term:` starts the user ID exactly when the localpart is the term; `@term` when it starts with it.
+  params.push(whole, `@${whole}:`, whole, `@${whole}`, limit + 1);
+  const { results } = await env.DB.prepare(sql)
+    .bind(...params)
+    .all<{ user_id: string; displayname: string | null; avatar_url: string | null }>();
+  const users = results.slice(0, limit).map((row) => {
+    const user: DirectoryUser = { user_id: row.user_id };
+    if (row.displayname !== null) user.display_name = row.displayname;
+    if (row.avatar_url !== null) user.avatar_url = row.avatar_url;
+    return user;
+  });
+  return { results: users, limited: results.length > limit };
+}
+
+export const userDirectoryRoutes = new Hono<AppEnv>();
+
+// POST /_matrix/client/v3/user_directory/search
+userDirectoryRoutes.post("/_matrix/client/:version{v3|r0}/user_directory/search", requireAuth, async (c) => {
+  const body = await readJsonObject(c, { allowEmpty: false });
+  const term = body.search_term;
+  if (term === undefined) throw missingParam("Missing search_term");
+  if (typeof term !== "string") throw badJson("search_term must be a string");
+  let limit = DEFAULT_SEARCH_LIMIT;
+  if (body.limit !== undefined) {
+    if (typeof body.limit !== "number" || !Number.isSafeInteger(body.limit) || body.limit < 0) {
+      throw invalidParam("limit must be a non-negative integer");
+    }
+    limit = Math.min(body.limit, MAX_SEARCH_LIMIT);
+  }
+  return c.json(await searchUserDirectory(c.env, term, limit));
+});
