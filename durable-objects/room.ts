@@ -1,9 +1,458 @@
-// The Room Durable Object: the only writer of one room's event DAG (see DESIGN.md, "Who owns what").
+// The Room Durable Object: the only writer of one room's event DAG (DESIGN.md, "Who owns what"). One instance
+// per room (`env.ROOMS.idFromName(roomId)`).
+//
+// Every write (createRoom, sendEvent, updateMembership, persistEvent) runs through one queue, so the async
+// checks of one event (signatures, hashing, asking other rooms about restricted joins) never interleave
+// with another write: prev_events, auth and the txn ID check always see the state the commit builds on.
+// Reads do not queue; they see committed data.
+//
+// After a commit the DO tells the User DOs of the local users the event concerns (notifications.ts). The
+// notification rows are written in the event's transaction (outbox) and deleted once delivered; whatever
+// is left (a crash, an unreachable User DO) is retried from alarm().
+//
+// Storage layout: room/schema.ts. State snapshots: room/state-groups.ts. Checks and commit: room/engine.ts.
 import { DurableObject } from "cloudflare:workers";
+import { checkEventAuth, namedPowerLevel, powerLevelOf } from "../protocol/auth-rules.js";
+import { eventIdFor } from "../protocol/event-hashes.js";
+import { MatrixError, badJson, forbidden, notFound, toRpcError } from "../protocol/errors.js";
+import type { JsonObject } from "../protocol/json.js";
+import { splitStateKey, type IdentifiedPdu, type Pdu } from "../protocol/pdu.js";
+import { roomVersionRules } from "../protocol/room-versions.js";
+import { signingKey } from "../worker/server-identity.js";
 import type { Env } from "../worker/env.js";
+import type { RoomEventNotification } from "./notifications.js";
+import { buildLocalEvent } from "./room/build-event.js";
+import type { ClientEvent } from "./room/client-event.js";
+import { initialEventTemplates, type CreateRoomConfig } from "./room/create-room.js";
+import { RoomEngine, type PersistResult, type StateDeltaEntry, type StateEntry } from "./room/engine.js";
+import { createLocalEvent } from "./room/local-events.js";
+import { prepareMembership, sameContent, type MembershipAction, type MembershipRequest } from "./room/membership.js";
+import { clientEvents, stateClientEvents, visibleState, type Reader } from "./room/reads.js";
+import type { ReadonlyStateMap } from "./room/state-groups.js";
+
+export type { CreateRoomConfig } from "./room/create-room.js";
+export type { MembershipAction, MembershipRequest } from "./room/membership.js";
+export type { ClientEvent } from "./room/client-event.js";
+export type { PersistResult, StateDeltaEntry, StateEntry } from "./room/engine.js";
+
+/** A message, state or redaction event from a local client. */
+export interface SendEventRequest {
+  sender: string;
+  type: string;
+  /** Present for state events. */
+  stateKey?: string;
+  content: JsonObject;
+  /** PUT /send and /redact: the client's transaction (a retry returns the first event). */
+  txn?: { deviceId: string; txnId: string };
+  /** m.room.redaction: the event to redact. */
+  redacts?: string;
+}
+
+export interface SentEvent {
+  eventId: string;
+  streamOrdering: number;
+}
+
+export interface CreateRoomRequest {
+  /** The room ID the DO is addressed by: v12 the create event's hash, before `!opaque:server`. */
+  roomId: string;
+  /** The signed m.room.create event (worker/client/rooms.ts builds it: it defines the room ID). */
+  createEvent: Pdu;
+  config: CreateRoomConfig;
+}
+
+/** A state event as the directory reads it (worker/room-summary.ts `StateEventView`). */
+export interface DirectoryStateEvent {
+  event_id: string;
+  type: string;
+  state_key: string;
+  sender: string;
+  origin_server_ts: number;
+  content: JsonObject;
+}
+
+/** Delay before the alarm retries undelivered notifications. */
+const OUTBOX_RETRY_MS = 10_000;
+const OUTBOX_MAX_RETRY_MS = 10 * 60_000;
+
+function rethrow(e: unknown): never {
+  if (e instanceof MatrixError) throw toRpcError(e);
+  throw e;
+}
+
+function entries(state: ReadonlyStateMap): StateEntry[] {
+  const out: StateEntry[] = [];
+  for (const [key, eventId] of state) {
+    const [type, stateKey] = splitStateKey(key);
+    out.push({ type, stateKey, eventId });
+  }
+  return out;
+}
 
 export class RoomDurableObject extends DurableObject<Env> {
+  private readonly engine: RoomEngine;
+  private writes: Promise<unknown> = Promise.resolve();
+  private alarmPending = false;
+  private readonly inFlight = new Set<number>();
+  private retryDelay = OUTBOX_RETRY_MS;
+  /** Test hook (reached through runInDurableObject): skip delivery after commit, as a crash would. */
+  deliverAfterCommit = true;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.engine = new RoomEngine(ctx.storage, env);
+    ctx.blockConcurrencyWhile(async () => {
+      this.alarmPending = (await ctx.storage.getAlarm()) !== null;
+      // Notifications left by a crash between commit and delivery.
+      if (!this.alarmPending && this.engine.outboxSize() > 0) {
+        await ctx.storage.setAlarm(Date.now() + OUTBOX_RETRY_MS);
+        this.alarmPending = true;
+      }
+    });
+  }
+
+  /** Runs one write after the previous one finished. */
+  private serialised<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(fn, fn);
+    this.writes = run.catch(() => undefined);
+    return run.catch(rethrow);
+  }
+
+  /** After a commit that wrote outbox rows: make sure the alarm will retry them, then deliver. */
+  private async afterCommit(results: PersistResult[]): Promise<void> {
+    const ids = results.flatMap((r) => r.outboxIds);
+    if (ids.length === 0) return;
+    if (!this.alarmPending) {
+      this.alarmPending = true;
+      // Set before the first await after the commit: written together with it.
+      await this.ctx.storage.setAlarm(Date.now() + this.retryDelay);
+    }
+    if (this.deliverAfterCommit) await this.deliver(ids);
+  }
+
+  /** Delivers outbox rows (the given ones, or the oldest pending) to the users' User DOs. */
+  private async deliver(ids?: number[]): Promise<{ delivered: number; failed: number }> {
+    let delivered = 0;
+    let failed = 0;
+    const pending = this.engine.outbox(ids).filter((e) => !this.inFlight.has(e.id));
+    await Promise.all(
+      pending.map(async (entry) => {
+        this.inFlight.add(entry.id);
+        try {
+          await this.env.USERS.get(this.env.USERS.idFromName(entry.userId)).onRoomEvent(entry.notification);
+          this.engine.deleteOutbox(entry.id);
+          delivered += 1;
+        } catch (e) {
+          failed += 1;
+          this.engine.markOutboxAttempt(entry.id);
+          console.warn("room event notification failed; the alarm retries it", entry.userId, e instanceof Error ? e.message : e);
+        } finally {
+          this.inFlight.delete(entry.id);
+        }
+      }),
+    );
+    return { delivered, failed };
+  }
+
+  /** Retries undelivered notifications (DESIGN.md: retries survive restarts). */
+  override async alarm(): Promise<void> {
+    this.alarmPending = false;
+    let failed = 0;
+    for (;;) {
+      const round = await this.deliver();
+      failed += round.failed;
+      if (round.delivered === 0) break;
+    }
+    if (this.engine.outboxSize() > 0) {
+      this.retryDelay = failed > 0 ? Math.min(this.retryDelay * 2, OUTBOX_MAX_RETRY_MS) : OUTBOX_RETRY_MS;
+      this.alarmPending = true;
+      await this.ctx.storage.setAlarm(Date.now() + this.retryDelay);
+    } else {
+      this.retryDelay = OUTBOX_RETRY_MS;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writes.
+
+  /**
+   * Creates the room (spec: POST /createRoom): checks the whole list of initial events against the auth
+   * rules first (400 M_INVALID_ROOM_STATE naming the failing event, nothing stored), then persists the
+   * create event and the others in the spec's order. Fails with M_ROOM_IN_USE if this DO already holds a
+   * room (the worker then derives another room ID).
+   */
+  createRoom(request: CreateRoomRequest): Promise<{ roomId: string; eventIds: string[] }> {
+    return this.serialised(async () => {
+      const { roomId, createEvent, config } = request;
+      if (this.engine.meta()) throw new MatrixError(400, "M_ROOM_IN_USE", "Room already exists");
+      const version = createEvent.content?.room_version;
+      const rules = typeof version === "string" ? roomVersionRules(version) : undefined;
+      if (!rules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version");
+      const create = { ...createEvent, event_id: await eventIdFor(createEvent, rules) } as IdentifiedPdu;
+
+      // Dry run: build every event on the simulated state and check it, so a bad request stores nothing.
+      const key = await signingKey(this.env);
+      const state = new Map<string, IdentifiedPdu>([["m.room.create\u0000", create]]);
+      const lookup = (type: string, sk: string) => state.get(`${type}\u0000${sk}`);
+      const createCheck = checkEventAuth(create, rules, lookup);
+      if (!createCheck.allowed) throw new MatrixError(400, "M_INVALID_ROOM_STATE", `m.room.create: ${createCheck.reason}`);
+      const built: Pdu[] = [];
+      let prev = create;
+      for (const template of initialEventTemplates(config, rules)) {
+        const event = await buildLocalEvent(template, {
+          roomId,
+          rules,
+          serverName: this.env.SERVER_NAME,
+          key,
+          prevEvents: [prev],
+          state: lookup,
+          now: Date.now(),
+        });
+        const identified = { ...event.pdu, event_id: event.eventId } as IdentifiedPdu;
+        const check = checkEventAuth(identified, rules, lookup);
+        if (!check.allowed) {
+          const what = template.stateKey ? `${template.type} (${template.stateKey})` : template.type;
+          throw new MatrixError(400, "M_INVALID_ROOM_STATE", `${what}: ${check.reason}`);
+        }
+        state.set(`${template.type}\u0000${template.stateKey ?? ""}`, identified);
+        built.push(event.pdu);
+        prev = identified;
+      }
+
+      const results: PersistResult[] = [await this.engine.persistEvent(createEvent, { origin: "local" }, roomId)];
+      try {
+        for (const pdu of built) results.push(await this.engine.persistEvent(pdu, { origin: "local" }));
+      } finally {
+        await this.afterCommit(results);
+      }
+      return { roomId, eventIds: results.map((r) => r.eventId) };
+    });
+  }
+
+  /**
+   * A message, state event or redaction from a local client. State events that repeat the current one
+   * (same sender and content) return the existing event, as Synapse does. Redactions need the redact
+   * level unless the sender redacts their own event.
+   */
+  sendEvent(request: SendEventRequest): Promise<SentEvent> {
+    return this.serialised(async () => {
+      const meta = this.engine.meta();
+      if (!meta) throw forbidden("Unknown room");
+      const { sender, type, stateKey, content } = request;
+      const txn = request.txn ? { userId: sender, deviceId: request.txn.deviceId, txnId: request.txn.txnId } : undefined;
+      if (txn) {
+        const existing = this.engine.txnEventId(txn);
+        if (existing !== undefined) return { eventId: existing, streamOrdering: this.engine.eventMeta(existing)!.streamOrdering };
+      }
+
+      if (type === "m.room.member" && stateKey !== undefined) {
+        const membership = content.membership;
+        const action = membershipActionFor(membership);
+        return this.membershipLocked({ sender, target: stateKey, action, content });
+      }
+
+      if (stateKey !== undefined) {
+        const current = this.engine.currentStateEvent(type, stateKey);
+        if (current && current.sender === sender && sameContent(current.content, content)) {
+          return { eventId: current.event_id, streamOrdering: this.engine.eventMeta(current.event_id)!.streamOrdering };
+        }
+      }
+
+      let redacts = request.redacts;
+      if (type === "m.room.redaction") {
+        if (redacts === undefined && typeof content.redacts === "string") redacts = content.redacts;
+        if (redacts === undefined) throw badJson("A redaction needs the event to redact");
+        this.checkRedactionAllowed(sender, redacts);
+      }
+
+      const result = await createLocalEvent(this.engine, this.env, { type, stateKey, sender, content, redacts }, txn);
+      await this.afterCommit([result]);
+      return { eventId: result.eventId, streamOrdering: result.streamOrdering };
+    });
+  }
+
+  /** Client-side redaction check (Synapse's): the redact level, or one's own event. From room v3 on the
+   * auth rules no longer check redactions; the same condition is applied again when the redaction is
+   * delivered (engine.ts, `redactionAllowedAtDelivery`). */
+  private checkRedactionAllowed(sender: string, redacts: string): void {
+    const meta = this.engine.meta()!;
+    const target = this.engine.events.pdu(redacts);
+    if (target && target.type === "m.room.create") throw forbidden("You cannot redact the creation event");
+    if (target && target.room_id !== undefined && target.room_id !== meta.roomId) throw badJson("Cannot redact event from a different room");
+    const lookup = this.engine.currentLookup;
+    if (powerLevelOf(sender, lookup, meta.rules) >= namedPowerLevel("redact", lookup, meta.rules)) return;
+    if (target && target.sender !== sender) throw forbidden("You don't have permission to redact events");
+  }
+
+  /** join, invite, leave, kick, ban, unban, knock by a local user (spec: "Room membership"). */
+  updateMembership(request: MembershipRequest): Promise<SentEvent> {
+    return this.serialised(() => this.membershipLocked(request));
+  }
+
+  private async membershipLocked(request: MembershipRequest): Promise<SentEvent> {
+    const meta = this.engine.meta();
+    if (!meta) {
+      if (request.action === "join") throw notFound("No known servers");
+      if (request.action === "leave") throw notFound("Not a known room");
+      throw forbidden("Unknown room");
+    }
+    if (request.action === "invite" && !this.engine.isLocalUser(request.target)) {
+      // Needs the federation invite API (PUT /_matrix/federation/v2/invite), which does not exist yet.
+      throw new MatrixError(501, "M_UNRECOGNIZED", "Inviting users of other servers is not supported yet");
+    }
+    const prepared = await prepareMembership(this.engine, request, (roomId, userId) =>
+      this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).isJoined(userId),
+    );
+    if ("existingEventId" in prepared) {
+      return { eventId: prepared.existingEventId, streamOrdering: this.engine.eventMeta(prepared.existingEventId)!.streamOrdering };
+    }
+    const result = await createLocalEvent(this.engine, this.env, prepared.template);
+    // A join (again) undoes /forget: the room shows up for the user again.
+    if (request.action === "join" || request.action === "invite" || request.action === "knock") {
+      this.engine.setForgotten(request.target, false);
+    }
+    await this.afterCommit([result]);
+    return { eventId: result.eventId, streamOrdering: result.streamOrdering };
+  }
+
+  /** POST /rooms/{roomId}/forget: allowed once the user has left or was banned (Synapse: 400 otherwise). */
+  forget(userId: string): Promise<void> {
+    return this.serialised(async () => {
+      if (!this.engine.meta()) return;
+      const m = this.engine.membershipOf(userId);
+      if (m && m.membership !== "leave" && m.membership !== "ban") {
+        throw new MatrixError(400, "M_UNKNOWN", `User ${userId} in room ${this.engine.meta()!.roomId}`);
+      }
+      if (m) this.engine.setForgotten(userId, true);
+    });
+  }
+
+  /**
+   * The entry point for events from other servers (federation, later): the same checks and commit as
+   * local events, storing rejected and soft-failed events as the spec requires.
+   */
+  persistEvent(pdu: Pdu, options: { origin: "local" | "federation" }): Promise<PersistResult> {
+    return this.serialised(async () => {
+      const result = await this.engine.persistEvent(pdu, options);
+      await this.afterCommit([result]);
+      return result;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reads.
+
+  /** The room this DO holds, or null for an unknown room. */
+  roomInfo(): { roomId: string; roomVersion: string; createEventId: string } | null {
+    const meta = this.engine.meta();
+    return meta ? { roomId: meta.roomId, roomVersion: meta.roomVersion, createEventId: meta.createEventId! } : null;
+  }
+
+  /** A user's current membership and its event ID, or null if none. */
+  membership(userId: string): { membership: string; eventId: string } | null {
+    return this.engine.meta() ? this.engine.membershipOf(userId) : null;
+  }
+
+  /** Whether a user is currently joined (restricted joins of other rooms ask this). */
+  isJoined(userId: string): boolean {
+    return this.engine.meta() !== null && this.engine.membershipOf(userId)?.membership === "join";
+  }
+
+  /** Users with a given current membership (e.g. "join"). */
+  members(membership: string): string[] {
+    return this.engine.meta() ? this.engine.membersWith(membership) : [];
+  }
+
+  /** GET /rooms/{roomId}/state: the state the user may see (403 otherwise), in the client format. */
+  stateForUser(reader: Reader): ClientEvent[] {
+    try {
+      return stateClientEvents(this.engine, visibleState(this.engine, reader.userId), reader);
+    } catch (e) {
+      rethrow(e);
+    }
+  }
+
+  /** GET /rooms/{roomId}/state/{type}/{stateKey}: one state event the user may see; null if there is none. */
+  stateEventForUser(reader: Reader, type: string, stateKey: string): ClientEvent | null {
+    try {
+      const state = visibleState(this.engine, reader.userId);
+      const eventId = state.get(`${type}\u0000${stateKey}`);
+      return eventId === undefined ? null : (clientEvents(this.engine, [eventId], reader)[0] ?? null);
+    } catch (e) {
+      rethrow(e);
+    }
+  }
+
+  /** Stored events in the client format (no visibility check: the caller decides who may see them). */
+  clientEvents(eventIds: string[], reader?: Reader): ClientEvent[] {
+    return clientEvents(this.engine, eventIds, reader);
+  }
+
+  /** A stored PDU (with its event ID), or null. */
+  getPdu(eventId: string): IdentifiedPdu | null {
+    return (this.engine.meta() && this.engine.events.pdu(eventId)) || null;
+  }
+
+  /** The state before and after a stored event (null for unknown events and outliers). */
+  stateAtEvent(eventId: string): { before: StateEntry[]; after: StateEntry[] } | null {
+    if (!this.engine.meta()) return null;
+    const at = this.engine.stateAtEvent(eventId);
+    return at ? { before: entries(at.before), after: entries(at.after) } : null;
+  }
+
+  /** Changes of the current state between two stream positions: ordering in (fromStream, toStream]. */
+  stateDelta(fromStream: number, toStream: number): StateDeltaEntry[] {
+    return this.engine.stateDelta(fromStream, toStream);
+  }
+
+  /** The current state as (type, state_key, event ID) entries. */
+  currentState(): StateEntry[] {
+    return this.engine.meta() ? entries(this.engine.currentState()) : [];
+  }
+
+  /** The room's latest stream ordering (0 for an unknown room). */
+  currentStreamOrdering(): number {
+    return this.engine.maxStreamOrdering();
+  }
+
+  /** The current state for the directory (worker/room-summary.ts), or null for an unknown room. */
+  currentStateForDirectory(): { roomVersion: string; events: DirectoryStateEvent[] } | null {
+    const meta = this.engine.meta();
+    if (!meta) return null;
+    const events: DirectoryStateEvent[] = [];
+    for (const [key, eventId] of this.engine.currentState()) {
+      const pdu = this.engine.events.pdu(eventId);
+      if (!pdu) continue;
+      events.push({
+        event_id: eventId,
+        type: pdu.type,
+        state_key: splitStateKey(key)[1],
+        sender: pdu.sender,
+        origin_server_ts: pdu.origin_server_ts,
+        content: pdu.content,
+      });
+    }
+    return { roomVersion: meta.roomVersion, events };
+  }
+
+  /** Notifications not yet delivered (tests, diagnostics). */
+  pendingNotifications(): { userId: string; notification: RoomEventNotification }[] {
+    return this.engine.outbox().map((e) => ({ userId: e.userId, notification: e.notification }));
+  }
+}
+
+/** The membership action a PUT /state/m.room.member/{userId} body stands for. */
+function membershipActionFor(membership: unknown): MembershipAction {
+  switch (membership) {
+    case "join":
+    case "invite":
+    case "ban":
+    case "knock":
+      return membership;
+    case "leave":
+      // Another user's leave through the state API is a kick or an unban; the auth rules tell which.
+      return "leave";
+    default:
+      throw badJson("Invalid membership");
   }
 }

@@ -28,6 +28,7 @@ import {
   type StoredPushRules,
 } from "../protocol/push-rules.js";
 import type { Env } from "../worker/env.js";
+import type { RoomEventNotification } from "./notifications.js";
 
 /** An account data event's content. Typed loosely on purpose: a recursive JSON type makes the RPC stub
  * types of this class too deep for TypeScript. */
@@ -247,6 +248,50 @@ export class UserDurableObject extends DurableObject<Env> {
       .exec<{ filter_json: string }>("SELECT filter_json FROM filters WHERE filter_id = ?", Number(filterId))
       .toArray()[0];
     return row ? row.filter_json : null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Room events (durable-objects/notifications.ts). A Room DO calls this after committing an event that
+  // concerns the user; delivery is at least once, so (room_id, stream_ordering) deduplicates. Each new
+  // row takes the next inbox position; sync builds on this table.
+
+  private roomEventsInboxReady = false;
+
+  /** Records a room event notification; returns its inbox position (the existing one for a repeat). */
+  onRoomEvent(n: RoomEventNotification): number {
+    if (!this.roomEventsInboxReady) {
+      this.sql.exec(`
+        CREATE TABLE IF NOT EXISTS room_events_inbox (
+          position INTEGER PRIMARY KEY AUTOINCREMENT,
+          room_id TEXT NOT NULL,
+          stream_ordering INTEGER NOT NULL,
+          event_id TEXT NOT NULL,
+          type TEXT NOT NULL,
+          state_key TEXT,
+          sender TEXT NOT NULL,
+          membership TEXT,
+          UNIQUE (room_id, stream_ordering)
+        );
+      `);
+      this.roomEventsInboxReady = true;
+    }
+    const existing = this.sql
+      .exec<{ position: number }>("SELECT position FROM room_events_inbox WHERE room_id = ? AND stream_ordering = ?", n.roomId, n.streamOrdering)
+      .toArray()[0];
+    if (existing) return existing.position;
+    return this.sql
+      .exec<{ position: number }>(
+        `INSERT INTO room_events_inbox (room_id, stream_ordering, event_id, type, state_key, sender, membership)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position`,
+        n.roomId,
+        n.streamOrdering,
+        n.eventId,
+        n.type,
+        n.stateKey ?? null,
+        n.sender,
+        n.membership ?? null,
+      )
+      .one().position;
   }
 }
 

@@ -1,0 +1,72 @@
+// The client format of room events (spec: Client-Server API, "Room event format" / ClientEvent): a PDU
+// without its federation fields, with `unsigned` computed for the reader. The one place that turns a
+// stored PDU into what clients see, for every endpoint that returns events.
+import type { JsonObject } from "../../protocol/json.js";
+import type { IdentifiedPdu } from "../../protocol/pdu.js";
+import type { RoomVersionRules } from "../../protocol/room-versions.js";
+
+export interface ClientEventUnsigned {
+  /** Milliseconds since the event was sent (as the reading server sees it). */
+  age?: number;
+  /** The client's transaction ID, only for the device that sent the event. */
+  transaction_id?: string;
+  /** The redaction event that redacted this one (in client format). */
+  redacted_because?: ClientEvent;
+  /** State events: the content and sender of the state event this one replaced. */
+  prev_content?: JsonObject;
+  prev_sender?: string;
+  replaces_state?: string;
+}
+
+export interface ClientEvent {
+  event_id: string;
+  type: string;
+  content: JsonObject;
+  sender: string;
+  origin_server_ts: number;
+  room_id: string;
+  state_key?: string;
+  /** Redactions: the redacted event's ID. v11+ keeps it in `content.redacts`; servers still copy it to
+   * the top level for clients written before v11 (as Synapse does). */
+  redacts?: string;
+  unsigned?: ClientEventUnsigned;
+}
+
+export interface ClientEventOptions {
+  roomId: string;
+  rules: RoomVersionRules;
+  /** The reader's clock, for `unsigned.age`. */
+  now: number;
+  transactionId?: string;
+  redactedBecause?: ClientEvent;
+  /** For state events: the state event this one replaced (the state before it at its key). */
+  replacedState?: IdentifiedPdu;
+}
+
+/** Converts a stored PDU (already redacted if a redaction applied) into the client format. */
+export function toClientEvent(pdu: IdentifiedPdu, options: ClientEventOptions): ClientEvent {
+  const event: ClientEvent = {
+    event_id: pdu.event_id,
+    type: pdu.type,
+    content: pdu.content,
+    sender: pdu.sender,
+    origin_server_ts: pdu.origin_server_ts,
+    // The v12 create event has no room_id; clients always get one.
+    room_id: pdu.room_id ?? options.roomId,
+  };
+  if (typeof pdu.state_key === "string") event.state_key = pdu.state_key;
+  if (pdu.type === "m.room.redaction") {
+    const redacts = options.rules.eventFormat.redactsInContent ? pdu.content.redacts : pdu.redacts;
+    if (typeof redacts === "string") event.redacts = redacts;
+  }
+  const unsigned: ClientEventUnsigned = { age: Math.max(0, options.now - pdu.origin_server_ts) };
+  if (options.transactionId !== undefined) unsigned.transaction_id = options.transactionId;
+  if (options.redactedBecause !== undefined) unsigned.redacted_because = options.redactedBecause;
+  if (options.replacedState !== undefined) {
+    unsigned.replaces_state = options.replacedState.event_id;
+    unsigned.prev_content = options.replacedState.content;
+    unsigned.prev_sender = options.replacedState.sender;
+  }
+  event.unsigned = unsigned;
+  return event;
+}

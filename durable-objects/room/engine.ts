@@ -1,0 +1,743 @@
+// The storage side of the Room DO: room meta, current state, forward extremities, state groups, and the one
+// entry point every event goes through, `persistEvent` (DESIGN.md, "Who owns what"; spec: Server-Server API,
+// "Checks performed on receipt of a PDU"). Local events are built by build-event.ts and then persisted
+// exactly like remote ones, so federation needs no second path.
+//
+// The engine does no locking: the Room DO serialises every write through one queue (room.ts), so the
+// async checks of one event never interleave with another write.
+import { checkEventAgainstAuthEvents, checkEventAuth, redactionAllowedAtDelivery, redactsOf, thirdPartyInvitePublicKeys, verifyThirdPartyInviteSigned, type AuthStateLookup } from "../../protocol/auth-rules.js";
+import { MatrixError, badJson, forbidden, tooLarge } from "../../protocol/errors.js";
+import { checkContentHash, eventIdFor, roomIdFromCreateEvent, verifyEventSignature } from "../../protocol/event-hashes.js";
+import { MAX_PDU_BYTES, validatePduFormat } from "../../protocol/event-validation.js";
+import { isJsonObject } from "../../protocol/json.js";
+import { authEventIds, prevEventIds, serverNameOf, splitStateKey, stateKey, type IdentifiedPdu, type Pdu, type StateKey, type StateMap } from "../../protocol/pdu.js";
+import { redactPdu } from "../../protocol/redaction.js";
+import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
+import { resolveState } from "../../protocol/state-res.js";
+import type { Env } from "../../worker/env.js";
+import type { RoomEventNotification } from "../notifications.js";
+import { EventStore, type EventMeta } from "./event-store.js";
+import { createRoomSchema, roomSchemaExists } from "./schema.js";
+import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
+import { requiredSigningServers, verifyKeysFor } from "./verify-keys.js";
+
+export interface RoomMeta {
+  roomId: string;
+  roomVersion: string;
+  rules: RoomVersionRules;
+  createEventId: string | null;
+  currentStateGroup: number | null;
+}
+
+/** A client transaction: (user, device, txn ID). */
+export interface TxnKey {
+  userId: string;
+  deviceId: string;
+  txnId: string;
+}
+
+export interface PersistOptions {
+  /** `local`: built by this server for a local client; a failed check is an error for the client and
+   * nothing is stored. `federation`: received from another server; failed checks store the event as
+   * rejected or soft-failed, as the spec requires. */
+  origin: "local" | "federation";
+  txn?: TxnKey;
+}
+
+export interface PersistResult {
+  eventId: string;
+  streamOrdering: number;
+  rejectedReason: string | null;
+  softFailed: boolean;
+  /** The event was already stored; nothing changed. */
+  duplicate: boolean;
+  /** Outbox rows written with the event, for the caller to deliver after the commit. */
+  outboxIds: number[];
+}
+
+/** One outbox row ready for delivery. */
+export interface OutboxEntry {
+  id: number;
+  userId: string;
+  notification: RoomEventNotification;
+}
+
+/** One entry of a state map as it crosses RPC. */
+export interface StateEntry {
+  type: string;
+  stateKey: string;
+  eventId: string;
+}
+
+/** One change of the current state (state_deltas row). `eventId` null: the key left the state. */
+export interface StateDeltaEntry {
+  streamOrdering: number;
+  type: string;
+  stateKey: string;
+  eventId: string | null;
+  prevEventId: string | null;
+}
+
+/** The per-event outcome of the checks before the commit. */
+interface CheckedEvent {
+  eventId: string;
+  /** The wire form to store (the redacted form if the content hash did not match). */
+  wire: Pdu;
+  identified: IdentifiedPdu;
+  rejectedReason: string | null;
+  softFailed: boolean;
+  /** The state group before the event, or a resolved state still to be stored as a group. */
+  before: { group: number | null } | { resolvedFrom: number; changes: StateChanges; state: ReadonlyStateMap };
+}
+
+/** Thrown (as a MatrixError) when a create event is persisted into a DO that already holds a room: the
+ * caller derives another room ID. */
+export const ROOM_EXISTS_ERRCODE = "M_ROOM_IN_USE";
+
+const MEMBERSHIPS_TO_NOTIFY = ["join", "invite", "knock"];
+
+export class RoomEngine {
+  readonly sql: SqlStorage;
+  readonly stateGroups: StateGroupStore;
+  readonly events: EventStore;
+  private metaCache: RoomMeta | null | undefined;
+  private schemaReady: boolean;
+
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly env: Env,
+  ) {
+    this.sql = storage.sql;
+    this.stateGroups = new StateGroupStore(this.sql);
+    this.events = new EventStore(this.sql);
+    this.schemaReady = roomSchemaExists(this.sql);
+    // Idempotent: brings an existing room's schema up to date (new tables, new indexes).
+    if (this.schemaReady) createRoomSchema(this.sql);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Room meta.
+
+  /** The room this DO holds, or null if it holds none (an unknown room ID). */
+  meta(): RoomMeta | null {
+    if (this.metaCache !== undefined) return this.metaCache;
+    if (!this.schemaReady) return null;
+    const row = this.sql
+      .exec<{ room_id: string; room_version: string; create_event_id: string | null; current_state_group: number | null }>(
+        "SELECT room_id, room_version, create_event_id, current_state_group FROM room_meta WHERE id = 1",
+      )
+      .toArray()[0];
+    if (!row || row.create_event_id === null) return (this.metaCache = null);
+    const rules = roomVersionRules(row.room_version);
+    if (!rules) throw new Error(`room ${row.room_id} has unknown room version ${row.room_version}`);
+    this.metaCache = {
+      roomId: row.room_id,
+      roomVersion: row.room_version,
+      rules,
+      createEventId: row.create_event_id,
+      currentStateGroup: row.current_state_group,
+    };
+    return this.metaCache;
+  }
+
+  /** Creates the schema and the meta row of a new room (before its create event is persisted). */
+  private initialise(roomId: string, roomVersion: string): void {
+    if (!this.schemaReady) {
+      createRoomSchema(this.sql);
+      this.schemaReady = true;
+    }
+    this.sql.exec(
+      "INSERT INTO room_meta (id, room_id, room_version) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET room_id = excluded.room_id, room_version = excluded.room_version",
+      roomId,
+      roomVersion,
+    );
+    this.metaCache = undefined;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Current state.
+
+  /** The current state event for (type, state_key). */
+  currentStateEvent(type: string, sk: string): IdentifiedPdu | undefined {
+    const id = this.currentStateEventId(type, sk);
+    return id === undefined ? undefined : this.events.pdu(id);
+  }
+
+  currentStateEventId(type: string, sk: string): string | undefined {
+    if (!this.schemaReady) return undefined;
+    return this.sql
+      .exec<{ event_id: string }>("SELECT event_id FROM current_state WHERE type = ? AND state_key = ?", type, sk)
+      .toArray()[0]?.event_id;
+  }
+
+  /** The auth lookup over the current state. */
+  readonly currentLookup: AuthStateLookup = (type, sk) => this.currentStateEvent(type, sk);
+
+  /** The current state as a map (cached: it is the most read snapshot). */
+  currentState(): ReadonlyStateMap {
+    return this.stateGroups.load(this.meta()?.currentStateGroup ?? null);
+  }
+
+  /** A user's current membership and its event, or null if the user has none. */
+  membershipOf(userId: string): { membership: string; eventId: string } | null {
+    if (!this.schemaReady) return null;
+    const row = this.sql
+      .exec<{ event_id: string; membership: string | null }>(
+        "SELECT event_id, membership FROM current_state WHERE type = 'm.room.member' AND state_key = ?",
+        userId,
+      )
+      .toArray()[0];
+    return row && row.membership !== null ? { membership: row.membership, eventId: row.event_id } : null;
+  }
+
+  /** Users with the given current membership. */
+  membersWith(membership: string): string[] {
+    if (!this.schemaReady) return [];
+    return this.sql
+      .exec<{ state_key: string }>("SELECT state_key FROM current_state WHERE type = 'm.room.member' AND membership = ?", membership)
+      .toArray()
+      .map((r) => r.state_key);
+  }
+
+  /** The auth lookup over a stored state group. */
+  lookupInGroup(group: number | null): AuthStateLookup {
+    return (type, sk) => {
+      const id = this.stateGroups.lookup(group, type, sk);
+      return id === undefined ? undefined : this.events.pdu(id);
+    };
+  }
+
+  lookupInMap(state: ReadonlyStateMap): AuthStateLookup {
+    return (type, sk) => {
+      const id = state.get(stateKey(type, sk));
+      return id === undefined ? undefined : this.events.pdu(id);
+    };
+  }
+
+  forwardExtremities(): string[] {
+    if (!this.schemaReady) return [];
+    return this.sql.exec<{ event_id: string }>("SELECT event_id FROM forward_extremities").toArray().map((r) => r.event_id);
+  }
+
+  /** The highest stream ordering (0 before any event). */
+  maxStreamOrdering(): number {
+    if (!this.schemaReady) return 0;
+    return this.sql.exec<{ m: number | null }>("SELECT MAX(stream_ordering) AS m FROM events").one().m ?? 0;
+  }
+
+  txnEventId(txn: TxnKey): string | undefined {
+    if (!this.schemaReady) return undefined;
+    return this.sql
+      .exec<{ event_id: string }>("SELECT event_id FROM txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?", txn.userId, txn.deviceId, txn.txnId)
+      .toArray()[0]?.event_id;
+  }
+
+  /** The transaction ID a device sent an event with (for `unsigned.transaction_id`). */
+  transactionIdOf(eventId: string, userId: string, deviceId: string): string | undefined {
+    if (!this.schemaReady) return undefined;
+    return this.sql
+      .exec<{ txn_id: string }>("SELECT txn_id FROM txn_ids WHERE event_id = ? AND user_id = ? AND device_id = ?", eventId, userId, deviceId)
+      .toArray()[0]?.txn_id;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State at events, state deltas.
+
+  /** The state before and after a stored, non-outlier event. */
+  stateAtEvent(eventId: string): { before: ReadonlyStateMap; after: ReadonlyStateMap } | null {
+    const meta = this.events.meta(eventId);
+    if (!meta || meta.outlier) return null;
+    return { before: this.stateGroups.load(meta.stateGroupBefore), after: this.stateGroups.load(meta.stateGroupAfter) };
+  }
+
+  /** Changes of the current state with stream ordering in (fromStream, toStream], oldest first. */
+  stateDelta(fromStream: number, toStream: number): StateDeltaEntry[] {
+    if (!this.schemaReady) return [];
+    return this.sql
+      .exec<{ stream_ordering: number; type: string; state_key: string; event_id: string | null; prev_event_id: string | null }>(
+        "SELECT stream_ordering, type, state_key, event_id, prev_event_id FROM state_deltas WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering, type, state_key",
+        fromStream,
+        toStream,
+      )
+      .toArray()
+      .map((r) => ({ streamOrdering: r.stream_ordering, type: r.type, stateKey: r.state_key, eventId: r.event_id, prevEventId: r.prev_event_id }));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The entry point.
+
+  /**
+   * Checks and stores one event (spec: "Checks performed on receipt of a PDU"):
+   *  1. format (event-validation), 2. signatures of the servers that must sign, 3. content hash,
+   *  4. auth against its auth_events (rejected), 5. auth against the state before it (rejected),
+   *  6. auth against the current state (soft-failed);
+   * then, in one storage transaction: the event row, its edges, state groups, forward extremities,
+   * current state and its delta log, redactions it applies or receives, the client transaction ID and
+   * the outbox rows of the local users to notify. Returns after the commit.
+   *
+   * A create event starts a new room: `roomId` must be the ID the DO is addressed by (v12: the one the
+   * create event hashes to). Persisting a create event into a DO that holds a room fails with
+   * M_ROOM_IN_USE.
+   */
+  async persistEvent(pdu: Pdu, options: PersistOptions, roomId?: string): Promise<PersistResult> {
+    const isCreate = pdu.type === "m.room.create" && pdu.state_key === "";
+    let meta = this.meta();
+    let rules: RoomVersionRules;
+    if (isCreate) {
+      if (meta) {
+        const existing = await this.eventIdOrNull(pdu, meta.rules);
+        if (existing !== null && existing === meta.createEventId) return this.duplicateResult(existing);
+        throw new MatrixError(400, ROOM_EXISTS_ERRCODE, "Room already exists");
+      }
+      const version = typeof pdu.content?.room_version === "string" ? pdu.content.room_version : "1";
+      const r = roomVersionRules(version);
+      if (!r) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", `Unsupported room version ${version}`);
+      rules = r;
+    } else {
+      if (!meta) throw forbidden("Unknown room");
+      rules = meta.rules;
+    }
+
+    // 1. Format.
+    const format = validatePduFormat(pdu, rules);
+    if (!format.ok) {
+      if (format.reason.includes(`larger than ${MAX_PDU_BYTES}`)) throw tooLarge("Event is too large");
+      throw badJson(`Invalid event: ${format.reason}`);
+    }
+    const eventId = await eventIdFor(pdu, rules);
+
+    if (isCreate) {
+      const derived = await roomIdFromCreateEvent(pdu, rules);
+      if (roomId === undefined || derived !== roomId) throw badJson("The create event does not define this room's ID");
+      // The meta row exists from here on; it stays without create_event_id (an unknown room to every
+      // reader) unless the create event commits below.
+      this.initialise(roomId, rules.id);
+      meta = { roomId, roomVersion: rules.id, rules, createEventId: null, currentStateGroup: null };
+    } else if (pdu.room_id !== meta!.roomId) {
+      throw badJson("Event is for another room");
+    }
+    const room = meta!;
+
+    if (this.events.has(eventId)) return this.duplicateResult(eventId);
+
+    // 2. Signatures.
+    for (const server of requiredSigningServers(pdu, rules)) {
+      if (!(await this.hasValidSignature(pdu, server, rules))) {
+        throw forbidden(`Event is not signed by ${server}`);
+      }
+    }
+
+    // 3. Content hash: a mismatch means the event is used in redacted form (remote) or is a bug (local).
+    let wire = pdu;
+    if (!(await checkContentHash(pdu))) {
+      if (options.origin === "local") throw new Error("local event has a wrong content hash");
+      wire = redactPdu(pdu, rules);
+    }
+    const identified = { ...wire, event_id: eventId } as IdentifiedPdu;
+
+    const checked = await this.checkAuth(identified, wire, rules, room, isCreate);
+    if (options.origin === "local") {
+      if (checked.rejectedReason !== null) throw forbidden(checked.rejectedReason);
+      if (checked.softFailed) throw forbidden("Event is not allowed by the room's current state");
+    }
+    return this.commit(checked, room, isCreate, options);
+  }
+
+  private duplicateResult(eventId: string): PersistResult {
+    const m = this.events.meta(eventId)!;
+    return { eventId, streamOrdering: m.streamOrdering, rejectedReason: m.rejectedReason, softFailed: m.softFailed, duplicate: true, outboxIds: [] };
+  }
+
+  private async eventIdOrNull(pdu: Pdu, rules: RoomVersionRules): Promise<string | null> {
+    try {
+      return await eventIdFor(pdu, rules);
+    } catch {
+      return null;
+    }
+  }
+
+  private async hasValidSignature(pdu: Pdu, server: string, rules: RoomVersionRules): Promise<boolean> {
+    const byKey = pdu.signatures?.[server];
+    if (!isJsonObject(byKey)) return false;
+    for (const key of await verifyKeysFor(this.env, server)) {
+      if (typeof byKey[key.keyId] !== "string") continue;
+      // v5+: the key must have been valid when the event was sent.
+      if (rules.enforceKeyValidity && key.validUntilTs !== null && pdu.origin_server_ts > key.validUntilTs) continue;
+      if (await verifyEventSignature(pdu, server, key.keyId, key.publicKey, rules)) return true;
+    }
+    return false;
+  }
+
+  private isRejected = (eventId: string): boolean => {
+    const m = this.events.meta(eventId);
+    return m !== undefined && m.rejectedReason !== null;
+  };
+
+  /** Checks 4-6 (auth events, state before, current state). */
+  private async checkAuth(
+    event: IdentifiedPdu,
+    wire: Pdu,
+    rules: RoomVersionRules,
+    room: RoomMeta,
+    isCreate: boolean,
+  ): Promise<CheckedEvent> {
+    const result: CheckedEvent = { eventId: event.event_id, wire, identified: event, rejectedReason: null, softFailed: false, before: { group: null } };
+    if (isCreate) {
+      const auth = checkEventAuth(event, rules, () => undefined);
+      if (!auth.allowed) result.rejectedReason = auth.reason;
+      return result;
+    }
+
+    // 4. Against the auth events. Missing auth events would be fetched over federation; until then the
+    // event is rejected.
+    const authEvents: IdentifiedPdu[] = [];
+    for (const id of authEventIds(event)) {
+      const e = this.events.pdu(id);
+      if (!e) {
+        result.rejectedReason = `auth event ${id} is unknown`;
+        return result;
+      }
+      authEvents.push(e);
+    }
+    const createEvent = rules.authorization.roomCreateEventIdAsRoomId && room.createEventId ? this.events.pdu(room.createEventId) : undefined;
+
+    // Third-party invites: verify the signatures of `signed` against the candidate keys first (async).
+    let verifiedKeys: Set<string> | undefined;
+    const tpiKeys = (lookup: AuthStateLookup): string[] => {
+      const signed = isJsonObject(event.content.third_party_invite) ? event.content.third_party_invite.signed : undefined;
+      const token = isJsonObject(signed) ? signed.token : undefined;
+      const invite = typeof token === "string" ? lookup("m.room.third_party_invite", token) : undefined;
+      return invite ? thirdPartyInvitePublicKeys(invite) : [];
+    };
+
+    // 5. The state before the event: the state after its one prev event, or the resolution of the states
+    // after its prev events.
+    const prevs = prevEventIds(event);
+    const groups: number[] = [];
+    for (const id of prevs) {
+      const m = this.events.meta(id);
+      if (!m || m.outlier) throw badJson(`prev event ${id} is unknown`);
+      const g = m.stateGroupAfter;
+      if (g !== null && !groups.includes(g)) groups.push(g);
+    }
+    let beforeLookup: AuthStateLookup;
+    if (groups.length <= 1) {
+      const group = groups[0] ?? null;
+      result.before = { group };
+      beforeLookup = this.lookupInGroup(group);
+    } else {
+      const state = this.resolve(groups, rules);
+      const parent = groups[0]!;
+      result.before = { resolvedFrom: parent, changes: diffStates(this.stateGroups.load(parent), state), state };
+      beforeLookup = this.lookupInMap(state);
+    }
+
+    if (event.type === "m.room.member" && Object.hasOwn(event.content, "third_party_invite")) {
+      const keys = [...tpiKeys(authLookupOf(authEvents, createEvent)), ...tpiKeys(beforeLookup), ...tpiKeys(this.currentLookup)];
+      verifiedKeys = await verifyThirdPartyInviteSigned(event, keys);
+    }
+    const authOptions = { thirdPartyInviteVerifiedKeys: verifiedKeys };
+
+    const byAuthEvents = checkEventAgainstAuthEvents(event, authEvents, rules, { ...authOptions, createEvent, isRejected: this.isRejected });
+    if (!byAuthEvents.allowed) {
+      result.rejectedReason = byAuthEvents.reason;
+      return result;
+    }
+    const byStateBefore = checkEventAuth(event, rules, beforeLookup, authOptions);
+    if (!byStateBefore.allowed) {
+      result.rejectedReason = byStateBefore.reason;
+      return result;
+    }
+
+    // 6. Soft fail against the current state, when that differs from the state before.
+    const current = room.currentStateGroup;
+    if (!("group" in result.before) || result.before.group !== current) {
+      const byCurrent = checkEventAuth(event, rules, this.currentLookup, authOptions);
+      if (!byCurrent.allowed) result.softFailed = true;
+    }
+    return result;
+  }
+
+  /** State resolution over stored groups (spec: the room version's state resolution algorithm). */
+  private resolve(groups: number[], rules: RoomVersionRules): ReadonlyStateMap {
+    const stateSets = groups.map((g) => this.stateGroups.load(g) as StateMap);
+    return resolveState({ rules, stateSets, getEvent: (id) => this.events.pdu(id), isRejected: this.isRejected });
+  }
+
+  /** The storage transaction of `persistEvent`. */
+  private commit(checked: CheckedEvent, room: RoomMeta, isCreate: boolean, options: PersistOptions): PersistResult {
+    const { eventId, wire, identified: event, rejectedReason, softFailed } = checked;
+    const rules = room.rules;
+    const accepted = rejectedReason === null && !softFailed;
+    const isState = typeof event.state_key === "string";
+    const firstGroupId = (this.sql.exec<{ m: number | null }>("SELECT MAX(id) AS m FROM state_groups").one().m ?? 0) + 1;
+
+    try {
+      return this.storage.transactionSync(() => {
+        // State before (a resolved state becomes a group derived from the first prev's group).
+        let groupBefore: number | null;
+        if ("group" in checked.before) groupBefore = checked.before.group;
+        else groupBefore = this.stateGroups.create(checked.before.resolvedFrom, checked.before.changes);
+
+        let groupAfter = groupBefore;
+        let replacesState: string | null = null;
+        if (isState) {
+          replacesState = this.stateGroups.lookup(groupBefore, event.type, event.state_key!) ?? null;
+          if (rejectedReason === null) {
+            groupAfter = this.stateGroups.create(groupBefore, new Map([[stateKey(event.type, event.state_key!), eventId]]));
+          }
+        }
+
+        const redacts = event.type === "m.room.redaction" ? (redactsOf(event, rules) ?? null) : null;
+        const streamOrdering = this.events.insert({
+          eventId,
+          pdu: wire,
+          rejectedReason,
+          softFailed,
+          outlier: false,
+          stateGroupBefore: groupBefore,
+          stateGroupAfter: groupAfter,
+          replacesState,
+          redacts,
+        });
+        for (const prev of prevEventIds(event)) {
+          this.sql.exec("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?, ?)", eventId, prev);
+        }
+        for (const auth of authEventIds(event)) {
+          this.sql.exec("INSERT OR IGNORE INTO auth_edges (event_id, auth_event_id) VALUES (?, ?)", eventId, auth);
+        }
+
+        if (isCreate) {
+          this.sql.exec("UPDATE room_meta SET create_event_id = ? WHERE id = 1", eventId);
+        }
+
+        let outboxIds: number[] = [];
+        if (accepted) {
+          this.updateForwardExtremities(eventId, prevEventIds(event));
+          this.updateCurrentState(streamOrdering, event, groupBefore, groupAfter, rules);
+          if (redacts !== null) this.applyRedactionOf(event, groupBefore, rules);
+          this.applyEarlierRedactions(event, rules);
+          outboxIds = this.writeOutbox(event, streamOrdering);
+        }
+        if (options.txn) {
+          const { userId, deviceId, txnId } = options.txn;
+          this.sql.exec("INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)", userId, deviceId, txnId, eventId);
+        }
+        return { eventId, streamOrdering, rejectedReason, softFailed, duplicate: false, outboxIds };
+      });
+    } catch (e) {
+      // The transaction rolled back: forget in-memory state derived from it.
+      this.stateGroups.forgetFrom(firstGroupId);
+      this.metaCache = undefined;
+      this.events.forget(eventId);
+      throw e;
+    } finally {
+      this.metaCache = undefined;
+    }
+  }
+
+  private updateForwardExtremities(eventId: string, prevs: string[]): void {
+    for (const prev of prevs) this.sql.exec("DELETE FROM forward_extremities WHERE event_id = ?", prev);
+    // An event whose successor is already known (it arrived late) is no extremity.
+    const hasChild = this.sql
+      .exec("SELECT 1 FROM event_edges e JOIN events ev ON ev.event_id = e.event_id WHERE e.prev_event_id = ? AND ev.rejected_reason IS NULL AND ev.soft_failed = 0 LIMIT 1", eventId)
+      .toArray().length > 0;
+    if (!hasChild) this.sql.exec("INSERT OR IGNORE INTO forward_extremities (event_id) VALUES (?)", eventId);
+  }
+
+  /**
+   * The current state is the state after the forward extremities (resolved when there are several).
+   * Writes current_state and the state_deltas log for every key that changed.
+   */
+  private updateCurrentState(streamOrdering: number, event: IdentifiedPdu, groupBefore: number | null, groupAfter: number | null, rules: RoomVersionRules): void {
+    const oldGroup = this.sql.exec<{ g: number | null }>("SELECT current_state_group AS g FROM room_meta WHERE id = 1").one().g;
+    const extremities = this.forwardExtremities();
+    let newGroup: number | null;
+    let changes: Map<StateKey, string | null>;
+    if (extremities.length === 1 && extremities[0] === event.event_id) {
+      newGroup = groupAfter;
+      if (oldGroup === groupBefore) {
+        // The usual case (an event on the only extremity): the change is the event's own key, if any.
+        changes = new Map();
+        if (groupAfter !== groupBefore) changes.set(stateKey(event.type, event.state_key!), event.event_id);
+      } else {
+        changes = diffStates(this.stateGroups.load(oldGroup), this.stateGroups.load(newGroup));
+      }
+    } else {
+      const groups: number[] = [];
+      for (const id of extremities) {
+        const g = this.events.meta(id)?.stateGroupAfter ?? null;
+        if (g !== null && !groups.includes(g)) groups.push(g);
+      }
+      if (groups.length === 1) newGroup = groups[0]!;
+      else {
+        const resolved = this.resolve(groups, rules);
+        const parent = groupAfter !== null && groups.includes(groupAfter) ? groupAfter : groups[0]!;
+        newGroup = this.stateGroups.create(parent, diffStates(this.stateGroups.load(parent), resolved));
+      }
+      changes = diffStates(this.stateGroups.load(oldGroup), this.stateGroups.load(newGroup));
+    }
+    this.sql.exec("UPDATE room_meta SET current_state_group = ? WHERE id = 1", newGroup);
+    for (const [key, newId] of changes) {
+      const [type, sk] = splitStateKey(key);
+      const prevId = this.currentStateEventId(type, sk) ?? null;
+      if (newId === null) {
+        this.sql.exec("DELETE FROM current_state WHERE type = ? AND state_key = ?", type, sk);
+      } else {
+        const membership = type === "m.room.member" ? membershipContent(this.events.pdu(newId)) : null;
+        this.sql.exec(
+          `INSERT INTO current_state (type, state_key, event_id, stream_ordering, membership) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, membership = excluded.membership`,
+          type,
+          sk,
+          newId,
+          streamOrdering,
+          membership,
+        );
+      }
+      this.sql.exec(
+        "INSERT INTO state_deltas (stream_ordering, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, ?)",
+        streamOrdering,
+        type,
+        sk,
+        newId,
+        prevId,
+      );
+    }
+  }
+
+  /**
+   * Applies a redaction to its target if the target is known and the redaction may apply (room v3+
+   * "Handling redactions": checked when applied, against the state before the redaction).
+   */
+  private applyRedactionOf(redaction: IdentifiedPdu, groupBefore: number | null, rules: RoomVersionRules): void {
+    const targetId = redactsOf(redaction, rules);
+    if (targetId === undefined) return;
+    const targetMeta = this.events.meta(targetId);
+    const target = this.events.pdu(targetId);
+    if (!targetMeta || !target || targetMeta.redactedBecause !== null || targetMeta.rejectedReason !== null) return;
+    if (!redactionAllowedAtDelivery(redaction, target, this.lookupInGroup(groupBefore), rules)) return;
+    this.events.applyRedaction(targetId, redactPdu(wireForm(target, rules), rules), redaction.event_id);
+  }
+
+  /** An event that arrives after a redaction of it is stored redacted right away. */
+  private applyEarlierRedactions(event: IdentifiedPdu, rules: RoomVersionRules): void {
+    const rows = this.sql
+      .exec<{ event_id: string; state_group_before: number | null }>(
+        "SELECT event_id, state_group_before FROM events WHERE redacts = ? AND rejected_reason IS NULL AND soft_failed = 0 AND event_id != ? ORDER BY stream_ordering",
+        event.event_id,
+        event.event_id,
+      )
+      .toArray();
+    for (const row of rows) {
+      const redaction = this.events.pdu(row.event_id);
+      const m = this.events.meta(event.event_id);
+      if (!redaction || !m || m.redactedBecause !== null) return;
+      if (!redactionAllowedAtDelivery(redaction, event, this.lookupInGroup(row.state_group_before), rules)) continue;
+      this.events.applyRedaction(event.event_id, redactPdu(wireForm(event, rules), rules), redaction.event_id);
+      return;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Outbox (durable-objects/notifications.ts).
+
+  /** The local users an event concerns: local members who are joined, invited or knocking (after the
+   * event), and the target of a membership change. */
+  private usersToNotify(event: IdentifiedPdu): string[] {
+    const users = new Set<string>();
+    const placeholders = MEMBERSHIPS_TO_NOTIFY.map(() => "?").join(", ");
+    for (const r of this.sql.exec<{ state_key: string }>(
+      `SELECT state_key FROM current_state WHERE type = 'm.room.member' AND membership IN (${placeholders})`,
+      ...MEMBERSHIPS_TO_NOTIFY,
+    )) {
+      if (this.isLocalUser(r.state_key)) users.add(r.state_key);
+    }
+    if (event.type === "m.room.member" && typeof event.state_key === "string" && this.isLocalUser(event.state_key)) users.add(event.state_key);
+    return [...users];
+  }
+
+  isLocalUser(userId: string): boolean {
+    return userId.startsWith("@") && serverNameOf(userId) === this.env.SERVER_NAME;
+  }
+
+  private writeOutbox(event: IdentifiedPdu, streamOrdering: number): number[] {
+    const ids: number[] = [];
+    for (const userId of this.usersToNotify(event)) {
+      ids.push(this.sql.exec<{ id: number }>("INSERT INTO outbox (user_id, stream_ordering) VALUES (?, ?) RETURNING id", userId, streamOrdering).one().id);
+    }
+    return ids;
+  }
+
+  /** Outbox rows (the given IDs, or the oldest `limit`), oldest first. */
+  outbox(ids?: number[], limit = 500): OutboxEntry[] {
+    const meta = this.meta();
+    if (!meta) return [];
+    type Row = { id: number; user_id: string; stream_ordering: number };
+    const rows: Row[] = ids
+      ? ids.flatMap((id) => this.sql.exec<Row>("SELECT id, user_id, stream_ordering FROM outbox WHERE id = ?", id).toArray())
+      : this.sql.exec<Row>("SELECT id, user_id, stream_ordering FROM outbox ORDER BY id LIMIT ?", limit).toArray();
+    const out: OutboxEntry[] = [];
+    for (const r of rows) {
+      const m = this.events.metaAt(r.stream_ordering);
+      if (!m) continue;
+      out.push({ id: r.id, userId: r.user_id, notification: notificationOf(meta.roomId, m) });
+    }
+    return out;
+  }
+
+  outboxSize(): number {
+    if (!this.schemaReady) return 0;
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
+  }
+
+  deleteOutbox(id: number): void {
+    this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
+  }
+
+  markOutboxAttempt(id: number): void {
+    this.sql.exec("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Forget (POST /rooms/{roomId}/forget): per-user, not a room event.
+
+  setForgotten(userId: string, forgotten: boolean): void {
+    if (forgotten) this.sql.exec("INSERT OR IGNORE INTO forgotten (user_id) VALUES (?)", userId);
+    else this.sql.exec("DELETE FROM forgotten WHERE user_id = ?", userId);
+  }
+
+  isForgotten(userId: string): boolean {
+    if (!this.schemaReady) return false;
+    return this.sql.exec("SELECT 1 FROM forgotten WHERE user_id = ?", userId).toArray().length > 0;
+  }
+
+  /** Meta of a stored event. */
+  eventMeta(eventId: string): EventMeta | undefined {
+    return this.schemaReady ? this.events.meta(eventId) : undefined;
+  }
+}
+
+function membershipContent(pdu: IdentifiedPdu | undefined): string | null {
+  const m = pdu?.content.membership;
+  return typeof m === "string" ? m : null;
+}
+
+function authLookupOf(authEvents: IdentifiedPdu[], createEvent: IdentifiedPdu | undefined): AuthStateLookup {
+  const all = createEvent ? [createEvent, ...authEvents] : authEvents;
+  return (type, sk) => all.find((e) => e.type === type && e.state_key === sk);
+}
+
+/** The form of a stored event that hashes and redaction see: without `event_id` from v3 on. */
+export function wireForm(pdu: IdentifiedPdu, rules: RoomVersionRules): Pdu {
+  if (rules.eventFormat.eventIdInPdu) return pdu;
+  const { event_id: _id, ...rest } = pdu;
+  return rest as Pdu;
+}
+
+export function notificationOf(roomId: string, m: EventMeta): RoomEventNotification {
+  const n: RoomEventNotification = { roomId, streamOrdering: m.streamOrdering, eventId: m.eventId, type: m.type, sender: m.sender };
+  if (m.stateKey !== null) n.stateKey = m.stateKey;
+  if (m.membership !== null) n.membership = m.membership;
+  return n;
+}

@@ -1,0 +1,143 @@
+// The Room DO's SQLite schema (DESIGN.md, "Who owns what": a room's PDUs, DAG edges, forward
+// extremities, state snapshots, rejected/soft-failed flags, per-room stream order, local txn IDs).
+//
+// Tables:
+//   room_meta            one row: room ID, room version, create event ID, current state group.
+//   events               every PDU the room knows, in per-room stream order (`stream_ordering`).
+//                        `json` is the full PDU as stored (the redacted form once a redaction applies).
+//                        `state_group_before` / `state_group_after` name the state before and after the
+//                        event (equal for non-state and rejected events). Relation columns are filled from
+//                        `content["m.relates_to"]` for /relations and /threads.
+//   event_edges          prev_events edges (event -> prev event).
+//   auth_edges           auth_events edges (event -> auth event).
+//   forward_extremities  events with no accepted successor: the prev_events of the next local event.
+//   txn_ids              (user, device, txn ID) -> event ID: a retried PUT returns the first event.
+//   current_state        (type, state_key) -> event ID of the room's current state; `membership` is
+//                        copied for m.room.member rows so member lists are one indexed query.
+//   state_deltas         the log of current-state changes, keyed by the stream ordering of the event
+//                        that caused them: "state change between two stream positions" is one range query.
+//   state_groups         state snapshots as a skip list of deltas (see state-groups.ts).
+//   state_group_entries  the delta of each state group against its base group; NULL event_id removes a key.
+//   outbox               notifications to local users' User DOs, written in the event's transaction and
+//                        deleted after delivery (retried from alarm()).
+//   forgotten            users who forgot the room (POST /forget); cleared when they join again.
+export const ROOM_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS room_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    room_id TEXT NOT NULL,
+    room_version TEXT NOT NULL,
+    create_event_id TEXT,
+    current_state_group INTEGER
+  );
+
+  CREATE TABLE IF NOT EXISTS events (
+    stream_ordering INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    state_key TEXT,
+    sender TEXT NOT NULL,
+    origin_server_ts INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    rejected_reason TEXT,
+    soft_failed INTEGER NOT NULL DEFAULT 0,
+    outlier INTEGER NOT NULL DEFAULT 0,
+    state_group_before INTEGER,
+    state_group_after INTEGER,
+    replaces_state TEXT,
+    redacts TEXT,
+    redacted_because TEXT,
+    rel_type TEXT,
+    relates_to TEXT,
+    thread_root TEXT,
+    membership TEXT
+  );
+  CREATE INDEX IF NOT EXISTS events_by_type ON events (type, state_key);
+  CREATE INDEX IF NOT EXISTS events_by_sender ON events (sender);
+  CREATE INDEX IF NOT EXISTS events_by_relates_to ON events (relates_to, rel_type);
+  CREATE INDEX IF NOT EXISTS events_by_thread_root ON events (thread_root);
+  CREATE INDEX IF NOT EXISTS events_by_redacts ON events (redacts);
+  CREATE INDEX IF NOT EXISTS events_by_depth ON events (depth);
+
+  CREATE TABLE IF NOT EXISTS event_edges (
+    event_id TEXT NOT NULL,
+    prev_event_id TEXT NOT NULL,
+    PRIMARY KEY (event_id, prev_event_id)
+  );
+  CREATE INDEX IF NOT EXISTS event_edges_by_prev ON event_edges (prev_event_id);
+
+  CREATE TABLE IF NOT EXISTS auth_edges (
+    event_id TEXT NOT NULL,
+    auth_event_id TEXT NOT NULL,
+    PRIMARY KEY (event_id, auth_event_id)
+  );
+
+  CREATE TABLE IF NOT EXISTS forward_extremities (
+    event_id TEXT PRIMARY KEY
+  );
+
+  CREATE TABLE IF NOT EXISTS txn_ids (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    txn_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, txn_id)
+  );
+  CREATE INDEX IF NOT EXISTS txn_ids_by_event ON txn_ids (event_id);
+
+  CREATE TABLE IF NOT EXISTS current_state (
+    type TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    membership TEXT,
+    PRIMARY KEY (type, state_key)
+  );
+  CREATE INDEX IF NOT EXISTS current_state_by_membership ON current_state (membership) WHERE membership IS NOT NULL;
+
+  CREATE TABLE IF NOT EXISTS state_deltas (
+    stream_ordering INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_id TEXT,
+    prev_event_id TEXT,
+    PRIMARY KEY (stream_ordering, type, state_key)
+  );
+
+  CREATE TABLE IF NOT EXISTS state_groups (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER,
+    base INTEGER,
+    depth INTEGER NOT NULL
+  );
+
+  CREATE TABLE IF NOT EXISTS state_group_entries (
+    state_group INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_id TEXT,
+    PRIMARY KEY (state_group, type, state_key)
+  );
+
+  CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+  );
+
+  CREATE TABLE IF NOT EXISTS forgotten (
+    user_id TEXT PRIMARY KEY
+  );
+`;
+
+/** Creates the tables (idempotent). A later change to an existing table needs an upgrade step here. */
+export function createRoomSchema(sql: SqlStorage): void {
+  sql.exec(ROOM_SCHEMA);
+}
+
+/** True once the schema exists, i.e. this DO has held a room. Reads on a DO that was only addressed by
+ * an unknown room ID must not create storage for it. */
+export function roomSchemaExists(sql: SqlStorage): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'room_meta'").toArray().length > 0;
+}
