@@ -9,6 +9,8 @@
 //   push_rules    the user's customisation of the default push rules (protocol/push-rules.ts), one row,
 //                 stamped like account data: a change shows up in /sync as the `m.push_rules` event.
 //   filters       uploaded filters (POST /user/{userId}/filter); IDs are decimal integers.
+//   e2e_*, device_list_changes, to_device_*, backup_*: end-to-end encryption, created and owned by the
+//                 modules in durable-objects/user/ (encryption.ts bundles them).
 //
 // A write is acknowledged when the RPC returns; a DO's SQLite writes are committed before its output gate
 // lets the reply out (DESIGN.md: "A DO acknowledges a write only after its storage has committed it").
@@ -28,6 +30,12 @@ import {
   type StoredPushRules,
 } from "../protocol/push-rules.js";
 import type { Env } from "../worker/env.js";
+import type { DeviceListChangeKind, DeviceListChanges } from "./user/device-lists.js";
+import type { CrossSigningKeys, KeyUpload, KeyUploadResult, SigningState, StoredSignature, UserKeys } from "./user/e2e-keys.js";
+import { UserEncryption } from "./user/encryption.js";
+import type { BackupKeyUpload, BackupKeysUpdate, BackupVersionInfo, StoredBackupKey } from "./user/key-backup.js";
+import { outcome, type Outcome } from "./user/outcome.js";
+import type { ToDeviceBatch } from "./user/to-device.js";
 import type { RoomEventNotification } from "./notifications.js";
 
 /** An account data event's content. Typed loosely on purpose: a recursive JSON type makes the RPC stub
@@ -248,6 +256,114 @@ export class UserDurableObject extends DurableObject<Env> {
       .exec<{ filter_json: string }>("SELECT filter_json FROM filters WHERE filter_id = ?", Number(filterId))
       .toArray()[0];
     return row ? row.filter_json : null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // End-to-end encryption: keys, device list changes, to-device inbox, key backup. The storage and rules
+  // live in durable-objects/user/ (encryption.ts and the modules it bundles); these methods only delegate.
+  // Methods that can fail with a client error answer an `Outcome` (durable-objects/user/outcome.ts).
+  // `userId` is this DO's own user (the DO cannot recover it from its ID).
+
+  private encryptionModules?: UserEncryption;
+  private get encryption(): UserEncryption {
+    return (this.encryptionModules ??= new UserEncryption(this.ctx.storage, {
+      next: () => this.nextStreamPosition(),
+      current: () => this.streamPosition(),
+    }));
+  }
+
+  /** POST /keys/upload for one device. */
+  uploadKeys(userId: string, deviceId: string, upload: KeyUpload): Outcome<KeyUploadResult> {
+    return outcome(() => this.encryption.keys.upload(userId, deviceId, upload));
+  }
+  /** POST /keys/query: this user's keys as `requesterUserId` sees them (`deviceIds` null: all). */
+  queryKeys(userId: string, deviceIds: string[] | null, requesterUserId: string): UserKeys {
+    return this.encryption.keys.query(userId, deviceIds, requesterUserId);
+  }
+  /** POST /keys/claim: `deviceId → algorithm` to `deviceId → {keyId: key JSON}`; each key at most once. */
+  claimKeys(request: Record<string, string>): Record<string, Record<string, string>> {
+    return this.encryption.keys.claim(request);
+  }
+  /** For /sync `device_one_time_keys_count`. */
+  oneTimeKeyCounts(deviceId: string): Record<string, number> {
+    return this.encryption.keys.oneTimeKeyCounts(deviceId);
+  }
+  /** For /sync `device_unused_fallback_key_types`. */
+  unusedFallbackKeyTypes(deviceId: string): string[] {
+    return this.encryption.keys.unusedFallbackKeyTypes(deviceId);
+  }
+  /** Cross-signing keys as uploaded. */
+  crossSigningKeys(): CrossSigningKeys {
+    return this.encryption.keys.crossSigningKeys();
+  }
+  /** Cross-signing and device keys as uploaded, for checking signatures. */
+  keySigningState(): SigningState {
+    return this.encryption.keys.signingState();
+  }
+  /** POST /keys/device_signing/upload (after the worker's checks); fails if the master key is no longer
+   * `expectedMaster`. */
+  setCrossSigningKeys(userId: string, keys: CrossSigningKeys, expectedMaster: string | null): Outcome<boolean> {
+    return outcome(() => this.encryption.keys.setCrossSigningKeys(userId, keys, expectedMaster));
+  }
+  /** POST /keys/signatures/upload (signatures already verified by the worker). */
+  addKeySignatures(userId: string, signatures: StoredSignature[]): void {
+    this.encryption.keys.addSignatures(userId, signatures);
+  }
+  /** Forgets deleted devices' keys and to-device messages (`deviceIds` null: all but `keepDeviceId`). */
+  deleteDeviceKeys(userId: string, deviceIds: string[] | null, keepDeviceId?: string): boolean {
+    return this.encryption.deleteDevices(userId, deviceIds, keepDeviceId);
+  }
+
+  /** Records that `userId`'s device list changed (or, `left`, that this user stopped sharing encrypted
+   * rooms with them) at the next stream position, which it returns. */
+  recordDeviceListChange(userId: string, kind: DeviceListChangeKind = "changed"): number {
+    return this.ctx.storage.transactionSync(() => this.encryption.deviceLists.record(userId, kind));
+  }
+  /** /sync `device_lists` and /keys/changes: users whose latest change is in (since, upto]. */
+  deviceListChanges(since: number, upto?: number): DeviceListChanges {
+    return this.encryption.deviceLists.since(since, upto);
+  }
+
+  /** PUT /sendToDevice: puts one message into devices' inboxes (see ToDeviceInbox.deliver). */
+  deliverToDevice(messageId: string, sender: string, type: string, deviceIds: string[], contents: string[]): number | null {
+    return this.encryption.toDevice.deliver(messageId, sender, type, deviceIds, contents);
+  }
+  /** For /sync `to_device`: at most `limit` messages of `deviceId` after stream position `since`. */
+  toDeviceSince(deviceId: string, since: number, limit: number): ToDeviceBatch {
+    return this.encryption.toDevice.since(deviceId, since, limit);
+  }
+  /** For /sync: drops `deviceId`'s messages up to `upto`, which the device has received. */
+  ackToDevice(deviceId: string, upto: number): number {
+    return this.encryption.toDevice.ack(deviceId, upto);
+  }
+  hasToDeviceTxn(deviceId: string, txnId: string): boolean {
+    return this.encryption.toDevice.hasTxn(deviceId, txnId);
+  }
+  recordToDeviceTxn(deviceId: string, txnId: string): void {
+    this.encryption.toDevice.recordTxn(deviceId, txnId);
+  }
+
+  /** /room_keys/version and /room_keys/keys (see KeyBackupStore). */
+  createKeyBackupVersion(algorithm: string, authData: string): string {
+    return this.encryption.backup.createVersion(algorithm, authData);
+  }
+  getKeyBackupVersion(version?: string): BackupVersionInfo | null {
+    return this.encryption.backup.getVersion(version);
+  }
+  updateKeyBackupVersion(version: string, algorithm: string, authData: string): Outcome<null> {
+    return outcome(() => (this.encryption.backup.updateVersion(version, algorithm, authData), null));
+  }
+  deleteKeyBackupVersion(version: string): Outcome<null> {
+    return outcome(() => (this.encryption.backup.deleteVersion(version), null));
+  }
+  putBackupKeys(version: string, keys: BackupKeyUpload[]): Outcome<BackupKeysUpdate> {
+    return outcome(() => this.encryption.backup.putKeys(version, keys));
+  }
+  getBackupKeys(version: string, roomId?: string, sessionId?: string): Outcome<StoredBackupKey[]> {
+    return outcome(() => this.encryption.backup.getKeys(version, roomId, sessionId));
+  }
+  deleteBackupKeys(version: string, roomId?: string, sessionId?: string): Outcome<BackupKeysUpdate> {
+    return outcome(() => this.encryption.backup.deleteKeys(version, roomId, sessionId));
   }
 
   // -------------------------------------------------------------------------------------------
