@@ -18,6 +18,12 @@ export interface Env {
   WELL_KNOWN_SERVER?: string;
   /** `m.homeserver.base_url` answered at /.well-known/matrix/client. */
   WELL_KNOWN_CLIENT?: string;
+  /** Rate limits, "<per_second>,<burst>" or "off" (defaults and meaning in worker/ratelimit.ts). */
+  RC_LOGIN_ADDRESS?: string;
+  RC_LOGIN_ACCOUNT?: string;
+  RC_LOGIN_FAILED_ATTEMPTS?: string;
+  RC_REGISTRATION?: string;
+  RC_REGISTRATION_TOKEN_VALIDITY?: string;
 }
 
 export type AppEnv = { Bindings: Env; Variables: { [key: string]: unknown } };

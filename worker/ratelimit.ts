@@ -30,7 +30,7 @@ export type RateLimitName = keyof typeof RATE_LIMIT_DEFAULTS;
 
 /** The configured limit, or null when it is switched off. A malformed setting falls back to the default. */
 export function rateLimitConfig(env: Env, name: RateLimitName): RateLimit | null {
-  const raw = (env as unknown as Record<string, unknown>)[name];
+  const raw = env[name];
   if (typeof raw !== "string" || raw.trim() === "") return RATE_LIMIT_DEFAULTS[name];
   if (raw.trim().toLowerCase() === "off") return null;
   const [rate, burst] = raw.split(",").map((s) => Number(s.trim()));

@@ -224,3 +224,21 @@ describe("POST /logout", () => {
     expect((await api("POST", "/_matrix/client/v3/logout")).body.errcode).toBe("M_MISSING_TOKEN");
   });
 });
+
+describe("password hashes", () => {
+  it("upgrades a hash made with fewer iterations at the next login", async () => {
+    const localpart = uniqueLocalpart("rehash");
+    const user = await registerUser(localpart, "weak-one");
+    // The same password hashed with 1000 iterations (what an older version might have stored).
+    const salt = crypto.getRandomValues(new Uint8Array(16));
+    const key = await crypto.subtle.importKey("raw", new TextEncoder().encode("weak-one"), "PBKDF2", false, ["deriveBits"]);
+    const bits = new Uint8Array(await crypto.subtle.deriveBits({ name: "PBKDF2", hash: "SHA-256", salt, iterations: 1000 }, key, 256));
+    const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/=+$/, "");
+    await env.DB.prepare("UPDATE users SET password_hash = ? WHERE user_id = ?").bind(`pbkdf2-sha256$1000$${b64(salt)}$${b64(bits)}`, user.user_id).run();
+    expect((await login(localpart, "weak-one")).status).toBe(200);
+    const row = await env.DB.prepare("SELECT password_hash FROM users WHERE user_id = ?").bind(user.user_id).first<{ password_hash: string }>();
+    expect(row!.password_hash).toMatch(/^pbkdf2-sha256\$100000\$/);
+    expect((await login(localpart, "weak-one")).status).toBe(200);
+    expect((await login(localpart, "weak-two")).status).toBe(403);
+  });
+});

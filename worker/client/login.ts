@@ -9,11 +9,12 @@ import {
   ACCESS_TOKEN_PREFIX,
   createSession,
   getUser,
+  setPasswordHash,
 } from "../accounts.js";
 import { clientIp, generateToken, localpartOf, revokePredecessor, sha256Hex, unknownToken } from "../auth.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
-import { dummyPasswordHash, verifyPassword } from "../password.js";
+import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from "../password.js";
 import { rateLimit, rateLimitAddress, recordAction } from "../ratelimit.js";
 import { passwordIdentifierUser } from "../uia.js";
 import { MAX_DEVICE_DISPLAY_NAME_LENGTH, MAX_PASSWORD_LENGTH } from "./registration.js";
@@ -63,6 +64,8 @@ loginRoutes.post(`${CLIENT}/login`, async (c) => {
     throw forbidden("Invalid username or password");
   }
   if (user.deactivated) throw new MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
+  // Hashes made with weaker parameters are upgraded while the password is at hand.
+  if (needsRehash(user.passwordHash)) await setPasswordHash(env, userId, await hashPassword(password));
 
   const session = await createSession(env, userId, {
     deviceId: typeof deviceId === "string" ? deviceId : undefined,
