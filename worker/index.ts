@@ -24,6 +24,9 @@ import { allowedMethods } from "./method-not-allowed.js";
 import { directoryRoutes } from "./client/directory.js";
 import { publicRoomsRoutes } from "./client/public-rooms.js";
 import { spaceHierarchyRoutes } from "./client/space-hierarchy.js";
+import { roomsRoutes } from "./client/rooms.js";
+import { roomMembershipRoutes } from "./client/room-membership.js";
+import { roomSendRoutes } from "./client/room-send.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -58,6 +61,9 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", directoryRoutes);
   app.route("/", publicRoomsRoutes);
   app.route("/", spaceHierarchyRoutes);
+  app.route("/", roomsRoutes);
+  app.route("/", roomMembershipRoutes);
+  app.route("/", roomSendRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
 

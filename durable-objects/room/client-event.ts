@@ -10,12 +10,18 @@ export interface ClientEventUnsigned {
   age?: number;
   /** The client's transaction ID, only for the device that sent the event. */
   transaction_id?: string;
-  /** The redaction event that redacted this one (in client format). */
-  redacted_because?: ClientEvent;
+  /** The redaction event that redacted this one (in client format; its own `unsigned` has no nesting). */
+  redacted_because?: RedactionClientEvent;
   /** State events: the content and sender of the state event this one replaced. */
   prev_content?: JsonObject;
   prev_sender?: string;
   replaces_state?: string;
+}
+
+/** A redaction event as it appears in `redacted_because` (a plain client event without further nesting;
+ * kept non-recursive so the type crosses Durable Object RPC). */
+export interface RedactionClientEvent extends Omit<ClientEvent, "unsigned"> {
+  unsigned?: Omit<ClientEventUnsigned, "redacted_because">;
 }
 
 export interface ClientEvent {
@@ -38,7 +44,7 @@ export interface ClientEventOptions {
   /** The reader's clock, for `unsigned.age`. */
   now: number;
   transactionId?: string;
-  redactedBecause?: ClientEvent;
+  redactedBecause?: RedactionClientEvent;
   /** For state events: the state event this one replaced (the state before it at its key). */
   replacedState?: IdentifiedPdu;
 }

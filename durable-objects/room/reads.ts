@@ -1,7 +1,7 @@
 // Reads for clients: who may see which state (Synapse's `check_user_in_room_or_world_readable` and
 // `get_state_events`), and events in the client format (client-event.ts) with their per-reader fields.
 import { forbidden } from "../../protocol/errors.js";
-import { toClientEvent, type ClientEvent } from "./client-event.js";
+import { toClientEvent, type ClientEvent, type RedactionClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
 import type { ReadonlyStateMap } from "./state-groups.js";
 
@@ -53,7 +53,7 @@ function clientEvent(engine: RoomEngine, eventId: string, reader: Reader | undef
   if (reader?.deviceId !== undefined && pdu.sender === reader.userId) {
     transactionId = engine.transactionIdOf(eventId, reader.userId, reader.deviceId);
   }
-  const redactedBecause = withRedaction && m.redactedBecause !== null ? clientEvent(engine, m.redactedBecause, reader, now, false) : undefined;
+  const redactedBecause = withRedaction && m.redactedBecause !== null ? (clientEvent(engine, m.redactedBecause, reader, now, false) as RedactionClientEvent | undefined) : undefined;
   const replacedState = m.replacesState !== null ? engine.events.pdu(m.replacesState) : undefined;
   return toClientEvent(pdu, { roomId: meta.roomId, rules: meta.rules, now, transactionId, redactedBecause, replacedState });
 }

@@ -1,0 +1,147 @@
+// Client-Server API: Room membership (spec: "Room membership", "Joining rooms", "Knocking on rooms",
+// "Leaving rooms"; data/api/client-server/joining.yaml, inviting.yaml, knocking.yaml, leaving.yaml,
+// kicking.yaml, banning.yaml). The Room DO decides (auth rules, restricted joins); these handlers parse.
+import { Hono, type Context } from "hono";
+import type { MembershipAction } from "../../durable-objects/room.js";
+import type { MemberProfile } from "../../durable-objects/room/create-room.js";
+import { isValidUserId } from "../../protocol/auth-rules.js";
+import { badJson, forbidden, invalidParam, missingParam, notFound } from "../../protocol/errors.js";
+import type { JsonObject } from "../../protocol/json.js";
+import { isLocalUserId, requester, requireAuth } from "../auth.js";
+import { isValidRoomId, parseRoomAlias, resolveRoomAlias } from "../directory-store.js";
+import type { AppEnv, Env } from "../env.js";
+import { readJsonObject } from "../http.js";
+import { requireRoomId, roomStub } from "../room-store.js";
+import { localProfile } from "./profile.js";
+
+export const roomMembershipRoutes = new Hono<AppEnv>();
+
+const V = "/_matrix/client/:version{v3|r0}";
+
+function optionalReason(body: JsonObject): string | undefined {
+  const reason = body.reason;
+  if (reason === undefined || reason === null) return undefined;
+  if (typeof reason !== "string") throw badJson("'reason' must be a string");
+  return reason;
+}
+
+function requireUserIdParam(body: JsonObject): string {
+  const userId = body.user_id;
+  if (userId === undefined) throw missingParam("Missing user_id");
+  if (typeof userId !== "string" || !isValidUserId(userId)) throw invalidParam("user_id is not a valid user ID");
+  return userId;
+}
+
+async function profileOf(env: Env, userId: string): Promise<MemberProfile | undefined> {
+  return isLocalUserId(userId, env) ? await localProfile(env, userId) : undefined;
+}
+
+/** Sends one membership change through the room's DO; returns the event ID. */
+async function changeMembership(
+  c: Context<AppEnv>,
+  roomId: string,
+  action: MembershipAction,
+  target: string,
+  reason: string | undefined,
+): Promise<string> {
+  const sender = requester(c).userId;
+  const withProfile = action === "join" || action === "knock" || action === "invite";
+  const profile = withProfile ? await profileOf(c.env, target) : undefined;
+  const result = await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile });
+  return result.eventId;
+}
+
+/** `roomIdOrAlias` of /join and /knock: a room ID, or a local alias resolved through the directory. */
+async function resolveRoomIdOrAlias(env: Env, roomIdOrAlias: string): Promise<string> {
+  if (roomIdOrAlias.startsWith("#")) {
+    if (!parseRoomAlias(roomIdOrAlias)) throw invalidParam(`${roomIdOrAlias} is not a legal room alias`);
+    // Remote aliases need the federation directory query, which does not exist yet.
+    const resolved = await resolveRoomAlias(env, roomIdOrAlias);
+    if (!resolved) throw notFound(`Room alias ${roomIdOrAlias} not found`);
+    return resolved.roomId;
+  }
+  if (!isValidRoomId(roomIdOrAlias)) throw invalidParam(`${roomIdOrAlias} was not legal room ID or room alias`);
+  return roomIdOrAlias;
+}
+
+async function joinBody(c: Context<AppEnv>): Promise<string | undefined> {
+  const body = await readJsonObject(c, { allowEmpty: true });
+  // Third-party signed joins need an identity server; this server has none.
+  if (body.third_party_signed !== undefined) throw forbidden("Third-party invites are not supported on this server");
+  return optionalReason(body);
+}
+
+// POST /_matrix/client/v3/rooms/{roomId}/join
+roomMembershipRoutes.post(`${V}/rooms/:roomId/join`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const reason = await joinBody(c);
+  await changeMembership(c, roomId, "join", requester(c).userId, reason);
+  return c.json({ room_id: roomId });
+});
+
+// POST /_matrix/client/v3/join/{roomIdOrAlias}
+roomMembershipRoutes.post(`${V}/join/:roomIdOrAlias`, requireAuth, async (c) => {
+  const reason = await joinBody(c);
+  const roomId = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
+  await changeMembership(c, roomId, "join", requester(c).userId, reason);
+  return c.json({ room_id: roomId });
+});
+
+// POST /_matrix/client/v3/knock/{roomIdOrAlias}
+roomMembershipRoutes.post(`${V}/knock/:roomIdOrAlias`, requireAuth, async (c) => {
+  const body = await readJsonObject(c, { allowEmpty: true });
+  const reason = optionalReason(body);
+  const roomId = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
+  await changeMembership(c, roomId, "knock", requester(c).userId, reason);
+  return c.json({ room_id: roomId });
+});
+
+// POST /_matrix/client/v3/rooms/{roomId}/invite
+roomMembershipRoutes.post(`${V}/rooms/:roomId/invite`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const body = await readJsonObject(c, { allowEmpty: false });
+  // The third-party form ({id_server, medium, address}) needs an identity server.
+  if (body.user_id === undefined && body.medium !== undefined) throw forbidden("Third-party invites are not supported on this server");
+  const target = requireUserIdParam(body);
+  await changeMembership(c, roomId, "invite", target, optionalReason(body));
+  return c.json({});
+});
+
+// POST /_matrix/client/v3/rooms/{roomId}/leave
+roomMembershipRoutes.post(`${V}/rooms/:roomId/leave`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const body = await readJsonObject(c, { allowEmpty: true });
+  await changeMembership(c, roomId, "leave", requester(c).userId, optionalReason(body));
+  return c.json({});
+});
+
+// POST /_matrix/client/v3/rooms/{roomId}/forget
+roomMembershipRoutes.post(`${V}/rooms/:roomId/forget`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  await roomStub(c.env, roomId).forget(requester(c).userId);
+  return c.json({});
+});
+
+// POST /_matrix/client/v3/rooms/{roomId}/kick
+roomMembershipRoutes.post(`${V}/rooms/:roomId/kick`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const body = await readJsonObject(c, { allowEmpty: false });
+  await changeMembership(c, roomId, "kick", requireUserIdParam(body), optionalReason(body));
+  return c.json({});
+});
+
+// POST /_matrix/client/v3/rooms/{roomId}/ban
+roomMembershipRoutes.post(`${V}/rooms/:roomId/ban`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const body = await readJsonObject(c, { allowEmpty: false });
+  await changeMembership(c, roomId, "ban", requireUserIdParam(body), optionalReason(body));
+  return c.json({});
+});
+
+// POST /_matrix/client/v3/rooms/{roomId}/unban
+roomMembershipRoutes.post(`${V}/rooms/:roomId/unban`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const body = await readJsonObject(c, { allowEmpty: false });
+  await changeMembership(c, roomId, "unban", requireUserIdParam(body), optionalReason(body));
+  return c.json({});
+});

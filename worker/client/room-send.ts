@@ -1,0 +1,96 @@
+// Client-Server API: sending events and reading state (spec: "Sending events to a room", "Getting events
+// for a room" (state), "Redactions"; data/api/client-server/room_send.yaml, room_state.yaml, rooms.yaml,
+// redaction.yaml). The Room DO checks and stores; it also decides who may read which state.
+import { Hono, type Context } from "hono";
+import { MatrixError, badJson, notFound } from "../../protocol/errors.js";
+import type { JsonObject } from "../../protocol/json.js";
+import { requester, requireAuth } from "../auth.js";
+import { validateCanonicalAlias } from "../directory-store.js";
+import type { AppEnv } from "../env.js";
+import { readJsonObject } from "../http.js";
+import { requireRoomId, roomStub } from "../room-store.js";
+import type { ClientEvent } from "../../durable-objects/room.js";
+
+export const roomSendRoutes = new Hono<AppEnv>();
+
+const V = "/_matrix/client/:version{v3|r0}";
+
+/** The state key of the state routes: absent or empty means "" (the routes without `{stateKey}`). */
+const stateKeyParam = (c: Context<AppEnv>): string => c.req.param("stateKey") ?? "";
+
+// PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
+roomSendRoutes.put(`${V}/rooms/:roomId/send/:eventType/:txnId`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const { userId, deviceId } = requester(c);
+  const content = await readJsonObject(c, { allowEmpty: false });
+  const result = await roomStub(c.env, roomId).sendEvent({
+    sender: userId,
+    type: c.req.param("eventType"),
+    content,
+    txn: { deviceId, txnId: c.req.param("txnId") },
+    redacts: c.req.param("eventType") === "m.room.redaction" && typeof content.redacts === "string" ? content.redacts : undefined,
+  });
+  return c.json({ event_id: result.eventId });
+});
+
+async function putState(c: Context<AppEnv>) {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const type = c.req.param("eventType")!;
+  const stateKey = stateKeyParam(c);
+  const content = await readJsonObject(c, { allowEmpty: false });
+  // Spec: 400 M_BAD_ALIAS / M_INVALID_PARAM for canonical aliases that are invalid or point elsewhere.
+  if (type === "m.room.canonical_alias" && stateKey === "") await validateCanonicalAlias(c.env, roomId, content);
+  const result = await roomStub(c.env, roomId).sendEvent({ sender: requester(c).userId, type, stateKey, content });
+  return c.json({ event_id: result.eventId });
+}
+
+// PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
+roomSendRoutes.put(`${V}/rooms/:roomId/state/:eventType/:stateKey{.+}`, requireAuth, putState);
+roomSendRoutes.put(`${V}/rooms/:roomId/state/:eventType/`, requireAuth, putState);
+roomSendRoutes.put(`${V}/rooms/:roomId/state/:eventType`, requireAuth, putState);
+
+async function getState(c: Context<AppEnv>) {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const format = c.req.query("format") ?? "content";
+  if (format !== "content" && format !== "event") throw new MatrixError(400, "M_INVALID_PARAM", "format must be 'content' or 'event'");
+  const { userId, deviceId } = requester(c);
+  const event: ClientEvent | null = await roomStub(c.env, roomId).stateEventForUser({ userId, deviceId }, c.req.param("eventType")!, stateKeyParam(c));
+  if (!event) throw notFound("Event not found.");
+  // Typed loosely for c.json: Hono's JSON type check does not terminate on the recursive JSON types.
+  const body: Record<string, unknown> = format === "event" ? { ...event } : event.content;
+  return c.json(body);
+}
+
+// GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
+roomSendRoutes.get(`${V}/rooms/:roomId/state/:eventType/:stateKey{.+}`, requireAuth, getState);
+roomSendRoutes.get(`${V}/rooms/:roomId/state/:eventType/`, requireAuth, getState);
+roomSendRoutes.get(`${V}/rooms/:roomId/state/:eventType`, requireAuth, getState);
+
+// GET /_matrix/client/v3/rooms/{roomId}/state
+roomSendRoutes.get(`${V}/rooms/:roomId/state`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const { userId, deviceId } = requester(c);
+  return c.json(await roomStub(c.env, roomId).stateForUser({ userId, deviceId }));
+});
+
+// PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
+roomSendRoutes.put(`${V}/rooms/:roomId/redact/:eventId/:txnId`, requireAuth, async (c) => {
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const { userId, deviceId } = requester(c);
+  const body = await readJsonObject(c, { allowEmpty: true });
+  const content: JsonObject = {};
+  if (body.reason !== undefined) {
+    if (typeof body.reason !== "string") throw badJson("'reason' must be a string");
+    content.reason = body.reason;
+  }
+  // Other keys of the body are kept, as Synapse does (e.g. MSC extensions); `redacts` is the server's.
+  for (const [k, v] of Object.entries(body)) if (k !== "reason" && k !== "redacts") content[k] = v;
+  const result = await roomStub(c.env, roomId).sendEvent({
+    sender: userId,
+    type: "m.room.redaction",
+    content,
+    redacts: c.req.param("eventId"),
+    txn: { deviceId, txnId: c.req.param("txnId") },
+  });
+  return c.json({ event_id: result.eventId });
+});

@@ -1,0 +1,174 @@
+// Client-Server API: Room creation (spec: "Room creation", data/api/client-server/create_room.yaml).
+// The worker validates the request and builds the signed m.room.create event, because that event defines
+// the room ID (v12: its reference hash, MSC4291) and so which Room DO holds the room; the Room DO then
+// checks and stores every initial event (durable-objects/room/create-room.ts has the list and its order).
+import { Hono } from "hono";
+import { buildLocalEvent } from "../../durable-objects/room/build-event.js";
+import { createEventContent, PRESETS, type CreateRoomConfig, type MemberProfile, type RoomPreset } from "../../durable-objects/room/create-room.js";
+import { isValidUserId } from "../../protocol/auth-rules.js";
+import { MatrixError, badJson, forbidden, fromRpcError, invalidParam } from "../../protocol/errors.js";
+import { roomIdFromCreateEvent } from "../../protocol/event-hashes.js";
+import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import { DEFAULT_ROOM_VERSION, roomVersionRules } from "../../protocol/room-versions.js";
+import { randomToken } from "../../protocol/signing.js";
+import { requester, requireAuth, isLocalUserId } from "../auth.js";
+import { aliasForCreateRoom, createAliasOnCreate, deleteAlias, publishRoomOnCreate } from "../directory-store.js";
+import type { AppEnv, Env } from "../env.js";
+import { readJsonObject } from "../http.js";
+import { roomStub } from "../room-store.js";
+import { signingKey } from "../server-identity.js";
+import { localProfile } from "./profile.js";
+
+export const roomsRoutes = new Hono<AppEnv>();
+
+/** A v12 room ID collides only if the same user creates identical rooms in the same millisecond: retry
+ * with another timestamp (as Synapse does), a few times. */
+const CREATE_ATTEMPTS = 5;
+
+const optionalString = (body: JsonObject, key: string): string | undefined => {
+  const v = body[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "string") throw badJson(`'${key}' must be a string`);
+  return v;
+};
+
+const optionalObject = (body: JsonObject, key: string): JsonObject | undefined => {
+  const v = body[key];
+  if (v === undefined) return undefined;
+  if (!isJsonObject(v)) throw badJson(`'${key}' must be an object`);
+  return v;
+};
+
+async function profileOf(env: Env, userId: string): Promise<MemberProfile> {
+  if (!isLocalUserId(userId, env)) return {};
+  return (await localProfile(env, userId)) ?? {};
+}
+
+/** Parses and validates a createRoom body into the config the Room DO runs (everything except the alias,
+ * which needs D1). */
+export async function parseCreateRoomRequest(env: Env, creator: string, body: JsonObject): Promise<{ config: CreateRoomConfig; visibility?: string; aliasName?: string }> {
+  const visibility = optionalString(body, "visibility");
+  if (visibility !== undefined && visibility !== "public" && visibility !== "private") {
+    throw badJson("'visibility' must be 'public' or 'private'");
+  }
+  // Spec: without a preset, the visibility decides (public -> public_chat, else private_chat).
+  const presetName = optionalString(body, "preset") ?? (visibility === "public" ? "public_chat" : "private_chat");
+  if (!Object.hasOwn(PRESETS, presetName)) throw badJson(`'${presetName}' is not a valid preset`);
+  const preset = presetName as RoomPreset;
+
+  const roomVersion = optionalString(body, "room_version") ?? DEFAULT_ROOM_VERSION;
+  const rules = roomVersionRules(roomVersion);
+  if (!rules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Your homeserver does not support this room version");
+
+  const invite: string[] = [];
+  if (body.invite !== undefined) {
+    if (!Array.isArray(body.invite)) throw badJson("'invite' must be a list of user IDs");
+    for (const user of body.invite) {
+      if (typeof user !== "string" || !isValidUserId(user)) throw invalidParam(`Invalid user_id: ${String(user)}`);
+      if (!isLocalUserId(user, env)) {
+        // Inviting another server's user needs the federation invite API, which does not exist yet.
+        throw new MatrixError(501, "M_UNRECOGNIZED", "Inviting users of other servers is not supported yet");
+      }
+      if (!invite.includes(user)) invite.push(user);
+    }
+  }
+  if (body.invite_3pid !== undefined) {
+    if (!Array.isArray(body.invite_3pid)) throw badJson("'invite_3pid' must be a list");
+    if (body.invite_3pid.length > 0) throw forbidden("Third-party invites are not supported on this server");
+  }
+
+  const initialState: CreateRoomConfig["initialState"] = [];
+  if (body.initial_state !== undefined) {
+    if (!Array.isArray(body.initial_state)) throw badJson("'initial_state' must be a list");
+    for (const e of body.initial_state) {
+      if (!isJsonObject(e) || typeof e.type !== "string" || !isJsonObject(e.content)) {
+        throw badJson("'initial_state' entries need a string 'type' and an object 'content'");
+      }
+      if (e.state_key !== undefined && typeof e.state_key !== "string") throw badJson("'state_key' must be a string");
+      initialState.push({ type: e.type, stateKey: e.state_key ?? "", content: e.content });
+    }
+  }
+
+  const powerLevelContentOverride = optionalObject(body, "power_level_content_override");
+  // v1-v11 (Synapse's check): an override of `users` must keep the creator, or they lock themselves out.
+  // In v12 the creator is never listed (creators have infinite power).
+  if (
+    powerLevelContentOverride &&
+    !rules.authorization.explicitlyPrivilegeRoomCreators &&
+    isJsonObject(powerLevelContentOverride.users) &&
+    !Object.hasOwn(powerLevelContentOverride.users, creator)
+  ) {
+    throw badJson(`Not a valid power_level_content_override: 'users' did not contain ${creator}`);
+  }
+
+  const isDirect = body.is_direct;
+  if (isDirect !== undefined && typeof isDirect !== "boolean") throw badJson("'is_direct' must be a boolean");
+
+  const aliasName = optionalString(body, "room_alias_name");
+  const inviteeProfiles: Record<string, MemberProfile> = {};
+  for (const user of invite) inviteeProfiles[user] = await profileOf(env, user);
+
+  const config: CreateRoomConfig = {
+    creator,
+    roomVersion: rules.id,
+    preset,
+    creationContent: optionalObject(body, "creation_content") ?? {},
+    powerLevelContentOverride,
+    initialState,
+    name: optionalString(body, "name"),
+    topic: optionalString(body, "topic"),
+    invite,
+    isDirect: isDirect === true,
+    creatorProfile: await profileOf(env, creator),
+    inviteeProfiles,
+  };
+  return { config, visibility, aliasName };
+}
+
+/**
+ * Creates a room for `creator`: builds the create event (which names the room), reserves the alias,
+ * lets the Room DO store every initial event, publishes the room if asked. Returns the room ID.
+ */
+export async function createRoom(env: Env, creator: string, body: JsonObject): Promise<string> {
+  const { config, visibility, aliasName } = await parseCreateRoomRequest(env, creator, body);
+  const rules = roomVersionRules(config.roomVersion)!;
+  if (aliasName !== undefined) config.canonicalAlias = await aliasForCreateRoom(env, aliasName);
+  const key = await signingKey(env);
+
+  for (let attempt = 0; ; attempt++) {
+    const roomIdBefore = rules.roomIdFormat === "server-generated" ? `!${randomToken(12)}:${env.SERVER_NAME}` : undefined;
+    const create = await buildLocalEvent(
+      { type: "m.room.create", stateKey: "", sender: creator, content: createEventContent(config, rules) },
+      {
+        roomId: roomIdBefore,
+        rules,
+        serverName: env.SERVER_NAME,
+        key,
+        prevEvents: [],
+        state: () => undefined,
+        // A retry needs another create event hash (v12 room IDs): another timestamp.
+        now: Date.now() - attempt * (1 + Math.floor(Math.random() * 10)),
+      },
+    );
+    const roomId = await roomIdFromCreateEvent(create.pdu, rules);
+    // The alias points at the room before its events exist, so no other request can take it meanwhile.
+    if (config.canonicalAlias !== undefined) await createAliasOnCreate(env, roomId, config.canonicalAlias, creator);
+    try {
+      await roomStub(env, roomId).createRoom({ roomId, createEvent: create.pdu, config });
+    } catch (e) {
+      if (config.canonicalAlias !== undefined) await deleteAlias(env, config.canonicalAlias);
+      const err = fromRpcError(e);
+      if (err instanceof MatrixError && err.errcode === "M_ROOM_IN_USE" && attempt + 1 < CREATE_ATTEMPTS) continue;
+      throw err;
+    }
+    await publishRoomOnCreate(env, roomId, visibility);
+    return roomId;
+  }
+}
+
+// POST /_matrix/client/v3/createRoom
+roomsRoutes.post("/_matrix/client/:version{v3|r0}/createRoom", requireAuth, async (c) => {
+  const body = await readJsonObject(c, { allowEmpty: true });
+  const roomId = await createRoom(c.env, requester(c).userId, body);
+  return c.json({ room_id: roomId });
+});
