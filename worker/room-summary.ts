@@ -77,11 +77,12 @@ export class RoomStateSnapshot {
  * Reads a room's current state from its Room DO; null when this server does not know the room.
  * This is the one place that talks to the Room DO, so a change of its RPC touches only this function.
  */
-export async function loadRoomState(env: Env, roomId: string): Promise<RoomStateSnapshot | null> {
+export async function loadRoomState(env: Pick<Env, "ROOMS">, roomId: string): Promise<RoomStateSnapshot | null> {
+  // The Room DO is addressed by the room ID (worker/room-store.ts `roomStub`). The narrow type avoids the
+  // RPC stub's recursive JsonObject mapping, which TypeScript cannot instantiate here (TS2589).
   const stub = env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as {
-    currentStateForDirectory?: () => Promise<{ roomVersion: string; events: StateEventView[] } | null>;
+    currentStateForDirectory(): Promise<{ roomVersion: string; events: StateEventView[] } | null>;
   };
-  if (typeof stub.currentStateForDirectory !== "function") return null;
   const state = await stub.currentStateForDirectory();
   return state ? new RoomStateSnapshot(roomId, state.roomVersion, state.events) : null;
 }
