@@ -10,7 +10,7 @@
 //   and the topological ordering uses those direct edges;
 // - in room version 12 the create event, which events no longer list (MSC4291), is an implicit auth
 //   event of every other event: it is part of auth chains and of the auth events used for checks.
-import { checkEventAuth, type AuthStateLookup } from "./auth-rules.js";
+import { checkEventAuth, type AuthCheckOptions, type AuthStateLookup } from "./auth-rules.js";
 import { isJsonObject, type JsonValue } from "./json.js";
 import { authEventIds, stateKey, type IdentifiedPdu, type StateKey, type StateMap } from "./pdu.js";
 import type { RoomVersionRules } from "./room-versions.js";
@@ -26,6 +26,10 @@ export interface StateResolutionInput {
   /** Optional cache hook: the auth chain of an event (without the event itself), as `authChainOf`
    * computes it. Used for the per-state-set auth chains of the auth difference. */
   authChain?(eventId: string): Set<string>;
+  /** For `m.room.member` invites with `content.third_party_invite`: the public keys verified (ahead
+   * of time, since Ed25519 is async) to have signed `content.third_party_invite.signed`, see
+   * `verifyThirdPartyInviteSigned` in auth-rules.ts. Without it such invites fail the checks. */
+  thirdPartyInviteVerifiedKeys?(eventId: string): ReadonlySet<string> | undefined;
 }
 
 const CREATE = "m.room.create";
@@ -44,7 +48,7 @@ export function resolveState(input: StateResolutionInput): StateMap {
   if (rules.stateResolution === "v1") {
     throw new Error(`state resolution v1 (room version ${rules.id}) is not supported`);
   }
-  const graph = new EventGraph(input.getEvent, rules, input.isRejected);
+  const graph = new EventGraph(input.getEvent, rules, input.isRejected, input.thirdPartyInviteVerifiedKeys);
 
   const split = splitStateSets(stateSets);
   const { conflicted } = split;
@@ -166,7 +170,13 @@ class EventGraph {
     private readonly fetch: (eventId: string) => IdentifiedPdu | undefined,
     readonly rules: RoomVersionRules,
     private readonly rejected?: (eventId: string) => boolean,
+    private readonly thirdPartyInviteKeys?: (eventId: string) => ReadonlySet<string> | undefined,
   ) {}
+
+  authCheckOptions(eventId: string): AuthCheckOptions {
+    const keys = this.thirdPartyInviteKeys?.(eventId);
+    return keys === undefined ? {} : { thirdPartyInviteVerifiedKeys: keys };
+  }
 
   get(eventId: string): IdentifiedPdu | undefined {
     let event = this.events.get(eventId);
@@ -518,7 +528,7 @@ function iterativeAuthChecks(graph: EventGraph, eventIds: readonly string[], sta
       }
       return ownAuthEvents.get(k);
     };
-    if (checkEventAuth(event, graph.rules, lookup).allowed) {
+    if (checkEventAuth(event, graph.rules, lookup, graph.authCheckOptions(eventId)).allowed) {
       state.set(stateKey(event.type, event.state_key), eventId);
     }
   }

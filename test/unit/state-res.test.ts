@@ -423,6 +423,35 @@ describe("algorithm details", () => {
     expect(resolve(room, sets, { authChain: authChainHook(room) }).get(powerLevelsKey)).toBe("$pl-3");
   });
 
+  it("passes the pre-verified third-party invite keys to the auth checks", () => {
+    const { room, withIds } = publicChatWith([
+      ["$3pid", "alice", "m.room.third_party_invite", "tok", { display_name: "d...", key_validity_url: "https://x", public_key: "KEY" }, ["$01-m-room-power_levels", "$00-m-room-member-join-alice"], 10],
+      [
+        "$invite-dave",
+        "alice",
+        "m.room.member",
+        "@dave",
+        {
+          membership: "invite",
+          third_party_invite: {
+            display_name: "d...",
+            signed: { mxid: "@dave:example.com", token: "tok", signatures: { "id.example": { "ed25519:0": "sig" } } },
+          },
+        },
+        ["$01-m-room-power_levels", "$00-m-room-member-join-alice", "$3pid"],
+        11,
+      ],
+    ]);
+    const daveKey = stateKey("m.room.member", "@dave:example.com");
+    const sets = [withIds("$3pid"), withIds("$3pid", "$invite-dave")];
+    // Fail closed without verified keys (Ed25519 verification is the caller's, ahead of time).
+    expect(resolve(room, sets).has(daveKey)).toBe(false);
+    const verified = (id: string) => (id === "$invite-dave" ? new Set(["KEY"]) : undefined);
+    expect(resolve(room, sets, { thirdPartyInviteVerifiedKeys: verified }).get(daveKey)).toBe("$invite-dave");
+    const wrongKey = () => new Set(["OTHER"]);
+    expect(resolve(room, sets, { thirdPartyInviteVerifiedKeys: wrongKey }).has(daveKey)).toBe(false);
+  });
+
   it("leaves out of the auth difference what the unconflicted state's auth chain holds", () => {
     // Bob's topic cites the old power levels $00 (where he has 0); the state says $01 (50). $00 is
     // in the auth chain of the unconflicted state, so it is not replayed over $01.
