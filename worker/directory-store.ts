@@ -4,7 +4,7 @@
 //
 // Also the functions other routes call: createRoom (`publishRoomOnCreate`, `aliasForCreateRoom`,
 // `createAliasOnCreate`), /join (`resolveRoomAlias`) and the state-send path (`validateCanonicalAlias`).
-import { MatrixError, invalidParam } from "../protocol/errors.js";
+import { MatrixError, fromRpcError, invalidParam } from "../protocol/errors.js";
 import { isValidServerName } from "../protocol/auth-rules.js";
 import type { JsonObject } from "../protocol/json.js";
 import type { Env } from "./env.js";
@@ -112,6 +112,36 @@ export async function resolveRoomAlias(env: Env, alias: string): Promise<{ roomI
     for (const server of state.joinedServers()) if (!servers.includes(server)) servers.push(server);
   }
   return { roomId: row.room_id, servers };
+}
+
+/**
+ * After an alias was deleted: removes it from the room's `m.room.canonical_alias` event (as `alias` or
+ * in `alt_aliases`), sending the new event as `userId`. Spec (DELETE /directory/room/{roomAlias}):
+ * servers may do this, and then should delete the alias and succeed even when the user may not change
+ * the event; so a refusal here is swallowed (as Synapse does) and the event stays as it was.
+ * Returns whether the event was updated.
+ */
+export async function removeAliasFromCanonicalAlias(env: Env, roomId: string, alias: string, userId: string): Promise<boolean> {
+  const state = await loadRoomState(env, roomId);
+  const current = state?.get("m.room.canonical_alias", "")?.content;
+  if (!current) return false;
+  const altAliases = Array.isArray(current.alt_aliases) ? current.alt_aliases : undefined;
+  const inAlt = altAliases?.includes(alias) ?? false;
+  if (current.alias !== alias && !inAlt) return false;
+  const content: JsonObject = { ...current };
+  if (content.alias === alias) delete content.alias;
+  if (altAliases && inAlt) content.alt_aliases = altAliases.filter((a) => a !== alias);
+  // Narrowly typed: the RPC stub's mapping of the recursive JsonObject is too deep for TypeScript.
+  const stub = env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as {
+    sendEvent(request: { sender: string; type: string; stateKey: string; content: JsonObject }): Promise<unknown>;
+  };
+  try {
+    await stub.sendEvent({ sender: userId, type: "m.room.canonical_alias", stateKey: "", content });
+    return true;
+  } catch (e) {
+    if (fromRpcError(e) instanceof MatrixError) return false;
+    throw e;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

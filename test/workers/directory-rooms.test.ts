@@ -90,6 +90,32 @@ describe("room aliases with a room", () => {
     expect((await api("GET", aliasPath(bobsOther))).status).toBe(404);
   });
 
+  it("removes a deleted alias from m.room.canonical_alias when the user may change it", async () => {
+    const alice = await registerUser(uniqueLocalpart("alice"));
+    const bob = await registerUser(uniqueLocalpart("bob"));
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+    const main = newAlias("main");
+    const alt = newAlias("alt");
+    const bobs = newAlias("bobs");
+    for (const [user, alias] of [[alice, main], [alice, alt], [bob, bobs]] as const) {
+      expect((await api("PUT", aliasPath(alias), { token: user.access_token, body: { room_id: roomId } })).status).toBe(200);
+    }
+    expect((await sendState(alice, roomId, "m.room.canonical_alias", "", { alias: main, alt_aliases: [alt, bobs] })).status).toBe(200);
+    const canonical = async () => (await api("GET", statePath(roomId, "m.room.canonical_alias"), { token: alice.access_token })).body;
+
+    expect((await api("DELETE", aliasPath(alt), { token: alice.access_token })).status).toBe(200);
+    expect(await canonical()).toEqual({ alias: main, alt_aliases: [bobs] });
+    expect((await api("DELETE", aliasPath(main), { token: alice.access_token })).status).toBe(200);
+    expect(await canonical()).toEqual({ alt_aliases: [bobs] });
+    // Bob may delete his own alias but not change the event: the deletion still succeeds (spec note).
+    expect((await api("DELETE", aliasPath(bobs), { token: bob.access_token })).status).toBe(200);
+    expect((await api("GET", aliasPath(bobs))).status).toBe(404);
+    expect(await canonical()).toEqual({ alt_aliases: [bobs] });
+    // The event that still names the deleted alias can be re-sent: only new aliases are checked.
+    expect((await sendState(alice, roomId, "m.room.canonical_alias", "", { alt_aliases: [bobs], alias: "" })).status).toBe(200);
+  });
+
   it("shows the aliases of a world-readable room to anyone", async () => {
     const alice = await registerUser(uniqueLocalpart("alice"));
     const carol = await registerUser(uniqueLocalpart("carol"));

@@ -13,6 +13,7 @@ import {
   isDirectoryVisibility,
   isValidRoomId,
   localAliasesOf,
+  removeAliasFromCanonicalAlias,
   requireRoomAlias,
   resolveRoomAlias,
   setVisibility,
@@ -79,6 +80,8 @@ directoryRoutes.delete("/_matrix/client/:version{v3|r0}/directory/room/:roomAlia
     }
   }
   if (!(await deleteAlias(c.env, alias.alias))) throw aliasNotFound(alias.alias);
+  // As Synapse: the room stops advertising the alias in m.room.canonical_alias (when the user may).
+  await removeAliasFromCanonicalAlias(c.env, row.room_id, alias.alias, user.userId);
   return c.json({});
 });
 
