@@ -68,12 +68,18 @@ it("signing, verification and hashing", async () => {
  * then two forks that each change the display name of the same `conflicted` members. */
 function forkedRoom(version: string, members: number, conflicted: number) {
   const events = new Map<string, IdentifiedPdu>();
+  const rules = roomVersionRules(version)!;
+  // v12: the room ID is derived from the create event's ID, which other events no longer list.
+  const v12 = rules.authorization.roomCreateEventIdAsRoomId;
+  const roomId = v12 ? "!create" : "!room:bench.local";
   let ts = 1_700_000_000_000;
   const add = (id: string, type: string, sk: string, sender: string, content: JsonObject, auth: string[], prev: string[]) => {
     const pdu: IdentifiedPdu = {
-      event_id: id, room_id: "!room:bench.local", sender, origin_server_ts: ts++, type, state_key: sk, content,
-      prev_events: prev, auth_events: auth, depth: events.size + 1, hashes: { sha256: "" }, signatures: {},
+      event_id: id, sender, origin_server_ts: ts++, type, state_key: sk, content,
+      prev_events: prev, auth_events: v12 ? auth.filter((a) => a !== "$create") : auth, depth: events.size + 1,
+      hashes: { sha256: "" }, signatures: {},
     };
+    if (!(v12 && type === "m.room.create")) pdu.room_id = roomId;
     events.set(id, pdu);
     return id;
   };
