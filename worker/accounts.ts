@@ -5,6 +5,7 @@ import { and, eq, inArray } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { accessTokens, devices, refreshTokens, users } from "../schema/d1.js";
 import { generateDeviceId, generateToken, sha256Hex } from "./auth.js";
+import { onAllDevicesDeleted, onDevicesDeleted } from "./device-lists.js";
 import type { Env } from "./env.js";
 
 /** Lifetime of an access token issued with a refresh token (Synapse's `refreshable_access_token_lifetime`). */
@@ -113,6 +114,8 @@ export async function deleteDevices(env: Env, userId: string, deviceIds: string[
       db.delete(devices).where(and(eq(devices.userId, userId), inArray(devices.deviceId, chunk))),
     ]);
   }
+  // Their end-to-end keys and to-device inboxes go too (worker/device-lists.ts).
+  await onDevicesDeleted(env, userId, deviceIds);
 }
 
 /** Deletes all of a user's devices and tokens, except `keepDeviceId` if given. */
@@ -125,6 +128,7 @@ export async function deleteAllDevices(env: Env, userId: string, keepDeviceId?: 
     db.prepare(`DELETE FROM refresh_tokens WHERE user_id = ?${except}`).bind(...params),
     db.prepare(`DELETE FROM devices WHERE user_id = ?${except}`).bind(...params),
   ]);
+  await onAllDevicesDeleted(env, userId, keepDeviceId);
 }
 
 export async function setPasswordHash(env: Env, userId: string, passwordHash: string | null): Promise<void> {

@@ -19,11 +19,14 @@ export function outcome<T>(fn: () => T): Outcome<T> {
   }
 }
 
+/** The success type of an outcome, also when RPC has rewritten it (e.g. intersected with Disposable). */
+export type OutcomeValue<R> = R extends { ok: infer T } ? T : never;
+
 /** In the worker: the value of an outcome, or its MatrixError thrown. */
-export function unwrap<T>(result: Outcome<T>): T {
+export function unwrap<R extends Outcome<unknown>>(result: R): OutcomeValue<R> {
   if ("error" in result) {
     const { status, errcode, error, extra } = result.error;
     throw new MatrixError(status, errcode, error, extra ?? {});
   }
-  return result.ok;
+  return (result as { ok: OutcomeValue<R> }).ok;
 }
