@@ -14,7 +14,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { checkEventAuth, namedPowerLevel, powerLevelOf } from "../protocol/auth-rules.js";
 import { eventIdFor } from "../protocol/event-hashes.js";
-import { MatrixError, badJson, forbidden, notFound, toRpcError } from "../protocol/errors.js";
+import { MatrixError, badJson, forbidden, notFound } from "../protocol/errors.js";
 import type { JsonObject } from "../protocol/json.js";
 import { splitStateKey, type IdentifiedPdu, type Pdu } from "../protocol/pdu.js";
 import { roomVersionRules } from "../protocol/room-versions.js";
@@ -28,12 +28,14 @@ import { RoomEngine, type PersistResult, type StateDeltaEntry, type StateEntry }
 import { createLocalEvent } from "./room/local-events.js";
 import { prepareMembership, sameContent, type MembershipAction, type MembershipRequest } from "./room/membership.js";
 import { clientEvents, stateClientEvents, visibleState, type Reader } from "./room/reads.js";
+import { errorOutcome, outcomeOf, type Outcome } from "./room/outcome.js";
 import type { ReadonlyStateMap } from "./room/state-groups.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
 export type { ClientEvent } from "./room/client-event.js";
 export type { PersistResult, StateDeltaEntry, StateEntry } from "./room/engine.js";
+export type { Outcome } from "./room/outcome.js";
 
 /** A message, state or redaction event from a local client. */
 export interface SendEventRequest {
@@ -75,10 +77,6 @@ export interface DirectoryStateEvent {
 const OUTBOX_RETRY_MS = 10_000;
 const OUTBOX_MAX_RETRY_MS = 10 * 60_000;
 
-function rethrow(e: unknown): never {
-  if (e instanceof MatrixError) throw toRpcError(e);
-  throw e;
-}
 
 function entries(state: ReadonlyStateMap): StateEntry[] {
   const out: StateEntry[] = [];
@@ -111,11 +109,11 @@ export class RoomDurableObject extends DurableObject<Env> {
     });
   }
 
-  /** Runs one write after the previous one finished. */
-  private serialised<T>(fn: () => Promise<T>): Promise<T> {
+  /** Runs one write after the previous one finished; a MatrixError it throws becomes the error outcome. */
+  private serialised<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
     const run = this.writes.then(fn, fn);
     this.writes = run.catch(() => undefined);
-    return run.catch(rethrow);
+    return run.then((ok) => ({ ok }), errorOutcome);
   }
 
   /** After a commit that wrote outbox rows: make sure the alarm will retry them, then deliver. */
@@ -181,7 +179,7 @@ export class RoomDurableObject extends DurableObject<Env> {
    * create event and the others in the spec's order. Fails with M_ROOM_IN_USE if this DO already holds a
    * room (the worker then derives another room ID).
    */
-  createRoom(request: CreateRoomRequest): Promise<{ roomId: string; eventIds: string[] }> {
+  createRoom(request: CreateRoomRequest): Promise<Outcome<{ roomId: string; eventIds: string[] }>> {
     return this.serialised(async () => {
       const { roomId, createEvent, config } = request;
       if (this.engine.meta()) throw new MatrixError(400, "M_ROOM_IN_USE", "Room already exists");
@@ -234,7 +232,7 @@ export class RoomDurableObject extends DurableObject<Env> {
    * (same sender and content) return the existing event, as Synapse does. Redactions need the redact
    * level unless the sender redacts their own event.
    */
-  sendEvent(request: SendEventRequest): Promise<SentEvent> {
+  sendEvent(request: SendEventRequest): Promise<Outcome<SentEvent>> {
     return this.serialised(async () => {
       const meta = this.engine.meta();
       if (!meta) throw forbidden("Unknown room");
@@ -285,7 +283,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** join, invite, leave, kick, ban, unban, knock by a local user (spec: "Room membership"). */
-  updateMembership(request: MembershipRequest): Promise<SentEvent> {
+  updateMembership(request: MembershipRequest): Promise<Outcome<SentEvent>> {
     return this.serialised(() => this.membershipLocked(request));
   }
 
@@ -316,14 +314,15 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** POST /rooms/{roomId}/forget: allowed once the user has left or was banned (Synapse: 400 otherwise). */
-  forget(userId: string): Promise<void> {
+  forget(userId: string): Promise<Outcome<null>> {
     return this.serialised(async () => {
-      if (!this.engine.meta()) return;
+      if (!this.engine.meta()) return null;
       const m = this.engine.membershipOf(userId);
       if (m && m.membership !== "leave" && m.membership !== "ban") {
         throw new MatrixError(400, "M_UNKNOWN", `User ${userId} in room ${this.engine.meta()!.roomId}`);
       }
       if (m) this.engine.setForgotten(userId, true);
+      return null;
     });
   }
 
@@ -331,7 +330,7 @@ export class RoomDurableObject extends DurableObject<Env> {
    * The entry point for events from other servers (federation, later): the same checks and commit as
    * local events, storing rejected and soft-failed events as the spec requires.
    */
-  persistEvent(pdu: Pdu, options: { origin: "local" | "federation" }): Promise<PersistResult> {
+  persistEvent(pdu: Pdu, options: { origin: "local" | "federation" }): Promise<Outcome<PersistResult>> {
     return this.serialised(async () => {
       const result = await this.engine.persistEvent(pdu, options);
       await this.afterCommit([result]);
@@ -364,23 +363,17 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** GET /rooms/{roomId}/state: the state the user may see (403 otherwise), in the client format. */
-  stateForUser(reader: Reader): ClientEvent[] {
-    try {
-      return stateClientEvents(this.engine, visibleState(this.engine, reader.userId), reader);
-    } catch (e) {
-      rethrow(e);
-    }
+  stateForUser(reader: Reader): Promise<Outcome<ClientEvent[]>> {
+    return outcomeOf(() => stateClientEvents(this.engine, visibleState(this.engine, reader.userId), reader));
   }
 
   /** GET /rooms/{roomId}/state/{type}/{stateKey}: one state event the user may see; null if there is none. */
-  stateEventForUser(reader: Reader, type: string, stateKey: string): ClientEvent | null {
-    try {
+  stateEventForUser(reader: Reader, type: string, stateKey: string): Promise<Outcome<ClientEvent | null>> {
+    return outcomeOf(() => {
       const state = visibleState(this.engine, reader.userId);
       const eventId = state.get(`${type}\u0000${stateKey}`);
       return eventId === undefined ? null : (clientEvents(this.engine, [eventId], reader)[0] ?? null);
-    } catch (e) {
-      rethrow(e);
-    }
+    });
   }
 
   /** Stored events in the client format (no visibility check: the caller decides who may see them). */

@@ -12,6 +12,7 @@ import { isValidRoomId, parseRoomAlias, resolveRoomAlias } from "../directory-st
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
+import { unwrap } from "../../durable-objects/room/outcome.js";
 import { localProfile } from "./profile.js";
 
 export const roomMembershipRoutes = new Hono<AppEnv>();
@@ -47,8 +48,7 @@ async function changeMembership(
   const sender = requester(c).userId;
   const withProfile = action === "join" || action === "knock" || action === "invite";
   const profile = withProfile ? await profileOf(c.env, target) : undefined;
-  const result = await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile });
-  return result.eventId;
+  return unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile })).eventId;
 }
 
 /** `roomIdOrAlias` of /join and /knock: a room ID, or a local alias resolved through the directory. */
@@ -118,7 +118,7 @@ roomMembershipRoutes.post(`${V}/rooms/:roomId/leave`, requireAuth, async (c) => 
 // POST /_matrix/client/v3/rooms/{roomId}/forget
 roomMembershipRoutes.post(`${V}/rooms/:roomId/forget`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
-  await roomStub(c.env, roomId).forget(requester(c).userId);
+  unwrap(await roomStub(c.env, roomId).forget(requester(c).userId));
   return c.json({});
 });
 

@@ -9,7 +9,7 @@ import { validateCanonicalAlias } from "../directory-store.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
-import type { ClientEvent } from "../../durable-objects/room.js";
+import { unwrap } from "../../durable-objects/room/outcome.js";
 
 export const roomSendRoutes = new Hono<AppEnv>();
 
@@ -23,13 +23,13 @@ roomSendRoutes.put(`${V}/rooms/:roomId/send/:eventType/:txnId`, requireAuth, asy
   const roomId = requireRoomId(c.req.param("roomId"));
   const { userId, deviceId } = requester(c);
   const content = await readJsonObject(c, { allowEmpty: false });
-  const result = await roomStub(c.env, roomId).sendEvent({
+  const result = unwrap(await roomStub(c.env, roomId).sendEvent({
     sender: userId,
     type: c.req.param("eventType"),
     content,
     txn: { deviceId, txnId: c.req.param("txnId") },
     redacts: c.req.param("eventType") === "m.room.redaction" && typeof content.redacts === "string" ? content.redacts : undefined,
-  });
+  }));
   return c.json({ event_id: result.eventId });
 });
 
@@ -40,7 +40,7 @@ async function putState(c: Context<AppEnv>) {
   const content = await readJsonObject(c, { allowEmpty: false });
   // Spec: 400 M_BAD_ALIAS / M_INVALID_PARAM for canonical aliases that are invalid or point elsewhere.
   if (type === "m.room.canonical_alias" && stateKey === "") await validateCanonicalAlias(c.env, roomId, content);
-  const result = await roomStub(c.env, roomId).sendEvent({ sender: requester(c).userId, type, stateKey, content });
+  const result = unwrap(await roomStub(c.env, roomId).sendEvent({ sender: requester(c).userId, type, stateKey, content }));
   return c.json({ event_id: result.eventId });
 }
 
@@ -54,7 +54,7 @@ async function getState(c: Context<AppEnv>) {
   const format = c.req.query("format") ?? "content";
   if (format !== "content" && format !== "event") throw new MatrixError(400, "M_INVALID_PARAM", "format must be 'content' or 'event'");
   const { userId, deviceId } = requester(c);
-  const event: ClientEvent | null = await roomStub(c.env, roomId).stateEventForUser({ userId, deviceId }, c.req.param("eventType")!, stateKeyParam(c));
+  const event = unwrap(await roomStub(c.env, roomId).stateEventForUser({ userId, deviceId }, c.req.param("eventType")!, stateKeyParam(c)));
   if (!event) throw notFound("Event not found.");
   // Typed loosely for c.json: Hono's JSON type check does not terminate on the recursive JSON types.
   const body: Record<string, unknown> = format === "event" ? { ...event } : event.content;
@@ -70,7 +70,8 @@ roomSendRoutes.get(`${V}/rooms/:roomId/state/:eventType`, requireAuth, getState)
 roomSendRoutes.get(`${V}/rooms/:roomId/state`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
   const { userId, deviceId } = requester(c);
-  return c.json(await roomStub(c.env, roomId).stateForUser({ userId, deviceId }));
+  const events = unwrap(await roomStub(c.env, roomId).stateForUser({ userId, deviceId }));
+  return c.json(events as unknown[]);
 });
 
 // PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
@@ -85,12 +86,12 @@ roomSendRoutes.put(`${V}/rooms/:roomId/redact/:eventId/:txnId`, requireAuth, asy
   }
   // Other keys of the body are kept, as Synapse does (e.g. MSC extensions); `redacts` is the server's.
   for (const [k, v] of Object.entries(body)) if (k !== "reason" && k !== "redacts") content[k] = v;
-  const result = await roomStub(c.env, roomId).sendEvent({
+  const result = unwrap(await roomStub(c.env, roomId).sendEvent({
     sender: userId,
     type: "m.room.redaction",
     content,
     redacts: c.req.param("eventId"),
     txn: { deviceId, txnId: c.req.param("txnId") },
-  });
+  }));
   return c.json({ event_id: result.eventId });
 });

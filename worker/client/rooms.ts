@@ -16,6 +16,7 @@ import { aliasForCreateRoom, createAliasOnCreate, deleteAlias, publishRoomOnCrea
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { roomStub } from "../room-store.js";
+import { unwrap } from "../../durable-objects/room/outcome.js";
 import { signingKey } from "../server-identity.js";
 import { localProfile } from "./profile.js";
 
@@ -154,7 +155,7 @@ export async function createRoom(env: Env, creator: string, body: JsonObject): P
     // The alias points at the room before its events exist, so no other request can take it meanwhile.
     if (config.canonicalAlias !== undefined) await createAliasOnCreate(env, roomId, config.canonicalAlias, creator);
     try {
-      await roomStub(env, roomId).createRoom({ roomId, createEvent: create.pdu, config });
+      unwrap(await roomStub(env, roomId).createRoom({ roomId, createEvent: create.pdu, config }));
     } catch (e) {
       if (config.canonicalAlias !== undefined) await deleteAlias(env, config.canonicalAlias);
       const err = fromRpcError(e);
