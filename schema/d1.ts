@@ -161,3 +161,20 @@ export const roomDirectory = sqliteTable(
   },
   (t) => [index("room_directory_visibility").on(t.visibility)],
 );
+
+/** Content reports (spec: Client-Server API, "Reporting content": POST /rooms/{roomId}/report/{eventId},
+ * POST /rooms/{roomId}/report). Kept for the server's administrators; `event_id` is null for a report of
+ * a whole room. */
+export const reports = sqliteTable(
+  "reports",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    /** The user who reported. */
+    reporter: text("reporter").notNull(),
+    roomId: text("room_id").notNull(),
+    eventId: text("event_id"),
+    reason: text("reason"),
+    receivedTs: integer("received_ts").notNull(),
+  },
+  (t) => [index("reports_room").on(t.roomId)],
+);
