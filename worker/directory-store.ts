@@ -7,6 +7,7 @@
 import { MatrixError, fromRpcError, invalidParam } from "../protocol/errors.js";
 import { isValidServerName } from "../protocol/auth-rules.js";
 import type { JsonObject } from "../protocol/json.js";
+import { serverNameOf } from "../protocol/pdu.js";
 import type { Env } from "./env.js";
 import { loadRoomState } from "./room-summary.js";
 
@@ -107,9 +108,11 @@ export async function resolveRoomAlias(env: Env, alias: string): Promise<{ roomI
   const row = await getAlias(env, alias);
   if (!row) return null;
   const servers = [env.SERVER_NAME];
-  const state = await loadRoomState(env, row.room_id);
-  if (state) {
-    for (const server of state.joinedServers()) if (!servers.includes(server)) servers.push(server);
+  // Only the joined member list is needed, not the whole state.
+  const joined = await env.ROOMS.get(env.ROOMS.idFromName(row.room_id)).members("join");
+  for (const userId of joined) {
+    const server = serverNameOf(userId);
+    if (server !== "" && !servers.includes(server)) servers.push(server);
   }
   return { roomId: row.room_id, servers };
 }

@@ -222,7 +222,7 @@ export async function canSeeInHierarchy(
   if (rule === "knock" && auth?.knocking) return true;
   if (rule === "knock_restricted" && auth?.knockRestrictedJoinRule) return true;
   if (isWorldReadable(state)) return true;
-  if ((rule === "restricted" && auth?.restrictedJoinRule) || (rule === "knock_restricted" && auth?.knockRestrictedJoinRule)) {
+  if (rule === "restricted" && auth?.restrictedJoinRule) {
     for (const roomId of allowedRoomIds(state)) if (await isJoinedTo(roomId)) return true;
   }
   return false;
