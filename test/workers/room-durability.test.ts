@@ -1,0 +1,116 @@
+// Restart safety of the Room DO: an acknowledged event is there after the object is evicted, and
+// notifications to User DOs survive a crash between commit and delivery (outbox + alarm).
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { RoomDurableObject } from "../../durable-objects/room.js";
+import { allState, createRoom, join, membership, newUser, roomStub, send } from "./room-helpers.js";
+
+const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
+const userStub = (userId: string) => env.USERS.get(env.USERS.idFromName(userId));
+
+type InboxRow = {
+  position: number;
+  room_id: string;
+  stream_ordering: number;
+  event_id: string;
+  type: string;
+  state_key: string | null;
+  membership: string | null;
+};
+
+async function inbox(userId: string, roomId: string): Promise<InboxRow[]> {
+  return runInDurableObject(userStub(userId), (_i, state) => {
+    const exists = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'room_events_inbox'").toArray().length > 0;
+    if (!exists) return [];
+    return state.storage.sql.exec<InboxRow>("SELECT * FROM room_events_inbox WHERE room_id = ? ORDER BY position", roomId).toArray();
+  });
+}
+
+describe("Room DO durability", () => {
+  it("keeps acknowledged events, state and extremities across eviction", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { name: "durable" });
+    const sent = await send(alice, roomId, { msgtype: "m.text", body: "survives" });
+    expect(sent.status).toBe(200);
+    const before = await roomStub(roomId).currentStreamOrdering();
+
+    await evictDurableObject(rawRoom(roomId));
+
+    const pdu = await roomStub(roomId).getPdu(sent.body.event_id);
+    expect(pdu?.content.body).toBe("survives");
+    expect(await roomStub(roomId).currentStreamOrdering()).toBe(before);
+    const state = await allState(alice, roomId);
+    expect(state.body.find((e: { type: string }) => e.type === "m.room.name").content).toEqual({ name: "durable" });
+    // The next event builds on the stored forward extremity.
+    const next = await send(alice, roomId, { msgtype: "m.text", body: "after restart" });
+    expect(next.status).toBe(200);
+    const nextPdu = await roomStub(roomId).getPdu(next.body.event_id);
+    expect(nextPdu!.prev_events).toEqual([sent.body.event_id]);
+    expect(nextPdu!.depth).toBe(pdu!.depth + 1);
+  });
+
+  it("delivers notifications to the User DOs of joined, invited and target users", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const carol = await newUser("carol");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+    const msg = await send(alice, roomId, { msgtype: "m.text", body: "hello" });
+    const invite = await membership(alice, roomId, "invite", { user_id: carol.user_id });
+    expect(invite.status).toBe(200);
+
+    const bobInbox = await inbox(bob.user_id, roomId);
+    expect(bobInbox.map((n) => n.event_id)).toContain(msg.body.event_id);
+    const bobJoin = bobInbox.find((n) => n.type === "m.room.member" && n.state_key === bob.user_id);
+    expect(bobJoin?.membership).toBe("join");
+    const carolInbox = await inbox(carol.user_id, roomId);
+    // carol hears about her invite, not about the message before it.
+    expect(carolInbox.map((n) => n.membership)).toEqual(["invite"]);
+    expect(await roomStub(roomId).pendingNotifications()).toEqual([]);
+  });
+
+  it("a crash between commit and delivery: the alarm drains the outbox after eviction", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+
+    // Simulate the crash: commit, but skip the delivery that follows it.
+    await runInDurableObject(rawRoom(roomId), (instance) => {
+      (instance as unknown as RoomDurableObject).deliverAfterCommit = false;
+    });
+    const msg = await send(alice, roomId, { msgtype: "m.text", body: "delayed" });
+    expect(msg.status).toBe(200);
+    const pending = await roomStub(roomId).pendingNotifications();
+    expect(pending.map((p) => p.userId).sort()).toEqual([alice.user_id, bob.user_id].sort());
+    expect((await inbox(bob.user_id, roomId)).map((n) => n.event_id)).not.toContain(msg.body.event_id);
+
+    // Also lose the alarm: the constructor reschedules it for leftover rows.
+    await runInDurableObject(rawRoom(roomId), async (_i, state) => {
+      await state.storage.deleteAlarm();
+    });
+    await evictDurableObject(rawRoom(roomId));
+    expect(await roomStub(roomId).roomInfo()).not.toBeNull(); // wakes the object
+    const alarm = await runInDurableObject(rawRoom(roomId), (_i, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+
+    expect(await runDurableObjectAlarm(rawRoom(roomId))).toBe(true);
+    expect(await roomStub(roomId).pendingNotifications()).toEqual([]);
+    const bobInbox = await inbox(bob.user_id, roomId);
+    const delivered = bobInbox.filter((n) => n.event_id === msg.body.event_id);
+    expect(delivered).toHaveLength(1);
+    // The message is the room's latest event.
+    expect(delivered[0]!.stream_ordering).toBe(await roomStub(roomId).currentStreamOrdering());
+  });
+
+  it("User DOs ignore a repeated notification", async () => {
+    const user = userStub(`@dedupe-${crypto.randomUUID().slice(0, 8)}:test.local`);
+    const n = { roomId: "!r:test.local", streamOrdering: 7, eventId: "$e", type: "m.room.message", sender: "@a:test.local" };
+    const first = await user.onRoomEvent(n);
+    const second = await user.onRoomEvent(n);
+    expect(second).toBe(first);
+    const other = await user.onRoomEvent({ ...n, streamOrdering: 8, eventId: "$f" });
+    expect(other).toBeGreaterThan(first);
+  });
+});
