@@ -4,7 +4,7 @@
 //
 // Also the functions other routes call: createRoom (`publishRoomOnCreate`, `aliasForCreateRoom`,
 // `createAliasOnCreate`), /join (`resolveRoomAlias`) and the state-send path (`validateCanonicalAlias`).
-import { MatrixError, fromRpcError, invalidParam } from "../protocol/errors.js";
+import { MatrixError, invalidParam } from "../protocol/errors.js";
 import { isValidServerName } from "../protocol/auth-rules.js";
 import type { JsonObject } from "../protocol/json.js";
 import { serverNameOf } from "../protocol/pdu.js";
@@ -135,16 +135,12 @@ export async function removeAliasFromCanonicalAlias(env: Env, roomId: string, al
   if (content.alias === alias) delete content.alias;
   if (altAliases && inAlt) content.alt_aliases = altAliases.filter((a) => a !== alias);
   // Narrowly typed: the RPC stub's mapping of the recursive JsonObject is too deep for TypeScript.
+  // The Room DO answers client errors (e.g. too little power) as `{ error }` values, not exceptions.
   const stub = env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as {
-    sendEvent(request: { sender: string; type: string; stateKey: string; content: JsonObject }): Promise<unknown>;
+    sendEvent(request: { sender: string; type: string; stateKey: string; content: JsonObject }): Promise<{ ok: unknown } | { error: unknown }>;
   };
-  try {
-    await stub.sendEvent({ sender: userId, type: "m.room.canonical_alias", stateKey: "", content });
-    return true;
-  } catch (e) {
-    if (fromRpcError(e) instanceof MatrixError) return false;
-    throw e;
-  }
+  const result = await stub.sendEvent({ sender: userId, type: "m.room.canonical_alias", stateKey: "", content });
+  return "ok" in result;
 }
 
 // ---------------------------------------------------------------------------------------------
