@@ -30,6 +30,10 @@ import { prepareMembership, sameContent, type MembershipAction, type MembershipR
 import { clientEvents, stateClientEvents, visibleState, type Reader } from "./room/reads.js";
 import { errorOutcome, outcomeOf, type Outcome } from "./room/outcome.js";
 import type { ReadonlyStateMap } from "./room/state-groups.js";
+import type { ReceiptUpdate } from "./notifications.js";
+import { RoomEphemeral } from "./room/ephemeral.js";
+import { pushInputsBuilder } from "./room/push-inputs.js";
+import { roomSync, strippedState, type RoomSyncRequest, type RoomSyncResult, type StrippedStateEvent } from "./room/sync-reads.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -133,11 +137,12 @@ export class RoomDurableObject extends DurableObject<Env> {
     let delivered = 0;
     let failed = 0;
     const pending = this.engine.outbox(ids).filter((e) => !this.inFlight.has(e.id));
+    const withPushInputs = pushInputsBuilder(this.engine); // room/push-inputs.ts: unread counts in the User DO
     await Promise.all(
       pending.map(async (entry) => {
         this.inFlight.add(entry.id);
         try {
-          await this.env.USERS.get(this.env.USERS.idFromName(entry.userId)).onRoomEvent(entry.notification);
+          await this.env.USERS.get(this.env.USERS.idFromName(entry.userId)).onRoomEvent(withPushInputs(entry));
           this.engine.deleteOutbox(entry.id);
           delivered += 1;
         } catch (e) {
@@ -426,6 +431,44 @@ export class RoomDurableObject extends DurableObject<Env> {
       });
     }
     return { roomVersion: meta.roomVersion, events };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sync reads and room ephemeral data (logic in room/sync-reads.ts and room/ephemeral.ts).
+
+  private ephemeralState?: RoomEphemeral;
+  private get ephemeral(): RoomEphemeral {
+    return (this.ephemeralState ??= new RoomEphemeral(this.engine, this.env));
+  }
+
+  /** GET /sync: the room's part of a response (timeline, state, summary), one call per room. */
+  syncRoom(request: RoomSyncRequest): RoomSyncResult {
+    const result = roomSync(this.engine, request);
+    if (request.includeReceipts) result.receipts = this.ephemeral.publicReceipts();
+    return result;
+  }
+
+  /** GET /sync `invite_state` / `knock_state` for a user. */
+  strippedStateFor(userId: string): StrippedStateEvent[] {
+    return strippedState(this.engine, userId);
+  }
+
+  /** PUT /rooms/{roomId}/typing/{userId}: records and fans out to the joined local members. */
+  setTyping(userId: string, typing: boolean, timeoutMs: number): Promise<Outcome<null>> {
+    return outcomeOf(async () => {
+      await this.ephemeral.setTyping(userId, typing, timeoutMs);
+      return null;
+    });
+  }
+
+  /** POST /rooms/{roomId}/receipt: records and fans out; answers the receipt event's stream ordering. */
+  setReceipt(receipt: ReceiptUpdate): Promise<Outcome<{ streamOrdering: number }>> {
+    return outcomeOf(() => this.ephemeral.setReceipt(receipt));
+  }
+
+  /** Users typing now. */
+  typingUsers(): string[] {
+    return this.ephemeral.typingUsers();
   }
 
   /** Notifications not yet delivered (tests, diagnostics). */

@@ -36,7 +36,9 @@ import { UserEncryption } from "./user/encryption.js";
 import type { BackupKeyUpload, BackupKeysUpdate, BackupVersionInfo, StoredBackupKey } from "./user/key-backup.js";
 import { outcome, type Outcome } from "./user/outcome.js";
 import type { ToDeviceBatch } from "./user/to-device.js";
-import type { RoomEventNotification } from "./notifications.js";
+import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification, RoomEventNotification } from "./notifications.js";
+import { SyncHub, type PresenceEvent, type SyncPlan, type SyncRequest } from "./user/sync.js";
+import type { PresenceState } from "./user/sync-stream.js";
 
 /** An account data event's content. Typed loosely on purpose: a recursive JSON type makes the RPC stub
  * types of this class too deep for TypeScript. */
@@ -128,8 +130,11 @@ export class UserDurableObject extends DurableObject<Env> {
 
   /** Takes the next stream position. Call inside the same synchronous write as the row it stamps. */
   private nextStreamPosition(): number {
-    return this.sql.exec<{ position: number }>("UPDATE stream SET position = position + 1 WHERE id = 1 RETURNING position").one()
+    const position = this.sql.exec<{ position: number }>("UPDATE stream SET position = position + 1 WHERE id = 1 RETURNING position").one()
       .position;
+    // Long-polls waiting in /sync (user/sync.ts) run once this synchronous write has finished.
+    this.syncHubInstance?.wake();
+    return position;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -374,7 +379,7 @@ export class UserDurableObject extends DurableObject<Env> {
   private roomEventsInboxReady = false;
 
   /** Records a room event notification; returns its inbox position (the existing one for a repeat). */
-  onRoomEvent(n: RoomEventNotification): number {
+  onRoomEvent(n: RoomEventNotification | DeliveredRoomEventNotification): number {
     if (!this.roomEventsInboxReady) {
       this.sql.exec(`
         CREATE TABLE IF NOT EXISTS room_events_inbox (
@@ -395,10 +400,14 @@ export class UserDurableObject extends DurableObject<Env> {
       .exec<{ position: number }>("SELECT position FROM room_events_inbox WHERE room_id = ? AND stream_ordering = ?", n.roomId, n.streamOrdering)
       .toArray()[0];
     if (existing) return existing.position;
-    return this.sql
-      .exec<{ position: number }>(
-        `INSERT INTO room_events_inbox (room_id, stream_ordering, event_id, type, state_key, sender, membership)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position`,
+    // The inbox position is a position of the user's one stream (sync tokens name those), taken in the
+    // same transaction as the row and the sync bookkeeping (user/sync.ts).
+    return this.ctx.storage.transactionSync(() => {
+      const position = this.nextStreamPosition();
+      this.sql.exec(
+        `INSERT INTO room_events_inbox (position, room_id, stream_ordering, event_id, type, state_key, sender, membership)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        position,
         n.roomId,
         n.streamOrdering,
         n.eventId,
@@ -406,8 +415,78 @@ export class UserDurableObject extends DurableObject<Env> {
         n.stateKey ?? null,
         n.sender,
         n.membership ?? null,
-      )
-      .one().position;
+      );
+      this.syncHub.onRoomEvent(n, position);
+      return position;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sync (durable-objects/user/sync.ts owns the logic and its tables; these methods only delegate).
+
+  private syncHubInstance?: SyncHub;
+  private pushRulesetCache?: { key: string; ruleset: Ruleset };
+  private get syncHub(): SyncHub {
+    return (this.syncHubInstance ??= new SyncHub(
+      this.ctx,
+      this.env,
+      { next: () => this.nextStreamPosition(), current: () => this.streamPosition() },
+      {
+        accountDataSince: (since, userId) => this.accountDataSince(since, userId),
+        pushRuleset: (userId) => {
+          const key = `${userId}\n${this.getPushRules()}`;
+          if (this.pushRulesetCache?.key !== key) this.pushRulesetCache = { key, ruleset: pushRulesAccountData(this.storedPushRules(), userId).global };
+          return this.pushRulesetCache.ruleset;
+        },
+        toDeviceSince: (deviceId, since, limit) => this.encryption.toDevice.since(deviceId, since, limit),
+        ackToDevice: (deviceId, upto) => void this.encryption.toDevice.ack(deviceId, upto),
+        deviceListsSince: (since, upto) => this.encryption.deviceLists.since(since, upto),
+        recordDeviceListChange: (userId, kind) => this.encryption.deviceLists.record(userId, kind),
+        oneTimeKeyCounts: (deviceId) => this.encryption.keys.oneTimeKeyCounts(deviceId),
+        unusedFallbackKeyTypes: (deviceId) => this.encryption.keys.unusedFallbackKeyTypes(deviceId),
+      },
+    ));
+  }
+
+  /** GET /sync: the plan of the response, waiting (long-poll) when there is nothing new. */
+  sync(request: SyncRequest): Promise<SyncPlan> {
+    return this.syncHub.sync(request);
+  }
+  /** Typing and receipts of a room the user is joined to (room/ephemeral.ts fans them out). */
+  onRoomEphemeral(n: RoomEphemeralNotification): void {
+    this.syncHub.onRoomEphemeral(n);
+  }
+  /** The user's own read receipt at room stream ordering `streamOrdering`: clears unread counts. */
+  onOwnReceipt(roomId: string, receipt: ReceiptUpdate, streamOrdering: number): void {
+    this.syncHub.onOwnReceipt(roomId, receipt, streamOrdering);
+  }
+  /** PUT /presence/{userId}/status; returns the new state if others should be told, else null. */
+  setPresence(userId: string, presence: PresenceState["presence"], statusMsg?: string | null): PresenceState | null {
+    if (!this.syncHub.setOwnPresence(userId, presence, statusMsg)) return null;
+    const row = this.syncHub.store.presenceOf(userId)!;
+    const state: PresenceState = { presence: row.presence, lastActiveTs: row.lastActiveTs, currentlyActive: row.currentlyActive };
+    if (row.statusMsg !== undefined) state.statusMsg = row.statusMsg;
+    return state;
+  }
+  /** Presence of `userId` as this user knows it (their own, or a room-mate's), or null. */
+  presence(userId: string): PresenceEvent | null {
+    return this.syncHub.presenceOf(userId);
+  }
+  /** A room-mate's presence changed. */
+  onPresence(userId: string, state: PresenceState): void {
+    this.syncHub.onPresence(userId, state);
+  }
+  /** Rooms the user is joined to, as far as their notifications tell. */
+  joinedRooms(): string[] {
+    return this.syncHub.store.joinedRooms();
+  }
+  /** The room stream ordering a sync token position stands for in one room (/messages `from=s...`). */
+  roomOrderingAt(roomId: string, position: number): number {
+    return this.syncHub.store.roomOrderingAt(roomId, position);
+  }
+  /** Long-polls waiting now (tests). */
+  waitingSyncs(): number {
+    return this.syncHubInstance?.waiting() ?? 0;
   }
 }
 

@@ -31,6 +31,9 @@ import { spaceHierarchyRoutes } from "./client/space-hierarchy.js";
 import { roomsRoutes } from "./client/rooms.js";
 import { roomMembershipRoutes } from "./client/room-membership.js";
 import { roomSendRoutes } from "./client/room-send.js";
+import { syncRoutes } from "./client/sync.js";
+import { presenceRoutes } from "./client/presence.js";
+import { roomEphemeralRoutes } from "./client/room-ephemeral.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -72,6 +75,9 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", roomsRoutes);
   app.route("/", roomMembershipRoutes);
   app.route("/", roomSendRoutes);
+  app.route("/", syncRoutes);
+  app.route("/", presenceRoutes);
+  app.route("/", roomEphemeralRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
 

@@ -1,0 +1,168 @@
+// Room-scoped ephemeral data in the Room DO (spec: Client-Server API, "Typing Notifications", "Receipts"):
+// who is typing (in memory: it expires within seconds and means nothing after a restart) and the latest
+// receipt of each user, receipt type and thread (in SQLite: /sync of a user who joins later shows them).
+// Every change is fanned out to the User DOs of the joined local members (notifications.ts
+// `RoomEphemeralNotification`), which put it into their sync streams and wake their long-polls.
+import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
+import type { Env } from "../../worker/env.js";
+import type { ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
+import type { RoomEngine } from "./engine.js";
+
+/** The longest typing timeout honoured (Synapse caps at the same order of magnitude). */
+export const MAX_TYPING_TIMEOUT_MS = 120_000;
+
+/** Receipt types shown to everyone in the room; `m.read.private` only reaches its sender. */
+export const PUBLIC_RECEIPT_TYPES = ["m.read"];
+
+const RECEIPTS_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS receipts (
+    receipt_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (receipt_type, user_id, thread_id)
+  );
+`;
+
+/** `thread_id` column value of an unthreaded receipt ('' cannot be a thread root or "main"). */
+const UNTHREADED = "";
+
+export class RoomEphemeral {
+  private readonly typing = new Map<string, { until: number; timer: ReturnType<typeof setTimeout> }>();
+  private receiptsReady = false;
+
+  constructor(
+    private readonly engine: RoomEngine,
+    private readonly env: Env,
+  ) {}
+
+  private requireJoined(userId: string): string {
+    const meta = this.engine.meta();
+    if (!meta) throw forbidden("Unknown room");
+    if (this.engine.membershipOf(userId)?.membership !== "join") throw forbidden(`User ${userId} not in room ${meta.roomId}`);
+    return meta.roomId;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Typing (spec: PUT /rooms/{roomId}/typing/{userId}).
+
+  /** Users typing now. */
+  typingUsers(now = Date.now()): string[] {
+    const out: string[] = [];
+    for (const [userId, t] of this.typing) if (t.until > now) out.push(userId);
+    return out.sort();
+  }
+
+  /** Starts (for `timeoutMs`) or stops a user's typing and tells the members. */
+  async setTyping(userId: string, typing: boolean, timeoutMs: number): Promise<void> {
+    const roomId = this.requireJoined(userId);
+    const old = this.typing.get(userId);
+    if (old) clearTimeout(old.timer);
+    const wasTyping = old !== undefined;
+    if (typing) {
+      const ms = Math.max(0, Math.min(timeoutMs, MAX_TYPING_TIMEOUT_MS));
+      const timer = setTimeout(() => {
+        if (this.typing.get(userId)?.timer !== timer) return;
+        this.typing.delete(userId);
+        void this.fanOut({ kind: "typing", roomId, userIds: this.typingUsers() });
+      }, ms);
+      this.typing.set(userId, { until: Date.now() + ms, timer });
+      // A refresh of an ongoing typing notification changes nothing the members see.
+      if (wasTyping) return;
+    } else {
+      this.typing.delete(userId);
+      if (!wasTyping) return;
+    }
+    await this.fanOut({ kind: "typing", roomId, userIds: this.typingUsers() });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Receipts (spec: POST /rooms/{roomId}/receipt/{receiptType}/{eventId}).
+
+  private receiptsTable(): void {
+    if (this.receiptsReady) return;
+    this.engine.sql.exec(RECEIPTS_SCHEMA);
+    this.receiptsReady = true;
+  }
+
+  /**
+   * Records a receipt and tells the members (public types) or the user (private). Receipts only move
+   * forward: one for an event before the current receipt of the same type and thread is ignored (as
+   * Synapse does). Returns the stream ordering of the receipt's event (the User DO resets unread counts up
+   * to it).
+   */
+  async setReceipt(update: ReceiptUpdate): Promise<{ streamOrdering: number }> {
+    const roomId = this.requireJoined(update.userId);
+    const target = this.engine.eventMeta(update.eventId);
+    if (!target || target.outlier || target.rejectedReason !== null) throw notFound("Event not found");
+    if (update.threadId !== undefined && update.threadId !== "main" && update.threadId !== update.eventId) {
+      // Spec (400): "The event_id is not related to the thread_id".
+      const thread = this.engine.sql
+        .exec<{ thread_root: string | null }>("SELECT thread_root FROM events WHERE event_id = ?", update.eventId)
+        .toArray()[0]?.thread_root;
+      if (thread !== update.threadId) throw new MatrixError(400, "M_INVALID_PARAM", "event_id is not related to thread_id");
+    }
+    this.receiptsTable();
+    const threadId = update.threadId ?? UNTHREADED;
+    const existing = this.engine.sql
+      .exec<{ stream_ordering: number }>(
+        "SELECT stream_ordering FROM receipts WHERE receipt_type = ? AND user_id = ? AND thread_id = ?",
+        update.receiptType,
+        update.userId,
+        threadId,
+      )
+      .toArray()[0];
+    if (existing && existing.stream_ordering >= target.streamOrdering) return { streamOrdering: target.streamOrdering };
+    this.engine.sql.exec(
+      `INSERT INTO receipts (receipt_type, user_id, thread_id, event_id, stream_ordering, ts) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,
+         stream_ordering = excluded.stream_ordering, ts = excluded.ts`,
+      update.receiptType,
+      update.userId,
+      threadId,
+      update.eventId,
+      target.streamOrdering,
+      update.ts,
+    );
+    const notification: RoomEphemeralNotification = { kind: "receipt", roomId, receipts: [update] };
+    if (PUBLIC_RECEIPT_TYPES.includes(update.receiptType)) await this.fanOut(notification);
+    else await this.fanOut(notification, [update.userId]);
+    return { streamOrdering: target.streamOrdering };
+  }
+
+  /** The room's public receipts (an initial sync shows them). */
+  publicReceipts(): ReceiptUpdate[] {
+    if (!this.engine.meta()) return [];
+    this.receiptsTable();
+    const types = PUBLIC_RECEIPT_TYPES;
+    return this.engine.sql
+      .exec<{ receipt_type: string; user_id: string; thread_id: string; event_id: string; ts: number }>(
+        `SELECT receipt_type, user_id, thread_id, event_id, ts FROM receipts WHERE receipt_type IN (${types.map(() => "?").join(",")})`,
+        ...types,
+      )
+      .toArray()
+      .map((r) => {
+        const u: ReceiptUpdate = { receiptType: r.receipt_type, userId: r.user_id, eventId: r.event_id, ts: r.ts };
+        if (r.thread_id !== UNTHREADED) u.threadId = r.thread_id;
+        return u;
+      });
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** Tells the User DOs of the joined local members (or of `only`). Failures are logged, not retried. */
+  private async fanOut(notification: RoomEphemeralNotification, only?: string[]): Promise<void> {
+    const users = (only ?? this.engine.membersWith("join")).filter((u) => this.engine.isLocalUser(u));
+    await Promise.all(
+      users.map(async (userId) => {
+        try {
+          await this.env.USERS.get(this.env.USERS.idFromName(userId)).onRoomEphemeral(notification);
+        } catch (e) {
+          console.warn("ephemeral notification failed", userId, e instanceof Error ? e.message : e);
+        }
+      }),
+    );
+  }
+}

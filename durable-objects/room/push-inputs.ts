@@ -1,0 +1,58 @@
+// The push-rule inputs a Room DO adds to a notification when it delivers it (notifications.ts
+// `RoomEventPushInputs`): the User DO evaluates the recipient's push rules when the notification arrives
+// (spec: "Push Rules", "Receiving notifications") and keeps the unread counts /sync reports, without
+// calling back into the room.
+import { powerLevelOf } from "../../protocol/auth-rules.js";
+import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import type { DeliveredRoomEventNotification, RoomEventPushInputs } from "../notifications.js";
+import type { OutboxEntry, RoomEngine } from "./engine.js";
+
+/** Returns a function that turns outbox entries into delivered notifications. Per-event work (the event
+ * JSON, member count, power levels) is shared by the entries of one delivery round. */
+export function pushInputsBuilder(engine: RoomEngine): (entry: OutboxEntry) => DeliveredRoomEventNotification {
+  const perEvent = new Map<string, Omit<RoomEventPushInputs, "displayName"> | null>();
+  return (entry) => {
+    const n: DeliveredRoomEventNotification = { ...entry.notification, recipient: entry.userId };
+    // The user's own events never notify them (spec: "Push Rules"); skip the work.
+    if (n.sender === entry.userId) return n;
+    let shared = perEvent.get(n.eventId);
+    if (shared === undefined) {
+      shared = eventInputs(engine, n.eventId);
+      perEvent.set(n.eventId, shared);
+    }
+    if (shared === null) return n;
+    const push: RoomEventPushInputs = { ...shared };
+    const member = engine.currentStateEvent("m.room.member", entry.userId);
+    const name = member?.content.displayname;
+    if (typeof name === "string" && name !== "") push.displayName = name;
+    n.push = push;
+    return n;
+  };
+}
+
+function eventInputs(engine: RoomEngine, eventId: string): Omit<RoomEventPushInputs, "displayName"> | null {
+  const meta = engine.meta();
+  const pdu = engine.events.pdu(eventId);
+  if (!meta || !pdu) return null;
+  const event: JsonObject = { event_id: eventId, type: pdu.type, content: pdu.content, sender: pdu.sender, room_id: meta.roomId };
+  if (typeof pdu.state_key === "string") event.state_key = pdu.state_key;
+  const powerLevels = engine.currentStateEvent("m.room.power_levels", "");
+  const notificationPowerLevels: Record<string, number> = {};
+  const notifications = powerLevels?.content.notifications;
+  if (isJsonObject(notifications)) {
+    for (const [key, value] of Object.entries(notifications)) {
+      // Room versions before 10 allow string levels ("50"); the auth rules read them the same way.
+      const n = typeof value === "number" ? value : typeof value === "string" && /^[+-]?[0-9]+$/.test(value.trim()) ? Number(value) : NaN;
+      if (Number.isFinite(n)) notificationPowerLevels[key] = n;
+    }
+  }
+  const inputs: Omit<RoomEventPushInputs, "displayName"> = {
+    eventJson: JSON.stringify(event),
+    roomMemberCount: engine.membersWith("join").length,
+    senderPowerLevel: powerLevelOf(pdu.sender, engine.currentLookup, meta.rules),
+    notificationPowerLevels,
+  };
+  const rel = pdu.content["m.relates_to"];
+  if (isJsonObject(rel) && rel.rel_type === "m.thread" && typeof rel.event_id === "string") inputs.threadId = rel.event_id;
+  return inputs;
+}

@@ -1,0 +1,405 @@
+// What /sync reads from a Room DO (spec: GET /sync, "Syncing"; "History visibility"; "Stripped state";
+// "Lazy-loading room members"). The User DO decides which room events are new for a sync response (its
+// inbox holds one row per notification); this module turns that into the room's part of the response:
+// the timeline (visible, filtered, limited, with prev_batch), the state before or after it, and the
+// summary. One RPC per room and response, whatever the number of events.
+//
+// "State at a point" is read from the current state and the state_deltas log (engine.ts): the state after
+// room stream ordering X is the current state with every delta after X undone (each delta row keeps the
+// event it replaced). A sync reads near the head of the room, so that is a handful of rows, and it is the
+// current state as the room had it at X (after state resolution of forks), which is what clients saw.
+import type { RoomEventFilter } from "../../protocol/filter.js";
+import { roomEventPasses, eventPasses, needsContent } from "../../protocol/event-filter.js";
+import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import { splitStateKey, stateKey, type IdentifiedPdu, type StateKey } from "../../protocol/pdu.js";
+import { roomToken, type ReceiptUpdate } from "../notifications.js";
+import type { ClientEvent } from "./client-event.js";
+import type { RoomEngine } from "./engine.js";
+import { clientEvents } from "./reads.js";
+
+/** A federation-format event (spec: Filter `event_format` `federation`): the stored PDU with its event ID. */
+export type FederationEvent = IdentifiedPdu;
+
+export type SyncEvent = ClientEvent | FederationEvent;
+
+export interface RoomSyncRequest {
+  userId: string;
+  deviceId?: string;
+  /** The section the room appears in. */
+  section: "join" | "leave";
+  /**
+   * `latest`: the newest events with stream ordering <= `upto` (initial sync, a newly joined room, a left
+   * room in an initial sync), with the full state. `exact`: the new events of an incremental sync,
+   * `orderings` ascending (already narrowed by type and sender by the User DO).
+   */
+  mode: "latest" | "exact";
+  upto: number;
+  orderings?: number[];
+  /** exact: the User DO dropped older candidates to honour the limit. */
+  limited?: boolean;
+  /** exact: the room's point at the since token; state changes after it are reported. */
+  sinceOrdering?: number;
+  limit: number;
+  timelineFilter?: RoomEventFilter;
+  stateFilter?: RoomEventFilter;
+  lazyLoadMembers?: boolean;
+  /** Return the full state (full_state=true, or latest mode). */
+  fullState?: boolean;
+  /** MSC4222 `use_state_after`: report the state at the end of the timeline. */
+  stateAfter?: boolean;
+  eventFormat?: "client" | "federation";
+  /** Include the room's public receipts (initial sync of the room). */
+  includeReceipts?: boolean;
+}
+
+export interface RoomSummary {
+  "m.heroes"?: string[];
+  "m.joined_member_count": number;
+  "m.invited_member_count": number;
+}
+
+export interface RoomSyncResult {
+  timeline: { events: SyncEvent[]; limited: boolean; prev_batch: string };
+  /** `state` (request.stateAfter false) or `state_after` (true). */
+  state: SyncEvent[];
+  summary?: RoomSummary;
+  /** The room's receipts (includeReceipts). */
+  receipts?: ReceiptUpdate[];
+}
+
+/** A stripped state event (spec: "Stripped state"). */
+export interface StrippedStateEvent {
+  type: string;
+  state_key: string;
+  content: JsonObject;
+  sender: string;
+}
+
+/** Spec "Stripped state": the state a user sees about a room they are invited to or knocked on. */
+export const STRIPPED_STATE_TYPES = [
+  "m.room.create",
+  "m.room.name",
+  "m.room.avatar",
+  "m.room.topic",
+  "m.room.join_rules",
+  "m.room.canonical_alias",
+  "m.room.encryption",
+];
+
+/** How many rows a latest-mode scan reads at most before it gives up filling the timeline. */
+const MAX_SCAN = 2000;
+
+type Row = {
+  stream_ordering: number;
+  event_id: string;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  state_group_before: number | null;
+  membership: string | null;
+};
+
+const ROW_COLUMNS = "stream_ordering, event_id, type, state_key, sender, state_group_before, membership";
+const ACCEPTED = "outlier = 0 AND rejected_reason IS NULL AND soft_failed = 0";
+
+const VISIBILITY_RANK: Record<string, number> = { world_readable: 0, shared: 1, invited: 2, joined: 3 };
+
+/** Who may see which event (spec: "History visibility", "Server behaviour"), for one reader. */
+class Visibility {
+  private readonly currentMembership: string | undefined;
+  /** Stream ordering of the reader's current join (events after it were sent while they were joined). */
+  private readonly joinedFrom: number | undefined;
+
+  constructor(
+    private readonly engine: RoomEngine,
+    private readonly userId: string,
+  ) {
+    const m = engine.membershipOf(userId);
+    this.currentMembership = m?.membership;
+    if (m?.membership === "join") this.joinedFrom = engine.eventMeta(m.eventId)?.streamOrdering;
+  }
+
+  canSee(row: Row): boolean {
+    if (this.joinedFrom !== undefined && row.stream_ordering >= this.joinedFrom) return true;
+    const groups = this.engine.stateGroups;
+    const hvEvent = groups.lookup(row.state_group_before, "m.room.history_visibility", "");
+    let visibility = historyVisibilityOf(hvEvent === undefined ? undefined : this.engine.events.pdu(hvEvent));
+    if (row.type === "m.room.history_visibility" && row.state_key === "") {
+      // A change of history visibility is visible under the more permissive of the old and new value.
+      const next = historyVisibilityOf(this.engine.events.pdu(row.event_id));
+      if (VISIBILITY_RANK[next]! < VISIBILITY_RANK[visibility]!) visibility = next;
+    }
+    if (visibility === "world_readable") return true;
+    let membership: string | undefined;
+    if (row.type === "m.room.member" && row.state_key === this.userId) membership = row.membership ?? undefined;
+    else {
+      const memberEvent = groups.lookup(row.state_group_before, "m.room.member", this.userId);
+      const content = memberEvent === undefined ? undefined : this.engine.events.pdu(memberEvent)?.content;
+      membership = typeof content?.membership === "string" ? content.membership : undefined;
+    }
+    if (membership === "join") return true;
+    if (visibility === "shared" && this.joinedAfter(row.stream_ordering)) return true;
+    if (visibility === "invited" && membership === "invite") return true;
+    return false;
+  }
+
+  /** Spec rule 3: "the user joined the room at any point after the event was sent". */
+  private joinedAfter(ordering: number): boolean {
+    if (this.currentMembership === "join") return true;
+    return (
+      this.engine.sql
+        .exec(
+          `SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND membership = 'join' AND stream_ordering > ? AND ${ACCEPTED} LIMIT 1`,
+          this.userId,
+          ordering,
+        )
+        .toArray().length > 0
+    );
+  }
+}
+
+function historyVisibilityOf(pdu: IdentifiedPdu | undefined): string {
+  const v = pdu?.content.history_visibility;
+  // Spec: an absent or unknown value is treated as "shared".
+  return typeof v === "string" && v in VISIBILITY_RANK ? v : "shared";
+}
+
+/** The state at points of the room, from the current state and the delta log. */
+class StateRewinder {
+  private readonly current: ReadonlyMap<StateKey, string>;
+  /** Deltas after `from`, oldest first. */
+  private readonly deltas: { ordering: number; key: StateKey; eventId: string | null; prevEventId: string | null }[];
+
+  constructor(engine: RoomEngine, from: number) {
+    this.current = engine.currentState();
+    this.deltas = engine.sql
+      .exec<{ stream_ordering: number; type: string; state_key: string; event_id: string | null; prev_event_id: string | null }>(
+        "SELECT stream_ordering, type, state_key, event_id, prev_event_id FROM state_deltas WHERE stream_ordering > ? ORDER BY stream_ordering",
+        from,
+      )
+      .toArray()
+      .map((r) => ({ ordering: r.stream_ordering, key: stateKey(r.type, r.state_key), eventId: r.event_id, prevEventId: r.prev_event_id }));
+  }
+
+  /** The full state after ordering `at` (at >= from). */
+  stateAt(at: number): Map<StateKey, string> {
+    const state = new Map(this.current);
+    for (let i = this.deltas.length - 1; i >= 0; i--) {
+      const d = this.deltas[i]!;
+      if (d.ordering <= at) break;
+      if (d.prevEventId === null) state.delete(d.key);
+      else state.set(d.key, d.prevEventId);
+    }
+    return state;
+  }
+
+  /** One key's event after ordering `at` (at >= from). */
+  valueAt(key: StateKey, at: number): string | undefined {
+    for (const d of this.deltas) {
+      if (d.ordering > at && d.key === key) return d.prevEventId ?? undefined;
+    }
+    return this.current.get(key);
+  }
+
+  /** Keys changed by deltas with ordering in (after, upto]. */
+  changedKeys(after: number, upto: number): Set<StateKey> {
+    const keys = new Set<StateKey>();
+    for (const d of this.deltas) if (d.ordering > after && d.ordering <= upto) keys.add(d.key);
+    return keys;
+  }
+}
+
+function rowsAt(engine: RoomEngine, orderings: number[]): Row[] {
+  const out: Row[] = [];
+  // SQLite limits bound parameters; chunk the IN list.
+  for (let i = 0; i < orderings.length; i += 90) {
+    const chunk = orderings.slice(i, i + 90);
+    out.push(
+      ...engine.sql
+        .exec<Row>(`SELECT ${ROW_COLUMNS} FROM events WHERE stream_ordering IN (${chunk.map(() => "?").join(",")}) AND ${ACCEPTED}`, ...chunk)
+        .toArray(),
+    );
+  }
+  return out.sort((a, b) => a.stream_ordering - b.stream_ordering);
+}
+
+/** The event passes the timeline filter (reading the content only when `contains_url` asks for it). */
+function passesTimelineFilter(engine: RoomEngine, filter: RoomEventFilter | undefined, roomId: string, row: Row): boolean {
+  if (!filter) return true;
+  if (!eventPasses(filter, { type: row.type, sender: row.sender })) return false;
+  if (needsContent(filter)) {
+    const content = engine.events.pdu(row.event_id)?.content;
+    return roomEventPasses(filter, { type: row.type, sender: row.sender, roomId, content });
+  }
+  return roomEventPasses(filter, { type: row.type, sender: row.sender, roomId });
+}
+
+/** The room's part of a /sync response (see RoomSyncRequest). */
+export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Date.now()): RoomSyncResult {
+  const meta = engine.meta();
+  if (!meta) return { timeline: { events: [], limited: false, prev_batch: roomToken(0) }, state: [] };
+  const roomId = meta.roomId;
+  const visibility = new Visibility(engine, request.userId);
+  const limit = Math.max(0, request.limit);
+
+  // The timeline.
+  let timelineRows: Row[];
+  let limited: boolean;
+  if (request.mode === "exact") {
+    timelineRows = rowsAt(engine, request.orderings ?? []).filter(
+      (r) => r.stream_ordering <= request.upto && visibility.canSee(r) && passesTimelineFilter(engine, request.timelineFilter, roomId, r),
+    );
+    limited = request.limited === true || timelineRows.length > limit;
+    if (timelineRows.length > limit) timelineRows = timelineRows.slice(timelineRows.length - limit);
+  } else {
+    timelineRows = [];
+    limited = false;
+    let before = request.upto + 1;
+    let scanned = 0;
+    scan: while (scanned < MAX_SCAN) {
+      const batch = engine.sql
+        .exec<Row>(`SELECT ${ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ?`, before, 2 * limit + 20)
+        .toArray();
+      if (batch.length === 0) break;
+      for (const r of batch) {
+        scanned += 1;
+        before = r.stream_ordering;
+        if (!passesTimelineFilter(engine, request.timelineFilter, roomId, r) || !visibility.canSee(r)) continue;
+        if (timelineRows.length === limit) {
+          limited = true; // one more visible event exists before the timeline
+          break scan;
+        }
+        timelineRows.push(r);
+      }
+    }
+    if (scanned >= MAX_SCAN) limited = true;
+    timelineRows.reverse();
+  }
+  const first = timelineRows[0];
+  const start = first ? first.stream_ordering - 1 : request.upto; // the point just before the timeline
+  const prevBatch = roomToken(Math.max(0, start));
+
+  // The state.
+  const since = request.mode === "exact" && !request.fullState ? (request.sinceOrdering ?? 0) : start;
+  const rewinder = new StateRewinder(engine, Math.min(since, start));
+  const stateIds = new Map<StateKey, string>();
+  const fullState = request.mode === "latest" || request.fullState === true;
+  const inTimeline = new Set(timelineRows.map((r) => r.event_id));
+  if (request.stateAfter) {
+    if (fullState) for (const [k, id] of rewinder.stateAt(request.upto)) stateIds.set(k, id);
+    else {
+      for (const k of rewinder.changedKeys(since, request.upto)) {
+        const id = rewinder.valueAt(k, request.upto);
+        if (id !== undefined) stateIds.set(k, id);
+      }
+    }
+  } else {
+    if (fullState) for (const [k, id] of rewinder.stateAt(start)) stateIds.set(k, id);
+    else {
+      for (const k of rewinder.changedKeys(since, start)) {
+        const id = rewinder.valueAt(k, start);
+        if (id !== undefined) stateIds.set(k, id);
+      }
+    }
+    // State changed inside the timeline's range by events the timeline does not show (filtered out, or
+    // older than the limit when the User DO cut the candidates): the client learns the final value here.
+    for (const k of rewinder.changedKeys(start, request.upto)) {
+      const id = rewinder.valueAt(k, request.upto);
+      if (id !== undefined && !inTimeline.has(id)) stateIds.set(k, id);
+    }
+  }
+
+  // Lazy-loading members (spec: "Lazy-loading room members"): only the members the timeline needs (its
+  // senders), the user's own membership when the state is full, and the heroes.
+  const summary = request.section === "join" ? roomSummary(engine, request.userId) : undefined;
+  if (request.lazyLoadMembers) {
+    const wanted = new Set(timelineRows.map((r) => r.sender));
+    if (fullState) wanted.add(request.userId);
+    for (const hero of summary?.["m.heroes"] ?? []) wanted.add(hero);
+    const gap = fullState ? new Set<StateKey>() : rewinder.changedKeys(since, start);
+    for (const k of [...stateIds.keys()]) {
+      const [type, sk] = splitStateKey(k);
+      // Membership changes in the gap are always returned (spec: "When a sync is limited ...").
+      if (type === "m.room.member" && !wanted.has(sk) && !gap.has(k)) stateIds.delete(k);
+    }
+    const at = request.stateAfter ? request.upto : start;
+    for (const user of wanted) {
+      const k = stateKey("m.room.member", user);
+      if (stateIds.has(k)) continue;
+      const id = rewinder.valueAt(k, at);
+      if (id !== undefined && (request.stateAfter || !inTimeline.has(id))) stateIds.set(k, id);
+    }
+  }
+
+  // The state filter (types, senders) applies to the state section.
+  const stateEventIds: string[] = [];
+  for (const [k, id] of [...stateIds].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+    const [type] = splitStateKey(k);
+    if (request.stateFilter && !eventPasses(request.stateFilter, { type, sender: engine.events.pdu(id)?.sender })) continue;
+    stateEventIds.push(id);
+  }
+
+  const reader = { userId: request.userId, deviceId: request.deviceId };
+  const format = (ids: string[]): SyncEvent[] =>
+    request.eventFormat === "federation" ? federationEvents(engine, ids, now) : clientEvents(engine, ids, reader, now);
+
+  const result: RoomSyncResult = {
+    timeline: { events: format(timelineRows.map((r) => r.event_id)), limited, prev_batch: prevBatch },
+    state: format(stateEventIds),
+  };
+  if (summary) result.summary = summary;
+  return result;
+}
+
+function federationEvents(engine: RoomEngine, ids: string[], now: number): FederationEvent[] {
+  const out: FederationEvent[] = [];
+  for (const id of ids) {
+    const pdu = engine.events.pdu(id);
+    if (!pdu) continue;
+    const unsigned = isJsonObject(pdu.unsigned) ? { ...pdu.unsigned } : {};
+    unsigned.age = Math.max(0, now - pdu.origin_server_ts);
+    out.push({ ...pdu, event_id: id, unsigned });
+  }
+  return out;
+}
+
+/** The room summary (spec: /sync `summary`): member counts and, when the room has no name or canonical
+ * alias, up to 5 heroes (joined or invited members other than the user, by stream ordering; left and
+ * banned members when there are none). */
+export function roomSummary(engine: RoomEngine, userId: string): RoomSummary {
+  const count = (membership: string) =>
+    engine.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = ?", membership)
+      .one().n;
+  const summary: RoomSummary = { "m.joined_member_count": count("join"), "m.invited_member_count": count("invite") };
+  const name = engine.currentStateEvent("m.room.name", "")?.content.name;
+  const alias = engine.currentStateEvent("m.room.canonical_alias", "")?.content.alias;
+  if ((typeof name === "string" && name !== "") || (typeof alias === "string" && alias !== "")) return summary;
+  const heroes = (memberships: string[]) =>
+    engine.sql
+      .exec<{ state_key: string }>(
+        `SELECT state_key FROM current_state WHERE type = 'm.room.member' AND state_key != ? AND membership IN (${memberships.map(() => "?").join(",")})
+         ORDER BY stream_ordering LIMIT 5`,
+        userId,
+        ...memberships,
+      )
+      .toArray()
+      .map((r) => r.state_key);
+  let list = heroes(["join", "invite"]);
+  if (list.length === 0) list = heroes(["leave", "ban"]);
+  summary["m.heroes"] = list;
+  return summary;
+}
+
+/** The stripped state of the room for a user invited or knocking (spec: "Stripped state"), with the user's
+ * own membership event (the invite shows who invited them). */
+export function strippedState(engine: RoomEngine, userId: string): StrippedStateEvent[] {
+  if (!engine.meta()) return [];
+  const out: StrippedStateEvent[] = [];
+  const add = (pdu: IdentifiedPdu | undefined) => {
+    if (pdu && typeof pdu.state_key === "string") out.push({ type: pdu.type, state_key: pdu.state_key, content: pdu.content, sender: pdu.sender });
+  };
+  for (const type of STRIPPED_STATE_TYPES) add(engine.currentStateEvent(type, ""));
+  add(engine.currentStateEvent("m.room.member", userId));
+  return out;
+}

@@ -1,0 +1,47 @@
+// "Everyone who shares a room with a user": the audience of their presence (spec: "Presence") and of their
+// device list changes (spec: "Tracking the device list for a user"). The user's joined rooms come from
+// their User DO (the membership log of sync), each room's joined members from its Room DO, one RPC per
+// room. Only local users have User DOs; remote room-mates learn through federation (later).
+import { serverNameOf } from "../../protocol/pdu.js";
+import type { Env } from "../../worker/env.js";
+import type { DeviceListChangeKind } from "./device-lists.js";
+import type { PresenceState } from "./sync-stream.js";
+
+/** The joined members of a room (empty for a room this server does not know). */
+export async function joinedMembersOf(env: Pick<Env, "ROOMS">, roomId: string): Promise<string[]> {
+  return env.ROOMS.get(env.ROOMS.idFromName(roomId)).members("join");
+}
+
+/** Local users joined to any of `rooms`, without `userId` itself. */
+export async function localRoomMates(env: Pick<Env, "ROOMS" | "SERVER_NAME">, userId: string, rooms: string[]): Promise<Set<string>> {
+  const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
+  const mates = new Set<string>();
+  for (const list of lists) for (const member of list) if (member !== userId && serverNameOf(member) === env.SERVER_NAME) mates.add(member);
+  return mates;
+}
+
+/** Tells the User DOs of a user's local room-mates about their new presence. */
+export async function fanOutPresence(env: Env, userId: string, rooms: string[], state: PresenceState): Promise<void> {
+  const mates = await localRoomMates(env, userId, rooms);
+  const plain: PresenceState = { presence: state.presence, lastActiveTs: state.lastActiveTs, currentlyActive: state.currentlyActive };
+  if (state.statusMsg !== undefined) plain.statusMsg = state.statusMsg;
+  await Promise.all(
+    [...mates].map((mate) =>
+      env.USERS.get(env.USERS.idFromName(mate))
+        .onPresence(userId, plain)
+        .catch((e: unknown) => console.warn("presence fan-out failed", mate, e instanceof Error ? e.message : e)),
+    ),
+  );
+}
+
+/** Records `userId`'s device list change in the User DOs of their local room-mates. */
+export async function fanOutDeviceListChange(env: Env, userId: string, rooms: string[], kind: DeviceListChangeKind = "changed"): Promise<void> {
+  const mates = await localRoomMates(env, userId, rooms);
+  await Promise.all(
+    [...mates].map((mate) =>
+      env.USERS.get(env.USERS.idFromName(mate))
+        .recordDeviceListChange(userId, kind)
+        .catch((e: unknown) => console.warn("device list fan-out failed", mate, e instanceof Error ? e.message : e)),
+    ),
+  );
+}

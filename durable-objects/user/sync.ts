@@ -1,0 +1,528 @@
+// The User DO as the user's sync hub (DESIGN.md: "Sync tokens are gap-free ... Long-polls are woken by the
+// writer"; spec: GET /sync). Writers (Room DOs through onRoomEvent / onRoomEphemeral, account data, to-device,
+// device lists, presence) take positions of the user's one stream and wake the waiting long-polls at once;
+// a /sync builds a plan of everything in (since, now] and, if there is nothing, waits on an in-memory
+// promise that the next writer resolves, or until its timeout.
+//
+// The plan names, per room, which room events the response shows (by room stream ordering) and carries
+// everything the User DO owns (account data, ephemeral, unread counts, to-device, device lists, presence).
+// The worker (worker/client/sync.ts) then asks each Room DO for its part (room/sync-reads.ts), one RPC per
+// room, and writes the JSON.
+import { evaluatePushRules, type Ruleset } from "../../protocol/push-rules.js";
+import { eventPasses, roomPasses, type SyncFilterView } from "../../protocol/event-filter.js";
+import type { JsonObject } from "../../protocol/json.js";
+import type { Env } from "../../worker/env.js";
+import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
+import type { AccountDataDelta } from "../user.js";
+import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
+import { fanOutPresence, joinedMembersOf } from "./room-mates.js";
+import type { UserStream } from "./stream.js";
+import { encodeSyncToken, type SyncToken } from "./sync-token.js";
+import { MAIN_THREAD, SyncStore, type InboxRow, type PresenceState, type UnreadCounts } from "./sync-stream.js";
+import type { ToDeviceBatch } from "./to-device.js";
+
+/** What the hub needs from the rest of the User DO (user.ts and the encryption modules). */
+export interface SyncSources {
+  accountDataSince(since: number, userId: string): AccountDataDelta;
+  /** The user's effective push rules. */
+  pushRuleset(userId: string): Ruleset;
+  toDeviceSince?(deviceId: string, since: number, limit: number): ToDeviceBatch;
+  ackToDevice?(deviceId: string, upto: number): void;
+  deviceListsSince?(since: number, upto: number): DeviceListChanges;
+  recordDeviceListChange?(userId: string, kind: DeviceListChangeKind): number;
+  oneTimeKeyCounts?(deviceId: string): Record<string, number>;
+  unusedFallbackKeyTypes?(deviceId: string): string[];
+}
+
+/** How many to-device messages one response carries at most (Synapse: 100). */
+export const TO_DEVICE_LIMIT = 100;
+
+export interface SyncRequest {
+  userId: string;
+  deviceId: string;
+  since: SyncToken | null;
+  timeoutMs: number;
+  fullState: boolean;
+  filter: SyncFilterView;
+  /** `set_presence` (spec: absent means online). */
+  setPresence: "online" | "offline" | "unavailable";
+}
+
+/** Which room events the room's timeline shows (see room/sync-reads.ts RoomSyncRequest). */
+export type TimelinePlan =
+  | { mode: "latest"; upto: number }
+  | { mode: "exact"; upto: number; orderings: number[]; limited: boolean; sinceOrdering: number };
+
+export interface AccountDataEntry {
+  type: string;
+  /** JSON text. */
+  content: string;
+}
+
+export interface SyncRoomPlan {
+  roomId: string;
+  section: "join" | "invite" | "knock" | "leave";
+  timeline?: TimelinePlan;
+  accountData: AccountDataEntry[];
+  typing?: string[];
+  receipts?: ReceiptUpdate[];
+  /** Ask the Room DO for the room's public receipts (the room is new to the client). */
+  roomReceipts?: boolean;
+  unread?: UnreadCounts;
+  unreadThreads?: Record<string, UnreadCounts>;
+  /** Rooms without a timeline plan: the room's point at the token (for an empty timeline's prev_batch). */
+  point?: number;
+}
+
+export interface PresenceEvent {
+  sender: string;
+  presence: string;
+  lastActiveAgo: number;
+  currentlyActive: boolean;
+  statusMsg?: string;
+}
+
+export interface SyncPlan {
+  nextBatch: string;
+  /** The position the plan is complete up to. */
+  position: number;
+  rooms: SyncRoomPlan[];
+  accountData: AccountDataEntry[];
+  presence: PresenceEvent[];
+  /** JSON text of each to-device event. */
+  toDevice: string[];
+  deviceLists?: { changed: string[]; left: string[] };
+  oneTimeKeyCounts?: Record<string, number>;
+  unusedFallbackKeyTypes?: string[];
+}
+
+/** A user's presence is "currently active" for this long after their last activity (Synapse: 60 s). */
+const CURRENTLY_ACTIVE_MS = 60_000;
+
+export class SyncHub {
+  readonly store: SyncStore;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly env: Env,
+    private readonly stream: UserStream,
+    private readonly sources: SyncSources,
+  ) {
+    this.store = new SyncStore(ctx.storage.sql, stream);
+  }
+
+  /** The DO's user (learned from the first RPC that names it). */
+  userId(): string | undefined {
+    return this.store.getMeta("user_id");
+  }
+
+  private learnUserId(userId: string | undefined): void {
+    if (userId !== undefined && this.store.getMeta("user_id") !== userId) this.store.setMeta("user_id", userId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Waking long-polls.
+
+  /** Called whenever a stream position is taken. The waiters run after the current synchronous write
+   * (and its transaction) has finished. */
+  wake(): void {
+    if (this.waiters.size === 0) return;
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiting) w();
+  }
+
+  /** Resolves at the next wake() or after `ms`. */
+  private waitForChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.waiters.add(done);
+    });
+  }
+
+  /** Number of long-polls waiting (tests). */
+  waiting(): number {
+    return this.waiters.size;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writes from Room DOs.
+
+  /**
+   * The sync side of a room event notification, inside the transaction that stored its inbox row at
+   * `position`: the user's own membership log, unread counts (push rules), device list bookkeeping.
+   */
+  onRoomEvent(n: DeliveredRoomEventNotification, position: number): void {
+    this.learnUserId(n.recipient);
+    const me = n.recipient ?? this.userId();
+    if (me === undefined) return;
+    const isMember = n.type === "m.room.member" && n.stateKey !== undefined;
+    const before = this.store.membershipOf(n.roomId);
+    if (isMember && n.stateKey === me && n.membership !== undefined) {
+      this.store.recordMembership({ roomId: n.roomId, streamOrdering: n.streamOrdering, eventId: n.eventId, membership: n.membership }, position);
+      const wasJoined = before?.membership === "join" && before.streamOrdering < n.streamOrdering;
+      if (n.membership === "join" && !wasJoined) this.followUp(() => this.markRoomMatesChanged(n.roomId, me));
+      if ((n.membership === "leave" || n.membership === "ban") && wasJoined) this.followUp(() => this.markLeftRoomMates(n.roomId, me));
+    }
+    const joined = this.store.membershipOf(n.roomId)?.membership === "join";
+    if (!joined) return;
+
+    if (isMember && n.stateKey !== me) {
+      // Device lists (spec: "Tracking the device list for a user"): a new room-mate's devices are news;
+      // one who leaves may no longer share any room.
+      if (n.membership === "join") this.sources.recordDeviceListChange?.(n.stateKey!, "changed");
+      else if (n.membership === "leave" || n.membership === "ban") {
+        const other = n.stateKey!;
+        this.followUp(() => this.markLeftIfNoSharedRoom([other], me, n.roomId));
+      }
+    }
+
+    if (n.sender === me) {
+      // The user's own event: they have read the room up to here (as a read receipt would say).
+      this.store.clearNotifications(n.roomId, n.streamOrdering);
+      return;
+    }
+    if (n.push) {
+      const event = JSON.parse(n.push.eventJson) as JsonObject;
+      const result = evaluatePushRules(this.sources.pushRuleset(me), event, {
+        userId: me,
+        displayName: n.push.displayName ?? null,
+        roomMemberCount: n.push.roomMemberCount,
+        senderPowerLevel: n.push.senderPowerLevel,
+        notificationPowerLevels: n.push.notificationPowerLevels,
+        roomId: n.roomId,
+      });
+      if (result.notify) this.store.recordNotification(n.roomId, n.push.threadId, n.streamOrdering, result.highlight);
+    }
+  }
+
+  /** Typing and receipts fanned out by a Room DO. */
+  onRoomEphemeral(n: RoomEphemeralNotification): void {
+    this.ctx.storage.transactionSync(() => {
+      if (n.kind === "typing") this.store.setTyping(n.roomId, n.userIds);
+      else this.store.addReceipts(n.roomId, n.receipts);
+    });
+  }
+
+  /**
+   * The user's own receipt (POST /receipt, /read_markers), with the room stream ordering of its event:
+   * records it (private receipts reach only this DO) and clears the notifications it covers.
+   */
+  onOwnReceipt(roomId: string, receipt: ReceiptUpdate, streamOrdering: number): void {
+    this.learnUserId(receipt.userId);
+    this.ctx.storage.transactionSync(() => {
+      const position = this.store.addReceipts(roomId, [receipt]);
+      const clears = receipt.receiptType === "m.read" || receipt.receiptType === "m.read.private";
+      // The counts changed although the receipt itself was known: mark the room so the next sync shows them.
+      if (clears && this.store.clearNotifications(roomId, streamOrdering, receipt.threadId) > 0 && position === null) this.store.markRoom(roomId);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Presence (spec: "Presence").
+
+  /** Sets the user's own presence; returns true if what others see changed. */
+  setOwnPresence(userId: string, presence: PresenceState["presence"], statusMsg: string | null | undefined, now = Date.now()): boolean {
+    this.learnUserId(userId);
+    const old = this.store.presenceOf(userId);
+    const state: PresenceState = {
+      presence,
+      lastActiveTs: presence === "offline" && old ? old.lastActiveTs : now,
+      currentlyActive: presence === "online",
+    };
+    // `status_msg` absent keeps the old one (PUT /presence always sends what it wants; sync never does).
+    const msg = statusMsg === undefined ? old?.statusMsg : (statusMsg ?? undefined);
+    if (msg !== undefined) state.statusMsg = msg;
+    return this.ctx.storage.transactionSync(() => this.store.setPresence(userId, state)) !== null;
+  }
+
+  /** Another user's presence, fanned out to the users who share a room with them. */
+  onPresence(userId: string, state: PresenceState): void {
+    this.ctx.storage.transactionSync(() => this.store.setPresence(userId, state));
+  }
+
+  /** GET /presence/{userId}/status for this DO's user. */
+  presenceOf(userId: string, now = Date.now()): PresenceEvent | null {
+    const row = this.store.presenceOf(userId);
+    return row ? presenceEvent(row, now) : null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Follow-ups that need other DOs (device lists). They run after the write that caused them was
+  // acknowledged, and record their changes with new stream positions (waking long-polls again).
+
+  private followUp(task: () => Promise<void>): void {
+    const run = task().catch((e) => console.warn("sync follow-up failed", e instanceof Error ? e.message : e));
+    this.ctx.waitUntil(run);
+  }
+
+  /** The user joined a room: its members' device lists are news to them. */
+  private async markRoomMatesChanged(roomId: string, me: string): Promise<void> {
+    if (!this.sources.recordDeviceListChange) return;
+    const members = await joinedMembersOf(this.env, roomId);
+    this.ctx.storage.transactionSync(() => {
+      for (const member of members) if (member !== me) this.sources.recordDeviceListChange!(member, "changed");
+    });
+  }
+
+  /** The user left a room: members they no longer share any room with are `left`. */
+  private async markLeftRoomMates(roomId: string, me: string): Promise<void> {
+    const members = await joinedMembersOf(this.env, roomId);
+    await this.markLeftIfNoSharedRoom(members.filter((m) => m !== me), me, roomId);
+  }
+
+  private async markLeftIfNoSharedRoom(users: string[], me: string, leftRoom: string): Promise<void> {
+    if (!this.sources.recordDeviceListChange || users.length === 0) return;
+    const remaining = new Set(users);
+    for (const roomId of this.store.joinedRooms()) {
+      if (roomId === leftRoom) continue;
+      for (const member of await joinedMembersOf(this.env, roomId)) remaining.delete(member);
+      if (remaining.size === 0) return;
+    }
+    remaining.delete(me);
+    this.ctx.storage.transactionSync(() => {
+      for (const user of remaining) this.sources.recordDeviceListChange!(user, "left");
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // /sync.
+
+  /**
+   * Builds the plan of a sync response. With a `since` token, nothing new, a timeout and no full_state, it
+   * waits until a writer takes a new stream position (or the timeout ends) and looks again; content that
+   * the filter drops does not end the wait.
+   */
+  async sync(request: SyncRequest): Promise<SyncPlan> {
+    this.learnUserId(request.userId);
+    const now = Date.now();
+    if (request.setPresence !== "offline") {
+      const current = this.store.presenceOf(request.userId);
+      if (!current || current.presence !== request.setPresence || now - current.lastActiveTs > CURRENTLY_ACTIVE_MS / 2) {
+        if (this.setOwnPresence(request.userId, request.setPresence, undefined, now)) {
+          const row = this.store.presenceOf(request.userId)!;
+          this.followUp(() => fanOutPresence(this.env, request.userId, this.store.joinedRooms(), row));
+        }
+      }
+    }
+    const since = request.since;
+    if (since && this.sources.ackToDevice) {
+      // The client has the response that listed these (spec: "Send-to-Device messaging", server behaviour).
+      this.sources.ackToDevice(request.deviceId, since.toDevice);
+    }
+    const waitMs = since && !request.fullState ? Math.max(0, request.timeoutMs) : 0;
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const plan = this.plan(request);
+      const left = deadline - Date.now();
+      if (!isEmpty(plan) || left <= 0) return plan;
+      await this.waitForChange(left);
+    }
+  }
+
+  /** Everything in (since, now] for the request. Synchronous: it sees one consistent position. */
+  plan(request: SyncRequest): SyncPlan {
+    const Q = this.stream.current();
+    const f = request.filter;
+    const initial = request.since === null;
+    const after = initial ? 0 : Math.min(request.since!.position, Q);
+    const me = request.userId;
+    const now = Date.now();
+
+    const membershipsNow = this.store.membershipsAt(Q);
+    const membershipsThen = initial ? new Map() : this.store.membershipsAt(after);
+    const changes = initial ? [] : this.store.membershipChanges(after, Q);
+    const rowsByRoom = new Map<string, InboxRow[]>();
+    if (!initial) {
+      for (const row of this.store.inboxRange(after, Q)) {
+        let list = rowsByRoom.get(row.roomId);
+        if (!list) rowsByRoom.set(row.roomId, (list = []));
+        list.push(row);
+      }
+    }
+    const accountData = this.sources.accountDataSince(after, me);
+    const typing = this.store.typingSince(initial ? null : after, Q);
+    const receipts = this.store.receiptsSince(initial ? null : after, Q);
+    const marked = initial ? new Set<string>() : this.store.markedRooms(after, Q);
+
+    const candidates = new Set<string>();
+    if (initial || request.fullState) for (const roomId of membershipsNow.keys()) candidates.add(roomId);
+    for (const roomId of rowsByRoom.keys()) candidates.add(roomId);
+    for (const c of changes) candidates.add(c.roomId);
+    for (const roomId of Object.keys(accountData.rooms)) candidates.add(roomId);
+    for (const roomId of typing.keys()) candidates.add(roomId);
+    for (const roomId of receipts.keys()) candidates.add(roomId);
+    for (const roomId of marked) candidates.add(roomId);
+
+    const rooms: SyncRoomPlan[] = [];
+    for (const roomId of [...candidates].sort()) {
+      if (!roomPasses(f.room, roomId)) continue;
+      const m = membershipsNow.get(roomId);
+      if (!m) continue;
+      const changedInRange = changes.filter((c) => c.roomId === roomId);
+      const joinedInRange = changedInRange.some((c) => c.membership === "join");
+      const plan: SyncRoomPlan = { roomId, section: "join", accountData: [] };
+
+      if (m.membership === "join") {
+        const newlyJoined = initial || membershipsThen.get(roomId)?.membership !== "join" || joinedInRange;
+        if (newlyJoined) {
+          plan.timeline = { mode: "latest", upto: this.store.roomOrderingAt(roomId, Q) };
+          plan.roomReceipts = true;
+        } else {
+          const exact = this.exactTimeline(rowsByRoom.get(roomId) ?? [], roomId, after, f, request.fullState);
+          if (exact) plan.timeline = exact;
+        }
+      } else if (m.membership === "invite" || m.membership === "knock") {
+        if (!(initial || request.fullState || changedInRange.some((c) => c.membership === m.membership))) continue;
+        plan.section = m.membership;
+        rooms.push(plan);
+        continue;
+      } else {
+        // leave or ban.
+        plan.section = "leave";
+        const leftInRange = changedInRange.some((c) => c.membership === m.membership);
+        if (initial || (request.fullState && !leftInRange)) {
+          if (!f.includeLeave) continue;
+          plan.timeline = { mode: "latest", upto: m.streamOrdering };
+        } else if (leftInRange) {
+          const wasJoined = membershipsThen.get(roomId)?.membership === "join" || joinedInRange;
+          const rows = (rowsByRoom.get(roomId) ?? []).filter((r) => r.streamOrdering <= m.streamOrdering);
+          plan.timeline = wasJoined
+            ? (this.exactTimeline(rows, roomId, after, f, request.fullState) ?? leaveOnly(m.streamOrdering, this.store.roomOrderingAt(roomId, after)))
+            : leaveOnly(m.streamOrdering, this.store.roomOrderingAt(roomId, after));
+        } else continue;
+      }
+
+      // Room account data.
+      for (const [type, content] of Object.entries(accountData.rooms[roomId] ?? {})) {
+        if (eventPasses(f.roomAccountData, { type }) && roomPasses(f.roomAccountData, roomId)) {
+          plan.accountData.push({ type, content: JSON.stringify(content) });
+        }
+      }
+      if (plan.section === "join") {
+        // Ephemeral (spec: typing and receipts in `ephemeral`).
+        const ephemeralRoom = roomPasses(f.ephemeral, roomId);
+        const t = typing.get(roomId);
+        if (t && ephemeralRoom && eventPasses(f.ephemeral, { type: "m.typing" })) plan.typing = t;
+        const r = receipts.get(roomId);
+        const receiptsWanted = ephemeralRoom && eventPasses(f.ephemeral, { type: "m.receipt" });
+        if (r && receiptsWanted) {
+          // Private receipts are only ever the user's own.
+          const visible = r.filter((x) => x.receiptType !== "m.read.private" || x.userId === me);
+          if (visible.length > 0) plan.receipts = visible;
+        }
+        if (!receiptsWanted) delete plan.roomReceipts;
+        // Unread counts (spec: "Receiving notifications"; "Threading" for per-thread counts).
+        const counts = this.store.unreadCounts(roomId);
+        const main = counts.get(MAIN_THREAD) ?? { notification_count: 0, highlight_count: 0 };
+        if (f.unreadThreadNotifications) {
+          plan.unread = main;
+          const threads: Record<string, UnreadCounts> = {};
+          for (const [thread, c] of counts) if (thread !== MAIN_THREAD) threads[thread] = c;
+          if (Object.keys(threads).length > 0) plan.unreadThreads = threads;
+        } else {
+          const total = { notification_count: 0, highlight_count: 0 };
+          for (const c of counts.values()) {
+            total.notification_count += c.notification_count;
+            total.highlight_count += c.highlight_count;
+          }
+          plan.unread = total;
+        }
+        const hasNews =
+          plan.timeline !== undefined || plan.accountData.length > 0 || plan.typing !== undefined || plan.receipts !== undefined || marked.has(roomId);
+        if (!hasNews) continue;
+        if (!plan.timeline) plan.point = this.store.roomOrderingAt(roomId, Q);
+      }
+      rooms.push(plan);
+    }
+
+    // Global account data.
+    const globalAccountData: AccountDataEntry[] = [];
+    for (const [type, content] of Object.entries(accountData.global)) {
+      if (eventPasses(f.accountData, { type })) globalAccountData.push({ type, content: JSON.stringify(content) });
+    }
+
+    // Presence.
+    const presence: PresenceEvent[] = [];
+    for (const row of this.store.presenceSince(initial ? null : after, Q)) {
+      if (eventPasses(f.presence, { type: "m.presence", sender: row.userId })) presence.push(presenceEvent(row, now));
+    }
+
+    // To-device, device lists, one-time keys.
+    let toDevice: string[] = [];
+    let toDevicePosition = Q;
+    if (this.sources.toDeviceSince) {
+      const from = initial ? 0 : Math.min(request.since!.toDevice, Q);
+      const batch = this.sources.toDeviceSince(request.deviceId, from, TO_DEVICE_LIMIT);
+      toDevice = batch.events;
+      if (batch.limited) toDevicePosition = Math.min(batch.position, Q);
+    }
+    const plan: SyncPlan = {
+      nextBatch: encodeSyncToken({ position: Q, toDevice: toDevicePosition }),
+      position: Q,
+      rooms,
+      accountData: globalAccountData,
+      presence,
+      toDevice,
+    };
+    if (!initial && this.sources.deviceListsSince) {
+      const d = this.sources.deviceListsSince(after, Q);
+      plan.deviceLists = { changed: d.changed, left: d.left };
+    }
+    if (this.sources.oneTimeKeyCounts) plan.oneTimeKeyCounts = this.sources.oneTimeKeyCounts(request.deviceId);
+    if (this.sources.unusedFallbackKeyTypes) plan.unusedFallbackKeyTypes = this.sources.unusedFallbackKeyTypes(request.deviceId);
+    return plan;
+  }
+
+  /** The exact timeline plan of a joined room from its new inbox rows (null if the room has none). */
+  private exactTimeline(rows: InboxRow[], roomId: string, after: number, f: SyncFilterView, fullState: boolean): TimelinePlan | null {
+    const sinceOrdering = this.store.roomOrderingAt(roomId, after);
+    if (rows.length === 0 && !fullState) return null;
+    const sorted = [...rows].sort((a, b) => a.streamOrdering - b.streamOrdering);
+    const timelineRoom = roomPasses(f.timeline, roomId);
+    const passing = timelineRoom ? sorted.filter((r) => eventPasses(f.timeline, { type: r.type, sender: r.sender })) : [];
+    const hasState = sorted.some((r) => r.stateKey !== null);
+    if (passing.length === 0 && !hasState && !fullState) return null;
+    const limit = f.timelineLimit;
+    const upto = sorted.length > 0 ? sorted[sorted.length - 1]!.streamOrdering : sinceOrdering;
+    return {
+      mode: "exact",
+      upto: Math.max(upto, sinceOrdering),
+      orderings: passing.slice(Math.max(0, passing.length - limit)).map((r) => r.streamOrdering),
+      limited: passing.length > limit,
+      sinceOrdering,
+    };
+  }
+}
+
+/** A left room whose only news is the leave itself (a rejected invite, a withdrawn knock). */
+function leaveOnly(leaveOrdering: number, sinceOrdering: number): TimelinePlan {
+  return { mode: "exact", upto: leaveOrdering, orderings: [leaveOrdering], limited: false, sinceOrdering: Math.min(sinceOrdering, leaveOrdering) };
+}
+
+function presenceEvent(row: { userId: string; presence: string; lastActiveTs: number; currentlyActive: boolean; statusMsg?: string }, now: number): PresenceEvent {
+  const e: PresenceEvent = {
+    sender: row.userId,
+    presence: row.presence,
+    lastActiveAgo: Math.max(0, now - row.lastActiveTs),
+    currentlyActive: row.currentlyActive && row.presence === "online" && now - row.lastActiveTs < CURRENTLY_ACTIVE_MS,
+  };
+  if (row.statusMsg !== undefined) e.statusMsg = row.statusMsg;
+  return e;
+}
+
+function isEmpty(plan: SyncPlan): boolean {
+  return (
+    plan.rooms.length === 0 &&
+    plan.accountData.length === 0 &&
+    plan.presence.length === 0 &&
+    plan.toDevice.length === 0 &&
+    (plan.deviceLists === undefined || (plan.deviceLists.changed.length === 0 && plan.deviceLists.left.length === 0))
+  );
+}

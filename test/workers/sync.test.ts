@@ -1,0 +1,94 @@
+// GET /sync: initial and incremental sync, gap-free tokens, long-polling, limited timelines.
+import { describe, expect, it } from "vitest";
+import { createRoom, join, newUser, send } from "./room-helpers.js";
+import { bodies, sync, syncRaw, timeline } from "./sync-helpers.js";
+
+describe("/sync basics", () => {
+  it("initial sync after createRoom shows the room with its state and timeline", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { name: "Sync room", topic: "t" });
+    const body = await sync(alice);
+    expect(body.next_batch).toMatch(/^s\d+/);
+    const room = body.rooms.join[roomId];
+    expect(room).toBeDefined();
+    const all = [...room.state.events, ...room.timeline.events];
+    const types = all.map((e: { type: string }) => e.type);
+    expect(types).toContain("m.room.create");
+    expect(types).toContain("m.room.power_levels");
+    expect(all.find((e: { type: string }) => e.type === "m.room.name").content.name).toBe("Sync room");
+    // Own membership present.
+    expect(all.some((e: { type: string; state_key?: string }) => e.type === "m.room.member" && e.state_key === alice.user_id)).toBe(true);
+    expect(room.timeline.events.length).toBeGreaterThan(0);
+    expect(room.timeline.events.length).toBeLessThanOrEqual(10);
+    expect(typeof room.timeline.prev_batch).toBe("string");
+    expect(room.unread_notifications).toEqual({ notification_count: 0, highlight_count: 0 });
+    expect(room.summary["m.joined_member_count"]).toBe(1);
+    // Push rules come with the initial sync.
+    expect(body.account_data.events.some((e: { type: string }) => e.type === "m.push_rules")).toBe(true);
+  });
+
+  it("incremental sync sees exactly the new events, none twice, none missing", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, {});
+    let since = (await sync(alice)).next_batch as string;
+    const seen: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 4; i++) expect((await send(alice, roomId, { msgtype: "m.text", body: `m${round}-${i}` })).status).toBe(200);
+      const body = await sync(alice, { since, filter: { room: { timeline: { limit: 50 } } } });
+      seen.push(...bodies(body, roomId));
+      expect(body.next_batch).not.toBe(since);
+      since = body.next_batch;
+    }
+    const expected = Array.from({ length: 5 }, (_, r) => Array.from({ length: 4 }, (_, i) => `m${r}-${i}`)).flat();
+    expect(seen).toEqual(expected);
+    // Nothing new: empty, same or newer token.
+    const empty = await sync(alice, { since });
+    expect(empty.rooms.join?.[roomId]).toBeUndefined();
+  });
+
+  it("a long-poll started before a send returns with the event", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    expect((await join(bob, roomId)).status).toBe(200);
+    const since = (await sync(bob)).next_batch as string;
+    // 30 s timeout: if the send does not wake the poll, the test times out (vitest's 5 s).
+    const poll = sync(bob, { since, timeout: 30_000 });
+    const sent = await send(alice, roomId, { msgtype: "m.text", body: "wake up" });
+    expect(sent.status).toBe(200);
+    const body = await poll;
+    expect(bodies(body, roomId)).toEqual(["wake up"]);
+    expect(timeline(body, roomId)[0]!.event_id).toBe(sent.body.event_id);
+  });
+
+  it("times out with an empty response and a valid token", async () => {
+    const alice = await newUser("alice");
+    const first = await sync(alice);
+    const body = await sync(alice, { since: first.next_batch, timeout: 50 });
+    expect(body.next_batch).toMatch(/^s\d+/);
+    expect(body.rooms.join).toBeUndefined();
+  });
+
+  it("limits the timeline and gives a prev_batch", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, {});
+    const since = (await sync(alice)).next_batch as string;
+    for (let i = 0; i < 8; i++) await send(alice, roomId, { msgtype: "m.text", body: `n${i}` });
+    const body = await sync(alice, { since, filter: { room: { timeline: { limit: 3 } } } });
+    const room = body.rooms.join[roomId];
+    expect(room.timeline.limited).toBe(true);
+    expect(bodies(body, roomId)).toEqual(["n5", "n6", "n7"]);
+    expect(room.timeline.prev_batch).toMatch(/^t\d+$/);
+    const unlimited = await sync(alice, { since: body.next_batch });
+    expect(unlimited.rooms.join?.[roomId]).toBeUndefined();
+  });
+
+  it("refuses bad parameters", async () => {
+    const alice = await newUser("alice");
+    expect((await syncRaw(alice, { since: "garbage" })).body.errcode).toBe("M_INVALID_PARAM");
+    expect((await syncRaw(alice, { set_presence: "busy" })).status).toBe(400);
+    expect((await syncRaw(alice, { filter: "{not json" })).status).toBe(400);
+    expect((await syncRaw(alice, { filter: "12345" })).status).toBe(400);
+    expect((await syncRaw(alice, { filter: { room: { timeline: { limit: "x" } } } })).body.errcode).toBe("M_BAD_JSON");
+  });
+});
