@@ -4,18 +4,22 @@
 // The change itself is recorded in the user's own DO in the same transaction as the key write
 // (durable-objects/user/device-lists.ts), so it is never lost between the write and a hook. What remains
 // for `onOwnDevicesChanged` is telling the OTHER users who share an encrypted room with the user; that
-// needs room membership and is the sync layer's to add (call `recordDeviceListChange(userId)` on each of
-// their DOs). Until then the change is visible to the user's own other devices only.
+// needs room membership and is done by the sync layer (durable-objects/user/room-mates.ts calls
+// `recordDeviceListChange(userId)` on each of their DOs).
+import { fanOutDeviceListChange } from "../durable-objects/user/room-mates.js";
 import { userStore } from "./user-store.js";
 import type { Env } from "./env.js";
 
 /**
  * Called after `userId`'s device list changed: device keys uploaded or changed, devices with keys deleted,
  * cross-signing keys or self-signatures changed. Already recorded in the user's own DO when this runs.
- * Propagation to users sharing a room with `userId` goes here (sync's job); today it does nothing more.
+ * Propagates the change to the local users sharing a room with `userId`.
  */
-export async function onOwnDevicesChanged(_env: Env, _userId: string): Promise<void> {
-  // Intentionally empty until room membership is available: see the file comment.
+export async function onOwnDevicesChanged(env: Env, userId: string): Promise<void> {
+  // Every local user sharing a room with `userId` records the change in their own stream (sync's
+  // durable-objects/user/room-mates.ts); their next /sync lists `userId` in device_lists.changed.
+  const rooms = await userStore(env, userId).joinedRooms();
+  await fanOutDeviceListChange(env, userId, rooms);
 }
 
 /** Called after devices were deleted (D1 rows gone): forgets their keys and to-device inboxes in the
