@@ -263,6 +263,21 @@ describe("room membership and permissions", () => {
     expect(r2.body.event_id).toBe(r1.body.event_id);
   });
 
+  it("world-readable rooms show their state to non-members; oversized events are refused", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { name: "open book", initial_state: [{ type: "m.room.history_visibility", content: { history_visibility: "world_readable" } }] });
+    expect((await getState(bob, roomId, "m.room.name")).body).toEqual({ name: "open book" });
+    expect((await allState(bob, roomId)).status).toBe(200);
+    // ...but reading is not sending.
+    expect((await send(bob, roomId, { body: "x" })).status).toBe(403);
+
+    // Spec: "Size limits": a PDU is at most 65536 bytes.
+    const big = await send(alice, roomId, { msgtype: "m.text", body: "x".repeat(70_000) });
+    expect(big.status).toBe(413);
+    expect(big.body.errcode).toBe("M_TOO_LARGE");
+  });
+
   it("state endpoints: empty and slashed state keys, format=event, 404 for missing state", async () => {
     const alice = await newUser("alice");
     const roomId = await createRoom(alice, { name: "N" });
