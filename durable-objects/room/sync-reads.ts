@@ -121,6 +121,10 @@ class Visibility {
 
   canSee(row: Row): boolean {
     if (this.joinedFrom !== undefined && row.stream_ordering >= this.joinedFrom) return true;
+    // The user's own membership change made by themselves (leaving, rejecting an invite, withdrawing a
+    // knock) is always visible to them: otherwise the room could not leave their client (Synapse does the
+    // same).
+    if (row.type === "m.room.member" && row.state_key === this.userId && row.sender === this.userId) return true;
     const groups = this.engine.stateGroups;
     const hvEvent = groups.lookup(row.state_group_before, "m.room.history_visibility", "");
     let visibility = historyVisibilityOf(hvEvent === undefined ? undefined : this.engine.events.pdu(hvEvent));
@@ -130,13 +134,11 @@ class Visibility {
       if (VISIBILITY_RANK[next]! < VISIBILITY_RANK[visibility]!) visibility = next;
     }
     if (visibility === "world_readable") return true;
-    let membership: string | undefined;
-    if (row.type === "m.room.member" && row.state_key === this.userId) membership = row.membership ?? undefined;
-    else {
-      const memberEvent = groups.lookup(row.state_group_before, "m.room.member", this.userId);
-      const content = memberEvent === undefined ? undefined : this.engine.events.pdu(memberEvent)?.content;
-      membership = typeof content?.membership === "string" ? content.membership : undefined;
-    }
+    const memberEvent = groups.lookup(row.state_group_before, "m.room.member", this.userId);
+    const content = memberEvent === undefined ? undefined : this.engine.events.pdu(memberEvent)?.content;
+    let membership = typeof content?.membership === "string" ? content.membership : undefined;
+    // The user's own membership event counts with the more permissive of the membership before and after.
+    if (row.type === "m.room.member" && row.state_key === this.userId && membership !== "join") membership = row.membership ?? membership;
     if (membership === "join") return true;
     if (visibility === "shared" && this.joinedAfter(row.stream_ordering)) return true;
     if (visibility === "invited" && membership === "invite") return true;
