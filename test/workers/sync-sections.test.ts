@@ -169,6 +169,10 @@ describe("/sync sections", () => {
     expect(room.state_after.events.map((e: Ev) => [e.type, e.content.name])).toEqual([["m.room.name", "two"]]);
     const initial = await sync(alice, { use_state_after: true, filter: { room: { timeline: { limit: 1 } } } });
     expect(initial.rooms.join[roomId].state_after.events.find((e: Ev) => e.type === "m.room.name").content.name).toBe("two");
+    // The unstable parameter name (matrix-js-sdk) is answered under the unstable key.
+    const unstable = await api("GET", `${V3}/sync?since=${since}&org.matrix.msc4222.use_state_after=true`, { token: alice.access_token });
+    expect(unstable.body.rooms.join[roomId]["org.matrix.msc4222.state_after"].events).toHaveLength(1);
+    expect(unstable.body.rooms.join[roomId].state).toBeUndefined();
   });
 
   it("a limited incremental sync returns the state changed in the gap; full_state returns all of it", async () => {

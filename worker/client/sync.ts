@@ -65,7 +65,11 @@ syncRoutes.get("/_matrix/client/:version{v3|r0}/sync", requireAuth, async (c) =>
     timeoutMs = Math.min(Math.max(0, Number(timeoutRaw)), MAX_SYNC_TIMEOUT_MS);
   }
   const fullState = booleanParam(c, "full_state");
-  const stateAfter = booleanParam(c, "use_state_after");
+  // MSC4222 under its stable name, or its unstable one (matrix-js-sdk sends that and reads the answer under
+  // the unstable key).
+  const unstableStateAfter = booleanParam(c, "org.matrix.msc4222.use_state_after");
+  const stateAfter = booleanParam(c, "use_state_after") || unstableStateAfter;
+  const stateAfterKey = unstableStateAfter && !booleanParam(c, "use_state_after") ? "org.matrix.msc4222.state_after" : "state_after";
   const setPresence = c.req.query("set_presence") ?? "online";
   if (setPresence !== "online" && setPresence !== "offline" && setPresence !== "unavailable") {
     throw invalidParam("set_presence must be one of online, offline, unavailable");
@@ -73,13 +77,15 @@ syncRoutes.get("/_matrix/client/:version{v3|r0}/sync", requireAuth, async (c) =>
   const filter = syncFilterView(await resolveFilter(c.env, userId, c.req.query("filter")), MAX_TIMELINE_LIMIT);
 
   const plan = await userStore(c.env, userId).sync({ userId, deviceId, since, timeoutMs, fullState, filter, setPresence });
-  const body = await buildResponse(c.env, { userId, deviceId }, plan, filter, { fullState, stateAfter });
+  const body = await buildResponse(c.env, { userId, deviceId }, plan, filter, { fullState, stateAfter, stateAfterKey });
   return c.json(body);
 });
 
 interface ResponseOptions {
   fullState: boolean;
   stateAfter: boolean;
+  /** The response key of the state after the timeline (`state_after`, or MSC4222's unstable name). */
+  stateAfterKey?: string;
 }
 
 /** Turns a plan into the /sync response body, asking each room with a timeline for its part. */
@@ -169,7 +175,7 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
   else if (room.point !== undefined) timeline.prev_batch = roomToken(room.point);
   out.timeline = timeline;
   // MSC4222: `state_after` replaces `state` when the client asks for it.
-  out[options.stateAfter ? "state_after" : "state"] = { events: result ? fields(result.state) : [] };
+  out[options.stateAfter ? (options.stateAfterKey ?? "state_after") : "state"] = { events: result ? fields(result.state) : [] };
   out.account_data = { events: room.accountData.map((a) => ({ type: a.type, content: JSON.parse(a.content) as unknown })) };
   if (room.section === "join") {
     if (result?.summary) out.summary = result.summary;
