@@ -1,6 +1,7 @@
 // persistEvent, the one entry point, on the federation path: rejected events are stored but never become
 // state, soft-failed events are stored but never extend the room, forks are resolved into the current
 // state, redactions apply whichever of the pair arrives first, duplicates and bad signatures.
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildLocalEvent, type EventTemplate } from "../../durable-objects/room/build-event.js";
@@ -28,6 +29,20 @@ async function build(roomId: string, template: EventTemplate, prevIds: string[],
     state: (type, sk) => events.get(`${type}\u0000${sk}`),
     now: Date.now(),
   });
+}
+
+/** The current_state table (what membership checks read) must equal the current state group (what state
+ * reads and state resolution use). */
+async function expectCurrentStateConsistent(roomId: string): Promise<void> {
+  const fromGroup = (await roomStub(roomId).currentState()).map((e) => `${e.type}|${e.stateKey}|${e.eventId}`).sort();
+  const fromTable = await runInDurableObject(env.ROOMS.get(env.ROOMS.idFromName(roomId)), (_i, state) =>
+    state.storage.sql
+      .exec<{ type: string; state_key: string; event_id: string }>("SELECT type, state_key, event_id FROM current_state")
+      .toArray()
+      .map((r) => `${r.type}|${r.state_key}|${r.event_id}`)
+      .sort(),
+  );
+  expect(fromTable).toEqual(fromGroup);
 }
 
 async function persist(roomId: string, pdu: Pdu) {
@@ -101,6 +116,7 @@ describe("persistEvent (federation path)", () => {
     expect(before.get("m.room.topic|")).toBe(a.eventId);
     expect(before.get("org.example.flag|")).toBe(b.eventId);
     expect((await roomStub(roomId).stateAtEvent(merged))!.after).toEqual(at.before);
+    await expectCurrentStateConsistent(roomId);
   });
 
   it("a conflicting fork is resolved by state resolution: the ban wins over the banned moderator's topic", async () => {
@@ -126,6 +142,7 @@ describe("persistEvent (federation path)", () => {
     const delta = await roomStub(roomId).stateDelta(banResult.streamOrdering - 1, banResult.streamOrdering);
     expect(delta).toContainEqual({ streamOrdering: banResult.streamOrdering, type: "m.room.topic", stateKey: "", eventId: null, prevEventId: topic.eventId });
     expect(delta).toContainEqual(expect.objectContaining({ type: "m.room.member", stateKey: bob.user_id, eventId: ban.eventId }));
+    await expectCurrentStateConsistent(roomId);
   });
 
   it("refuses an event without a valid signature of its sender's server", async () => {
