@@ -34,6 +34,10 @@ import type { ReceiptUpdate } from "./notifications.js";
 import { RoomEphemeral } from "./room/ephemeral.js";
 import { pushInputsBuilder } from "./room/push-inputs.js";
 import { roomSync, strippedState, type RoomSyncRequest, type RoomSyncResult, type StrippedStateEvent } from "./room/sync-reads.js";
+import { eventContext, eventForReader, messages, timestampToEvent, type ContextRequest, type ContextResult, type MessagesRequest, type MessagesResult } from "./room/timeline.js";
+import { joinedMembers, roomMembers, type JoinedMember, type MembersRequest } from "./room/members.js";
+import { relationsForReader, threadsForReader, type ReadEvent, type RelationsRequest, type RelationsResult, type ThreadsRequest, type ThreadsResult } from "./room/relations.js";
+import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -469,6 +473,55 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** Users typing now. */
   typingUsers(): string[] {
     return this.ephemeral.typingUsers();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Client reads with history visibility (logic in room/timeline.ts, room/members.ts, room/relations.ts,
+  // room/history-visibility.ts) and the old room's side of an upgrade (room/upgrade.ts).
+
+  /** GET /rooms/{roomId}/messages. */
+  messages(reader: Reader, request: MessagesRequest): Promise<Outcome<MessagesResult>> {
+    return outcomeOf(() => messages(this.engine, reader, request));
+  }
+
+  /** GET /rooms/{roomId}/context/{eventId}. */
+  eventContext(reader: Reader, request: ContextRequest): Promise<Outcome<ContextResult>> {
+    return outcomeOf(() => eventContext(this.engine, reader, request));
+  }
+
+  /** GET /rooms/{roomId}/event/{eventId} (404 for unknown and invisible events). */
+  eventForReader(reader: Reader, eventId: string): Promise<Outcome<ReadEvent>> {
+    return outcomeOf(() => eventForReader(this.engine, reader, eventId));
+  }
+
+  /** GET /rooms/{roomId}/timestamp_to_event. */
+  timestampToEvent(reader: Reader, ts: number, dir: "b" | "f"): Promise<Outcome<{ event_id: string; origin_server_ts: number } | null>> {
+    return outcomeOf(() => timestampToEvent(this.engine, reader, ts, dir));
+  }
+
+  /** GET /rooms/{roomId}/members. */
+  roomMembers(reader: Reader, request: MembersRequest): Promise<Outcome<ClientEvent[]>> {
+    return outcomeOf(() => roomMembers(this.engine, reader, request));
+  }
+
+  /** GET /rooms/{roomId}/joined_members. */
+  joinedMembers(userId: string): Promise<Outcome<Record<string, JoinedMember>>> {
+    return outcomeOf(() => joinedMembers(this.engine, userId));
+  }
+
+  /** GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]] (404 for an invisible parent). */
+  relations(reader: Reader, request: RelationsRequest): Promise<Outcome<RelationsResult>> {
+    return outcomeOf(() => relationsForReader(this.engine, reader, request));
+  }
+
+  /** GET /rooms/{roomId}/threads. */
+  threads(reader: Reader, request: ThreadsRequest): Promise<Outcome<ThreadsResult>> {
+    return outcomeOf(() => threadsForReader(this.engine, reader, request));
+  }
+
+  /** POST /rooms/{roomId}/upgrade: checks the user's power and collects what the new room copies. */
+  upgradeSource(userId: string, newVersion: string, additionalCreators: string[]): Promise<Outcome<UpgradeSource>> {
+    return outcomeOf(() => upgradeSource(this.engine, userId, roomVersionRules(newVersion)!, additionalCreators));
   }
 
   /** Notifications not yet delivered (tests, diagnostics). */

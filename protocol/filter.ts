@@ -100,7 +100,7 @@ function parseEventFilter(value: JsonValue, path: Path): EventFilter {
   return out;
 }
 
-function parseRoomEventFilter(value: JsonValue, path: Path): RoomEventFilter {
+export function parseRoomEventFilter(value: JsonValue, path: Path): RoomEventFilter {
   const obj = object(value, path);
   const out: RoomEventFilter = {};
   eventFilterFields(obj, path, out);

@@ -34,6 +34,11 @@ import { roomSendRoutes } from "./client/room-send.js";
 import { syncRoutes } from "./client/sync.js";
 import { presenceRoutes } from "./client/presence.js";
 import { roomEphemeralRoutes } from "./client/room-ephemeral.js";
+import { roomMessagesRoutes } from "./client/room-messages.js";
+import { roomMembersRoutes } from "./client/room-members.js";
+import { relationsRoutes } from "./client/relations.js";
+import { roomUpgradeRoutes } from "./client/room-upgrades.js";
+import { reportingRoutes } from "./client/reporting.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -78,6 +83,11 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", syncRoutes);
   app.route("/", presenceRoutes);
   app.route("/", roomEphemeralRoutes);
+  app.route("/", roomMessagesRoutes);
+  app.route("/", roomMembersRoutes);
+  app.route("/", relationsRoutes);
+  app.route("/", roomUpgradeRoutes);
+  app.route("/", reportingRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
 

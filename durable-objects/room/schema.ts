@@ -58,6 +58,7 @@ export const ROOM_SCHEMA = `
   CREATE INDEX IF NOT EXISTS events_by_thread_root ON events (thread_root);
   CREATE INDEX IF NOT EXISTS events_by_redacts ON events (redacts);
   CREATE INDEX IF NOT EXISTS events_by_depth ON events (depth);
+  CREATE INDEX IF NOT EXISTS events_by_ts ON events (origin_server_ts);
 
   CREATE TABLE IF NOT EXISTS event_edges (
     event_id TEXT NOT NULL,
