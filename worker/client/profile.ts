@@ -7,6 +7,8 @@ import { MatrixError, forbidden, invalidParam, missingParam, notFound } from "..
 import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
+import { roomStub } from "../room-store.js";
+import { userStore } from "../user-store.js";
 
 /** Synapse's limits (MAX_DISPLAYNAME_LEN, MAX_AVATAR_URL_LEN), counted in characters. The spec only
  * caps the whole profile at 64 KiB, which these keep far below. */
@@ -35,14 +37,30 @@ export async function localProfile(env: Pick<Env, "DB">, userId: string): Promis
   return profile;
 }
 
+/** Rooms updated at the same time when a profile change is propagated. */
+const PROFILE_PROPAGATION_CONCURRENCY = 8;
+
 /**
  * Called after a user's profile changed and was committed. The spec ("Events on Change of Profile
  * Information") has the server send a new `m.room.member` event with the new `displayname` /
- * `avatar_url` into every room the user is joined to. Rooms do not exist yet: this is the single
- * place where that propagation belongs, to be filled in by the rooms work.
+ * `avatar_url` into every room the user is joined to: a join with the same membership and the new
+ * profile (a per-room name set through the state API is replaced, as Synapse does). The joined rooms are
+ * the ones the user's DO knows (durable-objects/user/sync-stream.ts `joinedRooms`). A room that refuses
+ * (the user was removed meanwhile) is skipped; the profile change itself stands.
  */
-export async function onProfileChanged(_env: Env, _userId: string, _profile: Profile): Promise<void> {
-  // Intentionally empty until rooms exist (see the comment above).
+export async function onProfileChanged(env: Env, userId: string, profile: Profile): Promise<void> {
+  const queue = [...(await userStore(env, userId).joinedRooms())];
+  const worker = async () => {
+    for (let roomId = queue.shift(); roomId !== undefined; roomId = queue.shift()) {
+      try {
+        const result = await roomStub(env, roomId).updateMembership({ sender: userId, target: userId, action: "join", profile });
+        if ("error" in result) console.warn("profile change not sent to room", roomId, result.error.errcode, result.error.error);
+      } catch (e) {
+        console.warn("profile change not sent to room", roomId, e instanceof Error ? e.message : e);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PROFILE_PROPAGATION_CONCURRENCY, queue.length) }, worker));
 }
 
 async function profileOrNotFound(env: Env, userId: string): Promise<Profile> {
