@@ -9,13 +9,16 @@
 // event it replaced). A sync reads near the head of the room, so that is a handful of rows, and it is the
 // current state as the room had it at X (after state resolution of forks), which is what clients saw.
 import type { RoomEventFilter } from "../../protocol/filter.js";
-import { roomEventPasses, eventPasses, needsContent } from "../../protocol/event-filter.js";
+import { eventPasses } from "../../protocol/event-filter.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { splitStateKey, stateKey, type IdentifiedPdu, type StateKey } from "../../protocol/pdu.js";
 import { roomToken, type ReceiptUpdate } from "../notifications.js";
 import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
+import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, type EventRow } from "./event-rows.js";
+import { VisibilityChecker } from "./history-visibility.js";
 import { clientEvents } from "./reads.js";
+import { passesFilter } from "./timeline.js";
 
 /** A federation-format event (spec: Filter `event_format` `federation`): the stored PDU with its event ID. */
 export type FederationEvent = IdentifiedPdu;
@@ -89,81 +92,26 @@ export const STRIPPED_STATE_TYPES = [
 /** How many rows a latest-mode scan reads at most before it gives up filling the timeline. */
 const MAX_SCAN = 2000;
 
-type Row = {
-  stream_ordering: number;
-  event_id: string;
-  type: string;
-  state_key: string | null;
-  sender: string;
-  state_group_before: number | null;
-  membership: string | null;
-};
+type Row = EventRow;
 
-const ROW_COLUMNS = "stream_ordering, event_id, type, state_key, sender, state_group_before, membership";
-const ACCEPTED = "outlier = 0 AND rejected_reason IS NULL AND soft_failed = 0";
-
-const VISIBILITY_RANK: Record<string, number> = { world_readable: 0, shared: 1, invited: 2, joined: 3 };
-
-/** Who may see which event (spec: "History visibility", "Server behaviour"), for one reader. */
+/** Who may see which event (room/history-visibility.ts, shared with /messages and the other read paths),
+ * plus one rule of Synapse's that sync needs: the user's own membership change made by themselves
+ * (leaving, rejecting an invite, withdrawing a knock) is always visible to them, or a rejected invite
+ * could never leave their client. */
 class Visibility {
-  private readonly currentMembership: string | undefined;
-  /** Stream ordering of the reader's current join (events after it were sent while they were joined). */
-  private readonly joinedFrom: number | undefined;
+  private readonly checker: VisibilityChecker;
 
   constructor(
-    private readonly engine: RoomEngine,
+    engine: RoomEngine,
     private readonly userId: string,
   ) {
-    const m = engine.membershipOf(userId);
-    this.currentMembership = m?.membership;
-    if (m?.membership === "join") this.joinedFrom = engine.eventMeta(m.eventId)?.streamOrdering;
+    this.checker = new VisibilityChecker(engine, userId);
   }
 
   canSee(row: Row): boolean {
-    if (this.joinedFrom !== undefined && row.stream_ordering >= this.joinedFrom) return true;
-    // The user's own membership change made by themselves (leaving, rejecting an invite, withdrawing a
-    // knock) is always visible to them: otherwise the room could not leave their client (Synapse does the
-    // same).
     if (row.type === "m.room.member" && row.state_key === this.userId && row.sender === this.userId) return true;
-    const groups = this.engine.stateGroups;
-    const hvEvent = groups.lookup(row.state_group_before, "m.room.history_visibility", "");
-    let visibility = historyVisibilityOf(hvEvent === undefined ? undefined : this.engine.events.pdu(hvEvent));
-    if (row.type === "m.room.history_visibility" && row.state_key === "") {
-      // A change of history visibility is visible under the more permissive of the old and new value.
-      const next = historyVisibilityOf(this.engine.events.pdu(row.event_id));
-      if (VISIBILITY_RANK[next]! < VISIBILITY_RANK[visibility]!) visibility = next;
-    }
-    if (visibility === "world_readable") return true;
-    const memberEvent = groups.lookup(row.state_group_before, "m.room.member", this.userId);
-    const content = memberEvent === undefined ? undefined : this.engine.events.pdu(memberEvent)?.content;
-    let membership = typeof content?.membership === "string" ? content.membership : undefined;
-    // The user's own membership event counts with the more permissive of the membership before and after.
-    if (row.type === "m.room.member" && row.state_key === this.userId && membership !== "join") membership = row.membership ?? membership;
-    if (membership === "join") return true;
-    if (visibility === "shared" && this.joinedAfter(row.stream_ordering)) return true;
-    if (visibility === "invited" && membership === "invite") return true;
-    return false;
+    return this.checker.canSee(row);
   }
-
-  /** Spec rule 3: "the user joined the room at any point after the event was sent". */
-  private joinedAfter(ordering: number): boolean {
-    if (this.currentMembership === "join") return true;
-    return (
-      this.engine.sql
-        .exec(
-          `SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND membership = 'join' AND stream_ordering > ? AND ${ACCEPTED} LIMIT 1`,
-          this.userId,
-          ordering,
-        )
-        .toArray().length > 0
-    );
-  }
-}
-
-function historyVisibilityOf(pdu: IdentifiedPdu | undefined): string {
-  const v = pdu?.content.history_visibility;
-  // Spec: an absent or unknown value is treated as "shared".
-  return typeof v === "string" && v in VISIBILITY_RANK ? v : "shared";
 }
 
 /** The state at points of the room, from the current state and the delta log. */
@@ -213,34 +161,21 @@ class StateRewinder {
 
 function rowsAt(engine: RoomEngine, orderings: number[]): Row[] {
   const out: Row[] = [];
-  // SQLite limits bound parameters; chunk the IN list.
-  for (let i = 0; i < orderings.length; i += 90) {
-    const chunk = orderings.slice(i, i + 90);
+  for (let i = 0; i < orderings.length; i += MAX_PARAMS) {
+    const chunk = orderings.slice(i, i + MAX_PARAMS);
     out.push(
       ...engine.sql
-        .exec<Row>(`SELECT ${ROW_COLUMNS} FROM events WHERE stream_ordering IN (${chunk.map(() => "?").join(",")}) AND ${ACCEPTED}`, ...chunk)
+        .exec<Row>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering IN (${chunk.map(() => "?").join(",")}) AND ${ACCEPTED}`, ...chunk)
         .toArray(),
     );
   }
   return out.sort((a, b) => a.stream_ordering - b.stream_ordering);
 }
 
-/** The event passes the timeline filter (reading the content only when `contains_url` asks for it). */
-function passesTimelineFilter(engine: RoomEngine, filter: RoomEventFilter | undefined, roomId: string, row: Row): boolean {
-  if (!filter) return true;
-  if (!eventPasses(filter, { type: row.type, sender: row.sender })) return false;
-  if (needsContent(filter)) {
-    const content = engine.events.pdu(row.event_id)?.content;
-    return roomEventPasses(filter, { type: row.type, sender: row.sender, roomId, content });
-  }
-  return roomEventPasses(filter, { type: row.type, sender: row.sender, roomId });
-}
-
 /** The room's part of a /sync response (see RoomSyncRequest). */
 export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Date.now()): RoomSyncResult {
   const meta = engine.meta();
   if (!meta) return { timeline: { events: [], limited: false, prev_batch: roomToken(0) }, state: [] };
-  const roomId = meta.roomId;
   const visibility = new Visibility(engine, request.userId);
   const limit = Math.max(0, request.limit);
 
@@ -249,7 +184,7 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
   let limited: boolean;
   if (request.mode === "exact") {
     timelineRows = rowsAt(engine, request.orderings ?? []).filter(
-      (r) => r.stream_ordering <= request.upto && visibility.canSee(r) && passesTimelineFilter(engine, request.timelineFilter, roomId, r),
+      (r) => r.stream_ordering <= request.upto && visibility.canSee(r) && passesFilter(engine, request.timelineFilter, r),
     );
     limited = request.limited === true || timelineRows.length > limit;
     if (timelineRows.length > limit) timelineRows = timelineRows.slice(timelineRows.length - limit);
@@ -260,13 +195,13 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     let scanned = 0;
     scan: while (scanned < MAX_SCAN) {
       const batch = engine.sql
-        .exec<Row>(`SELECT ${ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ?`, before, 2 * limit + 20)
+        .exec<Row>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ?`, before, 2 * limit + 20)
         .toArray();
       if (batch.length === 0) break;
       for (const r of batch) {
         scanned += 1;
         before = r.stream_ordering;
-        if (!passesTimelineFilter(engine, request.timelineFilter, roomId, r) || !visibility.canSee(r)) continue;
+        if (!passesFilter(engine, request.timelineFilter, r) || !visibility.canSee(r)) continue;
         if (timelineRows.length === limit) {
           limited = true; // one more visible event exists before the timeline
           break scan;
