@@ -1,6 +1,7 @@
 // GET /sync: initial and incremental sync, gap-free tokens, long-polling, limited timelines.
 import { describe, expect, it } from "vitest";
-import { createRoom, join, newUser, send } from "./room-helpers.js";
+import { api } from "./helpers.js";
+import { createRoom, join, newUser, r, send } from "./room-helpers.js";
 import { bodies, sync, syncRaw, timeline } from "./sync-helpers.js";
 
 describe("/sync basics", () => {
@@ -90,5 +91,61 @@ describe("/sync basics", () => {
     expect((await syncRaw(alice, { filter: "{not json" })).status).toBe(400);
     expect((await syncRaw(alice, { filter: "12345" })).status).toBe(400);
     expect((await syncRaw(alice, { filter: { room: { timeline: { limit: "x" } } } })).body.errcode).toBe("M_BAD_JSON");
+  });
+});
+
+describe("/sync with /messages and concurrent writers", () => {
+  it("prev_batch of a limited timeline continues in /messages without gap or overlap", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, {});
+    const since = (await sync(alice)).next_batch as string;
+    for (let i = 0; i < 12; i++) await send(alice, roomId, { msgtype: "m.text", body: `p${i}` });
+    const body = await sync(alice, { since, filter: { room: { timeline: { limit: 4 } } } });
+    expect(bodies(body, roomId)).toEqual(["p8", "p9", "p10", "p11"]);
+    const prev = body.rooms.join[roomId].timeline.prev_batch as string;
+    const page = await api("GET", `${r(roomId)}/messages?dir=b&limit=5&from=${encodeURIComponent(prev)}`, { token: alice.access_token });
+    expect(page.status).toBe(200);
+    expect(page.body.chunk.map((e: { content: { body: string } }) => e.content.body)).toEqual(["p7", "p6", "p5", "p4", "p3"]);
+    // The next_batch of /sync is a valid /messages token too: backwards from it is the latest event.
+    const fromNext = await api("GET", `${r(roomId)}/messages?dir=b&limit=1&from=${encodeURIComponent(body.next_batch)}`, { token: alice.access_token });
+    expect(fromNext.body.chunk.map((e: { content: { body: string } }) => e.content.body)).toEqual(["p11"]);
+  });
+
+  it("concurrent senders in several rooms: a long-polling reader sees every event exactly once", { timeout: 60_000 }, async () => {
+    const reader = await newUser("reader");
+    const senders = await Promise.all([newUser("s1"), newUser("s2"), newUser("s3")]);
+    const rooms: string[] = [];
+    for (const s of senders) {
+      const roomId = await createRoom(s, { preset: "public_chat" });
+      expect((await join(reader, roomId)).status).toBe(200);
+      rooms.push(roomId);
+    }
+    // Also two senders share the first room.
+    expect((await join(senders[1]!, rooms[0]!)).status).toBe(200);
+    let since = (await sync(reader)).next_batch as string;
+    const expected = new Set<string>();
+    const seen: string[] = [];
+    let sending = true;
+    const reading = (async () => {
+      while (sending || seen.length < expected.size) {
+        const body = await sync(reader, { since, timeout: 2_000, filter: { room: { timeline: { limit: 100 } } } });
+        for (const roomId of rooms) for (const e of timeline(body, roomId)) if (e.type === "m.room.message") seen.push(e.event_id);
+        since = body.next_batch;
+      }
+    })();
+    await Promise.all(
+      senders.map(async (s, i) => {
+        for (let n = 0; n < 15; n++) {
+          const roomId = n % 3 === 0 && i === 1 ? rooms[0]! : rooms[i]!;
+          const res = await send(s, roomId, { msgtype: "m.text", body: `${i}-${n}` });
+          expect(res.status).toBe(200);
+          expected.add(res.body.event_id);
+        }
+      }),
+    );
+    sending = false;
+    await reading;
+    expect(seen.length).toBe(expected.size);
+    expect(new Set(seen)).toEqual(expected);
   });
 });
