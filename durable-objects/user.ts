@@ -484,6 +484,10 @@ export class UserDurableObject extends DurableObject<Env> {
   roomOrderingAt(roomId: string, position: number): number {
     return this.syncHub.store.roomOrderingAt(roomId, position);
   }
+  /** Member events sent to a device while lazy-loading members (include_redundant_members false). */
+  recordLazyMembers(deviceId: string, rooms: { roomId: string; members: Record<string, string>; reset: boolean }[]): void {
+    this.syncHub.recordLazyMembers(deviceId, rooms);
+  }
   /** Long-polls waiting now (tests). */
   waitingSyncs(): number {
     return this.syncHubInstance?.waiting() ?? 0;

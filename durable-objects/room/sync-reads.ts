@@ -46,6 +46,8 @@ export interface RoomSyncRequest {
   timelineFilter?: RoomEventFilter;
   stateFilter?: RoomEventFilter;
   lazyLoadMembers?: boolean;
+  /** Lazy-loading without redundant members: member events the client already has (user ID → event ID). */
+  lazyMembersSent?: Record<string, string>;
   /** Return the full state (full_state=true, or latest mode). */
   fullState?: boolean;
   /** MSC4222 `use_state_after`: report the state at the end of the timeline. */
@@ -260,11 +262,13 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
       if (type === "m.room.member" && !wanted.has(sk) && !gap.has(k)) stateIds.delete(k);
     }
     const at = request.stateAfter ? request.upto : start;
+    const sent = request.lazyMembersSent ?? {};
     for (const user of wanted) {
       const k = stateKey("m.room.member", user);
       if (stateIds.has(k)) continue;
       const id = rewinder.valueAt(k, at);
-      if (id !== undefined && (request.stateAfter || !inTimeline.has(id))) stateIds.set(k, id);
+      // Spec (include_redundant_members false): a member event the client already has is not sent again.
+      if (id !== undefined && id !== sent[user] && (request.stateAfter || !inTimeline.has(id))) stateIds.set(k, id);
     }
   }
 

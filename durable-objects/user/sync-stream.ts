@@ -17,6 +17,8 @@
 //   sync_presence        the latest presence of each user the user shares a room with (and their own).
 //   sync_room_marks      rooms whose unread counts changed without any other row saying so (a receipt
 //                        for an event already receipted cleared notifications that arrived later).
+//   sync_lazy_members    per device and room, the member event of each user last sent to the device while
+//                        lazy-loading members (spec: `include_redundant_members` false: not sent again).
 //   sync_meta            the user's ID (learned from the first RPC that names it).
 import type { ReceiptUpdate } from "../notifications.js";
 import type { UserStream } from "./stream.js";
@@ -81,6 +83,13 @@ const SYNC_SCHEMA = `
   CREATE TABLE IF NOT EXISTS sync_room_marks (
     room_id TEXT PRIMARY KEY,
     stream_position INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS sync_lazy_members (
+    device_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (device_id, room_id, user_id)
   );
   CREATE TABLE IF NOT EXISTS sync_meta (
     key TEXT PRIMARY KEY,
@@ -319,6 +328,36 @@ export class SyncStore {
       out.set(r.thread_id, { notification_count: r.n, highlight_count: r.h ?? 0 });
     }
     return out;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lazy-loaded members already sent to a device.
+
+  /** The member events of `users` that `deviceId` already has for the room (user ID → event ID). */
+  lazyMembersSent(deviceId: string, roomId: string, users: Iterable<string>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const user of users) {
+      const row = this.sql
+        .exec<{ event_id: string }>("SELECT event_id FROM sync_lazy_members WHERE device_id = ? AND room_id = ? AND user_id = ?", deviceId, roomId, user)
+        .toArray()[0];
+      if (row) out[user] = row.event_id;
+    }
+    return out;
+  }
+
+  /** Records member events sent to a device; `reset` first forgets what the device had for the room. */
+  recordLazyMembers(deviceId: string, roomId: string, members: Record<string, string>, reset: boolean): void {
+    if (reset) this.sql.exec("DELETE FROM sync_lazy_members WHERE device_id = ? AND room_id = ?", deviceId, roomId);
+    for (const [user, eventId] of Object.entries(members)) {
+      this.sql.exec(
+        `INSERT INTO sync_lazy_members (device_id, room_id, user_id, event_id) VALUES (?, ?, ?, ?)
+         ON CONFLICT (device_id, room_id, user_id) DO UPDATE SET event_id = excluded.event_id`,
+        deviceId,
+        roomId,
+        user,
+        eventId,
+      );
+    }
   }
 
   // -------------------------------------------------------------------------------------------

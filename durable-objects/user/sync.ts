@@ -53,6 +53,8 @@ export type TimelinePlan =
   | { mode: "latest"; upto: number }
   | { mode: "exact"; upto: number; orderings: number[]; limited: boolean; sinceOrdering: number };
 
+export type ExactTimelinePlan = Extract<TimelinePlan, { mode: "exact" }>;
+
 export interface AccountDataEntry {
   type: string;
   /** JSON text. */
@@ -72,6 +74,9 @@ export interface SyncRoomPlan {
   unreadThreads?: Record<string, UnreadCounts>;
   /** Rooms without a timeline plan: the room's point at the token (for an empty timeline's prev_batch). */
   point?: number;
+  /** Lazy-loading without redundant members: member events of the timeline's senders the device already
+   * has (user ID → event ID); they are not sent again. */
+  lazyMembersSent?: Record<string, string>;
 }
 
 export interface PresenceEvent {
@@ -221,6 +226,13 @@ export class SyncHub {
       const clears = receipt.receiptType === "m.read" || receipt.receiptType === "m.read.private";
       // The counts changed although the receipt itself was known: mark the room so the next sync shows them.
       if (clears && this.store.clearNotifications(roomId, streamOrdering, receipt.threadId) > 0 && position === null) this.store.markRoom(roomId);
+    });
+  }
+
+  /** Member events sent to a device while lazy-loading (see SyncStore.recordLazyMembers). */
+  recordLazyMembers(deviceId: string, rooms: { roomId: string; members: Record<string, string>; reset: boolean }[]): void {
+    this.ctx.storage.transactionSync(() => {
+      for (const r of rooms) this.store.recordLazyMembers(deviceId, r.roomId, r.members, r.reset);
     });
   }
 
@@ -375,8 +387,15 @@ export class SyncHub {
           plan.timeline = { mode: "latest", upto: this.store.roomOrderingAt(roomId, Q) };
           plan.roomReceipts = true;
         } else {
-          const exact = this.exactTimeline(rowsByRoom.get(roomId) ?? [], roomId, after, f, request.fullState);
-          if (exact) plan.timeline = exact;
+          const rows = rowsByRoom.get(roomId) ?? [];
+          const exact = this.exactTimeline(rows, roomId, after, f, request.fullState);
+          if (exact) {
+            plan.timeline = exact;
+            if (f.lazyLoadMembers && !f.includeRedundantMembers && !request.fullState) {
+              const senders = new Set(rows.filter((r) => exact.orderings.includes(r.streamOrdering)).map((r) => r.sender));
+              plan.lazyMembersSent = this.store.lazyMembersSent(request.deviceId, roomId, senders);
+            }
+          }
         }
       } else if (m.membership === "invite" || m.membership === "knock") {
         if (!(initial || request.fullState || changedInRange.some((c) => c.membership === m.membership))) continue;
@@ -481,7 +500,7 @@ export class SyncHub {
   }
 
   /** The exact timeline plan of a joined room from its new inbox rows (null if the room has none). */
-  private exactTimeline(rows: InboxRow[], roomId: string, after: number, f: SyncFilterView, fullState: boolean): TimelinePlan | null {
+  private exactTimeline(rows: InboxRow[], roomId: string, after: number, f: SyncFilterView, fullState: boolean): ExactTimelinePlan | null {
     const sinceOrdering = this.store.roomOrderingAt(roomId, after);
     if (rows.length === 0 && !fullState) return null;
     const sorted = [...rows].sort((a, b) => a.streamOrdering - b.streamOrdering);
@@ -502,7 +521,7 @@ export class SyncHub {
 }
 
 /** A left room whose only news is the leave itself (a rejected invite, a withdrawn knock). */
-function leaveOnly(leaveOrdering: number, sinceOrdering: number): TimelinePlan {
+function leaveOnly(leaveOrdering: number, sinceOrdering: number): ExactTimelinePlan {
   return { mode: "exact", upto: leaveOrdering, orderings: [leaveOrdering], limited: false, sinceOrdering: Math.min(sinceOrdering, leaveOrdering) };
 }
 

@@ -91,6 +91,30 @@ describe("/sync filters", () => {
   });
 });
 
+describe("/sync lazy-loading members", () => {
+  it("does not send a member event again unless include_redundant_members", async () => {
+    const { alice, bob, roomId } = await twoInRoom();
+    await putState(alice, roomId, "m.room.name", "", { name: "lazy" });
+    // Timeline limit 1: bob's join is never in the timeline, so his member event has to come in `state`.
+    const lazy = { room: { timeline: { limit: 1 }, state: { lazy_load_members: true } } };
+    const redundant = { room: { timeline: { limit: 1 }, state: { lazy_load_members: true, include_redundant_members: true } } };
+    await send(bob, roomId, { msgtype: "m.text", body: "one" });
+    const first = await sync(alice, { filter: lazy });
+    expect(stateOf(first, roomId).some((e) => e.type === "m.room.member" && e.state_key === bob.user_id)).toBe(true);
+    await send(bob, roomId, { msgtype: "m.text", body: "two" });
+    const second = await sync(alice, { since: first.next_batch, filter: lazy });
+    expect(bodies(second, roomId)).toEqual(["two"]);
+    expect(stateOf(second, roomId).filter((e) => e.type === "m.room.member")).toEqual([]);
+    const again = await sync(alice, { since: first.next_batch, filter: redundant });
+    expect(stateOf(again, roomId).filter((e) => e.type === "m.room.member").map((e) => e.state_key)).toEqual([bob.user_id]);
+    // A changed member event is news again.
+    await api("PUT", `${V3}/profile/${encodeURIComponent(bob.user_id)}/displayname`, { token: bob.access_token, body: { displayname: "New Bob" } });
+    await send(bob, roomId, { msgtype: "m.text", body: "three" });
+    const third = await sync(alice, { since: second.next_batch, filter: { room: { ...lazy.room, timeline: { limit: 1, types: ["m.room.message"] } } } });
+    expect(stateOf(third, roomId).find((e) => e.type === "m.room.member" && e.state_key === bob.user_id)?.content.displayname).toBe("New Bob");
+  });
+});
+
 describe("/sync sections", () => {
   it("invite shows stripped state; joining moves the room to join with its full state", async () => {
     const alice = await newUser("alice");

@@ -76,8 +76,18 @@ syncRoutes.get("/_matrix/client/:version{v3|r0}/sync", requireAuth, async (c) =>
   }
   const filter = syncFilterView(await resolveFilter(c.env, userId, c.req.query("filter")), MAX_TIMELINE_LIMIT);
 
-  const plan = await userStore(c.env, userId).sync({ userId, deviceId, since, timeoutMs, fullState, filter, setPresence });
+  const user = userStore(c.env, userId);
+  const plan = await user.sync({ userId, deviceId, since, timeoutMs, fullState, filter, setPresence });
   const body = await buildResponse(c.env, { userId, deviceId }, plan, filter, { fullState, stateAfter, stateAfterKey });
+  if (filter.lazyLoadMembers && !filter.includeRedundantMembers) {
+    // Remember which member events this device now has, so later responses do not repeat them.
+    const record = user.recordLazyMembers(deviceId, lazyMembersOf(plan, body));
+    try {
+      c.executionCtx.waitUntil(record);
+    } catch {
+      await record;
+    }
+  }
   return c.json(body);
 });
 
@@ -165,6 +175,7 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
       request.limited = t.limited;
       request.sinceOrdering = t.sinceOrdering;
     }
+    if (room.lazyMembersSent) request.lazyMembersSent = room.lazyMembersSent;
     result = await roomStub(env, room.roomId).syncRoom(request);
   }
 
@@ -186,6 +197,24 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
     out.ephemeral = { events: ephemeral };
     out.unread_notifications = room.unread ?? { notification_count: 0, highlight_count: 0 };
     if (room.unreadThreads) out.unread_thread_notifications = room.unreadThreads;
+  }
+  return out;
+}
+
+/** The member events a response carries per joined room (state and timeline), for the lazy-loading cache.
+ * A room shown from scratch (no exact timeline plan) resets what the device had for it. */
+function lazyMembersOf(plan: SyncPlan, body: Json): { roomId: string; members: Record<string, string>; reset: boolean }[] {
+  const join = ((body.rooms as Json).join ?? {}) as Record<string, Json>;
+  const out: { roomId: string; members: Record<string, string>; reset: boolean }[] = [];
+  for (const room of plan.rooms) {
+    const r = join[room.roomId];
+    if (!r) continue;
+    const members: Record<string, string> = {};
+    const state = (r.state ?? r.state_after ?? r["org.matrix.msc4222.state_after"]) as { events: Json[] } | undefined;
+    for (const e of [...(state?.events ?? []), ...((r.timeline as { events: Json[] }).events ?? [])]) {
+      if (e.type === "m.room.member" && typeof e.state_key === "string" && typeof e.event_id === "string") members[e.state_key] = e.event_id;
+    }
+    out.push({ roomId: room.roomId, members, reset: room.timeline?.mode !== "exact" });
   }
   return out;
 }
