@@ -488,6 +488,10 @@ export class UserDurableObject extends DurableObject<Env> {
   recordLazyMembers(deviceId: string, rooms: { roomId: string; members: Record<string, string>; reset: boolean }[]): void {
     this.syncHub.recordLazyMembers(deviceId, rooms);
   }
+  /** Alarm: presence timeout of sync (user/sync.ts). */
+  override async alarm(): Promise<void> {
+    await this.syncHub.alarm();
+  }
   /** Long-polls waiting now (tests). */
   waitingSyncs(): number {
     return this.syncHubInstance?.waiting() ?? 0;

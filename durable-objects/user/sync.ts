@@ -103,6 +103,8 @@ export interface SyncPlan {
 
 /** A user's presence is "currently active" for this long after their last activity (Synapse: 60 s). */
 const CURRENTLY_ACTIVE_MS = 60_000;
+/** A user whose clients stopped syncing for this long goes offline (Synapse's SYNC_ONLINE_TIMEOUT). */
+export const PRESENCE_SYNC_TIMEOUT_MS = 30_000;
 
 export class SyncHub {
   readonly store: SyncStore;
@@ -330,11 +332,51 @@ export class SyncHub {
     }
     const waitMs = since && !request.fullState ? Math.max(0, request.timeoutMs) : 0;
     const deadline = Date.now() + waitMs;
-    for (;;) {
-      const plan = this.plan(request);
-      const left = deadline - Date.now();
-      if (!isEmpty(plan) || left <= 0) return plan;
-      await this.waitForChange(left);
+    this.activeSyncs += 1;
+    try {
+      for (;;) {
+        const plan = this.plan(request);
+        const left = deadline - Date.now();
+        if (!isEmpty(plan) || left <= 0) return plan;
+        await this.waitForChange(left);
+      }
+    } finally {
+      this.activeSyncs -= 1;
+      this.lastSyncEnd = Date.now();
+      if (request.setPresence !== "offline") await this.schedulePresenceTimeout();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Presence timeout (Synapse's SYNC_ONLINE_TIMEOUT): a user whose clients stopped syncing goes offline.
+
+  private activeSyncs = 0;
+  private lastSyncEnd = 0;
+  private alarmAt: number | null | undefined;
+
+  private async schedulePresenceTimeout(): Promise<void> {
+    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
+    if (this.alarmAt !== null) return; // a pending alarm looks again when it fires
+    this.alarmAt = Date.now() + PRESENCE_SYNC_TIMEOUT_MS;
+    await this.ctx.storage.setAlarm(this.alarmAt);
+  }
+
+  /** The User DO's alarm: marks the user offline once no sync has run for PRESENCE_SYNC_TIMEOUT_MS. */
+  async alarm(): Promise<void> {
+    this.alarmAt = null;
+    const userId = this.userId();
+    if (userId === undefined) return;
+    const row = this.store.presenceOf(userId);
+    if (!row || row.presence === "offline") return;
+    const now = Date.now();
+    const lastSeen = Math.max(this.lastSyncEnd, row.lastActiveTs);
+    if (this.activeSyncs > 0 || now - lastSeen < PRESENCE_SYNC_TIMEOUT_MS) {
+      this.alarmAt = (this.activeSyncs > 0 ? now : lastSeen) + PRESENCE_SYNC_TIMEOUT_MS;
+      await this.ctx.storage.setAlarm(this.alarmAt);
+      return;
+    }
+    if (this.setOwnPresence(userId, "offline", undefined, now)) {
+      await fanOutPresence(this.env, userId, this.store.joinedRooms(), this.store.presenceOf(userId)!);
     }
   }
 

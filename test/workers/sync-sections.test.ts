@@ -1,5 +1,6 @@
 // GET /sync: filters, the invite/leave/knock sections, state_after, full_state, account data, ephemeral
 // data (typing, receipts), presence, to-device, device lists, unread counts.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { generateSigningKey, signJson } from "../../protocol/signing.js";
@@ -335,12 +336,41 @@ describe("/sync account data, ephemeral and presence", () => {
     const got = await api("GET", p, { token: alice.access_token });
     expect(got.status).toBe(200);
     expect(got.body).toMatchObject({ presence: "unavailable", status_msg: "lunch" });
-    const body = await sync(alice, { since, set_presence: "offline" });
-    const event = body.presence.events.find((e: Ev) => e.sender === bob.user_id);
+    // The fan-out runs after the PUT answered: a long-poll returns once it arrives.
+    let body = await sync(alice, { since, set_presence: "offline", timeout: 10_000 });
+    while (!body.presence.events.some((e: Ev) => e.sender === bob.user_id && e.content.presence === "unavailable")) {
+      body = await sync(alice, { since: body.next_batch, set_presence: "offline", timeout: 10_000 });
+    }
+    const event = body.presence.events.find((e: Ev) => e.sender === bob.user_id && e.content.presence === "unavailable");
     expect(event).toMatchObject({ type: "m.presence", content: { presence: "unavailable", status_msg: "lunch" } });
     // A stranger may not read bob's presence.
     const stranger = await newUser("stranger");
     expect((await api("GET", p, { token: stranger.access_token })).status).toBe(403);
+  });
+});
+
+describe("/sync presence timeout", () => {
+  it("a user whose clients stopped syncing goes offline when the alarm runs", async () => {
+    const { alice, bob } = await twoInRoom();
+    await sync(bob); // set_presence defaults to online
+    // The fan-out to alice runs after bob's sync answered: wait until she has it.
+    let seen = await sync(alice, { set_presence: "offline" });
+    while (!seen.presence.events.some((e: Ev) => e.sender === bob.user_id && e.content.presence === "online")) {
+      seen = await sync(alice, { since: seen.next_batch, timeout: 10_000, set_presence: "offline" });
+    }
+    const since = seen.next_batch;
+    const stub = env.USERS.get(env.USERS.idFromName(bob.user_id));
+    // Too early: the alarm only reschedules itself.
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await sync(alice, { since, set_presence: "offline" })).presence.events.filter((e: Ev) => e.sender === bob.user_id)).toEqual([]);
+    // Pretend bob's last sync was two minutes ago.
+    await runInDurableObject(stub, (instance: unknown, state) => {
+      state.storage.sql.exec("UPDATE sync_presence SET last_active_ts = ? WHERE user_id = ?", Date.now() - 120_000, bob.user_id);
+      (instance as { syncHubInstance: { lastSyncEnd: number } }).syncHubInstance.lastSyncEnd = 0;
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const body = await sync(alice, { since, set_presence: "offline" });
+    expect(body.presence.events.find((e: Ev) => e.sender === bob.user_id)?.content.presence).toBe("offline");
   });
 });
 
