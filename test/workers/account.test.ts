@@ -124,4 +124,25 @@ describe("POST /account/deactivate", () => {
     const again = await api("POST", "/_matrix/client/v3/register", { body: { username: localpart, password: "pw" } });
     expect(again.body.errcode).toBe("M_USER_IN_USE");
   });
+
+  it("makes the user leave the rooms they were in", async () => {
+    const localpart = uniqueLocalpart("deactroom");
+    const user = await registerUser(localpart);
+    const owner = await registerUser(uniqueLocalpart("owner"));
+    const room = await api("POST", "/_matrix/client/v3/createRoom", { token: owner.access_token, body: { preset: "public_chat" } });
+    expect(room.status).toBe(200);
+    const join = await api("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(room.body.room_id)}/join`, { token: user.access_token, body: {} });
+    expect(join.status).toBe(200);
+    const before = await api("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(room.body.room_id)}/joined_members`, { token: owner.access_token });
+    expect(Object.keys(before.body.joined)).toContain(user.user_id);
+
+    const first = await api("POST", "/_matrix/client/v3/account/deactivate", { token: user.access_token, body: {} });
+    const res = await api("POST", "/_matrix/client/v3/account/deactivate", {
+      token: user.access_token,
+      body: { auth: passwordAuth(localpart, `password-${localpart}`, first.body.session) },
+    });
+    expect(res.status).toBe(200);
+    const after = await api("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(room.body.room_id)}/joined_members`, { token: owner.access_token });
+    expect(Object.keys(after.body.joined)).toEqual([owner.user_id]);
+  });
 });

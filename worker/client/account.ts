@@ -4,7 +4,9 @@ import { Hono } from "hono";
 import { badJson, invalidParam, missingParam } from "../../protocol/errors.js";
 import { deactivateUser, deleteAllDevices, setPasswordHash } from "../accounts.js";
 import { requester, requireAuth } from "../auth.js";
-import type { AppEnv } from "../env.js";
+import type { AppEnv, Env } from "../env.js";
+import { roomStub } from "../room-store.js";
+import { userStore } from "../user-store.js";
 import { readJsonObject } from "../http.js";
 import { hashPassword } from "../password.js";
 import { finishUiaSession, userInteractiveAuth } from "../uia.js";
@@ -59,7 +61,22 @@ accountRoutes.post(`${CLIENT}/account/deactivate`, requireAuth, async (c) => {
     userId,
   });
   await deactivateUser(c.env, userId, erase);
+  await leaveAllRooms(c.env, userId);
   await finishUiaSession(c.env, auth);
   // No identity server bindings are kept, so there is nothing to unbind.
   return c.json({ id_server_unbind_result: "no-support" });
 });
+
+/** A deactivated user leaves every room they are joined to (as Synapse does), so that they stop
+ * counting as members and receiving events. Failures are logged, not fatal: the account is already
+ * deactivated and a room that refuses the leave (e.g. already left) changes nothing. */
+async function leaveAllRooms(env: Env, userId: string): Promise<void> {
+  for (const roomId of await userStore(env, userId).joinedRooms()) {
+    try {
+      const result = await roomStub(env, roomId).updateMembership({ sender: userId, target: userId, action: "leave" });
+      if ("error" in result) console.warn("deactivation: leave refused", roomId, result.error.errcode);
+    } catch (e) {
+      console.warn("deactivation: leave failed", roomId, e instanceof Error ? e.message : e);
+    }
+  }
+}
