@@ -424,7 +424,10 @@ export class SyncHub {
       const plan: SyncRoomPlan = { roomId, section: "join", accountData: [] };
 
       if (m.membership === "join") {
-        const newlyJoined = initial || membershipsThen.get(roomId)?.membership !== "join" || joinedInRange;
+        // A profile change is a join → join member event: only a membership that was something else in
+        // between (left and joined again) makes the room new to the client.
+        const rejoined = changedInRange.some((c) => c.membership !== "join");
+        const newlyJoined = initial || membershipsThen.get(roomId)?.membership !== "join" || rejoined;
         if (newlyJoined) {
           plan.timeline = { mode: "latest", upto: this.store.roomOrderingAt(roomId, Q) };
           plan.roomReceipts = true;

@@ -62,6 +62,20 @@ describe("/sync basics", () => {
     expect(timeline(body, roomId)[0]!.event_id).toBe(sent.body.event_id);
   });
 
+  it("a profile change is an ordinary timeline event, not a new join", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, {});
+    const since = (await sync(alice)).next_batch as string;
+    const res = await api("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(alice.user_id)}/displayname`, { token: alice.access_token, body: { displayname: "Alice B" } });
+    expect(res.status).toBe(200);
+    const body = await sync(alice, { since });
+    const room = body.rooms.join[roomId];
+    expect(room.timeline.events.map((e: { type: string }) => e.type)).toEqual(["m.room.member"]);
+    expect(room.timeline.events[0].content.displayname).toBe("Alice B");
+    expect(room.timeline.limited).toBe(false);
+    expect(room.state.events).toEqual([]);
+  });
+
   it("times out with an empty response and a valid token", async () => {
     const alice = await newUser("alice");
     const first = await sync(alice);
