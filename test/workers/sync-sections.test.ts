@@ -396,6 +396,25 @@ describe("/sync to-device and device lists", () => {
     expect((await sync(bob, { since })).to_device.events).toEqual([]);
   });
 
+  it("a new room-mate is in device_lists.changed, both ways", async () => {
+    const alice = await newUser("alice");
+    const carol = await newUser("carol");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const aliceSince = (await sync(alice)).next_batch;
+    const carolFirst = await sync(carol);
+    expect((await join(carol, roomId)).status).toBe(200);
+    // alice records carol with the join notification itself.
+    expect((await sync(alice, { since: aliceSince })).device_lists.changed).toContain(carol.user_id);
+    // carol records the members she meets right after her join (one Room DO read): wait for it.
+    let body = await sync(carol, { since: carolFirst.next_batch });
+    let changed: string[] = body.device_lists.changed;
+    while (!changed.includes(alice.user_id)) {
+      body = await sync(carol, { since: body.next_batch, timeout: 10_000 });
+      changed = body.device_lists.changed;
+    }
+    expect(changed).toContain(alice.user_id);
+  });
+
   it("lists a room-mate whose device keys changed in device_lists.changed, and left when they leave", async () => {
     const { alice, bob, roomId } = await twoInRoom();
     const since = (await sync(alice)).next_batch;
