@@ -5,6 +5,7 @@
 import { env } from "cloudflare:workers";
 import { it } from "vitest";
 import { api, registerUser, uniqueLocalpart, type RegisteredUser } from "../test/workers/helpers.js";
+import type { RoomRpc } from "../worker/room-store.js";
 import { percentile, report } from "./report.js";
 
 const V3 = "/_matrix/client/v3";
@@ -31,6 +32,7 @@ async function sync(user: RegisteredUser, query = ""): Promise<{ next_batch: str
 }
 
 const userDo = (userId: string) => env.USERS.get(env.USERS.idFromName(userId));
+const roomRpc = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as RoomRpc;
 
 it("long-poll wake-up latency: send returned -> sync response arrived", async () => {
   const alice = await registerUser(uniqueLocalpart("alice"));
@@ -85,10 +87,15 @@ it("initial sync: 100 rooms with 50 messages each", async () => {
   const alice = await registerUser(uniqueLocalpart("alice"));
   const rooms: string[] = [];
   for (let i = 0; i < 100; i++) rooms.push(await createRoom(alice, { name: `room ${i}` }));
-  // Fill the rooms in parallel, each room's messages in order.
+  // Fill the rooms in parallel, each room's messages in order, through the Room DO directly (the same
+  // checks, storage and User DO notifications as PUT /send, without 5,000 HTTP requests of setup).
   await Promise.all(
     rooms.map(async (roomId) => {
-      for (let m = 0; m < 50; m++) await send(alice, roomId, `room message ${m}`);
+      const room = roomRpc(roomId);
+      for (let m = 0; m < 50; m++) {
+        const res = await room.sendEvent({ sender: alice.user_id, type: "m.room.message", content: { msgtype: "m.text", body: `room message ${m}` } });
+        if ("error" in res) throw new Error(`sendEvent: ${res.error.error}`);
+      }
     }),
   );
   const runs: number[] = [];
@@ -103,12 +110,17 @@ it("initial sync: 100 rooms with 50 messages each", async () => {
   const warm = runs.slice(1).sort((a, b) => a - b);
   report("initial sync, 100 rooms x 50 messages (limit 10), median", percentile(warm, 50), "ms", `first ${runs[0]!.toFixed(0)} ms; min ${warm[0]!.toFixed(0)}`);
 
-  // An incremental sync after one new message in one of the 100 rooms.
-  const since = (await sync(alice)).next_batch;
-  await send(alice, rooms[37]!, "one more");
-  const t0 = performance.now();
-  const inc = await sync(alice, `?since=${since}`);
-  const incMs = performance.now() - t0;
-  if (Object.keys(inc.rooms?.join ?? {}).length !== 1) throw new Error("incremental sync should name one room");
-  report("incremental sync, 1 new event among 100 rooms", incMs, "ms");
+  // Incremental syncs, each after one new message in one of the 100 rooms.
+  let since = (await sync(alice)).next_batch;
+  const incremental: number[] = [];
+  for (let i = 0; i < 11; i++) {
+    await send(alice, rooms[(i * 37) % 100]!, `one more ${i}`);
+    const t0 = performance.now();
+    const inc = await sync(alice, `?since=${since}`);
+    incremental.push(performance.now() - t0);
+    if (Object.keys(inc.rooms?.join ?? {}).length !== 1) throw new Error("incremental sync should name one room");
+    since = inc.next_batch;
+  }
+  incremental.sort((a, b) => a - b);
+  report("incremental sync, 1 new event among 100 rooms, median of 11", percentile(incremental, 50), "ms", `max ${incremental.at(-1)!.toFixed(0)}`);
 });

@@ -466,7 +466,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** POST /rooms/{roomId}/receipt: records and fans out; answers the receipt event's stream ordering. */
-  setReceipt(receipt: ReceiptUpdate): Promise<Outcome<{ streamOrdering: number }>> {
+  setReceipt(receipt: ReceiptUpdate): Promise<Outcome<{ streamOrdering: number; applied: boolean }>> {
     return outcomeOf(() => this.ephemeral.setReceipt(receipt));
   }
 

@@ -91,9 +91,9 @@ export class RoomEphemeral {
    * Records a receipt and tells the members (public types) or the user (private). Receipts only move
    * forward: one for an event before the current receipt of the same type and thread is ignored (as
    * Synapse does). Returns the stream ordering of the receipt's event (the User DO resets unread counts up
-   * to it).
+   * to it) and whether the receipt moved.
    */
-  async setReceipt(update: ReceiptUpdate): Promise<{ streamOrdering: number }> {
+  async setReceipt(update: ReceiptUpdate): Promise<{ streamOrdering: number; applied: boolean }> {
     const roomId = this.requireJoined(update.userId);
     const target = this.engine.eventMeta(update.eventId);
     if (!target || target.outlier || target.rejectedReason !== null) throw notFound("Event not found");
@@ -114,7 +114,7 @@ export class RoomEphemeral {
         threadId,
       )
       .toArray()[0];
-    if (existing && existing.stream_ordering >= target.streamOrdering) return { streamOrdering: target.streamOrdering };
+    if (existing && existing.stream_ordering >= target.streamOrdering) return { streamOrdering: target.streamOrdering, applied: false };
     this.engine.sql.exec(
       `INSERT INTO receipts (receipt_type, user_id, thread_id, event_id, stream_ordering, ts) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,
@@ -129,7 +129,7 @@ export class RoomEphemeral {
     const notification: RoomEphemeralNotification = { kind: "receipt", roomId, receipts: [update] };
     if (PUBLIC_RECEIPT_TYPES.includes(update.receiptType)) await this.fanOut(notification);
     else await this.fanOut(notification, [update.userId]);
-    return { streamOrdering: target.streamOrdering };
+    return { streamOrdering: target.streamOrdering, applied: true };
   }
 
   /** The room's public receipts (an initial sync shows them). */

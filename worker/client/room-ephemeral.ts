@@ -49,8 +49,9 @@ async function sendReceipt(env: Env, userId: string, roomId: string, receiptType
   }
   const receipt: ReceiptUpdate = { receiptType, userId, eventId, ts: Date.now() };
   if (threadId !== undefined) receipt.threadId = threadId;
-  const { streamOrdering } = unwrap(await roomStub(env, roomId).setReceipt(receipt));
-  await userStore(env, userId).onOwnReceipt(roomId, receipt, streamOrdering);
+  const { streamOrdering, applied } = unwrap(await roomStub(env, roomId).setReceipt(receipt));
+  // A receipt older than the user's current one changes nothing (receipts only move forward).
+  if (applied) await userStore(env, userId).onOwnReceipt(roomId, receipt, streamOrdering);
 }
 
 function eventIdParam(c: Context<AppEnv>): string {
