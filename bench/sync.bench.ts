@@ -1,7 +1,13 @@
 // Sync benchmarks (issue: sync), inside workerd through the Worker's fetch handler:
+//  - initial sync of a user in 100 rooms with 50 messages each (default filter: 10 timeline events per room),
+//    and incremental syncs with one new event among those rooms
 //  - long-poll wake-up: with one user already long-polling, the time from another user's send returning to
 //    the sync response arriving (p50 / p99 over 200 messages)
-//  - initial sync of a user in 100 rooms with 50 messages each (default filter: 10 timeline events per room)
+//
+// Measured with the test pool's in-process fetch (`exports.default.fetch`), whose own cost per request grows
+// with the number of requests a file has made (about +0.5 ms per request here, also for GET /versions,
+// which touches no storage): the initial-sync test runs first, with few requests, and each test reports
+// the latency of GET /versions as the harness baseline next to its figures.
 import { env } from "cloudflare:workers";
 import { it } from "vitest";
 import { api, registerUser, uniqueLocalpart, type RegisteredUser } from "../test/workers/helpers.js";
@@ -31,8 +37,62 @@ async function sync(user: RegisteredUser, query = ""): Promise<{ next_batch: str
   return res.body;
 }
 
+/** Median latency of GET /versions: what a request costs the harness before any server work. */
+async function harnessBaseline(): Promise<number> {
+  const t: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    await api("GET", "/_matrix/client/versions");
+    t.push(performance.now() - t0);
+  }
+  return t.sort((a, b) => a - b)[2]!;
+}
+
 const userDo = (userId: string) => env.USERS.get(env.USERS.idFromName(userId));
 const roomRpc = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as RoomRpc;
+
+it("initial sync: 100 rooms with 50 messages each", async () => {
+  const alice = await registerUser(uniqueLocalpart("alice"));
+  const rooms: string[] = [];
+  for (let i = 0; i < 100; i++) rooms.push(await createRoom(alice, { name: `room ${i}` }));
+  // Fill the rooms in parallel, each room's messages in order, through the Room DO directly (the same
+  // checks, storage and User DO notifications as PUT /send, without 5,000 HTTP requests of setup).
+  await Promise.all(
+    rooms.map(async (roomId) => {
+      const room = roomRpc(roomId);
+      for (let m = 0; m < 50; m++) {
+        const res = await room.sendEvent({ sender: alice.user_id, type: "m.room.message", content: { msgtype: "m.text", body: `room message ${m}` } });
+        if ("error" in res) throw new Error(`sendEvent: ${res.error.error}`);
+      }
+    }),
+  );
+  const runs: number[] = [];
+  for (let r = 0; r < 6; r++) {
+    const t0 = performance.now();
+    const body = await sync(alice);
+    runs.push(performance.now() - t0);
+    const joined = Object.keys(body.rooms?.join ?? {});
+    if (joined.length !== 100) throw new Error(`initial sync returned ${joined.length} rooms`);
+    for (const id of joined) if (body.rooms!.join![id]!.timeline.events.length !== 10) throw new Error("expected 10 timeline events per room");
+  }
+  report("harness baseline before the initial syncs (GET /versions)", await harnessBaseline(), "ms");
+  const warm = runs.slice(1).sort((a, b) => a - b);
+  report("initial sync, 100 rooms x 50 messages (limit 10), median", percentile(warm, 50), "ms", `first ${runs[0]!.toFixed(0)} ms; min ${warm[0]!.toFixed(0)}`);
+
+  // Incremental syncs, each after one new message in one of the 100 rooms.
+  let since = (await sync(alice)).next_batch;
+  const incremental: number[] = [];
+  for (let i = 0; i < 11; i++) {
+    await send(alice, rooms[(i * 37) % 100]!, `one more ${i}`);
+    const t0 = performance.now();
+    const inc = await sync(alice, `?since=${since}`);
+    incremental.push(performance.now() - t0);
+    if (Object.keys(inc.rooms?.join ?? {}).length !== 1) throw new Error("incremental sync should name one room");
+    since = inc.next_batch;
+  }
+  incremental.sort((a, b) => a - b);
+  report("incremental sync, 1 new event among 100 rooms, median of 11", percentile(incremental, 50), "ms", `max ${incremental.at(-1)!.toFixed(0)}`);
+});
 
 it("long-poll wake-up latency: send returned -> sync response arrived", async () => {
   const alice = await registerUser(uniqueLocalpart("alice"));
@@ -42,6 +102,7 @@ it("long-poll wake-up latency: send returned -> sync response arrived", async ()
   if (joined.status !== 200) throw new Error("join failed");
   let since = (await sync(bob)).next_batch;
 
+  report("harness baseline before the long-polls (GET /versions)", await harnessBaseline(), "ms");
   const afterReturn: number[] = [];
   const fromStart: number[] = [];
   let arrivedFirst = 0;
@@ -81,46 +142,5 @@ it("long-poll wake-up latency: send returned -> sync response arrived", async ()
   report("long-poll wake-up after send returned, p99", percentile(afterReturn, 99), "ms");
   report("send start -> long-poll response, p50", percentile(fromStart, 50), "ms");
   report("send start -> long-poll response, p99", percentile(fromStart, 99), "ms");
-});
-
-it("initial sync: 100 rooms with 50 messages each", async () => {
-  const alice = await registerUser(uniqueLocalpart("alice"));
-  const rooms: string[] = [];
-  for (let i = 0; i < 100; i++) rooms.push(await createRoom(alice, { name: `room ${i}` }));
-  // Fill the rooms in parallel, each room's messages in order, through the Room DO directly (the same
-  // checks, storage and User DO notifications as PUT /send, without 5,000 HTTP requests of setup).
-  await Promise.all(
-    rooms.map(async (roomId) => {
-      const room = roomRpc(roomId);
-      for (let m = 0; m < 50; m++) {
-        const res = await room.sendEvent({ sender: alice.user_id, type: "m.room.message", content: { msgtype: "m.text", body: `room message ${m}` } });
-        if ("error" in res) throw new Error(`sendEvent: ${res.error.error}`);
-      }
-    }),
-  );
-  const runs: number[] = [];
-  for (let r = 0; r < 6; r++) {
-    const t0 = performance.now();
-    const body = await sync(alice);
-    runs.push(performance.now() - t0);
-    const joined = Object.keys(body.rooms?.join ?? {});
-    if (joined.length !== 100) throw new Error(`initial sync returned ${joined.length} rooms`);
-    for (const id of joined) if (body.rooms!.join![id]!.timeline.events.length !== 10) throw new Error("expected 10 timeline events per room");
-  }
-  const warm = runs.slice(1).sort((a, b) => a - b);
-  report("initial sync, 100 rooms x 50 messages (limit 10), median", percentile(warm, 50), "ms", `first ${runs[0]!.toFixed(0)} ms; min ${warm[0]!.toFixed(0)}`);
-
-  // Incremental syncs, each after one new message in one of the 100 rooms.
-  let since = (await sync(alice)).next_batch;
-  const incremental: number[] = [];
-  for (let i = 0; i < 11; i++) {
-    await send(alice, rooms[(i * 37) % 100]!, `one more ${i}`);
-    const t0 = performance.now();
-    const inc = await sync(alice, `?since=${since}`);
-    incremental.push(performance.now() - t0);
-    if (Object.keys(inc.rooms?.join ?? {}).length !== 1) throw new Error("incremental sync should name one room");
-    since = inc.next_batch;
-  }
-  incremental.sort((a, b) => a - b);
-  report("incremental sync, 1 new event among 100 rooms, median of 11", percentile(incremental, 50), "ms", `max ${incremental.at(-1)!.toFixed(0)}`);
+  report("harness baseline after the long-polls (GET /versions)", await harnessBaseline(), "ms");
 });
