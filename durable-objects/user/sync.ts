@@ -11,6 +11,7 @@
 import { evaluatePushRules, type Ruleset } from "../../protocol/push-rules.js";
 import { eventPasses, roomPasses, type SyncFilterView } from "../../protocol/event-filter.js";
 import type { JsonObject } from "../../protocol/json.js";
+import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
 import type { AccountDataDelta } from "../user.js";
@@ -103,6 +104,8 @@ export interface SyncPlan {
 
 /** A user's presence is "currently active" for this long after their last activity (Synapse: 60 s). */
 const CURRENTLY_ACTIVE_MS = 60_000;
+/** Joining a room with at most this many local members exchanges presence with each of them. */
+const PRESENCE_EXCHANGE_MAX_MEMBERS = 100;
 /** A user whose clients stopped syncing for this long goes offline (Synapse's SYNC_ONLINE_TIMEOUT). */
 export const PRESENCE_SYNC_TIMEOUT_MS = 30_000;
 
@@ -278,10 +281,44 @@ export class SyncHub {
 
   /** The user joined a room: its members' device lists are news to them. */
   private async markRoomMatesChanged(roomId: string, me: string): Promise<void> {
-    if (!this.sources.recordDeviceListChange) return;
     const members = await joinedMembersOf(this.env, roomId);
+    if (this.sources.recordDeviceListChange) {
+      this.ctx.storage.transactionSync(() => {
+        for (const member of members) if (member !== me) this.sources.recordDeviceListChange!(member, "changed");
+      });
+    }
+    await this.exchangePresence(roomId, me, members);
+  }
+
+  /**
+   * The user joined a room: they and its local members learn each other's presence (otherwise neither
+   * would see the other's until it next changes). Bounded: in rooms with more local members than
+   * PRESENCE_EXCHANGE_MAX_MEMBERS presence only spreads as it changes.
+   */
+  private async exchangePresence(roomId: string, me: string, members: string[]): Promise<void> {
+    const serverName = this.env.SERVER_NAME;
+    const mates = members.filter((m) => m !== me && serverNameOf(m) === serverName);
+    if (mates.length === 0 || mates.length > PRESENCE_EXCHANGE_MAX_MEMBERS) return;
+    const mine = this.store.presenceOf(me);
+    const theirs = await Promise.all(
+      mates.map(async (mate) => {
+        const stub = this.env.USERS.get(this.env.USERS.idFromName(mate));
+        if (mine) await stub.onPresence(me, presenceStateOf(mine));
+        return { mate, event: await stub.presence(mate) };
+      }),
+    );
+    const now = Date.now();
     this.ctx.storage.transactionSync(() => {
-      for (const member of members) if (member !== me) this.sources.recordDeviceListChange!(member, "changed");
+      for (const { mate, event } of theirs) {
+        if (!event) continue;
+        const state: PresenceState = {
+          presence: event.presence as PresenceState["presence"],
+          lastActiveTs: now - event.lastActiveAgo,
+          currentlyActive: event.currentlyActive,
+        };
+        if (event.statusMsg !== undefined) state.statusMsg = event.statusMsg;
+        this.store.setPresence(mate, state);
+      }
     });
   }
 
@@ -568,6 +605,12 @@ export class SyncHub {
 /** A left room whose only news is the leave itself (a rejected invite, a withdrawn knock). */
 function leaveOnly(leaveOrdering: number, sinceOrdering: number): ExactTimelinePlan {
   return { mode: "exact", upto: leaveOrdering, orderings: [leaveOrdering], limited: false, sinceOrdering: Math.min(sinceOrdering, leaveOrdering) };
+}
+
+function presenceStateOf(row: PresenceState): PresenceState {
+  const state: PresenceState = { presence: row.presence, lastActiveTs: row.lastActiveTs, currentlyActive: row.currentlyActive };
+  if (row.statusMsg !== undefined) state.statusMsg = row.statusMsg;
+  return state;
 }
 
 function presenceEvent(row: { userId: string; presence: string; lastActiveTs: number; currentlyActive: boolean; statusMsg?: string }, now: number): PresenceEvent {

@@ -349,6 +349,29 @@ describe("/sync account data, ephemeral and presence", () => {
   });
 });
 
+describe("/sync presence of new room-mates", () => {
+  it("joining a room shows the members' presence, and the members see the newcomer's", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const p = (u: RegisteredUser) => `${V3}/presence/${encodeURIComponent(u.user_id)}/status`;
+    expect((await api("PUT", p(alice), { token: alice.access_token, body: { presence: "unavailable", status_msg: "away" } })).status).toBe(200);
+    expect((await api("PUT", p(bob), { token: bob.access_token, body: { presence: "online", status_msg: "here" } })).status).toBe(200);
+    const aliceSince = (await sync(alice, { set_presence: "offline" })).next_batch;
+    let body = await sync(bob, { set_presence: "offline" });
+    expect((await join(bob, roomId)).status).toBe(200);
+    while (!body.presence.events.some((e: Ev) => e.sender === alice.user_id)) {
+      body = await sync(bob, { since: body.next_batch, timeout: 10_000, set_presence: "offline" });
+    }
+    expect(body.presence.events.find((e: Ev) => e.sender === alice.user_id).content).toMatchObject({ presence: "unavailable", status_msg: "away" });
+    let aliceView = await sync(alice, { since: aliceSince, set_presence: "offline" });
+    while (!aliceView.presence.events.some((e: Ev) => e.sender === bob.user_id)) {
+      aliceView = await sync(alice, { since: aliceView.next_batch, timeout: 10_000, set_presence: "offline" });
+    }
+    expect(aliceView.presence.events.find((e: Ev) => e.sender === bob.user_id).content).toMatchObject({ presence: "online", status_msg: "here" });
+  });
+});
+
 describe("/sync presence timeout", () => {
   it("a user whose clients stopped syncing goes offline when the alarm runs", async () => {
     const { alice, bob } = await twoInRoom();
