@@ -18,7 +18,7 @@
 import { forbidden } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
 import type { RoomEngine } from "./engine.js";
-import { ACCEPTED, type EventRow } from "./event-rows.js";
+import { ACCEPTED, pduOf, type EventRow } from "./event-rows.js";
 
 export type HistoryVisibility = "world_readable" | "shared" | "invited" | "joined";
 
@@ -110,7 +110,7 @@ export class VisibilityChecker {
 
     let visibility = this.historyVisibilityAt(row.state_group_before);
     if (row.type === "m.room.history_visibility" && row.state_key === "") {
-      const after = historyVisibilityOf(this.engine.events.pdu(row.event_id)?.content);
+      const after = historyVisibilityOf(pduOf(row).content);
       if (VISIBILITY_RANK[after] < VISIBILITY_RANK[visibility]) visibility = after;
     }
     if (visibility === "world_readable") return true;

@@ -11,9 +11,9 @@ import { notFound } from "../../protocol/errors.js";
 import { isJsonObject } from "../../protocol/json.js";
 import type { ClientEvent, ClientEventUnsigned } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
-import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, acceptedRow, type EventRow } from "./event-rows.js";
+import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, acceptedRow, formatRows, pduOf, type EventRow } from "./event-rows.js";
 import { VisibilityChecker, readerAccess } from "./history-visibility.js";
-import { clientEvents, type Reader } from "./reads.js";
+import type { Reader } from "./reads.js";
 
 /** An event with `m.replace` aggregated (the form of a thread's `latest_event`; kept non-recursive so the
  * type crosses Durable Object RPC). */
@@ -47,12 +47,7 @@ const AGGREGATED_REL_TYPES = ["m.thread", "m.replace", "m.reference"];
 
 /** Formats rows for a reader and adds their bundled aggregations. */
 export function readEvents(engine: RoomEngine, checker: VisibilityChecker, rows: readonly EventRow[], reader: Reader, now = Date.now()): ReadEvent[] {
-  const events = clientEvents(
-    engine,
-    rows.map((r) => r.event_id),
-    reader,
-    now,
-  ) as ReadEvent[];
+  const events = formatRows(engine, rows, reader, now) as ReadEvent[];
   bundleAggregations(engine, checker, events, reader, now);
   return events;
 }
@@ -128,7 +123,7 @@ export function threadSummary(engine: RoomEngine, checker: VisibilityChecker, ro
     }
   }
   if (!latest) return undefined;
-  const latestEvent = clientEvents(engine, [latest.event_id], reader, now)[0] as EventWithReplacement | undefined;
+  const latestEvent = formatRows(engine, [latest], reader, now)[0] as EventWithReplacement | undefined;
   if (!latestEvent) return undefined;
   const edit = latestReplacement(engine, checker, latestEvent, reader, now);
   if (edit) latestEvent.unsigned = { ...(latestEvent.unsigned ?? {}), "m.relations": { "m.replace": edit } };
@@ -158,10 +153,10 @@ export function latestReplacement(engine: RoomEngine, checker: VisibilityChecker
     .toArray();
   for (const row of rows) {
     if (!checker.canSee(row)) continue;
-    const pdu = engine.events.pdu(row.event_id);
+    const pdu = pduOf(row);
     // Unencrypted replacements must carry the new content; encrypted ones carry it inside the ciphertext.
-    if (!pdu || (row.type !== "m.room.encrypted" && !isJsonObject(pdu.content["m.new_content"]))) continue;
-    return clientEvents(engine, [row.event_id], reader, now)[0];
+    if (row.type !== "m.room.encrypted" && !isJsonObject(pdu.content["m.new_content"])) continue;
+    return formatRows(engine, [row], reader, now)[0];
   }
   return undefined;
 }

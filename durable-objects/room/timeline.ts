@@ -16,7 +16,7 @@ import type { RoomEventFilter } from "../../protocol/filter.js";
 import { splitStateKey } from "../../protocol/pdu.js";
 import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
-import { ACCEPTED, EVENT_ROW_COLUMNS, acceptedRow, type EventRow } from "./event-rows.js";
+import { ACCEPTED, EVENT_ROW_COLUMNS, acceptedRow, pduOf, type EventRow } from "./event-rows.js";
 import { VisibilityChecker, readerAccess } from "./history-visibility.js";
 import { clientEvents, type Reader } from "./reads.js";
 import { readEvents, type ReadEvent } from "./relations.js";
@@ -48,7 +48,7 @@ export function passesFilter(engine: RoomEngine, filter: RoomEventFilter | undef
   if (!filter) return true;
   const roomId = engine.meta()!.roomId;
   if (!eventPasses(filter, { type: row.type, sender: row.sender })) return false;
-  const content = needsContent(filter) ? engine.events.pdu(row.event_id)?.content : undefined;
+  const content = needsContent(filter) ? pduOf(row).content : undefined;
   return roomEventPasses(filter, { type: row.type, sender: row.sender, roomId, content });
 }
 

@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { api, type RegisteredUser } from "./helpers.js";
 import { createRoom, join, newUser, r, send } from "./room-helpers.js";
+import { sync } from "./sync-helpers.js";
 
 type Ev = { event_id: string; type: string; sender: string; content: Record<string, unknown>; origin_server_ts: number; state_key?: string };
 
@@ -234,5 +235,29 @@ describe("GET /rooms/{roomId}/timestamp_to_event", () => {
     expect((await get("ts=abc&dir=f")).body.errcode).toBe("M_INVALID_PARAM");
     expect((await get("ts=1")).body.errcode).toBe("M_MISSING_PARAM");
     expect((await get(`ts=${middle.origin_server_ts}&dir=f`, mallory)).status).toBe(403);
+  });
+});
+
+describe("tokens from /sync", () => {
+  it("prev_batch continues backwards from the timeline; next_batch and prev_batch work as `from`, `to` and `at`", async () => {
+    const alice = await newUser("synctok");
+    const roomId = await createRoom(alice);
+    const sent = await sendMany(alice, roomId, 8);
+    const first = await sync(alice, { filter: { room: { timeline: { limit: 3 } } } });
+    const room = first.rooms.join[roomId];
+    expect(room.timeline.events.map((e: Ev) => e.event_id)).toEqual(sent.slice(5));
+    const older = await messages(alice, roomId, { dir: "b", limit: 3, from: room.timeline.prev_batch });
+    expect(older.status).toBe(200);
+    expect(older.body.chunk.map((e: Ev) => e.event_id)).toEqual(sent.slice(2, 5).reverse());
+
+    // next_batch (a position of the user's stream) names the room's point of that sync.
+    const later = await sendMany(alice, roomId, 2, "late");
+    const fromNext = await messages(alice, roomId, { dir: "f", limit: 10, from: first.next_batch });
+    expect(fromNext.body.chunk.map((e: Ev) => e.event_id)).toEqual(later);
+    const toNext = await messages(alice, roomId, { dir: "b", limit: 10, to: first.next_batch });
+    expect(toNext.body.chunk.map((e: Ev) => e.event_id)).toEqual([...later].reverse());
+    const members = await api("GET", `${r(roomId)}/members?at=${encodeURIComponent(room.timeline.prev_batch)}`, { token: alice.access_token });
+    expect(members.status).toBe(200);
+    expect(members.body.chunk.map((e: Ev) => e.state_key)).toEqual([alice.user_id]);
   });
 });
