@@ -80,13 +80,9 @@ syncRoutes.get("/_matrix/client/:version{v3|r0}/sync", requireAuth, async (c) =>
   const plan = await user.sync({ userId, deviceId, since, timeoutMs, fullState, filter, setPresence });
   const body = await buildResponse(c.env, { userId, deviceId }, plan, filter, { fullState, stateAfter, stateAfterKey });
   if (filter.lazyLoadMembers && !filter.includeRedundantMembers) {
-    // Remember which member events this device now has, so later responses do not repeat them.
-    const record = user.recordLazyMembers(deviceId, lazyMembersOf(plan, body));
-    try {
-      c.executionCtx.waitUntil(record);
-    } catch {
-      await record;
-    }
+    // Remember which member events this device now has, so later responses do not repeat them. Awaited: the
+    // client's next /sync must find it recorded.
+    await user.recordLazyMembers(deviceId, lazyMembersOf(plan, body));
   }
   return c.json(body);
 });
