@@ -55,9 +55,8 @@ describe("two users in a room", () => {
     const seen: string[] = [];
     let from: string | null = null;
     for (let page = 0; page < 10; page++) {
-      const res: { chunk: { event_id: string; type: string; content: { body?: string } }[]; end?: string } =
-        await bob.createMessagesRequest(roomId, from, 5, sdk.Direction.Backward);
-      for (const ev of res.chunk) if (ev.type === "m.room.message") seen.push(ev.event_id);
+      const res: sdk.IMessagesResponse = await bob.createMessagesRequest(roomId, from, 5, sdk.Direction.Backward);
+      for (const ev of res.chunk) if (ev.type === "m.room.message") seen.push(ev.event_id!);
       if (!res.end) break;
       from = res.end;
     }
