@@ -55,7 +55,7 @@ describe("two users in a room", () => {
     const seen: string[] = [];
     let from: string | null = null;
     for (let page = 0; page < 10; page++) {
-      const res: sdk.IMessagesResponse = await bob.createMessagesRequest(roomId, from, 5, sdk.Direction.Backward);
+      const res = await bob.createMessagesRequest(roomId, from, 5, sdk.Direction.Backward);
       for (const ev of res.chunk) if (ev.type === "m.room.message") seen.push(ev.event_id!);
       if (!res.end) break;
       from = res.end;
