@@ -521,7 +521,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** POST /rooms/{roomId}/upgrade: checks the user's power and collects what the new room copies. */
   upgradeSource(userId: string, newVersion: string, additionalCreators: string[]): Promise<Outcome<UpgradeSource>> {
-    return outcomeOf(() => upgradeSource(this.engine, userId, roomVersionRules(newVersion)!, additionalCreators));
+    return outcomeOf(() => upgradeSource(this.engine, userId, newVersion, additionalCreators));
   }
 
   /** Notifications not yet delivered (tests, diagnostics). */

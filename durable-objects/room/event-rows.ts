@@ -32,6 +32,12 @@ export type EventRow = {
 export const EVENT_ROW_COLUMNS =
   "stream_ordering, event_id, type, state_key, sender, origin_server_ts, state_group_before, state_group_after, replaces_state, membership, redacted_because, json";
 
+/** EVENT_ROW_COLUMNS qualified by a table alias (for joins). */
+export const eventRowColumns = (alias: string): string =>
+  EVENT_ROW_COLUMNS.split(", ")
+    .map((c) => `${alias}.${c}`)
+    .join(", ");
+
 /** Events clients may be shown at all: accepted (not rejected, not soft-failed) and placed in the DAG with
  * their state (not outliers). Spec: Server-Server API, "Soft failure": soft-failed events are not served. */
 export const ACCEPTED = "outlier = 0 AND rejected_reason IS NULL AND soft_failed = 0";
@@ -63,6 +69,29 @@ export function acceptedRows(engine: RoomEngine, eventIds: readonly string[]): E
     );
   }
   return out;
+}
+
+/** Rows of the given event IDs whatever their status (state maps may hold outliers), keyed by event ID. */
+export function rowsByEventId(engine: RoomEngine, eventIds: readonly string[]): Map<string, EventRow> {
+  const out = new Map<string, EventRow>();
+  for (let i = 0; i < eventIds.length; i += MAX_PARAMS) {
+    const chunk = eventIds.slice(i, i + MAX_PARAMS);
+    for (const r of engine.sql.exec<EventRow>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE event_id IN (${chunk.map(() => "?").join(",")})`, ...chunk)) {
+      out.set(r.event_id, r);
+    }
+  }
+  return out;
+}
+
+/** State events by ID in the client format, in the given order (one query per 90 events). */
+export function formatStateEvents(engine: RoomEngine, eventIds: readonly string[], reader: Reader, now = Date.now()): ClientEvent[] {
+  const rows = rowsByEventId(engine, eventIds);
+  const ordered: EventRow[] = [];
+  for (const id of eventIds) {
+    const row = rows.get(id);
+    if (row) ordered.push(row);
+  }
+  return formatRows(engine, ordered, reader, now);
 }
 
 /** The row's PDU with its event ID (the stored, possibly redacted, form). */

@@ -11,14 +11,15 @@
 // For an m.room.history_visibility event the more permissive of the value before and after it counts; for
 // the user's own m.room.member event, the more permissive of their membership before and after it.
 //
-// Cost: the two values a decision needs (history_visibility and the user's membership) are looked up in the
-// event's state group one key at a time (state-groups.ts `lookup`: O(log N) rows, no full state map), and
-// each value is memoised per state group, so a page of events that share a few groups costs a few look-ups.
-// Events after the user's current join need no look-up at all.
+// Cost: the two values a decision needs (history_visibility and the user's membership) are read from the
+// event's state group together, in one query over the group's O(log N) base chain (state-lookup.ts; no
+// full state map), and memoised per state group, so a page of events that share a few groups costs a few
+// queries. Events after the user's current join need none at all.
 import { forbidden } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, pduOf, type EventRow } from "./event-rows.js";
+import { lookupStateKeys } from "./state-lookup.js";
 
 export type HistoryVisibility = "world_readable" | "shared" | "invited" | "joined";
 
@@ -74,14 +75,22 @@ export function readerAccess(engine: RoomEngine, userId: string): ReaderAccess {
   throw forbidden(`User ${userId} not in room ${meta?.roomId ?? "(unknown)"}, and room previews are disabled`);
 }
 
+/** What the checker knows of the state at one group. */
+interface GroupState {
+  visibility: HistoryVisibility;
+  /** The reader's member event in that state, if any. */
+  memberEvent: string | undefined;
+  /** Its membership, read when first needed (null: the event has none). */
+  membership?: string | null;
+}
+
 /** Decides, event by event, what one user may see (see the top of this file). */
 export class VisibilityChecker {
   /** Stream ordering of the user's current join: later events were all sent while they were joined. */
   private readonly joinedFrom: number | undefined;
   /** Stream ordering of the user's latest join (Infinity while joined): rule 3's "joined after". */
   private readonly lastJoin: number;
-  private readonly visibilityAt = new Map<number | null, HistoryVisibility>();
-  private readonly membershipAt = new Map<number | null, string | undefined>();
+  private readonly byGroup = new Map<number | null, GroupState>();
   /** State-group look-ups made (tests and benchmarks). */
   lookups = 0;
 
@@ -135,24 +144,32 @@ export class VisibilityChecker {
     return rows.filter((r) => this.canSee(r));
   }
 
-  private historyVisibilityAt(group: number | null): HistoryVisibility {
-    let v = this.visibilityAt.get(group);
-    if (v === undefined) {
+  /** The two state entries a decision needs at `group`, read together in one query (state-lookup.ts). */
+  private stateAt(group: number | null): GroupState {
+    let state = this.byGroup.get(group);
+    if (state === undefined) {
       this.lookups += 1;
-      const id = this.engine.stateGroups.lookup(group, "m.room.history_visibility", "");
-      v = historyVisibilityOf(id === undefined ? undefined : this.engine.events.pdu(id)?.content);
-      this.visibilityAt.set(group, v);
+      const [visibilityEvent, memberEvent] = lookupStateKeys(this.engine.sql, group, [
+        ["m.room.history_visibility", ""],
+        ["m.room.member", this.userId],
+      ]);
+      state = {
+        visibility: historyVisibilityOf(visibilityEvent === undefined ? undefined : this.engine.events.pdu(visibilityEvent)?.content),
+        memberEvent,
+      };
+      this.byGroup.set(group, state);
     }
-    return v;
+    return state;
+  }
+
+  private historyVisibilityAt(group: number | null): HistoryVisibility {
+    return this.stateAt(group).visibility;
   }
 
   private membershipAtGroup(group: number | null): string | undefined {
-    if (this.membershipAt.has(group)) return this.membershipAt.get(group);
-    this.lookups += 1;
-    const id = this.engine.stateGroups.lookup(group, "m.room.member", this.userId);
-    const m = id === undefined ? undefined : this.membershipOfEvent(id);
-    this.membershipAt.set(group, m);
-    return m;
+    const state = this.stateAt(group);
+    if (state.membership === undefined && state.memberEvent !== undefined) state.membership = this.membershipOfEvent(state.memberEvent) ?? null;
+    return state.membership ?? undefined;
   }
 
   private membershipOfEvent(eventId: string): string | undefined {

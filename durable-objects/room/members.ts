@@ -1,12 +1,12 @@
 // Member lists for clients (spec: Client-Server API, GET /rooms/{roomId}/members, GET
 // /rooms/{roomId}/joined_members; rooms.yaml).
 import { forbidden } from "../../protocol/errors.js";
-import { splitStateKey } from "../../protocol/pdu.js";
+import { splitStateKey, type Pdu } from "../../protocol/pdu.js";
 import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
-import { latestRowAtOrBefore } from "./event-rows.js";
+import { eventRowColumns, formatRows, latestRowAtOrBefore, rowsByEventId, type EventRow } from "./event-rows.js";
 import { VisibilityChecker, readerAccess } from "./history-visibility.js";
-import { clientEvents, type Reader } from "./reads.js";
+import type { Reader } from "./reads.js";
 
 export const MEMBERSHIPS = ["join", "invite", "knock", "leave", "ban"] as const;
 
@@ -38,34 +38,39 @@ export function roomMembers(engine: RoomEngine, reader: Reader, request: Members
   const latest = engine.maxStreamOrdering();
   const point = Math.min(request.at ?? latest, access.latestOrdering);
 
-  let ids: string[];
   if (point >= latest) {
-    // The current state: one indexed query over current_state.
-    ids = engine.sql
-      .exec<{ event_id: string; membership: string | null }>("SELECT event_id, membership FROM current_state WHERE type = 'm.room.member' ORDER BY state_key")
+    // The current state: one query over current_state joined to the events.
+    const rows = engine.sql
+      .exec<EventRow>(
+        `SELECT ${eventRowColumns("e")} FROM current_state cs JOIN events e ON e.event_id = cs.event_id
+         WHERE cs.type = 'm.room.member' ORDER BY cs.state_key`,
+      )
       .toArray()
-      .filter((r) => membershipSelected(r.membership, request))
-      .map((r) => r.event_id);
-  } else {
-    const row = latestRowAtOrBefore(engine, point);
-    if (!row) return [];
-    if (request.at !== undefined && !new VisibilityChecker(engine, reader.userId).canSee(row)) {
-      throw forbidden("You may not see the room's members at that point");
-    }
-    const state = engine.stateGroups.load(row.state_group_after);
-    const members: { userId: string; eventId: string }[] = [];
-    for (const [key, eventId] of state) {
-      const [type, userId] = splitStateKey(key);
-      if (type === "m.room.member") members.push({ userId, eventId });
-    }
-    members.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
-    ids = [];
-    for (const m of members) {
-      const membership = engine.sql.exec<{ membership: string | null }>("SELECT membership FROM events WHERE event_id = ?", m.eventId).toArray()[0]?.membership;
-      if (membershipSelected(membership, request)) ids.push(m.eventId);
-    }
+      .filter((r) => membershipSelected(r.membership, request));
+    return formatRows(engine, rows, reader);
   }
-  return clientEvents(engine, ids, reader);
+  const row = latestRowAtOrBefore(engine, point);
+  if (!row) return [];
+  if (request.at !== undefined && !new VisibilityChecker(engine, reader.userId).canSee(row)) {
+    throw forbidden("You may not see the room's members at that point");
+  }
+  const state = engine.stateGroups.load(row.state_group_after);
+  const members: { userId: string; eventId: string }[] = [];
+  for (const [key, eventId] of state) {
+    const [type, userId] = splitStateKey(key);
+    if (type === "m.room.member") members.push({ userId, eventId });
+  }
+  members.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+  const rows = rowsByEventId(
+    engine,
+    members.map((m) => m.eventId),
+  );
+  const selected: EventRow[] = [];
+  for (const m of members) {
+    const r = rows.get(m.eventId);
+    if (r && membershipSelected(r.membership, request)) selected.push(r);
+  }
+  return formatRows(engine, selected, reader);
 }
 
 export interface JoinedMember {
@@ -80,10 +85,11 @@ export function joinedMembers(engine: RoomEngine, userId: string): Record<string
     throw forbidden("Getting joined members while not being a current member of the room is forbidden.");
   }
   const out: Record<string, JoinedMember> = {};
-  for (const r of engine.sql.exec<{ state_key: string; event_id: string }>(
-    "SELECT state_key, event_id FROM current_state WHERE type = 'm.room.member' AND membership = 'join' ORDER BY state_key",
+  for (const r of engine.sql.exec<{ state_key: string; json: string }>(
+    `SELECT cs.state_key, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id
+     WHERE cs.type = 'm.room.member' AND cs.membership = 'join' ORDER BY cs.state_key`,
   )) {
-    const content = engine.events.pdu(r.event_id)?.content;
+    const content = (JSON.parse(r.json) as Pdu).content;
     const member: JoinedMember = {};
     if (typeof content?.displayname === "string") member.display_name = content.displayname;
     if (typeof content?.avatar_url === "string") member.avatar_url = content.avatar_url;

@@ -7,7 +7,7 @@
 // look-ups. A redaction clears the columns (a redacted child no longer relates to anything).
 //
 // Every event handed out passes the reader's history-visibility check (history-visibility.ts).
-import { notFound } from "../../protocol/errors.js";
+import { MatrixError, notFound } from "../../protocol/errors.js";
 import { isJsonObject } from "../../protocol/json.js";
 import type { ClientEvent, ClientEventUnsigned } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
@@ -327,8 +327,9 @@ export function threads(engine: RoomEngine, checker: VisibilityChecker, request:
 export function relationsForReader(engine: RoomEngine, reader: Reader, request: RelationsRequest): RelationsResult {
   try {
     readerAccess(engine, reader.userId);
-  } catch {
-    throw notFound("Event not found.");
+  } catch (e) {
+    if (e instanceof MatrixError) throw notFound("Event not found.");
+    throw e;
   }
   const checker = new VisibilityChecker(engine, reader.userId);
   const parent = acceptedRow(engine, request.eventId);

@@ -10,15 +10,15 @@
 // reads at most MAX_SCAN rows: a page whose candidates are mostly invisible (a user paginating into history
 // from before they joined a `joined` room) comes back short, with `end` to continue from, as the spec
 // allows ("an empty chunk does not necessarily imply that no more events are available").
-import { notFound } from "../../protocol/errors.js";
+import { MatrixError, notFound } from "../../protocol/errors.js";
 import { eventPasses, needsContent, roomEventPasses } from "../../protocol/event-filter.js";
 import type { RoomEventFilter } from "../../protocol/filter.js";
 import { splitStateKey } from "../../protocol/pdu.js";
 import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
-import { ACCEPTED, EVENT_ROW_COLUMNS, acceptedRow, pduOf, type EventRow } from "./event-rows.js";
+import { ACCEPTED, EVENT_ROW_COLUMNS, acceptedRow, formatStateEvents, pduOf, type EventRow } from "./event-rows.js";
 import { VisibilityChecker, readerAccess } from "./history-visibility.js";
-import { clientEvents, type Reader } from "./reads.js";
+import type { Reader } from "./reads.js";
 import { readEvents, type ReadEvent } from "./relations.js";
 
 /** Rows one page reads at most (besides the page itself). */
@@ -99,7 +99,7 @@ function memberEventsAt(engine: RoomEngine, at: EventRow, senders: Iterable<stri
     const id = engine.stateGroups.lookup(at.state_group_after, "m.room.member", sender);
     if (id !== undefined && !ids.includes(id)) ids.push(id);
   }
-  return clientEvents(engine, ids, reader);
+  return formatStateEvents(engine, ids, reader);
 }
 
 /** GET /rooms/{roomId}/messages. */
@@ -131,8 +131,9 @@ export function eventForReader(engine: RoomEngine, reader: Reader, eventId: stri
   // Non-members of rooms that are not world-readable learn nothing, not even that the room exists.
   try {
     readerAccess(engine, reader.userId);
-  } catch {
-    throw notFound("Event not found.");
+  } catch (e) {
+    if (e instanceof MatrixError) throw notFound("Event not found.");
+    throw e;
   }
   const checker = new VisibilityChecker(engine, reader.userId);
   const row = visibleRow(engine, checker, eventId);
@@ -195,7 +196,7 @@ export function eventContext(engine: RoomEngine, reader: Reader, request: Contex
     events_after: readEvents(engine, checker, after.rows, reader),
     start: before.cursor,
     end: after.cursor,
-    state: clientEvents(engine, stateIds, reader),
+    state: formatStateEvents(engine, stateIds, reader),
   };
 }
 

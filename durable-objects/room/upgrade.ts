@@ -2,10 +2,10 @@
 // The Room DO of the old room checks that the user may send the tombstone and collects what the new room
 // copies; the worker (worker/client/room-upgrades.ts) creates the new room through createRoom and then
 // sends the tombstone, moves the aliases and restricts the old room's power levels.
-import { forbidden, notFound } from "../../protocol/errors.js";
+import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
 import { parsePowerLevelValue, powerLevelOf, requiredPowerLevelFor, roomCreators } from "../../protocol/auth-rules.js";
 import { isJsonObject, type JsonObject, type JsonValue } from "../../protocol/json.js";
-import type { RoomVersionRules } from "../../protocol/room-versions.js";
+import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED } from "./event-rows.js";
 
@@ -80,9 +80,11 @@ const level = (content: JsonObject, key: string, fallback: number): number => (t
 
 /**
  * Checks that `userId` may upgrade the room (joined, with the power to send m.room.tombstone: 403
- * otherwise; 404 for an unknown room) and collects what the new room of version `newRules` copies.
+ * otherwise; 404 for an unknown room) and collects what the new room of version `newVersion` copies.
  */
-export function upgradeSource(engine: RoomEngine, userId: string, newRules: RoomVersionRules, additionalCreators: string[]): UpgradeSource {
+export function upgradeSource(engine: RoomEngine, userId: string, newVersion: string, additionalCreators: string[]): UpgradeSource {
+  const newRules = roomVersionRules(newVersion);
+  if (!newRules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "This server does not support that room version");
   const meta = engine.meta();
   if (!meta) throw notFound("Unknown room");
   const lookup = engine.currentLookup;

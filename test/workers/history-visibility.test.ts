@@ -69,6 +69,32 @@ describe("history visibility", () => {
     expect(forward.body.chunk.map((e: Ev) => e.event_id)).not.toContain(after);
   });
 
+  it("joined: paginating back past the join in small pages ends, with only the visible events", async () => {
+    const alice = await newUser("hvp");
+    const bob = await newUser("hvp");
+    const roomId = await roomWith(alice, "joined");
+    for (let i = 0; i < 30; i++) await text(alice, roomId, `hidden ${i}`);
+    expect((await join(bob, roomId)).status).toBe(200);
+    const visible: string[] = [];
+    for (let i = 0; i < 6; i++) visible.push(await text(alice, roomId, `visible ${i}`));
+    const seen: Ev[] = [];
+    let from: string | undefined;
+    for (let page = 0; ; page++) {
+      expect(page).toBeLessThan(50);
+      const res = await api("GET", `${r(roomId)}/messages?dir=b&limit=4${from ? `&from=${from}` : ""}`, { token: bob.access_token });
+      expect(res.status).toBe(200);
+      seen.push(...res.body.chunk);
+      if (res.body.end === undefined) break;
+      from = res.body.end;
+    }
+    // The six messages and bob's join, nothing of the hidden stretch; and the room's first events, sent
+    // before m.room.history_visibility existed, when the default `shared` applied (spec).
+    expect(seen.filter((e) => e.type === "m.room.message").map((e) => e.event_id)).toEqual([...visible].reverse());
+    expect(seen.some((e) => e.type === "m.room.member" && e.state_key === bob.user_id)).toBe(true);
+    expect(seen.map((e) => e.type).slice(-2)).toEqual(["m.room.member", "m.room.create"]);
+    expect(seen.map((e) => e.type)).toContain("m.room.history_visibility");
+  });
+
   it("shared: a user sees history from before they joined, but not what was sent after they left", async () => {
     const alice = await newUser("hvs");
     const bob = await newUser("hvs");
