@@ -39,6 +39,7 @@ import type { ToDeviceBatch } from "./user/to-device.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification, RoomEventNotification } from "./notifications.js";
 import { SyncHub, type PresenceEvent, type SyncPlan, type SyncRequest } from "./user/sync.js";
 import type { PresenceState } from "./user/sync-stream.js";
+import { INBOX_SCHEMA } from "./user/sync-stream.js";
 
 /** An account data event's content. Typed loosely on purpose: a recursive JSON type makes the RPC stub
  * types of this class too deep for TypeScript. */
@@ -381,19 +382,7 @@ export class UserDurableObject extends DurableObject<Env> {
   /** Records a room event notification; returns its inbox position (the existing one for a repeat). */
   onRoomEvent(n: RoomEventNotification | DeliveredRoomEventNotification): number {
     if (!this.roomEventsInboxReady) {
-      this.sql.exec(`
-        CREATE TABLE IF NOT EXISTS room_events_inbox (
-          position INTEGER PRIMARY KEY AUTOINCREMENT,
-          room_id TEXT NOT NULL,
-          stream_ordering INTEGER NOT NULL,
-          event_id TEXT NOT NULL,
-          type TEXT NOT NULL,
-          state_key TEXT,
-          sender TEXT NOT NULL,
-          membership TEXT,
-          UNIQUE (room_id, stream_ordering)
-        );
-      `);
+      this.sql.exec(INBOX_SCHEMA);
       this.roomEventsInboxReady = true;
     }
     const existing = this.sql

@@ -4,7 +4,7 @@
 // inside the write's transaction), so "what changed after the token" is a range query on each table.
 //
 // Tables:
-//   room_events_inbox    (created by user.ts `onRoomEvent`; re-declared here identically so reads work
+//   room_events_inbox    (INBOX_SCHEMA, created here and by user.ts `onRoomEvent`, so reads work
 //                        before the first notification) one row per room event notification; its
 //                        `position` IS the stream position.
 //   sync_memberships     the log of the user's own membership changes per room (from the inbox rows of
