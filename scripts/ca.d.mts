@@ -1,0 +1,8 @@
+export interface LabCa {
+  dir: string;
+  caCert: string;
+  caKey: string;
+  cert: string;
+  key: string;
+}
+export function makeCa(dir: string): LabCa;

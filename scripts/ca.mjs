@@ -1,0 +1,47 @@
+// A local certificate authority for tests on loopback: one CA and one server certificate that every
+// local server (Myelin under wrangler dev, Synapse) presents. Synapse federates only over verified TLS,
+// and both Synapse and workerd check the IP SAN when the peer is named by IP literal, so the server
+// certificate carries IP:127.0.0.1 and DNS:localhost (see shared/notes/federation-on-loopback.md).
+//
+// makeCa(dir) writes dir/ca.crt, ca.key, server.crt, server.key (with openssl) unless they are already
+// there, and returns their absolute paths. Clients trust the CA through NODE_EXTRA_CA_CERTS (Node and
+// workerd under wrangler dev) or Synapse's federation_custom_ca_list.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+function openssl(args, cwd) {
+  const run = spawnSync("openssl", args, { cwd, encoding: "utf8" });
+  if (run.error) throw new Error(`openssl could not be run (${run.error.message}); it is needed to make the test CA`);
+  if (run.status !== 0) throw new Error(`openssl ${args[0]} failed:\n${run.stderr}`);
+}
+
+/**
+ * @param {string} dir
+ * @returns {{ dir: string, caCert: string, caKey: string, cert: string, key: string }}
+ */
+export function makeCa(dir) {
+  dir = path.resolve(dir);
+  const files = {
+    dir,
+    caCert: path.join(dir, "ca.crt"),
+    caKey: path.join(dir, "ca.key"),
+    cert: path.join(dir, "server.crt"),
+    key: path.join(dir, "server.key"),
+  };
+  if ([files.caCert, files.caKey, files.cert, files.key].every((f) => existsSync(f))) return files;
+  mkdirSync(dir, { recursive: true });
+  openssl([
+    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
+    "-subj", "/CN=Myelin test CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  ], dir);
+  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"], dir);
+  writeFileSync(path.join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  openssl([
+    "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+    "-out", "server.crt", "-days", "825", "-extfile", "server.ext",
+  ], dir);
+  for (const f of ["server.csr", "server.ext", "ca.srl"]) rmSync(path.join(dir, f), { force: true });
+  return files;
+}
