@@ -1,0 +1,206 @@
+// The client workload of `npm run bench:compare` (issue 13 §4): the same plain-fetch requests against
+// Myelin and Synapse, so that both servers see identical traffic. Each scenario runs once per "run" on
+// one server with its own fresh users and rooms, and returns its samples; scripts/bench-compare.mjs
+// rotates the servers (A, B, B, A) and combines the runs.
+//
+// A server here is { name, baseUrl, register(localpart, password) → { userId, accessToken } }.
+
+const PASSWORD = "bench-password-1";
+
+/** Sync filter for the wake and incremental figures: the room timeline only, so that presence or
+ * account data of the other user does not end a long-poll early on one server and not the other. */
+const TIMELINE_ONLY = JSON.stringify({
+  presence: { types: [] },
+  account_data: { types: [] },
+  room: { ephemeral: { types: [] }, account_data: { types: [] }, timeline: { limit: 10 } },
+});
+
+const now = () => performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let txnCounter = 0;
+
+class Client {
+  constructor(baseUrl, userId, accessToken) {
+    this.baseUrl = baseUrl;
+    this.userId = userId;
+    this.accessToken = accessToken;
+  }
+
+  async request(method, path, body) {
+    const res = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.accessToken}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${text.slice(0, 300)}`);
+    return JSON.parse(text);
+  }
+
+  createRoom(body = {}) {
+    return this.request("POST", "/_matrix/client/v3/createRoom", { preset: "public_chat", ...body }).then((r) => r.room_id);
+  }
+
+  join(roomId) {
+    return this.request("POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+  }
+
+  send(roomId, body) {
+    const txn = `b${process.pid}.${++txnCounter}`;
+    return this.request("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${txn}`, {
+      msgtype: "m.text",
+      body,
+    }).then((r) => r.event_id);
+  }
+
+  sync(params = {}) {
+    const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]));
+    return this.request("GET", `/_matrix/client/v3/sync?${query}`);
+  }
+}
+
+async function user(server, localpart) {
+  const { userId, accessToken } = await server.register(localpart, PASSWORD);
+  return new Client(server.baseUrl, userId, accessToken);
+}
+
+/** A second device of the same user: a new access token, so no server can answer from a per-device cache. */
+async function login(client) {
+  const res = await fetch(`${client.baseUrl}/_matrix/client/v3/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: client.userId }, password: PASSWORD }),
+  });
+  if (!res.ok) throw new Error(`login ${client.userId} → ${res.status} ${await res.text()}`);
+  const body = await res.json();
+  return new Client(client.baseUrl, client.userId, body.access_token);
+}
+
+/** Runs `fn(i)` for i in [0, n) with at most `width` at a time. */
+async function pool(n, width, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(n, width) }, async () => {
+    while (next < n) await fn(next++);
+  }));
+}
+
+function roomHasEvent(sync, roomId, eventId) {
+  return (sync.rooms?.join?.[roomId]?.timeline?.events ?? []).some((e) => e.event_id === eventId);
+}
+
+/** Two users in one room: user A sends 100 messages one after another; the time of each PUT. */
+export async function sendLatency(server, tag) {
+  const a = await user(server, `${tag}a`);
+  const b = await user(server, `${tag}b`);
+  const room = await a.createRoom();
+  await b.join(room);
+  for (let i = 0; i < 5; i++) await a.send(room, `warm-up ${i}`);
+  const samples = [];
+  for (let i = 0; i < 100; i++) {
+    const t = now();
+    await a.send(room, `message ${i}`);
+    samples.push(now() - t);
+  }
+  return samples;
+}
+
+/** B long-polls /sync; A sends; the time from the start of A's send to B's /sync returning the event. */
+export async function syncWakeLatency(server, tag, { samples: count = 50 } = {}) {
+  const a = await user(server, `${tag}a`);
+  const b = await user(server, `${tag}b`);
+  const room = await a.createRoom();
+  await b.join(room);
+  await a.send(room, "warm-up");
+  let since = (await b.sync({ filter: TIMELINE_ONLY })).next_batch;
+  const samples = [];
+  for (let i = 0; i < count; i++) {
+    let sent = null;
+    let t0 = 0;
+    const poll = (async () => {
+      for (;;) {
+        const r = await b.sync({ since, timeout: 30_000, filter: TIMELINE_ONLY });
+        const returned = now();
+        since = r.next_batch;
+        const eventId = await sent;
+        if (eventId && roomHasEvent(r, room, eventId)) return returned;
+        // Woken by something else: keep polling.
+      }
+    })();
+    // Let the long-poll reach the server and park before A sends (a benchmark, not a test: a pause is fine).
+    await sleep(100);
+    t0 = now();
+    sent = a.send(room, `wake ${i}`);
+    await sent;
+    samples.push((await poll) - t0);
+  }
+  return samples;
+}
+
+/** 8 users send 50 messages each, at the same time, into one shared room (`rooms` = 1) or one room
+ * each (`rooms` = 8); events per second over the whole burst. */
+export async function sendThroughput(server, tag, { rooms, senders = 8, perSender = 50 }) {
+  const users = [];
+  for (let i = 0; i < senders; i++) users.push(await user(server, `${tag}u${i}`));
+  const roomIds = [];
+  for (let r = 0; r < rooms; r++) roomIds.push(await users[r].createRoom());
+  for (let i = 0; i < senders; i++) {
+    const room = roomIds[i % rooms];
+    if (i >= rooms) await users[i].join(room);
+    await users[i].send(room, "warm-up");
+  }
+  const t = now();
+  await Promise.all(users.map(async (u, i) => {
+    for (let m = 0; m < perSender; m++) await u.send(roomIds[i % rooms], `burst ${m}`);
+  }));
+  const seconds = (now() - t) / 1000;
+  return [(senders * perSender) / seconds];
+}
+
+/** One user in 50 rooms with 20 messages each (built once per server, untimed). */
+export async function buildManyRooms(server, tag, { rooms = 50, messages = 20 } = {}) {
+  const owner = await user(server, `${tag}owner`);
+  const reader = await user(server, `${tag}reader`);
+  await pool(rooms, 8, async (r) => {
+    const room = await owner.createRoom({ name: `room ${r}` });
+    await reader.join(room);
+    for (let m = 0; m < messages; m++) await owner.send(room, `room ${r} message ${m}`);
+  });
+  return reader;
+}
+
+/** Initial /sync (no since, default filter) of the user from buildManyRooms, each from a fresh login. */
+export async function initialSync(reader, { samples: count = 5 } = {}) {
+  const samples = [];
+  for (let i = 0; i < count; i++) {
+    const device = await login(reader);
+    const t = now();
+    const r = await device.sync();
+    samples.push(now() - t);
+    const joined = Object.keys(r.rooms?.join ?? {}).length;
+    if (joined < 50) throw new Error(`initial sync listed ${joined} joined rooms, expected 50`);
+  }
+  return samples;
+}
+
+/** Incremental /sync (timeout 0) right after A's send committed: one new event. */
+export async function incrementalSync(server, tag, { samples: count = 30 } = {}) {
+  const a = await user(server, `${tag}a`);
+  const b = await user(server, `${tag}b`);
+  const room = await a.createRoom();
+  await b.join(room);
+  let since = (await b.sync({ filter: TIMELINE_ONLY })).next_batch;
+  const samples = [];
+  for (let i = 0; i < count; i++) {
+    const eventId = await a.send(room, `new ${i}`);
+    const t = now();
+    const r = await b.sync({ since, timeout: 0, filter: TIMELINE_ONLY });
+    samples.push(now() - t);
+    since = r.next_batch;
+    if (!roomHasEvent(r, room, eventId)) {
+      // The event was not yet visible to sync: take it and keep the sample out of the figure.
+      samples.pop();
+      since = (await b.sync({ since, timeout: 10_000, filter: TIMELINE_ONLY })).next_batch;
+    }
+  }
+  return samples;
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env node
+// `npm run bench:compare`: Myelin and Synapse side by side on this machine (issue 13 §4). Starts Synapse
+// (the pinned version, scripts/synapse.mjs; plain-HTTP client API, SQLite) and Myelin as `npm start`
+// does (scripts/start.mjs: wrangler dev, plain HTTP), with rate limits off on both, runs the same client
+// workload (bench/compare/workload.mjs) against both in one run, rotating the order per figure
+// (Myelin, Synapse, Synapse, Myelin), and prints each figure with the ratio Myelin/Synapse.
+//
+// Options: --runs N (default 4: the rotation A,B,B,A; 2 gives A,B) and --only a,b (figure keys below).
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort, registerWithSharedSecret, startSynapse, SYNAPSE_VERSION } from "./synapse.mjs";
+import * as workload from "../bench/compare/workload.mjs";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const arg = (name) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+const runs = Number(arg("--runs") ?? 4);
+const only = arg("--only")?.split(",");
+
+/** Myelin through scripts/start.mjs (what `npm start` runs) on a free port, fresh state, RC_* off. */
+async function startMyelin(secret) {
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "myelin-bench-"));
+  const rateLimitsOff = Object.fromEntries(
+    ["RC_LOGIN_ADDRESS", "RC_LOGIN_ACCOUNT", "RC_LOGIN_FAILED_ATTEMPTS", "RC_REGISTRATION", "RC_REGISTRATION_TOKEN_VALIDITY"].map((k) => [k, "off"]),
+  );
+  const child = spawn(process.execPath, [path.join(root, "scripts", "start.mjs")], {
+    cwd: root,
+    env: {
+      ...process.env,
+      // wrangler needs the project's Node 22 (node_modules/.bin/node) when this runs under an older node.
+      PATH: `${path.join(root, "node_modules", ".bin")}${path.delimiter}${process.env.PATH}`,
+      PORT: String(port),
+      INSPECTOR_PORT: String(await freePort()),
+      DATA_DIR: dataDir,
+      REGISTRATION_SHARED_SECRET: secret,
+      ...rateLimitsOff,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let log = "";
+  child.stdout.on("data", (d) => (log += d));
+  child.stderr.on("data", (d) => (log += d));
+  const kill = (signal) => {
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // gone
+    }
+  };
+  process.once("exit", () => kill("SIGKILL"));
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`Myelin exited during start-up:\n${log}`);
+    try {
+      if ((await fetch(`${baseUrl}/_matrix/client/versions`)).ok) break;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) {
+      kill("SIGKILL");
+      throw new Error(`Myelin did not start within 120 s:\n${log}`);
+    }
+    await sleep(250);
+  }
+  return {
+    baseUrl,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        kill("SIGTERM");
+        await Promise.race([exited, sleep(5000)]);
+        if (child.exitCode === null) kill("SIGKILL");
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function percentile(samples, p) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+// Each scenario: a key, how to run it once (returns samples), and the figures it yields from the
+// samples of all its runs on one server.
+const latency = (label) => [
+  { label: `${label} p50`, unit: "ms", of: (s) => percentile(s, 50) },
+  { label: `${label} p99`, unit: "ms", of: (s) => percentile(s, 99) },
+];
+const scenarios = [
+  { key: "send", run: (srv, tag) => workload.sendLatency(srv, tag), figures: latency("send latency (1 room, 2 users, 100 messages)") },
+  { key: "wake", run: (srv, tag) => workload.syncWakeLatency(srv, tag), figures: latency("/sync wake latency (send start → long-poll returns)") },
+  {
+    key: "throughput1",
+    run: (srv, tag) => workload.sendThroughput(srv, tag, { rooms: 1 }),
+    figures: [{ label: "throughput, 8 senders in 1 room", unit: "events/s", of: mean }],
+  },
+  {
+    key: "throughput8",
+    run: (srv, tag) => workload.sendThroughput(srv, tag, { rooms: 8 }),
+    figures: [{ label: "throughput, 8 senders in 8 rooms", unit: "events/s", of: mean }],
+  },
+  {
+    key: "initial",
+    setup: (srv, tag) => workload.buildManyRooms(srv, tag),
+    run: (srv, _tag, fixture) => workload.initialSync(fixture),
+    figures: [
+      { label: "initial sync, 50 rooms × 20 messages (p50)", unit: "ms", of: (s) => percentile(s, 50) },
+    ],
+  },
+  {
+    key: "incremental",
+    run: (srv, tag) => workload.incrementalSync(srv, tag),
+    figures: latency("incremental sync, one new event"),
+  },
+];
+
+const stamp = Date.now().toString(36);
+const secret = `bench-${stamp}`;
+console.log(`[bench:compare] starting Synapse ${SYNAPSE_VERSION} and Myelin…`);
+const [synapse, myelinServer] = await Promise.all([startSynapse({ registrationSharedSecret: secret }), startMyelin(secret)]);
+const servers = {
+  myelin: { name: "Myelin", baseUrl: myelinServer.baseUrl, register: (l, p) => registerWithSharedSecret(myelinServer.baseUrl, secret, l, p) },
+  synapse: { name: "Synapse", baseUrl: synapse.baseUrl, register: (l, p) => synapse.registerUser(l, p) },
+};
+const order = ["myelin", "synapse", "synapse", "myelin"];
+const rows = [];
+try {
+  for (const scenario of scenarios) {
+    if (only && !only.includes(scenario.key)) continue;
+    const samples = { myelin: [], synapse: [] };
+    const fixtures = {};
+    for (let i = 0; i < runs; i++) {
+      const which = order[i % order.length];
+      const tag = `${scenario.key}${stamp}r${i}`;
+      if (scenario.setup && !(which in fixtures)) {
+        const t = Date.now();
+        fixtures[which] = await scenario.setup(servers[which], `${scenario.key}${stamp}`);
+        console.log(`[bench:compare] ${scenario.key}: ${servers[which].name} fixture built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      }
+      const t = Date.now();
+      samples[which].push(...(await scenario.run(servers[which], tag, fixtures[which])));
+      console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+    }
+    for (const f of scenario.figures) {
+      const m = samples.myelin.length ? f.of(samples.myelin) : NaN;
+      const s = samples.synapse.length ? f.of(samples.synapse) : NaN;
+      rows.push({ label: f.label, unit: f.unit, m, s, n: `${samples.myelin.length}/${samples.synapse.length}` });
+    }
+  }
+} finally {
+  await Promise.all([synapse.stop(), myelinServer.stop()]);
+}
+
+const fmt = (x) => (Number.isNaN(x) ? "-" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const width = Math.max(...rows.map((r) => r.label.length + r.unit.length + 3));
+console.log(`\nMyelin (wrangler dev, workerd) vs Synapse ${SYNAPSE_VERSION} (SQLite), ${runs} runs rotated (M,S,S,M); samples Myelin/Synapse in [ ]`);
+console.log(`${"figure".padEnd(width)}  ${"Myelin".padStart(9)}  ${"Synapse".padStart(9)}  ${"M/S".padStart(6)}`);
+for (const r of rows) {
+  console.log(`${`${r.label} (${r.unit})`.padEnd(width)}  ${fmt(r.m).padStart(9)}  ${fmt(r.s).padStart(9)}  ${(r.m / r.s).toFixed(2).padStart(6)}  [${r.n}]`);
+}
+console.log("(latencies: lower is better; events/s: higher is better)");
+process.exit(0);
