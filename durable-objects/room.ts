@@ -24,7 +24,7 @@ import type { RoomEventNotification } from "./notifications.js";
 import { buildLocalEvent } from "./room/build-event.js";
 import type { ClientEvent } from "./room/client-event.js";
 import { initialEventTemplates, type CreateRoomConfig } from "./room/create-room.js";
-import { RoomEngine, type PersistResult, type StateDeltaEntry, type StateEntry } from "./room/engine.js";
+import { RoomEngine, type OutboxEntry, type PersistResult, type StateDeltaEntry, type StateEntry } from "./room/engine.js";
 import { createLocalEvent } from "./room/local-events.js";
 import { prepareMembership, sameContent, type MembershipAction, type MembershipRequest } from "./room/membership.js";
 import { clientEvents, stateClientEvents, visibleState, type Reader } from "./room/reads.js";
@@ -84,6 +84,8 @@ export interface DirectoryStateEvent {
 /** Delay before the alarm retries undelivered notifications. */
 const OUTBOX_RETRY_MS = 10_000;
 const OUTBOX_MAX_RETRY_MS = 10 * 60_000;
+/** Outbox rows one delivery round reads. */
+const OUTBOX_ROUND_ROWS = 1000;
 
 
 function entries(state: ReadonlyStateMap): StateEntry[] {
@@ -99,7 +101,8 @@ export class RoomDurableObject extends DurableObject<Env> {
   private readonly engine: RoomEngine;
   private writes: Promise<unknown> = Promise.resolve();
   private alarmPending = false;
-  private readonly inFlight = new Set<number>();
+  private draining: Promise<void> | undefined;
+  private drainAgain = false;
   private retryDelay = OUTBOX_RETRY_MS;
   /** Test hook (reached through runInDurableObject): skip delivery after commit, as a crash would. */
   deliverAfterCommit = true;
@@ -124,52 +127,88 @@ export class RoomDurableObject extends DurableObject<Env> {
     return run.then((ok) => ({ ok }), errorOutcome);
   }
 
-  /** After a commit that wrote outbox rows: make sure the alarm will retry them, then deliver. */
+  /**
+   * The one hook after a commit (notifications.ts). It runs inside the write queue but does not wait for
+   * delivery: the write is acknowledged once its storage committed (DESIGN.md), and the outbox rows written
+   * in the same transaction make delivery durable. It makes sure the alarm will retry whatever is left,
+   * then starts (or extends) the delivery that runs outside the queue.
+   */
   private async afterCommit(results: PersistResult[]): Promise<void> {
-    const ids = results.flatMap((r) => r.outboxIds);
-    if (ids.length === 0) return;
+    if (!results.some((r) => r.outboxIds.length > 0)) return;
     if (!this.alarmPending) {
       this.alarmPending = true;
-      // Set before the first await after the commit: written together with it.
+      // Set before the delivery is started: written together with the commit.
       await this.ctx.storage.setAlarm(Date.now() + this.retryDelay);
     }
-    if (this.deliverAfterCommit) await this.deliver(ids);
+    if (this.deliverAfterCommit) void this.startDelivery();
   }
 
-  /** Delivers outbox rows (the given ones, or the oldest pending) to the users' User DOs. */
-  private async deliver(ids?: number[]): Promise<{ delivered: number; failed: number }> {
+  /**
+   * Delivery outside the write queue: one drain at a time. Commits during a drain only ask for another
+   * round, so notifications that pile up meanwhile go out together, one User DO call per user.
+   */
+  private startDelivery(): Promise<void> {
+    if (this.draining) {
+      this.drainAgain = true;
+      return this.draining;
+    }
+    const run = (async () => {
+      do {
+        this.drainAgain = false;
+        await this.drain();
+      } while (this.drainAgain);
+    })()
+      .catch((e) => console.warn("room event delivery failed; the alarm retries it", e instanceof Error ? e.message : e))
+      .finally(() => (this.draining = undefined));
+    this.draining = run;
+    this.ctx.waitUntil(run);
+    return run;
+  }
+
+  /**
+   * Delivers the outbox in rounds, oldest rows first, until it is empty or only rows of users whose
+   * delivery failed in this drain are left (the alarm retries those later). One call per user and round
+   * carries all of that user's pending notifications in order, so a user's notifications arrive in
+   * commit order and a user whose call failed gets nothing newer until the retry.
+   */
+  private async drain(): Promise<{ delivered: number; failed: number }> {
     let delivered = 0;
     let failed = 0;
-    const pending = this.engine.outbox(ids).filter((e) => !this.inFlight.has(e.id));
-    const withPushInputs = pushInputsBuilder(this.engine); // room/push-inputs.ts: unread counts in the User DO
-    await Promise.all(
-      pending.map(async (entry) => {
-        this.inFlight.add(entry.id);
-        try {
-          await this.env.USERS.get(this.env.USERS.idFromName(entry.userId)).onRoomEvent(withPushInputs(entry));
-          this.engine.deleteOutbox(entry.id);
-          delivered += 1;
-        } catch (e) {
-          failed += 1;
-          this.engine.markOutboxAttempt(entry.id);
-          console.warn("room event notification failed; the alarm retries it", entry.userId, e instanceof Error ? e.message : e);
-        } finally {
-          this.inFlight.delete(entry.id);
-        }
-      }),
-    );
+    const failedUsers = new Set<string>();
+    for (;;) {
+      const byUser = new Map<string, OutboxEntry[]>();
+      for (const entry of this.engine.outbox(undefined, OUTBOX_ROUND_ROWS)) {
+        if (failedUsers.has(entry.userId)) continue;
+        let list = byUser.get(entry.userId);
+        if (!list) byUser.set(entry.userId, (list = []));
+        list.push(entry);
+      }
+      if (byUser.size === 0) break;
+      const withPushInputs = pushInputsBuilder(this.engine); // room/push-inputs.ts: unread counts in the User DO
+      await Promise.all(
+        [...byUser].map(async ([userId, entries]) => {
+          try {
+            await this.env.USERS.get(this.env.USERS.idFromName(userId)).onRoomEvents(entries.map(withPushInputs));
+            this.engine.deleteOutbox(entries.map((e) => e.id));
+            delivered += entries.length;
+          } catch (e) {
+            failed += entries.length;
+            failedUsers.add(userId);
+            this.engine.markOutboxAttempt(entries.map((e) => e.id));
+            console.warn("room event notification failed; the alarm retries it", userId, e instanceof Error ? e.message : e);
+          }
+        }),
+      );
+    }
     return { delivered, failed };
   }
 
   /** Retries undelivered notifications (DESIGN.md: retries survive restarts). */
   override async alarm(): Promise<void> {
     this.alarmPending = false;
-    let failed = 0;
-    for (;;) {
-      const round = await this.deliver();
-      failed += round.failed;
-      if (round.delivered === 0) break;
-    }
+    // A drain in progress skips users that failed in it: wait for it, then drain again.
+    await this.draining;
+    const { failed } = await this.drain();
     if (this.engine.outboxSize() > 0) {
       this.retryDelay = failed > 0 ? Math.min(this.retryDelay * 2, OUTBOX_MAX_RETRY_MS) : OUTBOX_RETRY_MS;
       this.alarmPending = true;
@@ -522,6 +561,11 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** POST /rooms/{roomId}/upgrade: checks the user's power and collects what the new room copies. */
   upgradeSource(userId: string, newVersion: string, additionalCreators: string[]): Promise<Outcome<UpgradeSource>> {
     return outcomeOf(() => upgradeSource(this.engine, userId, newVersion, additionalCreators));
+  }
+
+  /** Resolves once the delivery running now (if any) has finished (tests, benchmarks). */
+  async deliveriesSettled(): Promise<void> {
+    while (this.draining) await this.draining;
   }
 
   /** Notifications not yet delivered (tests, diagnostics). */

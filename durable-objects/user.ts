@@ -381,33 +381,44 @@ export class UserDurableObject extends DurableObject<Env> {
 
   /** Records a room event notification; returns its inbox position (the existing one for a repeat). */
   onRoomEvent(n: RoomEventNotification | DeliveredRoomEventNotification): number {
+    return this.onRoomEvents([n])[0]!;
+  }
+
+  /**
+   * Records a batch of one room's notifications (a Room DO sends all it has pending for the user in one
+   * call, in commit order) in one transaction; returns their inbox positions (the existing one for a
+   * repeat). The long-polls wake once, after the whole batch.
+   */
+  onRoomEvents(batch: (RoomEventNotification | DeliveredRoomEventNotification)[]): number[] {
     if (!this.roomEventsInboxReady) {
       this.sql.exec(INBOX_SCHEMA);
       this.roomEventsInboxReady = true;
     }
+    return this.ctx.storage.transactionSync(() => batch.map((n) => this.recordRoomEvent(n)));
+  }
+
+  private recordRoomEvent(n: RoomEventNotification | DeliveredRoomEventNotification): number {
     const existing = this.sql
       .exec<{ position: number }>("SELECT position FROM room_events_inbox WHERE room_id = ? AND stream_ordering = ?", n.roomId, n.streamOrdering)
       .toArray()[0];
     if (existing) return existing.position;
     // The inbox position is a position of the user's one stream (sync tokens name those), taken in the
     // same transaction as the row and the sync bookkeeping (user/sync.ts).
-    return this.ctx.storage.transactionSync(() => {
-      const position = this.nextStreamPosition();
-      this.sql.exec(
-        `INSERT INTO room_events_inbox (position, room_id, stream_ordering, event_id, type, state_key, sender, membership)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        position,
-        n.roomId,
-        n.streamOrdering,
-        n.eventId,
-        n.type,
-        n.stateKey ?? null,
-        n.sender,
-        n.membership ?? null,
-      );
-      this.syncHub.onRoomEvent(n, position);
-      return position;
-    });
+    const position = this.nextStreamPosition();
+    this.sql.exec(
+      `INSERT INTO room_events_inbox (position, room_id, stream_ordering, event_id, type, state_key, sender, membership)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      position,
+      n.roomId,
+      n.streamOrdering,
+      n.eventId,
+      n.type,
+      n.stateKey ?? null,
+      n.sender,
+      n.membership ?? null,
+    );
+    this.syncHub.onRoomEvent(n, position);
+    return position;
   }
 
   // -------------------------------------------------------------------------------------------

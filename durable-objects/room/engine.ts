@@ -691,12 +691,12 @@ export class RoomEngine {
     return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
   }
 
-  deleteOutbox(id: number): void {
-    this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
+  deleteOutbox(ids: number[]): void {
+    for (const id of ids) this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
   }
 
-  markOutboxAttempt(id: number): void {
-    this.sql.exec("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", id);
+  markOutboxAttempt(ids: number[]): void {
+    for (const id of ids) this.sql.exec("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", id);
   }
 
   // -------------------------------------------------------------------------------------------

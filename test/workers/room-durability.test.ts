@@ -59,6 +59,7 @@ describe("Room DO durability", () => {
     const msg = await send(alice, roomId, { msgtype: "m.text", body: "hello" });
     const invite = await membership(alice, roomId, "invite", { user_id: carol.user_id });
     expect(invite.status).toBe(200);
+    await roomStub(roomId).deliveriesSettled();
 
     const bobInbox = await inbox(bob.user_id, roomId);
     expect(bobInbox.map((n) => n.event_id)).toContain(msg.body.event_id);
@@ -102,6 +103,57 @@ describe("Room DO durability", () => {
     expect(delivered).toHaveLength(1);
     // The message is the room's latest event.
     expect(delivered[0]!.stream_ordering).toBe(await roomStub(roomId).currentStreamOrdering());
+  });
+
+  it("a send is acknowledged while delivery to a member is still pending; the member gets the events in order", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+    await roomStub(roomId).deliveriesSettled();
+
+    // Hold deliveries to bob's User DO until `release`.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const bobInstance = await runInDurableObject(userStub(bob.user_id), (instance) => instance);
+    // RPC calls methods of the class, so the hook goes on the prototype, for bob's instance only.
+    const proto = Object.getPrototypeOf(bobInstance) as { onRoomEvents: (this: unknown, batch: unknown[]) => unknown };
+    const original = proto.onRoomEvents;
+    proto.onRoomEvents = async function (this: unknown, batch: unknown[]) {
+      if (this === bobInstance) await held;
+      return original.call(this, batch);
+    };
+    const sent: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await send(alice, roomId, { msgtype: "m.text", body: `while held ${i}` });
+        expect(res.status).toBe(200);
+        sent.push(res.body.event_id);
+      }
+      // Acknowledged, not yet delivered to bob (alice's own copies may be delivered already).
+      const pending = (await roomStub(roomId).pendingNotifications()).filter((p) => p.userId === bob.user_id);
+      expect(pending.map((p) => p.notification.eventId)).toEqual(sent);
+    } finally {
+      release();
+      await roomStub(roomId).deliveriesSettled();
+      proto.onRoomEvents = original;
+    }
+    expect(await roomStub(roomId).pendingNotifications()).toEqual([]);
+    const rows = (await inbox(bob.user_id, roomId)).filter((n) => sent.includes(n.event_id));
+    // Commit order: positions and room stream orderings rise together.
+    expect(rows.map((n) => n.event_id)).toEqual(sent);
+    const orderings = rows.map((n) => n.stream_ordering);
+    expect([...orderings].sort((a, b) => a - b)).toEqual(orderings);
+  });
+
+  it("User DOs record a batch of notifications once each, in order", async () => {
+    const user = userStub(`@batch-${crypto.randomUUID().slice(0, 8)}:test.local`);
+    const n = (o: number) => ({ roomId: "!r:test.local", streamOrdering: o, eventId: `$e${o}`, type: "m.room.message", sender: "@a:test.local" });
+    const first = await user.onRoomEvents([n(1), n(2)]);
+    expect(first[1]).toBe(first[0]! + 1);
+    // A retried batch that overlaps the first: the repeat keeps its position, the new one is next.
+    const second = await user.onRoomEvents([n(2), n(3)]);
+    expect(second).toEqual([first[1], first[1]! + 1]);
   });
 
   it("User DOs ignore a repeated notification", async () => {
