@@ -16,7 +16,25 @@ export default defineConfig(async () => {
             SERVER_NAME: "test.local",
             ENABLE_REGISTRATION: "true",
             REGISTRATION_SHARED_SECRET: "test-shared-secret",
+            // SRV look-ups go to the test resolver played by the remote-homeserver worker.
+            FEDERATION_DOH_URL: "https://doh.test/dns-query",
           },
+          // Federation tests talk to a second, independent implementation instead of the internet:
+          // test/workers/remote-homeserver.mjs, an auxiliary worker in the same workerd. Myelin's outbound
+          // federation fetches reach it through the optional FEDERATION_TEST_FETCHER binding
+          // (federation-client/outbound-fetch.ts); it calls Myelin back through a service binding to the
+          // pool's runner worker, which serves the Worker under test (vitest-pool-workers 0.23 names it
+          // `vitest-pool-workers-runner-<project name>`; this project has no name).
+          serviceBindings: { FEDERATION_TEST_FETCHER: "remote-homeserver" },
+          workers: [
+            {
+              name: "remote-homeserver",
+              modules: true,
+              scriptPath: "./test/workers/remote-homeserver.mjs",
+              compatibilityDate: "2026-08-22",
+              serviceBindings: { MYELIN: "vitest-pool-workers-runner-" },
+            },
+          ],
         },
       }),
     ],

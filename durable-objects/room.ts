@@ -395,6 +395,13 @@ export class RoomDurableObject extends DurableObject<Env> {
     return meta ? { roomId: meta.roomId, roomVersion: meta.roomVersion, createEventId: meta.createEventId! } : null;
   }
 
+  /** The content of the room's current `m.room.server_acl`, or null if it has none (or the room is unknown):
+   * worker/federation/auth.ts checks federation requests about the room against it. */
+  serverAclContent(): JsonObject | null {
+    if (!this.engine.meta()) return null;
+    return this.engine.currentStateEvent("m.room.server_acl", "")?.content ?? null;
+  }
+
   /** A user's current membership and its event ID, or null if none. */
   membership(userId: string): { membership: string; eventId: string } | null {
     return this.engine.meta() ? this.engine.membershipOf(userId) : null;

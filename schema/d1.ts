@@ -28,6 +28,28 @@ export const remoteServerKeys = sqliteTable(
   (t) => [primaryKey({ columns: [t.serverName, t.keyId] })],
 );
 
+/** Other servers' key documents as received (the origin's signatures included), kept to answer notary
+ * queries (spec: "Querying Keys Through Another Server") and to know when a server was last asked. */
+export const remoteServerKeyDocuments = sqliteTable("remote_server_key_documents", {
+  serverName: text("server_name").primaryKey(),
+  /** The latest verified document (JSON text); null while none was ever fetched. */
+  keyJson: text("key_json"),
+  validUntilTs: integer("valid_until_ts"),
+  fetchedTs: integer("fetched_ts"),
+  /** The last fetch attempt, successful or not: a server is not asked again within a minimum interval. */
+  lastAttemptTs: integer("last_attempt_ts").notNull(),
+});
+
+/** Cached `/.well-known/matrix/server` answers (spec: "Resolving server names", step 3). */
+export const federationWellKnown = sqliteTable("federation_well_known", {
+  serverName: text("server_name").primaryKey(),
+  /** The valid `m.server`; null: no usable delegation (error or invalid answer), discovery goes on to SRV. */
+  delegatedServer: text("delegated_server"),
+  expiresTs: integer("expires_ts").notNull(),
+  /** Consecutive failures (network errors, 5xx), for exponential back-off. */
+  failures: integer("failures").notNull().default(0),
+});
+
 // ---------------------------------------------------------------------------------------------
 // Accounts (Client-Server API: "Account registration and management", "Login", "Device management").
 

@@ -24,6 +24,20 @@ export interface Env {
   RC_LOGIN_FAILED_ATTEMPTS?: string;
   RC_REGISTRATION?: string;
   RC_REGISTRATION_TOKEN_VALIDITY?: string;
+  /** "false" turns federation off: no outbound requests, inbound federation answers 403 (default on). */
+  FEDERATION_ENABLED?: string;
+  /** Comma-separated server names; when set, only these servers are federated with (closed deployments). */
+  FEDERATION_DOMAIN_ALLOWLIST?: string;
+  /** DNS-over-HTTPS resolver (JSON API) for SRV look-ups; default https://cloudflare-dns.com/dns-query. */
+  FEDERATION_DOH_URL?: string;
+  /** Comma-separated notary servers asked for keys a server does not serve itself (default none). */
+  FEDERATION_TRUSTED_KEY_SERVERS?: string;
+  /**
+   * Tests only: when bound, every outbound federation fetch (.well-known, DNS over HTTPS, requests to
+   * servers) goes to this service instead of the internet (federation-client/outbound-fetch.ts).
+   * Never set in production.
+   */
+  FEDERATION_TEST_FETCHER?: Fetcher;
 }
 
 export type AppEnv = { Bindings: Env; Variables: { [key: string]: unknown } };

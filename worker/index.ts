@@ -6,6 +6,7 @@ import { MatrixError, fromRpcError, unrecognized } from "../protocol/errors.js";
 import type { AppEnv } from "./env.js";
 import { serverKeyRoutes } from "./federation/keys.js";
 import { federationVersionRoutes } from "./federation/version.js";
+import { federationAuth } from "./federation/auth.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -55,6 +56,9 @@ export function buildApp(): Hono<AppEnv> {
       allowHeaders: ["X-Requested-With", "Content-Type", "Authorization"],
     }),
   );
+
+  // Spec: Server-Server API, "Request Authentication": every federation request is X-Matrix signed.
+  app.use("/_matrix/federation/*", federationAuth);
 
   app.route("/", wellKnownRoutes);
   app.route("/", versionsRoutes);

@@ -1,19 +1,13 @@
 // Which servers must have signed an event, and the keys to check their signatures with (spec: Server-Server
 // API, "Validating hashes and signatures on received events"; room v5+ "Signing key validity period").
-// Only this server's keys are known yet; the remote key cache (D1 remote_server_keys, filled by the
-// federation key client) is the one place to add when federation arrives.
+// The keys come from federation-client/server-keys.ts: ours without a network round trip, other servers'
+// from the D1 cache, fetched (directly or through a notary) when a needed key is missing or expired.
 import { serverNameOf, type Pdu } from "../../protocol/pdu.js";
 import type { RoomVersionRules } from "../../protocol/room-versions.js";
-import { serverKeys } from "../../worker/server-identity.js";
+import { verifyKeysFor as serverVerifyKeys, type KeyQuery, type VerifyKey } from "../../federation-client/server-keys.js";
 import type { Env } from "../../worker/env.js";
 
-/** A verify key usable for an event sent at some time. */
-export interface VerifyKey {
-  keyId: string;
-  publicKey: string;
-  /** Signatures by this key are valid for events sent before this time (ms); null: no limit. */
-  validUntilTs: number | null;
-}
+export type { VerifyKey } from "../../federation-client/server-keys.js";
 
 /**
  * The servers whose signature an event needs: the sender's server; in v1-v2 also the server of the event
@@ -29,12 +23,11 @@ export function requiredSigningServers(pdu: Pdu, rules: RoomVersionRules): strin
   return [...servers];
 }
 
-/** The verify keys of `serverName` that this server knows. Empty for servers it has no keys of. */
-export async function verifyKeysFor(env: Env, serverName: string): Promise<VerifyKey[]> {
-  if (serverName !== env.SERVER_NAME) return [];
-  const keys = await serverKeys(env);
-  return [
-    { keyId: keys.current.keyId, publicKey: keys.current.publicKey, validUntilTs: null },
-    ...keys.old.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, validUntilTs: k.expiredTs })),
-  ];
+/**
+ * The verify keys of `serverName` this server knows or can fetch. Pass the key IDs the event is signed with
+ * (`keyIds`) so that a key the server rotated in since the last fetch is fetched, and for v5+ rooms the
+ * event's `origin_server_ts` as `minimumValidUntilTs` (default: now).
+ */
+export async function verifyKeysFor(env: Env, serverName: string, opts?: KeyQuery): Promise<VerifyKey[]> {
+  return serverVerifyKeys(env, serverName, opts);
 }

@@ -1,0 +1,143 @@
+// Outbound federation requests (spec: Server-Server API, "Request Authentication"): every request to
+// another server is signed with this server's key (X-Matrix, with `destination`), sent to where server
+// discovery says the destination lives, and answered as a value: network errors, timeouts, HTTP errors
+// and bad JSON become `{ ok: false }`, never an exception. Retries and back-off belong to the caller
+// (the Destination DO for transactions).
+import { canonicalJson, canonicalJsonBytes } from "../protocol/canonical-json.js";
+import { isJsonObject, type JsonObject } from "../protocol/json.js";
+import { signBytes } from "../protocol/signing.js";
+import { formatXMatrixHeader, requestJsonToSign } from "../protocol/x-matrix.js";
+import type { Env } from "../worker/env.js";
+import { signingKey } from "../worker/server-identity.js";
+import { federationAllowed } from "./config.js";
+import { resolveServer } from "./discovery.js";
+import { outboundFetch } from "./outbound-fetch.js";
+
+export type FederationResponse =
+  | { ok: true; status: number; body: unknown }
+  /** status null: no HTTP answer (network error, timeout, refused by configuration: errcode M_FORBIDDEN). */
+  | { ok: false; status: number | null; errcode?: string; error: string };
+
+export interface FederationRequest {
+  /** The server name of the receiving server (before delegation). */
+  destination: string;
+  method: "GET" | "PUT" | "POST" | "DELETE";
+  /** Path starting with `/_matrix/`, including the query string, already percent-encoded. */
+  path: string;
+  /** JSON body (PUT and POST always have one; `{}` if nothing else). */
+  body?: JsonObject;
+  /** Default 60 s (Synapse's federation client timeout). */
+  timeoutMs?: number;
+}
+
+type RequestEnv = Pick<
+  Env,
+  "DB" | "SERVER_NAME" | "SIGNING_KEY" | "FEDERATION_ENABLED" | "FEDERATION_DOMAIN_ALLOWLIST" | "FEDERATION_DOH_URL" | "FEDERATION_TEST_FETCHER"
+>;
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+/** Responses larger than this are refused (Synapse's limit for most federation responses is 100 MiB). */
+const MAX_RESPONSE_BYTES = 100 * 1024 * 1024;
+
+/** The `Authorization` header for a request from this server. */
+export async function signRequest(
+  env: Pick<Env, "DB" | "SERVER_NAME" | "SIGNING_KEY">,
+  request: { method: string; path: string; destination: string; body?: JsonObject },
+): Promise<string> {
+  const key = await signingKey(env);
+  const json = requestJsonToSign({ method: request.method, uri: request.path, origin: env.SERVER_NAME, destination: request.destination, content: request.body });
+  const sig = await signBytes(key, canonicalJsonBytes(json));
+  return formatXMatrixHeader({ origin: env.SERVER_NAME, destination: request.destination, key: key.keyId, sig });
+}
+
+export async function federationRequest(env: RequestEnv, request: FederationRequest): Promise<FederationResponse> {
+  const { destination, method, path } = request;
+  if (!federationAllowed(env, destination)) {
+    return { ok: false, status: null, errcode: "M_FORBIDDEN", error: `Federation with ${destination} is not allowed by this server's configuration` };
+  }
+  if (!path.startsWith("/")) return { ok: false, status: null, errcode: "M_INVALID_PARAM", error: "path must start with /" };
+  let bodyText: string | undefined;
+  if (request.body !== undefined) {
+    try {
+      bodyText = canonicalJson(request.body);
+    } catch (e) {
+      return { ok: false, status: null, errcode: "M_BAD_JSON", error: `request body is not valid Matrix JSON: ${(e as Error).message}` };
+    }
+  }
+  let authorization: string;
+  let target: { url: string; host: string };
+  try {
+    authorization = await signRequest(env, { method, path, destination, body: request.body });
+    target = await resolveServer(env, destination);
+  } catch (e) {
+    return { ok: false, status: null, error: `cannot reach ${destination}: ${(e as Error).message}` };
+  }
+
+  const headers = new Headers({ Authorization: authorization, Accept: "application/json" });
+  if (bodyText !== undefined) headers.set("Content-Type", "application/json");
+  // The spec's Host header. A Worker's fetch derives Host from the URL; where discovery asks for another
+  // one (delegation) the header is set here and the runtime decides whether it is honoured (workerd sends it).
+  if (target.host !== new URL(target.url).host) headers.set("Host", target.host);
+
+  let res: Response;
+  try {
+    res = await outboundFetch(env)(
+      new Request(target.url + path, {
+        method,
+        headers,
+        body: bodyText,
+        // Federation answers are not redirected; a 3xx is an error like any other non-2xx.
+        redirect: "manual",
+        signal: AbortSignal.timeout(request.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+      }),
+    );
+  } catch (e) {
+    const timedOut = e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError");
+    return { ok: false, status: null, error: timedOut ? `request to ${destination} timed out` : `request to ${destination} failed: ${(e as Error).message}` };
+  }
+  return readResponse(res, destination);
+}
+
+async function readResponse(res: Response, destination: string): Promise<FederationResponse> {
+  let text: string;
+  try {
+    const length = Number(res.headers.get("Content-Length") ?? "0");
+    if (length > MAX_RESPONSE_BYTES) {
+      await res.body?.cancel();
+      return { ok: false, status: res.status, error: `response from ${destination} is too large` };
+    }
+    text = await res.text();
+  } catch (e) {
+    return { ok: false, status: null, error: `reading the response of ${destination} failed: ${(e as Error).message}` };
+  }
+  let body: unknown;
+  let parsed = false;
+  try {
+    body = JSON.parse(text);
+    parsed = true;
+  } catch {
+    // handled below
+  }
+  if (res.status >= 200 && res.status < 300) {
+    if (!parsed) return { ok: false, status: res.status, errcode: "M_NOT_JSON", error: `response from ${destination} is not JSON` };
+    return { ok: true, status: res.status, body };
+  }
+  if (parsed && isJsonObject(body)) {
+    const errcode = typeof body.errcode === "string" ? body.errcode : undefined;
+    const error = typeof body.error === "string" ? body.error : `HTTP ${res.status} from ${destination}`;
+    return errcode === undefined ? { ok: false, status: res.status, error } : { ok: false, status: res.status, errcode, error };
+  }
+  return { ok: false, status: res.status, error: `HTTP ${res.status} from ${destination}` };
+}
+
+/** GET convenience. */
+export const federationGet = (env: RequestEnv, destination: string, path: string, timeoutMs?: number) =>
+  federationRequest(env, { destination, method: "GET", path, timeoutMs });
+
+/** PUT convenience (a body is required). */
+export const federationPut = (env: RequestEnv, destination: string, path: string, body: JsonObject, timeoutMs?: number) =>
+  federationRequest(env, { destination, method: "PUT", path, body, timeoutMs });
+
+/** POST convenience (a body is required). */
+export const federationPost = (env: RequestEnv, destination: string, path: string, body: JsonObject, timeoutMs?: number) =>
+  federationRequest(env, { destination, method: "POST", path, body, timeoutMs });

@@ -1,0 +1,245 @@
+// A stand-in for the rest of the federation, run as an auxiliary worker of the workerd test pool
+// (vitest.workers.config.ts, `miniflare.workers`). Myelin's outbound fetches reach it through the optional
+// `FEDERATION_TEST_FETCHER` binding (federation-client/outbound-fetch.ts); it reaches Myelin through its
+// `MYELIN` service binding. It is written independently of Myelin's code (its own canonical JSON, signing and
+// X-Matrix handling, on workerd's WebCrypto) so that the tests check Myelin against a second implementation.
+//
+// It plays, by the requested host name (the URL's host, or the Host header when one was set):
+// - homeservers `*.remote.test`: each has an ed25519 key derived from its name, serves /_matrix/key/v2/server and
+//   answers GET /_matrix/federation/v1/query/profile and PUT /_matrix/federation/v1/send/{txnId} after checking
+//   Myelin's X-Matrix signature with Myelin's published key. Name prefixes change the behaviour:
+//   `badsig-` signs its key document wrongly, `wrongname-` names another server in it, `down-` answers 503 for
+//   keys, `hidden-` is known only through the notary, `rotating-` changes key when told (/_test/rotate).
+// - `notary.remote.test`: a notary (POST /_matrix/key/v2/query) for the `hidden-` servers.
+// - `/.well-known/matrix/server` for hosts listed in WELL_KNOWN, and a DNS-over-HTTPS resolver at `doh.test`.
+// - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters.
+
+const WELL_KNOWN = {
+  "delegated.remote.test": { status: 200, body: '{"m.server":"target.remote.test:8448"}', headers: { "Cache-Control": "max-age=600" } },
+  "delegated-ip.remote.test": { status: 200, body: '{"m.server":"10.1.2.3"}' },
+  "delegated-srv.remote.test": { status: 200, body: '{"m.server":"srv-target.remote.test"}' },
+  "wk-badjson.remote.test": { status: 200, body: "{not json" },
+  "wk-badserver.remote.test": { status: 200, body: '{"m.server":"bad name!"}' },
+  "wk-500.remote.test": { status: 500, body: "oops" },
+  "wk-redirect.remote.test": { status: 302, location: "https://wk-redirected.remote.test/.well-known/matrix/server" },
+  "wk-redirected.remote.test": { status: 200, body: '{"m.server":"after-redirect.remote.test:443"}' },
+};
+
+const SRV = {
+  "_matrix-fed._tcp.srv.remote.test": ["10 5 8448 fed-target.remote.test."],
+  "_matrix._tcp.srv.remote.test": ["10 5 1111 legacy-target.remote.test."],
+  "_matrix._tcp.legacy-srv.remote.test": ["10 5 2222 legacy-only.remote.test."],
+  "_matrix-fed._tcp.srv-target.remote.test": ["5 0 9000 low.remote.test.", "10 0 9001 high.remote.test."],
+  "_matrix-fed._tcp.srv-dot.remote.test": ["0 0 0 ."],
+};
+
+/** Where a delegating server's federation API lives (from WELL_KNOWN and SRV above) → its server name. */
+const SERVED_FOR = {
+  "target.remote.test:8448": "delegated.remote.test",
+  "fed-target.remote.test:8448": "srv.remote.test",
+  "srv.remote.test": "srv.remote.test",
+};
+
+const counters = new Map();
+const count = (key) => counters.set(key, (counters.get(key) ?? 0) + 1);
+const rotations = new Map();
+const seen = [];
+
+// ---- encoding, canonical JSON, signing -------------------------------------------------------------------
+
+const b64 = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/=+$/, "");
+const unb64 = (text) => Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+
+function canonical(value) {
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  if (Array.isArray(value)) return "[" + value.map(canonical).join(",") + "]";
+  const keys = Object.keys(value).filter((k) => value[k] !== undefined).sort();
+  return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonical(value[k])).join(",") + "}";
+}
+const utf8 = (s) => new TextEncoder().encode(s);
+
+async function identity(name, version = "1") {
+  const seed = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(`seed:${name}:${version}`)));
+  const pkcs8 = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20, ...seed]);
+  const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
+  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
+  return { name, keyId: `ed25519:v${version}`, publicKey: b64(unb64(jwk.x)), privateKey, seed: b64(seed) };
+}
+
+async function sign(obj, id) {
+  const { signatures, unsigned, ...rest } = obj;
+  const sig = new Uint8Array(await crypto.subtle.sign("Ed25519", id.privateKey, utf8(canonical(rest))));
+  return { ...obj, signatures: { ...(signatures ?? {}), [id.name]: { ...(signatures?.[id.name] ?? {}), [id.keyId]: b64(sig) } } };
+}
+
+async function verify(obj, entity, keyId, publicKey) {
+  const sig = obj.signatures?.[entity]?.[keyId];
+  if (typeof sig !== "string") return false;
+  const { signatures, unsigned, ...rest } = obj;
+  const key = await crypto.subtle.importKey("raw", unb64(publicKey), { name: "Ed25519" }, false, ["verify"]);
+  return crypto.subtle.verify("Ed25519", key, unb64(sig), utf8(canonical(rest)));
+}
+
+function xMatrix(origin, destination, keyId, sig) {
+  return `X-Matrix origin="${origin}",destination="${destination}",key="${keyId}",sig="${sig}"`;
+}
+
+async function signRequest(id, method, uri, destination, content) {
+  const json = { method, uri, origin: id.name, destination };
+  if (content !== undefined) json.content = content;
+  const signed = await sign(json, id);
+  return xMatrix(id.name, destination, id.keyId, signed.signatures[id.name][id.keyId]);
+}
+
+async function currentIdentity(name) {
+  return identity(name, String(rotations.get(name) ?? 1));
+}
+
+async function keyDocument(name) {
+  const id = await currentIdentity(name);
+  const version = rotations.get(name) ?? 1;
+  const old = {};
+  for (let v = 1; v < version; v++) {
+    const o = await identity(name, String(v));
+    old[o.keyId] = { key: o.publicKey, expired_ts: 1_000_000 + v };
+  }
+  const doc = {
+    server_name: name.startsWith("wrongname-") ? "someone-else.remote.test" : name,
+    valid_until_ts: Date.now() + 3600_000,
+    verify_keys: { [id.keyId]: { key: id.publicKey } },
+    old_verify_keys: old,
+  };
+  const signed = await sign(doc, id);
+  if (name.startsWith("badsig-")) {
+    const s = signed.signatures[name][id.keyId];
+    signed.signatures[name][id.keyId] = (s[0] === "A" ? "B" : "A") + s.slice(1);
+  }
+  return signed;
+}
+
+// ---- checking Myelin's requests ---------------------------------------------------------------------------
+
+function parseAuth(header) {
+  const m = /^X-Matrix (.*)$/.exec(header ?? "");
+  if (!m) return null;
+  const params = {};
+  for (const part of m[1].split(",")) {
+    const eq = part.indexOf("=");
+    params[part.slice(0, eq).trim()] = part.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
+  }
+  return params;
+}
+
+/** Checks Myelin's X-Matrix signature with the key Myelin publishes; returns an error text or null. */
+async function checkMyelinSignature(request, env, serverName, bodyText) {
+  const auth = parseAuth(request.headers.get("Authorization"));
+  if (!auth) return "no X-Matrix header";
+  if (auth.destination !== serverName) return `destination ${auth.destination} is not ${serverName}`;
+  const keyRes = await env.MYELIN.fetch(`https://${auth.origin}/_matrix/key/v2/server`);
+  const raw = await keyRes.text();
+  const doc = JSON.parse(raw);
+  // A peer verifies the signature over the bytes it received: they must be canonical.
+  if (canonical(doc) !== raw) return "key document is not canonical JSON";
+  const publicKey = doc.verify_keys?.[auth.key]?.key;
+  if (!publicKey) return `unknown key ${auth.key}`;
+  if (!(await verify(doc, auth.origin, auth.key, publicKey))) return "key document signature is wrong";
+  const url = new URL(request.url);
+  const json = { method: request.method, uri: url.pathname + url.search, origin: auth.origin, destination: auth.destination };
+  if (bodyText) json.content = JSON.parse(bodyText);
+  json.signatures = { [auth.origin]: { [auth.key]: auth.sig } };
+  if (!(await verify(json, auth.origin, auth.key, publicKey))) return "request signature is wrong";
+  return null;
+}
+
+const json = (body, status = 200, headers = {}) =>
+  new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "Content-Type": "application/json", ...headers } });
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const host = request.headers.get("Host") ?? url.host;
+    const serverName = host;
+    const hostname = host.replace(/:\d+$/, "");
+    seen.push({ method: request.method, url: request.url, host, authorization: request.headers.get("Authorization") });
+
+    // Control endpoints.
+    if (url.pathname === "/_test/sign") {
+      const { name, method, uri, destination, content, version } = await request.json();
+      const id = version ? await identity(name, String(version)) : await currentIdentity(name);
+      return json({ authorization: await signRequest(id, method, uri, destination, content), keyId: id.keyId, publicKey: id.publicKey, seed: id.seed });
+    }
+    if (url.pathname === "/_test/rotate") {
+      const name = url.searchParams.get("name");
+      rotations.set(name, (rotations.get(name) ?? 1) + 1);
+      return json({ version: rotations.get(name) });
+    }
+    if (url.pathname === "/_test/counters") return json(Object.fromEntries(counters));
+    if (url.pathname === "/_test/seen") return json(seen.filter((s) => !url.searchParams.get("host") || s.host === url.searchParams.get("host")));
+    if (url.pathname === "/_test/identity") {
+      const id = await currentIdentity(url.searchParams.get("name"));
+      return json({ keyId: id.keyId, publicKey: id.publicKey });
+    }
+
+    // DNS over HTTPS (JSON API).
+    if (hostname === "doh.test") {
+      const name = url.searchParams.get("name");
+      count(`doh:${name}`);
+      const records = SRV[name];
+      if (!records) return json({ Status: 3, Answer: [] }, 200, { "Content-Type": "application/dns-json" });
+      return json({ Status: 0, Answer: records.map((data) => ({ name, type: 33, TTL: 300, data })) }, 200, { "Content-Type": "application/dns-json" });
+    }
+
+    if (url.pathname === "/.well-known/matrix/server") {
+      count(`well-known:${hostname}`);
+      const wk = WELL_KNOWN[hostname];
+      if (!wk) return new Response("not found", { status: 404 });
+      if (wk.location) return new Response(null, { status: wk.status, headers: { Location: wk.location } });
+      return new Response(wk.body, { status: wk.status, headers: wk.headers ?? {} });
+    }
+
+    // Keys.
+    if (url.pathname === "/_matrix/key/v2/server") {
+      count(`keys:${serverName}`);
+      if (serverName.startsWith("down-") || serverName.startsWith("hidden-")) return json({ errcode: "M_UNKNOWN", error: "down" }, 503);
+      return json(await keyDocument(serverName));
+    }
+    if (url.pathname === "/_matrix/key/v2/query" && request.method === "POST" && hostname === "notary.remote.test") {
+      count(`notary:${serverName}`);
+      const body = await request.json();
+      const notary = await currentIdentity(serverName);
+      const out = [];
+      for (const name of Object.keys(body.server_keys ?? {})) {
+        if (!name.startsWith("hidden-") && !name.startsWith("badsig-")) continue;
+        let doc = await keyDocument(name);
+        if (name.startsWith("hidden-unnotarised")) {
+          out.push(doc);
+          continue;
+        }
+        out.push(await sign(doc, notary));
+      }
+      return json({ server_keys: out });
+    }
+
+    // Federation endpoints that check Myelin's signature.
+    if (url.pathname.startsWith("/_matrix/federation/")) {
+      const me = SERVED_FOR[host] ?? serverName;
+      count(`federation:${me}`);
+      const bodyText = request.method === "GET" ? "" : await request.text();
+      const problem = await checkMyelinSignature(request, env, me, bodyText);
+      if (problem) return json({ errcode: "M_UNAUTHORIZED", error: problem }, 401);
+      if (url.pathname === "/_matrix/federation/v1/query/profile") {
+        return json({ displayname: `profile on ${me}`, user_id: url.searchParams.get("user_id"), host });
+      }
+      if (url.pathname.startsWith("/_matrix/federation/v1/send/") && request.method === "PUT") {
+        return json({ pdus: {}, received: JSON.parse(bodyText) });
+      }
+      if (url.pathname === "/_matrix/federation/v1/slow") {
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+        return json({});
+      }
+      if (url.pathname === "/_matrix/federation/v1/not-json") return new Response("<html>", { status: 200 });
+      return json({ errcode: "M_UNRECOGNIZED", error: "Unrecognized request" }, 404);
+    }
+    return json({ errcode: "M_UNRECOGNIZED", error: "Unrecognized request" }, 404);
+  },
+};
