@@ -75,8 +75,10 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
 
   const headers = new Headers({ Authorization: authorization, Accept: "application/json" });
   if (bodyText !== undefined) headers.set("Content-Type", "application/json");
-  // The spec's Host header. A Worker's fetch derives Host from the URL; where discovery asks for another
-  // one (delegation) the header is set here and the runtime decides whether it is honoured (workerd sends it).
+  // The spec's Host header. A Worker's fetch derives Host from the URL; where discovery asks for another one
+  // (SRV targets; the hostname without the default port) it is set here. Cloudflare honours a Host of another
+  // hostname only within the Worker's zone and miniflare replaces it with the URL's host, so a peer behind SRV
+  // may see the target's name; Synapse does not check Host (shared/notes/federation-on-loopback.md §3).
   if (target.host !== new URL(target.url).host) headers.set("Host", target.host);
 
   let res: Response;

@@ -68,7 +68,14 @@ export async function serverKeysFor(env: KeysEnv, serverName: string, opts: KeyQ
   const minimum = opts.minimumValidUntilTs ?? now;
   let keys = await cachedKeys(env, serverName);
   if (satisfies(keys, opts.keyIds, minimum)) return keys;
-  if (await refreshKeys(env, serverName, now)) keys = await cachedKeys(env, serverName);
+  // The copy did not answer: read D1 itself (another isolate may have fetched), then fetch if still needed.
+  keyMemo.delete(serverName);
+  keys = await cachedKeys(env, serverName);
+  if (satisfies(keys, opts.keyIds, minimum)) return keys;
+  if (await refreshKeys(env, serverName, now)) {
+    keyMemo.delete(serverName);
+    keys = await cachedKeys(env, serverName);
+  }
   return keys;
 }
 
@@ -80,9 +87,26 @@ async function ownKeys(env: KeysEnv): Promise<ServerKey[]> {
   ];
 }
 
+/** Per-isolate copy of the D1 cache, so that a burst of requests or events from one server costs one D1 read
+ * (the Worker and each Room DO have their own). Short-lived: another isolate may have fetched newer keys. */
+const keyMemo = new Map<string, { keys: ServerKey[]; expiresTs: number }>();
+const KEY_MEMO_MS = 60_000;
+const KEY_MEMO_MAX = 1000;
+
+/** Forgets the per-isolate copies (tests that change D1 underneath). */
+export function clearServerKeyMemo(): void {
+  keyMemo.clear();
+}
+
 async function cachedKeys(env: KeysEnv, serverName: string): Promise<ServerKey[]> {
+  const now = Date.now();
+  const memo = keyMemo.get(serverName);
+  if (memo && memo.expiresTs > now) return memo.keys;
   const rows = await drizzle(env.DB).select().from(remoteServerKeys).where(eq(remoteServerKeys.serverName, serverName));
-  return rows.map((r) => ({ keyId: r.keyId, publicKey: r.publicKey, validUntilTs: r.validUntilTs, old: r.expiredTs !== null }));
+  const keys = rows.map((r) => ({ keyId: r.keyId, publicKey: r.publicKey, validUntilTs: r.validUntilTs, old: r.expiredTs !== null }));
+  if (keyMemo.size >= KEY_MEMO_MAX) keyMemo.clear();
+  keyMemo.set(serverName, { keys, expiresTs: now + KEY_MEMO_MS });
+  return keys;
 }
 
 /** Whether the cache answers the query: every wanted key is known, and some current key (or, when keys are

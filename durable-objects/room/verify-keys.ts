@@ -31,3 +31,16 @@ export function requiredSigningServers(pdu: Pdu, rules: RoomVersionRules): strin
 export async function verifyKeysFor(env: Env, serverName: string, opts?: KeyQuery): Promise<VerifyKey[]> {
   return serverVerifyKeys(env, serverName, opts);
 }
+
+/**
+ * The keys to check `server`'s signature on `pdu` with: the key IDs the event is signed with must be known
+ * (a key rotated in since the last fetch is fetched), and in rooms that enforce key validity (v5+) they must be
+ * valid at the event's `origin_server_ts`; in v1-v4 `valid_until_ts` is ignored, so an expired key is not
+ * fetched again.
+ */
+export function verifyKeysForEvent(env: Env, pdu: Pdu, server: string, rules: RoomVersionRules): Promise<VerifyKey[]> {
+  const signed = pdu.signatures?.[server];
+  const keyIds = signed && typeof signed === "object" ? Object.keys(signed) : [];
+  const minimumValidUntilTs = rules.enforceKeyValidity && typeof pdu.origin_server_ts === "number" ? pdu.origin_server_ts : 0;
+  return serverVerifyKeys(env, server, { keyIds, minimumValidUntilTs });
+}

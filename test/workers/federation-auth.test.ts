@@ -5,7 +5,7 @@ import { env } from "cloudflare:workers";
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { MatrixError } from "../../protocol/errors.js";
-import { MIN_REFETCH_INTERVAL_MS } from "../../federation-client/server-keys.js";
+import { MIN_REFETCH_INTERVAL_MS, clearServerKeyMemo } from "../../federation-client/server-keys.js";
 import { assertServerAllowedInRoom, federationAuth, requestOrigin } from "../../worker/federation/auth.js";
 import type { AppEnv, Env } from "../../worker/env.js";
 import { SERVER_NAME, counter, inbound, remoteAuthorization, remoteControl, signedInbound, testEnv, uniqueServer, type Answer } from "./federation-helpers.js";
@@ -141,6 +141,7 @@ describe("X-Matrix authentication of inbound requests", () => {
     expect((await call("GET", uri, await signed(origin, "GET", uri))).status).toBe(200);
     // Expired in the cache, and the server was asked just now (no refetch allowed).
     await db.prepare("UPDATE remote_server_keys SET valid_until_ts = ? WHERE server_name = ?").bind(Date.now() - 1, origin).run();
+    clearServerKeyMemo();
     expect((await call("GET", uri, await signed(origin, "GET", uri))).status).toBe(401);
     // Once it may be asked again, the fresh document makes the key valid.
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(origin).run();

@@ -6,8 +6,10 @@ import { describe, expect, it } from "vitest";
 import { canonicalJson } from "../../protocol/canonical-json.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { verifyJsonSignature } from "../../protocol/signing.js";
-import { verifyKeysFor } from "../../federation-client/server-keys.js";
-import { verifyKeysFor as roomVerifyKeysFor } from "../../durable-objects/room/verify-keys.js";
+import { MAX_KEY_VALIDITY_MS, verifyKeysFor } from "../../federation-client/server-keys.js";
+import { verifyKeysFor as roomVerifyKeysFor, verifyKeysForEvent } from "../../durable-objects/room/verify-keys.js";
+import type { Pdu } from "../../protocol/pdu.js";
+import { roomVersionRules } from "../../protocol/room-versions.js";
 import type { Env } from "../../worker/env.js";
 import { SERVER_NAME, counter, inbound, remoteControl, testEnv, uniqueServer } from "./federation-helpers.js";
 
@@ -80,6 +82,14 @@ describe("verifyKeysFor", () => {
     expect(byId["ed25519:v2"]!.validUntilTs).toBeGreaterThan(Date.now());
   });
 
+  it("caps a key's validity at 7 days from the fetch (keys.yaml valid_until_ts)", async () => {
+    const name = uniqueServer("longlived");
+    const before = Date.now();
+    const [key] = await verifyKeysFor(testEnv, name);
+    expect(key!.validUntilTs).toBeGreaterThanOrEqual(before + MAX_KEY_VALIDITY_MS);
+    expect(key!.validUntilTs).toBeLessThanOrEqual(Date.now() + MAX_KEY_VALIDITY_MS);
+  });
+
   it("refuses documents with a bad self-signature or another server's name", async () => {
     expect(await verifyKeysFor(testEnv, uniqueServer("badsig"))).toEqual([]);
     expect(await verifyKeysFor(testEnv, uniqueServer("wrongname"))).toEqual([]);
@@ -101,6 +111,24 @@ describe("verifyKeysFor", () => {
     const name = uniqueServer("ok");
     expect(await roomVerifyKeysFor(testEnv, name)).toEqual(await verifyKeysFor(testEnv, name));
     expect(await roomVerifyKeysFor(testEnv, name)).toHaveLength(1);
+  });
+
+  it("for an event: fetches the key it is signed with, and applies valid_until_ts only in v5+ rooms", async () => {
+    const name = uniqueServer("rotating");
+    await verifyKeysFor(testEnv, name);
+    await remoteControl(`/_test/rotate?name=${name}`);
+    await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    const pdu = (keyId: string, ts: number) => ({ origin_server_ts: ts, signatures: { [name]: { [keyId]: "sig" } } }) as unknown as Pdu;
+    // Signed with the key known since the first fetch, long after its validity: v1-v4 ignore valid_until_ts.
+    const far = Date.now() + 30 * 24 * 3600_000;
+    expect((await verifyKeysForEvent(testEnv, pdu("ed25519:v1", far), name, roomVersionRules("4")!)).map((k) => k.keyId)).toEqual(["ed25519:v1"]);
+    expect(await counter(`keys:${name}`)).toBe(1);
+    // In v5+, the same event needs a key valid at its time: the server is asked again.
+    await verifyKeysForEvent(testEnv, pdu("ed25519:v1", far), name, roomVersionRules("10")!);
+    expect(await counter(`keys:${name}`)).toBe(2);
+    // A key the event names and the cache lacks is fetched (here: v2 arrived with the refetch above).
+    const keys = await verifyKeysForEvent(testEnv, pdu("ed25519:v2", Date.now()), name, roomVersionRules("10")!);
+    expect(keys.map((k) => k.keyId).sort()).toEqual(["ed25519:v1", "ed25519:v2"]);
   });
 });
 

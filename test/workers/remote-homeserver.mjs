@@ -9,7 +9,8 @@
 //   answers GET /_matrix/federation/v1/query/profile and PUT /_matrix/federation/v1/send/{txnId} after checking
 //   Myelin's X-Matrix signature with Myelin's published key. Name prefixes change the behaviour:
 //   `badsig-` signs its key document wrongly, `wrongname-` names another server in it, `down-` answers 503 for
-//   keys, `hidden-` is known only through the notary, `rotating-` changes key when told (/_test/rotate).
+//   keys, `hidden-` is known only through the notary, `rotating-` changes key when told (/_test/rotate),
+//   `longlived-` publishes keys valid for 30 days.
 // - `notary.remote.test`: a notary (POST /_matrix/key/v2/query) for the `hidden-` servers.
 // - `/.well-known/matrix/server` for hosts listed in WELL_KNOWN, and a DNS-over-HTTPS resolver at `doh.test`.
 // - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters.
@@ -105,7 +106,7 @@ async function keyDocument(name) {
   }
   const doc = {
     server_name: name.startsWith("wrongname-") ? "someone-else.remote.test" : name,
-    valid_until_ts: Date.now() + 3600_000,
+    valid_until_ts: Date.now() + (name.startsWith("longlived-") ? 30 * 24 * 3600_000 : 3600_000),
     verify_keys: { [id.keyId]: { key: id.publicKey } },
     old_verify_keys: old,
   };
