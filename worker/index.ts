@@ -6,7 +6,7 @@ import { MatrixError, fromRpcError, unrecognized } from "../protocol/errors.js";
 import type { AppEnv } from "./env.js";
 import { serverKeyRoutes } from "./federation/keys.js";
 import { federationVersionRoutes } from "./federation/version.js";
-import { federationAuth } from "./federation/auth.js";
+import { federationAuth, federationRoomAcl } from "./federation/auth.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -59,6 +59,8 @@ export function buildApp(): Hono<AppEnv> {
 
   // Spec: Server-Server API, "Request Authentication": every federation request is X-Matrix signed.
   app.use("/_matrix/federation/*", federationAuth);
+  // Spec: "Server Access Control Lists (ACLs)": the room endpoints refuse servers the room's ACL denies.
+  app.use("/_matrix/federation/*", federationRoomAcl);
 
   app.route("/", wellKnownRoutes);
   app.route("/", versionsRoutes);

@@ -232,6 +232,33 @@ describe("assertServerAllowedInRoom", () => {
     await expect(assertServerAllowedInRoom(testEnv, roomId, "evil.example")).resolves.toBeUndefined();
   });
 
+  it("is enforced by the Worker on the room endpoints the spec protects, after authentication", async () => {
+    const alice = await newUser("acl");
+    const roomId = await createRoom(alice);
+    const denied = uniqueServer("ok");
+    const allowed = uniqueServer("ok");
+    expect((await putState(alice, roomId, "m.room.server_acl", "", { allow: ["*"], deny: [denied] })).status).toBe(200);
+    const room = encodeURIComponent(roomId);
+    for (const uri of [
+      `/_matrix/federation/v1/state_ids/${room}?event_id=%24x`,
+      `/_matrix/federation/v1/make_join/${room}/%40bob%3A${denied}?ver=10`,
+      `/_matrix/federation/v2/send_join/${room}/%24e`,
+      `/_matrix/federation/v1/get_missing_events/${room}`,
+    ]) {
+      const method = uri.includes("send_join") ? "PUT" : uri.includes("get_missing") ? "POST" : "GET";
+      const content = method === "GET" ? undefined : {};
+      expect(await signedInbound(denied, method, uri, content), uri).toMatchObject({ status: 403, body: { errcode: "M_FORBIDDEN" } });
+      // Not denied: past the ACL (whatever the route answers, it is not the ACL's 403).
+      const res = await signedInbound(allowed, method, uri, content);
+      expect(res.body?.error ?? "", uri).not.toMatch(/server ACL/);
+    }
+    // Unsigned requests are refused before the ACL is read.
+    expect((await inbound("GET", `/_matrix/federation/v1/state_ids/${room}`)).status).toBe(401);
+    // Other endpoints and malformed room IDs are not the ACL's business.
+    expect((await signedInbound(denied, "GET", "/_matrix/federation/v1/state_ids/%ZZ")).status).not.toBe(403);
+    expect((await signedInbound(denied, "GET", "/_matrix/federation/v1/state_ids/not-a-room")).status).not.toBe(403);
+  });
+
   it("treats an unknown room as having no ACL", async () => {
     await expect(assertServerAllowedInRoom(testEnv, "!unknown:test.local", "evil.example")).resolves.toBeUndefined();
   });

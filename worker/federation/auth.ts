@@ -114,6 +114,29 @@ export async function verifyRequest(
   if (!(await verifyBytes(key.publicKey, signed, auth.sig))) throw unauthorized("Invalid X-Matrix signature");
 }
 
+/** The endpoints the spec says MUST be protected by the room's ACL (Server-Server API, "Server Access Control
+ * Lists (ACLs)"), with the room ID as their first path parameter. /send is checked per PDU and EDU by its handler. */
+const ACL_PROTECTED =
+  /^\/_matrix\/federation\/v[12]\/(?:make_join|make_leave|send_join|send_leave|invite|make_knock|send_knock|state|state_ids|backfill|event_auth|get_missing_events)\/([^/]+)/;
+
+/** Middleware (after `federationAuth`): 403 M_FORBIDDEN when the room's server ACL denies the origin on the
+ * endpoints of ACL_PROTECTED, so that no handler can forget it. */
+export const federationRoomAcl: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const m = ACL_PROTECTED.exec(new URL(c.req.url).pathname); // raw (still encoded) path
+  const origin = c.get("origin");
+  if (m && typeof origin === "string") {
+    let roomId: string | undefined;
+    try {
+      roomId = decodeURIComponent(m[1]!);
+    } catch {
+      roomId = undefined; // malformed escape: the route answers it
+    }
+    // Only real room IDs address a Room DO; anything else is the route's 400.
+    if (roomId !== undefined && roomId.startsWith("!") && roomId.length <= 255) await assertServerAllowedInRoom(c.env, roomId, origin);
+  }
+  return next();
+};
+
 /** Throws 403 M_FORBIDDEN when the room's current `m.room.server_acl` denies `serverName` (spec: Server-Server
  * API, "Server Access Control Lists (ACLs)"). A room this server does not know has no ACL here. */
 export async function assertServerAllowedInRoom(env: Env, roomId: string, serverName: string): Promise<void> {
