@@ -73,7 +73,7 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
     return { ok: false, status: null, error: `cannot reach ${destination}: ${(e as Error).message}` };
   }
 
-  const headers = new Headers({ Authorization: authorization, Accept: "application/json" });
+  const headers = new Headers({ Authorization: authorization, Accept: "application/json", "User-Agent": "Myelin" });
   if (bodyText !== undefined) headers.set("Content-Type", "application/json");
   // The spec's Host header. A Worker's fetch derives Host from the URL; where discovery asks for another one
   // (SRV targets; the hostname without the default port) it is set here. Cloudflare honours a Host of another

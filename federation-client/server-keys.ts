@@ -286,8 +286,11 @@ export async function keyDocumentFor(env: KeysEnv, serverName: string, minimumVa
   const read = async () =>
     (await drizzle(env.DB).select().from(remoteServerKeyDocuments).where(eq(remoteServerKeyDocuments.serverName, serverName)).limit(1))[0];
   let row = await read();
-  if (!row?.keyJson || (row.validUntilTs ?? 0) < minimumValidUntilTs) {
-    if (await refreshKeys(env, serverName, Date.now())) row = await read();
+  const now = Date.now();
+  // keys_server.yaml: "Intermediate notary servers should cache a response for half of its lifetime".
+  const halfLife = row?.fetchedTs != null && row.validUntilTs != null ? row.fetchedTs + (row.validUntilTs - row.fetchedTs) / 2 : 0;
+  if (!row?.keyJson || (row.validUntilTs ?? 0) < minimumValidUntilTs || now >= halfLife) {
+    if (await refreshKeys(env, serverName, now)) row = await read();
   }
   if (!row?.keyJson) return null;
   try {

@@ -156,6 +156,20 @@ describe("notary endpoints (/_matrix/key/v2/query)", () => {
     expect(names).toEqual([name, SERVER_NAME].sort());
   });
 
+  it("serves its copy for half of the document's lifetime, then asks the server again", async () => {
+    const name = uniqueServer("ok");
+    await inbound("GET", `/_matrix/key/v2/query/${name}`);
+    await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    await inbound("GET", `/_matrix/key/v2/query/${name}`);
+    expect(await counter(`keys:${name}`)).toBe(1);
+    // Fetched so long ago that half of its lifetime has passed.
+    const row = await db.prepare("SELECT fetched_ts, valid_until_ts FROM remote_server_key_documents WHERE server_name = ?").bind(name).first<{ fetched_ts: number; valid_until_ts: number }>();
+    const lifetime = row!.valid_until_ts - row!.fetched_ts;
+    await db.prepare("UPDATE remote_server_key_documents SET fetched_ts = ?, last_attempt_ts = 0 WHERE server_name = ?").bind(Date.now() - lifetime, name).run();
+    await inbound("GET", `/_matrix/key/v2/query/${name}`);
+    expect(await counter(`keys:${name}`)).toBe(2);
+  });
+
   it("returns the last document it holds when the server has become unreachable", async () => {
     const name = uniqueServer("ok");
     await inbound("GET", `/_matrix/key/v2/query/${name}`);
