@@ -1,48 +1,161 @@
 #!/usr/bin/env node
-// `npm start`: runs the whole homeserver locally in workerd (wrangler dev) with persistent D1 and
-// Durable Object state. Applies pending D1 migrations first, so a fresh checkout needs no extra step.
+// `npm start`: runs the whole homeserver locally in workerd with persistent D1 and Durable Object state.
+// Applies pending D1 migrations first, so a fresh checkout needs no extra step.
 //
-// Environment: PORT (8008), SERVER_NAME (localhost:<PORT>), DATA_DIR (.data/<PORT>), plus the
-// server's own settings passed through as wrangler vars: SIGNING_KEY, ENABLE_REGISTRATION (default
-// "true" locally), REGISTRATION_SHARED_SECRET, WELL_KNOWN_SERVER, WELL_KNOWN_CLIENT, and the rate
-// limit settings (RC_*).
-import { spawn, spawnSync } from "node:child_process";
+// The Worker runs under Miniflare directly, not `wrangler dev`: wrangler 4.124's dev ProxyWorker turns one
+// failed request under concurrent load into a fatal error and closes the port (issue 13 §1;
+// cloudflare/workers-sdk#15317, #4562), and newer wrangler cannot be used with vitest-pool-workers 0.23.
+// wrangler still does what it does well: it reads wrangler.toml (bindings, compatibility date and flags,
+// SQLite-backed Durable Objects; one source of truth), bundles worker/index.ts as `wrangler deploy` would,
+// and applies the D1 migrations. State lives where `wrangler dev --persist-to DATA_DIR` kept it
+// (DATA_DIR/v3/{d1,do}), so folders from before this change are still read.
+//
+// Environment:
+//   PORT (8008), HOST (127.0.0.1), SERVER_NAME (localhost:<PORT>), DATA_DIR (.data/<PORT>),
+//   INSPECTOR_PORT (<PORT>+20000; Chrome DevTools for the Worker),
+//   HTTPS_KEY and HTTPS_CERT: paths of a PEM key and certificate; when both are set the server speaks
+//   HTTPS only (federation needs TLS: Synapse never federates over plain HTTP).
+//   NODE_EXTRA_CA_CERTS: a PEM file of extra CAs that the Worker's outbound fetch() trusts (Miniflare
+//   reads it when it is loaded and adds it to workerd's `internet` service).
+//   Worker settings: every variable named in WORKER_VARS below is passed to the Worker as a var.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+/**
+ * Environment variables passed through to the Worker (worker/env.ts `Env`) when set. A name ending in
+ * `*` passes every variable with that prefix. Add new settings here.
+ */
+const WORKER_VARS = [
+  "SIGNING_KEY",
+  "ENABLE_REGISTRATION",
+  "REGISTRATION_SHARED_SECRET",
+  "WELL_KNOWN_SERVER",
+  "WELL_KNOWN_CLIENT",
+  "RC_*",
+  "FEDERATION_*",
+  "TURN_*",
+];
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const port = process.env.PORT || "8008";
+const port = Number(process.env.PORT || "8008");
+const host = process.env.HOST || "127.0.0.1";
 const serverName = process.env.SERVER_NAME || `localhost:${port}`;
-const dataDir = path.resolve(root, process.env.DATA_DIR || path.join(".data", port));
+const dataDir = path.resolve(root, process.env.DATA_DIR || path.join(".data", String(port)));
+const inspectorPort = Number(process.env.INSPECTOR_PORT || port + 20000);
 const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: process.env.CI ?? "" };
+const wranglerEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" };
+const log = (line) => console.log(`[myelin] ${line}`);
 
-const passThrough = ["SIGNING_KEY", "REGISTRATION_SHARED_SECRET", "WELL_KNOWN_SERVER", "WELL_KNOWN_CLIENT"];
-const vars = { SERVER_NAME: serverName, ENABLE_REGISTRATION: process.env.ENABLE_REGISTRATION ?? "true" };
-for (const name of passThrough) if (process.env[name]) vars[name] = process.env[name];
-for (const name of Object.keys(process.env)) if (name.startsWith("RC_")) vars[name] = process.env[name];
+const vars = { ENABLE_REGISTRATION: "true" };
+for (const [name, value] of Object.entries(process.env)) {
+  const listed = WORKER_VARS.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p));
+  if (listed && value !== undefined && value !== "") vars[name] = value;
+}
+vars.SERVER_NAME = serverName;
 
-console.log(`[myelin] server name ${serverName}, port ${port}, state in ${dataDir}`);
+let mf;
+let stopping = false;
+const children = new Set();
+const bundleDir = mkdtempSync(path.join(os.tmpdir(), "myelin-bundle-"));
 
-const migrate = spawnSync(
-  wrangler,
-  ["d1", "migrations", "apply", "DB", "--local", "--persist-to", dataDir],
-  { cwd: root, env: { ...env, CI: "true" }, stdio: ["ignore", "inherit", "inherit"] },
-);
-if (migrate.status !== 0) {
-  console.error("[myelin] applying D1 migrations failed");
-  process.exit(migrate.status ?? 1);
+function fail(message) {
+  console.error(`[myelin] ${message}`);
+  cleanUp();
+  process.exit(1);
 }
 
-const args = [
-  "dev",
-  "--port", port,
-  "--ip", process.env.HOST || "127.0.0.1",
-  "--persist-to", dataDir,
-  "--inspector-port", process.env.INSPECTOR_PORT || String(Number(port) + 20000),
-  "--show-interactive-dev-session=false",
-  ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
-];
-const dev = spawn(wrangler, args, { cwd: root, env, stdio: ["ignore", "inherit", "inherit"] });
-for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => dev.kill(signal));
-dev.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+function cleanUp() {
+  for (const child of children) child.kill("SIGTERM");
+}
+
+/** Stops workerd (Miniflare) and any wrangler still running, then exits. */
+async function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  const timer = setTimeout(() => process.exit(1), 5000);
+  try {
+    await mf?.dispose();
+  } finally {
+    clearTimeout(timer);
+    cleanUp();
+    process.exit(code);
+  }
+}
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => void stop());
+process.on("exit", () => rmSync(bundleDir, { recursive: true, force: true }));
+
+// HTTPS: both PEM files, read now so that a wrong path fails before anything starts.
+let https = {};
+if (process.env.HTTPS_KEY || process.env.HTTPS_CERT) {
+  if (!process.env.HTTPS_KEY || !process.env.HTTPS_CERT) fail("HTTPS_KEY and HTTPS_CERT must be set together");
+  try {
+    https = { httpsKey: readFileSync(process.env.HTTPS_KEY, "utf8"), httpsCert: readFileSync(process.env.HTTPS_CERT, "utf8") };
+  } catch (e) {
+    fail(`cannot read HTTPS_KEY or HTTPS_CERT: ${e.message}`);
+  }
+}
+
+/** Runs wrangler; its output is shown only when it fails (or with `show`). */
+function runWrangler(args, what, show = false) {
+  return new Promise((resolve) => {
+    const child = spawn(wrangler, args, { cwd: root, env: wranglerEnv, stdio: ["ignore", show ? "inherit" : "pipe", show ? "inherit" : "pipe"] });
+    children.add(child);
+    let output = "";
+    child.stdout?.on("data", (d) => (output += d));
+    child.stderr?.on("data", (d) => (output += d));
+    child.on("exit", (code) => {
+      children.delete(child);
+      if (stopping) return;
+      if (code !== 0) fail(`${what} failed:\n${output}`);
+      resolve();
+    });
+  });
+}
+
+log(`server name ${serverName}, port ${port}, state in ${dataDir}`);
+
+// Migrations and the bundle are independent: run them side by side while wrangler.toml is read here.
+const migrated = runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", dataDir], "applying D1 migrations", true);
+const bundled = runWrangler(["deploy", "--dry-run", "--outdir", bundleDir], "bundling worker/index.ts");
+const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import("wrangler");
+const { Log, LogLevel, Miniflare, convertV4MiniflareOptions } = await import("miniflare");
+const wranglerConfig = unstable_readConfig({ config: path.join(root, "wrangler.toml") });
+// Bindings, compatibility date and flags. The module rules are for wrangler's bundler, done by now.
+const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(wranglerConfig).workerOptions;
+await Promise.all([migrated, bundled]);
+if (stopping) await new Promise(() => {});
+
+// The flat ("V4") option format, converted as wrangler itself does.
+mf = new Miniflare(convertV4MiniflareOptions({
+  host,
+  port,
+  inspectorPort,
+  ...https,
+  // Where `wrangler dev --persist-to DATA_DIR` keeps D1 and Durable Object state.
+  resourcePersistencePath: path.join(dataDir, "v3"),
+  // No Request.cf download from workers.cloudflare.com: start offline, without a 3 s timeout.
+  cf: false,
+  log: new Log(LogLevel.INFO),
+  telemetry: { enabled: false },
+  workers: [
+    {
+      ...workerOptions,
+      // The name keys Durable Object storage (DATA_DIR/v3/do/<name>-<class>), as under wrangler dev.
+      name: wranglerConfig.name,
+      modulesRoot: bundleDir,
+      modules: [{ type: "ESModule", path: path.join(bundleDir, "index.js") }],
+      bindings: { ...workerOptions.bindings, ...vars },
+    },
+  ],
+}));
+let url;
+try {
+  url = await mf.ready;
+} catch (e) {
+  console.error(e);
+  await stop(1);
+}
+log(`ready at ${url.protocol}//${host}:${url.port} (server name ${serverName})`);
