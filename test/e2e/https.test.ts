@@ -2,11 +2,9 @@
 // over verified TLS), with a certificate from a throwaway CA (test/e2e/tls.ts) for 127.0.0.1 and
 // localhost. The key document must be fetched over TLS verified against that CA.
 //
-// Not tested here: that the Worker's own outbound fetch() trusts the CA given in NODE_EXTRA_CA_CERTS
-// (startServer sets it). No route makes an outbound fetch yet; it belongs in the first test that calls a
-// remote server (the key notary or the Synapse federation harness). Checked by hand on 2026-12-05 with a
-// probe route: fetch("https://127.0.0.1:<own port>/_matrix/federation/v1/version") returned 200 with
-// NODE_EXTRA_CA_CERTS set and failed ("TLS peer's certificate is not trusted") without it.
+// The Worker's outbound fetch() trusts the CA given in NODE_EXTRA_CA_CERTS (startServer sets it): a second
+// server with a certificate from the same CA is asked for its keys through the first one's notary
+// endpoint, which fetches them over TLS.
 import { request } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type RunningServer } from "./server.js";
@@ -53,6 +51,24 @@ describe("HTTPS (HTTPS_KEY and HTTPS_CERT)", () => {
     await expect(tlsGet(`${server.baseUrl}/_matrix/client/versions`, [])).rejects.toMatchObject({ code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" });
     await expect(fetch(`http://127.0.0.1:${server.port}/_matrix/client/versions`)).rejects.toThrow();
   });
+
+  it("fetches another server's keys over TLS trusted through NODE_EXTRA_CA_CERTS (notary query)", async () => {
+    const other = await startServer({}, { https: server.ca });
+    try {
+      const own = JSON.parse((await tlsGet(`${other.baseUrl}/_matrix/key/v2/server`, [server.ca!.caPem])).body) as { verify_keys: object };
+      const res = await tlsGet(`${server.baseUrl}/_matrix/key/v2/query/${encodeURIComponent(other.serverName)}`, [server.ca!.caPem]);
+      expect(res.status).toBe(200);
+      const { server_keys } = JSON.parse(res.body) as {
+        server_keys: { server_name: string; verify_keys: object; signatures: Record<string, unknown> }[];
+      };
+      expect(server_keys).toHaveLength(1);
+      expect(server_keys[0]!.server_name).toBe(other.serverName);
+      expect(server_keys[0]!.verify_keys).toEqual(own.verify_keys);
+      expect(Object.keys(server_keys[0]!.signatures).sort()).toEqual([other.serverName, server.serverName].sort());
+    } finally {
+      await other.stop();
+    }
+  }, 120_000);
 
   it("serves Node's fetch (and so matrix-js-sdk) once the test process trusts the CA", async () => {
     trustCA(server.ca!);
