@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // `npm start`: runs the whole homeserver locally in workerd with persistent D1 and Durable Object state.
-// Applies pending D1 migrations first, so a fresh checkout needs no extra step.
+// Applies pending D1 migrations before it reports ready, so a fresh checkout needs no extra step.
 //
 // The Worker runs under Miniflare directly, not `wrangler dev`: wrangler 4.124's dev ProxyWorker turns one
 // failed request under concurrent load into a fatal error and closes the port (issue 13 §1;
 // cloudflare/workers-sdk#15317, #4562), and newer wrangler cannot be used with vitest-pool-workers 0.23.
 // wrangler still does what it does well: it reads wrangler.toml (bindings, compatibility date and flags,
-// SQLite-backed Durable Objects; one source of truth), bundles worker/index.ts as `wrangler deploy` would,
-// and applies the D1 migrations. State lives where `wrangler dev --persist-to DATA_DIR` kept it
+// SQLite-backed Durable Objects; one source of truth) and bundles worker/index.ts as `wrangler deploy`
+// would. D1 migrations are applied here with wrangler's bookkeeping (applyMigrations). State lives where `wrangler dev --persist-to DATA_DIR` kept it
 // (DATA_DIR/v3/{d1,do}), so folders from before this change are still read.
 //
 // Environment:
@@ -19,7 +19,7 @@
 //   reads it when it is loaded and adds it to workerd's `internet` service).
 //   Worker settings: every variable named in WORKER_VARS below is passed to the Worker as a var.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -98,10 +98,31 @@ if (process.env.HTTPS_KEY || process.env.HTTPS_CERT) {
   }
 }
 
-/** Runs wrangler; its output is shown only when it fails (or with `show`). */
-function runWrangler(args, what, show = false) {
+/**
+ * Applies the D1 migrations that are not applied yet, the way `wrangler d1 migrations apply DB --local`
+ * does (same bookkeeping table, so state folders migrated by either stay consistent): each file's
+ * statements and its row in the migrations table in one batch. Done in this process through the binding
+ * because a second wrangler process costs seconds. The port is open meanwhile; "ready" follows.
+ */
+async function applyMigrations() {
+  const d1 = wranglerConfig.d1_databases.find((d) => d.binding === "DB");
+  const dir = path.resolve(root, d1.migrations_dir ?? "migrations");
+  const table = `"${(d1.migrations_table ?? "d1_migrations").replace(/"/g, '""')}"`;
+  const db = await mf.getD1Database("DB");
+  await db.exec(`CREATE TABLE IF NOT EXISTS ${table}(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL);`);
+  const applied = new Set((await db.prepare(`SELECT name FROM ${table}`).all()).results.map((r) => r.name));
+  const pending = readdirSync(dir).filter((f) => f.endsWith(".sql") && !applied.has(f)).sort();
+  for (const name of pending) {
+    const statements = unstable_splitSqlQuery(readFileSync(path.join(dir, name), "utf8")).filter((q) => q.trim() !== "");
+    await db.batch([...statements.map((q) => db.prepare(q)), db.prepare(`INSERT INTO ${table} (name) VALUES (?)`).bind(name)]);
+    log(`applied D1 migration ${name}`);
+  }
+}
+
+/** Runs wrangler; its output is shown only when it fails. */
+function runWrangler(args, what) {
   return new Promise((resolve) => {
-    const child = spawn(wrangler, args, { cwd: root, env: wranglerEnv, stdio: ["ignore", show ? "inherit" : "pipe", show ? "inherit" : "pipe"] });
+    const child = spawn(wrangler, args, { cwd: root, env: wranglerEnv, stdio: ["ignore", "pipe", "pipe"] });
     children.add(child);
     let output = "";
     child.stdout?.on("data", (d) => (output += d));
@@ -117,15 +138,14 @@ function runWrangler(args, what, show = false) {
 
 log(`server name ${serverName}, port ${port}, state in ${dataDir}`);
 
-// Migrations and the bundle are independent: run them side by side while wrangler.toml is read here.
-const migrated = runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", dataDir], "applying D1 migrations", true);
+// Bundle in a wrangler process while wrangler.toml is read here.
 const bundled = runWrangler(["deploy", "--dry-run", "--outdir", bundleDir], "bundling worker/index.ts");
-const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import("wrangler");
+const { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } = await import("wrangler");
 const { Log, LogLevel, Miniflare, convertV4MiniflareOptions } = await import("miniflare");
 const wranglerConfig = unstable_readConfig({ config: path.join(root, "wrangler.toml") });
 // Bindings, compatibility date and flags. The module rules are for wrangler's bundler, done by now.
 const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(wranglerConfig).workerOptions;
-await Promise.all([migrated, bundled]);
+await bundled;
 if (stopping) await new Promise(() => {});
 
 // The flat ("V4") option format, converted as wrangler itself does.
@@ -154,6 +174,7 @@ mf = new Miniflare(convertV4MiniflareOptions({
 let url;
 try {
   url = await mf.ready;
+  await applyMigrations();
 } catch (e) {
   console.error(e);
   await stop(1);
