@@ -25,40 +25,60 @@ beforeAll(async () => {
 });
 
 // Requests go through node:http with keep-alive connections that the client closes after 1 s idle.
-// workerd closes idle connections after 5 s, and under this load its event loop can take over a second
-// to read a request that arrives on a connection just before that: the connection is then reset. That
-// is the usual HTTP/1.1 keep-alive race, a client matter (browsers retry such requests), and it hit
-// Node's fetch here, which keeps idle connections for 4 s. With 1 s the test measures the server only.
+// workerd closes idle connections after 5 s, and under load its event loop can take seconds to read a
+// request that arrives on a connection shortly before that: the connection then closes with the request
+// unanswered. That is the HTTP/1.1 keep-alive race (seen here with Node's fetch, which keeps idle
+// connections for 4 s, as ECONNRESET on reused connections only). Clients retry such requests, browsers
+// by themselves, Node as its documentation advises (`reusedSocket`); so does this test, once, and counts
+// it. A server that dies or drops requests on fresh connections still fails the test.
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, timeout: 1000 });
 afterAll(() => agent.destroy());
+let retriedOnReusedConnection = 0;
 
 interface Reply {
   status: number;
   text: string;
 }
 
+type Init = { method?: string; token?: string; json?: unknown; abortAfterMs?: number };
+
 /**
  * One request. `abortAfterMs` makes the client give up after that long: it closes the connection,
  * after sending only the first half of the body if there is one.
  */
-function api(path: string, init: { method?: string; token?: string; json?: unknown; abortAfterMs?: number } = {}): Promise<Reply> {
+async function api(path: string, init: Init = {}): Promise<Reply> {
+  try {
+    return await attempt(path, init);
+  } catch (e) {
+    const { reused, error } = e as { reused: boolean; error: Error & { code?: string } };
+    if (!reused || error.code !== "ECONNRESET" || init.abortAfterMs !== undefined) throw error;
+    retriedOnReusedConnection++;
+    return attempt(path, init).catch((again: { error: Error }) => {
+      throw again.error;
+    });
+  }
+}
+
+function attempt(path: string, init: Init): Promise<Reply> {
   const url = new URL(path, server.baseUrl);
   const body = init.json === undefined ? undefined : Buffer.from(JSON.stringify(init.json));
   const headers: Record<string, string | number> = {};
   if (init.token) headers.authorization = `Bearer ${init.token}`;
   if (body) Object.assign(headers, { "content-type": "application/json", "content-length": body.length });
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = http.request(
       { agent, host: url.hostname, port: url.port, path: url.pathname + url.search, method: init.method ?? "GET", headers },
       (res) => {
+        answered = true;
         let text = "";
         res.setEncoding("utf8");
         res.on("data", (d: string) => (text += d));
         res.on("end", () => resolve({ status: res.statusCode!, text }));
-        res.on("error", reject);
+        res.on("error", (error) => reject({ reused: false, error }));
       },
     );
-    req.on("error", reject);
+    req.on("error", (error) => reject({ reused: req.reusedSocket && !answered, error }));
     if (init.abortAfterMs === undefined) {
       req.end(body);
       return;
@@ -148,6 +168,7 @@ describe("bursts of concurrent requests", () => {
       expect(failures, `burst ${burst}; server log:\n${server.log().slice(-3000)}`).toEqual([]);
     }
 
+    console.log(`${acknowledged.length} sends acknowledged, ${aborted} requests abandoned, ${retriedOnReusedConnection} retried after a reset of a reused connection; statuses ${JSON.stringify(Object.fromEntries(statuses))}`);
     // The server still answers, and the mix really ran: sends, aborts and reads all happened.
     expect((await api("/_matrix/client/versions")).status).toBe(200);
     expect(acknowledged.length).toBeGreaterThan(BURSTS * 50);
