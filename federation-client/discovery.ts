@@ -87,6 +87,13 @@ interface WellKnownEntry {
 
 /** Per-isolate copy of the D1 cache: discovery runs before every request to a server. */
 const wellKnownMemo = new Map<string, WellKnownEntry>();
+/** Bound of the per-isolate copies (a crude reset, like server-keys.ts: they are only a read-through cache). */
+const MEMO_MAX = 1000;
+
+function remember<V>(memo: Map<string, V>, key: string, value: V): void {
+  if (memo.size >= MEMO_MAX && !memo.has(key)) memo.clear();
+  memo.set(key, value);
+}
 
 /** The valid `m.server` of `hostname`, or null when there is none (cached either way). */
 export async function wellKnownDelegation(env: DiscoveryEnv, hostname: string, now = Date.now()): Promise<string | null> {
@@ -94,7 +101,7 @@ export async function wellKnownDelegation(env: DiscoveryEnv, hostname: string, n
   if (!entry || entry.expiresTs <= now) {
     const row = (await drizzle(env.DB).select().from(federationWellKnown).where(eq(federationWellKnown.serverName, hostname)).limit(1))[0];
     entry = row ? { delegatedServer: row.delegatedServer, expiresTs: row.expiresTs, failures: row.failures } : undefined;
-    if (entry && entry.expiresTs > now) wellKnownMemo.set(hostname, entry);
+    if (entry && entry.expiresTs > now) remember(wellKnownMemo, hostname, entry);
   }
   if (entry && entry.expiresTs > now) return entry.delegatedServer;
 
@@ -111,7 +118,7 @@ export async function wellKnownDelegation(env: DiscoveryEnv, hostname: string, n
     const backoff = Math.min(WELL_KNOWN_DOWN_CACHE_MS * 2 ** (failures - 1), WELL_KNOWN_INVALID_CACHE_MS);
     next = { delegatedServer: entry?.delegatedServer ?? null, expiresTs: now + backoff, failures };
   }
-  wellKnownMemo.set(hostname, next);
+  remember(wellKnownMemo, hostname, next);
   await drizzle(env.DB)
     .insert(federationWellKnown)
     .values({ serverName: hostname, ...next })
@@ -208,7 +215,7 @@ export async function lookupSrv(env: DiscoveryEnv, name: string, now = Date.now(
     return null;
   }
   const { result, ttlMs } = pickSrv(body);
-  srvMemo.set(name, { result, expiresTs: now + Math.max(SRV_MIN_TTL_MS, Math.min(SRV_MAX_TTL_MS, ttlMs)) });
+  remember(srvMemo, name, { result, expiresTs: now + Math.max(SRV_MIN_TTL_MS, Math.min(SRV_MAX_TTL_MS, ttlMs)) });
   return result;
 }
 

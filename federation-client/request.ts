@@ -24,8 +24,9 @@ export interface FederationRequest {
   method: "GET" | "PUT" | "POST" | "DELETE";
   /** Path starting with `/_matrix/`, including the query string, already percent-encoded. */
   path: string;
-  /** JSON body (PUT and POST always have one; `{}` if nothing else). */
-  body?: JsonObject;
+  /** JSON body (PUT and POST always have one; `{}` if nothing else). Checked at run time: a value that is
+   * not Matrix JSON (floats, undefined, functions) is answered `M_BAD_JSON` without a request. */
+  body?: JsonObject | Record<string, unknown>;
   /** Default 60 s (Synapse's federation client timeout). */
   timeoutMs?: number;
 }
@@ -67,7 +68,7 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
   let authorization: string;
   let target: { url: string; host: string };
   try {
-    authorization = await signRequest(env, { method, path, destination, body: request.body });
+    authorization = await signRequest(env, { method, path, destination, body: request.body as JsonObject | undefined });
     target = await resolveServer(env, destination);
   } catch (e) {
     return { ok: false, status: null, error: `cannot reach ${destination}: ${(e as Error).message}` };
@@ -137,9 +138,9 @@ export const federationGet = (env: RequestEnv, destination: string, path: string
   federationRequest(env, { destination, method: "GET", path, timeoutMs });
 
 /** PUT convenience (a body is required). */
-export const federationPut = (env: RequestEnv, destination: string, path: string, body: JsonObject, timeoutMs?: number) =>
+export const federationPut = (env: RequestEnv, destination: string, path: string, body: FederationRequest["body"] & object, timeoutMs?: number) =>
   federationRequest(env, { destination, method: "PUT", path, body, timeoutMs });
 
 /** POST convenience (a body is required). */
-export const federationPost = (env: RequestEnv, destination: string, path: string, body: JsonObject, timeoutMs?: number) =>
+export const federationPost = (env: RequestEnv, destination: string, path: string, body: FederationRequest["body"] & object, timeoutMs?: number) =>
   federationRequest(env, { destination, method: "POST", path, body, timeoutMs });

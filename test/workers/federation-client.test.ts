@@ -65,6 +65,9 @@ describe("federationRequest", () => {
     expect(
       await federationRequest(testEnv, { destination: "a.remote.test:8448", method: "PUT", path: "/_matrix/federation/v1/send/1", body: { n: 1.5 } }),
     ).toMatchObject({ ok: false, status: null, errcode: "M_BAD_JSON" });
+    expect(
+      await federationRequest(testEnv, { destination: "a.remote.test:8448", method: "PUT", path: "/_matrix/federation/v1/send/1", body: { f: () => 1 } }),
+    ).toMatchObject({ ok: false, status: null, errcode: "M_BAD_JSON" });
   });
 
   it("with FEDERATION_ENABLED=false refuses without a request", async () => {
