@@ -2,7 +2,10 @@
 // the room server ACL check ("Server Access Control Lists (ACLs)"). Every `/_matrix/federation/*` route
 // runs behind `federationAuth` except the ones the spec leaves unauthenticated (`/version`, and
 // `/openid/userinfo`, which an access token authenticates). A handler reads the verified origin with
-// `requestOrigin(c)`, and calls `assertServerAllowedInRoom` for any request about a room.
+// `requestOrigin(c)`. The room endpoints the spec lists are ACL-checked by `federationRoomAcl`; other code
+// about a room (the PDUs and EDUs of /send) calls `assertServerAllowedInRoom` or `serverAllowedInRoom`.
+// The middleware reads the body as text to check the signature: handlers read it with c.req.json() (Hono
+// keeps the text), not from c.req.raw.
 import type { Context, MiddlewareHandler } from "hono";
 import { CanonicalJsonError, canonicalJsonBytes } from "../../protocol/canonical-json.js";
 import { MatrixError, forbidden, notJson } from "../../protocol/errors.js";
