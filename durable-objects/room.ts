@@ -38,6 +38,10 @@ import { eventContext, eventForReader, messages, timestampToEvent, type ContextR
 import { joinedMembers, roomMembers, type JoinedMember, type MembersRequest } from "./room/members.js";
 import { relationsForReader, threadsForReader, type ReadEvent, type RelationsRequest, type RelationsResult, type ThreadsRequest, type ThreadsResult } from "./room/relations.js";
 import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
+import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, stateForServer, stateIdsForServer } from "./room/federation-reads.js";
+import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
+import { receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
+import { joinRemoteRoom } from "./room/remote-join.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -337,6 +341,22 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   private async membershipLocked(request: MembershipRequest): Promise<SentEvent> {
     const meta = this.engine.meta();
+    if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember()) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
+      // This server is not in the room: join through a resident server (room/remote-join.ts).
+      const content: JsonObject = {};
+      if (request.profile?.displayname !== undefined) content.displayname = request.profile.displayname;
+      if (request.profile?.avatar_url !== undefined) content.avatar_url = request.profile.avatar_url;
+      if (request.reason !== undefined) content.reason = request.reason;
+      const result = await joinRemoteRoom(this.engine, this.env.SERVER_NAME, await signingKey(this.env), this.remote, {
+        roomId: request.roomId ?? "",
+        userId: request.target,
+        servers: request.servers ?? [],
+        content,
+      });
+      this.engine.setForgotten(request.target, false);
+      await this.afterCommit([result]);
+      return { eventId: result.eventId, streamOrdering: result.streamOrdering };
+    }
     if (!meta) {
       if (request.action === "join") throw notFound("No known servers");
       if (request.action === "leave") throw notFound("Not a known room");
@@ -359,6 +379,10 @@ export class RoomDurableObject extends DurableObject<Env> {
     }
     await this.afterCommit([result]);
     return { eventId: result.eventId, streamOrdering: result.streamOrdering };
+  }
+
+  private hasLocalJoinedMember(): boolean {
+    return this.engine.membersWith("join").some((userId) => this.engine.isLocalUser(userId));
   }
 
   /** POST /rooms/{roomId}/forget: allowed once the user has left or was banned (Synapse: 400 otherwise). */
@@ -384,6 +408,80 @@ export class RoomDurableObject extends DurableObject<Env> {
       await this.afterCommit([result]);
       return result;
     });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Federation: the resident server's side (room/federation-membership.ts, room/federation-reads.ts,
+  // room/federation-inbound.ts). The worker has authenticated `origin` and checked the server ACL.
+
+  /** Signed requests to other servers (gap filling, joins); undefined until the federation client exists. */
+  private readonly remote: RemoteFetch | undefined = undefined;
+
+  /** GET /_matrix/federation/v1/make_{join,leave,knock}/{roomId}/{userId}. */
+  makeMembership(request: MakeMembershipRequest): Promise<Outcome<MakeMembershipResult>> {
+    return outcomeOf(() =>
+      makeMembership(this.engine, this.env.SERVER_NAME, request, (roomId, userId) => this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).isJoined(userId)),
+    );
+  }
+
+  /**
+   * PUT /_matrix/federation/v2/send_{join,leave,knock}/{roomId}/{eventId}: the signed event of a remote
+   * user, persisted like any federation event; refused (403) if it is rejected or soft-failed. A join
+   * answers the state before it and the auth chain (send_join v2); a knock the stripped state.
+   */
+  sendMembership(request: { origin: string; eventId: string; membership: RemoteMembership; pdu: unknown; omitMembers?: boolean }): Promise<Outcome<JsonObject>> {
+    return this.serialised(async () => {
+      const key = await signingKey(this.env);
+      const { event, cosigned } = await checkSentMembership(this.engine, this.env.SERVER_NAME, key, request);
+      const result = await this.engine.persistEvent(event, { origin: "federation" });
+      await this.afterCommit([result]);
+      if (result.rejectedReason !== null) throw forbidden(`The event was rejected: ${result.rejectedReason}`);
+      if (result.softFailed) throw forbidden("The event is not allowed by the room's current state");
+      if (request.membership === "join") {
+        return sendJoinResponse(this.engine, result, cosigned, request.omitMembers === true);
+      }
+      if (request.membership === "knock") return { knock_room_state: strippedState(this.engine, event.sender) as unknown as JsonObject[] };
+      return {};
+    });
+  }
+
+  /** The PDUs of one room from PUT /_matrix/federation/v1/send/{txnId}, each persisted in order. */
+  receivePdus(origin: string, pdus: Pdu[]): Promise<Outcome<Record<string, PduResult>>> {
+    return this.serialised(async () => {
+      const { results, persisted } = await receivePdus(this.engine, origin, pdus, this.remote);
+      await this.afterCommit(persisted);
+      return results;
+    });
+  }
+
+  /** GET /_matrix/federation/v1/event/{eventId}. */
+  eventForServer(origin: string, eventId: string): Promise<Outcome<Pdu>> {
+    return outcomeOf(() => eventForServer(this.engine, origin, eventId));
+  }
+
+  /** GET /_matrix/federation/v1/state_ids/{roomId}. */
+  stateIdsForServer(origin: string, eventId: string): Promise<Outcome<{ pdu_ids: string[]; auth_chain_ids: string[] }>> {
+    return outcomeOf(() => stateIdsForServer(this.engine, origin, eventId));
+  }
+
+  /** GET /_matrix/federation/v1/state/{roomId}. */
+  stateForServer(origin: string, eventId: string): Promise<Outcome<{ pdus: Pdu[]; auth_chain: Pdu[] }>> {
+    return outcomeOf(() => stateForServer(this.engine, origin, eventId));
+  }
+
+  /** GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}. */
+  eventAuthForServer(origin: string, eventId: string): Promise<Outcome<{ auth_chain: Pdu[] }>> {
+    return outcomeOf(() => eventAuthForServer(this.engine, origin, eventId));
+  }
+
+  /** GET /_matrix/federation/v1/backfill/{roomId}. */
+  backfillForServer(origin: string, from: string[], limit: number): Promise<Outcome<Pdu[]>> {
+    return outcomeOf(() => backfillForServer(this.engine, origin, from, limit));
+  }
+
+  /** POST /_matrix/federation/v1/get_missing_events/{roomId}. */
+  missingEventsForServer(origin: string, request: { earliest: string[]; latest: string[]; limit: number; minDepth: number }): Promise<Outcome<Pdu[]>> {
+    return outcomeOf(() => missingEventsForServer(this.engine, origin, request));
   }
 
   // -------------------------------------------------------------------------------------------

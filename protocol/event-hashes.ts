@@ -148,3 +148,15 @@ export async function verifyEventSignature(
     return false;
   }
 }
+
+/**
+ * Adds this server's signature to someone else's event without touching its hashes (spec: a resident
+ * server co-signs a restricted join that names its user in `join_authorised_via_users_server`; an invited
+ * server signs the invite it receives). The signature covers the redacted form, like every event signature.
+ */
+export async function signEventAsServer(pdu: Pdu, serverName: string, key: SigningKey, rules: RoomVersionRules): Promise<Pdu> {
+  const redacted = redactPdu(pdu, rules) as unknown as JsonObject;
+  const signature = await signBytes(key, signableBytes(redacted));
+  const existing = (pdu.signatures ?? {}) as Record<string, Record<string, string>>;
+  return { ...pdu, signatures: { ...existing, [serverName]: { ...existing[serverName], [key.keyId]: signature } } };
+}

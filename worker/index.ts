@@ -7,6 +7,10 @@ import type { AppEnv } from "./env.js";
 import { serverKeyRoutes } from "./federation/keys.js";
 import { federationVersionRoutes } from "./federation/version.js";
 import { federationAuth, federationRoomAcl } from "./federation/auth.js";
+import { federationMembershipRoutes } from "./federation/membership.js";
+import { federationEventRoutes } from "./federation/events.js";
+import { federationTransactionRoutes } from "./federation/transactions.js";
+import { federationQueryRoutes } from "./federation/query.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -96,6 +100,10 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", reportingRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
+  app.route("/", federationMembershipRoutes);
+  app.route("/", federationEventRoutes);
+  app.route("/", federationTransactionRoutes);
+  app.route("/", federationQueryRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).

@@ -52,6 +52,18 @@ async function reference(pdu: IdentifiedPdu, rules: RoomVersionRules): Promise<s
 
 /** Builds, hashes and signs a local event. Auth rules are not checked here: persisting does that. */
 export async function buildLocalEvent(template: EventTemplate, ctx: BuildContext): Promise<BuiltEvent> {
+  const pdu = await unsignedEvent(template, ctx);
+  // hashAndSignEvent adds `hashes` and `signatures`.
+  const signed = await hashAndSignEvent(pdu, ctx.serverName, ctx.key, ctx.rules);
+  return { pdu: signed.pdu, eventId: signed.eventId };
+}
+
+/**
+ * An event without hashes and signatures: prev_events, auth_events (chosen from `ctx.state` by the spec's
+ * auth events selection), depth and timestamp filled in. Local events are then hashed and signed here;
+ * the make_join/make_leave/make_knock templates go to the joining server unsigned (it signs them).
+ */
+export async function unsignedEvent(template: EventTemplate, ctx: Omit<BuildContext, "key">): Promise<Pdu> {
   const { rules } = ctx;
   const content: JsonObject = { ...template.content };
   if (template.type === "m.room.redaction" && template.redacts !== undefined && rules.eventFormat.redactsInContent) {
@@ -84,7 +96,5 @@ export async function buildLocalEvent(template: EventTemplate, ctx: BuildContext
   }
   // Room versions 1-10 list `origin`; Synapse still sends it there. Keep it out: it is optional and
   // not covered by any rule, and v11 removed it from the redaction algorithm.
-  // hashAndSignEvent adds `hashes` and `signatures`.
-  const signed = await hashAndSignEvent(pdu as unknown as Pdu, ctx.serverName, ctx.key, rules);
-  return { pdu: signed.pdu, eventId: signed.eventId };
+  return pdu as unknown as Pdu;
 }

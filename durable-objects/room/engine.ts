@@ -14,6 +14,7 @@ import { authEventIds, prevEventIds, serverNameOf, splitStateKey, stateKey, type
 import { redactPdu } from "../../protocol/redaction.js";
 import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import { resolveState } from "../../protocol/state-res.js";
+import { authOrder } from "../../protocol/auth-chain.js";
 import type { Env } from "../../worker/env.js";
 import type { RoomEventNotification } from "../notifications.js";
 import { EventStore, type EventMeta } from "./event-store.js";
@@ -42,6 +43,10 @@ export interface PersistOptions {
    * rejected or soft-failed, as the spec requires. */
   origin: "local" | "federation";
   txn?: TxnKey;
+  /** The state before the event, when its prev events are not stored (the join event of a room joined
+   * over federation, or an event after a gap, with the state from /state_ids): the state the remote
+   * server gave, whose events must already be stored (as outliers). */
+  stateBefore?: ReadonlyStateMap;
 }
 
 export interface PersistResult {
@@ -86,13 +91,18 @@ interface CheckedEvent {
   identified: IdentifiedPdu;
   rejectedReason: string | null;
   softFailed: boolean;
-  /** The state group before the event, or a resolved state still to be stored as a group. */
-  before: { group: number | null } | { resolvedFrom: number; changes: StateChanges; state: ReadonlyStateMap };
+  /** The state group before the event, or a resolved (or given) state still to be stored as a group
+   * (`resolvedFrom` null: a whole state, stored as a group without parent). */
+  before: { group: number | null } | { resolvedFrom: number | null; changes: StateChanges; state: ReadonlyStateMap };
 }
 
 /** Thrown (as a MatrixError) when a create event is persisted into a DO that already holds a room: the
  * caller derives another room ID. */
 export const ROOM_EXISTS_ERRCODE = "M_ROOM_IN_USE";
+
+/** Thrown (as a 400 MatrixError) when an event's prev events are not stored and no state before it was
+ * given: the federation path fetches the gap (get_missing_events, /state_ids) and tries again. */
+export const MISSING_PREV_ERRCODE = "M_MISSING_PREV_EVENTS";
 
 const MEMBERSHIPS_TO_NOTIFY = ["join", "invite", "knock"];
 
@@ -318,29 +328,165 @@ export class RoomEngine {
     }
     const room = meta!;
 
-    if (this.events.has(eventId)) return this.duplicateResult(eventId);
+    const existing = this.events.meta(eventId);
+    // An event known only as an outlier (from a join's state or an auth chain) can still arrive as a
+    // timeline event; until outliers can be promoted it counts as known.
+    if (existing) return this.duplicateResult(eventId);
 
-    // 2. Signatures.
-    for (const server of requiredSigningServers(pdu, rules)) {
-      if (!(await this.hasValidSignature(pdu, server, rules))) {
-        throw forbidden(`Event is not signed by ${server}`);
-      }
-    }
+    const verified = await this.verifySignaturesAndHash(pdu, eventId, rules, options.origin);
+    if (!verified.ok) throw forbidden(verified.reason);
+    const { wire, identified } = verified;
 
-    // 3. Content hash: a mismatch means the event is used in redacted form (remote) or is a bug (local).
-    let wire = pdu;
-    if (!(await checkContentHash(pdu))) {
-      if (options.origin === "local") throw new Error("local event has a wrong content hash");
-      wire = redactPdu(pdu, rules);
-    }
-    const identified = { ...wire, event_id: eventId } as IdentifiedPdu;
-
-    const checked = await this.checkAuth(identified, wire, rules, room, isCreate);
+    const checked = await this.checkAuth(identified, wire, rules, room, isCreate, options.stateBefore);
     if (options.origin === "local") {
       if (checked.rejectedReason !== null) throw forbidden(checked.rejectedReason);
       if (checked.softFailed) throw forbidden("Event is not allowed by the room's current state");
     }
     return this.commit(checked, room, isCreate, options);
+  }
+
+  /**
+   * Checks 2 and 3 of "Checks performed on receipt of a PDU": the signatures of every server that must
+   * sign, then the content hash (a mismatch: the event is used in its redacted form; for a local event it
+   * is a bug).
+   */
+  private async verifySignaturesAndHash(
+    pdu: Pdu,
+    eventId: string,
+    rules: RoomVersionRules,
+    origin: "local" | "federation",
+  ): Promise<{ ok: true; wire: Pdu; identified: IdentifiedPdu } | { ok: false; reason: string }> {
+    for (const server of requiredSigningServers(pdu, rules)) {
+      if (!(await this.hasValidSignature(pdu, server, rules))) return { ok: false, reason: `Event is not signed by ${server}` };
+    }
+    let wire = pdu;
+    if (!(await checkContentHash(pdu))) {
+      if (origin === "local") throw new Error("local event has a wrong content hash");
+      wire = redactPdu(pdu, rules);
+    }
+    return { ok: true, wire, identified: { ...wire, event_id: eventId } as IdentifiedPdu };
+  }
+
+  /**
+   * Stores events without their place in the DAG (outliers: the state and auth chain of a room joined
+   * over federation, the auth events of an event after a gap). Each is checked for format, signatures and
+   * hash, and against its auth events, which must be stored or come earlier in `pdus` (the list is put in
+   * auth order first). An event that fails is stored as rejected when its ID is known (so that events it
+   * authorises are rejected too); one without a valid format or signature is dropped. Outliers get no
+   * state group, are not forward extremities and notify nobody. Returns the IDs stored and those refused.
+   */
+  async persistOutliers(pdus: Pdu[]): Promise<{ stored: string[]; failed: { eventId: string | null; reason: string }[] }> {
+    const room = this.meta() ?? this.pendingMeta();
+    if (!room) throw forbidden("Unknown room");
+    const rules = room.rules;
+    const stored: string[] = [];
+    const failed: { eventId: string | null; reason: string }[] = [];
+    const byId = new Map<string, Pdu>();
+    for (const pdu of pdus) {
+      if (validatePduFormat(pdu, rules).ok !== true) {
+        failed.push({ eventId: null, reason: "invalid event format" });
+        continue;
+      }
+      const id = await this.eventIdOrNull(pdu, rules);
+      if (id === null) failed.push({ eventId: null, reason: "no event ID" });
+      else byId.set(id, pdu);
+    }
+    const createEvent = (): IdentifiedPdu | undefined => {
+      const id = room.createEventId ?? [...byId].find(([, p]) => p.type === "m.room.create" && p.state_key === "")?.[0];
+      return id === undefined ? undefined : this.events.pdu(id);
+    };
+    for (const eventId of authOrder(byId)) {
+      if (this.events.has(eventId)) {
+        stored.push(eventId);
+        continue;
+      }
+      const pdu = byId.get(eventId)!;
+      if (pdu.room_id !== undefined && pdu.room_id !== room.roomId) {
+        failed.push({ eventId, reason: "event is for another room" });
+        continue;
+      }
+      const verified = await this.verifySignaturesAndHash(pdu, eventId, rules, "federation");
+      if (!verified.ok) {
+        failed.push({ eventId, reason: verified.reason });
+        continue;
+      }
+      const { identified, wire } = verified;
+      let rejectedReason: string | null = null;
+      const isCreate = identified.type === "m.room.create" && identified.state_key === "";
+      if (isCreate) {
+        const auth = checkEventAuth(identified, rules, () => undefined);
+        if (!auth.allowed) rejectedReason = auth.reason;
+        else if (rules.authorization.roomCreateEventIdAsRoomId && (await roomIdFromCreateEvent(wire, rules)) !== room.roomId) rejectedReason = "create event of another room";
+      } else {
+        const authEvents: IdentifiedPdu[] = [];
+        for (const id of authEventIds(identified)) {
+          const e = this.events.pdu(id);
+          if (!e) {
+            rejectedReason = `auth event ${id} is unknown`;
+            break;
+          }
+          authEvents.push(e);
+        }
+        if (rejectedReason === null) {
+          const create = rules.authorization.roomCreateEventIdAsRoomId ? createEvent() : undefined;
+          const check = checkEventAgainstAuthEvents(identified, authEvents, rules, { createEvent: create, isRejected: this.isRejected });
+          if (!check.allowed) rejectedReason = check.reason;
+        }
+      }
+      this.storage.transactionSync(() => {
+        this.events.insert({
+          eventId,
+          pdu: wire,
+          rejectedReason,
+          softFailed: false,
+          outlier: true,
+          stateGroupBefore: null,
+          stateGroupAfter: null,
+          replacesState: null,
+          redacts: null,
+        });
+        for (const auth of authEventIds(identified)) {
+          this.sql.exec("INSERT OR IGNORE INTO auth_edges (event_id, auth_event_id) VALUES (?, ?)", eventId, auth);
+        }
+      });
+      if (rejectedReason === null) stored.push(eventId);
+      else failed.push({ eventId, reason: rejectedReason });
+    }
+    return { stored, failed };
+  }
+
+  /**
+   * Starts a room that this server joins over federation: the meta row without a create event, until
+   * `completeRemoteJoin` sets it (readers see no room before that).
+   */
+  beginRemoteRoom(roomId: string, roomVersion: string): void {
+    const existing = this.meta();
+    if (existing) throw new MatrixError(400, ROOM_EXISTS_ERRCODE, "Room already exists");
+    if (!roomVersionRules(roomVersion)) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", `Unsupported room version ${roomVersion}`);
+    this.initialise(roomId, roomVersion);
+  }
+
+  /** The meta of a room being joined (begun, create event not yet set), for outlier checks. */
+  private pendingMeta(): RoomMeta | null {
+    if (!this.schemaReady) return null;
+    const row = this.sql.exec<{ room_id: string; room_version: string }>("SELECT room_id, room_version FROM room_meta WHERE id = 1").toArray()[0];
+    const rules = row ? roomVersionRules(row.room_version) : undefined;
+    if (!row || !rules) return null;
+    return { roomId: row.room_id, roomVersion: row.room_version, rules, createEventId: null, currentStateGroup: null };
+  }
+
+  /** Records the room's create event (stored as an outlier) once a remote join has its state. */
+  setCreateEvent(createEventId: string | null): void {
+    this.sql.exec("UPDATE room_meta SET create_event_id = ? WHERE id = 1", createEventId);
+    this.metaCache = undefined;
+  }
+
+  /**
+   * Persists the join event of a room joined over federation, on the state the resident server gave
+   * (its events stored as outliers first). Meta must be set up (`beginRemoteRoom`, `setCreateEvent`).
+   */
+  async persistRemoteJoin(pdu: Pdu, stateBefore: ReadonlyStateMap): Promise<PersistResult> {
+    return this.persistEvent(pdu, { origin: "federation", stateBefore });
   }
 
   private duplicateResult(eventId: string): PersistResult {
@@ -380,6 +526,7 @@ export class RoomEngine {
     rules: RoomVersionRules,
     room: RoomMeta,
     isCreate: boolean,
+    stateBefore?: ReadonlyStateMap,
   ): Promise<CheckedEvent> {
     const result: CheckedEvent = { eventId: event.event_id, wire, identified: event, rejectedReason: null, softFailed: false, before: { group: null } };
     if (isCreate) {
@@ -414,14 +561,19 @@ export class RoomEngine {
     // after its prev events.
     const prevs = prevEventIds(event);
     const groups: number[] = [];
-    for (const id of prevs) {
-      const m = this.events.meta(id);
-      if (!m || m.outlier) throw badJson(`prev event ${id} is unknown`);
-      const g = m.stateGroupAfter;
-      if (g !== null && !groups.includes(g)) groups.push(g);
+    if (!stateBefore) {
+      for (const id of prevs) {
+        const m = this.events.meta(id);
+        if (!m || m.outlier) throw new MatrixError(400, MISSING_PREV_ERRCODE, `prev event ${id} is unknown`);
+        const g = m.stateGroupAfter;
+        if (g !== null && !groups.includes(g)) groups.push(g);
+      }
     }
     let beforeLookup: AuthStateLookup;
-    if (groups.length <= 1) {
+    if (stateBefore) {
+      result.before = { resolvedFrom: null, changes: stateBefore, state: stateBefore };
+      beforeLookup = this.lookupInMap(stateBefore);
+    } else if (groups.length <= 1) {
       const group = groups[0] ?? null;
       result.before = { group };
       beforeLookup = this.lookupInGroup(group);
@@ -449,9 +601,10 @@ export class RoomEngine {
       return result;
     }
 
-    // 6. Soft fail against the current state, when that differs from the state before.
+    // 6. Soft fail against the current state, when that differs from the state before. A room joined over
+    // federation has no current state before its join event: nothing to soft-fail against.
     const current = room.currentStateGroup;
-    if (!("group" in result.before) || result.before.group !== current) {
+    if (current !== null && (!("group" in result.before) || result.before.group !== current)) {
       const byCurrent = checkEventAuth(event, rules, this.currentLookup, authOptions);
       if (!byCurrent.allowed) result.softFailed = true;
     }

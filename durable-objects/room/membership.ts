@@ -23,6 +23,11 @@ export interface MembershipRequest {
   profile?: MemberProfile;
   /** PUT /state/m.room.member/{userId}: the content the client sent (its `membership` decides the action). */
   content?: JsonObject;
+  /** join: resident servers to join through when this server is not in the room (`via`, the alias's
+   * servers, the room ID's server). */
+  servers?: string[];
+  /** The room ID the DO is addressed by: a DO that holds no room yet does not know it. */
+  roomId?: string;
 }
 
 const EFFECTIVE: Record<MembershipAction, string> = {

@@ -44,24 +44,36 @@ async function changeMembership(
   action: MembershipAction,
   target: string,
   reason: string | undefined,
+  servers: string[] = [],
 ): Promise<string> {
   const sender = requester(c).userId;
   const withProfile = action === "join" || action === "knock" || action === "invite";
   const profile = withProfile ? await profileOf(c.env, target) : undefined;
-  return unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile })).eventId;
+  return unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile, roomId, servers })).eventId;
 }
 
-/** `roomIdOrAlias` of /join and /knock: a room ID, or a local alias resolved through the directory. */
-async function resolveRoomIdOrAlias(env: Env, roomIdOrAlias: string): Promise<string> {
+/**
+ * The servers to join a room through when this server is not in it (spec: POST /join/{roomIdOrAlias}
+ * `via`, and the deprecated `server_name`): those named, then the servers the alias resolved to, then the
+ * room ID's own server (room versions before 12 name the creating server in the ID).
+ */
+function joinServers(c: Context<AppEnv>, roomId: string, aliasServers: string[] = []): string[] {
+  const named = [...(c.req.queries("via") ?? []), ...(c.req.queries("server_name") ?? [])];
+  const fromId = roomId.includes(":") ? [roomId.slice(roomId.indexOf(":") + 1)] : [];
+  return [...new Set([...named, ...aliasServers, ...fromId])].filter((s) => s !== "" && s !== c.env.SERVER_NAME);
+}
+
+/** `roomIdOrAlias` of /join and /knock: a room ID, or an alias resolved through the directory (ours, or the
+ * alias's server's over federation), with the servers the directory names. */
+async function resolveRoomIdOrAlias(env: Env, roomIdOrAlias: string): Promise<{ roomId: string; servers: string[] }> {
   if (roomIdOrAlias.startsWith("#")) {
     if (!parseRoomAlias(roomIdOrAlias)) throw invalidParam(`${roomIdOrAlias} is not a legal room alias`);
-    // Remote aliases need the federation directory query, which does not exist yet.
     const resolved = await resolveRoomAlias(env, roomIdOrAlias);
     if (!resolved) throw notFound(`Room alias ${roomIdOrAlias} not found`);
-    return resolved.roomId;
+    return { roomId: resolved.roomId, servers: resolved.servers ?? [] };
   }
   if (!isValidRoomId(roomIdOrAlias)) throw invalidParam(`${roomIdOrAlias} was not legal room ID or room alias`);
-  return roomIdOrAlias;
+  return { roomId: roomIdOrAlias, servers: [] };
 }
 
 async function joinBody(c: Context<AppEnv>): Promise<string | undefined> {
@@ -75,15 +87,15 @@ async function joinBody(c: Context<AppEnv>): Promise<string | undefined> {
 roomMembershipRoutes.post(`${V}/rooms/:roomId/join`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
   const reason = await joinBody(c);
-  await changeMembership(c, roomId, "join", requester(c).userId, reason);
+  await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId));
   return c.json({ room_id: roomId });
 });
 
 // POST /_matrix/client/v3/join/{roomIdOrAlias}
 roomMembershipRoutes.post(`${V}/join/:roomIdOrAlias`, requireAuth, async (c) => {
   const reason = await joinBody(c);
-  const roomId = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
-  await changeMembership(c, roomId, "join", requester(c).userId, reason);
+  const { roomId, servers } = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
+  await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId, servers));
   return c.json({ room_id: roomId });
 });
 
@@ -91,8 +103,8 @@ roomMembershipRoutes.post(`${V}/join/:roomIdOrAlias`, requireAuth, async (c) => 
 roomMembershipRoutes.post(`${V}/knock/:roomIdOrAlias`, requireAuth, async (c) => {
   const body = await readJsonObject(c, { allowEmpty: true });
   const reason = optionalReason(body);
-  const roomId = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
-  await changeMembership(c, roomId, "knock", requester(c).userId, reason);
+  const { roomId, servers } = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
+  await changeMembership(c, roomId, "knock", requester(c).userId, reason, joinServers(c, roomId, servers));
   return c.json({ room_id: roomId });
 });
 

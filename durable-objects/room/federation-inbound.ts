@@ -1,0 +1,141 @@
+// PDUs from other servers (spec: Server-Server API, "Transactions", "Checks performed on receipt of a
+// PDU", "Retrieving missing events"): each goes through the room's one entry point (engine.ts
+// `persistEvent`); an event whose prev events are unknown first makes the room fetch the gap from the
+// sending server: `get_missing_events` for a short gap, and when that does not reach known events, the
+// state before the event (`/state_ids`, then the events it lacks) so that nothing is accepted without its
+// auth chain.
+import { MatrixError } from "../../protocol/errors.js";
+import { eventIdFor } from "../../protocol/event-hashes.js";
+import { isJsonObject } from "../../protocol/json.js";
+import { prevEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
+import { MISSING_PREV_ERRCODE, type PersistResult, type RoomEngine } from "./engine.js";
+
+/** The per-PDU answer of /send: empty on success, `error` otherwise (spec: "PDU Processing Result"). */
+export type PduResult = { error?: string };
+
+/** The answer of a request to another server (federation-client/request.ts `FederationResponse`). */
+export type RemoteResponse = { ok: true; status: number; body: unknown } | { ok: false; status: number | null; errcode?: string; error: string };
+
+/** A signed request to another server: the Room DO's one way out (it is given one, it does not build it). */
+export type RemoteFetch = (destination: string, method: "GET" | "POST" | "PUT", path: string, body?: Record<string, unknown>) => Promise<RemoteResponse>;
+
+/** Synapse asks for at most 10 missing events before falling back to the state. */
+const MISSING_EVENTS_LIMIT = 10;
+/** Above this many unknown state or auth events, fetch the whole state (/state) instead of one /event each. */
+const SINGLE_FETCH_LIMIT = 50;
+
+export interface ReceiveResult {
+  results: Record<string, PduResult>;
+  /** What was committed (for the caller's after-commit delivery). */
+  persisted: PersistResult[];
+}
+
+/**
+ * Persists the PDUs of one room from a transaction, in order. `remote` fetches gaps from `origin`; without
+ * it (or when the origin cannot fill the gap) an event with unknown prev events gets an error and is not
+ * stored (the origin sends it again, or another event's gap-fill brings it).
+ */
+export async function receivePdus(engine: RoomEngine, origin: string, pdus: Pdu[], remote?: RemoteFetch): Promise<ReceiveResult> {
+  const results: Record<string, PduResult> = {};
+  const persisted: PersistResult[] = [];
+  const meta = engine.meta();
+  for (const pdu of pdus) {
+    let eventId: string;
+    try {
+      if (!meta) throw new MatrixError(404, "M_NOT_FOUND", "Unknown room");
+      eventId = await eventIdFor(pdu, meta.rules);
+    } catch (e) {
+      // No event ID: there is nothing to key a result by but the room; Synapse drops such PDUs.
+      if (!meta) {
+        const id = typeof pdu.event_id === "string" ? pdu.event_id : `$unknown:${origin}`;
+        results[id] = { error: "Unknown room" };
+      }
+      void e;
+      continue;
+    }
+    try {
+      const result = await persistFillingGaps(engine, origin, pdu, remote, persisted);
+      persisted.push(result);
+      if (result.rejectedReason !== null) results[eventId] = { error: `Event rejected: ${result.rejectedReason}` };
+      else results[eventId] = {};
+    } catch (e) {
+      if (!(e instanceof MatrixError)) throw e;
+      results[eventId] = { error: e.message };
+    }
+  }
+  return { results, persisted };
+}
+
+async function persistFillingGaps(engine: RoomEngine, origin: string, pdu: Pdu, remote: RemoteFetch | undefined, persisted: PersistResult[]): Promise<PersistResult> {
+  try {
+    return await engine.persistEvent(pdu, { origin: "federation" });
+  } catch (e) {
+    if (!(e instanceof MatrixError) || e.errcode !== MISSING_PREV_ERRCODE || !remote) throw e;
+  }
+  const meta = engine.meta()!;
+  const eventId = await eventIdFor(pdu, meta.rules);
+
+  // 1. A short gap: the events between our forward extremities and this one.
+  const extremities = engine.forwardExtremities();
+  let minDepth = Infinity;
+  for (const id of extremities) minDepth = Math.min(minDepth, engine.events.meta(id)?.depth ?? Infinity);
+  const missing = await remote(origin, "POST", `/_matrix/federation/v1/get_missing_events/${encodeURIComponent(meta.roomId)}`, {
+    earliest_events: extremities,
+    latest_events: [eventId],
+    limit: MISSING_EVENTS_LIMIT,
+    min_depth: Number.isFinite(minDepth) ? minDepth : 0,
+  });
+  if (missing.ok && isJsonObject(missing.body) && Array.isArray(missing.body.events)) {
+    const events = (missing.body.events.filter(isJsonObject) as unknown as Pdu[]).sort((a, b) => a.depth - b.depth);
+    for (const e of events) {
+      try {
+        persisted.push(await engine.persistEvent(e, { origin: "federation" }));
+      } catch (err) {
+        // Still a gap below this one: the state fetch below covers the event we were sent.
+        if (!(err instanceof MatrixError)) throw err;
+      }
+    }
+  }
+  if (prevEventIds(pdu).every((id) => engine.events.meta(id)?.outlier === false)) {
+    return engine.persistEvent(pdu, { origin: "federation" });
+  }
+
+  // 2. A wide gap: the state before this event, from the origin, with the events we lack.
+  const stateBefore = await fetchStateBefore(engine, origin, eventId, remote);
+  return engine.persistEvent(pdu, { origin: "federation", stateBefore });
+}
+
+/**
+ * The state before `eventId` as the origin sees it (/state_ids), after storing every state and auth
+ * event we lack as an outlier (each checked: signatures, hashes, auth events).
+ */
+export async function fetchStateBefore(engine: RoomEngine, origin: string, eventId: string, remote: RemoteFetch): Promise<Map<string, string>> {
+  const roomId = engine.meta()!.roomId;
+  const ids = await remote(origin, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(eventId)}`);
+  if (!ids.ok || !isJsonObject(ids.body) || !Array.isArray(ids.body.pdu_ids) || !Array.isArray(ids.body.auth_chain_ids)) {
+    throw new MatrixError(502, "M_UNKNOWN", `Could not fetch the state before ${eventId} from ${origin}`);
+  }
+  const stateIds = ids.body.pdu_ids.filter((x): x is string => typeof x === "string");
+  const authIds = ids.body.auth_chain_ids.filter((x): x is string => typeof x === "string");
+  const lacking = [...new Set([...authIds, ...stateIds])].filter((id) => !engine.events.has(id));
+  const fetched: Pdu[] = [];
+  if (lacking.length > SINGLE_FETCH_LIMIT) {
+    const full = await remote(origin, "GET", `/_matrix/federation/v1/state/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(eventId)}`);
+    if (!full.ok || !isJsonObject(full.body)) throw new MatrixError(502, "M_UNKNOWN", `Could not fetch the state before ${eventId} from ${origin}`);
+    for (const list of [full.body.auth_chain, full.body.pdus]) if (Array.isArray(list)) fetched.push(...(list.filter(isJsonObject) as unknown as Pdu[]));
+  } else {
+    for (const id of lacking) {
+      const one = await remote(origin, "GET", `/_matrix/federation/v1/event/${encodeURIComponent(id)}`);
+      if (one.ok && isJsonObject(one.body) && Array.isArray(one.body.pdus) && isJsonObject(one.body.pdus[0])) fetched.push(one.body.pdus[0] as unknown as Pdu);
+    }
+  }
+  await engine.persistOutliers(fetched);
+  const state = new Map<string, string>();
+  for (const id of stateIds) {
+    const e = engine.events.meta(id);
+    // Events we could not fetch or that failed their checks are left out of the state, as Synapse does.
+    if (!e || e.rejectedReason !== null || e.stateKey === null) continue;
+    state.set(stateKey(e.type, e.stateKey), id);
+  }
+  return state;
+}

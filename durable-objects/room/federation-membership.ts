@@ -1,0 +1,166 @@
+// The resident server's side of joins, leaves and knocks over federation (spec: Server-Server API,
+// "Joining Rooms", "Leaving Rooms (Rejecting Invites)", "Knocking upon a room"): `make_*` hands the joining
+// server an unsigned event template on the current state; `send_*` takes the event back, signed, and
+// persists it through the room's one entry point (engine.ts `persistEvent`).
+import { checkEventAuth } from "../../protocol/auth-rules.js";
+import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
+import { eventIdFor, signEventAsServer } from "../../protocol/event-hashes.js";
+import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import { serverNameOf, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.js";
+import type { SigningKey } from "../../protocol/signing.js";
+import { unsignedEvent } from "./build-event.js";
+import type { PersistResult, RoomEngine } from "./engine.js";
+import { authChainIds, pdusOf, serversInRoom, wirePdu } from "./federation-reads.js";
+import { choosePrevEvents } from "./local-events.js";
+import { allowedRooms, chooseAuthoriser, type JoinedElsewhere } from "./membership.js";
+
+export type RemoteMembership = "join" | "leave" | "knock";
+
+export interface MakeMembershipRequest {
+  /** The server asking (authenticated by X-Matrix). */
+  origin: string;
+  userId: string;
+  membership: RemoteMembership;
+  /** make_join/make_knock `ver`: the room versions the joining server supports. */
+  supportedVersions?: string[];
+}
+
+export interface MakeMembershipResult {
+  event: Pdu;
+  room_version: string;
+}
+
+/** The first checks of every make_* and send_* request: a known room, a user of the asking server. */
+function checkRequester(engine: RoomEngine, origin: string, userId: string): void {
+  if (!engine.meta()) throw notFound("Unknown room");
+  if (serverNameOf(userId) !== origin) throw forbidden("User is not of the requesting server");
+}
+
+/**
+ * GET make_join / make_leave / make_knock: the template. Refused (403) when the event would not pass the
+ * auth rules on the current state, as Synapse does; for restricted rooms the template names a local
+ * member who may invite (`join_authorised_via_users_server`) when the user is in an allowed room.
+ */
+export async function makeMembership(
+  engine: RoomEngine,
+  serverName: string,
+  request: MakeMembershipRequest,
+  joinedElsewhere: JoinedElsewhere,
+): Promise<MakeMembershipResult> {
+  checkRequester(engine, request.origin, request.userId);
+  const meta = engine.meta()!;
+  if (request.supportedVersions && !request.supportedVersions.includes(meta.roomVersion)) {
+    throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Your homeserver does not support the features required to interact with this room", {
+      room_version: meta.roomVersion,
+    });
+  }
+  const content: JsonObject = { membership: request.membership };
+  const current = engine.membershipOf(request.userId)?.membership;
+  if (request.membership === "join" && current !== "join" && current !== "invite") {
+    const joinRules = engine.currentStateEvent("m.room.join_rules", "");
+    const rule = joinRules?.content.join_rule;
+    const auth = meta.rules.authorization;
+    const restricted = (rule === "restricted" && auth.restrictedJoinRule) || (rule === "knock_restricted" && auth.knockRestrictedJoinRule);
+    if (restricted) {
+      let member = false;
+      for (const roomId of allowedRooms(joinRules?.content)) {
+        if (roomId !== meta.roomId && (await joinedElsewhere(roomId, request.userId))) {
+          member = true;
+          break;
+        }
+      }
+      if (!member) throw new MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", "Failed to find a room the user is joined to among the allowed rooms");
+      const authoriser = chooseAuthoriser(engine);
+      if (authoriser === undefined) throw new MatrixError(400, "M_UNABLE_TO_GRANT_JOIN", "Unable to find a user which could issue an invite");
+      content.join_authorised_via_users_server = authoriser;
+    }
+  }
+  const template = await unsignedEvent(
+    { type: "m.room.member", stateKey: request.userId, sender: request.userId, content },
+    { roomId: meta.roomId, rules: meta.rules, serverName: request.origin, prevEvents: choosePrevEvents(engine), state: engine.currentLookup, now: Date.now() },
+  );
+  // Check the would-be event (unsigned: the auth rules do not look at signatures) on the current state.
+  const check = checkEventAuth({ ...template, event_id: "$template" } as IdentifiedPdu, meta.rules, engine.currentLookup);
+  if (!check.allowed) throw forbidden(`You are not allowed to ${request.membership} this room: ${check.reason}`);
+  // Room versions 1-10 carry `origin`; Synapse's templates have it, so the joining server keeps it.
+  if (!meta.rules.eventFormat.redactsInContent) template.origin = request.origin;
+  return { event: template, room_version: meta.roomVersion };
+}
+
+export interface SendMembershipRequest {
+  origin: string;
+  /** The event ID in the path. */
+  eventId: string;
+  membership: RemoteMembership;
+  pdu: unknown;
+}
+
+/**
+ * Checks a send_join/send_leave/send_knock body before it is persisted (spec: send_join's list, which
+ * Synapse applies to all three): a member event of the expected membership, sent by a user of the origin
+ * for themselves, with the event ID of the path. Returns the event, with this server's signature added
+ * when it authorises a restricted join.
+ */
+export async function checkSentMembership(
+  engine: RoomEngine,
+  serverName: string,
+  key: SigningKey,
+  request: SendMembershipRequest,
+): Promise<{ event: Pdu; cosigned: boolean }> {
+  const meta = engine.meta();
+  if (!meta) throw notFound("Unknown room");
+  const pdu = request.pdu;
+  if (!isJsonObject(pdu)) throw new MatrixError(400, "M_BAD_JSON", "The event must be an object");
+  const event = pdu as unknown as Pdu;
+  if (event.type !== "m.room.member") throw new MatrixError(400, "M_INVALID_PARAM", "Not an m.room.member event");
+  if (!isJsonObject(event.content) || event.content.membership !== request.membership) {
+    throw new MatrixError(400, "M_INVALID_PARAM", `Not a ${request.membership} event`);
+  }
+  if (typeof event.sender !== "string" || serverNameOf(event.sender) !== request.origin) {
+    throw new MatrixError(400, "M_INVALID_PARAM", "The sender is not a user of the origin server");
+  }
+  if (event.state_key !== event.sender) throw new MatrixError(400, "M_INVALID_PARAM", "The state_key is not the sender");
+  if (event.room_id !== meta.roomId) throw new MatrixError(400, "M_INVALID_PARAM", "The event is for another room");
+  let id: string;
+  try {
+    id = await eventIdFor(event, meta.rules);
+  } catch {
+    throw new MatrixError(400, "M_BAD_JSON", "The event is malformed");
+  }
+  if (id !== request.eventId) throw new MatrixError(400, "M_INVALID_PARAM", "The event ID does not match the path");
+  const via = event.content.join_authorised_via_users_server;
+  if (request.membership === "join" && typeof via === "string" && serverNameOf(via) === serverName && meta.rules.authorization.restrictedJoinRule) {
+    // Spec: the resident server named by join_authorised_via_users_server signs the join.
+    return { event: await signEventAsServer(event, serverName, key, meta.rules), cosigned: true };
+  }
+  return { event, cosigned: false };
+}
+
+/** The send_join answer (v2): the state before the join and its auth chain. */
+export function sendJoinResponse(
+  engine: RoomEngine,
+  result: PersistResult,
+  cosigned: boolean,
+  omitMembers: boolean,
+): JsonObject {
+  const m = engine.events.meta(result.eventId);
+  if (!m) throw notFound("Event not found");
+  const state = [...engine.stateGroups.load(m.stateGroupBefore)].filter(([key]) => !(omitMembers && key.startsWith("m.room.member\u0000")));
+  const stateIds = state.map(([, id]) => id);
+  let authIds = authChainIds(engine, [...stateIds, result.eventId]);
+  if (omitMembers) {
+    // Spec: events returned in `state` may be left out of `auth_chain`.
+    const inState = new Set(stateIds);
+    authIds = authIds.filter((id) => !inState.has(id));
+  }
+  const out: JsonObject = {
+    state: pdusOf(engine, stateIds) as unknown as JsonObject[],
+    auth_chain: pdusOf(engine, authIds) as unknown as JsonObject[],
+    members_omitted: omitMembers,
+    servers_in_room: serversInRoom(engine),
+  };
+  // Spec: `event` is required when this server signed a restricted join (the joining server needs the
+  // copy with both signatures).
+  if (cosigned) out.event = wirePdu(engine, result.eventId) as unknown as JsonObject;
+  return out;
+}

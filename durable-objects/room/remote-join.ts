@@ -1,0 +1,143 @@
+// Joining a room that lives on other servers (spec: Server-Server API, "Joining Rooms"): ask a resident
+// server for a template (make_join), sign it, hand it back (send_join v2), then check everything the
+// answer carries before the user sees the room: every state and auth-chain event is verified (format,
+// signatures, hashes) and authorised against its auth events, stored as an outlier, and the join event is
+// persisted on that state through the room's one entry point (engine.ts).
+//
+// Built for size (DESIGN.md, "Federation"): the events are processed in auth order in one pass with
+// bounded look-ups; a partial-state join (`omit_members`, issue 19) adds a resync cursor on alarms later.
+import { MatrixError, forbidden } from "../../protocol/errors.js";
+import { eventIdFor, hashAndSignEvent } from "../../protocol/event-hashes.js";
+import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import { stateKey, type Pdu } from "../../protocol/pdu.js";
+import { ROOM_VERSIONS, roomVersionRules } from "../../protocol/room-versions.js";
+import { randomToken, type SigningKey } from "../../protocol/signing.js";
+import type { PersistResult, RoomEngine } from "./engine.js";
+import type { RemoteFetch, RemoteResponse } from "./federation-inbound.js";
+
+export interface RemoteJoinRequest {
+  roomId: string;
+  userId: string;
+  /** Resident servers to try, in order (the `via`/`server_name` of the request, the alias's server, the
+   * room ID's server). */
+  servers: string[];
+  /** Extra content of the join (displayname, avatar_url, reason). */
+  content: JsonObject;
+}
+
+/** Why a remote join failed, as the client sees it (the last server's answer). */
+function errorFrom(server: string, response: RemoteResponse & { ok: false }): MatrixError {
+  if (response.status === 403 || response.errcode === "M_FORBIDDEN") return forbidden(response.error);
+  if (response.status === 404) return new MatrixError(404, "M_NOT_FOUND", `No known servers: ${server} does not know the room`);
+  if (response.errcode === "M_INCOMPATIBLE_ROOM_VERSION") return new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", response.error);
+  if (response.errcode) return new MatrixError(response.status && response.status >= 400 && response.status < 500 ? response.status : 502, response.errcode, response.error);
+  return new MatrixError(502, "M_UNKNOWN", `Failed to reach ${server}: ${response.error}`);
+}
+
+/**
+ * The whole join: returns the persisted join event. Tries each server until one gives a template and
+ * accepts the join; the last failure becomes the client's error (404 "No known servers" when there is
+ * none to try).
+ */
+export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key: SigningKey, remote: RemoteFetch, request: RemoteJoinRequest): Promise<PersistResult> {
+  const servers = [...new Set(request.servers)].filter((s) => s !== serverName);
+  if (servers.length === 0) throw new MatrixError(404, "M_NOT_FOUND", "No known servers");
+  const versions = [...ROOM_VERSIONS.keys()].map((v) => `ver=${encodeURIComponent(v)}`).join("&");
+  let lastError: MatrixError = new MatrixError(404, "M_NOT_FOUND", "No known servers");
+  for (const server of servers) {
+    const made = await remote(server, "GET", `/_matrix/federation/v1/make_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(request.userId)}?${versions}`);
+    if (!made.ok) {
+      lastError = errorFrom(server, made);
+      // A resident server that refuses the user speaks for the room: do not ask the others.
+      if (made.status === 403) throw lastError;
+      continue;
+    }
+    const template = checkTemplate(made.body, request);
+    if (typeof template === "string") {
+      lastError = new MatrixError(502, "M_UNKNOWN", `${server} sent a bad join template: ${template}`);
+      continue;
+    }
+    const { event, eventId, roomVersion } = await signJoin(template.event, template.roomVersion, request, serverName, key);
+    const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(eventId)}`, event as unknown as Record<string, unknown>);
+    if (!sent.ok) {
+      lastError = errorFrom(server, sent);
+      if (sent.status === 403) throw lastError;
+      continue;
+    }
+    if (!isJsonObject(sent.body) || !Array.isArray(sent.body.state) || !Array.isArray(sent.body.auth_chain)) {
+      lastError = new MatrixError(502, "M_UNKNOWN", `${server} sent a bad send_join answer`);
+      continue;
+    }
+    // A restricted join comes back co-signed by the resident server: that copy is the one to keep.
+    let joinEvent = event;
+    const returned = sent.body.event;
+    if (isJsonObject(returned) && (await eventIdFor(returned as unknown as Pdu, roomVersionRules(roomVersion)!).catch(() => null)) === eventId) {
+      joinEvent = returned as unknown as Pdu;
+    }
+    return persistJoin(engine, request.roomId, roomVersion, joinEvent, sent.body.state as unknown[], sent.body.auth_chain as unknown[]);
+  }
+  throw lastError;
+}
+
+/** Spec: make_join's checks before signing. Returns the template or why it is unusable. */
+function checkTemplate(body: unknown, request: RemoteJoinRequest): { event: JsonObject; roomVersion: string } | string {
+  if (!isJsonObject(body) || !isJsonObject(body.event)) return "no event";
+  const roomVersion = typeof body.room_version === "string" ? body.room_version : "1";
+  if (!roomVersionRules(roomVersion)) return `unsupported room version ${roomVersion}`;
+  const e = body.event;
+  if (e.room_id !== request.roomId) return "room_id differs";
+  if (e.sender !== request.userId || e.state_key !== request.userId) return "sender or state_key differs";
+  if (e.type !== "m.room.member") return "not a member event";
+  if (!isJsonObject(e.content) || e.content.membership !== "join") return "not a join";
+  return { event: e, roomVersion };
+}
+
+async function signJoin(template: JsonObject, roomVersion: string, request: RemoteJoinRequest, serverName: string, key: SigningKey): Promise<{ event: Pdu; eventId: string; roomVersion: string }> {
+  const rules = roomVersionRules(roomVersion)!;
+  const content: JsonObject = { ...(template.content as JsonObject), ...request.content, membership: "join" };
+  // Keep the resident's authorising user of a restricted join (it chose one that may invite).
+  const via = (template.content as JsonObject).join_authorised_via_users_server;
+  if (via !== undefined) content.join_authorised_via_users_server = via;
+  const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
+  const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
+  if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
+  else delete unsigned.event_id;
+  const signed = await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+  return { event: signed.pdu, eventId: signed.eventId, roomVersion };
+}
+
+/**
+ * Stores the send_join answer and the join on it. The room's meta exists from the start (so outliers can
+ * be checked) but has no create event, and so is unknown to readers, until the join commits.
+ */
+async function persistJoin(engine: RoomEngine, roomId: string, roomVersion: string, joinEvent: Pdu, state: unknown[], authChain: unknown[]): Promise<PersistResult> {
+  const hadRoom = engine.meta() !== null;
+  if (hadRoom && engine.meta()!.roomVersion !== roomVersion) throw new MatrixError(502, "M_UNKNOWN", "The resident server reports another room version");
+  if (!hadRoom) engine.beginRemoteRoom(roomId, roomVersion);
+  const rules = roomVersionRules(roomVersion)!;
+  const pdus = [...authChain, ...state].filter(isJsonObject) as unknown as Pdu[];
+  await engine.persistOutliers(pdus);
+
+  const stateBefore = new Map<string, string>();
+  let createEventId: string | undefined;
+  for (const raw of state) {
+    if (!isJsonObject(raw) || typeof raw.type !== "string" || typeof raw.state_key !== "string") continue;
+    const id = await eventIdFor(raw as unknown as Pdu, rules).catch(() => null);
+    const m = id === null ? undefined : engine.events.meta(id);
+    // Events that failed their checks are left out of the state (Synapse's choice too).
+    if (!m || m.rejectedReason !== null) continue;
+    stateBefore.set(stateKey(raw.type, raw.state_key), id!);
+    if (raw.type === "m.room.create" && raw.state_key === "") createEventId = id!;
+  }
+  if (createEventId === undefined) throw new MatrixError(502, "M_UNKNOWN", "The resident server's state has no valid create event");
+  if (!hadRoom) engine.setCreateEvent(createEventId);
+  try {
+    const result = await engine.persistRemoteJoin(joinEvent, stateBefore);
+    if (result.rejectedReason !== null) throw forbidden(`The join was rejected: ${result.rejectedReason}`);
+    return result;
+  } catch (e) {
+    // Readers must not see a room whose join did not commit.
+    if (!hadRoom) engine.setCreateEvent(null);
+    throw e;
+  }
+}

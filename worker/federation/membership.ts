@@ -1,0 +1,49 @@
+// Server-Server API: joins, leaves and knocks of remote users in our rooms (spec: "Joining Rooms",
+// "Leaving Rooms (Rejecting Invites)", "Knocking upon a room"; data/api/server-server/joins-v1.yaml,
+// joins-v2.yaml, leaving-v2.yaml, knocks.yaml). The Room DO decides; these handlers parse.
+import { Hono, type Context } from "hono";
+import type { RemoteMembership } from "../../durable-objects/room/federation-membership.js";
+import { unwrap } from "../../durable-objects/room/outcome.js";
+import { isValidUserId } from "../../protocol/auth-rules.js";
+import { invalidParam } from "../../protocol/errors.js";
+import type { AppEnv } from "../env.js";
+import { readJsonObject } from "../http.js";
+import { requireRoomId, roomStub } from "../room-store.js";
+import { requestOrigin } from "./origin.js";
+
+export const federationMembershipRoutes = new Hono<AppEnv>();
+
+async function make(c: Context<AppEnv>, membership: RemoteMembership) {
+  const origin = requestOrigin(c);
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const userId = c.req.param("userId") ?? "";
+  if (!isValidUserId(userId)) throw invalidParam("Invalid user ID");
+  // make_join and make_knock list the room versions the joining server supports (`ver`, repeated);
+  // without any, the spec's default is version 1 only.
+  const supportedVersions = membership === "leave" ? undefined : c.req.queries("ver") ?? ["1"];
+  const result = unwrap(await roomStub(c.env, roomId).makeMembership({ origin, userId, membership, supportedVersions }));
+  return c.json(result);
+}
+
+async function send(c: Context<AppEnv>, membership: RemoteMembership) {
+  const origin = requestOrigin(c);
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const eventId = c.req.param("eventId") ?? "";
+  const pdu = await readJsonObject(c, { allowEmpty: false });
+  const omitMembers = c.req.query("omit_members") === "true";
+  const result = unwrap(await roomStub(c.env, roomId).sendMembership({ origin, eventId, membership, pdu, omitMembers }));
+  return c.json(result);
+}
+
+// GET /_matrix/federation/v1/make_join/{roomId}/{userId}
+federationMembershipRoutes.get("/_matrix/federation/v1/make_join/:roomId/:userId", (c) => make(c, "join"));
+// PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
+federationMembershipRoutes.put("/_matrix/federation/v2/send_join/:roomId/:eventId", (c) => send(c, "join"));
+// GET /_matrix/federation/v1/make_leave/{roomId}/{userId}
+federationMembershipRoutes.get("/_matrix/federation/v1/make_leave/:roomId/:userId", (c) => make(c, "leave"));
+// PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
+federationMembershipRoutes.put("/_matrix/federation/v2/send_leave/:roomId/:eventId", (c) => send(c, "leave"));
+// GET /_matrix/federation/v1/make_knock/{roomId}/{userId}
+federationMembershipRoutes.get("/_matrix/federation/v1/make_knock/:roomId/:userId", (c) => make(c, "knock"));
+// PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}
+federationMembershipRoutes.put("/_matrix/federation/v1/send_knock/:roomId/:eventId", (c) => send(c, "knock"));
