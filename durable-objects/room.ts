@@ -16,7 +16,7 @@ import { checkEventAuth, namedPowerLevel, powerLevelOf } from "../protocol/auth-
 import { eventIdFor } from "../protocol/event-hashes.js";
 import { MatrixError, badJson, forbidden, notFound } from "../protocol/errors.js";
 import type { JsonObject } from "../protocol/json.js";
-import { splitStateKey, type IdentifiedPdu, type Pdu } from "../protocol/pdu.js";
+import { serverNameOf, splitStateKey, type IdentifiedPdu, type Pdu } from "../protocol/pdu.js";
 import { roomVersionRules } from "../protocol/room-versions.js";
 import { signingKey } from "../worker/server-identity.js";
 import type { Env } from "../worker/env.js";
@@ -41,7 +41,8 @@ import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
 import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, stateForServer, stateIdsForServer } from "./room/federation-reads.js";
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
 import { receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
-import { joinRemoteRoom } from "./room/remote-join.js";
+import { joinRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
+import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -341,6 +342,14 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   private async membershipLocked(request: MembershipRequest): Promise<SentEvent> {
     const meta = this.engine.meta();
+    const outOfBand = this.engine.outOfBandMembership(request.target);
+    const invitedOutOfBand = outOfBand?.membership === "invite" && (!meta || this.engine.membershipOf(request.target) === null);
+    if (invitedOutOfBand && request.action === "leave" && request.sender === request.target) return this.rejectOutOfBandInvite(request, outOfBand!.eventId);
+    if (invitedOutOfBand && request.action === "join") {
+      // Join through the inviting server first: it is in the room.
+      const inviter = this.engine.events.pdu(outOfBand!.eventId)?.sender;
+      if (inviter) request = { ...request, servers: [serverNameOf(inviter), ...(request.servers ?? [])] };
+    }
     if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember()) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
       // This server is not in the room: join through a resident server (room/remote-join.ts).
       const content: JsonObject = {};
@@ -363,8 +372,14 @@ export class RoomDurableObject extends DurableObject<Env> {
       throw forbidden("Unknown room");
     }
     if (request.action === "invite" && !this.engine.isLocalUser(request.target)) {
-      // Needs the federation invite API (PUT /_matrix/federation/v2/invite), which does not exist yet.
-      throw new MatrixError(501, "M_UNRECOGNIZED", "Inviting users of other servers is not supported yet");
+      if (!this.remote) throw new MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server");
+      const current = this.engine.membershipOf(request.target)?.membership;
+      if (current === "join" || current === "ban") throw forbidden(`${request.target} is ${current === "join" ? "already in the room" : "banned from the room"}`);
+      const content: JsonObject = {};
+      if (request.reason !== undefined) content.reason = request.reason;
+      const result = await sendRemoteInvite(this.engine, this.env.SERVER_NAME, await signingKey(this.env), this.remote, { sender: request.sender, target: request.target, content });
+      await this.afterCommit([result]);
+      return { eventId: result.eventId, streamOrdering: result.streamOrdering };
     }
     const prepared = await prepareMembership(this.engine, request, (roomId, userId) =>
       this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).isJoined(userId),
@@ -379,6 +394,48 @@ export class RoomDurableObject extends DurableObject<Env> {
     }
     await this.afterCommit([result]);
     return { eventId: result.eventId, streamOrdering: result.streamOrdering };
+  }
+
+  /**
+   * Rejects an invite to a room this server is not in: a leave through the inviting server (make_leave,
+   * send_leave), or, when that server cannot be reached, a leave made and kept here only (Synapse's
+   * "locally generated out-of-band leave"), so the user is never stuck with the invite.
+   */
+  private async rejectOutOfBandInvite(request: MembershipRequest, inviteEventId: string): Promise<SentEvent> {
+    const invite = this.engine.events.pdu(inviteEventId)!;
+    const identity = this.engine.roomIdentity()!;
+    const key = await signingKey(this.env);
+    const servers = [serverNameOf(invite.sender), ...(request.servers ?? [])];
+    const remote = this.remote ? await leaveRemoteRoom(this.env.SERVER_NAME, key, this.remote, { roomId: identity.roomId, userId: request.target, servers, reason: request.reason }) : null;
+    let leave = remote;
+    if (!leave) {
+      const content: JsonObject = { membership: "leave" };
+      if (request.reason !== undefined) content.reason = request.reason;
+      const built = await buildLocalEvent(
+        { type: "m.room.member", stateKey: request.target, sender: request.target, content },
+        { roomId: identity.roomId, rules: identity.rules, serverName: this.env.SERVER_NAME, key, prevEvents: [invite], state: () => undefined, now: Date.now() },
+      );
+      leave = { event: built.pdu, eventId: built.eventId };
+    }
+    const ordering = this.engine.storeOutOfBandMembership(identity.roomId, identity.rules.id, leave.event, leave.eventId, []);
+    await this.notifyOutOfBand({ roomId: identity.roomId, streamOrdering: ordering, eventId: leave.eventId, type: "m.room.member", stateKey: request.target, sender: request.target, membership: "leave" });
+    return { eventId: leave.eventId, streamOrdering: ordering };
+  }
+
+  /** Out-of-band memberships are not room events in the DAG: their notification goes to the User DO directly,
+   * before the request that made them is answered (so a retry finds it delivered). */
+  private async notifyOutOfBand(notification: RoomEventNotification): Promise<void> {
+    await this.env.USERS.get(this.env.USERS.idFromName(notification.stateKey!)).onRoomEvent(notification);
+  }
+
+  /** PUT /_matrix/federation/v2/invite/{roomId}/{eventId}: co-signs an invite of one of our users. */
+  receiveInvite(invite: InboundInvite): Promise<Outcome<{ event: Pdu }>> {
+    return this.serialised(async () => {
+      const outcome = await receiveInvite(this.engine, this.env.SERVER_NAME, await signingKey(this.env), invite);
+      if (outcome.persisted) await this.afterCommit([outcome.persisted]);
+      if (outcome.outOfBand) await this.notifyOutOfBand(outcome.outOfBand);
+      return { event: outcome.event };
+    });
   }
 
   private hasLocalJoinedMember(): boolean {

@@ -11,6 +11,7 @@ import { federationMembershipRoutes } from "./federation/membership.js";
 import { federationEventRoutes } from "./federation/events.js";
 import { federationTransactionRoutes } from "./federation/transactions.js";
 import { federationQueryRoutes } from "./federation/query.js";
+import { federationInviteRoutes } from "./federation/invites.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -104,6 +105,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationEventRoutes);
   app.route("/", federationTransactionRoutes);
   app.route("/", federationQueryRoutes);
+  app.route("/", federationInviteRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).

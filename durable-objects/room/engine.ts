@@ -9,7 +9,7 @@ import { checkEventAgainstAuthEvents, checkEventAuth, redactionAllowedAtDelivery
 import { MatrixError, badJson, forbidden, tooLarge } from "../../protocol/errors.js";
 import { checkContentHash, eventIdFor, roomIdFromCreateEvent, verifyEventSignature } from "../../protocol/event-hashes.js";
 import { MAX_PDU_BYTES, validatePduFormat } from "../../protocol/event-validation.js";
-import { isJsonObject } from "../../protocol/json.js";
+import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { authEventIds, prevEventIds, serverNameOf, splitStateKey, stateKey, type IdentifiedPdu, type Pdu, type StateKey, type StateMap } from "../../protocol/pdu.js";
 import { redactPdu } from "../../protocol/redaction.js";
 import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
@@ -464,6 +464,68 @@ export class RoomEngine {
     if (existing) throw new MatrixError(400, ROOM_EXISTS_ERRCODE, "Room already exists");
     if (!roomVersionRules(roomVersion)) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", `Unsupported room version ${roomVersion}`);
     this.initialise(roomId, roomVersion);
+  }
+
+  /**
+   * Records a membership of a local user in a room this server is not in (an invite from another server,
+   * or the local rejection of one): the event as an outlier and the stripped state to show. Creates the
+   * room's meta without a create event if needed (readers still see no room). Returns the event's stream
+   * ordering (the identity of its notification to the User DO).
+   */
+  storeOutOfBandMembership(roomId: string, roomVersion: string, pdu: Pdu, eventId: string, strippedState: JsonObject[]): number {
+    if (!this.meta()) this.initialise(roomId, roomVersion);
+    const userId = pdu.state_key ?? "";
+    const membership = typeof pdu.content.membership === "string" ? pdu.content.membership : "leave";
+    return this.storage.transactionSync(() => {
+      let ordering = this.events.meta(eventId)?.streamOrdering;
+      if (ordering === undefined) {
+        ordering = this.events.insert({
+          eventId,
+          pdu,
+          rejectedReason: null,
+          softFailed: false,
+          outlier: true,
+          stateGroupBefore: null,
+          stateGroupAfter: null,
+          replacesState: null,
+          redacts: null,
+        });
+      }
+      this.sql.exec(
+        `INSERT INTO out_of_band_members (user_id, event_id, membership, stripped_state) VALUES (?, ?, ?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership, stripped_state = excluded.stripped_state`,
+        userId,
+        eventId,
+        membership,
+        JSON.stringify(strippedState),
+      );
+      return ordering;
+    });
+  }
+
+  /** A local user's out-of-band membership (see storeOutOfBandMembership), or null. */
+  outOfBandMembership(userId: string): { eventId: string; membership: string; strippedState: JsonObject[] } | null {
+    if (!this.schemaReady) return null;
+    const row = this.sql
+      .exec<{ event_id: string; membership: string; stripped_state: string }>("SELECT event_id, membership, stripped_state FROM out_of_band_members WHERE user_id = ?", userId)
+      .toArray()[0];
+    return row ? { eventId: row.event_id, membership: row.membership, strippedState: JSON.parse(row.stripped_state) as JsonObject[] } : null;
+  }
+
+  /** The room ID and version of a DO that holds meta (a room, or a room being joined or invited to). */
+  roomIdentity(): { roomId: string; rules: RoomVersionRules } | null {
+    const m = this.meta() ?? this.pendingMeta();
+    return m ? { roomId: m.roomId, rules: m.rules } : null;
+  }
+
+  /** Checks 1-3 of a remote event outside the DAG (an invite to a room this server is not in). */
+  async verifyRemoteEvent(pdu: Pdu, rules: RoomVersionRules): Promise<{ ok: true; eventId: string; wire: Pdu } | { ok: false; reason: string }> {
+    const format = validatePduFormat(pdu, rules);
+    if (!format.ok) return { ok: false, reason: `Invalid event: ${format.reason}` };
+    const eventId = await this.eventIdOrNull(pdu, rules);
+    if (eventId === null) return { ok: false, reason: "Invalid event" };
+    const verified = await this.verifySignaturesAndHash(pdu, eventId, rules, "federation");
+    return verified.ok ? { ok: true, eventId, wire: verified.wire } : verified;
   }
 
   /** The meta of a room being joined (begun, create event not yet set), for outlier checks. */

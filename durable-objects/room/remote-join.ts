@@ -141,3 +141,29 @@ async function persistJoin(engine: RoomEngine, roomId: string, roomVersion: stri
     throw e;
   }
 }
+
+/**
+ * Leaves (rejects an invite to) a room this server is not in, through a resident server (spec: make_leave,
+ * send_leave v2). Returns the signed leave event when a server accepted it, or null when none did (the
+ * caller then records the rejection locally, as Synapse does, so the user is not stuck with the invite).
+ */
+export async function leaveRemoteRoom(serverName: string, key: SigningKey, remote: RemoteFetch, request: { roomId: string; userId: string; servers: string[]; reason?: string }): Promise<{ event: Pdu; eventId: string } | null> {
+  for (const server of [...new Set(request.servers)].filter((s) => s !== serverName)) {
+    const made = await remote(server, "GET", `/_matrix/federation/v1/make_leave/${encodeURIComponent(request.roomId)}/${encodeURIComponent(request.userId)}`);
+    if (!made.ok || !isJsonObject(made.body) || !isJsonObject(made.body.event)) continue;
+    const template = made.body.event;
+    const roomVersion = typeof made.body.room_version === "string" ? made.body.room_version : "1";
+    const rules = roomVersionRules(roomVersion);
+    if (!rules || template.room_id !== request.roomId || template.sender !== request.userId || template.state_key !== request.userId || template.type !== "m.room.member") continue;
+    const content: JsonObject = { membership: "leave" };
+    if (request.reason !== undefined) content.reason = request.reason;
+    const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
+    const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
+    if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
+    else delete unsigned.event_id;
+    const signed = await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+    const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_leave/${encodeURIComponent(request.roomId)}/${encodeURIComponent(signed.eventId)}`, signed.pdu as unknown as Record<string, unknown>);
+    if (sent.ok) return { event: signed.pdu, eventId: signed.eventId };
+  }
+  return null;
+}

@@ -21,6 +21,9 @@
 //   outbox               notifications to local users' User DOs, written in the event's transaction and
 //                        deleted after delivery (retried from alarm()).
 //   forgotten            users who forgot the room (POST /forget); cleared when they join again.
+//   out_of_band_members  invites (and their local rejections) of local users to rooms this server is not in:
+//                        the membership event (stored as an outlier) and the stripped state the inviting
+//                        server sent, which is all /sync can show of such a room.
 export const ROOM_SCHEMA = `
   CREATE TABLE IF NOT EXISTS room_meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -129,6 +132,13 @@ export const ROOM_SCHEMA = `
 
   CREATE TABLE IF NOT EXISTS forgotten (
     user_id TEXT PRIMARY KEY
+  );
+
+  CREATE TABLE IF NOT EXISTS out_of_band_members (
+    user_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    membership TEXT NOT NULL,
+    stripped_state TEXT NOT NULL
   );
 `;
 

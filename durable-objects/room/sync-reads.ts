@@ -335,6 +335,9 @@ export function roomSummary(engine: RoomEngine, userId: string): RoomSummary {
 /** The stripped state of the room for a user invited or knocking (spec: "Stripped state"), with the user's
  * own membership event (the invite shows who invited them). */
 export function strippedState(engine: RoomEngine, userId: string): StrippedStateEvent[] {
+  // An invite to a room this server is not in: the state the inviting server sent (federation-invites.ts).
+  const outOfBand = engine.outOfBandMembership(userId);
+  if (outOfBand && (!engine.meta() || engine.membershipOf(userId) === null)) return outOfBand.strippedState as unknown as StrippedStateEvent[];
   if (!engine.meta()) return [];
   const out: StrippedStateEvent[] = [];
   const add = (pdu: IdentifiedPdu | undefined) => {
