@@ -38,9 +38,9 @@ import { eventContext, eventForReader, messages, timestampToEvent, type ContextR
 import { joinedMembers, roomMembers, type JoinedMember, type MembersRequest } from "./room/members.js";
 import { relationsForReader, threadsForReader, type ReadEvent, type RelationsRequest, type RelationsResult, type ThreadsRequest, type ThreadsResult } from "./room/relations.js";
 import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
-import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, stateForServer, stateIdsForServer } from "./room/federation-reads.js";
+import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, serversInRoom, stateForServer, stateIdsForServer } from "./room/federation-reads.js";
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
-import { receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
+import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
 import { joinRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 
@@ -681,7 +681,15 @@ export class RoomDurableObject extends DurableObject<Env> {
   // room/history-visibility.ts) and the old room's side of an upgrade (room/upgrade.ts).
 
   /** GET /rooms/{roomId}/messages. */
-  messages(reader: Reader, request: MessagesRequest): Promise<Outcome<MessagesResult>> {
+  async messages(reader: Reader, request: MessagesRequest): Promise<Outcome<MessagesResult>> {
+    const first = await outcomeOf(() => messages(this.engine, reader, request));
+    // Spec ("Backfilling"): a client paginating past the earliest event we hold of a room joined over
+    // federation makes us ask the other servers for the history before it.
+    if (!("ok" in first) || request.dir !== "b" || first.ok.end !== undefined || !this.remote) return first;
+    if (this.engine.backwardExtremities(1).length === 0) return first;
+    const servers = serversInRoom(this.engine).filter((s) => s !== this.env.SERVER_NAME);
+    const stored = await this.serialised(() => backfill(this.engine, servers, this.remote!));
+    if (!("ok" in stored) || stored.ok === 0) return first;
     return outcomeOf(() => messages(this.engine, reader, request));
   }
 

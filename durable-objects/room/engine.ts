@@ -47,6 +47,9 @@ export interface PersistOptions {
    * over federation, or an event after a gap, with the state from /state_ids): the state the remote
    * server gave, whose events must already be stored (as outliers). */
   stateBefore?: ReadonlyStateMap;
+  /** Backfilled history (spec: "Backfilling"): stored at this stream ordering, below the room's existing
+   * events; it changes neither the forward extremities nor the current state, and notifies nobody. */
+  backfillOrdering?: number;
 }
 
 export interface PersistResult {
@@ -99,6 +102,10 @@ interface CheckedEvent {
 /** Thrown (as a MatrixError) when a create event is persisted into a DO that already holds a room: the
  * caller derives another room ID. */
 export const ROOM_EXISTS_ERRCODE = "M_ROOM_IN_USE";
+
+/** A room joined over federation starts its stream here, leaving the orderings below for history that
+ * is backfilled later (positions stay positive: `t<N>` tokens and the User DO's bookkeeping assume so). */
+export const REMOTE_ROOM_FIRST_ORDERING = 2 ** 40;
 
 /** Thrown (as a 400 MatrixError) when an event's prev events are not stored and no state before it was
  * given: the federation path fetches the gap (get_missing_events, /state_ids) and tries again. */
@@ -329,15 +336,18 @@ export class RoomEngine {
     const room = meta!;
 
     const existing = this.events.meta(eventId);
-    // An event known only as an outlier (from a join's state or an auth chain) can still arrive as a
-    // timeline event; until outliers can be promoted it counts as known.
-    if (existing) return this.duplicateResult(eventId);
+    // An event known only as an outlier (from a join's state or an auth chain) takes its place in the
+    // timeline when it arrives with its prev events (or as backfilled history): the outlier row is
+    // replaced in the commit below.
+    if (existing && (!existing.outlier || existing.rejectedReason !== null)) return this.duplicateResult(eventId);
 
     const verified = await this.verifySignaturesAndHash(pdu, eventId, rules, options.origin);
     if (!verified.ok) throw forbidden(verified.reason);
     const { wire, identified } = verified;
 
     const checked = await this.checkAuth(identified, wire, rules, room, isCreate, options.stateBefore);
+    // History is not checked against the present: soft failure only guards what happens now.
+    if (options.backfillOrdering !== undefined) checked.softFailed = false;
     if (options.origin === "local") {
       if (checked.rejectedReason !== null) throw forbidden(checked.rejectedReason);
       if (checked.softFailed) throw forbidden("Event is not allowed by the room's current state");
@@ -435,6 +445,7 @@ export class RoomEngine {
       }
       this.storage.transactionSync(() => {
         this.events.insert({
+          streamOrdering: this.firstRemoteOrdering(),
           eventId,
           pdu: wire,
           rejectedReason,
@@ -480,6 +491,7 @@ export class RoomEngine {
       let ordering = this.events.meta(eventId)?.streamOrdering;
       if (ordering === undefined) {
         ordering = this.events.insert({
+          streamOrdering: this.firstRemoteOrdering(),
           eventId,
           pdu,
           rejectedReason: null,
@@ -526,6 +538,35 @@ export class RoomEngine {
     if (eventId === null) return { ok: false, reason: "Invalid event" };
     const verified = await this.verifySignaturesAndHash(pdu, eventId, rules, "federation");
     return verified.ok ? { ok: true, eventId, wire: verified.wire } : verified;
+  }
+
+  /** The explicit ordering of the first event of a room this server did not create (see
+   * REMOTE_ROOM_FIRST_ORDERING); undefined once the room has events. */
+  private firstRemoteOrdering(): number | undefined {
+    return this.sql.exec("SELECT 1 FROM events LIMIT 1").toArray().length === 0 ? REMOTE_ROOM_FIRST_ORDERING : undefined;
+  }
+
+  /** The lowest stream ordering (backfill goes below it), or null before any event. */
+  minStreamOrdering(): number | null {
+    if (!this.schemaReady) return null;
+    return this.sql.exec<{ m: number | null }>("SELECT MIN(stream_ordering) AS m FROM events").one().m;
+  }
+
+  /**
+   * Backward extremities (spec: "Backfilling"): prev events of stored timeline events that are not stored
+   * in the timeline themselves (absent, or only known as outliers). Where backfill continues from.
+   */
+  backwardExtremities(limit = 20): string[] {
+    if (!this.schemaReady) return [];
+    return this.sql
+      .exec<{ id: string }>(
+        `SELECT DISTINCT e.prev_event_id AS id FROM event_edges e JOIN events c ON c.event_id = e.event_id AND c.outlier = 0
+         LEFT JOIN events p ON p.event_id = e.prev_event_id AND p.outlier = 0
+         WHERE p.event_id IS NULL ORDER BY c.stream_ordering LIMIT ?`,
+        limit,
+      )
+      .toArray()
+      .map((r) => r.id);
   }
 
   /** The meta of a room being joined (begun, create event not yet set), for outlier checks. */
@@ -704,7 +745,12 @@ export class RoomEngine {
         }
 
         const redacts = event.type === "m.room.redaction" ? (redactsOf(event, rules) ?? null) : null;
+        if (this.events.meta(eventId)?.outlier) {
+          this.sql.exec("DELETE FROM events WHERE event_id = ?", eventId);
+          this.events.forget(eventId);
+        }
         const streamOrdering = this.events.insert({
+          streamOrdering: options.backfillOrdering,
           eventId,
           pdu: wire,
           rejectedReason,
@@ -727,7 +773,11 @@ export class RoomEngine {
         }
 
         let outboxIds: number[] = [];
-        if (accepted) {
+        if (accepted && options.backfillOrdering !== undefined) {
+          // History: only redactions apply; the present (extremities, current state) stays as it is.
+          if (redacts !== null) this.applyRedactionOf(event, groupBefore, rules);
+          this.applyEarlierRedactions(event, rules);
+        } else if (accepted) {
           this.updateForwardExtremities(eventId, prevEventIds(event));
           this.updateCurrentState(streamOrdering, event, groupBefore, groupAfter, rules);
           if (redacts !== null) this.applyRedactionOf(event, groupBefore, rules);

@@ -94,6 +94,9 @@ export interface NewEventRow {
   stateGroupAfter: number | null;
   replacesState: string | null;
   redacts: string | null;
+  /** An explicit stream ordering (backfilled history goes below the room's first event); default: the
+   * next after the highest. */
+  streamOrdering?: number;
 }
 
 export class EventStore {
@@ -140,9 +143,10 @@ export class EventStore {
     const membership = pdu.type === "m.room.member" && typeof pdu.content.membership === "string" ? pdu.content.membership : null;
     const streamOrdering = this.sql
       .exec<{ stream_ordering: number }>(
-        `INSERT INTO events (event_id, type, state_key, sender, origin_server_ts, depth, json, rejected_reason, soft_failed, outlier,
+        `INSERT INTO events (stream_ordering, event_id, type, state_key, sender, origin_server_ts, depth, json, rejected_reason, soft_failed, outlier,
            state_group_before, state_group_after, replaces_state, redacts, rel_type, relates_to, thread_root, membership)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING stream_ordering`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING stream_ordering`,
+        row.streamOrdering ?? null,
         row.eventId,
         pdu.type,
         typeof pdu.state_key === "string" ? pdu.state_key : null,

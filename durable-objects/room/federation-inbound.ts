@@ -8,7 +8,7 @@ import { MatrixError } from "../../protocol/errors.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { isJsonObject } from "../../protocol/json.js";
 import { prevEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
-import { MISSING_PREV_ERRCODE, type PersistResult, type RoomEngine } from "./engine.js";
+import { MISSING_PREV_ERRCODE, REMOTE_ROOM_FIRST_ORDERING, type PersistResult, type RoomEngine } from "./engine.js";
 
 /** The per-PDU answer of /send: empty on success, `error` otherwise (spec: "PDU Processing Result"). */
 export type PduResult = { error?: string };
@@ -138,4 +138,66 @@ export async function fetchStateBefore(engine: RoomEngine, origin: string, event
     state.set(stateKey(e.type, e.stateKey), id);
   }
   return state;
+}
+
+/** Events asked for per backfill request (Synapse asks for 100 when a client paginates). */
+export const BACKFILL_LIMIT = 100;
+/** Backfilled events whose prev events are still unknown each need the state from the remote; at most
+ * this many per request (branches of history beyond are left for the next pagination). */
+const MAX_STATE_FETCHES_PER_BACKFILL = 3;
+
+/**
+ * Fetches history before the room's earliest stored events (spec: "Backfilling") from the first server in
+ * `servers` that answers, and stores it below the existing stream orderings. Returns how many events were
+ * stored (0: nothing more to get, or nobody answered).
+ */
+export async function backfill(engine: RoomEngine, servers: string[], remote: RemoteFetch, limit = BACKFILL_LIMIT): Promise<number> {
+  const meta = engine.meta();
+  if (!meta) return 0;
+  const from = engine.backwardExtremities();
+  if (from.length === 0) return 0;
+  const query = [...from.map((id) => `v=${encodeURIComponent(id)}`), `limit=${limit}`].join("&");
+  for (const server of servers) {
+    const answer = await remote(server, "GET", `/_matrix/federation/v1/backfill/${encodeURIComponent(meta.roomId)}?${query}`);
+    if (!answer.ok || !isJsonObject(answer.body) || !Array.isArray(answer.body.pdus)) continue;
+    const pdus = answer.body.pdus.filter(isJsonObject) as unknown as Pdu[];
+    if (pdus.length === 0) return 0;
+    return storeBackfilled(engine, server, pdus, remote);
+  }
+  return 0;
+}
+
+async function storeBackfilled(engine: RoomEngine, origin: string, pdus: Pdu[], remote: RemoteFetch): Promise<number> {
+  const rules = engine.meta()!.rules;
+  const withIds: { id: string; pdu: Pdu }[] = [];
+  for (const pdu of pdus) {
+    const id = await eventIdFor(pdu, rules).catch(() => null);
+    if (id !== null && !engine.events.meta(id)) withIds.push({ id, pdu });
+    else if (id !== null && engine.events.meta(id)?.outlier) withIds.push({ id, pdu });
+  }
+  // Oldest first, so that each event's prev events are stored before it; orderings below the lowest.
+  withIds.sort((a, b) => a.pdu.depth - b.pdu.depth || (a.id < b.id ? -1 : 1));
+  const lowest = engine.minStreamOrdering() ?? REMOTE_ROOM_FIRST_ORDERING;
+  const base = lowest - withIds.length;
+  if (base < 1) return 0;
+  let stored = 0;
+  let stateFetches = 0;
+  for (const [i, { id, pdu }] of withIds.entries()) {
+    if (engine.events.meta(id)?.outlier === false) continue;
+    const options = { origin: "federation" as const, backfillOrdering: base + i };
+    try {
+      const known = prevEventIds(pdu).every((p) => engine.events.meta(p)?.outlier === false);
+      if (known) await engine.persistEvent(pdu, options);
+      else {
+        if (stateFetches >= MAX_STATE_FETCHES_PER_BACKFILL) continue;
+        stateFetches += 1;
+        const stateBefore = await fetchStateBefore(engine, origin, id, remote);
+        await engine.persistEvent(pdu, { ...options, stateBefore });
+      }
+      stored += 1;
+    } catch (e) {
+      if (!(e instanceof MatrixError)) throw e;
+    }
+  }
+  return stored;
 }
