@@ -1,0 +1,291 @@
+// The resident server's side of federation for rooms: make_join/send_join, inbound transactions, the read
+// endpoints other servers use, and invites from other servers. The remote servers are played by
+// test/workers/remote-homeserver.mjs (their keys are fetched over the federation client); the tests sign
+// requests and PDUs as those servers (federation-helpers.ts).
+import { describe, expect, it } from "vitest";
+import type { JsonObject } from "../../protocol/json.js";
+import type { Pdu } from "../../protocol/pdu.js";
+import { federationApi, remotePdu, signTemplate } from "./federation-room-helpers.js";
+import { api, SERVER_NAME } from "./helpers.js";
+import { V3, createRoom, newUser, r, send } from "./room-helpers.js";
+
+const F1 = "/_matrix/federation/v1";
+const F2 = "/_matrix/federation/v2";
+const enc = encodeURIComponent;
+
+/** A local public room with a remote member who joined through make_join/send_join. */
+async function roomWithRemoteMember(remote = "r1.remote.test", preset = "public_chat", roomVersion = "12") {
+  const alice = await newUser("alice");
+  const roomId = await createRoom(alice, { preset, room_version: roomVersion });
+  const bob = `@bob:${remote}`;
+  const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=${roomVersion}`);
+  expect(made.status).toBe(200);
+  const join = await signTemplate(remote, roomVersion, made.body.event as JsonObject, { origin_server_ts: Date.now() });
+  const sent = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu);
+  expect(sent.status).toBe(200);
+  return { alice, roomId, bob, remote, join, sendJoin: sent.body, roomVersion };
+}
+
+async function remoteMessage(remote: string, roomVersion: string, roomId: string, sender: string, prev: string[], auth: string[], body: string, depth: number) {
+  return remotePdu(remote, roomVersion, {
+    room_id: roomId,
+    sender,
+    type: "m.room.message",
+    content: { msgtype: "m.text", body },
+    origin_server_ts: Date.now(),
+    depth,
+    prev_events: prev,
+    auth_events: auth,
+  });
+}
+
+/** The auth events a remote message of `sender` needs in a v12 room: power levels and the sender's join. */
+async function messageAuth(roomId: string, user: { access_token: string }, sender: string): Promise<string[]> {
+  const state = (await api("GET", `${r(roomId)}/state`, { token: user.access_token })).body as { type: string; state_key: string; event_id: string }[];
+  return state.filter((e) => e.type === "m.room.power_levels" || (e.type === "m.room.member" && e.state_key === sender)).map((e) => e.event_id);
+}
+
+async function timelineBodies(user: { access_token: string }, roomId: string): Promise<string[]> {
+  const res = await api("GET", `${r(roomId)}/messages?dir=b&limit=50`, { token: user.access_token });
+  return (res.body.chunk as { type: string; content: { body?: string } }[]).filter((e) => e.type === "m.room.message").map((e) => e.content.body!);
+}
+
+describe("make_join / send_join (resident side)", () => {
+  it("gives a template on the current state, accepts the signed join and answers the state before it with its auth chain", async () => {
+    const { alice, roomId, bob, join, sendJoin } = await roomWithRemoteMember();
+    expect(join.pdu.type).toBe("m.room.member");
+    const stateTypes = (sendJoin.state as Pdu[]).map((e) => `${e.type}|${e.state_key}`);
+    expect(stateTypes).toContain("m.room.create|");
+    expect(stateTypes).toContain(`m.room.member|${alice.user_id}`);
+    // The state is the state *before* the join.
+    expect(stateTypes).not.toContain(`m.room.member|${bob}`);
+    expect(sendJoin.members_omitted).toBe(false);
+    expect(sendJoin.servers_in_room).toEqual([SERVER_NAME]);
+    // The auth chain covers the join's auth events.
+    const authIds = new Set<string>();
+    for (const e of sendJoin.auth_chain as Pdu[]) authIds.add(e.type);
+    expect(authIds.has("m.room.create")).toBe(true);
+    const members = await api("GET", `${r(roomId)}/joined_members`, { token: alice.access_token });
+    expect(Object.keys(members.body.joined)).toContain(bob);
+  });
+
+  it("omit_members leaves member events out of the state and names the servers in the room", async () => {
+    const remote = "r1.remote.test";
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const carol = `@carol:${remote}`;
+    const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(carol)}?ver=12`);
+    const join = await signTemplate(remote, "12", made.body.event as JsonObject);
+    const sent = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}?omit_members=true`, join.pdu);
+    expect(sent.status).toBe(200);
+    expect(sent.body.members_omitted).toBe(true);
+    expect((sent.body.state as Pdu[]).some((e) => e.type === "m.room.member")).toBe(false);
+    expect(sent.body.servers_in_room).toEqual([SERVER_NAME]);
+  });
+
+  it("refuses what the spec lists: unknown room 404, another server's user 403, unsupported version 400, an invite-only room 403", async () => {
+    const remote = "r1.remote.test";
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat", room_version: "11" });
+    const bob = `@bob:${remote}`;
+    const unknown = await federationApi(remote, "GET", `${F1}/make_join/${enc("!nope:test.local")}/${enc(bob)}?ver=11`);
+    expect(unknown.status).toBe(404);
+    const notTheirs = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc("@bob:elsewhere.remote.test")}?ver=11`);
+    expect(notTheirs.status).toBe(403);
+    const version = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=10&ver=12`);
+    expect(version.status).toBe(400);
+    expect(version.body.errcode).toBe("M_INCOMPATIBLE_ROOM_VERSION");
+    expect(version.body.room_version).toBe("11");
+    const privateRoom = await createRoom(alice, { preset: "private_chat" });
+    const closed = await federationApi(remote, "GET", `${F1}/make_join/${enc(privateRoom)}/${enc(bob)}?ver=12`);
+    expect(closed.status).toBe(403);
+    const unsigned = await api("GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=11`);
+    expect(unsigned.status).toBe(401);
+  });
+
+  it("send_join refuses a body that is not the join of the path: wrong event ID, not a join, another server's sender", async () => {
+    const remote = "r1.remote.test";
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const bob = `@bob:${remote}`;
+    const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=12`);
+    const join = await signTemplate(remote, "12", made.body.event as JsonObject);
+    const wrongId = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc("$other")}`, join.pdu);
+    expect(wrongId.status).toBe(400);
+    const leave = await signTemplate(remote, "12", made.body.event as JsonObject, { content: { membership: "leave" } });
+    const notJoin = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(leave.eventId)}`, leave.pdu);
+    expect(notJoin.status).toBe(400);
+    const other = await federationApi("r2.remote.test", "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu);
+    expect(other.status).toBe(400);
+    const garbage = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, "{not json");
+    expect(garbage.status).toBe(400);
+    const members = await api("GET", `${r(roomId)}/joined_members`, { token: alice.access_token });
+    expect(Object.keys(members.body.joined)).toEqual([alice.user_id]);
+  });
+});
+
+describe("PUT /send/{txnId} (inbound PDUs)", () => {
+  it("persists a remote member's message; every PDU gets a result; bad PDUs change nothing else", async () => {
+    const { alice, roomId, bob, remote, join, roomVersion } = await roomWithRemoteMember();
+    const auth = await messageAuth(roomId, alice, bob);
+    const good = await remoteMessage(remote, roomVersion, roomId, bob, [join.eventId], auth, "hello from afar", join.pdu.depth + 1);
+    // A forged signature: signed by another server's key.
+    const forged = await remotePdu("r2.remote.test", roomVersion, { ...good.pdu, content: { msgtype: "m.text", body: "forged" }, signatures: undefined } as never);
+    // Fails auth: a user who is not in the room.
+    const outsider = await remoteMessage(remote, roomVersion, roomId, `@mallory:${remote}`, [join.eventId], auth, "let me in", join.pdu.depth + 1);
+    const res = await federationApi(remote, "PUT", `${F1}/send/txn-${Date.now()}`, {
+      origin: remote,
+      origin_server_ts: Date.now(),
+      pdus: [good.pdu, { ...forged.pdu, sender: bob }, outsider.pdu],
+      edus: [],
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.pdus[good.eventId]).toEqual({});
+    expect(res.body.pdus[outsider.eventId].error).toMatch(/rejected/i);
+    const results = Object.values(res.body.pdus as Record<string, { error?: string }>);
+    expect(results.filter((x) => x.error !== undefined).length).toBe(2);
+    expect(await timelineBodies(alice, roomId)).toEqual(["hello from afar"]);
+  });
+
+  it("a PDU whose content does not match its hash is kept in redacted form", async () => {
+    const { alice, roomId, bob, remote, join, roomVersion } = await roomWithRemoteMember();
+    const auth = await messageAuth(roomId, alice, bob);
+    const msg = await remoteMessage(remote, roomVersion, roomId, bob, [join.eventId], auth, "original", join.pdu.depth + 1);
+    const tampered = { ...msg.pdu, content: { msgtype: "m.text", body: "tampered" } };
+    const res = await federationApi(remote, "PUT", `${F1}/send/txn-h-${Date.now()}`, { origin: remote, origin_server_ts: Date.now(), pdus: [tampered], edus: [] });
+    expect(res.status).toBe(200);
+    const page = await api("GET", `${r(roomId)}/messages?dir=b&limit=5`, { token: alice.access_token });
+    const stored = (page.body.chunk as { event_id: string; content: JsonObject }[]).find((e) => e.event_id === msg.eventId);
+    expect(stored?.content).toEqual({});
+  });
+
+  it("refuses a transaction whose origin is not the signing server, unsigned requests, garbage and oversized bodies", async () => {
+    const remote = "r1.remote.test";
+    const body = { origin: "r2.remote.test", origin_server_ts: Date.now(), pdus: [], edus: [] };
+    expect((await federationApi(remote, "PUT", `${F1}/send/t1`, body)).status).toBe(403);
+    expect((await api("PUT", `${F1}/send/t2`, { body: { ...body, origin: remote } })).status).toBe(401);
+    const garbage = await federationApi(remote, "PUT", `${F1}/send/t3`, "{{{");
+    expect(garbage.status).toBe(400);
+    const tooMany = await federationApi(remote, "PUT", `${F1}/send/t4`, { origin: remote, origin_server_ts: 1, pdus: new Array(51).fill({}), edus: [] });
+    expect(tooMany.status).toBe(400);
+    const notLists = await federationApi(remote, "PUT", `${F1}/send/t5`, { origin: remote, origin_server_ts: 1, pdus: {}, edus: [] });
+    expect(notLists.status).toBe(400);
+  });
+
+  it("an event after a gap the origin cannot fill gets an error and is not stored", async () => {
+    const { alice, roomId, bob, remote, join, roomVersion } = await roomWithRemoteMember();
+    const auth = await messageAuth(roomId, alice, bob);
+    const orphan = await remoteMessage(remote, roomVersion, roomId, bob, ["$unknownprev"], auth, "after a gap", join.pdu.depth + 5);
+    const res = await federationApi(remote, "PUT", `${F1}/send/txn-g-${Date.now()}`, { origin: remote, origin_server_ts: Date.now(), pdus: [orphan.pdu], edus: [] });
+    expect(res.status).toBe(200);
+    expect(res.body.pdus[orphan.eventId].error).toBeDefined();
+    expect(await timelineBodies(alice, roomId)).toEqual([]);
+  });
+});
+
+describe("reads for other servers", () => {
+  it("state_ids, state, event_auth, backfill and get_missing_events answer a server in the room, and 403 any other", async () => {
+    const { alice, roomId, bob, remote, join, roomVersion } = await roomWithRemoteMember();
+    for (let i = 0; i < 3; i++) expect((await send(alice, roomId, { msgtype: "m.text", body: `m${i}` })).status).toBe(200);
+    const latest = (await api("GET", `${r(roomId)}/messages?dir=b&limit=1`, { token: alice.access_token })).body.chunk[0].event_id as string;
+
+    const ids = await federationApi(remote, "GET", `${F1}/state_ids/${enc(roomId)}?event_id=${enc(latest)}`);
+    expect(ids.status).toBe(200);
+    expect(ids.body.pdu_ids).toContain(join.eventId);
+    expect(ids.body.auth_chain_ids.length).toBeGreaterThan(0);
+    const full = await federationApi(remote, "GET", `${F1}/state/${enc(roomId)}?event_id=${enc(latest)}`);
+    expect((full.body.pdus as Pdu[]).length).toBe(ids.body.pdu_ids.length);
+    const authOfJoin = await federationApi(remote, "GET", `${F1}/event_auth/${enc(roomId)}/${enc(join.eventId)}`);
+    expect((authOfJoin.body.auth_chain as Pdu[]).some((e) => e.type === "m.room.create")).toBe(true);
+
+    const back = await federationApi(remote, "GET", `${F1}/backfill/${enc(roomId)}?v=${enc(latest)}&limit=3`);
+    expect(back.status).toBe(200);
+    const bodies = (back.body.pdus as Pdu[]).map((e) => (e.content as { body?: string }).body);
+    // Deepest first: the latest event and the two before it.
+    expect(bodies).toEqual(["m2", "m1", "m0"]);
+
+    const missing = await federationApi(remote, "POST", `${F1}/get_missing_events/${enc(roomId)}`, {
+      earliest_events: [join.eventId],
+      latest_events: [latest],
+      limit: 10,
+      min_depth: 0,
+    });
+    expect(missing.status).toBe(200);
+    // Oldest first, between the join (excluded) and the latest (excluded).
+    expect((missing.body.events as Pdu[]).map((e) => (e.content as { body?: string }).body)).toEqual(["m0", "m1"]);
+
+    const stranger = await federationApi("r2.remote.test", "GET", `${F1}/state_ids/${enc(roomId)}?event_id=${enc(latest)}`);
+    expect(stranger.status).toBe(403);
+    const badParam = await federationApi(remote, "GET", `${F1}/state_ids/${enc(roomId)}`);
+    expect(badParam.status).toBe(400);
+    void bob;
+  });
+
+  it("history visibility `joined`: a server sees events from before its users joined only in redacted form", async () => {
+    const remote = "r1.remote.test";
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat", initial_state: [{ type: "m.room.history_visibility", state_key: "", content: { history_visibility: "joined" } }] });
+    expect((await send(alice, roomId, { msgtype: "m.text", body: "before" })).status).toBe(200);
+    const bob = `@bob:${remote}`;
+    const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=12`);
+    const join = await signTemplate(remote, "12", made.body.event as JsonObject);
+    expect((await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu)).status).toBe(200);
+    expect((await send(alice, roomId, { msgtype: "m.text", body: "after" })).status).toBe(200);
+    const latest = (await api("GET", `${r(roomId)}/messages?dir=b&limit=1`, { token: alice.access_token })).body.chunk[0].event_id as string;
+    const back = await federationApi(remote, "GET", `${F1}/backfill/${enc(roomId)}?v=${enc(latest)}&limit=10`);
+    const messages = (back.body.pdus as Pdu[]).filter((e) => e.type === "m.room.message").map((e) => (e.content as { body?: string }).body ?? null);
+    expect(messages).toEqual(["after", null]);
+  });
+});
+
+describe("invites from other servers", () => {
+  it("co-signs an invite to a room this server is not in, shows it in /sync with the stripped state, and a rejection works when the inviter is unreachable", async () => {
+    const roomId = `!far-${Date.now()}:r3.remote.test`;
+    const inviteServer = "r3.remote.test";
+    const invite = await remotePdu(inviteServer, "11", {
+      room_id: roomId,
+      sender: `@inviter:${inviteServer}`,
+      type: "m.room.member",
+      state_key: carol.user_id,
+      content: { membership: "invite" },
+      origin_server_ts: Date.now(),
+      depth: 5,
+      prev_events: ["$p"],
+      auth_events: ["$a"],
+    });
+    const res = await federationApi(inviteServer, "PUT", `${F2}/invite/${enc(roomId)}/${enc(invite.eventId)}`, {
+      room_version: "11",
+      event: invite.pdu,
+      invite_room_state: [{ type: "m.room.name", state_key: "", sender: `@inviter:${inviteServer}`, content: { name: "Far away" } }],
+    });
+    expect(res.status).toBe(200);
+    expect(Object.keys((res.body.event as Pdu).signatures)).toEqual(expect.arrayContaining([inviteServer, SERVER_NAME]));
+
+    const sync = await api("GET", `${V3}/sync?timeout=0`, { token: carol.access_token });
+    const invited = sync.body.rooms.invite[roomId];
+    expect(invited.invite_state.events.map((e: { type: string }) => e.type)).toEqual(["m.room.name", "m.room.member"]);
+
+    // The inviting server does not serve make_leave here: the rejection is kept locally.
+    const leave = await api("POST", `${r(roomId)}/leave`, { token: carol.access_token, body: {} });
+    expect(leave.status).toBe(200);
+    const after = await api("GET", `${V3}/sync?timeout=0&since=${sync.body.next_batch}`, { token: carol.access_token });
+    expect(after.body.rooms.invite?.[roomId]).toBeUndefined();
+    expect(after.body.rooms.leave?.[roomId]).toBeDefined();
+  });
+
+  it("refuses invites that are not for one of our users, not from the origin, or not invites", async () => {
+    const inviteServer = "r3.remote.test";
+    const roomId = `!x-${Date.now()}:${inviteServer}`;
+    const base = { room_id: roomId, sender: `@inviter:${inviteServer}`, type: "m.room.member", origin_server_ts: Date.now(), depth: 3, prev_events: ["$p"], auth_events: ["$a"] };
+    const notOurs = await remotePdu(inviteServer, "11", { ...base, state_key: "@someone:elsewhere.test", content: { membership: "invite" } });
+    expect((await federationApi(inviteServer, "PUT", `${F2}/invite/${enc(roomId)}/${enc(notOurs.eventId)}`, { room_version: "11", event: notOurs.pdu })).status).toBe(400);
+    const join = await remotePdu(inviteServer, "11", { ...base, state_key: `@x:${SERVER_NAME}`, content: { membership: "join" } });
+    expect((await federationApi(inviteServer, "PUT", `${F2}/invite/${enc(roomId)}/${enc(join.eventId)}`, { room_version: "11", event: join.pdu })).status).toBe(400);
+    const invite = await remotePdu(inviteServer, "11", { ...base, state_key: `@x:${SERVER_NAME}`, content: { membership: "invite" } });
+    const wrongOrigin = await federationApi("r1.remote.test", "PUT", `${F2}/invite/${enc(roomId)}/${enc(invite.eventId)}`, { room_version: "11", event: invite.pdu });
+    expect(wrongOrigin.status).toBe(400);
+    const badVersion = await federationApi(inviteServer, "PUT", `${F2}/invite/${enc(roomId)}/${enc(invite.eventId)}`, { room_version: "999", event: invite.pdu });
+    expect(badVersion.status).toBe(400);
+    expect(badVersion.body.errcode).toBe("M_INCOMPATIBLE_ROOM_VERSION");
+  });
+});
