@@ -240,6 +240,7 @@ describe("reads for other servers", () => {
 
 describe("invites from other servers", () => {
   it("co-signs an invite to a room this server is not in, shows it in /sync with the stripped state, and a rejection works when the inviter is unreachable", async () => {
+    const carol = await newUser("carol");
     const roomId = `!far-${Date.now()}:r3.remote.test`;
     const inviteServer = "r3.remote.test";
     const invite = await remotePdu(inviteServer, "11", {
