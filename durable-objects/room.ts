@@ -42,6 +42,8 @@ import { backfillForServer, eventAuthForServer, eventForServer, missingEventsFor
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
 import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
 import { joinRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
+import { federationRequest } from "../federation-client/request.js";
+import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
@@ -425,7 +427,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** Out-of-band memberships are not room events in the DAG: their notification goes to the User DO directly,
    * before the request that made them is answered (so a retry finds it delivered). */
   private async notifyOutOfBand(notification: RoomEventNotification): Promise<void> {
-    await this.env.USERS.get(this.env.USERS.idFromName(notification.stateKey!)).onRoomEvent(notification);
+    await this.env.USERS.get(this.env.USERS.idFromName(notification.stateKey!)).onRoomEvent({ ...notification, recipient: notification.stateKey! });
   }
 
   /** PUT /_matrix/federation/v2/invite/{roomId}/{eventId}: co-signs an invite of one of our users. */
@@ -471,8 +473,12 @@ export class RoomDurableObject extends DurableObject<Env> {
   // Federation: the resident server's side (room/federation-membership.ts, room/federation-reads.ts,
   // room/federation-inbound.ts). The worker has authenticated `origin` and checked the server ACL.
 
-  /** Signed requests to other servers (gap filling, joins); undefined until the federation client exists. */
-  private readonly remote: RemoteFetch | undefined = undefined;
+  /** Signed requests to other servers (gap filling, backfill, joins, invites): the federation client;
+   * undefined when federation is off, so that every remote path fails cleanly instead. */
+  private get remote(): RemoteFetch | undefined {
+    if (!federationEnabled(this.env)) return undefined;
+    return (destination, method, path, body) => federationRequest(this.env, { destination, method, path, body: body as JsonObject | undefined });
+  }
 
   /** GET /_matrix/federation/v1/make_{join,leave,knock}/{roomId}/{userId}. */
   makeMembership(request: MakeMembershipRequest): Promise<Outcome<MakeMembershipResult>> {

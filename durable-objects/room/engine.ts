@@ -20,7 +20,7 @@ import type { RoomEventNotification } from "../notifications.js";
 import { EventStore, type EventMeta } from "./event-store.js";
 import { createRoomSchema, roomSchemaExists } from "./schema.js";
 import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
-import { requiredSigningServers, verifyKeysFor } from "./verify-keys.js";
+import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
 
 export interface RoomMeta {
   roomId: string;
@@ -608,7 +608,7 @@ export class RoomEngine {
   private async hasValidSignature(pdu: Pdu, server: string, rules: RoomVersionRules): Promise<boolean> {
     const byKey = pdu.signatures?.[server];
     if (!isJsonObject(byKey)) return false;
-    for (const key of await verifyKeysFor(this.env, server)) {
+    for (const key of await verifyKeysForEvent(this.env, pdu, server, rules)) {
       if (typeof byKey[key.keyId] !== "string") continue;
       // v5+: the key must have been valid when the event was sent.
       if (rules.enforceKeyValidity && key.validUntilTs !== null && pdu.origin_server_ts > key.validUntilTs) continue;

@@ -10,7 +10,7 @@ import { serverNameOf, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.j
 import type { SigningKey } from "../../protocol/signing.js";
 import { unsignedEvent } from "./build-event.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
-import { authChainIds, pdusOf, serversInRoom, wirePdu } from "./federation-reads.js";
+import { authChainIds, pdusOf, wirePdu } from "./federation-reads.js";
 import { choosePrevEvents } from "./local-events.js";
 import { allowedRooms, chooseAuthoriser, type JoinedElsewhere } from "./membership.js";
 
@@ -136,6 +136,16 @@ export async function checkSentMembership(
   return { event, cosigned: false };
 }
 
+/** Spec (send_join v2 `servers_in_room`): the servers with joined members before the join. */
+function serversBefore(engine: RoomEngine, group: number | null): string[] {
+  const servers = new Set<string>();
+  for (const [key, eventId] of engine.stateGroups.load(group)) {
+    if (!key.startsWith("m.room.member\u0000")) continue;
+    if (engine.events.pdu(eventId)?.content.membership === "join") servers.add(serverNameOf(key.slice(key.indexOf("\u0000") + 1)));
+  }
+  return [...servers].sort();
+}
+
 /** The send_join answer (v2): the state before the join and its auth chain. */
 export function sendJoinResponse(
   engine: RoomEngine,
@@ -157,7 +167,7 @@ export function sendJoinResponse(
     state: pdusOf(engine, stateIds) as unknown as JsonObject[],
     auth_chain: pdusOf(engine, authIds) as unknown as JsonObject[],
     members_omitted: omitMembers,
-    servers_in_room: serversInRoom(engine),
+    servers_in_room: serversBefore(engine, m.stateGroupBefore),
   };
   // Spec: `event` is required when this server signed a restricted join (the joining server needs the
   // copy with both signatures).

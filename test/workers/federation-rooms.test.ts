@@ -60,11 +60,12 @@ describe("make_join / send_join (resident side)", () => {
     // The state is the state *before* the join.
     expect(stateTypes).not.toContain(`m.room.member|${bob}`);
     expect(sendJoin.members_omitted).toBe(false);
+    // Spec: the servers in the room *before* the join.
     expect(sendJoin.servers_in_room).toEqual([SERVER_NAME]);
-    // The auth chain covers the join's auth events.
-    const authIds = new Set<string>();
-    for (const e of sendJoin.auth_chain as Pdu[]) authIds.add(e.type);
-    expect(authIds.has("m.room.create")).toBe(true);
+    // The auth chain covers the join's auth events (v12: the create event is the room ID, not an auth event).
+    const authTypes = new Set((sendJoin.auth_chain as Pdu[]).map((e) => e.type));
+    expect(authTypes.has("m.room.power_levels")).toBe(true);
+    expect(authTypes.has("m.room.join_rules")).toBe(true);
     const members = await api("GET", `${r(roomId)}/joined_members`, { token: alice.access_token });
     expect(Object.keys(members.body.joined)).toContain(bob);
   });
@@ -196,7 +197,7 @@ describe("reads for other servers", () => {
     const full = await federationApi(remote, "GET", `${F1}/state/${enc(roomId)}?event_id=${enc(latest)}`);
     expect((full.body.pdus as Pdu[]).length).toBe(ids.body.pdu_ids.length);
     const authOfJoin = await federationApi(remote, "GET", `${F1}/event_auth/${enc(roomId)}/${enc(join.eventId)}`);
-    expect((authOfJoin.body.auth_chain as Pdu[]).some((e) => e.type === "m.room.create")).toBe(true);
+    expect((authOfJoin.body.auth_chain as Pdu[]).some((e) => e.type === "m.room.join_rules")).toBe(true);
 
     const back = await federationApi(remote, "GET", `${F1}/backfill/${enc(roomId)}?v=${enc(latest)}&limit=3`);
     expect(back.status).toBe(200);

@@ -7,7 +7,7 @@ import { invalidParam, missingParam } from "../../protocol/errors.js";
 import type { AppEnv } from "../env.js";
 import { intParam, readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
-import { requestOrigin } from "./origin.js";
+import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
 
 export const federationEventRoutes = new Hono<AppEnv>();
 
@@ -26,6 +26,7 @@ function stringList(value: unknown, name: string): string[] {
 federationEventRoutes.get("/_matrix/federation/v1/state/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
+  await assertServerAllowedInRoom(c.env, roomId, origin);
   const eventId = requireEventId(c.req.query("event_id"));
   const state = unwrap(await roomStub(c.env, roomId).stateForServer(origin, eventId));
   return c.json(state);
@@ -35,6 +36,7 @@ federationEventRoutes.get("/_matrix/federation/v1/state/:roomId", async (c) => {
 federationEventRoutes.get("/_matrix/federation/v1/state_ids/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
+  await assertServerAllowedInRoom(c.env, roomId, origin);
   const eventId = requireEventId(c.req.query("event_id"));
   return c.json(unwrap(await roomStub(c.env, roomId).stateIdsForServer(origin, eventId)));
 });
@@ -43,6 +45,7 @@ federationEventRoutes.get("/_matrix/federation/v1/state_ids/:roomId", async (c) 
 federationEventRoutes.get("/_matrix/federation/v1/event_auth/:roomId/:eventId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
+  await assertServerAllowedInRoom(c.env, roomId, origin);
   const eventId = requireEventId(c.req.param("eventId"), "eventId");
   return c.json(unwrap(await roomStub(c.env, roomId).eventAuthForServer(origin, eventId)));
 });
@@ -51,6 +54,7 @@ federationEventRoutes.get("/_matrix/federation/v1/event_auth/:roomId/:eventId", 
 federationEventRoutes.get("/_matrix/federation/v1/backfill/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
+  await assertServerAllowedInRoom(c.env, roomId, origin);
   const from = c.req.queries("v") ?? [];
   if (from.length === 0) throw missingParam("Missing v");
   for (const id of from) requireEventId(id, "v");
@@ -63,6 +67,7 @@ federationEventRoutes.get("/_matrix/federation/v1/backfill/:roomId", async (c) =
 federationEventRoutes.post("/_matrix/federation/v1/get_missing_events/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
+  await assertServerAllowedInRoom(c.env, roomId, origin);
   const body = await readJsonObject(c, { allowEmpty: false });
   const earliest = stringList(body.earliest_events ?? [], "earliest_events");
   const latest = stringList(body.latest_events, "latest_events");

@@ -9,7 +9,7 @@ import { invalidParam } from "../../protocol/errors.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
-import { requestOrigin } from "./origin.js";
+import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
 
 export const federationMembershipRoutes = new Hono<AppEnv>();
 
@@ -18,6 +18,7 @@ async function make(c: Context<AppEnv>, membership: RemoteMembership) {
   const roomId = requireRoomId(c.req.param("roomId"));
   const userId = c.req.param("userId") ?? "";
   if (!isValidUserId(userId)) throw invalidParam("Invalid user ID");
+  await assertServerAllowedInRoom(c.env, roomId, origin);
   // make_join and make_knock list the room versions the joining server supports (`ver`, repeated);
   // without any, the spec's default is version 1 only.
   const supportedVersions = membership === "leave" ? undefined : c.req.queries("ver") ?? ["1"];
@@ -29,6 +30,7 @@ async function send(c: Context<AppEnv>, membership: RemoteMembership) {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const eventId = c.req.param("eventId") ?? "";
+  await assertServerAllowedInRoom(c.env, roomId, origin);
   const pdu = await readJsonObject(c, { allowEmpty: false });
   const omitMembers = c.req.query("omit_members") === "true";
   const result = unwrap(await roomStub(c.env, roomId).sendMembership({ origin, eventId, membership, pdu, omitMembers }));

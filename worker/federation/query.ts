@@ -7,7 +7,7 @@ import type { AppEnv } from "../env.js";
 import { isLocalUserId } from "../auth.js";
 import { isValidUserId } from "../../protocol/auth-rules.js";
 import { localProfile } from "../client/profile.js";
-import { requestOrigin } from "./origin.js";
+import { requestOrigin } from "./auth.js";
 
 export const federationQueryRoutes = new Hono<AppEnv>();
 

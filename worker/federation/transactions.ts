@@ -10,7 +10,7 @@ import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { roomStub } from "../room-store.js";
 import { isValidRoomId } from "../directory-store.js";
-import { requestOrigin } from "./origin.js";
+import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
 
 export const federationTransactionRoutes = new Hono<AppEnv>();
 
@@ -41,6 +41,8 @@ federationTransactionRoutes.put("/_matrix/federation/v1/send/:txnId", async (c) 
   await Promise.all(
     [...byRoom].map(async ([roomId, roomPdus]) => {
       try {
+        // Spec: PDUs of a room whose server ACL denies the origin are refused.
+        await assertServerAllowedInRoom(c.env, roomId, origin);
         Object.assign(results, unwrap(await roomStub(c.env, roomId).receivePdus(origin, roomPdus)));
       } catch (e) {
         if (!(e instanceof MatrixError)) throw e;
