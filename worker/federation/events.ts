@@ -7,7 +7,7 @@ import { invalidParam, missingParam } from "../../protocol/errors.js";
 import type { AppEnv } from "../env.js";
 import { intParam, readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
-import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
+import { requestOrigin } from "./auth.js";
 
 export const federationEventRoutes = new Hono<AppEnv>();
 
@@ -26,7 +26,6 @@ function stringList(value: unknown, name: string): string[] {
 federationEventRoutes.get("/_matrix/federation/v1/state/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   const eventId = requireEventId(c.req.query("event_id"));
   const state = unwrap(await roomStub(c.env, roomId).stateForServer(origin, eventId));
   return c.json(state);
@@ -36,7 +35,6 @@ federationEventRoutes.get("/_matrix/federation/v1/state/:roomId", async (c) => {
 federationEventRoutes.get("/_matrix/federation/v1/state_ids/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   const eventId = requireEventId(c.req.query("event_id"));
   return c.json(unwrap(await roomStub(c.env, roomId).stateIdsForServer(origin, eventId)));
 });
@@ -45,7 +43,6 @@ federationEventRoutes.get("/_matrix/federation/v1/state_ids/:roomId", async (c) 
 federationEventRoutes.get("/_matrix/federation/v1/event_auth/:roomId/:eventId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   const eventId = requireEventId(c.req.param("eventId"), "eventId");
   return c.json(unwrap(await roomStub(c.env, roomId).eventAuthForServer(origin, eventId)));
 });
@@ -54,7 +51,6 @@ federationEventRoutes.get("/_matrix/federation/v1/event_auth/:roomId/:eventId", 
 federationEventRoutes.get("/_matrix/federation/v1/backfill/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   const from = c.req.queries("v") ?? [];
   if (from.length === 0) throw missingParam("Missing v");
   for (const id of from) requireEventId(id, "v");
@@ -67,7 +63,6 @@ federationEventRoutes.get("/_matrix/federation/v1/backfill/:roomId", async (c) =
 federationEventRoutes.post("/_matrix/federation/v1/get_missing_events/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   const body = await readJsonObject(c, { allowEmpty: false });
   const earliest = stringList(body.earliest_events ?? [], "earliest_events");
   const latest = stringList(body.latest_events, "latest_events");

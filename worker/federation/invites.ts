@@ -5,7 +5,7 @@ import { unwrap } from "../../durable-objects/room/outcome.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
-import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
+import { requestOrigin } from "./auth.js";
 
 export const federationInviteRoutes = new Hono<AppEnv>();
 
@@ -14,7 +14,6 @@ federationInviteRoutes.put("/_matrix/federation/v2/invite/:roomId/:eventId", asy
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const eventId = c.req.param("eventId") ?? "";
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   const body = await readJsonObject(c, { allowEmpty: false });
   return c.json(unwrap(await roomStub(c.env, roomId).receiveInvite({ origin, roomId, eventId, body })));
 });

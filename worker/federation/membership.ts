@@ -1,6 +1,7 @@
 // Server-Server API: joins, leaves and knocks of remote users in our rooms (spec: "Joining Rooms",
 // "Leaving Rooms (Rejecting Invites)", "Knocking upon a room"; data/api/server-server/joins-v1.yaml,
-// joins-v2.yaml, leaving-v2.yaml, knocks.yaml). The Room DO decides; these handlers parse.
+// joins-v2.yaml, leaving-v2.yaml, knocks.yaml). The Room DO decides; these handlers parse. The server ACL
+// is checked before any of them runs (auth.ts `federationRoomAcl`).
 import { Hono, type Context } from "hono";
 import type { RemoteMembership } from "../../durable-objects/room/federation-membership.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
@@ -9,7 +10,7 @@ import { invalidParam } from "../../protocol/errors.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
-import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
+import { requestOrigin } from "./auth.js";
 
 export const federationMembershipRoutes = new Hono<AppEnv>();
 
@@ -18,7 +19,6 @@ async function make(c: Context<AppEnv>, membership: RemoteMembership) {
   const roomId = requireRoomId(c.req.param("roomId"));
   const userId = c.req.param("userId") ?? "";
   if (!isValidUserId(userId)) throw invalidParam("Invalid user ID");
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   // make_join and make_knock list the room versions the joining server supports (`ver`, repeated);
   // without any, the spec's default is version 1 only.
   const supportedVersions = membership === "leave" ? undefined : c.req.queries("ver") ?? ["1"];
@@ -30,7 +30,6 @@ async function send(c: Context<AppEnv>, membership: RemoteMembership) {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const eventId = c.req.param("eventId") ?? "";
-  await assertServerAllowedInRoom(c.env, roomId, origin);
   const pdu = await readJsonObject(c, { allowEmpty: false });
   const omitMembers = c.req.query("omit_members") === "true";
   const result = unwrap(await roomStub(c.env, roomId).sendMembership({ origin, eventId, membership, pdu, omitMembers }));
