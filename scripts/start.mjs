@@ -7,7 +7,8 @@
 // cloudflare/workers-sdk#15317, #4562), and newer wrangler cannot be used with vitest-pool-workers 0.23.
 // wrangler still does what it does well: it reads wrangler.toml (bindings, compatibility date and flags,
 // SQLite-backed Durable Objects; one source of truth) and bundles worker/index.ts as `wrangler deploy`
-// would. D1 migrations are applied here with wrangler's bookkeeping (applyMigrations). State lives where `wrangler dev --persist-to DATA_DIR` kept it
+// would; that build is cached until its inputs change. D1 migrations are applied here with wrangler's
+// bookkeeping (applyMigrations). State lives where `wrangler dev --persist-to DATA_DIR` kept it
 // (DATA_DIR/v3/{d1,do}), so folders from before this change are still read.
 //
 // Environment:
@@ -19,7 +20,8 @@
 //   reads it when it is loaded and adds it to workerd's `internet` service).
 //   Worker settings: every variable named in WORKER_VARS below is passed to the Worker as a var.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -59,7 +61,7 @@ vars.SERVER_NAME = serverName;
 let mf;
 let stopping = false;
 const children = new Set();
-const bundleDir = mkdtempSync(path.join(os.tmpdir(), "myelin-bundle-"));
+const temporaryDirs = [];
 
 function fail(message) {
   console.error(`[myelin] ${message}`);
@@ -85,7 +87,9 @@ async function stop(code = 0) {
   }
 }
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => void stop());
-process.on("exit", () => rmSync(bundleDir, { recursive: true, force: true }));
+process.on("exit", () => {
+  for (const dir of temporaryDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 // HTTPS: both PEM files, read now so that a wrong path fails before anything starts.
 let https = {};
@@ -104,17 +108,14 @@ if (process.env.HTTPS_KEY || process.env.HTTPS_CERT) {
  * statements and its row in the migrations table in one batch. Done in this process through the binding
  * because a second wrangler process costs seconds. The port is open meanwhile; "ready" follows.
  */
-async function applyMigrations() {
-  const d1 = wranglerConfig.d1_databases.find((d) => d.binding === "DB");
-  const dir = path.resolve(root, d1.migrations_dir ?? "migrations");
-  const table = `"${(d1.migrations_table ?? "d1_migrations").replace(/"/g, '""')}"`;
+async function applyMigrations({ table, files }) {
+  const quoted = `"${table.replace(/"/g, '""')}"`;
   const db = await mf.getD1Database("DB");
-  await db.exec(`CREATE TABLE IF NOT EXISTS ${table}(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL);`);
-  const applied = new Set((await db.prepare(`SELECT name FROM ${table}`).all()).results.map((r) => r.name));
-  const pending = readdirSync(dir).filter((f) => f.endsWith(".sql") && !applied.has(f)).sort();
-  for (const name of pending) {
-    const statements = unstable_splitSqlQuery(readFileSync(path.join(dir, name), "utf8")).filter((q) => q.trim() !== "");
-    await db.batch([...statements.map((q) => db.prepare(q)), db.prepare(`INSERT INTO ${table} (name) VALUES (?)`).bind(name)]);
+  await db.exec(`CREATE TABLE IF NOT EXISTS ${quoted}(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL);`);
+  const applied = new Set((await db.prepare(`SELECT name FROM ${quoted}`).all()).results.map((r) => r.name));
+  for (const { name, statements } of files) {
+    if (applied.has(name)) continue;
+    await db.batch([...statements.map((q) => db.prepare(q)), db.prepare(`INSERT INTO ${quoted} (name) VALUES (?)`).bind(name)]);
     log(`applied D1 migration ${name}`);
   }
 }
@@ -138,14 +139,82 @@ function runWrangler(args, what) {
 
 log(`server name ${serverName}, port ${port}, state in ${dataDir}`);
 
-// Bundle in a wrangler process while wrangler.toml is read here.
-const bundled = runWrangler(["deploy", "--dry-run", "--outdir", bundleDir], "bundling worker/index.ts");
-const { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } = await import("wrangler");
+// The build: the bundle, the Worker's Miniflare options from wrangler.toml, and the migrations split into
+// statements. wrangler takes seconds to load (20 MB of JS), so a build is kept in node_modules/.cache and
+// reused while none of its inputs changed: the files esbuild read for the bundle, wrangler.toml, the
+// files wrangler reads vars from, the migrations and package-lock.json.
+const cacheRoot = path.join(root, "node_modules", ".cache", "myelin-start");
+const fixedInputs = ["wrangler.toml", ".dev.vars", ".env", "package-lock.json"];
+
+function inputsKey(inputs, migrationsDir) {
+  const hash = createHash("sha256");
+  const migrations = existsSync(migrationsDir) ? readdirSync(migrationsDir).filter((f) => f.endsWith(".sql")).sort() : [];
+  for (const file of [...fixedInputs, ...inputs, ...migrations.map((f) => path.join(migrationsDir, f))]) {
+    const abs = path.resolve(root, file);
+    hash.update(`${file}\0${existsSync(abs) ? readFileSync(abs) : "(absent)"}\0`);
+  }
+  return hash.digest("hex").slice(0, 32);
+}
+
+function cachedBuild() {
+  try {
+    const latest = JSON.parse(readFileSync(path.join(cacheRoot, "latest.json"), "utf8"));
+    const dir = path.join(cacheRoot, inputsKey(latest.inputs, path.resolve(root, latest.migrationsDir)));
+    return { ...JSON.parse(readFileSync(path.join(dir, "build.json"), "utf8")), script: path.join(dir, "index.js") };
+  } catch {
+    return null;
+  }
+}
+
+async function freshBuild() {
+  const outDir = mkdtempSync(path.join(os.tmpdir(), "myelin-bundle-"));
+  temporaryDirs.push(outDir);
+  const bundled = runWrangler(["deploy", "--dry-run", "--outdir", outDir, "--metafile", path.join(outDir, "meta.json")], "bundling worker/index.ts");
+  const { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } = await import("wrangler");
+  const config = unstable_readConfig({ config: path.join(root, "wrangler.toml") });
+  // Bindings, compatibility date and flags. The module rules are for wrangler's bundler, done by then.
+  const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(config).workerOptions;
+  const d1 = config.d1_databases.find((d) => d.binding === "DB");
+  const migrationsDir = d1.migrations_dir ?? "migrations";
+  const sqlFiles = readdirSync(path.resolve(root, migrationsDir)).filter((f) => f.endsWith(".sql")).sort();
+  const migrations = {
+    table: d1.migrations_table ?? "d1_migrations",
+    files: sqlFiles.map((name) => ({
+      name,
+      statements: unstable_splitSqlQuery(readFileSync(path.resolve(root, migrationsDir, name), "utf8")).filter((q) => q.trim() !== ""),
+    })),
+  };
+  await bundled;
+  const meta = JSON.parse(readFileSync(path.join(outDir, "meta.json"), "utf8"));
+  const inputs = Object.keys(meta.inputs).map((f) => path.relative(root, path.resolve(root, f))).sort();
+  const key = inputsKey(inputs, path.resolve(root, migrationsDir));
+  const dir = path.join(cacheRoot, key);
+  const build = { name: config.name, workerOptions, migrations };
+  try {
+    // Publish by renaming a complete folder, so that a server starting meanwhile never sees half a build.
+    mkdirSync(cacheRoot, { recursive: true });
+    const staging = mkdtempSync(path.join(cacheRoot, "staging-"));
+    copyFileSync(path.join(outDir, "index.js"), path.join(staging, "index.js"));
+    writeFileSync(path.join(staging, "build.json"), JSON.stringify(build));
+    writeFileSync(path.join(staging, "inputs.json"), JSON.stringify(inputs));
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(staging, dir);
+    writeFileSync(path.join(cacheRoot, "latest.json.tmp"), JSON.stringify({ inputs, migrationsDir }));
+    renameSync(path.join(cacheRoot, "latest.json.tmp"), path.join(cacheRoot, "latest.json"));
+    // Builds older than a day are from earlier sources.
+    for (const old of readdirSync(cacheRoot)) {
+      const p = path.join(cacheRoot, old);
+      if (old !== key && Date.now() - statSync(p).mtimeMs > 86_400_000) rmSync(p, { recursive: true, force: true });
+    }
+    return { ...build, script: path.join(dir, "index.js") };
+  } catch (e) {
+    log(`not caching the build (${e.message})`);
+    return { ...build, script: path.join(outDir, "index.js") };
+  }
+}
+
+const build = cachedBuild() ?? (await freshBuild());
 const { Log, LogLevel, Miniflare, convertV4MiniflareOptions } = await import("miniflare");
-const wranglerConfig = unstable_readConfig({ config: path.join(root, "wrangler.toml") });
-// Bindings, compatibility date and flags. The module rules are for wrangler's bundler, done by now.
-const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(wranglerConfig).workerOptions;
-await bundled;
 if (stopping) await new Promise(() => {});
 
 // The flat ("V4") option format, converted as wrangler itself does.
@@ -162,19 +231,19 @@ mf = new Miniflare(convertV4MiniflareOptions({
   telemetry: { enabled: false },
   workers: [
     {
-      ...workerOptions,
+      ...build.workerOptions,
       // The name keys Durable Object storage (DATA_DIR/v3/do/<name>-<class>), as under wrangler dev.
-      name: wranglerConfig.name,
-      modulesRoot: bundleDir,
-      modules: [{ type: "ESModule", path: path.join(bundleDir, "index.js") }],
-      bindings: { ...workerOptions.bindings, ...vars },
+      name: build.name,
+      modulesRoot: path.dirname(build.script),
+      modules: [{ type: "ESModule", path: build.script }],
+      bindings: { ...build.workerOptions.bindings, ...vars },
     },
   ],
 }));
 let url;
 try {
   url = await mf.ready;
-  await applyMigrations();
+  await applyMigrations(build.migrations);
 } catch (e) {
   console.error(e);
   await stop(1);
