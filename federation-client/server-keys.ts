@@ -93,9 +93,14 @@ const keyMemo = new Map<string, { keys: ServerKey[]; expiresTs: number }>();
 const KEY_MEMO_MS = 60_000;
 const KEY_MEMO_MAX = 1000;
 
+/** Servers this isolate asked (or saw asked) for keys, and when: within the interval it does not even try to
+ * claim the attempt in D1, so a flood of requests naming unknown keys costs no D1 writes. */
+const attemptMemo = new Map<string, number>();
+
 /** Forgets the per-isolate copies (tests that change D1 underneath). */
 export function clearServerKeyMemo(): void {
   keyMemo.clear();
+  attemptMemo.clear();
 }
 
 async function cachedKeys(env: KeysEnv, serverName: string): Promise<ServerKey[]> {
@@ -139,6 +144,10 @@ function refreshKeys(env: KeysEnv, serverName: string, now: number): Promise<boo
 
 async function refreshKeysOnce(env: KeysEnv, serverName: string, now: number): Promise<boolean> {
   if (!parseServerName(serverName) || !federationAllowed(env, serverName)) return false;
+  const last = attemptMemo.get(serverName);
+  if (last !== undefined && now - last < MIN_REFETCH_INTERVAL_MS) return false;
+  if (attemptMemo.size >= KEY_MEMO_MAX) attemptMemo.clear();
+  attemptMemo.set(serverName, now);
   // Claim the attempt atomically: only one worker per interval goes to the network for this server.
   const claim = await env.DB.prepare(
     `INSERT INTO remote_server_key_documents (server_name, last_attempt_ts) VALUES (?1, ?2)

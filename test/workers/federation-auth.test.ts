@@ -116,8 +116,15 @@ describe("X-Matrix authentication of inbound requests", () => {
       expect((await call("GET", "/_matrix/federation/v1/whoami", await signed(origin, "GET", "/_matrix/federation/v1/whoami"))).status).toBe(401);
     }
     expect(await counter(`keys:${origin}`)).toBe(1);
+    // This isolate remembers its attempt: it does not even claim a new one in D1 within the interval.
+    await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(origin).run();
+    await call("GET", "/_matrix/federation/v1/whoami", await signed(origin, "GET", "/_matrix/federation/v1/whoami"));
+    expect(await counter(`keys:${origin}`)).toBe(1);
+    expect(await db.prepare("SELECT last_attempt_ts FROM remote_server_key_documents WHERE server_name = ?").bind(origin).first("last_attempt_ts")).toBe(0);
+    await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = ? WHERE server_name = ?").bind(Date.now(), origin).run();
     // Once the interval has passed, it is asked again.
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = last_attempt_ts - ? WHERE server_name = ?").bind(MIN_REFETCH_INTERVAL_MS, origin).run();
+    clearServerKeyMemo();
     await call("GET", "/_matrix/federation/v1/whoami", await signed(origin, "GET", "/_matrix/federation/v1/whoami"));
     expect(await counter(`keys:${origin}`)).toBe(2);
   });
@@ -130,6 +137,7 @@ describe("X-Matrix authentication of inbound requests", () => {
     // New key, but the server was asked less than the interval ago.
     expect((await call("GET", uri, await signed(origin, "GET", uri))).status).toBe(401);
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(origin).run();
+    clearServerKeyMemo();
     expect((await call("GET", uri, await signed(origin, "GET", uri))).status).toBe(200);
     // The first key is now in old_verify_keys: valid for events, not for requests.
     expect((await call("GET", uri, await signed(origin, "GET", uri, undefined, { version: 1 })))).toMatchObject({ status: 401 });
@@ -145,6 +153,7 @@ describe("X-Matrix authentication of inbound requests", () => {
     expect((await call("GET", uri, await signed(origin, "GET", uri))).status).toBe(401);
     // Once it may be asked again, the fresh document makes the key valid.
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(origin).run();
+    clearServerKeyMemo();
     expect((await call("GET", uri, await signed(origin, "GET", uri))).status).toBe(200);
   });
 

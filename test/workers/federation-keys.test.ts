@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { canonicalJson } from "../../protocol/canonical-json.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { verifyJsonSignature } from "../../protocol/signing.js";
-import { MAX_KEY_VALIDITY_MS, verifyKeysFor } from "../../federation-client/server-keys.js";
+import { MAX_KEY_VALIDITY_MS, clearServerKeyMemo, verifyKeysFor } from "../../federation-client/server-keys.js";
 import { verifyKeysFor as roomVerifyKeysFor, verifyKeysForEvent } from "../../durable-objects/room/verify-keys.js";
 import type { Pdu } from "../../protocol/pdu.js";
 import { roomVersionRules } from "../../protocol/room-versions.js";
@@ -62,11 +62,13 @@ describe("verifyKeysFor", () => {
     const name = uniqueServer("ok");
     await verifyKeysFor(testEnv, name);
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    clearServerKeyMemo();
     await verifyKeysFor(testEnv, name, { keyIds: ["ed25519:v1"] });
     expect(await counter(`keys:${name}`)).toBe(1); // known: no fetch
     await verifyKeysFor(testEnv, name, { minimumValidUntilTs: Date.now() + 10 * 24 * 3600_000 });
     expect(await counter(`keys:${name}`)).toBe(2); // not valid that long: fetch
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    clearServerKeyMemo();
     await verifyKeysFor(testEnv, name, { keyIds: ["ed25519:other"] });
     expect(await counter(`keys:${name}`)).toBe(3); // unknown key: fetch
   });
@@ -76,6 +78,7 @@ describe("verifyKeysFor", () => {
     const first = await verifyKeysFor(testEnv, name);
     await remoteControl(`/_test/rotate?name=${name}`);
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    clearServerKeyMemo();
     const keys = await verifyKeysFor(testEnv, name, { keyIds: ["ed25519:v2"] });
     const byId = Object.fromEntries(keys.map((k) => [k.keyId, k]));
     expect(byId["ed25519:v1"]).toEqual({ keyId: "ed25519:v1", publicKey: first[0]!.publicKey, validUntilTs: 1_000_001 });
@@ -99,6 +102,7 @@ describe("verifyKeysFor", () => {
     const name = uniqueServer("hidden");
     expect(await verifyKeysFor(testEnv, name)).toEqual([]); // no notary configured
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    clearServerKeyMemo();
     const { keyId, publicKey } = await remoteControl(`/_test/identity?name=${name}`);
     expect(await verifyKeysFor(withNotary, name)).toMatchObject([{ keyId, publicKey }]);
     expect(await counter(`notary:${NOTARY}`)).toBeGreaterThanOrEqual(1);
@@ -118,6 +122,7 @@ describe("verifyKeysFor", () => {
     await verifyKeysFor(testEnv, name);
     await remoteControl(`/_test/rotate?name=${name}`);
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    clearServerKeyMemo();
     const pdu = (keyId: string, ts: number) => ({ origin_server_ts: ts, signatures: { [name]: { [keyId]: "sig" } } }) as unknown as Pdu;
     // Signed with the key known since the first fetch, long after its validity: v1-v4 ignore valid_until_ts.
     const far = Date.now() + 30 * 24 * 3600_000;
@@ -160,12 +165,14 @@ describe("notary endpoints (/_matrix/key/v2/query)", () => {
     const name = uniqueServer("ok");
     await inbound("GET", `/_matrix/key/v2/query/${name}`);
     await db.prepare("UPDATE remote_server_key_documents SET last_attempt_ts = 0 WHERE server_name = ?").bind(name).run();
+    clearServerKeyMemo();
     await inbound("GET", `/_matrix/key/v2/query/${name}`);
     expect(await counter(`keys:${name}`)).toBe(1);
     // Fetched so long ago that half of its lifetime has passed.
     const row = await db.prepare("SELECT fetched_ts, valid_until_ts FROM remote_server_key_documents WHERE server_name = ?").bind(name).first<{ fetched_ts: number; valid_until_ts: number }>();
     const lifetime = row!.valid_until_ts - row!.fetched_ts;
     await db.prepare("UPDATE remote_server_key_documents SET fetched_ts = ?, last_attempt_ts = 0 WHERE server_name = ?").bind(Date.now() - lifetime, name).run();
+    clearServerKeyMemo();
     await inbound("GET", `/_matrix/key/v2/query/${name}`);
     expect(await counter(`keys:${name}`)).toBe(2);
   });
