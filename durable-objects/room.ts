@@ -45,6 +45,7 @@ import { joinRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
 import { federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
+import { enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -141,6 +142,7 @@ export class RoomDurableObject extends DurableObject<Env> {
    * then starts (or extends) the delivery that runs outside the queue.
    */
   private async afterCommit(results: PersistResult[]): Promise<void> {
+    await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
     if (!results.some((r) => r.outboxIds.length > 0)) return;
     if (!this.alarmPending) {
       this.alarmPending = true;
@@ -213,6 +215,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** Retries undelivered notifications (DESIGN.md: retries survive restarts). */
   override async alarm(): Promise<void> {
     this.alarmPending = false;
+    await retryRemoteHandOver(this.ctx, this.engine, this.env); // room/outbound.ts: federation
     // A drain in progress skips users that failed in it: wait for it, then drain again.
     await this.draining;
     const { failed } = await this.drain();

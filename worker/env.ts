@@ -1,11 +1,13 @@
 // Bindings and configuration of the Worker (wrangler.toml [vars], secrets, `npm start` --var flags).
 import type { RoomDurableObject } from "../durable-objects/room.js";
 import type { UserDurableObject } from "../durable-objects/user.js";
+import type { DestinationDurableObject } from "../durable-objects/destination.js";
 
 export interface Env {
   DB: D1Database;
   ROOMS: DurableObjectNamespace<RoomDurableObject>;
   USERS: DurableObjectNamespace<UserDurableObject>;
+  DESTINATIONS: DurableObjectNamespace<DestinationDurableObject>;
   /** The server name users and rooms belong to, e.g. `example.com` or `localhost:8008`. */
   SERVER_NAME: string;
   /** Optional Synapse signing.key line: `ed25519 <version> <unpadded base64 seed>`. */

@@ -48,6 +48,7 @@ import { reportingRoutes } from "./client/reporting.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
+export { DestinationDurableObject } from "../durable-objects/destination.js";
 
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();

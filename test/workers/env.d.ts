@@ -3,6 +3,7 @@ declare namespace Cloudflare {
     DB: D1Database;
     ROOMS: DurableObjectNamespace<import("../../durable-objects/room.js").RoomDurableObject>;
     USERS: DurableObjectNamespace<import("../../durable-objects/user.js").UserDurableObject>;
+    DESTINATIONS: DurableObjectNamespace<import("../../durable-objects/destination.js").DestinationDurableObject>;
     SERVER_NAME: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
   }
