@@ -11,7 +11,19 @@ export default defineConfig(async () => {
         main: "./worker/index.ts",
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
-          bindings: { TEST_MIGRATIONS: migrations, SERVER_NAME: "bench.local", ENABLE_REGISTRATION: "true" },
+          bindings: { TEST_MIGRATIONS: migrations, SERVER_NAME: "bench.local", ENABLE_REGISTRATION: "true", FEDERATION_DOH_URL: "https://doh.test/dns-query" },
+          // The remote homeservers of the federation benchmarks: the test pool's stand-in
+          // (test/workers/remote-homeserver.mjs; vitest.workers.config.ts explains the bindings).
+          serviceBindings: { FEDERATION_TEST_FETCHER: "remote-homeserver" },
+          workers: [
+            {
+              name: "remote-homeserver",
+              modules: true,
+              scriptPath: "./test/workers/remote-homeserver.mjs",
+              compatibilityDate: "2026-08-22",
+              serviceBindings: { MYELIN: "vitest-pool-workers-runner-" },
+            },
+          ],
         },
       }),
     ],

@@ -1,11 +1,14 @@
 // The Destination DO (durable-objects/destination.ts): one remote server's outbound queue. The remote
 // servers are played by test/workers/remote-homeserver.mjs, which checks our X-Matrix signature with the
 // key we publish, records every PUT /send it receives and can be told to fail the next ones.
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { createExecutionContext, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { QueuedEdu, QueuedPdu } from "../../durable-objects/destination.js";
-import { remoteControl, uniqueServer } from "./federation-helpers.js";
+import { notePeerContact } from "../../durable-objects/destination/peer-contact.js";
+import app from "../../worker/index.js";
+import type { Env } from "../../worker/env.js";
+import { remoteAuthorization, remoteControl, uniqueServer } from "./federation-helpers.js";
 
 const SERVER_NAME = "test.local";
 const destinationStub = (server: string) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server));
@@ -287,5 +290,64 @@ describe("Destination DO: catch-up after a long outage", () => {
     await stub.enqueue(server, pdus.slice(1).map((p) => p.item));
     await runDurableObjectAlarm(stub);
     expect((await received(server)).at(-1)!.body.pdus).toEqual([pdus[2]!.json]);
+  });
+});
+
+describe("Destination DO: the peer contacts us", () => {
+  /** A signed request from `server` to this server, through the Worker, waiting for its background work. */
+  async function contactFrom(server: string, uri = "/_matrix/federation/v1/no-such-endpoint"): Promise<number> {
+    const { authorization } = await remoteAuthorization({ name: server, method: "GET", uri });
+    const ctx = createExecutionContext();
+    const res = await app.fetch(new Request(`https://${SERVER_NAME}${uri}`, { headers: { Authorization: authorization } }), env as unknown as Env, ctx);
+    await waitOnExecutionContext(ctx);
+    return res.status;
+  }
+
+  it("an authenticated request from a server we back off from ends the back-off and sends at once", async () => {
+    const server = uniqueServer("contact");
+    const stub = destinationStub(server);
+    await failNext(server, 1);
+    await enqueueAndSettle(server, [pdu("!r:test.local").item]);
+    expect((await stub.queueState()).failures).toBe(1);
+
+    expect(await contactFrom(server)).toBe(404);
+    await stub.sendsSettled();
+    const state = await stub.queueState();
+    expect(state.pdus).toEqual([]);
+    expect(state.failures).toBe(0);
+    expect((await received(server)).map((t) => t.accepted)).toEqual([false, true]);
+  });
+
+  it("a request that fails authentication changes nothing", async () => {
+    const server = uniqueServer("forged");
+    const stub = destinationStub(server);
+    await failNext(server, 1);
+    await enqueueAndSettle(server, [pdu("!r:test.local").item]);
+    const uri = "/_matrix/federation/v1/no-such-endpoint";
+    // Signed for another URI: the signature does not match this request.
+    const { authorization } = await remoteAuthorization({ name: server, method: "GET", uri: "/_matrix/federation/v1/other" });
+    const ctx = createExecutionContext();
+    const res = await app.fetch(new Request(`https://${SERVER_NAME}${uri}`, { headers: { Authorization: authorization } }), env as unknown as Env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(401);
+    expect((await stub.queueState()).failures).toBe(1);
+  });
+
+  it("tells a Destination DO at most once a minute per origin", async () => {
+    const server = uniqueServer("ratelimit");
+    const stub = destinationStub(server);
+    await failNext(server, 2);
+    await enqueueAndSettle(server, [pdu("!r:test.local").item]);
+    const t = Date.now() + 3_600_000; // a clock of its own: other tests' contacts do not interfere
+    await notePeerContact(env as unknown as Env, server, t);
+    await stub.sendsSettled();
+    expect((await stub.queueState()).failures).toBe(1); // reset, then the retry failed again
+    await notePeerContact(env as unknown as Env, server, t + 59_999);
+    await stub.sendsSettled();
+    expect((await stub.queueState()).failures).toBe(1);
+    await notePeerContact(env as unknown as Env, server, t + 60_000);
+    await stub.sendsSettled();
+    expect((await stub.queueState()).failures).toBe(0);
+    expect((await received(server)).map((t) => t.accepted)).toEqual([false, false, true]);
   });
 });

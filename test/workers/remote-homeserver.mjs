@@ -13,7 +13,9 @@
 //   `longlived-` publishes keys valid for 30 days.
 // - `notary.remote.test`: a notary (POST /_matrix/key/v2/query) for the `hidden-` servers.
 // - `/.well-known/matrix/server` for hosts listed in WELL_KNOWN, and a DNS-over-HTTPS resolver at `doh.test`.
-// - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters.
+// - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters,
+//   read the transactions a server received (`/_test/transactions`), make a server fail the next ones
+//   (`/_test/fail`).
 
 const WELL_KNOWN = {
   "delegated.remote.test": { status: 200, body: '{"m.server":"target.remote.test:8448"}', headers: { "Cache-Control": "max-age=600" } },
@@ -42,6 +44,10 @@ const SERVED_FOR = {
 };
 
 const counters = new Map();
+/** Transactions received per server name (PUT /send/{txnId}), every attempt, in arrival order. */
+const transactions = new Map();
+/** Per server name: answer the next `times` transactions with `status` (503 if unset). */
+const failures = new Map();
 const count = (key) => counters.set(key, (counters.get(key) ?? 0) + 1);
 const rotations = new Map();
 const seen = [];
@@ -157,6 +163,7 @@ const json = (body, status = 200, headers = {}) =>
 
 export default {
   async fetch(request, env) {
+    const arrivedAt = Date.now();
     const url = new URL(request.url);
     const host = request.headers.get("Host") ?? url.host;
     const serverName = host;
@@ -175,6 +182,14 @@ export default {
       return json({ version: rotations.get(name) });
     }
     if (url.pathname === "/_test/counters") return json(Object.fromEntries(counters));
+    // Transactions: every PUT /send a server received, in arrival order (`?server=`), and failures to
+    // answer the next ones with (POST {server, times, status}).
+    if (url.pathname === "/_test/transactions") return json(transactions.get(url.searchParams.get("server")) ?? []);
+    if (url.pathname === "/_test/fail") {
+      const { server, times, status } = await request.json();
+      failures.set(server, { times, status: status ?? 503 });
+      return json({});
+    }
     if (url.pathname === "/_test/seen") return json(seen.filter((s) => !url.searchParams.get("host") || s.host === url.searchParams.get("host")));
     if (url.pathname === "/_test/identity") {
       const id = await currentIdentity(url.searchParams.get("name"));
@@ -232,7 +247,16 @@ export default {
         return json({ displayname: `profile on ${me}`, user_id: url.searchParams.get("user_id"), host });
       }
       if (url.pathname.startsWith("/_matrix/federation/v1/send/") && request.method === "PUT") {
-        return json({ pdus: {}, received: JSON.parse(bodyText) });
+        const body = JSON.parse(bodyText);
+        const txnId = decodeURIComponent(url.pathname.slice("/_matrix/federation/v1/send/".length));
+        const failure = failures.get(me);
+        const failing = failure !== undefined && failure.times > 0;
+        if (failing) failure.times--;
+        const list = transactions.get(me) ?? [];
+        transactions.set(me, list);
+        list.push({ txnId, body, accepted: !failing, origin: parseAuth(request.headers.get("Authorization"))?.origin, arrivedAt });
+        if (failing) return json({ errcode: "M_UNKNOWN", error: "told to fail" }, failure.status);
+        return json({ pdus: {}, received: body });
       }
       if (url.pathname === "/_matrix/federation/v1/slow") {
         await new Promise((resolve) => setTimeout(resolve, 5_000));

@@ -16,6 +16,7 @@ import { verifyBytes } from "../../protocol/signing.js";
 import { parseXMatrixHeader, requestJsonToSign, type XMatrixAuth } from "../../protocol/x-matrix.js";
 import { federationAllowed, federationEnabled } from "../../federation-client/config.js";
 import { serverKeysFor } from "../../federation-client/server-keys.js";
+import { notePeerContact } from "../../durable-objects/destination/peer-contact.js";
 import type { AppEnv, Env } from "../env.js";
 import { roomStub } from "../room-store.js";
 
@@ -32,8 +33,18 @@ export const federationAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (!federationEnabled(c.env)) throw forbidden("Federation is disabled on this server");
   const origin = await authenticateRequest(c);
   c.set("origin", origin);
+  // The server is up: its outbound queue stops backing off (durable-objects/destination/peer-contact.ts).
+  inBackground(c, notePeerContact(c.env, origin));
   return next();
 };
+
+function inBackground(c: Context<AppEnv>, work: Promise<unknown>): void {
+  try {
+    c.executionCtx.waitUntil(work);
+  } catch {
+    // No execution context (a request handed to the app directly): the promise still runs.
+  }
+}
 
 /** The authenticated origin of the request (set by `federationAuth`); 401 if there is none. */
 export function requestOrigin(c: Context<AppEnv>): string {
