@@ -17,6 +17,7 @@
 // armed, so a crash or a failed Destination DO call is retried from `retryRemoteHandOver` (room.ts
 // alarm()). A retried hand-over may enqueue a PDU twice: the Destination DO ignores a PDU it still holds,
 // and a peer deduplicates one it already has (by event ID).
+import { federationAllowed } from "../../federation-client/config.js";
 import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { QueuedPdu } from "../destination/queue.js";
@@ -50,17 +51,21 @@ class RoomOutbound {
     private readonly env: Env,
   ) {}
 
-  /** After a commit: arms the alarm when something may have to go out, then hands over in the background. */
+  /** After a commit: arms the alarm when something may have to go out, then hands over in the background.
+   * Never throws: the write has committed, and the alarm or the next commit retries. */
   async afterCommit(results: readonly PersistResult[]): Promise<void> {
-    const room = this.engine.meta();
-    if (!room) return;
-    this.ensureCursor(results);
-    const fresh = results.filter((r) => !r.duplicate && r.rejectedReason === null && !r.softFailed);
-    if (fresh.length === 0) return;
-    if (this.remoteServers().length > 0 || fresh.some((r) => this.hasRemoteTarget(r.eventId))) {
-      // Armed before the hand-over starts (and before the write is acknowledged): a crash from here on
-      // still hands the event over from alarm().
-      await this.armAlarm(Date.now() + this.retryMs);
+    try {
+      if (!this.engine.meta()) return;
+      this.ensureCursor(results);
+      const fresh = results.filter((r) => !r.duplicate && r.rejectedReason === null && !r.softFailed);
+      if (fresh.length === 0) return;
+      if (this.remoteServers().length > 0 || fresh.some((r) => this.hasRemoteTarget(r.eventId))) {
+        // Armed before the hand-over starts (and before the write is acknowledged): a crash from here on
+        // still hands the event over from alarm().
+        await this.armAlarm(Date.now() + this.retryMs);
+      }
+    } catch (e) {
+      console.warn("federation hand-over not prepared; the next commit or the alarm retries it", e instanceof Error ? e.message : e);
     }
     void this.kick();
   }
@@ -68,7 +73,12 @@ class RoomOutbound {
   /** From the room's alarm: hands over what is left; re-arms the alarm while a Destination DO fails. */
   async retry(): Promise<void> {
     if (!this.engine.meta()) return;
-    this.ensureCursor([]);
+    try {
+      this.ensureCursor([]);
+    } catch (e) {
+      console.warn("federation hand-over cursor unavailable", e instanceof Error ? e.message : e);
+      return;
+    }
     await this.kick();
     if (this.failed) {
       this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
@@ -130,14 +140,15 @@ class RoomOutbound {
     }
   }
 
-  /** The servers an event goes to. */
+  /** The servers an event goes to (those this server may federate with: FEDERATION_ENABLED,
+   * FEDERATION_DOMAIN_ALLOWLIST). */
   private destinationsOf(row: Pick<EventRow, "type" | "state_key">): string[] {
     const out = new Set(this.remoteServers());
     if (row.type === "m.room.member" && row.state_key !== null && row.state_key.startsWith("@")) {
       const target = serverNameOf(row.state_key);
       if (target !== "" && target !== this.env.SERVER_NAME) out.add(target);
     }
-    return [...out];
+    return [...out].filter((server) => federationAllowed(this.env, server));
   }
 
   private hasRemoteTarget(eventId: string): boolean {
