@@ -51,12 +51,22 @@ const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
 const wranglerEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" };
 const log = (line) => console.log(`[myelin] ${line}`);
 
+// Settings that `Env` (worker/env.ts) declares as strings, and bindings it declares otherwise (a
+// variable such as FEDERATION_TEST_FETCHER must not turn a binding into a string).
+const envTs = readFileSync(path.join(root, "worker", "env.ts"), "utf8");
+const envFields = [...envTs.matchAll(/^\s+([A-Z][A-Z0-9_]*)\??: ([A-Za-z<>]+)/gm)].map(([, name, type]) => ({ name, type }));
+const notStrings = new Set(envFields.filter((f) => f.type !== "string").map((f) => f.name));
+const listed = (name) => !notStrings.has(name) && WORKER_VARS.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p));
 const vars = { ENABLE_REGISTRATION: "true" };
 for (const [name, value] of Object.entries(process.env)) {
-  const listed = WORKER_VARS.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p));
-  if (listed && value !== undefined && value !== "") vars[name] = value;
+  if (listed(name) && value !== "") vars[name] = value;
 }
 vars.SERVER_NAME = serverName;
+// A reminder for whoever adds a setting to the Worker: one not covered by WORKER_VARS would silently
+// never reach it locally.
+for (const { name, type } of envFields) {
+  if (type === "string" && name !== "SERVER_NAME" && !listed(name)) console.warn(`[myelin] worker/env.ts declares ${name}; add it to WORKER_VARS in scripts/start.mjs`);
+}
 
 let mf;
 let stopping = false;
@@ -83,6 +93,7 @@ async function stop(code = 0) {
   } finally {
     clearTimeout(timer);
     cleanUp();
+    if (mf) log("stopped");
     process.exit(code);
   }
 }
