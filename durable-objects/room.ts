@@ -42,6 +42,7 @@ import { backfillForServer, eventAuthForServer, eventForServer, missingEventsFor
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
 import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
 import { joinRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
+import { EventIndexWriter } from "./room/event-index.js";
 import { federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
@@ -107,6 +108,7 @@ function entries(state: ReadonlyStateMap): StateEntry[] {
 
 export class RoomDurableObject extends DurableObject<Env> {
   private readonly engine: RoomEngine;
+  private readonly eventIndex: EventIndexWriter;
   private writes: Promise<unknown> = Promise.resolve();
   private alarmPending = false;
   private draining: Promise<void> | undefined;
@@ -118,6 +120,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.engine = new RoomEngine(ctx.storage, env);
+    this.eventIndex = new EventIndexWriter(env.DB, (p) => ctx.waitUntil(p));
     ctx.blockConcurrencyWhile(async () => {
       this.alarmPending = (await ctx.storage.getAlarm()) !== null;
       // Notifications left by a crash between commit and delivery.
@@ -142,6 +145,9 @@ export class RoomDurableObject extends DurableObject<Env> {
    * then starts (or extends) the delivery that runs outside the queue.
    */
   private async afterCommit(results: PersistResult[]): Promise<void> {
+    const meta = this.engine.meta();
+    // The /event index (room/event-index.ts): in the background, never on the client's path.
+    if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId));
     await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
     if (!results.some((r) => r.outboxIds.length > 0)) return;
     if (!this.alarmPending) {

@@ -200,3 +200,11 @@ export const reports = sqliteTable(
   },
   (t) => [index("reports_room").on(t.roomId)],
 );
+
+/** Which room an event belongs to, for GET /_matrix/federation/v1/event/{eventId} (the one federation read
+ * whose path names no room). Written by the Room DO after commit, off the send path; an event asked for
+ * before its row lands gets 404, which the spec allows the asker to retry. */
+export const eventRooms = sqliteTable("event_rooms", {
+  eventId: text("event_id").primaryKey(),
+  roomId: text("room_id").notNull(),
+});

@@ -239,6 +239,25 @@ describe("reads for other servers", () => {
   });
 });
 
+describe("GET /event/{eventId}", () => {
+  it("serves an event of a room the asking server is in (found through the event index); 404 for unknown events, 403 for other servers", async () => {
+    const { alice, roomId, remote } = await roomWithRemoteMember();
+    const sent = await send(alice, roomId, { msgtype: "m.text", body: "fetch me" });
+    const eventId = sent.body.event_id as string;
+    // The index is written after the commit, in the background: wait for it (bounded).
+    let res = await federationApi(remote, "GET", `${F1}/event/${enc(eventId)}`);
+    for (let i = 0; i < 100 && res.status === 404; i++) {
+      await new Promise((done) => setTimeout(done, 20));
+      res = await federationApi(remote, "GET", `${F1}/event/${enc(eventId)}`);
+    }
+    expect(res.status).toBe(200);
+    expect(res.body.origin).toBe(SERVER_NAME);
+    expect((res.body.pdus as Pdu[])[0]!.content).toEqual({ msgtype: "m.text", body: "fetch me" });
+    expect((await federationApi(remote, "GET", `${F1}/event/${enc("$nope")}`)).status).toBe(404);
+    expect((await federationApi("r2.remote.test", "GET", `${F1}/event/${enc(eventId)}`)).status).toBe(403);
+  });
+});
+
 describe("invites from other servers", () => {
   it("co-signs an invite to a room this server is not in, shows it in /sync with the stripped state, and a rejection works when the inviter is unreachable", async () => {
     const carol = await newUser("carol");

@@ -3,11 +3,12 @@
 // backfill.yaml). The Room DO checks that the origin is in the room and applies history visibility.
 import { Hono } from "hono";
 import { unwrap } from "../../durable-objects/room/outcome.js";
-import { invalidParam, missingParam } from "../../protocol/errors.js";
+import { invalidParam, missingParam, notFound } from "../../protocol/errors.js";
+import { roomOfEvent } from "../../durable-objects/room/event-index.js";
 import type { AppEnv } from "../env.js";
 import { intParam, readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
-import { requestOrigin } from "./auth.js";
+import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
 
 export const federationEventRoutes = new Hono<AppEnv>();
 
@@ -72,4 +73,17 @@ federationEventRoutes.post("/_matrix/federation/v1/get_missing_events/:roomId", 
   if (typeof minDepth !== "number" || !Number.isInteger(minDepth)) throw invalidParam("min_depth must be an integer");
   const events = unwrap(await roomStub(c.env, roomId).missingEventsForServer(origin, { earliest, latest, limit, minDepth }));
   return c.json({ events });
+});
+
+// GET /_matrix/federation/v1/event/{eventId}
+federationEventRoutes.get("/_matrix/federation/v1/event/:eventId", async (c) => {
+  const origin = requestOrigin(c);
+  const eventId = requireEventId(c.req.param("eventId"), "eventId");
+  // The path names no room: the D1 index written by the Room DOs (durable-objects/room/event-index.ts).
+  const roomId = await roomOfEvent(c.env.DB, eventId);
+  if (!roomId) throw notFound("Event not found");
+  // The ACL middleware cannot see the room here: check it now.
+  await assertServerAllowedInRoom(c.env, roomId, origin);
+  const pdu = unwrap(await roomStub(c.env, roomId).eventForServer(origin, eventId));
+  return c.json({ origin: c.env.SERVER_NAME, origin_server_ts: Date.now(), pdus: [pdu] });
 });
