@@ -38,7 +38,7 @@ import { eventContext, eventForReader, messages, timestampToEvent, type ContextR
 import { joinedMembers, roomMembers, type JoinedMember, type MembersRequest } from "./room/members.js";
 import { relationsForReader, threadsForReader, type ReadEvent, type RelationsRequest, type RelationsResult, type ThreadsRequest, type ThreadsResult } from "./room/relations.js";
 import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
-import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, serversInRoom, stateForServer, stateIdsForServer } from "./room/federation-reads.js";
+import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, serversInRoom, stateForServer, stateIdsForServer, wirePdu } from "./room/federation-reads.js";
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
 import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
 import { joinRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
@@ -46,7 +46,7 @@ import { EventIndexWriter } from "./room/event-index.js";
 import { federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
-import { enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
+import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -509,6 +509,18 @@ export class RoomDurableObject extends DurableObject<Env> {
       await this.afterCommit([result]);
       if (result.rejectedReason !== null) throw forbidden(`The event was rejected: ${result.rejectedReason}`);
       if (result.softFailed) throw forbidden("The event is not allowed by the room's current state");
+      if (!result.duplicate) {
+        // As the resident server we pass the remote user's membership on to the other servers in the room
+        // (room/outbound.ts sends only events of local senders by itself). Before answering: the joining
+        // server retries send_join if this fails.
+        const destinations = serversInRoom(this.engine).filter((s) => s !== request.origin);
+        const json = JSON.stringify(wirePdu(this.engine, result.eventId));
+        try {
+          await enqueuePdus(this.env, destinations, this.engine.meta()!.roomId, [{ eventId: result.eventId, json }]);
+        } catch (e) {
+          console.warn("membership not handed to the destination queues", e instanceof Error ? e.message : e);
+        }
+      }
       if (request.membership === "join") {
         return sendJoinResponse(this.engine, result, cosigned, request.omitMembers === true);
       }
