@@ -4,9 +4,10 @@
 //
 // Also the functions other routes call: createRoom (`publishRoomOnCreate`, `aliasForCreateRoom`,
 // `createAliasOnCreate`), /join (`resolveRoomAlias`) and the state-send path (`validateCanonicalAlias`).
+import { federationRequest } from "../federation-client/request.js";
 import { MatrixError, invalidParam } from "../protocol/errors.js";
 import { isValidServerName } from "../protocol/auth-rules.js";
-import type { JsonObject } from "../protocol/json.js";
+import { isJsonObject, type JsonObject } from "../protocol/json.js";
 import { serverNameOf } from "../protocol/pdu.js";
 import type { Env } from "./env.js";
 import { loadRoomState } from "./room-summary.js";
@@ -115,6 +116,30 @@ export async function resolveRoomAlias(env: Env, alias: string): Promise<{ roomI
     if (server !== "" && !servers.includes(server)) servers.push(server);
   }
   return { roomId: row.room_id, servers };
+}
+
+/**
+ * Resolves an alias of any server: ours from D1, another server's through the federation directory query
+ * (spec: Server-Server API, GET /_matrix/federation/v1/query/directory). Null when it is unknown; a
+ * server that cannot be reached is a 502 (Synapse answers the client with the remote error).
+ */
+export async function resolveAnyRoomAlias(env: Env, alias: string): Promise<{ roomId: string; servers: string[] } | null> {
+  const parsed = parseRoomAlias(alias);
+  if (!parsed) return null;
+  if (parsed.serverName === env.SERVER_NAME) return resolveRoomAlias(env, alias);
+  const answer = await federationRequest(env, {
+    destination: parsed.serverName,
+    method: "GET",
+    path: `/_matrix/federation/v1/query/directory?room_alias=${encodeURIComponent(alias)}`,
+  });
+  if (!answer.ok) {
+    if (answer.status === 404) return null;
+    throw new MatrixError(502, "M_UNKNOWN", `Could not resolve ${alias} on ${parsed.serverName}: ${answer.error}`);
+  }
+  const body = answer.body;
+  if (!isJsonObject(body) || typeof body.room_id !== "string") throw new MatrixError(502, "M_UNKNOWN", `${parsed.serverName} answered the alias query badly`);
+  const servers = Array.isArray(body.servers) ? body.servers.filter((x): x is string => typeof x === "string") : [];
+  return { roomId: body.room_id, servers: servers.length > 0 ? servers : [parsed.serverName] };
 }
 
 /**

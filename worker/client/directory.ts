@@ -15,6 +15,7 @@ import {
   localAliasesOf,
   removeAliasFromCanonicalAlias,
   requireRoomAlias,
+  resolveAnyRoomAlias,
   resolveRoomAlias,
   setVisibility,
 } from "../directory-store.js";
@@ -57,9 +58,8 @@ directoryRoutes.put("/_matrix/client/:version{v3|r0}/directory/room/:roomAlias",
 // GET /_matrix/client/v3/directory/room/{roomAlias}
 directoryRoutes.get("/_matrix/client/:version{v3|r0}/directory/room/:roomAlias", async (c) => {
   const alias = requireRoomAlias(c.req.param("roomAlias"));
-  // Aliases of other servers need the federation directory query, which does not exist yet: they are
-  // reported as not found.
-  const resolved = await resolveRoomAlias(c.env, alias.alias);
+  // Other servers' aliases through the federation directory query.
+  const resolved = await resolveAnyRoomAlias(c.env, alias.alias);
   if (!resolved) throw aliasNotFound(alias.alias);
   return c.json({ room_id: resolved.roomId, servers: resolved.servers });
 });

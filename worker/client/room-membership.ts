@@ -8,7 +8,7 @@ import { isValidUserId } from "../../protocol/auth-rules.js";
 import { badJson, forbidden, invalidParam, missingParam, notFound } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { isLocalUserId, requester, requireAuth } from "../auth.js";
-import { isValidRoomId, parseRoomAlias, resolveRoomAlias } from "../directory-store.js";
+import { isValidRoomId, parseRoomAlias, resolveAnyRoomAlias } from "../directory-store.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
@@ -68,7 +68,7 @@ function joinServers(c: Context<AppEnv>, roomId: string, aliasServers: string[] 
 async function resolveRoomIdOrAlias(env: Env, roomIdOrAlias: string): Promise<{ roomId: string; servers: string[] }> {
   if (roomIdOrAlias.startsWith("#")) {
     if (!parseRoomAlias(roomIdOrAlias)) throw invalidParam(`${roomIdOrAlias} is not a legal room alias`);
-    const resolved = await resolveRoomAlias(env, roomIdOrAlias);
+    const resolved = await resolveAnyRoomAlias(env, roomIdOrAlias);
     if (!resolved) throw notFound(`Room alias ${roomIdOrAlias} not found`);
     return { roomId: resolved.roomId, servers: resolved.servers ?? [] };
   }
