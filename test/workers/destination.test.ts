@@ -1,7 +1,7 @@
 // The Destination DO (durable-objects/destination.ts): one remote server's outbound queue. The remote
 // servers are played by test/workers/remote-homeserver.mjs, which checks our X-Matrix signature with the
 // key we publish, records every PUT /send it receives and can be told to fail the next ones.
-import { createExecutionContext, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, evictDurableObject, runDurableObjectAlarm, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { QueuedEdu, QueuedPdu } from "../../durable-objects/destination.js";
@@ -180,6 +180,36 @@ describe("Destination DO: failures and back-off", () => {
     expect(txns[1]!.body).toEqual(txns[0]!.body);
     expect(txns[2]!.body).toEqual(txns[0]!.body);
     expect(txns[3]!.body.pdus).toEqual([later.json]);
+  });
+
+  it("a restart keeps the queue, the transaction in flight and the back-off; the alarm resumes it", async () => {
+    // A name discovery refuses: the attempt fails without a request (a request's pending timeout timer would
+    // keep the object from being evicted).
+    const server = `not a server name ${crypto.randomUUID()}`;
+    const stub = destinationStub(server);
+    const pdus = chain("!r:test.local", 2);
+    await enqueueAndSettle(server, pdus.map((p) => p.item));
+    const before = await stub.queueState();
+    expect(before.failures).toBe(1);
+    expect(before.transactionInFlight!.attempts).toBe(1);
+
+    await evictDurableObject(stub);
+    const after = await destinationStub(server).queueState();
+    expect(after.transactionInFlight).toEqual(before.transactionInFlight);
+    expect(after.pdus).toEqual(before.pdus);
+    expect(after.retryAt).toBe(before.retryAt);
+    expect(after.alarmAt).toBe(before.retryAt);
+
+    expect(await runDurableObjectAlarm(destinationStub(server))).toBe(true);
+    const retried = await destinationStub(server).queueState();
+    expect(retried.transactionInFlight).toEqual({ txnId: before.transactionInFlight!.txnId, attempts: 2 });
+    expect(retried.failures).toBe(2);
+    expect(retried.pdus).toEqual(before.pdus);
+  });
+
+  it("refuses to queue for this server itself", async () => {
+    expect(await destinationStub("test.local").enqueue("test.local", [pdu("!r:test.local").item])).toBe(0);
+    expect((await destinationStub("test.local").queueState()).destination).toBeNull();
   });
 
   it("treats a 4xx answer as a failure too: the PDUs stay queued", async () => {
