@@ -87,16 +87,17 @@ function cleanUp() {
 async function stop(code = 0) {
   if (stopping) return;
   stopping = true;
+  log("stopping");
   const timer = setTimeout(() => process.exit(1), 5000);
   try {
     await mf?.dispose();
   } finally {
     clearTimeout(timer);
     cleanUp();
-    if (mf) log("stopped");
     process.exit(code);
   }
 }
+// Miniflare has signal handlers of its own too: on SIGINT/SIGTERM it stops workerd and exits (130/143).
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => void stop());
 process.on("exit", () => {
   for (const dir of temporaryDirs) rmSync(dir, { recursive: true, force: true });
