@@ -135,6 +135,8 @@ const servers = {
 };
 const order = ["myelin", "synapse", "synapse", "myelin"];
 const rows = [];
+const failures = [];
+const failed = new Set();
 try {
   for (const scenario of scenarios) {
     if (only && !only.includes(scenario.key)) continue;
@@ -143,18 +145,25 @@ try {
     for (let i = 0; i < runs; i++) {
       const which = order[i % order.length];
       const tag = `${scenario.key}${stamp}r${i}`;
-      if (scenario.setup && !(which in fixtures)) {
-        const t = Date.now();
-        fixtures[which] = await scenario.setup(servers[which], `${scenario.key}${stamp}`);
-        console.log(`[bench:compare] ${scenario.key}: ${servers[which].name} fixture built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-      }
       const t = Date.now();
-      samples[which].push(...(await scenario.run(servers[which], tag, fixtures[which])));
-      console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+      try {
+        if (scenario.setup && !(which in fixtures)) {
+          fixtures[which] = await scenario.setup(servers[which], `${scenario.key}${stamp}`);
+          console.log(`[bench:compare] ${scenario.key}: ${servers[which].name} fixture built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+        }
+        samples[which].push(...(await scenario.run(servers[which], tag, fixtures[which])));
+        console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+      } catch (e) {
+        // A failed run leaves that server's figure out (shown as "failed"); the other figures go on.
+        failures.push(`${scenario.key} on ${servers[which].name}: ${e.message.split("\n")[0]}`);
+        failed.add(`${scenario.key}/${which}`);
+        console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} FAILED: ${e.message.split("\n")[0]}`);
+      }
     }
     for (const f of scenario.figures) {
-      const m = samples.myelin.length ? f.of(samples.myelin) : NaN;
-      const s = samples.synapse.length ? f.of(samples.synapse) : NaN;
+      const figure = (who) => (failed.has(`${scenario.key}/${who}`) || !samples[who].length ? NaN : f.of(samples[who]));
+      const m = figure("myelin");
+      const s = figure("synapse");
       rows.push({ label: f.label, unit: f.unit, m, s, n: `${samples.myelin.length}/${samples.synapse.length}` });
     }
   }
@@ -162,12 +171,14 @@ try {
   await Promise.all([synapse.stop(), myelinServer.stop()]);
 }
 
-const fmt = (x) => (Number.isNaN(x) ? "-" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const fmt = (x) => (Number.isNaN(x) ? "failed" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const width = Math.max(...rows.map((r) => r.label.length + r.unit.length + 3));
 console.log(`\nMyelin (wrangler dev, workerd) vs Synapse ${SYNAPSE_VERSION} (SQLite), ${runs} runs rotated (M,S,S,M); samples Myelin/Synapse in [ ]`);
 console.log(`${"figure".padEnd(width)}  ${"Myelin".padStart(9)}  ${"Synapse".padStart(9)}  ${"M/S".padStart(6)}`);
 for (const r of rows) {
-  console.log(`${`${r.label} (${r.unit})`.padEnd(width)}  ${fmt(r.m).padStart(9)}  ${fmt(r.s).padStart(9)}  ${(r.m / r.s).toFixed(2).padStart(6)}  [${r.n}]`);
+  const ratio = Number.isNaN(r.m / r.s) ? "-" : (r.m / r.s).toFixed(2);
+  console.log(`${`${r.label} (${r.unit})`.padEnd(width)}  ${fmt(r.m).padStart(9)}  ${fmt(r.s).padStart(9)}  ${ratio.padStart(6)}  [${r.n}]`);
 }
+for (const f of failures) console.log(`failed: ${f}`);
 console.log("(latencies: lower is better; events/s: higher is better)");
-process.exit(0);
+process.exit(failures.length ? 1 : 0);
