@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// `npm test`: the whole suite, in three stages:
-//   1. unit      protocol/ core on Node (vitest.unit.config.ts)
-//   2. workers   storage and routing inside workerd with real D1 and Durable Objects (vitest.workers.config.ts)
-//   3. e2e       the real server started as `npm start` does, driven over HTTP (vitest.e2e.config.ts)
+// `npm test`: the whole suite, in four stages:
+//   1. unit        protocol/ core on Node (vitest.unit.config.ts)
+//   2. workers     storage and routing inside workerd with real D1 and Durable Objects (vitest.workers.config.ts)
+//   3. e2e         the real server started as `npm start` does, driven over HTTP (vitest.e2e.config.ts)
+//   4. federation  the real server over HTTPS federating with a real Synapse on loopback; installs the
+//                  pinned Synapse into .synapse/ on first use (scripts/synapse.mjs; vitest.federation.config.ts)
 // Prints one closing line "N passed, N failed" for the whole run. Extra arguments go to every stage
 // (e.g. `npm test -- -t "login"`); `STAGES=unit,workers npm test` runs a subset.
 import { spawnSync } from "node:child_process";
@@ -12,7 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const stages = (process.env.STAGES || "unit,workers,e2e").split(",");
+const stages = (process.env.STAGES || "unit,workers,e2e,federation").split(",");
 const outDir = mkdtempSync(path.join(os.tmpdir(), "myelin-test-"));
 const vitest = path.join(root, "node_modules", ".bin", "vitest");
 let passed = 0, failed = 0, skipped = 0, broken = false;
