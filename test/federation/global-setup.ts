@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
-import { ensureSynapse, makeCa, startSynapse, type RunningSynapse } from "../../scripts/synapse.mjs";
+import { ensureSynapse, freePort, makeCa, startSynapse, type RunningSynapse } from "../../scripts/synapse.mjs";
 import { startServer, type RunningServer } from "../e2e/server.js";
 import { trustCa } from "./trust-ca.js";
 
@@ -23,6 +23,8 @@ declare module "vitest" {
     caCert: string;
     myelin: ServerInfo;
     synapse: ServerInfo;
+    /** A port that was free when the stage started: no server answers there. */
+    unusedPort: number;
   }
 }
 
@@ -57,6 +59,7 @@ export default async function setup(project: TestProject) {
   const synapse: RunningSynapse = synapseResult.value;
   const myelin: RunningServer = myelinResult.value;
   project.provide("caCert", ca.caCert);
+  project.provide("unusedPort", await freePort());
   project.provide("synapse", {
     baseUrl: synapse.baseUrl,
     serverName: synapse.serverName,

@@ -1,7 +1,8 @@
-// Synapse fetches Myelin's server keys over HTTPS federation (spec: "Retrieving server keys", "Querying
-// keys through another server"): asked as a notary for Myelin's key ID, Synapse answers with Myelin's
-// key document, signed by Myelin and co-signed by Synapse. Synapse only talks to other servers over
-// verified TLS, so this proves the TLS path (the local CA, Myelin served over HTTPS) end to end.
+// Server keys across the two servers (spec: "Retrieving server keys", "Querying keys through another
+// server"). Each server, asked as a notary for the other's key ID, fetches the other's key document over
+// TLS federation and answers with it, signed by its owner and co-signed by the notary. Synapse only
+// talks to other servers over verified TLS, and Myelin's outbound fetch trusts the test CA only through
+// NODE_EXTRA_CA_CERTS, so these prove the TLS path (the local CA, both servers on HTTPS) both ways.
 import { describe, expect, inject, it } from "vitest";
 import { verifyJsonSignature } from "../../protocol/signing.js";
 import type { JsonObject } from "../../protocol/json.js";
@@ -17,45 +18,68 @@ interface KeyDocument {
   signatures: Record<string, Record<string, string>>;
 }
 
-async function ownKeys(baseUrl: string): Promise<{ keyId: string; key: string; doc: KeyDocument }> {
+interface OwnKeys {
+  serverName: string;
+  keyId: string;
+  key: string;
+}
+
+async function ownKeys(baseUrl: string): Promise<OwnKeys> {
   const res = await fetch(`${baseUrl}/_matrix/key/v2/server`);
   expect(res.status).toBe(200);
   const doc = (await res.json()) as KeyDocument;
   const [keyId, { key }] = Object.entries(doc.verify_keys)[0]!;
-  return { keyId, key, doc };
+  return { serverName: doc.server_name, keyId, key };
 }
 
-async function askNotary(serverName: string, keyId: string): Promise<{ status: number; body: { server_keys?: KeyDocument[] } }> {
-  // Synapse serves the notary API on its client listener too (`federation` resource, plain HTTP).
-  const res = await fetch(`${synapse.baseUrl}/_matrix/key/v2/query`, {
+/** POST /_matrix/key/v2/query on `notaryUrl` for one key of `serverName`. (Synapse serves the notary API
+ * on its client listener too: the `federation` resource, plain HTTP.) */
+async function askNotary(notaryUrl: string, serverName: string, keyId: string): Promise<KeyDocument[]> {
+  const res = await fetch(`${notaryUrl}/_matrix/key/v2/query`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ server_keys: { [serverName]: { [keyId]: { minimum_valid_until_ts: 0 } } } }),
   });
-  return { status: res.status, body: (await res.json()) as { server_keys?: KeyDocument[] } };
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { server_keys: KeyDocument[] }).server_keys;
 }
 
-describe("Synapse fetches Myelin's keys over federation", () => {
-  it("returns Myelin's key document, signed by Myelin and co-signed by Synapse", async () => {
+/** The notary's answer is the subject's document, with valid signatures by both and by nobody else. */
+async function expectCoSigned(docs: KeyDocument[], subject: OwnKeys, notary: OwnKeys): Promise<void> {
+  expect(docs).toHaveLength(1);
+  const doc = docs[0]!;
+  expect(doc.server_name).toBe(subject.serverName);
+  expect(doc.verify_keys[subject.keyId]?.key).toBe(subject.key);
+  expect(doc.valid_until_ts).toBeGreaterThan(Date.now());
+  expect(Object.keys(doc.signatures).sort()).toEqual([subject.serverName, notary.serverName].sort());
+  const signed = doc as unknown as JsonObject;
+  expect(await verifyJsonSignature(signed, subject.serverName, subject.keyId, subject.key)).toBe(true);
+  expect(await verifyJsonSignature(signed, notary.serverName, notary.keyId, notary.key)).toBe(true);
+  // Each signature covers the document: a changed expiry verifies under neither.
+  const altered = { ...doc, valid_until_ts: doc.valid_until_ts + 1 } as unknown as JsonObject;
+  expect(await verifyJsonSignature(altered, subject.serverName, subject.keyId, subject.key)).toBe(false);
+  expect(await verifyJsonSignature(altered, notary.serverName, notary.keyId, notary.key)).toBe(false);
+}
+
+describe("server keys between Myelin and Synapse", () => {
+  it("Synapse fetches Myelin's keys over HTTPS and returns them co-signed", async () => {
     const mine = await ownKeys(myelin.baseUrl);
     const theirs = await ownKeys(synapse.baseUrl);
-    expect(mine.doc.server_name).toBe(myelin.serverName);
+    expect(mine.serverName).toBe(myelin.serverName);
+    expect(theirs.serverName).toBe(synapse.serverName);
+    await expectCoSigned(await askNotary(synapse.baseUrl, myelin.serverName, mine.keyId), mine, theirs);
+  });
 
-    const { status, body } = await askNotary(myelin.serverName, mine.keyId);
-    expect(status).toBe(200);
-    expect(body.server_keys).toHaveLength(1);
-    const doc = body.server_keys![0]!;
-    expect(doc.server_name).toBe(myelin.serverName);
-    expect(doc.verify_keys[mine.keyId]?.key).toBe(mine.key);
-    expect(doc.valid_until_ts).toBeGreaterThan(Date.now());
-    expect(Object.keys(doc.signatures).sort()).toEqual([myelin.serverName, synapse.serverName].sort());
+  it("Myelin fetches Synapse's keys over HTTPS and returns them co-signed", async () => {
+    const mine = await ownKeys(myelin.baseUrl);
+    const theirs = await ownKeys(synapse.baseUrl);
+    await expectCoSigned(await askNotary(myelin.baseUrl, synapse.serverName, theirs.keyId), theirs, mine);
+  });
 
-    const signed = doc as unknown as JsonObject;
-    expect(await verifyJsonSignature(signed, myelin.serverName, mine.keyId, mine.key)).toBe(true);
-    expect(await verifyJsonSignature(signed, synapse.serverName, theirs.keyId, theirs.key)).toBe(true);
-    // Each signature covers the document: a changed expiry verifies under neither.
-    const altered = { ...doc, valid_until_ts: doc.valid_until_ts + 1 } as unknown as JsonObject;
-    expect(await verifyJsonSignature(altered, myelin.serverName, mine.keyId, mine.key)).toBe(false);
-    expect(await verifyJsonSignature(altered, synapse.serverName, theirs.keyId, theirs.key)).toBe(false);
+  it("neither notary vouches for a server that does not answer", async () => {
+    // A port nobody listens on: the fetch fails at once (connection refused), and the answer is empty.
+    const nobody = `localhost:${inject("unusedPort")}`;
+    expect(await askNotary(myelin.baseUrl, nobody, "ed25519:a_none")).toEqual([]);
+    expect(await askNotary(synapse.baseUrl, nobody, "ed25519:a_none")).toEqual([]);
   });
 });

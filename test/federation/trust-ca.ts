@@ -5,6 +5,9 @@ import tls from "node:tls";
 import { inject } from "vitest";
 
 export function trustCa(caCertPath: string): void {
+  if (typeof tls.setDefaultCACertificates !== "function") {
+    throw new Error(`Node ${process.version} cannot add a CA at run time: run the tests with the project's Node 22 (npm test)`);
+  }
   const ca = readFileSync(caCertPath, "utf8");
   const current = tls.getCACertificates("default");
   if (!current.includes(ca)) tls.setDefaultCACertificates([...current, ca]);
