@@ -5,9 +5,10 @@
 // workload (bench/compare/workload.mjs) against both in one run, rotating the order per figure
 // (Myelin, Synapse, Synapse, Myelin), and prints each figure with the ratio Myelin/Synapse.
 //
-// Options: --runs N (default 4: the rotation A,B,B,A; 2 gives A,B) and --only a,b (figure keys below).
+// Options: --runs N (default 4: the rotation A,B,B,A; 2 gives A,B), --only a,b (figure keys below),
+// --connection-close (a new connection per request instead of keep-alive; registration excepted).
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,6 +22,7 @@ const arg = (name) => {
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
 const runs = Number(arg("--runs") ?? 4);
+workload.options.connectionClose = process.argv.includes("--connection-close");
 const only = arg("--only")?.split(",");
 
 /** Myelin through scripts/start.mjs (what `npm start` runs) on a free port, fresh state, RC_* off. */
@@ -46,8 +48,10 @@ async function startMyelin(secret) {
     detached: true,
   });
   let log = "";
-  child.stdout.on("data", (d) => (log += d));
-  child.stderr.on("data", (d) => (log += d));
+  const logFile = path.join(os.tmpdir(), `myelin-bench-${port}.log`);
+  const logStream = createWriteStream(logFile);
+  child.stdout.on("data", (d) => (log.length < 100_000 && (log += d), logStream.write(d)));
+  child.stderr.on("data", (d) => (log.length < 100_000 && (log += d), logStream.write(d)));
   const kill = (signal) => {
     try {
       process.kill(-child.pid, signal);
@@ -73,6 +77,7 @@ async function startMyelin(secret) {
   }
   return {
     baseUrl,
+    logFile,
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
@@ -148,16 +153,17 @@ try {
       const t = Date.now();
       try {
         if (scenario.setup && !(which in fixtures)) {
-          fixtures[which] = await scenario.setup(servers[which], `${scenario.key}${stamp}`);
+          fixtures[which] = await scenario.setup(servers[which], tag);
           console.log(`[bench:compare] ${scenario.key}: ${servers[which].name} fixture built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
         }
         samples[which].push(...(await scenario.run(servers[which], tag, fixtures[which])));
         console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
       } catch (e) {
         // A failed run leaves that server's figure out (shown as "failed"); the other figures go on.
-        failures.push(`${scenario.key} on ${servers[which].name}: ${e.message.split("\n")[0]}`);
+        const why = `${e.message.split("\n")[0]}${e.cause ? ` (${e.cause.code ?? ""} ${e.cause.message ?? e.cause})` : ""}`;
+        failures.push(`${scenario.key} on ${servers[which].name}: ${why}`);
         failed.add(`${scenario.key}/${which}`);
-        console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} FAILED: ${e.message.split("\n")[0]}`);
+        console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} FAILED: ${why}`);
       }
     }
     for (const f of scenario.figures) {
@@ -173,12 +179,13 @@ try {
 
 const fmt = (x) => (Number.isNaN(x) ? "failed" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const width = Math.max(...rows.map((r) => r.label.length + r.unit.length + 3));
-console.log(`\nMyelin (wrangler dev, workerd) vs Synapse ${SYNAPSE_VERSION} (SQLite), ${runs} runs rotated (M,S,S,M); samples Myelin/Synapse in [ ]`);
+console.log(`\nMyelin (npm start, workerd) vs Synapse ${SYNAPSE_VERSION} (SQLite), ${runs} runs rotated (M,S,S,M), ${workload.options.connectionClose ? "Connection: close" : "keep-alive"}; samples Myelin/Synapse in [ ]`);
 console.log(`${"figure".padEnd(width)}  ${"Myelin".padStart(9)}  ${"Synapse".padStart(9)}  ${"M/S".padStart(6)}`);
 for (const r of rows) {
   const ratio = Number.isNaN(r.m / r.s) ? "-" : (r.m / r.s).toFixed(2);
   console.log(`${`${r.label} (${r.unit})`.padEnd(width)}  ${fmt(r.m).padStart(9)}  ${fmt(r.s).padStart(9)}  ${ratio.padStart(6)}  [${r.n}]`);
 }
 for (const f of failures) console.log(`failed: ${f}`);
+if (failures.length) console.log(`Myelin's output: ${myelinServer.logFile}; Synapse's log was in ${synapse.dataDir} (removed)`);
 console.log("(latencies: lower is better; events/s: higher is better)");
 process.exit(failures.length ? 1 : 0);

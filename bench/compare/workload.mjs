@@ -15,6 +15,9 @@ const TIMELINE_ONLY = JSON.stringify({
   room: { ephemeral: { types: [] }, account_data: { types: [] }, timeline: { limit: 10 } },
 });
 
+/** `Connection: close` on every request (bench-compare --connection-close): no keep-alive reuse. */
+export const options = { connectionClose: false };
+
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let txnCounter = 0;
@@ -29,7 +32,11 @@ class Client {
   async request(method, path, body) {
     const res = await fetch(`${this.baseUrl}${path}`, {
       method,
-      headers: { authorization: `Bearer ${this.accessToken}`, ...(body ? { "content-type": "application/json" } : {}) },
+      headers: {
+        authorization: `Bearer ${this.accessToken}`,
+        ...(body ? { "content-type": "application/json" } : {}),
+        ...(options.connectionClose ? { connection: "close" } : {}),
+      },
       body: body ? JSON.stringify(body) : undefined,
     });
     const text = await res.text();
@@ -68,7 +75,7 @@ async function user(server, localpart) {
 async function login(client) {
   const res = await fetch(`${client.baseUrl}/_matrix/client/v3/login`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...(options.connectionClose ? { connection: "close" } : {}) },
     body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: client.userId }, password: PASSWORD }),
   });
   if (!res.ok) throw new Error(`login ${client.userId} → ${res.status} ${await res.text()}`);
@@ -149,10 +156,14 @@ export async function sendThroughput(server, tag, { rooms, senders = 8, perSende
     await users[i].send(room, "warm-up");
   }
   const t = now();
-  await Promise.all(users.map(async (u, i) => {
+  // Every sender stops at its first error, and the run ends only when all have stopped, so that no
+  // request of a failed run overlaps the next run.
+  const results = await Promise.allSettled(users.map(async (u, i) => {
     for (let m = 0; m < perSender; m++) await u.send(roomIds[i % rooms], `burst ${m}`);
   }));
   const seconds = (now() - t) / 1000;
+  const failure = results.find((r) => r.status === "rejected");
+  if (failure) throw failure.reason;
   return [(senders * perSender) / seconds];
 }
 
