@@ -64,11 +64,8 @@ async function startMyelin(secret) {
   const deadline = Date.now() + 120_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`Myelin exited during start-up:\n${log}`);
-    try {
-      if ((await fetch(`${baseUrl}/_matrix/client/versions`)).ok) break;
-    } catch {
-      // not yet
-    }
+    // start.mjs says "ready at" once its D1 migrations are applied (the port may answer before that).
+    if (log.includes("[myelin] ready at ")) break;
     if (Date.now() > deadline) {
       kill("SIGKILL");
       throw new Error(`Myelin did not start within 120 s:\n${log}`);
@@ -184,6 +181,10 @@ console.log(`${"figure".padEnd(width)}  ${"Myelin".padStart(9)}  ${"Synapse".pad
 for (const r of rows) {
   const ratio = Number.isNaN(r.m / r.s) ? "-" : (r.m / r.s).toFixed(2);
   console.log(`${`${r.label} (${r.unit})`.padEnd(width)}  ${fmt(r.m).padStart(9)}  ${fmt(r.s).padStart(9)}  ${ratio.padStart(6)}  [${r.n}]`);
+}
+for (const [who, srv] of Object.entries(servers)) {
+  const n = workload.retries.get(new URL(srv.baseUrl).origin) ?? 0;
+  if (n) console.log(`${srv.name}: ${n} request(s) sent again after the server closed a reused keep-alive connection`);
 }
 for (const f of failures) console.log(`failed: ${f}`);
 if (failures.length) console.log(`Myelin's output: ${myelinServer.logFile}; Synapse's log was in ${synapse.dataDir} (removed)`);

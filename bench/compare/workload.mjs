@@ -18,6 +18,22 @@ const TIMELINE_ONLY = JSON.stringify({
 /** `Connection: close` on every request (bench-compare --connection-close): no keep-alive reuse. */
 export const options = { connectionClose: false };
 
+/** Requests sent again because a reused keep-alive connection was closed before any answer, per base URL. */
+export const retries = new Map();
+
+/** fetch, sent once more when a reused keep-alive connection was closed under it before any answer (the
+ * keep-alive race: every request here is idempotent, sends carry a transaction ID). */
+async function fetchOnce(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    if (!["UND_ERR_SOCKET", "ECONNRESET"].includes(e.cause?.code)) throw e;
+    const origin = new URL(url).origin;
+    retries.set(origin, (retries.get(origin) ?? 0) + 1);
+    return fetch(url, init);
+  }
+}
+
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let txnCounter = 0;
@@ -30,7 +46,7 @@ class Client {
   }
 
   async request(method, path, body) {
-    const res = await fetch(`${this.baseUrl}${path}`, {
+    const res = await fetchOnce(`${this.baseUrl}${path}`, {
       method,
       headers: {
         authorization: `Bearer ${this.accessToken}`,
@@ -73,7 +89,7 @@ async function user(server, localpart) {
 
 /** A second device of the same user: a new access token, so no server can answer from a per-device cache. */
 async function login(client) {
-  const res = await fetch(`${client.baseUrl}/_matrix/client/v3/login`, {
+  const res = await fetchOnce(`${client.baseUrl}/_matrix/client/v3/login`, {
     method: "POST",
     headers: { "content-type": "application/json", ...(options.connectionClose ? { connection: "close" } : {}) },
     body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: client.userId }, password: PASSWORD }),

@@ -1,15 +1,13 @@
 // One local CA, one Synapse and one Myelin for the federation stage (recipe:
 // shared/notes/federation-on-loopback.md). Synapse federates only over verified TLS, so Myelin is served
-// over HTTPS with a certificate from the CA (scripts/start.mjs: HTTPS_KEY, HTTPS_CERT) and Synapse
-// trusts that CA; Myelin's outbound fetches trust it through NODE_EXTRA_CA_CERTS, Node's through
-// trust-ca.ts. Tests reach both through inject().
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+// over HTTPS with a certificate from the CA (startServer's `https`: HTTPS_KEY, HTTPS_CERT) and Synapse
+// serves its federation port with the same certificate and trusts the CA; Myelin's outbound fetches
+// trust it through NODE_EXTRA_CA_CERTS, this process through trustCA and the test workers through
+// trust-ca.ts. Tests reach both servers through inject().
 import type { TestProject } from "vitest/node";
-import { ensureSynapse, freePort, makeCa, startSynapse, type RunningSynapse } from "../../scripts/synapse.mjs";
+import { ensureSynapse, freePort, startSynapse, type RunningSynapse } from "../../scripts/synapse.mjs";
 import { startServer, type RunningServer } from "../e2e/server.js";
-import { trustCa } from "./trust-ca.js";
+import { makeTestCA, trustCA } from "../e2e/tls.js";
 
 export interface ServerInfo {
   /** Client API base URL (Myelin: https; Synapse: its plain-HTTP client listener). */
@@ -20,7 +18,7 @@ export interface ServerInfo {
 
 declare module "vitest" {
   export interface ProvidedContext {
-    caCert: string;
+    caPem: string;
     myelin: ServerInfo;
     synapse: ServerInfo;
     /** A port that was free when the stage started: no server answers there. */
@@ -32,17 +30,11 @@ const MYELIN_SECRET = "federation-shared-secret";
 
 export default async function setup(project: TestProject) {
   await ensureSynapse();
-  const caDir = mkdtempSync(path.join(os.tmpdir(), "myelin-fed-ca-"));
-  const ca = makeCa(caDir);
-  trustCa(ca.caCert);
+  const ca = makeTestCA();
+  trustCA(ca);
   const started = await Promise.allSettled([
-    startSynapse({ caDir }),
-    startServer({
-      HTTPS_KEY: ca.key,
-      HTTPS_CERT: ca.cert,
-      NODE_EXTRA_CA_CERTS: ca.caCert,
-      REGISTRATION_SHARED_SECRET: MYELIN_SECRET,
-    }),
+    startSynapse({ caDir: ca.dir }),
+    startServer({ REGISTRATION_SHARED_SECRET: MYELIN_SECRET }, { https: ca }),
   ]);
   const [synapseResult, myelinResult] = started;
   const stopAll = async () => {
@@ -50,7 +42,7 @@ export default async function setup(project: TestProject) {
       synapseResult.status === "fulfilled" ? synapseResult.value.stop() : undefined,
       myelinResult.status === "fulfilled" ? myelinResult.value.stop() : undefined,
     ]);
-    rmSync(caDir, { recursive: true, force: true });
+    ca.remove();
   };
   if (synapseResult.status === "rejected" || myelinResult.status === "rejected") {
     await stopAll();
@@ -58,7 +50,7 @@ export default async function setup(project: TestProject) {
   }
   const synapse: RunningSynapse = synapseResult.value;
   const myelin: RunningServer = myelinResult.value;
-  project.provide("caCert", ca.caCert);
+  project.provide("caPem", ca.caPem);
   project.provide("unusedPort", await freePort());
   project.provide("synapse", {
     baseUrl: synapse.baseUrl,
