@@ -103,6 +103,9 @@ interface CheckedEvent {
  * caller derives another room ID. */
 export const ROOM_EXISTS_ERRCODE = "M_ROOM_IN_USE";
 
+/** Outliers written per storage transaction (persistOutliers). */
+const OUTLIER_CHUNK = 1000;
+
 /** A room joined over federation starts its stream here, leaving the orderings below for history that
  * is backfilled later (positions stay positive: `t<N>` tokens and the User DO's bookkeeping assume so). */
 export const REMOTE_ROOM_FIRST_ORDERING = 2 ** 40;
@@ -401,12 +404,43 @@ export class RoomEngine {
       if (id === null) failed.push({ eventId: null, reason: "no event ID" });
       else byId.set(id, pdu);
     }
-    const createEvent = (): IdentifiedPdu | undefined => {
-      const id = room.createEventId ?? [...byId].find(([, p]) => p.type === "m.room.create" && p.state_key === "")?.[0];
-      return id === undefined ? undefined : this.events.pdu(id);
+    // v12: the create event is an implicit auth event (found once: the batch may hold tens of thousands).
+    const createId = room.createEventId ?? [...byId].find(([, p]) => p.type === "m.room.create" && p.state_key === "")?.[0];
+    // Rows are written in chunks (one storage transaction each); until then the chunk's events are looked
+    // up here, so that later events of the batch can be checked against earlier ones.
+    const pending = new Map<string, { identified: IdentifiedPdu; wire: Pdu; rejectedReason: string | null }>();
+    const pduOf = (id: string): IdentifiedPdu | undefined => pending.get(id)?.identified ?? this.events.pdu(id);
+    const isRejected = (id: string): boolean => {
+      const p = pending.get(id);
+      return p ? p.rejectedReason !== null : this.isRejected(id);
+    };
+    const flush = (): void => {
+      if (pending.size === 0) return;
+      this.storage.transactionSync(() => {
+        let first = this.firstRemoteOrdering();
+        for (const [eventId, row] of pending) {
+          this.events.insert({
+            streamOrdering: first,
+            eventId,
+            pdu: row.wire,
+            rejectedReason: row.rejectedReason,
+            softFailed: false,
+            outlier: true,
+            stateGroupBefore: null,
+            stateGroupAfter: null,
+            replacesState: null,
+            redacts: null,
+          });
+          first = undefined;
+          for (const auth of authEventIds(row.identified)) {
+            this.sql.exec("INSERT OR IGNORE INTO auth_edges (event_id, auth_event_id) VALUES (?, ?)", eventId, auth);
+          }
+        }
+      });
+      pending.clear();
     };
     for (const eventId of authOrder(byId)) {
-      if (this.events.has(eventId)) {
+      if (pending.has(eventId) || this.events.has(eventId)) {
         stored.push(eventId);
         continue;
       }
@@ -430,7 +464,7 @@ export class RoomEngine {
       } else {
         const authEvents: IdentifiedPdu[] = [];
         for (const id of authEventIds(identified)) {
-          const e = this.events.pdu(id);
+          const e = pduOf(id);
           if (!e) {
             rejectedReason = `auth event ${id} is unknown`;
             break;
@@ -438,31 +472,17 @@ export class RoomEngine {
           authEvents.push(e);
         }
         if (rejectedReason === null) {
-          const create = rules.authorization.roomCreateEventIdAsRoomId ? createEvent() : undefined;
-          const check = checkEventAgainstAuthEvents(identified, authEvents, rules, { createEvent: create, isRejected: this.isRejected });
+          const create = rules.authorization.roomCreateEventIdAsRoomId && createId !== undefined ? pduOf(createId) : undefined;
+          const check = checkEventAgainstAuthEvents(identified, authEvents, rules, { createEvent: create, isRejected });
           if (!check.allowed) rejectedReason = check.reason;
         }
       }
-      this.storage.transactionSync(() => {
-        this.events.insert({
-          streamOrdering: this.firstRemoteOrdering(),
-          eventId,
-          pdu: wire,
-          rejectedReason,
-          softFailed: false,
-          outlier: true,
-          stateGroupBefore: null,
-          stateGroupAfter: null,
-          replacesState: null,
-          redacts: null,
-        });
-        for (const auth of authEventIds(identified)) {
-          this.sql.exec("INSERT OR IGNORE INTO auth_edges (event_id, auth_event_id) VALUES (?, ?)", eventId, auth);
-        }
-      });
+      pending.set(eventId, { identified, wire, rejectedReason });
+      if (pending.size >= OUTLIER_CHUNK) flush();
       if (rejectedReason === null) stored.push(eventId);
       else failed.push({ eventId, reason: rejectedReason });
     }
+    flush();
     return { stored, failed };
   }
 
