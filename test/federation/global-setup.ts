@@ -19,6 +19,8 @@ export interface ServerInfo {
 declare module "vitest" {
   export interface ProvidedContext {
     caPem: string;
+    /** The CA's folder (ca.crt, server.crt, server.key): tests start more servers with it. */
+    caDir: string;
     myelin: ServerInfo;
     synapse: ServerInfo;
     /** A port that was free when the stage started: no server answers there. */
@@ -51,6 +53,7 @@ export default async function setup(project: TestProject) {
   const synapse: RunningSynapse = synapseResult.value;
   const myelin: RunningServer = myelinResult.value;
   project.provide("caPem", ca.caPem);
+  project.provide("caDir", ca.dir);
   project.provide("unusedPort", await freePort());
   project.provide("synapse", {
     baseUrl: synapse.baseUrl,

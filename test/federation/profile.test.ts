@@ -6,11 +6,7 @@ import { registerWithSharedSecret } from "../../scripts/synapse.mjs";
 const myelin = inject("myelin");
 const synapse = inject("synapse");
 
-/** Myelin serves no federation queries yet (worker/federation/ has keys and version only). Set this to
- * true when GET /_matrix/federation/v1/query/profile lands. */
-const MYELIN_SERVES_QUERY_PROFILE = false;
-
-describe.skipIf(!MYELIN_SERVES_QUERY_PROFILE)("profile look-up over federation", () => {
+describe("profile look-up over federation", () => {
   it("a Synapse user reads a Myelin user's display name", async () => {
     const x = await registerWithSharedSecret(myelin.baseUrl, myelin.registrationSharedSecret, "profilex", "pw-profile-x");
     const set = await fetch(`${myelin.baseUrl}/_matrix/client/v3/profile/${encodeURIComponent(x.userId)}/displayname`, {
