@@ -82,6 +82,10 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
   // may see the target's name; Synapse does not check Host (shared/notes/federation-on-loopback.md §3).
   if (target.host !== new URL(target.url).host) headers.set("Host", target.host);
 
+  // A timer cleared once the answer is read (AbortSignal.timeout would keep the calling Durable Object
+  // referenced for the whole timeout, even after the answer: it could not be evicted).
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   let res: Response;
   try {
     res = await outboundFetch(env)(
@@ -91,14 +95,19 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
         body: bodyText,
         // Federation answers are not redirected; a 3xx is an error like any other non-2xx.
         redirect: "manual",
-        signal: AbortSignal.timeout(request.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+        signal: controller.signal,
       }),
     );
   } catch (e) {
-    const timedOut = e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError");
+    clearTimeout(timer);
+    const timedOut = controller.signal.aborted || (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError"));
     return { ok: false, status: null, error: timedOut ? `request to ${destination} timed out` : `request to ${destination} failed: ${(e as Error).message}` };
   }
-  return readResponse(res, destination);
+  try {
+    return await readResponse(res, destination);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function readResponse(res: Response, destination: string): Promise<FederationResponse> {
