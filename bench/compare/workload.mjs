@@ -21,16 +21,18 @@ export const options = { connectionClose: false };
 /** Requests sent again because a reused keep-alive connection was closed before any answer, per base URL. */
 export const retries = new Map();
 
-/** fetch, sent once more when a reused keep-alive connection was closed under it before any answer (the
+/** fetch, sent again when a reused keep-alive connection was closed under it before any answer (the
  * keep-alive race: every request here is idempotent, sends carry a transaction ID). */
 async function fetchOnce(url, init) {
-  try {
-    return await fetch(url, init);
-  } catch (e) {
-    if (!["UND_ERR_SOCKET", "ECONNRESET"].includes(e.cause?.code)) throw e;
-    const origin = new URL(url).origin;
-    retries.set(origin, (retries.get(origin) ?? 0) + 1);
-    return fetch(url, init);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      // The retry may land on another reused connection that is closing too: up to 3 tries.
+      if (attempt === 3 || !["UND_ERR_SOCKET", "ECONNRESET"].includes(e.cause?.code)) throw e;
+      const origin = new URL(url).origin;
+      retries.set(origin, (retries.get(origin) ?? 0) + 1);
+    }
   }
 }
 
