@@ -41,7 +41,7 @@ import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
 import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, serversInRoom, stateForServer, stateIdsForServer, wirePdu } from "./room/federation-reads.js";
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
 import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
-import { joinRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
+import { joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
 import { EventIndexWriter } from "./room/event-index.js";
 import { federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
@@ -354,12 +354,26 @@ export class RoomDurableObject extends DurableObject<Env> {
   private async membershipLocked(request: MembershipRequest): Promise<SentEvent> {
     const meta = this.engine.meta();
     const outOfBand = this.engine.outOfBandMembership(request.target);
-    const invitedOutOfBand = outOfBand?.membership === "invite" && (!meta || this.engine.membershipOf(request.target) === null);
-    if (invitedOutOfBand && request.action === "leave" && request.sender === request.target) return this.rejectOutOfBandInvite(request, outOfBand!.eventId);
+    const pendingOutOfBand = (outOfBand?.membership === "invite" || outOfBand?.membership === "knock") && (!meta || this.engine.membershipOf(request.target) === null);
+    const invitedOutOfBand = pendingOutOfBand && outOfBand?.membership === "invite";
+    // Rejecting an invite, or withdrawing a knock, in a room this server is not in.
+    if (pendingOutOfBand && request.action === "leave" && request.sender === request.target) return this.rejectOutOfBandInvite(request, outOfBand!.eventId);
     if (invitedOutOfBand && request.action === "join") {
       // Join through the inviting server first: it is in the room.
       const inviter = this.engine.events.pdu(outOfBand!.eventId)?.sender;
       if (inviter) request = { ...request, servers: [serverNameOf(inviter), ...(request.servers ?? [])] };
+    }
+    if (request.action === "knock" && this.remote && !meta && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
+      // Knocking on a room this server is not in: through a resident server, kept out of band.
+      const knock = await knockRemoteRoom(this.env.SERVER_NAME, await signingKey(this.env), this.remote, {
+        roomId: request.roomId ?? "",
+        userId: request.target,
+        servers: request.servers ?? [],
+        reason: request.reason,
+      });
+      const ordering = this.engine.storeOutOfBandMembership(request.roomId ?? "", knock.roomVersion, knock.event, knock.eventId, knock.strippedState);
+      await this.notifyOutOfBand({ roomId: request.roomId ?? "", streamOrdering: ordering, eventId: knock.eventId, type: "m.room.member", stateKey: request.target, sender: request.target, membership: "knock" });
+      return { eventId: knock.eventId, streamOrdering: ordering };
     }
     if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember()) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
       // This server is not in the room: join through a resident server (room/remote-join.ts).

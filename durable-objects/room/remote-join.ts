@@ -167,3 +167,55 @@ export async function leaveRemoteRoom(serverName: string, key: SigningKey, remot
   }
   return null;
 }
+
+/**
+ * Knocks on a room this server is not in (spec: make_knock, send_knock): the signed knock and the stripped
+ * state the resident server answers with (`knock_room_state`), which is all the user sees of the room until
+ * someone lets them in. Throws the last server's refusal when none accepts.
+ */
+export async function knockRemoteRoom(
+  serverName: string,
+  key: SigningKey,
+  remote: RemoteFetch,
+  request: { roomId: string; userId: string; servers: string[]; reason?: string },
+): Promise<{ event: Pdu; eventId: string; roomVersion: string; strippedState: JsonObject[] }> {
+  const servers = [...new Set(request.servers)].filter((s) => s !== serverName);
+  if (servers.length === 0) throw new MatrixError(404, "M_NOT_FOUND", "No known servers");
+  const versions = [...ROOM_VERSIONS.keys()].map((v) => `ver=${encodeURIComponent(v)}`).join("&");
+  let lastError: MatrixError = new MatrixError(404, "M_NOT_FOUND", "No known servers");
+  for (const server of servers) {
+    const made = await remote(server, "GET", `/_matrix/federation/v1/make_knock/${encodeURIComponent(request.roomId)}/${encodeURIComponent(request.userId)}?${versions}`);
+    if (!made.ok) {
+      lastError = errorFrom(server, made);
+      if (made.status === 403) throw lastError;
+      continue;
+    }
+    if (!isJsonObject(made.body) || !isJsonObject(made.body.event)) continue;
+    const template = made.body.event;
+    const roomVersion = typeof made.body.room_version === "string" ? made.body.room_version : "1";
+    const rules = roomVersionRules(roomVersion);
+    if (!rules || template.room_id !== request.roomId || template.sender !== request.userId || template.state_key !== request.userId || template.type !== "m.room.member") continue;
+    const content: JsonObject = { membership: "knock" };
+    if (request.reason !== undefined) content.reason = request.reason;
+    const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
+    const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
+    if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
+    else delete unsigned.event_id;
+    const signed = await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+    const sent = await remote(server, "PUT", `/_matrix/federation/v1/send_knock/${encodeURIComponent(request.roomId)}/${encodeURIComponent(signed.eventId)}`, signed.pdu as unknown as Record<string, unknown>);
+    if (!sent.ok) {
+      lastError = errorFrom(server, sent);
+      if (sent.status === 403) throw lastError;
+      continue;
+    }
+    const state = isJsonObject(sent.body) && Array.isArray(sent.body.knock_room_state) ? sent.body.knock_room_state : [];
+    const strippedState: JsonObject[] = [];
+    for (const e of state) {
+      if (!isJsonObject(e) || typeof e.type !== "string" || typeof e.state_key !== "string" || !isJsonObject(e.content) || typeof e.sender !== "string") continue;
+      strippedState.push({ type: e.type, state_key: e.state_key, content: e.content, sender: e.sender });
+    }
+    strippedState.push({ type: "m.room.member", state_key: request.userId, content, sender: request.userId });
+    return { event: signed.pdu, eventId: signed.eventId, roomVersion, strippedState };
+  }
+  throw lastError;
+}

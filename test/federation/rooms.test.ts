@@ -115,6 +115,34 @@ describe("Myelin and Synapse", () => {
     await conversation(sam, alice, theirs, 1);
   });
 
+  it("a Myelin user knocks on a Synapse room, is let in, and joins", async () => {
+    const sam = await newUser(S, "sam");
+    const alice = await newUser(A, "alice");
+    const roomId = await createRoom(sam, { preset: "private_chat", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] });
+    const knock = await call(alice, "POST", `/knock/${enc(roomId)}?via=${enc(S.serverName)}`, { reason: "let me in" });
+    expect(knock.status, JSON.stringify(knock.body)).toBe(200);
+    const knocked = await call(alice, "GET", "/sync?timeout=0");
+    expect(knocked.body.rooms?.knock?.[roomId]).toBeDefined();
+    await eventually("the knock on Synapse", async () => (await membership(sam, roomId, alice.userId)) === "knock");
+    expect((await call(sam, "POST", `/rooms/${enc(roomId)}/invite`, { user_id: alice.userId })).status).toBe(200);
+    await eventually("the invite on Myelin", async () => (await call(alice, "GET", "/sync?timeout=0")).body.rooms?.invite?.[roomId] !== undefined);
+    expect((await call(alice, "POST", `/rooms/${enc(roomId)}/join`, {})).status).toBe(200);
+    await conversation(sam, alice, roomId, 1);
+  });
+
+  it("a Synapse user knocks on a Myelin room, is let in, and joins", async () => {
+    const alice = await newUser(A, "alice");
+    const sam = await newUser(S, "sam");
+    const roomId = await createRoom(alice, { preset: "private_chat", initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }] });
+    const knock = await call(sam, "POST", `/knock/${enc(roomId)}?via=${enc(A.serverName)}`, { reason: "let me in" });
+    expect(knock.status, JSON.stringify(knock.body)).toBe(200);
+    await eventually("the knock on Myelin", async () => (await membership(alice, roomId, sam.userId)) === "knock");
+    expect((await call(alice, "POST", `/rooms/${enc(roomId)}/invite`, { user_id: sam.userId })).status).toBe(200);
+    await eventually("the invite on Synapse", async () => (await call(sam, "GET", "/sync?timeout=0")).body.rooms?.invite?.[roomId] !== undefined);
+    expect((await call(sam, "POST", `/rooms/${enc(roomId)}/join`, {})).status).toBe(200);
+    await conversation(alice, sam, roomId, 1);
+  });
+
   it("a Myelin user who joins a Synapse room later reads the 30 messages sent before the join (backfill)", async () => {
     const sam = await newUser(S, "sam");
     const alice = await newUser(A, "alice");
