@@ -40,6 +40,9 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["test/workers/**/*.test.ts"],
+      // A bound on a hung test, not a speed requirement: on a loaded 2-core machine a test of many requests
+      // can pass vitest's 5 s default without anything being wrong.
+      testTimeout: 60_000,
       setupFiles: ["./test/workers/apply-migrations.ts"],
     },
   };
