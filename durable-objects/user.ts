@@ -334,6 +334,10 @@ export class UserDurableObject extends DurableObject<Env> {
   deliverToDevice(messageId: string, sender: string, type: string, deviceIds: string[], contents: string[]): number | null {
     return this.encryption.toDevice.deliver(messageId, sender, type, deviceIds, contents);
   }
+  /** An `m.direct_to_device` EDU's message for this user: delivered once per (origin, message ID). */
+  deliverToDeviceFromFederation(origin: string, messageId: string, sender: string, type: string, deviceIds: string[], contents: string[]): number | null {
+    return this.encryption.toDevice.deliverFromFederation(origin, messageId, sender, type, deviceIds, contents);
+  }
   /** For /sync `to_device`: at most `limit` messages of `deviceId` after stream position `since`. */
   toDeviceSince(deviceId: string, since: number, limit: number): ToDeviceBatch {
     return this.encryption.toDevice.since(deviceId, since, limit);

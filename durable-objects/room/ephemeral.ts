@@ -3,10 +3,23 @@
 // receipt of each user, receipt type and thread (in SQLite: /sync of a user who joins later shows them).
 // Every change is fanned out to the User DOs of the joined local members (notifications.ts
 // `RoomEphemeralNotification`), which put it into their sync streams and wake their long-polls.
+//
+// Federation (spec: Server-Server API, "Typing Notifications", "Receipts"): a change by a LOCAL user is also
+// sent as an `m.typing` / `m.receipt` EDU to every other server with joined members, through their
+// Destination DOs (a waiting EDU with the same dedupe key is replaced: only the latest state matters).
+// Changes by remote users arrive through PUT /send (worker/federation/edus.ts) and are applied here like
+// local ones, but never sent on: each server sends its own users' EDUs to every server in the room.
 import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
 import type { Env } from "../../worker/env.js";
 import type { ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
 import type { RoomEngine } from "./engine.js";
+import { serversInRoom } from "./federation-reads.js";
+
+/** Spec/Synapse: a remote user's typing lasts this long unless refreshed or stopped (Synapse's
+ * FEDERATION_TIMEOUT in handlers/typing.py); the EDU itself carries no timeout. */
+export const FEDERATION_TYPING_TIMEOUT_MS = 60_000;
+/** Synapse's FEDERATION_PING_INTERVAL: how often an ongoing local typing notification is re-sent. */
+const FEDERATION_PING_INTERVAL_MS = 40_000;
 
 /** The longest typing timeout honoured (Synapse caps at the same order of magnitude). */
 export const MAX_TYPING_TIMEOUT_MS = 120_000;
@@ -30,7 +43,7 @@ const RECEIPTS_SCHEMA = `
 const UNTHREADED = "";
 
 export class RoomEphemeral {
-  private readonly typing = new Map<string, { until: number; timer: ReturnType<typeof setTimeout> }>();
+  private readonly typing = new Map<string, { until: number; timer: ReturnType<typeof setTimeout>; lastPoke: number }>();
   private receiptsReady = false;
 
   constructor(
@@ -67,15 +80,29 @@ export class RoomEphemeral {
         if (this.typing.get(userId)?.timer !== timer) return;
         this.typing.delete(userId);
         void this.fanOut({ kind: "typing", roomId, userIds: this.typingUsers() });
+        // Synapse tells the other servers when a local user's typing times out, too.
+        void this.federate(typingEdu(roomId, userId, false), `typing:${roomId}:${userId}`, userId);
       }, ms);
-      this.typing.set(userId, { until: Date.now() + ms, timer });
-      // A refresh of an ongoing typing notification changes nothing the members see.
-      if (wasTyping) return;
+      this.typing.set(userId, { until: Date.now() + ms, timer, lastPoke: Date.now() });
+      // A refresh of an ongoing typing notification changes nothing the local members see. Remote servers
+      // end a typing notification after their own timeout, so they get a refresh at most every
+      // FEDERATION_PING_INTERVAL_MS (Synapse's keep-alive, handlers/typing.py).
+      if (wasTyping) {
+        const lastPoke = old.lastPoke;
+        this.typing.get(userId)!.lastPoke = lastPoke;
+        if (Date.now() - lastPoke < FEDERATION_PING_INTERVAL_MS) return;
+        this.typing.get(userId)!.lastPoke = Date.now();
+        await this.federate(typingEdu(roomId, userId, true), `typing:${roomId}:${userId}`, userId);
+        return;
+      }
     } else {
       this.typing.delete(userId);
       if (!wasTyping) return;
     }
-    await this.fanOut({ kind: "typing", roomId, userIds: this.typingUsers() });
+    await Promise.all([
+      this.fanOut({ kind: "typing", roomId, userIds: this.typingUsers() }),
+      this.federate(typingEdu(roomId, userId, typing), `typing:${roomId}:${userId}`, userId),
+    ]);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -127,8 +154,13 @@ export class RoomEphemeral {
       update.ts,
     );
     const notification: RoomEphemeralNotification = { kind: "receipt", roomId, receipts: [update] };
-    if (PUBLIC_RECEIPT_TYPES.includes(update.receiptType)) await this.fanOut(notification);
-    else await this.fanOut(notification, [update.userId]);
+    if (PUBLIC_RECEIPT_TYPES.includes(update.receiptType)) {
+      // Private receipts never leave the server (spec: "Private read receipts").
+      await Promise.all([
+        this.fanOut(notification),
+        this.federate(receiptEdu(roomId, update), `receipt:${roomId}:${update.receiptType}:${update.userId}:${threadId}`, update.userId),
+      ]);
+    } else await this.fanOut(notification, [update.userId]);
     return { streamOrdering: target.streamOrdering, applied: true };
   }
 
@@ -152,6 +184,26 @@ export class RoomEphemeral {
 
   // -------------------------------------------------------------------------------------------
 
+  /**
+   * Queues an EDU about local user `userId` for every other server with joined members (their Destination
+   * DOs keep it until the peer accepted it). Remote users' changes are not sent on. Failures are logged:
+   * typing and receipts are best effort, as for local members.
+   */
+  private async federate(edu: { edu_type: string; content: object }, dedupeKey: string, userId: string): Promise<void> {
+    if (!this.engine.isLocalUser(userId)) return;
+    const servers = serversInRoom(this.engine).filter((s) => s !== this.env.SERVER_NAME);
+    const queued = { eduType: edu.edu_type, content: JSON.stringify(edu.content), dedupeKey };
+    await Promise.all(
+      servers.map(async (server) => {
+        try {
+          await this.env.DESTINATIONS.get(this.env.DESTINATIONS.idFromName(server)).enqueue(server, [], [queued]);
+        } catch (e) {
+          console.warn("ephemeral EDU not queued", server, e instanceof Error ? e.message : e);
+        }
+      }),
+    );
+  }
+
   /** Tells the User DOs of the joined local members (or of `only`). Failures are logged, not retried. */
   private async fanOut(notification: RoomEphemeralNotification, only?: string[]): Promise<void> {
     const users = (only ?? this.engine.membersWith("join")).filter((u) => this.engine.isLocalUser(u));
@@ -165,4 +217,16 @@ export class RoomEphemeral {
       }),
     );
   }
+}
+
+/** Spec: Server-Server API, "Typing Notifications": the `m.typing` EDU. */
+export function typingEdu(roomId: string, userId: string, typing: boolean): { edu_type: string; content: object } {
+  return { edu_type: "m.typing", content: { room_id: roomId, user_id: userId, typing } };
+}
+
+/** Spec: Server-Server API, "Receipts": the `m.receipt` EDU, one receipt (`data.thread_id` for a threaded one). */
+export function receiptEdu(roomId: string, update: ReceiptUpdate): { edu_type: string; content: object } {
+  const data: { ts: number; thread_id?: string } = { ts: update.ts };
+  if (update.threadId !== undefined) data.thread_id = update.threadId;
+  return { edu_type: "m.receipt", content: { [roomId]: { [update.receiptType]: { [update.userId]: { event_ids: [update.eventId], data } } } } };
 }

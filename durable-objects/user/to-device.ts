@@ -12,6 +12,11 @@
 //                    that reaches the inbox again is stored once.
 //   to_device_txns   (sending device, txnId) of completed sends, to answer a retried PUT without sending
 //                    again (spec: "Transaction identifiers"). Kept for a day.
+//   to_device_federation_seen  (origin, message_id) of `m.direct_to_device` EDUs delivered here (spec:
+//                    Server-Server API, "Send-to-device messaging": message_id is "unique ID for the
+//                    message, used for idempotence"). A peer that retries a transaction after we
+//                    accepted it (its answer was lost) delivers nothing twice, even after the device
+//                    received and acknowledged the first copy. Kept for a week.
 import type { UserStream } from "./stream.js";
 
 /** A to-device event as /sync delivers it (`to_device.events`). `content` is JSON text. */
@@ -34,6 +39,9 @@ export interface ToDeviceBatch {
 
 /** How long a completed send's transaction ID is remembered. */
 export const TO_DEVICE_TXN_LIFETIME_MS = 24 * 60 * 60 * 1000;
+
+/** How long the message IDs of to-device EDUs received are remembered. */
+export const FEDERATION_SEEN_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000;
 
 export class ToDeviceInbox {
   constructor(
@@ -58,6 +66,13 @@ export class ToDeviceInbox {
         PRIMARY KEY (device_id, txn_id)
       );
       CREATE INDEX IF NOT EXISTS to_device_txns_by_age ON to_device_txns (created_ts);
+      CREATE TABLE IF NOT EXISTS to_device_federation_seen (
+        origin TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        received_ts INTEGER NOT NULL,
+        PRIMARY KEY (origin, message_id)
+      );
+      CREATE INDEX IF NOT EXISTS to_device_federation_seen_by_age ON to_device_federation_seen (received_ts);
     `);
   }
 
@@ -71,28 +86,44 @@ export class ToDeviceInbox {
    * skipped. Returns the stream position of the delivery, or null if every device already had it.
    */
   deliver(messageId: string, sender: string, type: string, deviceIds: string[], contents: string[]): number | null {
+    return this.storage.transactionSync(() => this.insert(messageId, sender, type, deviceIds, contents));
+  }
+
+  private insert(messageId: string, sender: string, type: string, deviceIds: string[], contents: string[]): number | null {
+    const fresh: number[] = [];
+    deviceIds.forEach((deviceId, i) => {
+      const seen = this.sql
+        .exec("SELECT 1 FROM to_device_inbox WHERE device_id = ? AND message_id = ?", deviceId, messageId)
+        .toArray().length;
+      if (!seen) fresh.push(i);
+    });
+    if (fresh.length === 0) return null;
+    const position = this.stream.next();
+    for (const i of fresh) {
+      this.sql.exec(
+        "INSERT INTO to_device_inbox (device_id, stream_position, message_id, sender, type, content) VALUES (?, ?, ?, ?, ?, ?)",
+        deviceIds[i]!,
+        position,
+        messageId,
+        sender,
+        type,
+        contents[i]!,
+      );
+    }
+    return position;
+  }
+
+  /**
+   * `deliver` for a message that came over federation from `origin`: delivered at most once per
+   * (origin, message_id), whatever happened to earlier copies. Returns null for a repeat.
+   */
+  deliverFromFederation(origin: string, messageId: string, sender: string, type: string, deviceIds: string[], contents: string[], now = Date.now()): number | null {
     return this.storage.transactionSync(() => {
-      const fresh: number[] = [];
-      deviceIds.forEach((deviceId, i) => {
-        const seen = this.sql
-          .exec("SELECT 1 FROM to_device_inbox WHERE device_id = ? AND message_id = ?", deviceId, messageId)
-          .toArray().length;
-        if (!seen) fresh.push(i);
-      });
-      if (fresh.length === 0) return null;
-      const position = this.stream.next();
-      for (const i of fresh) {
-        this.sql.exec(
-          "INSERT INTO to_device_inbox (device_id, stream_position, message_id, sender, type, content) VALUES (?, ?, ?, ?, ?, ?)",
-          deviceIds[i]!,
-          position,
-          messageId,
-          sender,
-          type,
-          contents[i]!,
-        );
-      }
-      return position;
+      const seen = this.sql.exec("SELECT 1 FROM to_device_federation_seen WHERE origin = ? AND message_id = ?", origin, messageId).toArray().length > 0;
+      if (seen) return null;
+      this.sql.exec("DELETE FROM to_device_federation_seen WHERE received_ts < ?", now - FEDERATION_SEEN_LIFETIME_MS);
+      this.sql.exec("INSERT INTO to_device_federation_seen (origin, message_id, received_ts) VALUES (?, ?, ?)", origin, messageId, now);
+      return this.insert(JSON.stringify(["federation", origin, messageId]), sender, type, deviceIds, contents);
     });
   }
 

@@ -1,6 +1,7 @@
 // Server-Server API: PUT /_matrix/federation/v1/send/{txnId} (spec: "Transactions"; data/api/server-server/
 // transactions.yaml). The PDUs are grouped by room and handed to each room's DO in order; every PDU gets a
-// result. EDUs belong to federation part 2 and are accepted and ignored until then.
+// result. EDUs are applied after the PDUs (worker/federation/edus.ts): a receipt may name an event of the
+// same transaction. They have no result in the answer.
 import { Hono } from "hono";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { MatrixError, badJson } from "../../protocol/errors.js";
@@ -11,6 +12,7 @@ import { readJsonObject } from "../http.js";
 import { roomStub } from "../room-store.js";
 import { isValidRoomId } from "../directory-store.js";
 import { assertServerAllowedInRoom, requestOrigin } from "./auth.js";
+import { receiveEdus } from "./edus.js";
 
 export const federationTransactionRoutes = new Hono<AppEnv>();
 
@@ -50,5 +52,6 @@ federationTransactionRoutes.put("/_matrix/federation/v1/send/:txnId", async (c) 
       }
     }),
   );
+  if (edus.length > 0) await receiveEdus(c.env, origin, edus);
   return c.json({ pdus: results });
 });
