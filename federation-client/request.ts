@@ -52,6 +52,41 @@ export async function signRequest(
 }
 
 export async function federationRequest(env: RequestEnv, request: FederationRequest): Promise<FederationResponse> {
+  const sent = await sendSigned(env, request, "application/json");
+  if (!sent.ok) return sent;
+  try {
+    return await readResponse(sent.response, request.destination);
+  } finally {
+    sent.clearTimer();
+  }
+}
+
+/**
+ * The same signed request, answered with the raw Response for bodies that are not JSON (the federation
+ * media endpoints answer multipart/mixed; spec: Server-Server API, "Content Repository"). The caller reads
+ * (or cancels) the body and checks the status; failures before an HTTP answer are values as above.
+ */
+export async function federationRawRequest(
+  env: RequestEnv,
+  request: FederationRequest,
+): Promise<{ ok: true; response: Response } | { ok: false; status: null; errcode?: string; error: string }> {
+  const sent = await sendSigned(env, request, "*/*");
+  if (!sent.ok) return sent;
+  const { response, clearTimer } = sent;
+  if (!response.body) {
+    clearTimer();
+    return { ok: true, response };
+  }
+  // The timeout covers reading the body too; its timer is cleared once the body has been read.
+  const body = response.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: clearTimer }));
+  return { ok: true, response: new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers }) };
+}
+
+async function sendSigned(
+  env: RequestEnv,
+  request: FederationRequest,
+  accept: string,
+): Promise<{ ok: true; response: Response; clearTimer: () => void } | { ok: false; status: null; errcode?: string; error: string }> {
   const { destination, method, path } = request;
   if (!federationAllowed(env, destination)) {
     return { ok: false, status: null, errcode: "M_FORBIDDEN", error: `Federation with ${destination} is not allowed by this server's configuration` };
@@ -74,7 +109,7 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
     return { ok: false, status: null, error: `cannot reach ${destination}: ${(e as Error).message}` };
   }
 
-  const headers = new Headers({ Authorization: authorization, Accept: "application/json", "User-Agent": "Myelin" });
+  const headers = new Headers({ Authorization: authorization, Accept: accept, "User-Agent": "Myelin" });
   if (bodyText !== undefined) headers.set("Content-Type", "application/json");
   // The spec's Host header. A Worker's fetch derives Host from the URL; where discovery asks for another one
   // (SRV targets; the hostname without the default port) it is set here. Cloudflare honours a Host of another
@@ -86,9 +121,8 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
   // referenced for the whole timeout, even after the answer: it could not be evicted).
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new DOMException("timed out", "TimeoutError")), request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  let res: Response;
   try {
-    res = await outboundFetch(env)(
+    const response = await outboundFetch(env)(
       new Request(target.url + path, {
         method,
         headers,
@@ -98,15 +132,11 @@ export async function federationRequest(env: RequestEnv, request: FederationRequ
         signal: controller.signal,
       }),
     );
+    return { ok: true, response, clearTimer: () => clearTimeout(timer) };
   } catch (e) {
     clearTimeout(timer);
     const timedOut = controller.signal.aborted || (e instanceof Error && (e.name === "TimeoutError" || e.name === "AbortError"));
     return { ok: false, status: null, error: timedOut ? `request to ${destination} timed out` : `request to ${destination} failed: ${(e as Error).message}` };
-  }
-  try {
-    return await readResponse(res, destination);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -208,3 +208,43 @@ export const eventRooms = sqliteTable("event_rooms", {
   eventId: text("event_id").primaryKey(),
   roomId: text("room_id").notNull(),
 });
+
+/** The media repository's metadata (spec: Client-Server API, "Content repository"); the bytes are in R2
+ * (worker/media/store.ts names the keys). One row per `mxc://<server_name>/<media_id>`: local uploads
+ * (`user_id` set) and remote media cached on first request (`user_id` null). A row created by
+ * POST /_matrix/media/v1/create has `uploaded_ts` null until its PUT, and `unused_expires_ts` set. */
+export const media = sqliteTable(
+  "media",
+  {
+    serverName: text("server_name").notNull(),
+    mediaId: text("media_id").notNull(),
+    /** The uploader (local media only). */
+    userId: text("user_id"),
+    /** The uploader's Content-Type (or the origin server's for remote media). */
+    contentType: text("content_type"),
+    /** The uploader's `filename`. */
+    uploadName: text("upload_name"),
+    size: integer("size"),
+    /** When the ID was created (local) or the copy fetched (remote); the legacy endpoints' freeze compares it. */
+    createdTs: integer("created_ts").notNull(),
+    /** When the content arrived; null while an asynchronous upload is pending. */
+    uploadedTs: integer("uploaded_ts"),
+    /** A pending ID not uploaded to by then is gone (spec: `unused_expires_at`). */
+    unusedExpiresTs: integer("unused_expires_ts"),
+  },
+  (t) => [primaryKey({ columns: [t.serverName, t.mediaId] }), index("media_user").on(t.userId, t.uploadedTs)],
+);
+
+/** URL previews already made (spec: GET /_matrix/client/v1/media/preview_url), kept for an hour as Synapse
+ * keeps its url_cache. */
+export const mediaUrlPreviews = sqliteTable(
+  "media_url_previews",
+  {
+    url: text("url").notNull(),
+    /** The preview's OpenGraph JSON. */
+    og: text("og").notNull(),
+    fetchedTs: integer("fetched_ts").notNull(),
+    expiresTs: integer("expires_ts").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.url, t.fetchedTs] })],
+);

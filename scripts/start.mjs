@@ -39,6 +39,9 @@ const WORKER_VARS = [
   "RC_*",
   "FEDERATION_*",
   "TURN_*",
+  "MAX_UPLOAD_SIZE",
+  "MEDIA_*",
+  "URL_PREVIEW_*",
 ];
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

@@ -8,6 +8,8 @@ export interface Env {
   ROOMS: DurableObjectNamespace<RoomDurableObject>;
   USERS: DurableObjectNamespace<UserDurableObject>;
   DESTINATIONS: DurableObjectNamespace<DestinationDurableObject>;
+  /** The media repository's content (worker/media/store.ts). */
+  MEDIA: R2Bucket;
   /** The server name users and rooms belong to, e.g. `example.com` or `localhost:8008`. */
   SERVER_NAME: string;
   /** Optional Synapse signing.key line: `ed25519 <version> <unpadded base64 seed>`. */
@@ -34,6 +36,25 @@ export interface Env {
   FEDERATION_DOH_URL?: string;
   /** Comma-separated notary servers asked for keys a server does not serve itself (default none). */
   FEDERATION_TRUSTED_KEY_SERVERS?: string;
+  /** Largest upload in bytes, or with a K/M/G suffix as Synapse's `max_upload_size` (default 50M). */
+  MAX_UPLOAD_SIZE?: string;
+  /**
+   * Synapse's `enable_authenticated_media`: the legacy unauthenticated /_matrix/media/v3 download and thumbnail
+   * endpoints serve only media stored before this time (ISO 8601 or milliseconds since the epoch). Unset: they
+   * serve nothing (Synapse's default since 1.120), "off": they serve everything.
+   */
+  MEDIA_LEGACY_FREEZE_TIME?: string;
+  /** Asynchronous uploads (POST /_matrix/media/v1/create) a user may have pending at once (default 5). */
+  MEDIA_MAX_PENDING_UPLOADS?: string;
+  /** How long a created media ID stays usable without an upload, in ms (default 86400000, 24 h). */
+  MEDIA_UNUSED_EXPIRATION_MS?: string;
+  /** Bytes a user may upload per day, across files (Synapse's `media_upload_limits`; default no limit). */
+  MEDIA_UPLOAD_LIMIT_PER_DAY?: string;
+  /** "false" turns off /_matrix/client/v1/media/preview_url (default on). */
+  URL_PREVIEW_ENABLED?: string;
+  /** Comma-separated CIDR ranges previews never fetch (Synapse's `url_preview_ip_range_blacklist`); the
+   * default blocks private, loopback, link-local and other special ranges (worker/media/preview.ts). */
+  URL_PREVIEW_IP_RANGE_BLACKLIST?: string;
   /**
    * Tests only: when bound, every outbound federation fetch (.well-known, DNS over HTTPS, requests to
    * servers) goes to this service instead of the internet (federation-client/outbound-fetch.ts).

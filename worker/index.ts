@@ -12,6 +12,7 @@ import { federationEventRoutes } from "./federation/events.js";
 import { federationTransactionRoutes } from "./federation/transactions.js";
 import { federationQueryRoutes } from "./federation/query.js";
 import { federationInviteRoutes } from "./federation/invites.js";
+import { federationMediaRoutes } from "./federation/media.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -45,6 +46,7 @@ import { roomMembersRoutes } from "./client/room-members.js";
 import { relationsRoutes } from "./client/relations.js";
 import { roomUpgradeRoutes } from "./client/room-upgrades.js";
 import { reportingRoutes } from "./client/reporting.js";
+import { mediaRoutes } from "./client/media.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -100,6 +102,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", relationsRoutes);
   app.route("/", roomUpgradeRoutes);
   app.route("/", reportingRoutes);
+  app.route("/", mediaRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
   app.route("/", federationMembershipRoutes);
@@ -107,6 +110,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationTransactionRoutes);
   app.route("/", federationQueryRoutes);
   app.route("/", federationInviteRoutes);
+  app.route("/", federationMediaRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).

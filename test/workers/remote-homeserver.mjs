@@ -11,6 +11,9 @@
 //   `badsig-` signs its key document wrongly, `wrongname-` names another server in it, `down-` answers 503 for
 //   keys, `hidden-` is known only through the notary, `rotating-` changes key when told (/_test/rotate),
 //   `longlived-` publishes keys valid for 30 days.
+// - media (test/workers/media*.test.ts): `media-*` servers answer GET /_matrix/federation/v1/media/download/{id}
+//   as multipart (`missing` → 404, `located` → a Location part pointing at `cdn.remote.test`, `truncated` → a
+//   body cut short); `legacymedia-*` servers do not know that endpoint and serve /_matrix/media/v3/download.
 // - `notary.remote.test`: a notary (POST /_matrix/key/v2/query) for the `hidden-` servers.
 // - `/.well-known/matrix/server` for hosts listed in WELL_KNOWN, and a DNS-over-HTTPS resolver at `doh.test`.
 // - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters,
@@ -236,6 +239,18 @@ export default {
       return json({ server_keys: out });
     }
 
+    // Media for media tests: a CDN behind `Location` parts, and the legacy download of `legacymedia-*` servers.
+    if (hostname === "cdn.remote.test") {
+      count(`cdn:${url.pathname}`);
+      return new Response(`cdn bytes of ${url.pathname}`, { headers: { "Content-Type": "text/plain", "Content-Disposition": "inline; filename=cdn.txt" } });
+    }
+    if (url.pathname.startsWith("/_matrix/media/v3/download/") && serverName.startsWith("legacymedia-")) {
+      const [, , , , , , id] = url.pathname.split("/");
+      count(`legacymedia:${serverName}:${id}`);
+      if (id === "missing") return json({ errcode: "M_NOT_FOUND", error: "no such media" }, 404);
+      return new Response(`legacy bytes of ${id}`, { headers: { "Content-Type": "image/png", "Content-Disposition": "inline; filename*=utf-8''l%C3%A9gacy.png" } });
+    }
+
     // Federation endpoints that check Myelin's signature.
     if (url.pathname.startsWith("/_matrix/federation/")) {
       const me = SERVED_FOR[host] ?? serverName;
@@ -257,6 +272,22 @@ export default {
         list.push({ txnId, body, accepted: !failing, origin: parseAuth(request.headers.get("Authorization"))?.origin, arrivedAt });
         if (failing) return json({ errcode: "M_UNKNOWN", error: "told to fail" }, failure.status);
         return json({ pdus: {}, received: body });
+      }
+      if (url.pathname.startsWith("/_matrix/federation/v1/media/download/") && me.startsWith("media-")) {
+        const id = decodeURIComponent(url.pathname.split("/")[6]);
+        count(`media:${me}:${id}`);
+        if (id === "missing") return json({ errcode: "M_NOT_FOUND", error: "no such media" }, 404);
+        const boundary = "6d656469612d74657374";
+        const jsonPart = `--${boundary}\r\nContent-Type: application/json\r\n\r\n{}\r\n`;
+        if (id === "located") {
+          const body = `${jsonPart}--${boundary}\r\nLocation: https://cdn.remote.test/file/${me}\r\n\r\n\r\n--${boundary}--\r\n`;
+          return new Response(body, { headers: { "Content-Type": `multipart/mixed; boundary=${boundary}` } });
+        }
+        // The file contains something that looks like the boundary without being it, and a CRLF at the end.
+        const file = `media ${id} of ${me}\r\n--${boundary.slice(0, 10)} not a boundary\r\n`;
+        const fileHead = `--${boundary}\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=remote.txt\r\n\r\n`;
+        const body = id === "truncated" ? `${jsonPart}${fileHead}${file}` : `${jsonPart}${fileHead}${file}\r\n--${boundary}--\r\n`;
+        return new Response(body, { headers: { "Content-Type": `multipart/mixed; boundary="${boundary}"` } });
       }
       if (url.pathname === "/_matrix/federation/v1/slow") {
         await new Promise((resolve) => setTimeout(resolve, 5_000));
