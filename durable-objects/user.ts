@@ -31,6 +31,14 @@ import {
 } from "../protocol/push-rules.js";
 import type { Env } from "../worker/env.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./user/device-lists.js";
+import {
+  FederatedDeviceLists,
+  type DeviceListUpdate,
+  type FederatedCrossSigning,
+  type FederatedDevice,
+  type OwnDeviceListChanges,
+  type RemoteUpdateVerdict,
+} from "./user/federated-device-list.js";
 import type { CrossSigningKeys, KeyUpload, KeyUploadResult, SigningState, StoredSignature, UserKeys } from "./user/e2e-keys.js";
 import { UserEncryption } from "./user/encryption.js";
 import type { BackupKeyUpload, BackupKeysUpdate, BackupVersionInfo, StoredBackupKey } from "./user/key-backup.js";
@@ -328,6 +336,43 @@ export class UserDurableObject extends DurableObject<Env> {
   /** /sync `device_lists` and /keys/changes: users whose latest change is in (since, upto]. */
   deviceListChanges(since: number, upto?: number): DeviceListChanges {
     return this.encryption.deviceLists.since(since, upto);
+  }
+
+  // Device lists over federation (durable-objects/user/federated-device-list.ts). For a local user: the
+  // feed of m.device_list_update EDUs; for a remote user (this DO named by their ID): our copy of their
+  // list and the local users watching it.
+  private federatedLists?: FederatedDeviceLists;
+  private get federatedDeviceLists(): FederatedDeviceLists {
+    return (this.federatedLists ??= new FederatedDeviceLists(this.ctx.storage));
+  }
+  /** GET /user/devices: the stream_id of the last update sent to other servers. */
+  ownDeviceListStreamId(): number {
+    return this.federatedDeviceLists.ownStreamId();
+  }
+  /** A local user's devices changed: the updates other servers must get (see FederatedDeviceLists.diffOwn). */
+  diffOwnDeviceList(userId: string, current: FederatedDevice[], crossSigning: FederatedCrossSigning): OwnDeviceListChanges {
+    return this.federatedDeviceLists.diffOwn(userId, current, crossSigning);
+  }
+  /** A local user asked for this remote user's keys. */
+  watchRemoteDeviceList(localUserId: string): void {
+    this.federatedDeviceLists.watch(localUserId);
+  }
+  /** Inbound m.device_list_update EDUs of this remote user, in order; with the local users to tell. */
+  applyRemoteDeviceListUpdates(updates: DeviceListUpdate[]): { verdicts: RemoteUpdateVerdict[]; watchers: string[] } {
+    return { verdicts: this.federatedDeviceLists.applyRemote(updates), watchers: this.federatedDeviceLists.watchers() };
+  }
+  /** A resync of this remote user's list (GET /user/devices); returns the local users to tell. */
+  replaceRemoteDeviceList(userId: string, streamId: number, devices: FederatedDevice[], crossSigning: FederatedCrossSigning): string[] {
+    this.federatedDeviceLists.replaceRemote(userId, streamId, devices, crossSigning);
+    return this.federatedDeviceLists.watchers();
+  }
+  /** An inbound m.signing_key_update of this remote user; returns whether it applied and who to tell. */
+  applyRemoteSigningKeys(crossSigning: FederatedCrossSigning): { applied: boolean; watchers: string[] } {
+    return { applied: this.federatedDeviceLists.applyRemoteSigningKeys(crossSigning), watchers: this.federatedDeviceLists.watchers() };
+  }
+  /** Our copy of this remote user's list (null: never fetched). */
+  remoteDeviceList(): { streamId: number; devices: FederatedDevice[]; crossSigning: FederatedCrossSigning } | null {
+    return this.federatedDeviceLists.remoteList();
   }
 
   /** PUT /sendToDevice: puts one message into devices' inboxes (see ToDeviceInbox.deliver). */

@@ -6,7 +6,16 @@
 // for `onOwnDevicesChanged` is telling the OTHER users who share an encrypted room with the user; that
 // needs room membership and is done by the sync layer (durable-objects/user/room-mates.ts calls
 // `recordDeviceListChange(userId)` on each of their DOs).
-import { fanOutDeviceListChange } from "../durable-objects/user/room-mates.js";
+//
+// Other servers sharing a room with the user hear about it too (spec: Server-Server API, "Device
+// Management"): one `m.device_list_update` EDU per changed device, chained by `stream_id`/`prev_id`
+// (durable-objects/user/federated-device-list.ts keeps what was sent), and an `m.signing_key_update` when the
+// master or self-signing key changed, through each server's Destination DO.
+import { fanOutDeviceListChange, joinedMembersOf } from "../durable-objects/user/room-mates.js";
+import type { QueuedEdu } from "../durable-objects/destination.js";
+import type { FederatedCrossSigning, FederatedDevice, OwnDeviceListChanges } from "../durable-objects/user/federated-device-list.js";
+import { serverNameOf } from "../protocol/pdu.js";
+import { localDevices } from "./client/keys.js";
 import { userStore } from "./user-store.js";
 import type { Env } from "./env.js";
 
@@ -19,7 +28,62 @@ export async function onOwnDevicesChanged(env: Env, userId: string): Promise<voi
   // Every local user sharing a room with `userId` records the change in their own stream (sync's
   // durable-objects/user/room-mates.ts); their next /sync lists `userId` in device_lists.changed.
   const rooms = await userStore(env, userId).joinedRooms();
-  await fanOutDeviceListChange(env, userId, rooms);
+  await Promise.all([fanOutDeviceListChange(env, userId, rooms), federateDeviceListChange(env, userId, rooms)]);
+}
+
+/** The user's devices and cross-signing keys as other servers see them (GET /user/devices too). */
+export async function federatedDeviceList(env: Env, userId: string): Promise<{ devices: FederatedDevice[]; crossSigning: FederatedCrossSigning }> {
+  const [known, keys] = await Promise.all([localDevices(env, [userId]), userStore(env, userId).queryKeys(userId, null, "")]);
+  const devices: FederatedDevice[] = [...(known.get(userId) ?? new Map<string, string | null>())].map(([deviceId, displayName]) => ({
+    deviceId,
+    keys: keys.devices[deviceId] ?? null,
+    displayName,
+  }));
+  const crossSigning: FederatedCrossSigning = {};
+  if (keys.master !== undefined) crossSigning.master = keys.master;
+  if (keys.self_signing !== undefined) crossSigning.self_signing = keys.self_signing;
+  return { devices, crossSigning };
+}
+
+/** Other servers with members in any of `rooms`. */
+export async function serversSharingRooms(env: Env, rooms: string[]): Promise<string[]> {
+  const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
+  const servers = new Set<string>();
+  for (const list of lists) for (const member of list) servers.add(serverNameOf(member));
+  servers.delete(env.SERVER_NAME);
+  return [...servers].sort();
+}
+
+/** The EDUs for a local user's device list changes (spec: "Device Management"). */
+export function deviceListEdus(userId: string, changes: OwnDeviceListChanges): QueuedEdu[] {
+  const edus: QueuedEdu[] = changes.updates.map((u) => {
+    const content: Record<string, unknown> = { user_id: u.userId, device_id: u.deviceId, stream_id: u.streamId, prev_id: u.prevIds, deleted: u.deleted };
+    if (u.displayName !== null) content.device_display_name = u.displayName;
+    if (u.keys !== null) content.keys = JSON.parse(u.keys);
+    return { eduType: "m.device_list_update", content: JSON.stringify(content) };
+  });
+  if (changes.signingKeys) {
+    const content: Record<string, unknown> = { user_id: userId };
+    if (changes.signingKeys.master !== undefined) content.master_key = JSON.parse(changes.signingKeys.master);
+    if (changes.signingKeys.self_signing !== undefined) content.self_signing_key = JSON.parse(changes.signingKeys.self_signing);
+    edus.push({ eduType: "m.signing_key_update", content: JSON.stringify(content) });
+  }
+  return edus;
+}
+
+/** Diffs the user's list against what other servers were told and queues the EDUs for the servers that
+ * share a room with the user. Failures are logged: a peer that missed an update resyncs at the next one. */
+async function federateDeviceListChange(env: Env, userId: string, rooms: string[]): Promise<void> {
+  try {
+    const { devices, crossSigning } = await federatedDeviceList(env, userId);
+    const changes = await userStore(env, userId).diffOwnDeviceList(userId, devices, crossSigning);
+    const edus = deviceListEdus(userId, changes);
+    if (edus.length === 0) return;
+    const servers = await serversSharingRooms(env, rooms);
+    await Promise.all(servers.map((server) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server)).enqueue(server, [], edus)));
+  } catch (e) {
+    console.warn("device list update not federated", userId, e instanceof Error ? e.message : e);
+  }
 }
 
 /** Called after devices were deleted (D1 rows gone): forgets their keys and to-device inboxes in the

@@ -97,7 +97,7 @@ describe("POST /keys/upload and /keys/query", () => {
     const ghost = `@${uniqueLocalpart("ghost")}:test.local`;
     const query = await api("POST", `${V3}/keys/query`, {
       token: bob.access_token,
-      body: { device_keys: { [alice.user_id]: [], [bob.user_id]: [], [ghost]: [], "@carol:remote.example": [] } },
+      body: { device_keys: { [alice.user_id]: [], [bob.user_id]: [], [ghost]: [], "@carol:broken-keys.remote.test": [] } },
     });
     expect(query.status).toBe(200);
     expect(query.body.device_keys[alice.user_id]).toEqual({
@@ -106,7 +106,8 @@ describe("POST /keys/upload and /keys/query", () => {
     // Bob exists but has no keys; the ghost does not exist.
     expect(query.body.device_keys[bob.user_id]).toEqual({});
     expect(query.body.device_keys).not.toHaveProperty(ghost);
-    expect(Object.keys(query.body.failures)).toEqual(["remote.example"]);
+    // The remote user's server answers 500 (test/workers/remote-homeserver.mjs): reported per server.
+    expect(query.body.failures).toEqual({ "broken-keys.remote.test": { status: 500, message: expect.any(String) } });
 
     // A list of device IDs selects devices; unknown ones are left out.
     const some = await api("POST", `${V3}/keys/query`, {
@@ -211,14 +212,14 @@ describe("POST /keys/claim", () => {
       one_time_keys: {
         [alice.user_id]: { [alice.device_id]: "signed_curve25519", NODEVICE: "signed_curve25519" },
         [bob.user_id]: { [bob.device_id]: "signed_curve25519" },
-        "@dave:remote.example": { DEV: "signed_curve25519" },
+        "@dave:broken-keys.remote.test": { DEV: "signed_curve25519" },
       },
     };
     const first = await api("POST", `${V3}/keys/claim`, { token: bob.access_token, body });
     expect(Object.keys(first.body.one_time_keys[alice.user_id][alice.device_id])).toEqual(["signed_curve25519:FIRST0"]);
     expect(first.body.one_time_keys[alice.user_id]).not.toHaveProperty("NODEVICE");
     expect(first.body.one_time_keys).not.toHaveProperty(bob.user_id);
-    expect(first.body.failures).toHaveProperty(["remote.example"]);
+    expect(first.body.failures).toHaveProperty(["broken-keys.remote.test"]);
     const second = await api("POST", `${V3}/keys/claim`, { token: bob.access_token, body });
     expect(Object.keys(second.body.one_time_keys[alice.user_id][alice.device_id])).toEqual(["signed_curve25519:AASECOND0"]);
     const third = await api("POST", `${V3}/keys/claim`, { token: bob.access_token, body });

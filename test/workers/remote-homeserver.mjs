@@ -19,6 +19,10 @@
 // - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters,
 //   read the transactions a server received (`/_test/transactions`), make a server fail the next ones
 //   (`/_test/fail`).
+// - end-to-end keys of its users (federation part 2): answers POST /user/keys/query and /user/keys/claim and
+//   GET /user/devices/{userId} with what a test stored for that server (`/_test/user-keys`, POST {server,
+//   query?, claim?, devices?: {userId: answer}}); the requests it got are at `/_test/key-requests?server=`.
+//   A server named `slow-...` answers key queries and claims after 3 s, one named `broken-...` with 500.
 
 const WELL_KNOWN = {
   "delegated.remote.test": { status: 200, body: '{"m.server":"target.remote.test:8448"}', headers: { "Cache-Control": "max-age=600" } },
@@ -53,6 +57,10 @@ const transactions = new Map();
 const failures = new Map();
 const count = (key) => counters.set(key, (counters.get(key) ?? 0) + 1);
 const rotations = new Map();
+/** Per server name: the stored answers for key queries, claims and device lists. */
+const userKeys = new Map();
+/** Per server name: key requests received ({path, body}). */
+const keyRequests = new Map();
 const seen = [];
 
 // ---- encoding, canonical JSON, signing -------------------------------------------------------------------
@@ -193,6 +201,12 @@ export default {
       failures.set(server, { times, status: status ?? 503 });
       return json({});
     }
+    if (url.pathname === "/_test/user-keys") {
+      const { server, ...answers } = await request.json();
+      userKeys.set(server, { ...(userKeys.get(server) ?? {}), ...answers });
+      return json({});
+    }
+    if (url.pathname === "/_test/key-requests") return json(keyRequests.get(url.searchParams.get("server")) ?? []);
     if (url.pathname === "/_test/seen") return json(seen.filter((s) => !url.searchParams.get("host") || s.host === url.searchParams.get("host")));
     if (url.pathname === "/_test/identity") {
       const id = await currentIdentity(url.searchParams.get("name"));
@@ -288,6 +302,22 @@ export default {
         const fileHead = `--${boundary}\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=remote.txt\r\n\r\n`;
         const body = id === "truncated" ? `${jsonPart}${fileHead}${file}` : `${jsonPart}${fileHead}${file}\r\n--${boundary}--\r\n`;
         return new Response(body, { headers: { "Content-Type": `multipart/mixed; boundary="${boundary}"` } });
+      }
+      if (url.pathname.startsWith("/_matrix/federation/v1/user/")) {
+        const list = keyRequests.get(me) ?? [];
+        keyRequests.set(me, list);
+        list.push({ method: request.method, path: url.pathname, body: bodyText ? JSON.parse(bodyText) : null });
+        const stored = userKeys.get(me) ?? {};
+        if (me.startsWith("slow-")) await new Promise((resolve) => setTimeout(resolve, 3_000));
+        if (me.startsWith("broken-")) return json({ errcode: "M_UNKNOWN", error: "broken on purpose" }, 500);
+        if (url.pathname === "/_matrix/federation/v1/user/keys/query") return json(stored.query ?? { device_keys: {} });
+        if (url.pathname === "/_matrix/federation/v1/user/keys/claim") return json(stored.claim ?? { one_time_keys: {} });
+        if (url.pathname.startsWith("/_matrix/federation/v1/user/devices/")) {
+          const userId = decodeURIComponent(url.pathname.slice("/_matrix/federation/v1/user/devices/".length));
+          count(`devices:${userId}`);
+          const answer = stored.devices?.[userId];
+          return answer ? json(answer) : json({ errcode: "M_NOT_FOUND", error: "no such user" }, 404);
+        }
       }
       if (url.pathname === "/_matrix/federation/v1/slow") {
         await new Promise((resolve) => setTimeout(resolve, 5_000));

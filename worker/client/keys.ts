@@ -1,7 +1,9 @@
 // Client-Server API: End-to-end encryption key management (spec: "End-to-End Encryption", "Key management
 // API"; data/api/client-server/keys.yaml). The keys live in each user's Durable Object
 // (durable-objects/user/e2e-keys.ts); this file validates requests and fans queries out to the users' DOs.
-// Users of other servers cannot be reached yet (no federation): they are reported in `failures`.
+// Users of other servers are asked through their servers (worker/federation/remote-keys.ts: POST
+// /_matrix/federation/v1/user/keys/query and /claim), within the request's `timeout`; a server that does
+// not answer in time is reported in `failures`.
 import { Hono } from "hono";
 import { badJson, invalidParam, missingParam } from "../../protocol/errors.js";
 import { canonicalOrBadJson, validateDeviceKeys, validateKeyMap } from "../../protocol/e2e-keys.js";
@@ -13,6 +15,7 @@ import { onOwnDevicesChanged, streamPositionOfSyncToken } from "../device-lists.
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { userStore } from "../user-store.js";
+import { claimRemoteKeys, queryRemoteKeys } from "../federation/remote-keys.js";
 
 export const keysRoutes = new Hono<AppEnv>();
 
@@ -32,9 +35,6 @@ export function checkUserId(userId: string): void {
     throw invalidParam(`Invalid user ID ${JSON.stringify(userId)}`);
   }
 }
-
-/** The failure a remote server gets in `failures` while there is no federation. */
-export const FEDERATION_UNAVAILABLE = { status: 503, message: "Federation is not available on this server" };
 
 /** Runs `fn` over `items` with at most FAN_OUT calls in flight. */
 export async function fanOut<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -100,36 +100,24 @@ keysRoutes.post(`${CLIENT}/keys/upload`, requireAuth, async (c) => {
   return c.json({ one_time_key_counts: result.oneTimeKeyCounts });
 });
 
-// POST /_matrix/client/v3/keys/query
-keysRoutes.post(`${CLIENT}/keys/query`, requireAuth, async (c) => {
-  const me = requester(c);
-  const body = await readJsonObject(c);
-  const query = body.device_keys;
-  if (!isJsonObject(query)) throw badJson("device_keys must be an object");
+/** `device_keys`, `master_keys`, `self_signing_keys` and `user_signing_keys` of a /keys/query answer. */
+export interface KeysQueryResult {
+  device_keys: JsonObject;
+  master_keys: JsonObject;
+  self_signing_keys: JsonObject;
+  user_signing_keys: JsonObject;
+}
 
-  const failures: JsonObject = {};
-  const wanted = new Map<string, string[] | null>();
-  for (const [userId, deviceIds] of Object.entries(query)) {
-    checkUserId(userId);
-    if (!Array.isArray(deviceIds) || !deviceIds.every((d): d is string => typeof d === "string")) {
-      throw badJson(`device_keys.${userId} must be a list of device IDs`);
-    }
-    if (!isLocalUserId(userId, c.env)) {
-      failures[serverOfUserId(userId)] = FEDERATION_UNAVAILABLE;
-      continue;
-    }
-    // An empty list asks for every device.
-    wanted.set(userId, deviceIds.length === 0 ? null : [...new Set(deviceIds)]);
-  }
-
-  const known = await localDevices(c.env, [...wanted.keys()]);
-  const deviceKeys: JsonObject = {};
-  const masterKeys: JsonObject = {};
-  const selfSigningKeys: JsonObject = {};
-  const userSigningKeys: JsonObject = {};
+/**
+ * The keys of local users (`wanted`: user → device IDs, null for all) as `requesterUserId` sees them
+ * (their own user-signing key only to themselves; "" for another server, which never sees one).
+ */
+export async function queryLocalKeys(env: Env, wanted: Map<string, string[] | null>, requesterUserId: string): Promise<KeysQueryResult> {
+  const known = await localDevices(env, [...wanted.keys()]);
+  const result: KeysQueryResult = { device_keys: {}, master_keys: {}, self_signing_keys: {}, user_signing_keys: {} };
   await fanOut([...known.keys()], async (userId) => {
     const devices = known.get(userId)!;
-    const keys = await userStore(c.env, userId).queryKeys(userId, wanted.get(userId) ?? null, me.userId);
+    const keys = await userStore(env, userId).queryKeys(userId, wanted.get(userId) ?? null, requesterUserId);
     const out: JsonObject = {};
     for (const [deviceId, json] of Object.entries(keys.devices)) {
       if (!devices.has(deviceId)) continue;
@@ -140,44 +128,19 @@ keysRoutes.post(`${CLIENT}/keys/query`, requireAuth, async (c) => {
       device.unsigned = displayName === null || displayName === undefined ? {} : { device_display_name: displayName };
       out[deviceId] = device;
     }
-    deviceKeys[userId] = out;
-    if (keys.master !== undefined) masterKeys[userId] = JSON.parse(keys.master) as JsonObject;
-    if (keys.self_signing !== undefined) selfSigningKeys[userId] = JSON.parse(keys.self_signing) as JsonObject;
-    if (keys.user_signing !== undefined && userId === me.userId) userSigningKeys[userId] = JSON.parse(keys.user_signing) as JsonObject;
+    result.device_keys[userId] = out;
+    if (keys.master !== undefined) result.master_keys[userId] = JSON.parse(keys.master) as JsonObject;
+    if (keys.self_signing !== undefined) result.self_signing_keys[userId] = JSON.parse(keys.self_signing) as JsonObject;
+    if (keys.user_signing !== undefined && userId === requesterUserId) result.user_signing_keys[userId] = JSON.parse(keys.user_signing) as JsonObject;
   });
+  return result;
+}
 
-  return c.json({
-    failures,
-    device_keys: deviceKeys,
-    master_keys: masterKeys,
-    self_signing_keys: selfSigningKeys,
-    user_signing_keys: userSigningKeys,
-  });
-});
-
-// POST /_matrix/client/v3/keys/claim
-keysRoutes.post(`${CLIENT}/keys/claim`, requireAuth, async (c) => {
-  const body = await readJsonObject(c);
-  const request = body.one_time_keys;
-  if (!isJsonObject(request)) throw badJson("one_time_keys must be an object");
-
-  const failures: JsonObject = {};
-  const local: [string, Record<string, string>][] = [];
-  for (const [userId, devices] of Object.entries(request)) {
-    checkUserId(userId);
-    if (!isJsonObject(devices) || !Object.values(devices).every((a) => typeof a === "string" && a !== "")) {
-      throw badJson(`one_time_keys.${userId} must map device IDs to algorithms`);
-    }
-    if (!isLocalUserId(userId, c.env)) {
-      failures[serverOfUserId(userId)] = FEDERATION_UNAVAILABLE;
-      continue;
-    }
-    if (Object.keys(devices).length > 0) local.push([userId, devices as Record<string, string>]);
-  }
-
+/** Claims one-time keys of local users (`userId → deviceId → algorithm`). */
+export async function claimLocalKeys(env: Env, request: [string, Record<string, string>][]): Promise<JsonObject> {
   const oneTimeKeys: JsonObject = {};
-  await fanOut(local, async ([userId, devices]) => {
-    const claimed = await userStore(c.env, userId).claimKeys(devices);
+  await fanOut(request, async ([userId, devices]) => {
+    const claimed = await userStore(env, userId).claimKeys(devices);
     const out: JsonObject = {};
     for (const [deviceId, keys] of Object.entries(claimed)) {
       const byId: JsonObject = {};
@@ -186,7 +149,78 @@ keysRoutes.post(`${CLIENT}/keys/claim`, requireAuth, async (c) => {
     }
     if (Object.keys(out).length > 0) oneTimeKeys[userId] = out;
   });
-  return c.json({ failures, one_time_keys: oneTimeKeys });
+  return oneTimeKeys;
+}
+
+/** Synapse's default for the `timeout` of /keys/query and /keys/claim (ms). */
+const DEFAULT_REMOTE_TIMEOUT_MS = 10_000;
+
+/** The request's `timeout` (ms): a non-negative integer, capped at a minute. */
+function remoteTimeout(value: unknown): number {
+  if (value === undefined) return DEFAULT_REMOTE_TIMEOUT_MS;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) throw badJson("timeout must be a non-negative integer");
+  return Math.min(value, 60_000);
+}
+
+// POST /_matrix/client/v3/keys/query
+keysRoutes.post(`${CLIENT}/keys/query`, requireAuth, async (c) => {
+  const me = requester(c);
+  const body = await readJsonObject(c);
+  const query = body.device_keys;
+  if (!isJsonObject(query)) throw badJson("device_keys must be an object");
+  const timeoutMs = remoteTimeout(body.timeout);
+
+  const wanted = new Map<string, string[] | null>();
+  const remote = new Map<string, Map<string, string[]>>();
+  for (const [userId, deviceIds] of Object.entries(query)) {
+    checkUserId(userId);
+    if (!Array.isArray(deviceIds) || !deviceIds.every((d): d is string => typeof d === "string")) {
+      throw badJson(`device_keys.${userId} must be a list of device IDs`);
+    }
+    if (!isLocalUserId(userId, c.env)) {
+      const server = serverOfUserId(userId);
+      let users = remote.get(server);
+      if (!users) remote.set(server, (users = new Map()));
+      users.set(userId, [...new Set(deviceIds)]);
+      continue;
+    }
+    // An empty list asks for every device.
+    wanted.set(userId, deviceIds.length === 0 ? null : [...new Set(deviceIds)]);
+  }
+
+  const [result, fromRemote] = await Promise.all([queryLocalKeys(c.env, wanted, me.userId), queryRemoteKeys(c.env, me.userId, remote, timeoutMs)]);
+  for (const field of ["device_keys", "master_keys", "self_signing_keys"] as const) Object.assign(result[field], fromRemote.result[field]);
+  return c.json({ failures: fromRemote.failures, ...result });
+});
+
+// POST /_matrix/client/v3/keys/claim
+keysRoutes.post(`${CLIENT}/keys/claim`, requireAuth, async (c) => {
+  const body = await readJsonObject(c);
+  const request = body.one_time_keys;
+  if (!isJsonObject(request)) throw badJson("one_time_keys must be an object");
+  const timeoutMs = remoteTimeout(body.timeout);
+
+  const local: [string, Record<string, string>][] = [];
+  const remote = new Map<string, Record<string, Record<string, string>>>();
+  for (const [userId, devices] of Object.entries(request)) {
+    checkUserId(userId);
+    if (!isJsonObject(devices) || !Object.values(devices).every((a) => typeof a === "string" && a !== "")) {
+      throw badJson(`one_time_keys.${userId} must map device IDs to algorithms`);
+    }
+    if (Object.keys(devices).length === 0) continue;
+    if (!isLocalUserId(userId, c.env)) {
+      const server = serverOfUserId(userId);
+      let users = remote.get(server);
+      if (!users) remote.set(server, (users = {}));
+      users[userId] = devices as Record<string, string>;
+      continue;
+    }
+    local.push([userId, devices as Record<string, string>]);
+  }
+
+  const [oneTimeKeys, fromRemote] = await Promise.all([claimLocalKeys(c.env, local), claimRemoteKeys(c.env, remote, timeoutMs)]);
+  Object.assign(oneTimeKeys, fromRemote.oneTimeKeys);
+  return c.json({ failures: fromRemote.failures, one_time_keys: oneTimeKeys });
 });
 
 // GET /_matrix/client/v3/keys/changes

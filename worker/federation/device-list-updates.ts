@@ -1,13 +1,98 @@
 // Server-Server API: inbound `m.device_list_update` and `m.signing_key_update` EDUs (spec: "Device
-// Management"). Not applied yet: dropped.
-import type { JsonObject } from "../../protocol/json.js";
+// Management"). A remote user's updates are applied to our copy of their list (the remote user's DO,
+// durable-objects/user/federated-device-list.ts) in `prev_id` order; one naming a `prev_id` we never saw
+// (or none at all) means we missed one, and the whole list is fetched again from their server (GET
+// /user/devices/{userId}: `resyncRemoteDeviceList`). Updates of users no local user asked about are not
+// tracked (Synapse only tracks users it shares a room with). Either way the local users watching the user
+// get `device_lists.changed` in their next /sync.
+//
+// Checked before anything is kept: the user belongs to the sending server, and the device keys an update
+// carries are the device's own, self-signed (worker/federation/remote-keys.ts). An update that fails is
+// dropped; the chain then has a gap and the next update makes us resync.
+import type { DeviceListUpdate, FederatedCrossSigning } from "../../durable-objects/user/federated-device-list.js";
+import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../env.js";
+import { userStore } from "../user-store.js";
 import type { EduVerdict } from "./edus.js";
+import { resyncRemoteDeviceList, tellWatchers, validCrossSigningKeys, validDeviceKeys } from "./remote-keys.js";
 
-export async function applyDeviceListUpdates(_env: Env, _origin: string, contents: JsonObject[]): Promise<EduVerdict[]> {
-  return contents.map(() => "dropped: device list updates are not applied yet");
+const isUserId = (v: unknown): v is string => typeof v === "string" && /^@[^:]+:.+$/.test(v) && v.length <= 255;
+const isStreamId = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+
+/** Parses and checks one update; a string is the reason to drop it. */
+async function parseUpdate(origin: string, content: JsonObject): Promise<DeviceListUpdate | string> {
+  const { user_id: userId, device_id: deviceId, stream_id: streamId, prev_id: prevId, deleted, keys, device_display_name: displayName } = content;
+  if (!isUserId(userId) || typeof deviceId !== "string" || deviceId === "" || !isStreamId(streamId)) return "malformed";
+  if (serverNameOf(userId) !== origin) return "user of another server";
+  const prevIds = prevId === undefined ? [] : prevId;
+  if (!Array.isArray(prevIds) || !prevIds.every(isStreamId)) return "malformed prev_id";
+  if (deleted !== undefined && typeof deleted !== "boolean") return "malformed deleted";
+  if (displayName !== undefined && displayName !== null && typeof displayName !== "string") return "malformed device_display_name";
+  const isDeleted = deleted === true;
+  if (!isDeleted && keys !== undefined && !(await validDeviceKeys(keys, userId, deviceId))) return "device keys not signed by the device's key";
+  return {
+    userId,
+    deviceId,
+    streamId,
+    prevIds: prevIds as number[],
+    deleted: isDeleted,
+    keys: !isDeleted && keys !== undefined ? JSON.stringify(keys) : null,
+    displayName: typeof displayName === "string" ? displayName : null,
+  };
 }
 
-export async function applySigningKeyUpdate(_env: Env, _origin: string, _content: JsonObject): Promise<EduVerdict> {
-  return "dropped: signing key updates are not applied yet";
+/** Applies the device list updates of one transaction, per user in order. Returns a verdict per update. */
+export async function applyDeviceListUpdates(env: Env, origin: string, contents: JsonObject[]): Promise<EduVerdict[]> {
+  const verdicts: EduVerdict[] = [];
+  const byUser = new Map<string, { index: number; update: DeviceListUpdate }[]>();
+  for (const [index, content] of contents.entries()) {
+    const parsed = await parseUpdate(origin, content);
+    if (typeof parsed === "string") {
+      verdicts.push(`dropped: ${parsed}`);
+      continue;
+    }
+    verdicts.push("applied");
+    const list = byUser.get(parsed.userId) ?? [];
+    list.push({ index, update: parsed });
+    byUser.set(parsed.userId, list);
+  }
+  await Promise.all(
+    [...byUser].map(async ([userId, updates]) => {
+      const store = userStore(env, userId);
+      const { verdicts: results, watchers } = await store.applyRemoteDeviceListUpdates(updates.map((u) => u.update));
+      results.forEach((r, i) => {
+        const index = updates[i]!.index;
+        if (r === "untracked") verdicts[index] = "ignored: no local user tracks this user";
+        else if (r === "duplicate") verdicts[index] = "ignored: already applied";
+      });
+      if (results.includes("resync")) {
+        // The resync tells the watchers itself.
+        const ok = await resyncRemoteDeviceList(env, userId);
+        if (!ok) results.forEach((r, i) => r === "resync" && (verdicts[updates[i]!.index] = "dropped: gap in prev_id and the resync failed"));
+      } else if (results.includes("applied")) await tellWatchers(env, userId, watchers);
+    }),
+  );
+  return verdicts;
+}
+
+/** Spec: "m.signing_key_update": {user_id, master_key?, self_signing_key?}. */
+export async function applySigningKeyUpdate(env: Env, origin: string, content: JsonObject): Promise<EduVerdict> {
+  const { user_id: userId, master_key: master, self_signing_key: selfSigning } = content;
+  if (!isUserId(userId)) return "dropped: malformed";
+  if (serverNameOf(userId) !== origin) return "dropped: user of another server";
+  const store = userStore(env, userId);
+  const cached = await store.remoteDeviceList();
+  if (!cached) return "ignored: no local user tracks this user";
+  // A self-signing key alone is checked against the master key we know.
+  const masterKey = master ?? (cached.crossSigning.master !== undefined ? (JSON.parse(cached.crossSigning.master) as JsonObject) : undefined);
+  const valid = await validCrossSigningKeys(userId, masterKey, selfSigning);
+  if ((master !== undefined && !valid.master) || (selfSigning !== undefined && !valid.self_signing)) return "dropped: invalid cross-signing key";
+  const update: FederatedCrossSigning = {};
+  if (master !== undefined) update.master = JSON.stringify(valid.master);
+  if (selfSigning !== undefined) update.self_signing = JSON.stringify(valid.self_signing);
+  if (Object.keys(update).length === 0) return "dropped: no key";
+  const { applied, watchers } = await store.applyRemoteSigningKeys(update);
+  if (applied) await tellWatchers(env, userId, watchers);
+  return applied ? "applied" : "ignored: no local user tracks this user";
 }

@@ -17,7 +17,7 @@ import { applyDeviceListUpdates, applySigningKeyUpdate } from "./device-list-upd
 import { applyPresence } from "./presence-edus.js";
 
 /** Why an EDU was dropped (logged; tests read the log through the return value). */
-export type EduVerdict = "applied" | `dropped: ${string}`;
+export type EduVerdict = "applied" | `dropped: ${string}` | `ignored: ${string}`;
 
 const isUserId = (v: unknown): v is string => typeof v === "string" && /^@[^:]+:.+$/.test(v) && v.length <= 255;
 
@@ -65,7 +65,7 @@ export async function receiveEdus(env: Env, origin: string, edus: unknown[]): Pr
     const results = await applyDeviceListUpdates(env, origin, deviceListUpdates.map((u) => u.content));
     deviceListUpdates.forEach((u, i) => (verdicts[u.index] = results[i]!));
   }
-  const dropped = verdicts.map((v, i) => [i, v] as const).filter(([, v]) => v !== "applied");
+  const dropped = verdicts.map((v, i) => [i, v] as const).filter(([, v]) => v.startsWith("dropped"));
   if (dropped.length > 0) {
     const [i, v] = dropped[0]!;
     console.warn(`federation: ${dropped.length} of ${edus.length} EDUs from ${origin} dropped; first: #${i} ${String((edus[i] as { edu_type?: unknown })?.edu_type)} ${v}`);

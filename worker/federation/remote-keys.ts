@@ -1,0 +1,210 @@
+// End-to-end encryption keys of users of other servers (spec: Server-Server API, "End-to-End Encryption":
+// POST /_matrix/federation/v1/user/keys/query and /user/keys/claim; "Device Management": GET
+// /_matrix/federation/v1/user/devices/{userId}).
+//
+// Everything another server says about its users' keys is checked before a client sees it or we keep it:
+// a device key object must name the user and device it is listed under and be signed by that device's own
+// ed25519 key; a master key must belong to the user; a self-signing key must be signed by the master key.
+// What fails is left out (Synapse drops such devices too), so a server cannot pass off keys signed by the
+// wrong key. A key query always asks the user's server (the answer is then current); the device list
+// copy kept by the remote user's DO serves the `prev_id` chain of device list updates.
+import { federationRequest } from "../../federation-client/request.js";
+import type { FederatedCrossSigning, FederatedDevice } from "../../durable-objects/user/federated-device-list.js";
+import { canonicalJson } from "../../protocol/canonical-json.js";
+import { parseCrossSigningKey } from "../../protocol/e2e-keys.js";
+import { isJsonObject, type JsonObject, type JsonValue } from "../../protocol/json.js";
+import { serverNameOf } from "../../protocol/pdu.js";
+import { verifyJsonSignature } from "../../protocol/signing.js";
+import type { Env } from "../env.js";
+import { userStore } from "../user-store.js";
+
+/** A server's failure as /keys/query and /keys/claim report it (`failures[server]`). */
+export interface ServerFailure {
+  status: number;
+  message: string;
+}
+
+/** Whether `keys` is a device key object of `userId`'s `deviceId`, self-signed by its ed25519 key. */
+export async function validDeviceKeys(keys: unknown, userId: string, deviceId: string): Promise<boolean> {
+  if (!isJsonObject(keys) || keys.user_id !== userId || keys.device_id !== deviceId || !isJsonObject(keys.keys)) return false;
+  const keyId = `ed25519:${deviceId}`;
+  const publicKey = keys.keys[keyId];
+  if (typeof publicKey !== "string") return false;
+  try {
+    canonicalJson(keys);
+    return await verifyJsonSignature(keys, userId, keyId, publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/** A remote user's master and self-signing keys that pass the checks (JSON objects by type). */
+export async function validCrossSigningKeys(userId: string, master: unknown, selfSigning: unknown): Promise<{ master?: JsonObject; self_signing?: JsonObject }> {
+  const out: { master?: JsonObject; self_signing?: JsonObject } = {};
+  let masterKey: { keyId: string; publicKey: string } | undefined;
+  if (master !== undefined) {
+    try {
+      const parsed = parseCrossSigningKey(master as JsonValue, userId, "master");
+      canonicalJson(parsed.json);
+      masterKey = parsed;
+      out.master = master as JsonObject;
+    } catch {
+      // dropped
+    }
+  }
+  if (selfSigning !== undefined && masterKey) {
+    try {
+      const parsed = parseCrossSigningKey(selfSigning as JsonValue, userId, "self_signing");
+      if (await verifyJsonSignature(parsed.json, userId, masterKey.keyId, masterKey.publicKey)) out.self_signing = selfSigning as JsonObject;
+    } catch {
+      // dropped
+    }
+  }
+  return out;
+}
+
+function failureOf(response: { status: number | null; error: string }): ServerFailure {
+  return { status: response.status ?? 503, message: response.error };
+}
+
+/**
+ * Asks each server for its users' keys (`server → user → device IDs`, empty: all), all servers at once,
+ * each within `timeoutMs`. Registers `requesterUserId` as a watcher of each user's device list (their
+ * /sync lists the user in `device_lists.changed` when an update arrives).
+ */
+export async function queryRemoteKeys(
+  env: Env,
+  requesterUserId: string,
+  remote: Map<string, Map<string, string[]>>,
+  timeoutMs: number,
+): Promise<{ result: { device_keys: JsonObject; master_keys: JsonObject; self_signing_keys: JsonObject }; failures: Record<string, ServerFailure> }> {
+  const result = { device_keys: {} as JsonObject, master_keys: {} as JsonObject, self_signing_keys: {} as JsonObject };
+  const failures: Record<string, ServerFailure> = {};
+  await Promise.all(
+    [...remote].map(async ([server, users]) => {
+      await Promise.all(
+        [...users.keys()].map((u) =>
+          userStore(env, u)
+            .watchRemoteDeviceList(requesterUserId)
+            .catch((e: unknown) => console.warn("device list watch failed", u, e instanceof Error ? e.message : e)),
+        ),
+      );
+      const response = await federationRequest(env, {
+        destination: server,
+        method: "POST",
+        path: "/_matrix/federation/v1/user/keys/query",
+        body: { device_keys: Object.fromEntries(users) },
+        timeoutMs,
+      });
+      if (!response.ok) {
+        failures[server] = failureOf(response);
+        return;
+      }
+      const body = isJsonObject(response.body) ? response.body : {};
+      const deviceKeys = isJsonObject(body.device_keys) ? body.device_keys : {};
+      const masters = isJsonObject(body.master_keys) ? body.master_keys : {};
+      const selfSigning = isJsonObject(body.self_signing_keys) ? body.self_signing_keys : {};
+      for (const [userId, wantedDevices] of users) {
+        const devices = deviceKeys[userId];
+        const out: JsonObject = {};
+        if (isJsonObject(devices)) {
+          for (const [deviceId, keys] of Object.entries(devices)) {
+            if (wantedDevices.length > 0 && !wantedDevices.includes(deviceId)) continue;
+            if (await validDeviceKeys(keys, userId, deviceId)) out[deviceId] = keys as JsonObject;
+          }
+        }
+        result.device_keys[userId] = out;
+        const cross = await validCrossSigningKeys(userId, masters[userId], selfSigning[userId]);
+        if (cross.master) result.master_keys[userId] = cross.master;
+        if (cross.self_signing) result.self_signing_keys[userId] = cross.self_signing;
+      }
+    }),
+  );
+  return { result, failures };
+}
+
+/** Claims one-time keys from each server (`server → user → device → algorithm`), each within `timeoutMs`. */
+export async function claimRemoteKeys(
+  env: Env,
+  remote: Map<string, Record<string, Record<string, string>>>,
+  timeoutMs: number,
+): Promise<{ oneTimeKeys: JsonObject; failures: Record<string, ServerFailure> }> {
+  const oneTimeKeys: JsonObject = {};
+  const failures: Record<string, ServerFailure> = {};
+  await Promise.all(
+    [...remote].map(async ([server, users]) => {
+      const response = await federationRequest(env, {
+        destination: server,
+        method: "POST",
+        path: "/_matrix/federation/v1/user/keys/claim",
+        body: { one_time_keys: users },
+        timeoutMs,
+      });
+      if (!response.ok) {
+        failures[server] = failureOf(response);
+        return;
+      }
+      const body = isJsonObject(response.body) && isJsonObject(response.body.one_time_keys) ? response.body.one_time_keys : {};
+      // Only what was asked for: users of that server, devices named in the request.
+      for (const [userId, devices] of Object.entries(users)) {
+        const claimed = body[userId];
+        if (!isJsonObject(claimed)) continue;
+        const out: JsonObject = {};
+        for (const deviceId of Object.keys(devices)) if (isJsonObject(claimed[deviceId])) out[deviceId] = claimed[deviceId];
+        if (Object.keys(out).length > 0) oneTimeKeys[userId] = out;
+      }
+    }),
+  );
+  return { oneTimeKeys, failures };
+}
+
+/**
+ * Fetches a remote user's whole device list from their server (GET /user/devices/{userId}) and replaces
+ * our copy (a resync: spec, "Device Management", when an update's `prev_id` names one we never saw).
+ * Tells the watching local users. Returns false when the server did not answer usably.
+ */
+export async function resyncRemoteDeviceList(env: Env, userId: string, timeoutMs = 30_000): Promise<boolean> {
+  const server = serverNameOf(userId);
+  const response = await federationRequest(env, {
+    destination: server,
+    method: "GET",
+    path: `/_matrix/federation/v1/user/devices/${encodeURIComponent(userId)}`,
+    timeoutMs,
+  });
+  if (!response.ok || !isJsonObject(response.body)) {
+    console.warn("device list resync failed", userId, response.ok ? "not an object" : response.error);
+    return false;
+  }
+  const body = response.body;
+  const streamId = body.stream_id;
+  if (body.user_id !== userId || typeof streamId !== "number" || !Number.isSafeInteger(streamId) || streamId < 0 || !Array.isArray(body.devices)) {
+    console.warn("device list resync: malformed answer", userId);
+    return false;
+  }
+  const devices: FederatedDevice[] = [];
+  for (const d of body.devices) {
+    if (!isJsonObject(d) || typeof d.device_id !== "string" || d.device_id === "") continue;
+    const keys = d.keys !== undefined && (await validDeviceKeys(d.keys, userId, d.device_id)) ? JSON.stringify(d.keys) : null;
+    const displayName = typeof d.device_display_name === "string" ? d.device_display_name : null;
+    devices.push({ deviceId: d.device_id, keys, displayName });
+  }
+  const cross = await validCrossSigningKeys(userId, body.master_key, body.self_signing_key);
+  const crossSigning: FederatedCrossSigning = {};
+  if (cross.master) crossSigning.master = JSON.stringify(cross.master);
+  if (cross.self_signing) crossSigning.self_signing = JSON.stringify(cross.self_signing);
+  const watchers = await userStore(env, userId).replaceRemoteDeviceList(userId, streamId, devices, crossSigning);
+  await tellWatchers(env, userId, watchers);
+  return true;
+}
+
+/** Records a remote user's device list change in the streams of the local users watching it. */
+export async function tellWatchers(env: Env, userId: string, watchers: string[]): Promise<void> {
+  await Promise.all(
+    watchers.map((w) =>
+      userStore(env, w)
+        .recordDeviceListChange(userId, "changed")
+        .catch((e: unknown) => console.warn("device list change not recorded", w, e instanceof Error ? e.message : e)),
+    ),
+  );
+}
+
