@@ -2,9 +2,11 @@
 // are woken by the writer (the Room DO notifies the User DO)"). Small on purpose: the User DO (sync) reads
 // the event itself from the Room DO when it needs more.
 //
-// Delivery is at least once: the Room DO writes an outbox row in the event's transaction and deletes it
-// after the User DO acknowledged, retrying from its alarm. A User DO must therefore treat
-// (roomId, streamOrdering) as the identity of a notification and ignore repeats.
+// Who is told, and when: docs/fan-out.md. Pushes (`onRoomEvents`, batched per user) go to the User DOs
+// that listen to the room and to the user a membership event is about; other members' User DOs read the
+// same notifications from the room when their user syncs (`RoomDurableObject.listen`). Delivery is at
+// least once (a fan-out cursor and an outbox of failed pushes, retried from the Room DO's alarm), so a
+// User DO treats (roomId, streamOrdering) as the identity of a notification and ignores repeats.
 
 /** One committed room event that concerns a local user. */
 export interface RoomEventNotification {

@@ -6,9 +6,11 @@
 // with another write: prev_events, auth and the txn ID check always see the state the commit builds on.
 // Reads do not queue; they see committed data.
 //
-// After a commit the DO tells the User DOs of the local users the event concerns (notifications.ts). The
-// notification rows are written in the event's transaction (outbox) and deleted once delivered; whatever
-// is left (a crash, an unreachable User DO) is retried from alarm().
+// A write is acknowledged once committed; delivery to the User DOs runs after it, outside the queue
+// (docs/fan-out.md, room/fan-out.ts): the events are pushed to the User DOs of members whose users sync
+// (listeners) and to the user a membership event is about; other members read them when their user syncs
+// (`listen`). A fan-out cursor makes delivery durable: whatever a crash or an unreachable User DO leaves is
+// finished from alarm().
 //
 // Storage layout: room/schema.ts. State snapshots: room/state-groups.ts. Checks and commit: room/engine.ts.
 import { DurableObject } from "cloudflare:workers";
@@ -21,6 +23,7 @@ import { roomVersionRules } from "../protocol/room-versions.js";
 import { signingKey } from "../worker/server-identity.js";
 import type { Env } from "../worker/env.js";
 import type { RoomEventNotification } from "./notifications.js";
+import { RoomFanOut, type ListenResult } from "./room/fan-out.js";
 import { buildLocalEvent } from "./room/build-event.js";
 import type { ClientEvent } from "./room/client-event.js";
 import { initialEventTemplates, type CreateRoomConfig } from "./room/create-room.js";
@@ -93,8 +96,10 @@ export interface DirectoryStateEvent {
 /** Delay before the alarm retries undelivered notifications. */
 const OUTBOX_RETRY_MS = 10_000;
 const OUTBOX_MAX_RETRY_MS = 10 * 60_000;
-/** Outbox rows one delivery round reads. */
+/** Outbox rows one retry round reads. */
 const OUTBOX_ROUND_ROWS = 1000;
+/** The most events a catch-up (`listen`) answers. */
+const MAX_CATCH_UP = 1000;
 
 
 function entries(state: ReadonlyStateMap): StateEntry[] {
@@ -114,6 +119,8 @@ export class RoomDurableObject extends DurableObject<Env> {
   private draining: Promise<void> | undefined;
   private drainAgain = false;
   private retryDelay = OUTBOX_RETRY_MS;
+  private failedDeliveries = 0;
+  private readonly fanOut: RoomFanOut;
   /** Test hook (reached through runInDurableObject): skip delivery after commit, as a crash would. */
   deliverAfterCommit = true;
 
@@ -121,10 +128,11 @@ export class RoomDurableObject extends DurableObject<Env> {
     super(ctx, env);
     this.engine = new RoomEngine(ctx.storage, env);
     this.eventIndex = new EventIndexWriter(env.DB, (p) => ctx.waitUntil(p));
+    this.fanOut = new RoomFanOut(this.engine, ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       this.alarmPending = (await ctx.storage.getAlarm()) !== null;
-      // Notifications left by a crash between commit and delivery.
-      if (!this.alarmPending && this.engine.outboxSize() > 0) {
+      // Deliveries left by a crash between commit and delivery, or failed ones.
+      if (!this.alarmPending && this.fanOut.hasWork()) {
         await ctx.storage.setAlarm(Date.now() + OUTBOX_RETRY_MS);
         this.alarmPending = true;
       }
@@ -139,17 +147,17 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /**
-   * The one hook after a commit (notifications.ts). It runs inside the write queue but does not wait for
-   * delivery: the write is acknowledged once its storage committed (DESIGN.md), and the outbox rows written
-   * in the same transaction make delivery durable. It makes sure the alarm will retry whatever is left,
-   * then starts (or extends) the delivery that runs outside the queue.
+   * The one hook after a commit. It runs inside the write queue but does not wait for delivery: the write
+   * is acknowledged once its storage committed (DESIGN.md), and the fan-out cursor, which only moves after
+   * delivery, makes delivery durable (room/fan-out.ts). It makes sure the alarm will pick up whatever a
+   * crash leaves, then starts (or extends) the delivery that runs outside the queue.
    */
   private async afterCommit(results: PersistResult[]): Promise<void> {
     const meta = this.engine.meta();
     // The /event index (room/event-index.ts): in the background, never on the client's path.
     if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId));
     await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
-    if (!results.some((r) => r.outboxIds.length > 0)) return;
+    if (!results.some((r) => r.fanOut)) return;
     if (!this.alarmPending) {
       this.alarmPending = true;
       // Set before the delivery is started: written together with the commit.
@@ -159,8 +167,8 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /**
-   * Delivery outside the write queue: one drain at a time. Commits during a drain only ask for another
-   * round, so notifications that pile up meanwhile go out together, one User DO call per user.
+   * Delivery outside the write queue, one drain at a time. Commits during a drain only ask for another
+   * round, so events that pile up meanwhile go out together: one User DO call per recipient and round.
    */
   private startDelivery(): Promise<void> {
     if (this.draining) {
@@ -170,7 +178,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     const run = (async () => {
       do {
         this.drainAgain = false;
-        await this.drain();
+        await this.fanOutRounds();
       } while (this.drainAgain);
     })()
       .catch((e) => console.warn("room event delivery failed; the alarm retries it", e instanceof Error ? e.message : e))
@@ -180,15 +188,45 @@ export class RoomDurableObject extends DurableObject<Env> {
     return run;
   }
 
+  private userStub(userId: string) {
+    return this.env.USERS.get(this.env.USERS.idFromName(userId));
+  }
+
   /**
-   * Delivers the outbox in rounds, oldest rows first, until it is empty or only rows of users whose
-   * delivery failed in this drain are left (the alarm retries those later). One call per user and round
-   * carries all of that user's pending notifications in order, so a user's notifications arrive in
-   * commit order and a user whose call failed gets nothing newer until the retry.
+   * Hands out the events after the fan-out cursor, round by round, to the listeners and the users they
+   * are about (room/fan-out.ts). One call per recipient carries the round's events for them in commit
+   * order. A failed call, and every later event for a user with failed calls waiting, goes to the outbox
+   * for the alarm, so a user's events arrive in order.
    */
-  private async drain(): Promise<{ delivered: number; failed: number }> {
-    let delivered = 0;
-    let failed = 0;
+  private async fanOutRounds(): Promise<void> {
+    for (;;) {
+      const round = this.fanOut.nextRound();
+      if (!round) return;
+      const waiting = this.fanOut.usersWithRetries();
+      const undelivered = new Map<string, RoomEventNotification[]>();
+      const withPushInputs = pushInputsBuilder(this.engine); // room/push-inputs.ts: unread counts in the User DO
+      await Promise.all(
+        [...round.byUser].map(async ([userId, list]) => {
+          if (waiting.has(userId)) {
+            undelivered.set(userId, list);
+            return;
+          }
+          try {
+            await this.userStub(userId).onRoomEvents(list.map((notification) => withPushInputs({ id: 0, userId, notification })));
+          } catch (e) {
+            this.failedDeliveries += 1;
+            undelivered.set(userId, list);
+            console.warn("room event notification failed; the alarm retries it", userId, e instanceof Error ? e.message : e);
+          }
+        }),
+      );
+      this.fanOut.finishRound(round, undelivered);
+    }
+  }
+
+  /** Retries the outbox: one call per user with their waiting notifications, oldest first, until it is
+   * empty or only users whose retry failed now are left. */
+  private async retryOutbox(): Promise<void> {
     const failedUsers = new Set<string>();
     for (;;) {
       const byUser = new Map<string, OutboxEntry[]>();
@@ -198,40 +236,48 @@ export class RoomDurableObject extends DurableObject<Env> {
         if (!list) byUser.set(entry.userId, (list = []));
         list.push(entry);
       }
-      if (byUser.size === 0) break;
-      const withPushInputs = pushInputsBuilder(this.engine); // room/push-inputs.ts: unread counts in the User DO
+      if (byUser.size === 0) return;
+      const withPushInputs = pushInputsBuilder(this.engine);
       await Promise.all(
         [...byUser].map(async ([userId, entries]) => {
           try {
-            await this.env.USERS.get(this.env.USERS.idFromName(userId)).onRoomEvents(entries.map(withPushInputs));
+            await this.userStub(userId).onRoomEvents(entries.map(withPushInputs));
             this.engine.deleteOutbox(entries.map((e) => e.id));
-            delivered += entries.length;
           } catch (e) {
-            failed += entries.length;
+            this.failedDeliveries += 1;
             failedUsers.add(userId);
             this.engine.markOutboxAttempt(entries.map((e) => e.id));
-            console.warn("room event notification failed; the alarm retries it", userId, e instanceof Error ? e.message : e);
+            console.warn("room event notification retry failed", userId, e instanceof Error ? e.message : e);
           }
         }),
       );
     }
-    return { delivered, failed };
   }
 
-  /** Retries undelivered notifications (DESIGN.md: retries survive restarts). */
+  /** Retries failed deliveries and finishes a fan-out a crash interrupted (DESIGN.md: retries survive
+   * restarts), with exponential back-off while deliveries keep failing. */
   override async alarm(): Promise<void> {
     this.alarmPending = false;
     await retryRemoteHandOver(this.ctx, this.engine, this.env); // room/outbound.ts: federation
-    // A drain in progress skips users that failed in it: wait for it, then drain again.
+    this.failedDeliveries = 0;
     await this.draining;
-    const { failed } = await this.drain();
-    if (this.engine.outboxSize() > 0) {
-      this.retryDelay = failed > 0 ? Math.min(this.retryDelay * 2, OUTBOX_MAX_RETRY_MS) : OUTBOX_RETRY_MS;
+    await this.retryOutbox();
+    await this.startDelivery();
+    if (this.fanOut.hasWork()) {
+      this.retryDelay = this.failedDeliveries > 0 ? Math.min(this.retryDelay * 2, OUTBOX_MAX_RETRY_MS) : OUTBOX_RETRY_MS;
       this.alarmPending = true;
       await this.ctx.storage.setAlarm(Date.now() + this.retryDelay);
     } else {
       this.retryDelay = OUTBOX_RETRY_MS;
     }
+  }
+
+  /**
+   * A local member's User DO asks to be pushed every new event of the room while its user syncs, and for
+   * the events after its position `from` when the room has not been pushing to it (room/fan-out.ts).
+   */
+  listen(userId: string, from: number, limit: number): ListenResult {
+    return this.fanOut.listen(userId, from, Math.max(0, Math.min(limit, MAX_CATCH_UP)));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -243,8 +289,8 @@ export class RoomDurableObject extends DurableObject<Env> {
    * create event and the others in the spec's order. Fails with M_ROOM_IN_USE if this DO already holds a
    * room (the worker then derives another room ID).
    */
-  createRoom(request: CreateRoomRequest): Promise<Outcome<{ roomId: string; eventIds: string[] }>> {
-    return this.serialised(async () => {
+  async createRoom(request: CreateRoomRequest): Promise<Outcome<{ roomId: string; eventIds: string[] }>> {
+    const outcome = await this.serialised(async () => {
       const { roomId, createEvent, config } = request;
       if (this.engine.meta()) throw new MatrixError(400, "M_ROOM_IN_USE", "Room already exists");
       const version = createEvent.content?.room_version;
@@ -289,6 +335,9 @@ export class RoomDurableObject extends DurableObject<Env> {
       }
       return { roomId, eventIds: results.map((r) => r.eventId) };
     });
+    // The creator's join is in their room list before the answer (see `membershipDelivered`).
+    if ("ok" in outcome) await this.membershipDelivered(this.engine.maxStreamOrdering());
+    return outcome;
   }
 
   /**
@@ -296,8 +345,8 @@ export class RoomDurableObject extends DurableObject<Env> {
    * (same sender and content) return the existing event, as Synapse does. Redactions need the redact
    * level unless the sender redacts their own event.
    */
-  sendEvent(request: SendEventRequest): Promise<Outcome<SentEvent>> {
-    return this.serialised(async () => {
+  async sendEvent(request: SendEventRequest): Promise<Outcome<SentEvent>> {
+    const outcome = await this.serialised(async () => {
       const meta = this.engine.meta();
       if (!meta) throw forbidden("Unknown room");
       const { sender, type, stateKey, content } = request;
@@ -331,6 +380,8 @@ export class RoomDurableObject extends DurableObject<Env> {
       await this.afterCommit([result]);
       return { eventId: result.eventId, streamOrdering: result.streamOrdering };
     });
+    if ("ok" in outcome && request.type === "m.room.member") await this.membershipDelivered(outcome.ok.streamOrdering);
+    return outcome;
   }
 
   /** Client-side redaction check (Synapse's): the redact level, or one's own event. From room v3 on the
@@ -347,8 +398,19 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** join, invite, leave, kick, ban, unban, knock by a local user (spec: "Room membership"). */
-  updateMembership(request: MembershipRequest): Promise<Outcome<SentEvent>> {
-    return this.serialised(() => this.membershipLocked(request));
+  async updateMembership(request: MembershipRequest): Promise<Outcome<SentEvent>> {
+    const outcome = await this.serialised(() => this.membershipLocked(request));
+    if ("ok" in outcome) await this.membershipDelivered(outcome.ok.streamOrdering);
+    return outcome;
+  }
+
+  /**
+   * A membership change answers once the fan-out has handed it out (after the commit, outside the write
+   * queue): the user it is about has it in their room list (GET /joined_rooms, the rooms of their next
+   * /sync) when their request returns. Messages answer right after the commit (docs/fan-out.md).
+   */
+  private async membershipDelivered(streamOrdering: number): Promise<void> {
+    while (this.draining && this.fanOut.cursor() < streamOrdering) await this.draining;
   }
 
   private async membershipLocked(request: MembershipRequest): Promise<SentEvent> {
@@ -781,7 +843,12 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** Notifications not yet delivered (tests, diagnostics). */
   pendingNotifications(): { userId: string; notification: RoomEventNotification }[] {
-    return this.engine.outbox().map((e) => ({ userId: e.userId, notification: e.notification }));
+    return this.fanOut.pending().map((e) => ({ userId: e.userId, notification: e.notification }));
+  }
+
+  /** Users whose User DOs are pushed every event (tests, diagnostics). */
+  listeners(): string[] {
+    return this.fanOut.listeners();
   }
 }
 

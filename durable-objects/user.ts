@@ -481,6 +481,7 @@ export class UserDurableObject extends DurableObject<Env> {
       this.env,
       { next: () => this.nextStreamPosition(), current: () => this.streamPosition() },
       {
+        recordRoomEvent: (n) => this.recordRoomEvent(n),
         accountDataSince: (since, userId) => this.accountDataSince(since, userId),
         pushRuleset: (userId) => {
           const key = `${userId}\n${this.getPushRules()}`;

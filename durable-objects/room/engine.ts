@@ -59,8 +59,8 @@ export interface PersistResult {
   softFailed: boolean;
   /** The event was already stored; nothing changed. */
   duplicate: boolean;
-  /** Outbox rows written with the event, for the caller to deliver after the commit. */
-  outboxIds: number[];
+  /** The event was accepted into the room: local members learn of it after the commit (room/fan-out.ts). */
+  fanOut: boolean;
 }
 
 /** One outbox row ready for delivery. */
@@ -113,8 +113,6 @@ export const REMOTE_ROOM_FIRST_ORDERING = 2 ** 40;
 /** Thrown (as a 400 MatrixError) when an event's prev events are not stored and no state before it was
  * given: the federation path fetches the gap (get_missing_events, /state_ids) and tries again. */
 export const MISSING_PREV_ERRCODE = "M_MISSING_PREV_EVENTS";
-
-const MEMBERSHIPS_TO_NOTIFY = ["join", "invite", "knock"];
 
 export class RoomEngine {
   readonly sql: SqlStorage;
@@ -292,8 +290,9 @@ export class RoomEngine {
    *  4. auth against its auth_events (rejected), 5. auth against the state before it (rejected),
    *  6. auth against the current state (soft-failed);
    * then, in one storage transaction: the event row, its edges, state groups, forward extremities,
-   * current state and its delta log, redactions it applies or receives, the client transaction ID and
-   * the outbox rows of the local users to notify. Returns after the commit.
+   * current state and its delta log, redactions it applies or receives and the client transaction ID.
+   * Nothing per member: the room's fan-out (room/fan-out.ts) reads the event after the commit. Returns
+   * after the commit.
    *
    * A create event starts a new room: `roomId` must be the ID the DO is addressed by (v12: the one the
    * create event hashes to). Persisting a create event into a DO that holds a room fails with
@@ -614,7 +613,7 @@ export class RoomEngine {
 
   private duplicateResult(eventId: string): PersistResult {
     const m = this.events.meta(eventId)!;
-    return { eventId, streamOrdering: m.streamOrdering, rejectedReason: m.rejectedReason, softFailed: m.softFailed, duplicate: true, outboxIds: [] };
+    return { eventId, streamOrdering: m.streamOrdering, rejectedReason: m.rejectedReason, softFailed: m.softFailed, duplicate: true, fanOut: false };
   }
 
   private async eventIdOrNull(pdu: Pdu, rules: RoomVersionRules): Promise<string | null> {
@@ -792,7 +791,6 @@ export class RoomEngine {
           this.sql.exec("UPDATE room_meta SET create_event_id = ? WHERE id = 1", eventId);
         }
 
-        let outboxIds: number[] = [];
         if (accepted && options.backfillOrdering !== undefined) {
           // History: only redactions apply; the present (extremities, current state) stays as it is.
           if (redacts !== null) this.applyRedactionOf(event, groupBefore, rules);
@@ -802,13 +800,12 @@ export class RoomEngine {
           this.updateCurrentState(streamOrdering, event, groupBefore, groupAfter, rules);
           if (redacts !== null) this.applyRedactionOf(event, groupBefore, rules);
           this.applyEarlierRedactions(event, rules);
-          outboxIds = this.writeOutbox(event, streamOrdering);
         }
         if (options.txn) {
           const { userId, deviceId, txnId } = options.txn;
           this.sql.exec("INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)", userId, deviceId, txnId, eventId);
         }
-        return { eventId, streamOrdering, rejectedReason, softFailed, duplicate: false, outboxIds };
+        return { eventId, streamOrdering, rejectedReason, softFailed, duplicate: false, fanOut: accepted && options.backfillOrdering === undefined };
       });
     } catch (e) {
       // The transaction rolled back: forget in-memory state derived from it.
@@ -925,33 +922,11 @@ export class RoomEngine {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Outbox (durable-objects/notifications.ts).
-
-  /** The local users an event concerns: local members who are joined, invited or knocking (after the
-   * event), and the target of a membership change. */
-  private usersToNotify(event: IdentifiedPdu): string[] {
-    const users = new Set<string>();
-    const placeholders = MEMBERSHIPS_TO_NOTIFY.map(() => "?").join(", ");
-    for (const r of this.sql.exec<{ state_key: string }>(
-      `SELECT state_key FROM current_state WHERE type = 'm.room.member' AND membership IN (${placeholders})`,
-      ...MEMBERSHIPS_TO_NOTIFY,
-    )) {
-      if (this.isLocalUser(r.state_key)) users.add(r.state_key);
-    }
-    if (event.type === "m.room.member" && typeof event.state_key === "string" && this.isLocalUser(event.state_key)) users.add(event.state_key);
-    return [...users];
-  }
+  // Outbox: deliveries that failed and wait for the alarm (room/fan-out.ts decides who is told what;
+  // durable-objects/notifications.ts is the contract).
 
   isLocalUser(userId: string): boolean {
     return userId.startsWith("@") && serverNameOf(userId) === this.env.SERVER_NAME;
-  }
-
-  private writeOutbox(event: IdentifiedPdu, streamOrdering: number): number[] {
-    const ids: number[] = [];
-    for (const userId of this.usersToNotify(event)) {
-      ids.push(this.sql.exec<{ id: number }>("INSERT INTO outbox (user_id, stream_ordering) VALUES (?, ?) RETURNING id", userId, streamOrdering).one().id);
-    }
-    return ids;
   }
 
   /** Outbox rows (the given IDs, or the oldest `limit`), oldest first. */

@@ -30,7 +30,7 @@ export async function createLocalEvent(engine: RoomEngine, env: Env, template: E
     const existing = engine.txnEventId(txn);
     if (existing !== undefined) {
       const m = engine.eventMeta(existing)!;
-      return { eventId: existing, streamOrdering: m.streamOrdering, rejectedReason: null, softFailed: false, duplicate: true, outboxIds: [] };
+      return { eventId: existing, streamOrdering: m.streamOrdering, rejectedReason: null, softFailed: false, duplicate: true, fanOut: false };
     }
   }
   const built = await buildLocalEvent(template, {

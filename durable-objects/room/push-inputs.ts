@@ -8,7 +8,9 @@ import type { DeliveredRoomEventNotification, RoomEventPushInputs } from "../not
 import type { OutboxEntry, RoomEngine } from "./engine.js";
 
 /** Returns a function that turns outbox entries into delivered notifications. Per-event work (the event
- * JSON, member count, power levels) is shared by the entries of one delivery round. */
+ * JSON, member count, power levels) is shared by the entries of one delivery round. Used for pushes
+ * (fan-out rounds, retries) and catch-ups alike (room/fan-out.ts): the inputs are read from the room's
+ * state when the event is handed out, which for a catch-up can be later than the event. */
 export function pushInputsBuilder(engine: RoomEngine): (entry: OutboxEntry) => DeliveredRoomEventNotification {
   const perEvent = new Map<string, Omit<RoomEventPushInputs, "displayName"> | null>();
   return (entry) => {
@@ -48,7 +50,10 @@ function eventInputs(engine: RoomEngine, eventId: string): Omit<RoomEventPushInp
   }
   const inputs: Omit<RoomEventPushInputs, "displayName"> = {
     eventJson: JSON.stringify(event),
-    roomMemberCount: engine.membersWith("join").length,
+    // Counted, not listed: one indexed count whatever the room's size.
+    roomMemberCount: engine.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = 'join'")
+      .one().n,
     senderPowerLevel: powerLevelOf(pdu.sender, engine.currentLookup, meta.rules),
     notificationPowerLevels,
   };

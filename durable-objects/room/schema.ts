@@ -18,8 +18,15 @@
 //                        that caused them: "state change between two stream positions" is one range query.
 //   state_groups         state snapshots as a skip list of deltas (see state-groups.ts).
 //   state_group_entries  the delta of each state group against its base group; NULL event_id removes a key.
-//   outbox               notifications to local users' User DOs, written in the event's transaction and
-//                        deleted after delivery (retried from alarm()).
+//   fan_out              one row: `delivered_upto`, the stream ordering up to which every event has been
+//                        handed to its recipients (pushed, or put into the outbox). Events after it are
+//                        delivered after the commit or, after a crash, from alarm() (fan-out.ts).
+//   listeners            local members whose User DOs asked to be pushed every event (their user syncs):
+//                        `since` is the ordering after which every event is pushed to them, `expires_at`
+//                        the end of the lease (ms). Everyone else reads the room's events when their user
+//                        syncs (docs/fan-out.md).
+//   outbox               deliveries to one user's User DO that failed (or wait behind one that failed),
+//                        retried from alarm() and deleted once delivered.
 //   forgotten            users who forgot the room (POST /forget); cleared when they join again.
 //   out_of_band_members  invites (and their local rejections) of local users to rooms this server is not in:
 //                        the membership event (stored as an outlier) and the stripped state the inviting
@@ -128,6 +135,19 @@ export const ROOM_SCHEMA = `
     user_id TEXT NOT NULL,
     stream_ordering INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0
+  );
+
+  CREATE TABLE IF NOT EXISTS fan_out (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    delivered_upto INTEGER NOT NULL
+  );
+  -- A room stored before the fan-out cursor existed had written its notifications as outbox rows.
+  INSERT OR IGNORE INTO fan_out (id, delivered_upto) VALUES (1, (SELECT COALESCE(MAX(stream_ordering), 0) FROM events));
+
+  CREATE TABLE IF NOT EXISTS listeners (
+    user_id TEXT PRIMARY KEY,
+    since INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
   );
 
   CREATE TABLE IF NOT EXISTS forgotten (

@@ -19,6 +19,10 @@
 //                        for an event already receipted cleared notifications that arrived later).
 //   sync_lazy_members    per device and room, the member event of each user last sent to the device while
 //                        lazy-loading members (spec: `include_redundant_members` false: not sent again).
+//   sync_room_cursors    per joined room, the room stream ordering up to which the inbox has every event
+//                        the user should see: the `from` of the next catch-up (room/fan-out.ts `listen`).
+//   sync_room_gaps       rooms whose catch-up left out older events (more than its limit): a sync whose
+//                        range covers the row's position reports the room's timeline as limited.
 //   sync_meta            the user's ID (learned from the first RPC that names it).
 import type { ReceiptUpdate } from "../notifications.js";
 import type { UserStream } from "./stream.js";
@@ -90,6 +94,15 @@ const SYNC_SCHEMA = `
     user_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     PRIMARY KEY (device_id, room_id, user_id)
+  );
+  CREATE TABLE IF NOT EXISTS sync_room_cursors (
+    room_id TEXT PRIMARY KEY,
+    stream_ordering INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS sync_room_gaps (
+    room_id TEXT NOT NULL,
+    stream_position INTEGER NOT NULL,
+    PRIMARY KEY (room_id, stream_position)
   );
   CREATE TABLE IF NOT EXISTS sync_meta (
     key TEXT PRIMARY KEY,
@@ -202,6 +215,41 @@ export class SyncStore {
       this.sql
         .exec<{ m: number | null }>("SELECT MAX(stream_ordering) AS m FROM room_events_inbox WHERE room_id = ? AND position <= ?", roomId, upto)
         .one().m ?? 0
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Positions in rooms (docs/fan-out.md).
+
+  /** The room stream ordering up to which the inbox is complete for a room. Rooms joined before cursors
+   * existed had every event pushed: their latest inbox row is the cursor. */
+  roomCursor(roomId: string): number {
+    const row = this.sql.exec<{ o: number }>("SELECT stream_ordering AS o FROM sync_room_cursors WHERE room_id = ?", roomId).toArray()[0];
+    return row ? row.o : this.roomOrderingAt(roomId, Number.MAX_SAFE_INTEGER);
+  }
+
+  setRoomCursor(roomId: string, streamOrdering: number): void {
+    this.sql.exec(
+      "INSERT INTO sync_room_cursors (room_id, stream_ordering) VALUES (?, ?) ON CONFLICT (room_id) DO UPDATE SET stream_ordering = excluded.stream_ordering",
+      roomId,
+      streamOrdering,
+    );
+  }
+
+  deleteRoomCursor(roomId: string): void {
+    this.sql.exec("DELETE FROM sync_room_cursors WHERE room_id = ?", roomId);
+  }
+
+  recordGap(roomId: string, position: number): void {
+    this.sql.exec("INSERT OR IGNORE INTO sync_room_gaps (room_id, stream_position) VALUES (?, ?)", roomId, position);
+  }
+
+  /** Whether a catch-up of the room left out events at a position in (after, upto]. */
+  hasGap(roomId: string, after: number, upto: number): boolean {
+    return (
+      this.sql
+        .exec("SELECT 1 FROM sync_room_gaps WHERE room_id = ? AND stream_position > ? AND stream_position <= ? LIMIT 1", roomId, after, upto)
+        .toArray().length > 0
     );
   }
 

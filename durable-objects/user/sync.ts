@@ -24,6 +24,9 @@ import type { ToDeviceBatch } from "./to-device.js";
 
 /** What the hub needs from the rest of the User DO (user.ts and the encryption modules). */
 export interface SyncSources {
+  /** Records one room event notification in the inbox (inside the caller's transaction); returns its
+   * position (the existing one for a repeat). */
+  recordRoomEvent(n: DeliveredRoomEventNotification): number;
   accountDataSince(since: number, userId: string): AccountDataDelta;
   /** The user's effective push rules. */
   pushRuleset(userId: string): Ruleset;
@@ -34,6 +37,15 @@ export interface SyncSources {
   oneTimeKeyCounts?(deviceId: string): Record<string, number>;
   unusedFallbackKeyTypes?(deviceId: string): string[];
 }
+
+/** A lease (room/fan-out.ts LISTEN_LEASE_MS) is renewed in the background once less than this is left. */
+const LEASE_RENEW_MS = 5 * 60_000;
+/** A lease with less than this left is treated as lapsed (room clocks may differ a little): the sync waits
+ * for the room's answer (and catch-up) before it plans. */
+const LEASE_SAFETY_MS = 60_000;
+/** The most events one catch-up brings per room (the newest; the timeline is limited when it leaves some
+ * out). The same as the largest timeline limit a filter may ask for. */
+export const CATCH_UP_LIMIT = 1000;
 
 /** How many to-device messages one response carries at most (Synapse: 100). */
 export const TO_DEVICE_LIMIT = 100;
@@ -112,6 +124,10 @@ export const PRESENCE_SYNC_TIMEOUT_MS = 30_000;
 export class SyncHub {
   readonly store: SyncStore;
   private readonly waiters = new Set<() => void>();
+  /** Rooms whose Room DO pushes every event to this DO, and when that lease ends (the room's clock). In
+   * memory: after a restart the first sync asks each joined room again (docs/fan-out.md). */
+  private readonly leases = new Map<string, number>();
+  private readonly renewing = new Set<string>();
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -177,7 +193,17 @@ export class SyncHub {
     if (isMember && n.stateKey === me && n.membership !== undefined) {
       this.store.recordMembership({ roomId: n.roomId, streamOrdering: n.streamOrdering, eventId: n.eventId, membership: n.membership }, position);
       const wasJoined = before?.membership === "join" && before.streamOrdering < n.streamOrdering;
-      if (n.membership === "join" && !wasJoined) this.followUp(() => this.markRoomMatesChanged(n.roomId, me));
+      if (n.membership === "join" && !wasJoined) {
+        // A new join: the inbox is complete up to it (what came before shows as the room's latest events);
+        // the next sync asks the room to push (listen).
+        this.store.setRoomCursor(n.roomId, n.streamOrdering);
+        this.leases.delete(n.roomId);
+        this.followUp(() => this.markRoomMatesChanged(n.roomId, me));
+      }
+      if (n.membership !== "join" && (before === undefined || before.streamOrdering < n.streamOrdering)) {
+        this.leases.delete(n.roomId);
+        this.store.deleteRoomCursor(n.roomId);
+      }
       if ((n.membership === "leave" || n.membership === "ban") && wasJoined) this.followUp(() => this.markLeftRoomMates(n.roomId, me));
     }
     const joined = this.store.membershipOf(n.roomId)?.membership === "join";
@@ -343,6 +369,74 @@ export class SyncHub {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Listening to rooms (docs/fan-out.md; room/fan-out.ts). A Room DO pushes every event to the User DOs
+  // that hold a lease, and to no one else except the user a membership event is about. While its user
+  // syncs, this DO keeps a lease on each joined room; a room without a valid lease is asked for the events
+  // after this DO's position there (a catch-up) before a sync plans, so a sync misses nothing.
+
+  /**
+   * Makes sure every joined room pushes to this DO: rooms without a lease (or with one about to lapse) are
+   * asked now, and the sync waits for them; leases past half their time are renewed in the background.
+   * Returns the time by which the leases must be looked at again (a long-poll wakes up then).
+   */
+  async ensureListening(me: string, now = Date.now()): Promise<number> {
+    const due: string[] = [];
+    const renew: string[] = [];
+    let recheckAt = Number.POSITIVE_INFINITY;
+    for (const roomId of this.store.joinedRooms()) {
+      const expiresAt = this.leases.get(roomId);
+      if (expiresAt === undefined || now > expiresAt - LEASE_SAFETY_MS) due.push(roomId);
+      else {
+        if (now > expiresAt - LEASE_RENEW_MS && !this.renewing.has(roomId)) renew.push(roomId);
+        recheckAt = Math.min(recheckAt, expiresAt - LEASE_SAFETY_MS);
+      }
+    }
+    if (renew.length > 0) {
+      for (const roomId of renew) this.renewing.add(roomId);
+      this.followUp(() => this.listenTo(renew, me).finally(() => renew.forEach((r) => this.renewing.delete(r))));
+    }
+    if (due.length > 0) {
+      await this.listenTo(due, me);
+      const after = Date.now();
+      for (const roomId of due) {
+        // A room that did not answer is asked again at the next wake-up, not in a loop.
+        const expiresAt = this.leases.get(roomId);
+        if (expiresAt !== undefined && expiresAt - LEASE_SAFETY_MS > after) recheckAt = Math.min(recheckAt, expiresAt - LEASE_SAFETY_MS);
+      }
+    }
+    return recheckAt;
+  }
+
+  /** Asks rooms to push to this DO (room/fan-out.ts `listen`) and records their catch-ups, in one write. */
+  private async listenTo(rooms: string[], me: string): Promise<void> {
+    const answers = await Promise.all(
+      rooms.map(async (roomId) => {
+        try {
+          const answer = await this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).listen(me, this.store.roomCursor(roomId), CATCH_UP_LIMIT);
+          return { roomId, answer };
+        } catch (e) {
+          // The room is unreachable: its events come with the next sync that reaches it.
+          console.warn("listen failed", roomId, e instanceof Error ? e.message : e);
+          return null;
+        }
+      }),
+    );
+    this.ctx.storage.transactionSync(() => {
+      for (const a of answers) {
+        if (!a || !a.answer.joined) continue;
+        // A leave that arrived while the room answered: the room no longer counts.
+        if (this.store.membershipOf(a.roomId)?.membership !== "join") continue;
+        const { answer } = a;
+        for (const n of answer.events) this.sources.recordRoomEvent(n);
+        if (answer.gap) this.store.recordGap(a.roomId, this.stream.current());
+        // Continuous or caught up: everything up to `upto` is here or on its way from the room.
+        this.store.setRoomCursor(a.roomId, Math.max(answer.upto, this.store.roomCursor(a.roomId)));
+        this.leases.set(a.roomId, answer.expiresAt);
+      }
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
   // /sync.
 
   /**
@@ -372,10 +466,11 @@ export class SyncHub {
     this.activeSyncs += 1;
     try {
       for (;;) {
+        const recheckAt = await this.ensureListening(request.userId);
         const plan = this.plan(request);
         const left = deadline - Date.now();
         if (!isEmpty(plan) || left <= 0) return plan;
-        await this.waitForChange(left);
+        await this.waitForChange(Math.min(left, Math.max(0, recheckAt - Date.now())));
       }
     } finally {
       this.activeSyncs -= 1;
@@ -470,7 +565,7 @@ export class SyncHub {
           plan.roomReceipts = true;
         } else {
           const rows = rowsByRoom.get(roomId) ?? [];
-          const exact = this.exactTimeline(rows, roomId, after, f, request.fullState);
+          const exact = this.exactTimeline(rows, roomId, after, Q, f, request.fullState);
           if (exact) {
             plan.timeline = exact;
             if (f.lazyLoadMembers && !f.includeRedundantMembers && !request.fullState) {
@@ -495,7 +590,7 @@ export class SyncHub {
           const wasJoined = membershipsThen.get(roomId)?.membership === "join" || joinedInRange;
           const rows = (rowsByRoom.get(roomId) ?? []).filter((r) => r.streamOrdering <= m.streamOrdering);
           plan.timeline = wasJoined
-            ? (this.exactTimeline(rows, roomId, after, f, request.fullState) ?? leaveOnly(m.streamOrdering, this.store.roomOrderingAt(roomId, after)))
+            ? (this.exactTimeline(rows, roomId, after, Q, f, request.fullState) ?? leaveOnly(m.streamOrdering, this.store.roomOrderingAt(roomId, after)))
             : leaveOnly(m.streamOrdering, this.store.roomOrderingAt(roomId, after));
         } else continue;
       }
@@ -582,7 +677,7 @@ export class SyncHub {
   }
 
   /** The exact timeline plan of a joined room from its new inbox rows (null if the room has none). */
-  private exactTimeline(rows: InboxRow[], roomId: string, after: number, f: SyncFilterView, fullState: boolean): ExactTimelinePlan | null {
+  private exactTimeline(rows: InboxRow[], roomId: string, after: number, upto: number, f: SyncFilterView, fullState: boolean): ExactTimelinePlan | null {
     const sinceOrdering = this.store.roomOrderingAt(roomId, after);
     if (rows.length === 0 && !fullState) return null;
     const sorted = [...rows].sort((a, b) => a.streamOrdering - b.streamOrdering);
@@ -591,12 +686,13 @@ export class SyncHub {
     const hasState = sorted.some((r) => r.stateKey !== null);
     if (passing.length === 0 && !hasState && !fullState) return null;
     const limit = f.timelineLimit;
-    const upto = sorted.length > 0 ? sorted[sorted.length - 1]!.streamOrdering : sinceOrdering;
+    const last = sorted.length > 0 ? sorted[sorted.length - 1]!.streamOrdering : sinceOrdering;
     return {
       mode: "exact",
-      upto: Math.max(upto, sinceOrdering),
+      upto: Math.max(last, sinceOrdering),
       orderings: passing.slice(Math.max(0, passing.length - limit)).map((r) => r.streamOrdering),
-      limited: passing.length > limit,
+      // A catch-up that left out older events (docs/fan-out.md) makes the timeline limited too.
+      limited: passing.length > limit || this.store.hasGap(roomId, after, upto),
       sinceOrdering,
     };
   }

@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RoomDurableObject } from "../../durable-objects/room.js";
 import { allState, createRoom, join, membership, newUser, roomStub, send } from "./room-helpers.js";
+import { sync } from "./sync-helpers.js";
 
 const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
 const userStub = (userId: string) => env.USERS.get(env.USERS.idFromName(userId));
@@ -50,12 +51,14 @@ describe("Room DO durability", () => {
     expect(nextPdu!.depth).toBe(pdu!.depth + 1);
   });
 
-  it("delivers notifications to the User DOs of joined, invited and target users", async () => {
+  it("pushes events to the User DOs of syncing members and membership changes to their targets", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
     const carol = await newUser("carol");
     const roomId = await createRoom(alice, { preset: "public_chat" });
     await join(bob, roomId);
+    await sync(bob); // bob's User DO now listens to the room (docs/fan-out.md)
+    expect(await roomStub(roomId).listeners()).toEqual([bob.user_id]);
     const msg = await send(alice, roomId, { msgtype: "m.text", body: "hello" });
     const invite = await membership(alice, roomId, "invite", { user_id: carol.user_id });
     expect(invite.status).toBe(200);
@@ -71,11 +74,13 @@ describe("Room DO durability", () => {
     expect(await roomStub(roomId).pendingNotifications()).toEqual([]);
   });
 
-  it("a crash between commit and delivery: the alarm drains the outbox after eviction", async () => {
+  it("a crash between commit and delivery: the alarm finishes the fan-out after eviction", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
     const roomId = await createRoom(alice, { preset: "public_chat" });
     await join(bob, roomId);
+    await sync(alice);
+    await sync(bob);
 
     // Simulate the crash: commit, but skip the delivery that follows it.
     await runInDurableObject(rawRoom(roomId), (instance) => {
@@ -87,7 +92,7 @@ describe("Room DO durability", () => {
     expect(pending.map((p) => p.userId).sort()).toEqual([alice.user_id, bob.user_id].sort());
     expect((await inbox(bob.user_id, roomId)).map((n) => n.event_id)).not.toContain(msg.body.event_id);
 
-    // Also lose the alarm: the constructor reschedules it for leftover rows.
+    // Also lose the alarm: the constructor reschedules it for an unfinished fan-out.
     await runInDurableObject(rawRoom(roomId), async (_i, state) => {
       await state.storage.deleteAlarm();
     });
@@ -110,6 +115,7 @@ describe("Room DO durability", () => {
     const bob = await newUser("bob");
     const roomId = await createRoom(alice, { preset: "public_chat" });
     await join(bob, roomId);
+    await sync(bob);
     await roomStub(roomId).deliveriesSettled();
 
     // Hold deliveries to bob's User DO until `release`.

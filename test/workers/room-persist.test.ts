@@ -62,7 +62,7 @@ describe("persistEvent (federation path)", () => {
     const result = await persist(roomId, bad.pdu);
     expect(result.rejectedReason).toMatch(/not joined/);
     expect(result.softFailed).toBe(false);
-    expect(result.outboxIds).toEqual([]);
+    expect(result.fanOut).toBe(false);
     expect((await getState(alice, roomId, "m.room.name")).body).toEqual({ name: "kept" });
     // The next local event does not build on the rejected one.
     const next = (await send(alice, roomId, { body: "next" })).body.event_id as string;
@@ -87,7 +87,7 @@ describe("persistEvent (federation path)", () => {
     const result = await persist(roomId, late.pdu);
     expect(result.rejectedReason).toBeNull();
     expect(result.softFailed).toBe(true);
-    expect(result.outboxIds).toEqual([]);
+    expect(result.fanOut).toBe(false);
     // Soft-failed events are no forward extremity: the next event follows the ban only.
     const next = (await send(alice, roomId, { body: "after" })).body.event_id as string;
     const nextPdu = (await roomStub(roomId).getPdu(next))!;

@@ -2,8 +2,9 @@
 // GET /joined_members, GET /joined_rooms; data/api/client-server/rooms.yaml, list_joined_rooms.yaml).
 //
 // The rooms a user is joined to come from the user's DO (durable-objects/user/sync-stream.ts
-// `joinedRooms`): every Room DO notifies the User DO of each membership change of that user (outbox,
-// delivered before the membership request returns), which is the one per-user record of memberships.
+// `joinedRooms`): every Room DO notifies the User DO of each membership change of that user (pushed to
+// them whether or not they sync, before the membership request returns; docs/fan-out.md), which is the
+// one per-user record of memberships.
 import { Hono } from "hono";
 import { MEMBERSHIPS } from "../../durable-objects/room/members.js";
 import { unwrap } from "../../durable-objects/user/outcome.js";
