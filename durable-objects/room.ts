@@ -850,6 +850,16 @@ export class RoomDurableObject extends DurableObject<Env> {
   listeners(): string[] {
     return this.fanOut.listeners();
   }
+
+  /** Who hears of a member's presence (user/room-mates.ts): every joined member in a room of at most
+   * `maxMembers` joined members, only the listeners (members whose users sync now) in a bigger one. */
+  presenceAudience(maxMembers: number): string[] {
+    if (!this.engine.meta()) return [];
+    const joined = this.engine.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = 'join'")
+      .one().n;
+    return joined <= maxMembers ? this.engine.membersWith("join") : this.fanOut.listeners();
+  }
 }
 
 /** The membership action a PUT /state/m.room.member/{userId} body stands for. */

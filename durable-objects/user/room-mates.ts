@@ -12,17 +12,32 @@ export async function joinedMembersOf(env: Pick<Env, "ROOMS">, roomId: string): 
   return env.ROOMS.get(env.ROOMS.idFromName(roomId)).members("join");
 }
 
-/** Local users joined to any of `rooms`, without `userId` itself. */
-export async function localRoomMates(env: Pick<Env, "ROOMS" | "SERVER_NAME">, userId: string, rooms: string[]): Promise<Set<string>> {
-  const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
+/** Rooms with more joined members than this send presence only to members whose users sync now. */
+export const PRESENCE_ALL_MEMBERS_MAX = 100;
+
+/** Who in a room hears of a member's presence: everyone in a small room; in a big one, the members
+ * whose users sync now (the room's listeners, docs/fan-out.md). */
+export async function presenceAudienceOf(env: Pick<Env, "ROOMS">, roomId: string): Promise<string[]> {
+  return env.ROOMS.get(env.ROOMS.idFromName(roomId)).presenceAudience(PRESENCE_ALL_MEMBERS_MAX);
+}
+
+/** Local users joined to any of `rooms` (`presence`: their presence audiences), without `userId`. */
+export async function localRoomMates(env: Pick<Env, "ROOMS" | "SERVER_NAME">, userId: string, rooms: string[], presence = false): Promise<Set<string>> {
+  const membersOf = presence ? presenceAudienceOf : joinedMembersOf;
+  const lists = await Promise.all(rooms.map((roomId) => membersOf(env, roomId).catch(() => [] as string[])));
   const mates = new Set<string>();
   for (const list of lists) for (const member of list) if (member !== userId && serverNameOf(member) === env.SERVER_NAME) mates.add(member);
   return mates;
 }
 
-/** Tells the User DOs of a user's local room-mates about their new presence. */
+/**
+ * Tells the User DOs of a user's local room-mates about their new presence. In rooms of more than
+ * PRESENCE_ALL_MEMBERS_MAX members only the room-mates who sync now hear of it, as with room events
+ * (docs/fan-out.md): in a room of 10,000 members a status change would otherwise call 10,000 User DOs.
+ * There, room-mates who are not syncing learn a presence when it next changes while they sync.
+ */
 export async function fanOutPresence(env: Env, userId: string, rooms: string[], state: PresenceState): Promise<void> {
-  const mates = await localRoomMates(env, userId, rooms);
+  const mates = await localRoomMates(env, userId, rooms, true);
   const plain: PresenceState = { presence: state.presence, lastActiveTs: state.lastActiveTs, currentlyActive: state.currentlyActive };
   if (state.statusMsg !== undefined) plain.statusMsg = state.statusMsg;
   await Promise.all(
