@@ -8,7 +8,7 @@ import { newUser, type User } from "./client.js";
 const myelin = inject("myelin");
 const synapse = inject("synapse");
 
-async function upload(user: User, body: Uint8Array, type: string, name: string): Promise<string> {
+async function upload(user: User, body: Uint8Array<ArrayBuffer>, type: string, name: string): Promise<string> {
   const res = await fetch(`${user.server.baseUrl}/_matrix/media/v3/upload?filename=${encodeURIComponent(name)}`, {
     method: "POST",
     headers: { Authorization: `Bearer ${user.accessToken}`, "Content-Type": type },
@@ -25,7 +25,7 @@ async function download(user: User, contentUri: string): Promise<Response> {
 }
 
 /** Bytes that are not text, with a CRLF and something like a multipart boundary inside. */
-function sample(size: number): Uint8Array {
+function sample(size: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(size);
   for (let i = 0; i < size; i++) bytes[i] = (i * 31 + 7) % 256;
   bytes.set(new TextEncoder().encode("\r\n--boundary\r\n"), 100);
