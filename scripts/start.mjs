@@ -204,12 +204,15 @@ async function freshBuild() {
   const inputs = Object.keys(meta.inputs).map((f) => path.relative(root, path.resolve(root, f))).sort();
   const key = inputsKey(inputs, path.resolve(root, migrationsDir));
   const dir = path.join(cacheRoot, key);
-  const build = { name: config.name, workerOptions, migrations };
+  // WebAssembly modules the bundle imports (the thumbnailer's image library) sit beside index.js.
+  const wasmModules = readdirSync(outDir).filter((f) => f.endsWith(".wasm"));
+  const build = { name: config.name, workerOptions, migrations, wasmModules };
   try {
     // Publish by renaming a complete folder, so that a server starting meanwhile never sees half a build.
     mkdirSync(cacheRoot, { recursive: true });
     const staging = mkdtempSync(path.join(cacheRoot, "staging-"));
     copyFileSync(path.join(outDir, "index.js"), path.join(staging, "index.js"));
+    for (const f of wasmModules) copyFileSync(path.join(outDir, f), path.join(staging, f));
     writeFileSync(path.join(staging, "build.json"), JSON.stringify(build));
     writeFileSync(path.join(staging, "inputs.json"), JSON.stringify(inputs));
     rmSync(dir, { recursive: true, force: true });
@@ -250,7 +253,10 @@ mf = new Miniflare(convertV4MiniflareOptions({
       // The name keys Durable Object storage (DATA_DIR/v3/do/<name>-<class>), as under wrangler dev.
       name: build.name,
       modulesRoot: path.dirname(build.script),
-      modules: [{ type: "ESModule", path: build.script }],
+      modules: [
+        { type: "ESModule", path: build.script },
+        ...(build.wasmModules ?? []).map((f) => ({ type: "CompiledWasm", path: path.join(path.dirname(build.script), f) })),
+      ],
       bindings: { ...build.workerOptions.bindings, ...vars },
     },
   ],

@@ -1,5 +1,5 @@
 // End-to-end: the media repository on the real server (`npm start`: workerd under Miniflare, R2 kept under
-// DATA_DIR). matrix-js-sdk uploads, another user downloads through authenticated media; a 100 MB upload
+// DATA_DIR). matrix-js-sdk uploads, another user downloads it and its thumbnail through authenticated media; a 100 MB upload
 // streams through without the Worker's memory growing with the file; files survive a restart; the legacy
 // endpoints obey the freeze.
 import { execFileSync } from "node:child_process";
@@ -63,6 +63,13 @@ describe("media end to end", () => {
     expect(Buffer.from(await res.arrayBuffer()).equals(png)).toBe(true);
     // Without a token: 401 on the authenticated endpoint.
     expect((await fetch(url)).status).toBe(401);
+    // And its thumbnail, made in the Worker by the WebAssembly image library.
+    const thumbUrl = bobClient.mxcUrlToHttp(content_uri, 32, 32, "crop", false, true, true)!;
+    expect(thumbUrl).toContain("/_matrix/client/v1/media/thumbnail/");
+    const thumb = await fetch(thumbUrl, { headers: { Authorization: `Bearer ${bob.access_token}` } });
+    expect(thumb.status).toBe(200);
+    expect(thumb.headers.get("content-type")).toBe("image/png");
+    expect(Buffer.from(await thumb.arrayBuffer()).subarray(1, 4).toString()).toBe("PNG");
   });
 
   /** Uploads over a connection of its own (Connection: close): after a body this large workerd may close a
