@@ -14,6 +14,8 @@
 // - media (test/workers/media*.test.ts): `media-*` servers answer GET /_matrix/federation/v1/media/download/{id}
 //   as multipart (`missing` → 404, `located` → a Location part pointing at `cdn.remote.test`, `truncated` → a
 //   body cut short); `legacymedia-*` servers do not know that endpoint and serve /_matrix/media/v3/download.
+// - URL previews (test/workers/media-preview.test.ts): web pages under `/_preview/` on any host, and A records for
+//   `public.remote.test` (a public address) and `internal.remote.test` (a private one) at the DoH resolver.
 // - `notary.remote.test`: a notary (POST /_matrix/key/v2/query) for the `hidden-` servers.
 // - `/.well-known/matrix/server` for hosts listed in WELL_KNOWN, and a DNS-over-HTTPS resolver at `doh.test`.
 // - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters,
@@ -42,6 +44,9 @@ const SRV = {
   "_matrix-fed._tcp.srv-target.remote.test": ["5 0 9000 low.remote.test.", "10 0 9001 high.remote.test."],
   "_matrix-fed._tcp.srv-dot.remote.test": ["0 0 0 ."],
 };
+
+/** A records of the DNS-over-HTTPS resolver (URL previews check where a name points). */
+const A_RECORDS = { "public.remote.test": "93.184.216.34", "internal.remote.test": "10.1.2.3" };
 
 /** Where a delegating server's federation API lives (from WELL_KNOWN and SRV above) → its server name. */
 const SERVED_FOR = {
@@ -216,6 +221,12 @@ export default {
     // DNS over HTTPS (JSON API).
     if (hostname === "doh.test") {
       const name = url.searchParams.get("name");
+      const type = url.searchParams.get("type");
+      if (type === "A" || type === "AAAA") {
+        const a = type === "A" ? A_RECORDS[name] : undefined;
+        if (!a) return json({ Status: 3, Answer: [] }, 200, { "Content-Type": "application/dns-json" });
+        return json({ Status: 0, Answer: [{ name, type: 1, TTL: 300, data: a }] }, 200, { "Content-Type": "application/dns-json" });
+      }
       count(`doh:${name}`);
       const records = SRV[name];
       if (!records) return json({ Status: 3, Answer: [] }, 200, { "Content-Type": "application/dns-json" });
@@ -251,6 +262,27 @@ export default {
         out.push(await sign(doc, notary));
       }
       return json({ server_keys: out });
+    }
+
+    // Web pages for URL previews.
+    if (url.pathname.startsWith("/_preview/")) {
+      const page = url.pathname.slice("/_preview/".length);
+      count(`preview:${host}:${page}`);
+      const html = (body) => new Response(body, { headers: { "Content-Type": "text/html; charset=utf-8" } });
+      if (page === "og")
+        return html(`<!doctype html><html><head><title>ignored</title>
+<meta property="og:title" content="Caf&#233; &amp; &quot;Bar&quot; &#x2603;">
+<meta content="An OpenGraph description" property="og:description">
+<meta property='og:image' content='/_preview/dot.png'>
+<meta property="og:type" content="website"></head><body>hello</body></html>`);
+      if (page === "title") return html(`<html><head><title> Just a title </title><meta name="description" content="described"></head></html>`);
+      if (page === "dot.png") {
+        const png = Uint8Array.from(atob("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="), (c) => c.charCodeAt(0));
+        return new Response(png, { headers: { "Content-Type": "image/png" } });
+      }
+      if (page === "to-private") return new Response(null, { status: 302, headers: { Location: "http://10.9.9.9/_preview/og" } });
+      if (page === "big") return new Response(new Uint8Array(11 * 1024 * 1024), { headers: { "Content-Type": "text/html" } });
+      return new Response("not found", { status: 404 });
     }
 
     // Media for media tests: a CDN behind `Location` parts, and the legacy download of `legacymedia-*` servers.
