@@ -370,6 +370,10 @@ export class UserDurableObject extends DurableObject<Env> {
   applyRemoteSigningKeys(crossSigning: FederatedCrossSigning): { applied: boolean; watchers: string[] } {
     return { applied: this.federatedDeviceLists.applyRemoteSigningKeys(crossSigning), watchers: this.federatedDeviceLists.watchers() };
   }
+  /** Local users registered for this remote user's updates (device lists, presence). */
+  remoteWatchers(): string[] {
+    return this.federatedDeviceLists.watchers();
+  }
   /** Our copy of this remote user's list (null: never fetched). */
   remoteDeviceList(): { streamId: number; devices: FederatedDevice[]; crossSigning: FederatedCrossSigning } | null {
     return this.federatedDeviceLists.remoteList();

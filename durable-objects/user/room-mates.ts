@@ -1,7 +1,7 @@
 // "Everyone who shares a room with a user": the audience of their presence (spec: "Presence") and of their
 // device list changes (spec: "Tracking the device list for a user"). The user's joined rooms come from
 // their User DO (the membership log of sync), each room's joined members from its Room DO, one RPC per
-// room. Only local users have User DOs; remote room-mates learn through federation (later).
+// room. Only local users have User DOs; remote room-mates learn through federation (m.presence EDUs).
 import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { DeviceListChangeKind } from "./device-lists.js";
@@ -31,15 +31,42 @@ export async function localRoomMates(env: Pick<Env, "ROOMS" | "SERVER_NAME">, us
 }
 
 /**
+/**
  * Tells the User DOs of a user's local room-mates about their new presence. In rooms of more than
  * PRESENCE_ALL_MEMBERS_MAX members only the room-mates who sync now hear of it, as with room events
  * (docs/fan-out.md): in a room of 10,000 members a status change would otherwise call 10,000 User DOs.
  * There, room-mates who are not syncing learn a presence when it next changes while they sync.
+ *
+ * The other servers with members in those rooms are told too (spec: Server-Server API, "Presence": an
+ * `m.presence` EDU, sent only to servers that share a room with the user). Only changes the sync layer
+ * deems worth telling go out (Synapse's `should_notify`), and a destination's waiting presence EDU of the
+ * user is replaced by the newer one (dedupe key), so a peer that is slow or down gets the latest state
+ * once, not every step.
  */
 export async function fanOutPresence(env: Env, userId: string, rooms: string[], state: PresenceState): Promise<void> {
-  const mates = await localRoomMates(env, userId, rooms, true);
+  const [mates, servers] = await Promise.all([
+    localRoomMates(env, userId, rooms, true),
+    serverNameOf(userId) === env.SERVER_NAME ? remoteServersIn(env, rooms) : Promise.resolve(new Set<string>()),
+  ]);
   const plain: PresenceState = { presence: state.presence, lastActiveTs: state.lastActiveTs, currentlyActive: state.currentlyActive };
   if (state.statusMsg !== undefined) plain.statusMsg = state.statusMsg;
+  if (servers.size > 0) {
+    const push: Record<string, unknown> = {
+      user_id: userId,
+      presence: state.presence,
+      last_active_ago: Math.max(0, Date.now() - state.lastActiveTs),
+      currently_active: state.currentlyActive,
+    };
+    if (state.statusMsg !== undefined && state.statusMsg !== null) push.status_msg = state.statusMsg;
+    const edu = { eduType: "m.presence", content: JSON.stringify({ push: [push] }), dedupeKey: `presence:${userId}` };
+    await Promise.all(
+      [...servers].map((server) =>
+        env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server))
+          .enqueue(server, [], [edu])
+          .catch((e: unknown) => console.warn("presence EDU not queued", server, e instanceof Error ? e.message : e)),
+      ),
+    );
+  }
   await Promise.all(
     [...mates].map((mate) =>
       env.USERS.get(env.USERS.idFromName(mate))
@@ -47,6 +74,15 @@ export async function fanOutPresence(env: Env, userId: string, rooms: string[], 
         .catch((e: unknown) => console.warn("presence fan-out failed", mate, e instanceof Error ? e.message : e)),
     ),
   );
+}
+
+/** The other servers with joined members in any of `rooms`. */
+async function remoteServersIn(env: Pick<Env, "ROOMS" | "SERVER_NAME">, rooms: string[]): Promise<Set<string>> {
+  const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
+  const servers = new Set<string>();
+  for (const list of lists) for (const member of list) servers.add(serverNameOf(member));
+  servers.delete(env.SERVER_NAME);
+  return servers;
 }
 
 /** Records `userId`'s device list change in the User DOs of their local room-mates. */
@@ -57,6 +93,22 @@ export async function fanOutDeviceListChange(env: Env, userId: string, rooms: st
       env.USERS.get(env.USERS.idFromName(mate))
         .recordDeviceListChange(userId, kind)
         .catch((e: unknown) => console.warn("device list fan-out failed", mate, e instanceof Error ? e.message : e)),
+    ),
+  );
+}
+
+/**
+ * Registers local user `me` with the DOs of remote users it now shares a room with (or asked keys of):
+ * their servers' device list and presence updates are passed on to the registered local users
+ * (durable-objects/user/federated-device-list.ts "watchers"). Failures are logged: the user is registered
+ * again at their next key query.
+ */
+export async function watchRemoteUsers(env: Pick<Env, "USERS">, remoteUsers: string[], me: string): Promise<void> {
+  await Promise.all(
+    remoteUsers.map((u) =>
+      env.USERS.get(env.USERS.idFromName(u))
+        .watchRemoteDeviceList(me)
+        .catch((e: unknown) => console.warn("remote user watch failed", u, e instanceof Error ? e.message : e)),
     ),
   );
 }

@@ -16,7 +16,7 @@ import type { Env } from "../../worker/env.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
 import type { AccountDataDelta } from "../user.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
-import { fanOutPresence, joinedMembersOf } from "./room-mates.js";
+import { fanOutPresence, joinedMembersOf, watchRemoteUsers } from "./room-mates.js";
 import type { UserStream } from "./stream.js";
 import { encodeSyncToken, type SyncToken } from "./sync-token.js";
 import { MAIN_THREAD, SyncStore, type InboxRow, type PresenceState, type UnreadCounts } from "./sync-stream.js";
@@ -212,7 +212,11 @@ export class SyncHub {
     if (isMember && n.stateKey !== me) {
       // Device lists (spec: "Tracking the device list for a user"): a new room-mate's devices are news;
       // one who leaves may no longer share any room.
-      if (n.membership === "join") this.sources.recordDeviceListChange?.(n.stateKey!, "changed");
+      if (n.membership === "join") {
+        this.sources.recordDeviceListChange?.(n.stateKey!, "changed");
+        // A remote room-mate: their server's device list and presence updates must reach this user.
+        if (serverNameOf(n.stateKey!) !== this.env.SERVER_NAME) this.followUp(() => watchRemoteUsers(this.env, [n.stateKey!], me));
+      }
       else if (n.membership === "leave" || n.membership === "ban") {
         const other = n.stateKey!;
         this.followUp(() => this.markLeftIfNoSharedRoom([other], me, n.roomId));
@@ -313,7 +317,7 @@ export class SyncHub {
         for (const member of members) if (member !== me) this.sources.recordDeviceListChange!(member, "changed");
       });
     }
-    await this.exchangePresence(roomId, me, members);
+    await Promise.all([this.exchangePresence(roomId, me, members), watchRemoteUsers(this.env, members.filter((m) => serverNameOf(m) !== this.env.SERVER_NAME), me)]);
   }
 
   /**

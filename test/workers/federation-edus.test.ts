@@ -216,3 +216,47 @@ describe("to-device messages over federation", () => {
     expect(body.to_device?.events ?? []).toEqual([]);
   });
 });
+
+describe("presence over federation", () => {
+  it("sends a local user's presence changes to the servers sharing a room, not repeats", async () => {
+    const { alice, remote } = await roomWithRemoteMember();
+    const setPresence = (presence: string, status_msg?: string) =>
+      api("PUT", `${V3}/presence/${enc(alice.user_id)}/status`, { token: alice.access_token, body: { presence, ...(status_msg ? { status_msg } : {}) } });
+    // PUT /presence fans out in the background (waitUntil): wait, bounded, for the EDUs to arrive.
+    const presenceEdus = async (n: number) => {
+      for (let i = 0; i < 100 && (await receivedEdus(remote, "m.presence")).length < n; i++) await new Promise((r) => setTimeout(r, 50));
+      return receivedEdus(remote, "m.presence");
+    };
+    expect((await setPresence("online")).status).toBe(200);
+    let edus = await presenceEdus(1);
+    expect(edus.length).toBe(1);
+    expect(edus[0]!.content.push).toEqual([{ user_id: alice.user_id, presence: "online", last_active_ago: expect.any(Number), currently_active: true }]);
+    // The same state again tells nobody anything; the next change arrives after it, so a repeat would show.
+    expect((await setPresence("online")).status).toBe(200);
+    expect((await setPresence("unavailable", "lunch")).status).toBe(200);
+    edus = await presenceEdus(2);
+    expect(edus.length).toBe(2);
+    expect(edus[1]!.content.push[0]).toMatchObject({ user_id: alice.user_id, presence: "unavailable", status_msg: "lunch", currently_active: false });
+  });
+
+  it("passes a remote room-mate's presence to local members' /sync; drops presence for another server's user", async () => {
+    const { alice, bob, remote } = await roomWithRemoteMember();
+    // The remote member's join registered alice with bob's DO (in the background after the join reached
+    // her): wait for it, bounded.
+    const watchers = () => env.USERS.get(env.USERS.idFromName(bob)).remoteWatchers();
+    for (let i = 0; i < 100 && !(await watchers()).includes(alice.user_id); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await watchers()).toContain(alice.user_id);
+    const since = (await sync(alice)).next_batch;
+    const res = await sendEdus(remote, [
+      { edu_type: "m.presence", content: { push: [{ user_id: "@eve:elsewhere.remote.test", presence: "online", last_active_ago: 0 }] } },
+      { edu_type: "m.presence", content: { push: [{ user_id: bob, presence: "busy", last_active_ago: 0 }] } },
+      { edu_type: "m.presence", content: { push: [{ user_id: bob, presence: "online", last_active_ago: 5000, currently_active: true, status_msg: "hi" }] } },
+    ]);
+    expect(res.status).toBe(200);
+    const body = await sync(alice, { since });
+    const presence = (body.presence?.events ?? []) as { sender: string; content: any }[];
+    expect(presence.map((e) => e.sender)).toEqual([bob]);
+    expect(presence[0]!.content).toMatchObject({ presence: "online", currently_active: true, status_msg: "hi" });
+    expect(presence[0]!.content.last_active_ago).toBeGreaterThanOrEqual(5000);
+  });
+});
