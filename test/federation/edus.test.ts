@@ -130,10 +130,16 @@ describe("EDUs between Myelin and Synapse", () => {
       const r = await call(bob, "GET", `/presence/${enc(alice.userId)}/status`);
       return r.body?.status_msg === "from Myelin" || undefined;
     });
-    expect((await call(bob, "PUT", `/presence/${enc(bob.userId)}/status`, { presence: "unavailable", status_msg: "from Synapse" })).status).toBe(200);
+    // alice's client syncs (her server learns of bob's join then and registers for his updates); bob's
+    // status changes until alice sees one of them (one sent before the registration reaches nobody).
+    expect((await call(alice, "GET", "/sync?timeout=0")).status).toBe(200);
+    let attempt = 0;
     const seen = await eventually("bob's presence on Myelin", async () => {
+      attempt++;
+      await call(bob, "PUT", `/presence/${enc(bob.userId)}/status`, { presence: "unavailable", status_msg: `from Synapse ${attempt}` });
+      await new Promise((r) => setTimeout(r, 300));
       const r = await call(alice, "GET", `/presence/${enc(bob.userId)}/status`);
-      return r.body?.status_msg === "from Synapse" ? r.body : undefined;
+      return typeof r.body?.status_msg === "string" && r.body.status_msg.startsWith("from Synapse") ? r.body : undefined;
     });
     expect(seen.presence).toBe("unavailable");
   });

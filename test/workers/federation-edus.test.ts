@@ -241,12 +241,12 @@ describe("presence over federation", () => {
 
   it("passes a remote room-mate's presence to local members' /sync; drops presence for another server's user", async () => {
     const { alice, bob, remote } = await roomWithRemoteMember();
-    // The remote member's join registered alice with bob's DO (in the background after the join reached
-    // her): wait for it, bounded.
+    // The remote member's join, once it reached alice's DO (her sync catches up with the room), registers
+    // her with bob's DO in the background: wait for it, bounded.
+    const since = (await sync(alice)).next_batch;
     const watchers = () => env.USERS.get(env.USERS.idFromName(bob)).remoteWatchers();
     for (let i = 0; i < 100 && !(await watchers()).includes(alice.user_id); i++) await new Promise((r) => setTimeout(r, 50));
     expect(await watchers()).toContain(alice.user_id);
-    const since = (await sync(alice)).next_batch;
     const res = await sendEdus(remote, [
       { edu_type: "m.presence", content: { push: [{ user_id: "@eve:elsewhere.remote.test", presence: "online", last_active_ago: 0 }] } },
       { edu_type: "m.presence", content: { push: [{ user_id: bob, presence: "busy", last_active_ago: 0 }] } },
