@@ -14,6 +14,7 @@ import { federationQueryRoutes } from "./federation/query.js";
 import { federationInviteRoutes } from "./federation/invites.js";
 import { federationMediaRoutes } from "./federation/media.js";
 import { federationUserKeysRoutes } from "./federation/user-keys.js";
+import { federationPublicRoomsRoutes } from "./federation/public-rooms.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -113,6 +114,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationInviteRoutes);
   app.route("/", federationMediaRoutes);
   app.route("/", federationUserKeysRoutes);
+  app.route("/", federationPublicRoomsRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).

@@ -25,6 +25,9 @@
 //   GET /user/devices/{userId} with what a test stored for that server (`/_test/user-keys`, POST {server,
 //   query?, claim?, devices?: {userId: answer}}); the requests it got are at `/_test/key-requests?server=`.
 //   A server named `slow-...` answers key queries and claims after 3 s, one named `broken-...` with 500.
+// - any other federation request a test told it how to answer (`/_test/answer`, POST {server, method, path,
+//   status?, body}); the requests answered so far are at `/_test/answered?server=` ({method, path, query,
+//   body}).
 
 const WELL_KNOWN = {
   "delegated.remote.test": { status: 200, body: '{"m.server":"target.remote.test:8448"}', headers: { "Cache-Control": "max-age=600" } },
@@ -66,6 +69,9 @@ const rotations = new Map();
 const userKeys = new Map();
 /** Per server name: key requests received ({path, body}). */
 const keyRequests = new Map();
+/** Stored answers by "<server> <method> <path>", and the requests they answered per server. */
+const answers = new Map();
+const answered = new Map();
 const seen = [];
 
 // ---- encoding, canonical JSON, signing -------------------------------------------------------------------
@@ -211,6 +217,12 @@ export default {
       userKeys.set(server, { ...(userKeys.get(server) ?? {}), ...answers });
       return json({});
     }
+    if (url.pathname === "/_test/answer") {
+      const { server, method, path, status, body } = await request.json();
+      answers.set(`${server} ${method} ${path}`, { status: status ?? 200, body });
+      return json({});
+    }
+    if (url.pathname === "/_test/answered") return json(answered.get(url.searchParams.get("server")) ?? []);
     if (url.pathname === "/_test/key-requests") return json(keyRequests.get(url.searchParams.get("server")) ?? []);
     if (url.pathname === "/_test/seen") return json(seen.filter((s) => !url.searchParams.get("host") || s.host === url.searchParams.get("host")));
     if (url.pathname === "/_test/identity") {
@@ -350,6 +362,13 @@ export default {
           const answer = stored.devices?.[userId];
           return answer ? json(answer) : json({ errcode: "M_NOT_FOUND", error: "no such user" }, 404);
         }
+      }
+      const stored = answers.get(`${me} ${request.method} ${url.pathname}`);
+      if (stored) {
+        const list = answered.get(me) ?? [];
+        answered.set(me, list);
+        list.push({ method: request.method, path: url.pathname, query: url.search, body: bodyText ? JSON.parse(bodyText) : null });
+        return json(stored.body, stored.status);
       }
       if (url.pathname === "/_matrix/federation/v1/slow") {
         await new Promise((resolve) => setTimeout(resolve, 5_000));

@@ -17,6 +17,8 @@ import { requireAuth } from "../auth.js";
 import { publishedRoomIds } from "../directory-store.js";
 import type { AppEnv, Env } from "../env.js";
 import { intParam, readJsonObject } from "../http.js";
+import { remotePublicRooms } from "../federation/public-rooms.js";
+import { isValidServerName } from "../../protocol/server-name.js";
 import { loadRoomState, publicRoomChunk, type PublicRoomChunk } from "../room-summary.js";
 
 /** Most entries one page holds: the spec lets the server bound `limit`, and an absent or zero `limit`
@@ -131,16 +133,16 @@ export async function listPublicRooms(env: Env, q: PublicRoomsQuery): Promise<Pu
   return response;
 }
 
-/** Spec: `server` defaults to the local server. Other servers' directories need federation
- * (`/_matrix/federation/v1/publicRooms`), which does not exist yet. */
-function checkServer(c: Context<AppEnv>): void {
+/** Spec: `server` defaults to the local server. Another server's directory is fetched over federation
+ * (worker/federation/public-rooms.ts); this returns that server's name, or undefined for ours. */
+function remoteServer(c: Context<AppEnv>): string | undefined {
   const server = c.req.query("server");
-  if (server !== undefined && server !== "" && server !== c.env.SERVER_NAME) {
-    throw invalidParam(`Room directories of other servers (${server}) are not available from this server yet`);
-  }
+  if (server === undefined || server === "" || server === c.env.SERVER_NAME) return undefined;
+  if (!isValidServerName(server)) throw invalidParam("Invalid server name");
+  return server;
 }
 
-function parseBody(body: JsonObject): PublicRoomsQuery {
+export function parsePublicRoomsBody(body: JsonObject): PublicRoomsQuery {
   const q: PublicRoomsQuery = {};
   if (body.limit !== undefined && body.limit !== null) {
     if (typeof body.limit !== "number" || !Number.isSafeInteger(body.limit) || body.limit < 0) {
@@ -183,15 +185,19 @@ export const publicRoomsRoutes = new Hono<AppEnv>();
 // GET /_matrix/client/v3/publicRooms
 // No access token is required (the spec gives this endpoint no security requirement).
 publicRoomsRoutes.get("/_matrix/client/:version{v3|r0}/publicRooms", async (c) => {
-  checkServer(c);
+  const server = remoteServer(c);
   const q: PublicRoomsQuery = { limit: intParam(c, "limit", 0, 0) };
   const since = c.req.query("since");
   if (since !== undefined) q.since = since;
+  if (server !== undefined) return c.json(await remotePublicRooms(c.env, server, { query: q }));
   return c.json(await listPublicRooms(c.env, q));
 });
 
 // POST /_matrix/client/v3/publicRooms
 publicRoomsRoutes.post("/_matrix/client/:version{v3|r0}/publicRooms", requireAuth, async (c) => {
-  checkServer(c);
-  return c.json(await listPublicRooms(c.env, parseBody(await readJsonObject(c))));
+  const server = remoteServer(c);
+  const body = await readJsonObject(c);
+  const q = parsePublicRoomsBody(body);
+  if (server !== undefined) return c.json(await remotePublicRooms(c.env, server, { body }));
+  return c.json(await listPublicRooms(c.env, q));
 });
