@@ -15,6 +15,7 @@ import { federationInviteRoutes } from "./federation/invites.js";
 import { federationMediaRoutes } from "./federation/media.js";
 import { federationUserKeysRoutes } from "./federation/user-keys.js";
 import { federationPublicRoomsRoutes } from "./federation/public-rooms.js";
+import { federationHierarchyRoutes } from "./federation/hierarchy.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -115,6 +116,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationMediaRoutes);
   app.route("/", federationUserKeysRoutes);
   app.route("/", federationPublicRoomsRoutes);
+  app.route("/", federationHierarchyRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).

@@ -3,8 +3,9 @@
 //
 // A depth-first walk over `m.space.child` state events from the requested room, as Synapse's
 // RoomSummaryHandler does: pop a room, summarise it if the requester may see it, queue its children
-// (first child popped next). Rooms already visited are skipped, which breaks loops. Rooms this server
-// does not have are left out: fetching them with the federation `/hierarchy` API does not exist yet.
+// (first child popped next). Rooms already visited are skipped, which breaks loops. A room this server
+// does not have is asked of the servers its `m.space.child` event names in `via` (federation /hierarchy,
+// worker/federation/hierarchy.ts); the answer's children summaries are kept for the rest of the walk.
 //
 // Pagination is stateless: `next_batch` records the walk's parameters and how many rooms were returned
 // so far, and the next request walks again and skips them. The spec requires `suggested_only` and
@@ -16,6 +17,7 @@ import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { intParam } from "../http.js";
+import { fetchRemoteHierarchy, userCanSeeRemote } from "../federation/hierarchy.js";
 import { canSeeInHierarchy, loadRoomState, roomSummary, type RoomStateSnapshot, type RoomSummary, type StateEventView } from "../room-summary.js";
 
 /** Default and largest page size (Synapse's MAX_ROOMS is 50). */
@@ -83,7 +85,7 @@ export function orderedChildren(state: RoomStateSnapshot, suggestedOnly: boolean
   });
 }
 
-function strip(e: StateEventView): StrippedChildEvent {
+export function strippedChild(e: StateEventView): StrippedChildEvent {
   return { type: e.type, state_key: e.state_key, content: e.content, sender: e.sender, origin_server_ts: e.origin_server_ts };
 }
 
@@ -147,21 +149,43 @@ export async function spaceHierarchy(env: Env, q: HierarchyQuery): Promise<{ roo
     throw forbidden("You are not allowed to view this room.");
   }
 
-  const queue: { roomId: string; depth: number }[] = [{ roomId: q.roomId, depth: 0 }];
+  const queue: { roomId: string; depth: number; via: string[] }[] = [{ roomId: q.roomId, depth: 0, via: [] }];
   const visited = new Set<string>();
   const rooms: HierarchyRoom[] = [];
+  // Rooms of other servers, as their /hierarchy answers described them (null: inaccessible or unknown).
+  const remote = new Map<string, HierarchyRoom | null>();
+  const remoteEntry = async (roomId: string, via: string[]): Promise<HierarchyRoom | null> => {
+    if (!remote.has(roomId)) {
+      const answer = await fetchRemoteHierarchy(env, roomId, via, q.suggestedOnly);
+      remote.set(roomId, answer?.room ?? null);
+      for (const child of answer?.children ?? []) if (!remote.has(child.room_id)) remote.set(child.room_id, child);
+      for (const id of answer?.inaccessibleChildren ?? []) if (!remote.has(id)) remote.set(id, null);
+    }
+    return remote.get(roomId)!;
+  };
   while (queue.length > 0 && rooms.length < offset + q.limit && visited.size < MAX_ROOMS_VISITED) {
-    const { roomId, depth } = queue.pop()!;
+    const { roomId, depth, via } = queue.pop()!;
     if (visited.has(roomId)) continue;
     visited.add(roomId);
     const state = await stateOf(roomId);
-    if (!state || !(await canSeeInHierarchy(state, q.userId, isJoinedTo))) continue;
-    const summary = roomSummary(state);
-    const children = summary.room_type === "m.space" ? orderedChildren(state, q.suggestedOnly) : [];
-    rooms.push({ ...summary, children_state: children.map(strip) });
-    if (depth < maxDepth) {
+    let entry: HierarchyRoom;
+    if (state) {
+      if (!(await canSeeInHierarchy(state, q.userId, isJoinedTo))) continue;
+      const summary = roomSummary(state);
+      const children = summary.room_type === "m.space" ? orderedChildren(state, q.suggestedOnly) : [];
+      entry = { ...summary, children_state: children.map(strippedChild) };
+    } else {
+      const found = await remoteEntry(roomId, via);
+      if (!found || !(await userCanSeeRemote(found, isJoinedTo))) continue;
+      entry = found;
+    }
+    rooms.push(entry);
+    if (depth < maxDepth && entry.room_type === "m.space") {
       // Pushed in reverse so that the first child is popped next (depth-first, in the spec's order).
-      for (let i = children.length - 1; i >= 0; i--) queue.push({ roomId: children[i]!.state_key, depth: depth + 1 });
+      const children = entry.children_state.filter((e) => e.type === "m.space.child" && typeof e.state_key === "string" && isJsonObject(e.content) && hasValidVia(e.content) && (!q.suggestedOnly || e.content.suggested === true));
+      for (let i = children.length - 1; i >= 0; i--) {
+        queue.push({ roomId: children[i]!.state_key, depth: depth + 1, via: children[i]!.content.via as string[] });
+      }
     }
   }
 
