@@ -6,7 +6,7 @@
 // compiled to WebAssembly). Chosen over jSquash (the Squoosh codecs) because one module decodes all four
 // formats the spec cares about (jSquash has no GIF decoder) and it is packaged for workerd; bench/media.bench.ts
 // measures both on a 4,000 × 3,000 JPEG. Decoding needs the whole file and its pixels in memory, so the
-// header is read first (worker/media/image-info.ts) and images over MAX_IMAGE_PIXELS, truncated files and
+// header is read first (worker/media/image-info.ts) and images over the pixel limit, truncated files and
 // anything that is not PNG, JPEG, GIF or WebP are refused before the decoder sees them.
 import type { Context } from "hono";
 import { PhotonImage, SamplingFilter, crop, resize } from "@cf-wasm/photon";
@@ -28,10 +28,18 @@ export const THUMBNAIL_SIZES: { width: number; height: number; method: Thumbnail
 ];
 
 /**
- * Largest image decoded: 16 megapixels (4,096 × 4,096 or a 4,000 × 3,000 photo with room), 64 MB of RGBA.
- * Synapse's `max_image_pixels` is 32 M, but its pixels would not fit in a Worker's 128 MB.
+ * Largest image decoded by default: 6 megapixels (e.g. 3,000 × 2,000). Photon decodes a JPEG into an RGB
+ * image and then an RGBA copy; bench/media.bench.ts measured its WebAssembly memory at 139-176 MB for a
+ * 4,000 × 3,000 JPEG, above a Worker's 128 MB, so 12-megapixel photos are refused by default (400, no
+ * thumbnail) rather than taking the isolate down. MEDIA_MAX_THUMBNAIL_PIXELS changes it (Synapse's
+ * `max_image_pixels` is 32 M, for a process without that limit).
  */
-export const MAX_IMAGE_PIXELS = 16_000_000;
+export const MAX_IMAGE_PIXELS = 6_000_000;
+
+export function maxImagePixels(env: Pick<Env, "MEDIA_MAX_THUMBNAIL_PIXELS">): number {
+  const n = Number(env.MEDIA_MAX_THUMBNAIL_PIXELS?.trim() || NaN);
+  return Number.isSafeInteger(n) && n > 0 ? n : MAX_IMAGE_PIXELS;
+}
 /** Largest file thumbnailed; decoding holds the whole file. */
 export const MAX_THUMBNAIL_SOURCE_BYTES = 20 * 1024 * 1024;
 
@@ -94,11 +102,15 @@ function targetSize(info: ImageInfo, size: { width: number; height: number; meth
 const outputType = (info: ImageInfo) => (info.format === "jpeg" ? "image/jpeg" : "image/png");
 
 /** Decodes, resizes and encodes. Pure computation; errors of the decoder become M_UNKNOWN 400. */
-export function makeThumbnail(bytes: Uint8Array, size: { width: number; height: number; method: ThumbnailMethod }): { bytes: Uint8Array; contentType: string } {
+export function makeThumbnail(
+  bytes: Uint8Array,
+  size: { width: number; height: number; method: ThumbnailMethod },
+  maxPixels = MAX_IMAGE_PIXELS,
+): { bytes: Uint8Array; contentType: string } {
   const info = imageInfo(bytes);
   if ("error" in info) throw cannotThumbnail(info.error);
   if (info.width < 1 || info.height < 1) throw cannotThumbnail("image has no pixels");
-  if (info.width * info.height > MAX_IMAGE_PIXELS) throw cannotThumbnail(`image is larger than ${MAX_IMAGE_PIXELS} pixels`);
+  if (info.width * info.height > maxPixels) throw cannotThumbnail(`image is larger than ${maxPixels} pixels`);
   const target = targetSize(info, size);
   const images: PhotonImage[] = [];
   try {
@@ -176,7 +188,7 @@ export async function thumbnailFor(env: Env, row: MediaRow, req: ThumbnailReques
     const cached = await env.MEDIA.get(key);
     if (cached) return { body: cached.body, contentType: cached.httpMetadata?.contentType ?? "image/png", size: cached.size };
   }
-  const thumb = makeThumbnail(bytes, size);
+  const thumb = makeThumbnail(bytes, size, maxImagePixels(env));
   await env.MEDIA.put(key, thumb.bytes, { httpMetadata: { contentType: thumb.contentType } });
   return { body: new Response(thumb.bytes).body!, contentType: thumb.contentType, size: thumb.bytes.byteLength };
 }
