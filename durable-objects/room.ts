@@ -46,6 +46,7 @@ import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembers
 import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
 import { joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
 import { EventIndexWriter } from "./room/event-index.js";
+import { beginPartialState, isPartialState, resyncStep } from "./room/partial-state.js";
 import { federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
@@ -254,9 +255,26 @@ export class RoomDurableObject extends DurableObject<Env> {
     }
   }
 
+  /** Makes sure the alarm fires within `ms` (the earliest of all who ask wins). */
+  private async armAlarmWithin(ms: number): Promise<void> {
+    const at = Date.now() + ms;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
   /** Retries failed deliveries and finishes a fan-out a crash interrupted (DESIGN.md: retries survive
-   * restarts), with exponential back-off while deliveries keep failing. */
+   * restarts), with exponential back-off while deliveries keep failing; steps a partial-state resync. */
   override async alarm(): Promise<void> {
+    // A partial-state join's background resync: one bounded step per alarm (room/partial-state.ts).
+    // Inside the write queue: it changes the room's state; each step is bounded, so sends wait little.
+    const step = await this.serialised(() => resyncStep(this.engine, this.remote));
+    const nextStep: number | null = "ok" in step ? step.ok : 5_000;
+    if (!("ok" in step)) console.warn("partial-state resync step failed; retried", step.error.error);
+    await this.runAlarmTasks();
+    if (nextStep !== null) await this.armAlarmWithin(nextStep);
+  }
+
+  private async runAlarmTasks(): Promise<void> {
     this.alarmPending = false;
     await retryRemoteHandOver(this.ctx, this.engine, this.env); // room/outbound.ts: federation
     this.failedDeliveries = 0;
@@ -443,12 +461,16 @@ export class RoomDurableObject extends DurableObject<Env> {
       if (request.profile?.displayname !== undefined) content.displayname = request.profile.displayname;
       if (request.profile?.avatar_url !== undefined) content.avatar_url = request.profile.avatar_url;
       if (request.reason !== undefined) content.reason = request.reason;
-      const result = await joinRemoteRoom(this.engine, this.env.SERVER_NAME, await signingKey(this.env), this.remote, {
+      const { result, partialStateServers } = await joinRemoteRoom(this.engine, this.env.SERVER_NAME, await signingKey(this.env), this.remote, {
         roomId: request.roomId ?? "",
         userId: request.target,
         servers: request.servers ?? [],
         content,
       });
+      if (partialStateServers) {
+        beginPartialState(this.engine, result.eventId, partialStateServers, this.env.SERVER_NAME);
+        await this.armAlarmWithin(0);
+      }
       this.engine.setForgotten(request.target, false);
       await this.afterCommit([result]);
       return { eventId: result.eventId, streamOrdering: result.streamOrdering };
@@ -567,6 +589,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** GET /_matrix/federation/v1/make_{join,leave,knock}/{roomId}/{userId}. */
   makeMembership(request: MakeMembershipRequest): Promise<Outcome<MakeMembershipResult>> {
+    if (request.membership !== "leave" && isPartialState(this.engine)) return Promise.resolve(notFullyJoined());
     return outcomeOf(() =>
       makeMembership(this.engine, this.env.SERVER_NAME, request, (roomId, userId) => this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).isJoined(userId)),
     );
@@ -578,6 +601,7 @@ export class RoomDurableObject extends DurableObject<Env> {
    * answers the state before it and the auth chain (send_join v2); a knock the stripped state.
    */
   sendMembership(request: { origin: string; eventId: string; membership: RemoteMembership; pdu: unknown; omitMembers?: boolean }): Promise<Outcome<JsonObject>> {
+    if (request.membership !== "leave" && isPartialState(this.engine)) return Promise.resolve(notFullyJoined());
     return this.serialised(async () => {
       const key = await signingKey(this.env);
       const { event, cosigned } = await checkSentMembership(this.engine, this.env.SERVER_NAME, key, request);
@@ -860,6 +884,11 @@ export class RoomDurableObject extends DurableObject<Env> {
       .one().n;
     return joined <= maxMembers ? this.engine.membersWith("join") : this.fanOut.listeners();
   }
+}
+
+/** Synapse's answer to make_join/send_join/make_knock/send_knock for a room it holds only partially. */
+function notFullyJoined(): { error: { status: number; errcode: string; error: string } } {
+  return { error: { status: 404, errcode: "M_NOT_FOUND", error: "Unable to handle this request right now; this server is not fully joined." } };
 }
 
 /** The membership action a PUT /state/m.room.member/{userId} body stands for. */

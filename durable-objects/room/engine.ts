@@ -559,6 +559,54 @@ export class RoomEngine {
     return verified.ok ? { ok: true, eventId, wire: verified.wire } : verified;
   }
 
+  /** Runs `fn` in one storage transaction (for modules that keep their own tables in the room's storage). */
+  transaction<T>(fn: () => T): T {
+    return this.storage.transactionSync(fn);
+  }
+
+  /**
+   * Adds entries to the current state without an event of their own: the member events a partial-state
+   * join left out, once the resync fetched them (room/partial-state.ts). A new state group derived from
+   * the current one; current_state rows and state deltas at the latest stream position.
+   */
+  addToCurrentState(additions: ReadonlyMap<StateKey, string>): void {
+    const meta = this.meta();
+    if (!meta || additions.size === 0) return;
+    const firstGroupId = (this.sql.exec<{ m: number | null }>("SELECT MAX(id) AS m FROM state_groups").one().m ?? 0) + 1;
+    const at = this.maxStreamOrdering();
+    try {
+      this.storage.transactionSync(() => {
+        const group = this.stateGroups.create(meta.currentStateGroup, additions);
+        this.sql.exec("UPDATE room_meta SET current_state_group = ? WHERE id = 1", group);
+        for (const [key, eventId] of additions) {
+          const [type, sk] = splitStateKey(key);
+          const membership = type === "m.room.member" ? membershipContent(this.events.pdu(eventId)) : null;
+          this.sql.exec(
+            `INSERT INTO current_state (type, state_key, event_id, stream_ordering, membership) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, membership = excluded.membership`,
+            type,
+            sk,
+            eventId,
+            at,
+            membership,
+          );
+          this.sql.exec(
+            "INSERT OR IGNORE INTO state_deltas (stream_ordering, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, NULL)",
+            at,
+            type,
+            sk,
+            eventId,
+          );
+        }
+      });
+    } catch (e) {
+      this.stateGroups.forgetFrom(firstGroupId);
+      throw e;
+    } finally {
+      this.metaCache = undefined;
+    }
+  }
+
   /** The explicit ordering of the first event of a room this server did not create (see
    * REMOTE_ROOM_FIRST_ORDERING); undefined once the room has events. */
   private firstRemoteOrdering(): number | undefined {

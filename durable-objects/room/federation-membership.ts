@@ -136,6 +136,25 @@ export async function checkSentMembership(
   return { event, cosigned: false };
 }
 
+/**
+ * MSC3943 (as Synapse): a partial-state answer keeps the member events a client needs to name a room that
+ * has no name and no canonical alias (its heroes: up to 5 joined or invited members, earliest first).
+ */
+function heroMembers(engine: RoomEngine, state: ReadonlyMap<string, string>, joinEventId: string): Set<string> {
+  const kept = new Set<string>();
+  const named = state.has("m.room.name\u0000") || state.has("m.room.canonical_alias\u0000");
+  if (named) return kept;
+  const candidates: { id: string; ordering: number }[] = [];
+  for (const [key, id] of state) {
+    if (!key.startsWith("m.room.member\u0000") || id === joinEventId) continue;
+    const m = engine.events.meta(id);
+    if (m && (m.membership === "join" || m.membership === "invite")) candidates.push({ id, ordering: m.streamOrdering });
+  }
+  candidates.sort((a, b) => a.ordering - b.ordering);
+  for (const c of candidates.slice(0, 5)) kept.add(c.id);
+  return kept;
+}
+
 /** Spec (send_join v2 `servers_in_room`): the servers with joined members before the join. */
 function serversBefore(engine: RoomEngine, group: number | null): string[] {
   const servers = new Set<string>();
@@ -155,7 +174,9 @@ export function sendJoinResponse(
 ): JsonObject {
   const m = engine.events.meta(result.eventId);
   if (!m) throw notFound("Event not found");
-  const state = [...engine.stateGroups.load(m.stateGroupBefore)].filter(([key]) => !(omitMembers && key.startsWith("m.room.member\u0000")));
+  const before = engine.stateGroups.load(m.stateGroupBefore);
+  const kept = omitMembers ? heroMembers(engine, before, result.eventId) : new Set<string>();
+  const state = [...before].filter(([key, id]) => !(omitMembers && key.startsWith("m.room.member\u0000") && !kept.has(id)));
   const stateIds = state.map(([, id]) => id);
   let authIds = authChainIds(engine, [...stateIds, result.eventId]);
   if (omitMembers) {

@@ -39,7 +39,13 @@ function errorFrom(server: string, response: RemoteResponse & { ok: false }): Ma
  * accepts the join; the last failure becomes the client's error (404 "No known servers" when there is
  * none to try).
  */
-export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key: SigningKey, remote: RemoteFetch, request: RemoteJoinRequest): Promise<PersistResult> {
+export interface RemoteJoinResult {
+  result: PersistResult;
+  /** Set when the resident left the member events out (omit_members): the servers to resync from. */
+  partialStateServers?: string[];
+}
+
+export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key: SigningKey, remote: RemoteFetch, request: RemoteJoinRequest): Promise<RemoteJoinResult> {
   const servers = [...new Set(request.servers)].filter((s) => s !== serverName);
   if (servers.length === 0) throw new MatrixError(404, "M_NOT_FOUND", "No known servers");
   const versions = [...ROOM_VERSIONS.keys()].map((v) => `ver=${encodeURIComponent(v)}`).join("&");
@@ -58,7 +64,9 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
       continue;
     }
     const { event, eventId, roomVersion } = await signJoin(template.event, template.roomVersion, request, serverName, key);
-    const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(eventId)}`, event as unknown as Record<string, unknown>);
+    // Ask for partial state (omit_members): the join answers without the member list, which is fetched in
+    // the background (room/partial-state.ts).
+    const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(eventId)}?omit_members=true`, event as unknown as Record<string, unknown>);
     if (!sent.ok) {
       lastError = errorFrom(server, sent);
       if (sent.status === 403) throw lastError;
@@ -74,7 +82,11 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
     if (isJsonObject(returned) && (await eventIdFor(returned as unknown as Pdu, roomVersionRules(roomVersion)!).catch(() => null)) === eventId) {
       joinEvent = returned as unknown as Pdu;
     }
-    return persistJoin(engine, request.roomId, roomVersion, joinEvent, sent.body.state as unknown[], sent.body.auth_chain as unknown[]);
+    const result = await persistJoin(engine, request.roomId, roomVersion, joinEvent, sent.body.state as unknown[], sent.body.auth_chain as unknown[]);
+    if (sent.body.members_omitted !== true) return { result };
+    const listed = Array.isArray(sent.body.servers_in_room) ? sent.body.servers_in_room.filter((x): x is string => typeof x === "string") : [];
+    // The server that answered first: it has the state.
+    return { result, partialStateServers: [server, ...listed.filter((s) => s !== server)] };
   }
   throw lastError;
 }

@@ -1,0 +1,221 @@
+// Partial-state joins (spec: Server-Server API, send_join `omit_members`; MSC3706/MSC3902 as Synapse implements
+// them): a room joined without its member events is usable at once (the join, non-member state, messages),
+// and the rest of its state is fetched in the background, in bounded steps on the room's alarm, so that no
+// invocation holds or checks the whole state at once (DESIGN.md, "Federation": joins built for size).
+//
+// The resync, one step per alarm invocation:
+//   1. ids:    GET /state_ids at our join event from one of `servers_in_room` (the state before the join, and
+//              its auth chain, as IDs). The IDs we lack are recorded in `partial_state_missing`.
+//   2. fetch:  up to FETCH_PER_STEP missing events per step with GET /event, staged in `partial_state_staged`
+//              (JSON and auth edges). A server that does not answer is replaced by the next one.
+//   3. check:  staged events whose auth events are all stored are checked and stored as outliers
+//              (engine.persistOutliers: signatures, hashes, auth), CHECK_PER_STEP per step, in auth order.
+//   4. apply:  the member events of the full state that the current state lacks (and that no event since the
+//              join has changed) are added to the current state, with state deltas, so /sync and /members
+//              see them; then the room leaves partial state.
+// A restart continues where it left off: every step's progress is in SQLite.
+//
+// What is weaker than Synapse: events that arrived during the partial state were authorised against the
+// partial state and are not checked again against the full state afterwards; events' own state groups (used
+// for history visibility) keep the partial membership.
+import { isJsonObject } from "../../protocol/json.js";
+import { authEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
+import type { RoomEngine } from "./engine.js";
+import { MAX_PARAMS } from "./event-rows.js";
+import type { RemoteFetch } from "./federation-inbound.js";
+
+const FETCH_PER_STEP = 100;
+const FETCH_CONCURRENCY = 20;
+const CHECK_PER_STEP = 500;
+/** Delay between steps (each step is its own invocation) and after a failed step. */
+const STEP_DELAY_MS = 10;
+const RETRY_DELAY_MS = 5_000;
+
+export const PARTIAL_STATE_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS partial_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    join_event_id TEXT NOT NULL,
+    servers TEXT NOT NULL,
+    server_index INTEGER NOT NULL DEFAULT 0,
+    phase TEXT NOT NULL,
+    state_ids TEXT
+  );
+  CREATE TABLE IF NOT EXISTS partial_state_missing (event_id TEXT PRIMARY KEY);
+  CREATE TABLE IF NOT EXISTS partial_state_staged (event_id TEXT PRIMARY KEY, json TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS partial_state_staged_auth (event_id TEXT NOT NULL, auth_event_id TEXT NOT NULL, PRIMARY KEY (event_id, auth_event_id));
+  CREATE INDEX IF NOT EXISTS partial_state_staged_auth_by_auth ON partial_state_staged_auth (auth_event_id);
+`;
+
+type Phase = "ids" | "fetch" | "check" | "apply";
+
+type PartialRow = {
+  join_event_id: string;
+  servers: string;
+  server_index: number;
+  phase: Phase;
+  state_ids: string | null;
+};
+
+function ensureSchema(engine: RoomEngine): void {
+  engine.sql.exec(PARTIAL_STATE_SCHEMA);
+}
+
+function row(engine: RoomEngine): PartialRow | undefined {
+  ensureSchema(engine);
+  return engine.sql.exec<PartialRow>("SELECT join_event_id, servers, server_index, phase, state_ids FROM partial_state WHERE id = 1").toArray()[0];
+}
+
+/** Whether the room is still in partial state (joined with omit_members, resync not finished). */
+export function isPartialState(engine: RoomEngine): boolean {
+  if (!engine.meta()) return false;
+  return row(engine) !== undefined;
+}
+
+/** Records that the room was joined with partial state; the resync starts on the next alarm. */
+export function beginPartialState(engine: RoomEngine, joinEventId: string, serversInRoom: string[], ownServer: string): void {
+  ensureSchema(engine);
+  const servers = serversInRoom.filter((s) => s !== ownServer);
+  engine.sql.exec(
+    "INSERT OR REPLACE INTO partial_state (id, join_event_id, servers, server_index, phase, state_ids) VALUES (1, ?, ?, 0, 'ids', NULL)",
+    joinEventId,
+    JSON.stringify(servers),
+  );
+}
+
+/**
+ * One bounded step of the resync. Returns the delay after which the next step should run, or null when the
+ * room is complete (or was never partial).
+ */
+export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undefined): Promise<number | null> {
+  const state = engine.meta() ? row(engine) : undefined;
+  if (!state) return null;
+  if (!remote) return RETRY_DELAY_MS;
+  const servers = JSON.parse(state.servers) as string[];
+  if (servers.length === 0) {
+    // Nobody to ask: the room stays as it is (the join worked; the member list stays partial).
+    finish(engine);
+    return null;
+  }
+  const server = servers[state.server_index % servers.length]!;
+  const nextServer = () => engine.sql.exec("UPDATE partial_state SET server_index = server_index + 1 WHERE id = 1");
+  switch (state.phase) {
+    case "ids": {
+      const roomId = engine.meta()!.roomId;
+      const answer = await remote(server, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(state.join_event_id)}`);
+      if (!answer.ok || !isJsonObject(answer.body) || !Array.isArray(answer.body.pdu_ids) || !Array.isArray(answer.body.auth_chain_ids)) {
+        nextServer();
+        return RETRY_DELAY_MS;
+      }
+      const stateIds = answer.body.pdu_ids.filter((x): x is string => typeof x === "string");
+      const authIds = answer.body.auth_chain_ids.filter((x): x is string => typeof x === "string");
+      engine.sql.exec("UPDATE partial_state SET state_ids = ?, phase = 'fetch' WHERE id = 1", JSON.stringify(stateIds));
+      for (const id of new Set([...authIds, ...stateIds])) {
+        if (!engine.events.has(id)) engine.sql.exec("INSERT OR IGNORE INTO partial_state_missing (event_id) VALUES (?)", id);
+      }
+      return STEP_DELAY_MS;
+    }
+    case "fetch": {
+      const ids = engine.sql.exec<{ event_id: string }>("SELECT event_id FROM partial_state_missing LIMIT ?", FETCH_PER_STEP).toArray().map((r) => r.event_id);
+      if (ids.length === 0) {
+        engine.sql.exec("UPDATE partial_state SET phase = 'check' WHERE id = 1");
+        return STEP_DELAY_MS;
+      }
+      let failures = 0;
+      for (let i = 0; i < ids.length; i += FETCH_CONCURRENCY) {
+        const chunk = ids.slice(i, i + FETCH_CONCURRENCY);
+        const answers = await Promise.all(chunk.map((id) => remote(server, "GET", `/_matrix/federation/v1/event/${encodeURIComponent(id)}`)));
+        for (const [j, answer] of answers.entries()) {
+          const id = chunk[j]!;
+          const pdu = answer.ok && isJsonObject(answer.body) && Array.isArray(answer.body.pdus) && isJsonObject(answer.body.pdus[0]) ? (answer.body.pdus[0] as unknown as Pdu) : undefined;
+          if (!pdu) {
+            failures += 1;
+            continue;
+          }
+          engine.transaction(() => {
+            engine.sql.exec("INSERT OR REPLACE INTO partial_state_staged (event_id, json) VALUES (?, ?)", id, JSON.stringify(pdu));
+            for (const auth of authEventIds(pdu)) engine.sql.exec("INSERT OR IGNORE INTO partial_state_staged_auth (event_id, auth_event_id) VALUES (?, ?)", id, auth);
+            engine.sql.exec("DELETE FROM partial_state_missing WHERE event_id = ?", id);
+          });
+        }
+      }
+      if (failures === ids.length) {
+        // This server gives us nothing: the next one (the events may be gone everywhere: drop them after a
+        // full round of servers, as Synapse leaves unfetchable state out).
+        nextServer();
+        if ((state.server_index + 1) % servers.length === 0) {
+          for (const id of ids) engine.sql.exec("DELETE FROM partial_state_missing WHERE event_id = ?", id);
+        }
+        return RETRY_DELAY_MS;
+      }
+      return STEP_DELAY_MS;
+    }
+    case "check": {
+      // Staged events none of whose auth events is still staged (those are stored, or will never come).
+      const ready = engine.sql
+        .exec<{ event_id: string; json: string }>(
+          `SELECT s.event_id, s.json FROM partial_state_staged s
+           WHERE NOT EXISTS (SELECT 1 FROM partial_state_staged_auth a JOIN partial_state_staged t ON t.event_id = a.auth_event_id WHERE a.event_id = s.event_id AND t.event_id != s.event_id)
+           LIMIT ?`,
+          CHECK_PER_STEP,
+        )
+        .toArray();
+      const remaining = engine.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM partial_state_staged").one().n;
+      if (remaining === 0) {
+        engine.sql.exec("UPDATE partial_state SET phase = 'apply' WHERE id = 1");
+        return STEP_DELAY_MS;
+      }
+      // An auth cycle (no valid room has one) would leave nothing ready: take the rest as it is.
+      const batch = ready.length > 0 ? ready : engine.sql.exec<{ event_id: string; json: string }>("SELECT event_id, json FROM partial_state_staged LIMIT ?", CHECK_PER_STEP).toArray();
+      await engine.persistOutliers(batch.map((r) => JSON.parse(r.json) as Pdu));
+      for (let i = 0; i < batch.length; i += MAX_PARAMS) {
+        const chunk = batch.slice(i, i + MAX_PARAMS).map((r) => r.event_id);
+        const marks = chunk.map(() => "?").join(",");
+        engine.transaction(() => {
+          engine.sql.exec(`DELETE FROM partial_state_staged WHERE event_id IN (${marks})`, ...chunk);
+          engine.sql.exec(`DELETE FROM partial_state_staged_auth WHERE event_id IN (${marks})`, ...chunk);
+        });
+      }
+      return STEP_DELAY_MS;
+    }
+    case "apply": {
+      applyFullState(engine, JSON.parse(state.state_ids ?? "[]") as string[]);
+      finish(engine);
+      return null;
+    }
+  }
+}
+
+/**
+ * Adds to the current state the entries of the full state (at our join) that it lacks and that no event
+ * since the join has set: the member events the partial join left out.
+ */
+function applyFullState(engine: RoomEngine, stateIds: string[]): void {
+  const joinRow = row(engine);
+  const joinOrdering = joinRow ? (engine.events.meta(joinRow.join_event_id)?.streamOrdering ?? 0) : 0;
+  const changed = new Set(
+    engine.sql
+      .exec<{ type: string; state_key: string }>("SELECT type, state_key FROM state_deltas WHERE stream_ordering > ?", joinOrdering)
+      .toArray()
+      .map((r) => stateKey(r.type, r.state_key)),
+  );
+  const current = engine.currentState();
+  const additions = new Map<string, string>();
+  for (const id of stateIds) {
+    const m = engine.events.meta(id);
+    if (!m || m.rejectedReason !== null || m.stateKey === null) continue;
+    const key = stateKey(m.type, m.stateKey);
+    if (current.has(key) || changed.has(key)) continue;
+    additions.set(key, id);
+  }
+  if (additions.size > 0) engine.addToCurrentState(additions);
+}
+
+function finish(engine: RoomEngine): void {
+  engine.transaction(() => {
+    engine.sql.exec("DELETE FROM partial_state");
+    engine.sql.exec("DELETE FROM partial_state_missing");
+    engine.sql.exec("DELETE FROM partial_state_staged");
+    engine.sql.exec("DELETE FROM partial_state_staged_auth");
+  });
+}
+
