@@ -607,6 +607,14 @@ export class RoomEngine {
     }
   }
 
+  /** Whether the room was joined with partial state and the resync has not finished (room/partial-state.ts
+   * keeps the row; the table exists only in rooms that were joined that way). */
+  inPartialState(): boolean {
+    if (!this.schemaReady) return false;
+    if (this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'partial_state'").toArray().length === 0) return false;
+    return this.sql.exec("SELECT 1 FROM partial_state LIMIT 1").toArray().length > 0;
+  }
+
   /** The explicit ordering of the first event of a room this server did not create (see
    * REMOTE_ROOM_FIRST_ORDERING); undefined once the room has events. */
   private firstRemoteOrdering(): number | undefined {
@@ -740,6 +748,7 @@ export class RoomEngine {
       }
     }
     let beforeLookup: AuthStateLookup;
+    let currentLookup: AuthStateLookup = this.currentLookup;
     if (stateBefore) {
       result.before = { resolvedFrom: null, changes: stateBefore, state: stateBefore };
       beforeLookup = this.lookupInMap(stateBefore);
@@ -754,8 +763,17 @@ export class RoomEngine {
       beforeLookup = this.lookupInMap(state);
     }
 
+    if (this.inPartialState()) {
+      // A room joined with partial state lacks most member events: where the state before (or the current
+      // state) has no entry for a member, the event's own auth events stand in for it, as Synapse does
+      // until the resync completes (room/partial-state.ts).
+      const fromAuth = authLookupOf(authEvents, createEvent);
+      const withAuth = (lookup: AuthStateLookup): AuthStateLookup => (type, sk) => lookup(type, sk) ?? (type === "m.room.member" ? fromAuth(type, sk) : undefined);
+      beforeLookup = withAuth(beforeLookup);
+      currentLookup = withAuth(currentLookup);
+    }
     if (event.type === "m.room.member" && Object.hasOwn(event.content, "third_party_invite")) {
-      const keys = [...tpiKeys(authLookupOf(authEvents, createEvent)), ...tpiKeys(beforeLookup), ...tpiKeys(this.currentLookup)];
+      const keys = [...tpiKeys(authLookupOf(authEvents, createEvent)), ...tpiKeys(beforeLookup), ...tpiKeys(currentLookup)];
       verifiedKeys = await verifyThirdPartyInviteSigned(event, keys);
     }
     const authOptions = { thirdPartyInviteVerifiedKeys: verifiedKeys };
@@ -775,7 +793,7 @@ export class RoomEngine {
     // federation has no current state before its join event: nothing to soft-fail against.
     const current = room.currentStateGroup;
     if (current !== null && (!("group" in result.before) || result.before.group !== current)) {
-      const byCurrent = checkEventAuth(event, rules, this.currentLookup, authOptions);
+      const byCurrent = checkEventAuth(event, rules, currentLookup, authOptions);
       if (!byCurrent.allowed) result.softFailed = true;
     }
     return result;

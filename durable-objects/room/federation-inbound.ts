@@ -7,7 +7,7 @@
 import { MatrixError } from "../../protocol/errors.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { isJsonObject } from "../../protocol/json.js";
-import { prevEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
+import { authEventIds, prevEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
 import { MISSING_PREV_ERRCODE, REMOTE_ROOM_FIRST_ORDERING, type PersistResult, type RoomEngine } from "./engine.js";
 
 /** The per-PDU answer of /send: empty on success, `error` otherwise (spec: "PDU Processing Result"). */
@@ -67,6 +67,7 @@ export async function receivePdus(engine: RoomEngine, origin: string, pdus: Pdu[
 }
 
 async function persistFillingGaps(engine: RoomEngine, origin: string, pdu: Pdu, remote: RemoteFetch | undefined, persisted: PersistResult[]): Promise<PersistResult> {
+  if (remote) await fetchMissingAuthEvents(engine, origin, pdu, remote);
   try {
     return await engine.persistEvent(pdu, { origin: "federation" });
   } catch (e) {
@@ -200,4 +201,20 @@ async function storeBackfilled(engine: RoomEngine, origin: string, pdus: Pdu[], 
     }
   }
   return stored;
+}
+
+/**
+ * An event whose auth events we do not have (typical in a room joined with partial state: the sender's
+ * membership was left out) gets its auth chain from the origin (GET /event_auth), stored as outliers after
+ * their own checks, so that the event is checked against real events instead of being rejected.
+ */
+async function fetchMissingAuthEvents(engine: RoomEngine, origin: string, pdu: Pdu, remote: RemoteFetch): Promise<void> {
+  if (authEventIds(pdu).every((id) => engine.events.has(id))) return;
+  const meta = engine.meta();
+  if (!meta) return;
+  const eventId = await eventIdFor(pdu, meta.rules).catch(() => null);
+  if (eventId === null) return;
+  const answer = await remote(origin, "GET", `/_matrix/federation/v1/event_auth/${encodeURIComponent(meta.roomId)}/${encodeURIComponent(eventId)}`);
+  if (!answer.ok || !isJsonObject(answer.body) || !Array.isArray(answer.body.auth_chain)) return;
+  await engine.persistOutliers(answer.body.auth_chain.filter(isJsonObject) as unknown as Pdu[]);
 }

@@ -22,6 +22,7 @@ import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { QueuedPdu } from "../destination/queue.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
+import { partialStateServers } from "./partial-state.js";
 
 /** Events read per hand-over round (each Destination DO gets one call per round). */
 const ROUND_EVENTS = 100;
@@ -168,6 +169,12 @@ class RoomOutbound {
       const server = serverNameOf(userId);
       if (server !== "" && server !== this.env.SERVER_NAME) servers.add(server);
     }
+    // A room joined with partial state does not know its members yet: the servers the resident named
+    // (send_join `servers_in_room`) stand for them until the resync is done (room/partial-state.ts).
+    const partial = partialStateServers(this.engine);
+    for (const server of partial) if (server !== this.env.SERVER_NAME) servers.add(server);
+    // Not cached while partial: the list changes when the resync completes, without a member change.
+    if (partial.length > 0) return [...servers].sort();
     this.servers = { key, servers: [...servers].sort() };
     return this.servers.servers;
   }

@@ -56,8 +56,11 @@ type PartialRow = {
   state_ids: string | null;
 };
 
+const schemaReady = new WeakSet<RoomEngine>();
 function ensureSchema(engine: RoomEngine): void {
+  if (schemaReady.has(engine)) return;
   engine.sql.exec(PARTIAL_STATE_SCHEMA);
+  schemaReady.add(engine);
 }
 
 function row(engine: RoomEngine): PartialRow | undefined {
@@ -69,6 +72,14 @@ function row(engine: RoomEngine): PartialRow | undefined {
 export function isPartialState(engine: RoomEngine): boolean {
   if (!engine.meta()) return false;
   return row(engine) !== undefined;
+}
+
+/** The servers named by the resident while the room is in partial state (empty otherwise): they stand for
+ * the members this server does not know yet, for outbound events (room/outbound.ts). */
+export function partialStateServers(engine: RoomEngine): string[] {
+  if (!engine.meta()) return [];
+  const r = row(engine);
+  return r ? (JSON.parse(r.servers) as string[]) : [];
 }
 
 /** Records that the room was joined with partial state; the resync starts on the next alarm. */
