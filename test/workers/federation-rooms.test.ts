@@ -80,8 +80,17 @@ describe("make_join / send_join (resident side)", () => {
     const sent = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}?omit_members=true`, join.pdu);
     expect(sent.status).toBe(200);
     expect(sent.body.members_omitted).toBe(true);
-    expect((sent.body.state as Pdu[]).some((e) => e.type === "m.room.member")).toBe(false);
+    // A nameless room keeps its heroes' member events (MSC3943): here the only member, alice.
+    expect((sent.body.state as Pdu[]).filter((e) => e.type === "m.room.member").map((e) => e.state_key)).toEqual([alice.user_id]);
     expect(sent.body.servers_in_room).toEqual([SERVER_NAME]);
+
+    // A named room needs no heroes: no member events at all.
+    const named = await createRoom(alice, { preset: "public_chat", name: "Named" });
+    const made2 = await federationApi(remote, "GET", `${F1}/make_join/${enc(named)}/${enc(carol)}?ver=12`);
+    const join2 = await signTemplate(remote, "12", made2.body.event as JsonObject);
+    const sent2 = await federationApi(remote, "PUT", `${F2}/send_join/${enc(named)}/${enc(join2.eventId)}?omit_members=true`, join2.pdu);
+    expect(sent2.status).toBe(200);
+    expect((sent2.body.state as Pdu[]).some((e) => e.type === "m.room.member")).toBe(false);
   });
 
   it("refuses what the spec lists: unknown room 404, another server's user 403, unsupported version 400, an invite-only room 403", async () => {
