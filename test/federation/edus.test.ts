@@ -124,7 +124,10 @@ describe("EDUs between Myelin and Synapse", () => {
   it("presence is seen across, both ways", async () => {
     const alice = await newUser(A, "pra");
     const bob = await newUser(S, "prb");
-    await sharedRoom(alice, bob);
+    const roomId = await sharedRoom(alice, bob);
+    // Synapse joins with partial state (faster joins): it knows alice is a room-mate, and accepts her
+    // presence, once it has the room's members.
+    await eventually("alice's membership on Synapse", async () => (await membership(bob, roomId, alice.userId)) === "join", 60_000);
     expect((await call(alice, "PUT", `/presence/${enc(alice.userId)}/status`, { presence: "online", status_msg: "from Myelin" })).status).toBe(200);
     await eventually("alice's presence on Synapse", async () => {
       const r = await call(bob, "GET", `/presence/${enc(alice.userId)}/status`);
