@@ -370,6 +370,27 @@ export class UserDurableObject extends DurableObject<Env> {
   applyRemoteSigningKeys(crossSigning: FederatedCrossSigning): { applied: boolean; watchers: string[] } {
     return { applied: this.federatedDeviceLists.applyRemoteSigningKeys(crossSigning), watchers: this.federatedDeviceLists.watchers() };
   }
+  // OpenID tokens (spec: Client-Server API, "OpenID"; Server-Server API, "OpenID"): the SHA-256 of each
+  // token this user requested, until it expires. The token itself names the user, so a look-up needs no
+  // global index (worker/client/openid.ts).
+  private openIdReady = false;
+  private openIdTable(): void {
+    if (this.openIdReady) return;
+    this.sql.exec("CREATE TABLE IF NOT EXISTS openid_tokens (token_hash TEXT PRIMARY KEY, expires_ts INTEGER NOT NULL)");
+    this.openIdReady = true;
+  }
+  /** Stores a new token's hash (and forgets expired ones). */
+  addOpenIdToken(tokenHash: string, expiresTs: number, now = Date.now()): void {
+    this.openIdTable();
+    this.sql.exec("DELETE FROM openid_tokens WHERE expires_ts <= ?", now);
+    this.sql.exec("INSERT OR REPLACE INTO openid_tokens (token_hash, expires_ts) VALUES (?, ?)", tokenHash, expiresTs);
+  }
+  /** Whether a token with this hash was issued and has not expired. */
+  openIdTokenValid(tokenHash: string, now = Date.now()): boolean {
+    this.openIdTable();
+    return this.sql.exec("SELECT 1 FROM openid_tokens WHERE token_hash = ? AND expires_ts > ?", tokenHash, now).toArray().length > 0;
+  }
+
   /** Local users registered for this remote user's updates (device lists, presence). */
   remoteWatchers(): string[] {
     return this.federatedDeviceLists.watchers();

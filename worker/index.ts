@@ -16,6 +16,7 @@ import { federationMediaRoutes } from "./federation/media.js";
 import { federationUserKeysRoutes } from "./federation/user-keys.js";
 import { federationPublicRoomsRoutes } from "./federation/public-rooms.js";
 import { federationHierarchyRoutes } from "./federation/hierarchy.js";
+import { openIdRoutes } from "./client/openid.js";
 import { versionsRoutes } from "./client/versions.js";
 import { profileRoutes } from "./client/profile.js";
 import { accountDataRoutes } from "./client/account-data.js";
@@ -117,6 +118,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationUserKeysRoutes);
   app.route("/", federationPublicRoomsRoutes);
   app.route("/", federationHierarchyRoutes);
+  app.route("/", openIdRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).
