@@ -580,16 +580,7 @@ export class RoomEngine {
         this.sql.exec("UPDATE room_meta SET current_state_group = ? WHERE id = 1", group);
         for (const [key, eventId] of additions) {
           const [type, sk] = splitStateKey(key);
-          const membership = type === "m.room.member" ? membershipContent(this.events.pdu(eventId)) : null;
-          this.sql.exec(
-            `INSERT INTO current_state (type, state_key, event_id, stream_ordering, membership) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, membership = excluded.membership`,
-            type,
-            sk,
-            eventId,
-            at,
-            membership,
-          );
+          this.setCurrentStateRow(type, sk, eventId, at);
           this.sql.exec(
             "INSERT OR IGNORE INTO state_deltas (stream_ordering, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, NULL)",
             at,
@@ -932,16 +923,7 @@ export class RoomEngine {
       if (newId === null) {
         this.sql.exec("DELETE FROM current_state WHERE type = ? AND state_key = ?", type, sk);
       } else {
-        const membership = type === "m.room.member" ? membershipContent(this.events.pdu(newId)) : null;
-        this.sql.exec(
-          `INSERT INTO current_state (type, state_key, event_id, stream_ordering, membership) VALUES (?, ?, ?, ?, ?)
-           ON CONFLICT (type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, membership = excluded.membership`,
-          type,
-          sk,
-          newId,
-          streamOrdering,
-          membership,
-        );
+        this.setCurrentStateRow(type, sk, newId, streamOrdering);
       }
       this.sql.exec(
         "INSERT INTO state_deltas (stream_ordering, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, ?)",
@@ -952,6 +934,20 @@ export class RoomEngine {
         prevId,
       );
     }
+  }
+
+  /** One current_state row (member rows carry their membership, for member lists in one indexed query). */
+  private setCurrentStateRow(type: string, sk: string, eventId: string, streamOrdering: number): void {
+    const membership = type === "m.room.member" ? membershipContent(this.events.pdu(eventId)) : null;
+    this.sql.exec(
+      `INSERT INTO current_state (type, state_key, event_id, stream_ordering, membership) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, membership = excluded.membership`,
+      type,
+      sk,
+      eventId,
+      streamOrdering,
+      membership,
+    );
   }
 
   /**

@@ -12,7 +12,7 @@ import { unsignedEvent } from "./build-event.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import { authChainIds, pdusOf, wirePdu } from "./federation-reads.js";
 import { choosePrevEvents } from "./local-events.js";
-import { allowedRooms, chooseAuthoriser, type JoinedElsewhere } from "./membership.js";
+import { chooseAuthoriser, inAllowedRoom, isRestrictedJoinRule, type JoinedElsewhere } from "./membership.js";
 
 export type RemoteMembership = "join" | "leave" | "knock";
 
@@ -57,19 +57,8 @@ export async function makeMembership(
   const content: JsonObject = { membership: request.membership };
   const current = engine.membershipOf(request.userId)?.membership;
   if (request.membership === "join" && current !== "join" && current !== "invite") {
-    const joinRules = engine.currentStateEvent("m.room.join_rules", "");
-    const rule = joinRules?.content.join_rule;
-    const auth = meta.rules.authorization;
-    const restricted = (rule === "restricted" && auth.restrictedJoinRule) || (rule === "knock_restricted" && auth.knockRestrictedJoinRule);
-    if (restricted) {
-      let member = false;
-      for (const roomId of allowedRooms(joinRules?.content)) {
-        if (roomId !== meta.roomId && (await joinedElsewhere(roomId, request.userId))) {
-          member = true;
-          break;
-        }
-      }
-      if (!member) throw new MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", "Failed to find a room the user is joined to among the allowed rooms");
+    if (isRestrictedJoinRule(engine)) {
+      if (!(await inAllowedRoom(engine, request.userId, joinedElsewhere))) throw new MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", "Failed to find a room the user is joined to among the allowed rooms");
       const authoriser = chooseAuthoriser(engine);
       if (authoriser === undefined) throw new MatrixError(400, "M_UNABLE_TO_GRANT_JOIN", "Unable to find a user which could issue an invite");
       content.join_authorised_via_users_server = authoriser;

@@ -102,20 +102,8 @@ export async function prepareMembership(engine: RoomEngine, request: MembershipR
   // Restricted rooms (v8+ restricted, v10+ knock_restricted): a user who is neither joined nor invited
   // joins through membership of an allowed room, vouched for by a local member who may invite.
   if (membership === "join" && oldMembership !== "join" && oldMembership !== "invite") {
-    const joinRules = engine.currentStateEvent("m.room.join_rules", "");
-    const rule = joinRules?.content.join_rule;
-    const auth = meta.rules.authorization;
-    const restricted = (rule === "restricted" && auth.restrictedJoinRule) || (rule === "knock_restricted" && auth.knockRestrictedJoinRule);
-    if (restricted) {
-      let member = false;
-      for (const roomId of allowedRooms(joinRules?.content)) {
-        if (roomId === meta.roomId) continue;
-        if (await joinedElsewhere(roomId, target)) {
-          member = true;
-          break;
-        }
-      }
-      if (!member) throw forbidden("You do not belong to any of the required rooms/spaces to join this room.");
+    if (isRestrictedJoinRule(engine)) {
+      if (!(await inAllowedRoom(engine, target, joinedElsewhere))) throw forbidden("You do not belong to any of the required rooms/spaces to join this room.");
       const authoriser = chooseAuthoriser(engine);
       if (authoriser === undefined) {
         throw new MatrixError(400, "M_UNABLE_TO_GRANT_JOIN", "Unable to find a user which could issue an invite");
@@ -125,6 +113,22 @@ export async function prepareMembership(engine: RoomEngine, request: MembershipR
   }
 
   return { template: { type: "m.room.member", stateKey: target, sender, content } };
+}
+
+/** Whether the room's join rule admits joins through other rooms (v8+ restricted, v10+ knock_restricted). */
+export function isRestrictedJoinRule(engine: RoomEngine): boolean {
+  const rule = engine.currentStateEvent("m.room.join_rules", "")?.content.join_rule;
+  const auth = engine.meta()!.rules.authorization;
+  return (rule === "restricted" && auth.restrictedJoinRule) || (rule === "knock_restricted" && auth.knockRestrictedJoinRule);
+}
+
+/** Whether `userId` is joined to one of the rooms the join rules allow (this room aside). */
+export async function inAllowedRoom(engine: RoomEngine, userId: string, joinedElsewhere: JoinedElsewhere): Promise<boolean> {
+  const meta = engine.meta()!;
+  for (const roomId of allowedRooms(engine.currentStateEvent("m.room.join_rules", "")?.content)) {
+    if (roomId !== meta.roomId && (await joinedElsewhere(roomId, userId))) return true;
+  }
+  return false;
 }
 
 /** A local joined member whose power reaches the invite level, the most powerful first (then by user ID,

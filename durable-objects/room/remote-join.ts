@@ -10,7 +10,7 @@ import { MatrixError, forbidden } from "../../protocol/errors.js";
 import { eventIdFor, hashAndSignEvent } from "../../protocol/event-hashes.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { stateKey, type Pdu } from "../../protocol/pdu.js";
-import { ROOM_VERSIONS, roomVersionRules } from "../../protocol/room-versions.js";
+import { ROOM_VERSIONS, roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import { randomToken, type SigningKey } from "../../protocol/signing.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import type { RemoteFetch, RemoteResponse } from "./federation-inbound.js";
@@ -110,11 +110,7 @@ async function signJoin(template: JsonObject, roomVersion: string, request: Remo
   // Keep the resident's authorising user of a restricted join (it chose one that may invite).
   const via = (template.content as JsonObject).join_authorised_via_users_server;
   if (via !== undefined) content.join_authorised_via_users_server = via;
-  const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
-  const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
-  if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
-  else delete unsigned.event_id;
-  const signed = await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+  const signed = await signTemplate(template, content, rules, serverName, key);
   return { event: signed.pdu, eventId: signed.eventId, roomVersion };
 }
 
@@ -154,6 +150,26 @@ async function persistJoin(engine: RoomEngine, roomId: string, roomVersion: stri
   }
 }
 
+/** A make_leave/make_knock answer as a template for the user of `request`, or undefined when it is not
+ * one (the checks the spec lists for make_join, applied to all three). */
+function membershipTemplate(body: unknown, request: { roomId: string; userId: string }): { template: JsonObject; roomVersion: string; rules: RoomVersionRules } | undefined {
+  if (!isJsonObject(body) || !isJsonObject(body.event)) return undefined;
+  const template = body.event;
+  const roomVersion = typeof body.room_version === "string" ? body.room_version : "1";
+  const rules = roomVersionRules(roomVersion);
+  if (!rules || template.room_id !== request.roomId || template.sender !== request.userId || template.state_key !== request.userId || template.type !== "m.room.member") return undefined;
+  return { template, roomVersion, rules };
+}
+
+/** Fills in a make_* template (our content, our timestamp, a v1-v2 event ID of ours) and hashes and signs it. */
+function signTemplate(template: JsonObject, content: JsonObject, rules: RoomVersionRules, serverName: string, key: SigningKey): Promise<{ pdu: Pdu; eventId: string }> {
+  const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
+  const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
+  if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
+  else delete unsigned.event_id;
+  return hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+}
+
 /**
  * Leaves (rejects an invite to) a room this server is not in, through a resident server (spec: make_leave,
  * send_leave v2). Returns the signed leave event when a server accepted it, or null when none did (the
@@ -162,18 +178,11 @@ async function persistJoin(engine: RoomEngine, roomId: string, roomVersion: stri
 export async function leaveRemoteRoom(serverName: string, key: SigningKey, remote: RemoteFetch, request: { roomId: string; userId: string; servers: string[]; reason?: string }): Promise<{ event: Pdu; eventId: string } | null> {
   for (const server of [...new Set(request.servers)].filter((s) => s !== serverName)) {
     const made = await remote(server, "GET", `/_matrix/federation/v1/make_leave/${encodeURIComponent(request.roomId)}/${encodeURIComponent(request.userId)}`);
-    if (!made.ok || !isJsonObject(made.body) || !isJsonObject(made.body.event)) continue;
-    const template = made.body.event;
-    const roomVersion = typeof made.body.room_version === "string" ? made.body.room_version : "1";
-    const rules = roomVersionRules(roomVersion);
-    if (!rules || template.room_id !== request.roomId || template.sender !== request.userId || template.state_key !== request.userId || template.type !== "m.room.member") continue;
+    const usable = made.ok ? membershipTemplate(made.body, request) : undefined;
+    if (!usable) continue;
     const content: JsonObject = { membership: "leave" };
     if (request.reason !== undefined) content.reason = request.reason;
-    const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
-    const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
-    if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
-    else delete unsigned.event_id;
-    const signed = await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+    const signed = await signTemplate(usable.template, content, usable.rules, serverName, key);
     const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_leave/${encodeURIComponent(request.roomId)}/${encodeURIComponent(signed.eventId)}`, signed.pdu as unknown as Record<string, unknown>);
     if (sent.ok) return { event: signed.pdu, eventId: signed.eventId };
   }
@@ -202,18 +211,12 @@ export async function knockRemoteRoom(
       if (made.status === 403) throw lastError;
       continue;
     }
-    if (!isJsonObject(made.body) || !isJsonObject(made.body.event)) continue;
-    const template = made.body.event;
-    const roomVersion = typeof made.body.room_version === "string" ? made.body.room_version : "1";
-    const rules = roomVersionRules(roomVersion);
-    if (!rules || template.room_id !== request.roomId || template.sender !== request.userId || template.state_key !== request.userId || template.type !== "m.room.member") continue;
+    const usable = membershipTemplate(made.body, request);
+    if (!usable) continue;
+    const { roomVersion } = usable;
     const content: JsonObject = { membership: "knock" };
     if (request.reason !== undefined) content.reason = request.reason;
-    const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
-    const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
-    if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
-    else delete unsigned.event_id;
-    const signed = await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+    const signed = await signTemplate(usable.template, content, usable.rules, serverName, key);
     const sent = await remote(server, "PUT", `/_matrix/federation/v1/send_knock/${encodeURIComponent(request.roomId)}/${encodeURIComponent(signed.eventId)}`, signed.pdu as unknown as Record<string, unknown>);
     if (!sent.ok) {
       lastError = errorFrom(server, sent);
