@@ -2,6 +2,7 @@
 // against its auth events, so those must be checked first). Used when a batch of events arrives together:
 // the state and auth chain of a send_join answer, the auth chain of an event after a gap.
 import { authEventIds, type Pdu } from "./pdu.js";
+import { MinHeap } from "./state-res.js";
 
 /**
  * The event IDs of `events` with every event after the auth events it references within the batch
@@ -47,43 +48,3 @@ export function authOrder(events: ReadonlyMap<string, Pdu>): string[] {
   return out;
 }
 
-/** A binary min-heap (a send_join answer has tens of thousands of events: sorting the ready pool on
- * every step would be quadratic). */
-class MinHeap<T> {
-  private readonly items: T[] = [];
-  constructor(private readonly less: (a: T, b: T) => number) {}
-
-  push(item: T): void {
-    const a = this.items;
-    a.push(item);
-    let i = a.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (this.less(a[i]!, a[parent]!) >= 0) break;
-      [a[i], a[parent]] = [a[parent]!, a[i]!];
-      i = parent;
-    }
-  }
-
-  pop(): T | undefined {
-    const a = this.items;
-    if (a.length === 0) return undefined;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && this.less(a[l]!, a[m]!) < 0) m = l;
-        if (r < a.length && this.less(a[r]!, a[m]!) < 0) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}

@@ -591,8 +591,8 @@ function mainlineOrder(graph: EventGraph, eventIds: readonly string[], powerLeve
   return keys.map((k) => k.id);
 }
 
-/** Binary min-heap for Kahn's algorithm. */
-class MinHeap<T> {
+/** Binary min-heap for Kahn's algorithm (also protocol/auth-chain.ts). */
+export class MinHeap<T> {
   private readonly items: T[] = [];
   constructor(private readonly compare: (a: T, b: T) => number) {}
 

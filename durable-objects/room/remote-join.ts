@@ -162,12 +162,17 @@ function membershipTemplate(body: unknown, request: { roomId: string; userId: st
 }
 
 /** Fills in a make_* template (our content, our timestamp, a v1-v2 event ID of ours) and hashes and signs it. */
-function signTemplate(template: JsonObject, content: JsonObject, rules: RoomVersionRules, serverName: string, key: SigningKey): Promise<{ pdu: Pdu; eventId: string }> {
+async function signTemplate(template: JsonObject, content: JsonObject, rules: RoomVersionRules, serverName: string, key: SigningKey): Promise<{ pdu: Pdu; eventId: string }> {
   const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
   const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
   if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
   else delete unsigned.event_id;
-  return hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+  try {
+    return await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+  } catch {
+    // A template canonical JSON refuses (a float, a too-large integer): the resident's fault, not a 500.
+    throw new MatrixError(502, "M_UNKNOWN", "The resident server sent a template that cannot be signed");
+  }
 }
 
 /**
