@@ -201,6 +201,22 @@ export const reports = sqliteTable(
   (t) => [index("reports_room").on(t.roomId)],
 );
 
+/** User reports (spec: Client-Server API, "Reporting content", POST /users/{userId}/report; MSC4260),
+ * kept apart from content reports as Synapse keeps them (`user_reports`): they name no room. */
+export const userReports = sqliteTable(
+  "user_reports",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    /** The user who reported. */
+    reporter: text("reporter").notNull(),
+    /** The reported user (always one of ours: reports of others are not kept). */
+    targetUserId: text("target_user_id").notNull(),
+    reason: text("reason").notNull(),
+    receivedTs: integer("received_ts").notNull(),
+  },
+  (t) => [index("user_reports_target").on(t.targetUserId)],
+);
+
 /** Which room an event belongs to, for GET /_matrix/federation/v1/event/{eventId} (the one federation read
  * whose path names no room). Written by the Room DO after commit, off the send path; an event asked for
  * before its row lands gets 404, which the spec allows the asker to retry. */

@@ -1,11 +1,15 @@
-// Client-Server API: Reporting content (spec: "Reporting content"; data/api/client-server/report_content.yaml).
-// Reports are stored in D1 (`reports`, schema/d1.ts) for the server's administrators.
+// Client-Server API: Reporting content (spec: "Reporting content"; data/api/client-server/report_content.yaml,
+// report_user.yaml). Reports are stored in D1 (`reports` and `user_reports`, schema/d1.ts) for the server's
+// administrators.
 import { drizzle } from "drizzle-orm/d1";
 import { Hono } from "hono";
 import { unwrap } from "../../durable-objects/user/outcome.js";
-import { badJson, missingParam, notFound } from "../../protocol/errors.js";
+import { isValidUserId } from "../../protocol/auth-rules.js";
+import { badJson, invalidParam, missingParam, notFound } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
-import { reports } from "../../schema/d1.js";
+import { serverNameOf } from "../../protocol/pdu.js";
+import { reports, userReports } from "../../schema/d1.js";
+import { getUser } from "../accounts.js";
 import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
@@ -59,5 +63,27 @@ reportingRoutes.post(`${V}/rooms/:roomId/report`, requireAuth, async (c) => {
   // The caller need not be in the room; an unknown room is 404 (spec).
   if ((await roomStub(c.env, roomId).roomInfo()) === null) throw notFound("Room not found");
   await storeReport(c.env, requester(c).userId, roomId, null, reason);
+  return c.json({});
+});
+
+/** Synapse's bound on a user report's reason (`ReportsHandler.report_user`). */
+const MAX_USER_REPORT_REASON_LENGTH = 1000;
+
+// POST /_matrix/client/v3/users/{userId}/report
+reportingRoutes.post("/_matrix/client/v3/users/:userId/report", requireAuth, async (c) => {
+  const target = c.req.param("userId");
+  if (!isValidUserId(target)) throw invalidParam(`${target} is not a valid user ID`);
+  const body = await readJsonObject(c, { allowEmpty: false });
+  // `reason` is required (spec); Synapse validates the body as a model, so a missing or non-string reason
+  // is M_BAD_JSON, as is one of more than 1000 characters.
+  if (typeof body.reason !== "string") throw badJson("'reason' must be a string");
+  if (body.reason.length > MAX_USER_REPORT_REASON_LENGTH) throw badJson(`Reason must be less than ${MAX_USER_REPORT_REASON_LENGTH} characters`);
+  // Spec: the server may answer 404 for an unknown user "or if the server chose not to reveal" it; as
+  // Synapse does, reports of users of other servers and of unknown users are accepted and dropped, so the
+  // endpoint does not tell which users exist.
+  if (serverNameOf(target) !== c.env.SERVER_NAME || (await getUser(c.env, target)) === undefined) return c.json({});
+  await drizzle(c.env.DB)
+    .insert(userReports)
+    .values({ reporter: requester(c).userId, targetUserId: target, reason: body.reason, receivedTs: Date.now() });
   return c.json({});
 });
