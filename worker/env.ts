@@ -57,6 +57,20 @@ export interface Env {
   /** Comma-separated CIDR ranges previews never fetch (Synapse's `url_preview_ip_range_blacklist`); the
    * default blocks private, loopback, link-local and other special ranges (worker/media/preview.ts). */
   URL_PREVIEW_IP_RANGE_BLACKLIST?: string;
+  /** Comma-separated TURN URIs handed to clients (e.g. `turn:turn.example.com:3478?transport=udp`). */
+  TURN_URIS?: string;
+  /** coturn's `static-auth-secret`: credentials in the TURN REST scheme (worker/client/voip.ts). */
+  TURN_SHARED_SECRET?: string;
+  /** Fixed TURN credentials, used when no shared secret is set. */
+  TURN_USERNAME?: string;
+  TURN_PASSWORD?: string;
+  /** How long TURN credentials stay valid: ms, or with a unit as "1h" (default 1h). */
+  TURN_USER_LIFETIME?: string;
+  /** Cloudflare managed TURN: the TURN key's ID and its API token (a secret); both set enables it. */
+  TURN_CLOUDFLARE_KEY_ID?: string;
+  TURN_CLOUDFLARE_API_TOKEN?: string;
+  /** Cloudflare's Realtime API root (default https://rtc.live.cloudflare.com/v1; tests point it elsewhere). */
+  TURN_CLOUDFLARE_API_URL?: string;
   /**
    * Tests only: when bound, every outbound federation fetch (.well-known, DNS over HTTPS, requests to
    * servers) goes to this service instead of the internet (federation-client/outbound-fetch.ts).

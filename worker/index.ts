@@ -51,6 +51,7 @@ import { relationsRoutes } from "./client/relations.js";
 import { roomUpgradeRoutes } from "./client/room-upgrades.js";
 import { reportingRoutes } from "./client/reporting.js";
 import { mediaRoutes } from "./client/media.js";
+import { voipRoutes } from "./client/voip.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -119,6 +120,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationPublicRoomsRoutes);
   app.route("/", federationHierarchyRoutes);
   app.route("/", openIdRoutes);
+  app.route("/", voipRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).
