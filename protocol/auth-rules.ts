@@ -18,6 +18,14 @@ import { isJsonObject } from "./json.js";
 import { authEventIds, prevEventIds, serverNameOf, type IdentifiedPdu, type Pdu } from "./pdu.js";
 import { ROOM_VERSIONS, type RoomVersionRules } from "./room-versions.js";
 import { signableBytes, verifyBytes } from "./signing.js";
+import {
+  DEFAULT_ACCEPT_LEVEL,
+  PARTICIPATION_EVENT_TYPE,
+  isServerKey,
+  isSignedByServerKey,
+  participationOf,
+  serverKeyOfUser,
+} from "./participation.js";
 
 /** Looks up the current state event for (type, state_key) in the state the event is checked against. */
 export type AuthStateLookup = (type: string, stateKey: string) => IdentifiedPdu | undefined;
@@ -61,9 +69,16 @@ const LEVEL_DEFAULTS = {
   kick: 50,
   redact: 50,
   invite: 0,
+  /** MSC4345: the level to accept a server's participation (and, with more power than the
+   * server's, to revoke it). Only rooms with `serverParticipation` know it (decision 9). */
+  accept: DEFAULT_ACCEPT_LEVEL,
 } as const;
 export type NamedLevel = keyof typeof LEVEL_DEFAULTS;
-const NAMED_LEVELS = Object.keys(LEVEL_DEFAULTS) as NamedLevel[];
+const ALL_NAMED_LEVELS = Object.keys(LEVEL_DEFAULTS) as NamedLevel[];
+/** The named levels a room version validates in `m.room.power_levels` content. */
+function namedLevelsOf(rules: RoomVersionRules): NamedLevel[] {
+  return rules.authorization.serverParticipation ? ALL_NAMED_LEVELS : ALL_NAMED_LEVELS.filter((n) => n !== "accept");
+}
 
 // ---------------------------------------------------------------------------------------------
 // Identifiers (spec: Appendices, "Server Name", "User Identifiers", "Historical User IDs").
@@ -104,6 +119,17 @@ export function isValidUserId(id: string): boolean {
   if (id.slice(1, colon).includes("\u0000")) return false;
   if (utf8.encode(id).length > 255) return false;
   return isValidServerName(id.slice(colon + 1));
+}
+
+/**
+ * Whether `id` is a user ID in a room of this version: in rooms with `serverKeyIdentity` (MSC4345,
+ * decision 12) the server part may also be a server key, which the server name grammar refuses
+ * (`_`); domain-form IDs stay valid there (they can be invited or named, but take no part).
+ */
+export function isValidUserIdIn(id: string, rules: RoomVersionRules): boolean {
+  if (isValidUserId(id)) return true;
+  if (!rules.eventFormat.serverKeyIdentity || serverKeyOfUser(id) === undefined) return false;
+  return !id.slice(1, id.indexOf(":")).includes("\u0000") && utf8.encode(id).length <= 255;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,6 +278,18 @@ export function authEventTypesFor(
   if (!rules.authorization.roomCreateEventIdAsRoomId) add(CREATE, "");
   add(POWER_LEVELS, "");
   add(MEMBER, sender);
+  // MSC4345 (decision 7): the participation of the sender's server key (rule 2 and the admin
+  // paths read it); for a participation event also the target's current participation and that of
+  // the co-signing `request_authorised_via_server`.
+  if (rules.authorization.serverParticipation) {
+    const senderKey = serverKeyOfUser(sender);
+    if (senderKey !== undefined) add(PARTICIPATION_EVENT_TYPE, senderKey);
+    if (type === PARTICIPATION_EVENT_TYPE) {
+      if (typeof stateKey === "string") add(PARTICIPATION_EVENT_TYPE, stateKey);
+      const via = content.request_authorised_via_server;
+      if (isServerKey(via)) add(PARTICIPATION_EVENT_TYPE, via);
+    }
+  }
   if (type === MEMBER) {
     const membership = content.membership;
     if (typeof stateKey === "string") add(MEMBER, stateKey);
@@ -373,6 +411,21 @@ export function checkEventAuth(
     return ALLOW;
   }
 
+  // MSC4345 (decision 5): the participation rule (rule 1 of the proposal) and the sender's
+  // participation (its rule 2) come immediately before the m.room.member rule of version 12.
+  if (auth.serverParticipation) {
+    if (event.type === PARTICIPATION_EVENT_TYPE) return checkParticipation(event, create, rules, state);
+    // Rule 2 (decision 4): the server key that signed the event, which is the server part of its
+    // sender (decision 12), must be `accepted`. Every event but the create event and participation
+    // events (whose own rules say who may send them).
+    const senderKey = serverKeyOfUser(event.sender);
+    if (senderKey === undefined) return reject("the sender's server part is not a server key");
+    if (!isSignedByServerKey(event, senderKey)) return reject("the event is not signed by the sender's server key");
+    if (participationOf(state(PARTICIPATION_EVENT_TYPE, senderKey)) !== "accepted") {
+      return reject("the sender's server key is not accepted in the room");
+    }
+  }
+
   if (event.type === MEMBER) return checkMember(event, create, rules, state, options);
 
   // The sender must be joined.
@@ -427,7 +480,7 @@ function checkCreate(event: IdentifiedPdu, rules: RoomVersionRules): AuthResult 
   if (!auth.useRoomCreateSender && !Object.hasOwn(event.content, "creator")) return reject("m.room.create content has no creator");
   if (auth.additionalRoomCreators && Object.hasOwn(event.content, "additional_creators")) {
     const extra = event.content.additional_creators;
-    if (!Array.isArray(extra) || !extra.every((c) => typeof c === "string" && isValidUserId(c))) {
+    if (!Array.isArray(extra) || !extra.every((c) => typeof c === "string" && isValidUserIdIn(c, rules))) {
       return reject("additional_creators must be an array of valid user IDs");
     }
   }
@@ -451,7 +504,7 @@ function checkMember(
   // checked here; the signature's validity is the signature check that precedes auth.
   if (auth.restrictedJoinRule && Object.hasOwn(event.content, "join_authorised_via_users_server")) {
     const via = event.content.join_authorised_via_users_server;
-    if (typeof via !== "string" || !isValidUserId(via)) return reject("join_authorised_via_users_server is not a user ID");
+    if (typeof via !== "string" || !isValidUserIdIn(via, rules)) return reject("join_authorised_via_users_server is not a user ID");
     const sigs = event.signatures?.[serverNameOf(via)];
     if (!isJsonObject(sigs) || Object.keys(sigs).length === 0) {
       return reject("event is not signed by the server of join_authorised_via_users_server");
@@ -504,6 +557,15 @@ function checkJoin(event: IdentifiedPdu, target: string, create: IdentifiedPdu, 
   // The creator's first join, right after the create event.
   const prev = prevEventIds(event);
   if (prev.length === 1 && prev[0] === create.event_id && target === firstJoinCreator(create, rules)) return ALLOW;
+  // MSC4345 "Room creation flow": the creator's server accepts itself before the creator joins, so
+  // the creator's first join follows its participation event, which itself follows only the create
+  // event (the proposal is silent on this rule; without it no room could be created).
+  if (auth.serverParticipation && prev.length === 1 && event.sender === target && target === create.sender) {
+    const key = serverKeyOfUser(target);
+    const own = key === undefined ? undefined : state(PARTICIPATION_EVENT_TYPE, key);
+    const ownPrev = own ? prevEventIds(own) : [];
+    if (own && own.event_id === prev[0] && ownPrev.length === 1 && ownPrev[0] === create.event_id) return ALLOW;
+  }
 
   if (event.sender !== target) return reject("cannot join on behalf of another user");
   const current = membershipOf(target, state);
@@ -550,6 +612,117 @@ function checkInvite(event: IdentifiedPdu, target: string, rules: RoomVersionRul
   return reject("sender's power level is below the invite level");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Server participation (MSC4345, "The m.server.participation authorization rule"). The numbers in
+// comments are the proposal's (1.1.1.1 ...); the decisions are those of ../shared/proposals/README.md.
+
+/**
+ * A server's implicit power level (proposal, "Terminology"): the highest power level of any user
+ * resident to it. Myelin's reading: the residents are read from the power levels (an auth state
+ * lookup cannot list members): a room creator on that key is infinite (v12), else the highest of
+ * `users` entries on that key and `users_default` (the level of every other resident).
+ */
+export function serverImplicitPowerLevel(serverKey: string, state: AuthStateLookup, rules: RoomVersionRules): number {
+  const create = state(CREATE, "");
+  const creatorHere = create !== undefined && roomCreators(create, rules).some((c) => serverKeyOfUser(c) === serverKey);
+  if (creatorHere && rules.authorization.explicitlyPrivilegeRoomCreators) return Infinity;
+  const powerLevels = state(POWER_LEVELS, "");
+  if (!powerLevels) return creatorHere ? 100 : 0;
+  let level = readLevel(powerLevels.content, "users_default", rules) ?? 0;
+  const users = powerLevels.content.users;
+  if (isJsonObject(users)) {
+    for (const user of Object.keys(users)) {
+      if (serverKeyOfUser(user) !== serverKey) continue;
+      const n = readLevel(users, user, rules);
+      if (n !== undefined && n > level) level = n;
+    }
+  }
+  return level;
+}
+
+/** Rule 1 of MSC4345: an `org.matrix.msc4345.participation` event. */
+function checkParticipation(event: IdentifiedPdu, create: IdentifiedPdu, rules: RoomVersionRules, state: AuthStateLookup): AuthResult {
+  const target = event.state_key;
+  if (!isServerKey(target)) return reject("a participation event's state_key must be a server key");
+  const participation = participationOf(event);
+  if (participation === undefined) return reject("participation must be requested, accepted or revoked");
+  const domain = event.content.unverified_domain;
+  if (domain !== undefined && !(typeof domain === "string" && isValidServerName(domain))) {
+    return reject("unverified_domain is not a server name");
+  }
+  const current = state(PARTICIPATION_EVENT_TYPE, target);
+  const currentParticipation = participationOf(current);
+  const senderKey = serverKeyOfUser(event.sender);
+
+  // 1.1: the sender's signature matches the state_key: the key's controller speaks for itself.
+  if (senderKey === target && isSignedByServerKey(event, target)) {
+    if (current === undefined) {
+      // 1.1.1.1: the room creator's server accepts itself.
+      if (participation === "accepted" && roomCreators(create, rules).includes(event.sender)) return ALLOW;
+      // 1.1.1.2
+      if (participation !== "requested") return reject("a server's first participation event must be requested");
+      // 1.1.1.3, decision 10: the co-signer is an accepted server, named by its key.
+      const via = event.content.request_authorised_via_server;
+      if (!isServerKey(via)) return reject("request_authorised_via_server must be a server key");
+      if (participationOf(state(PARTICIPATION_EVENT_TYPE, via)) !== "accepted") {
+        return reject("request_authorised_via_server is not an accepted server");
+      }
+      // 1.1.1.4: co-signed by that server (its validity is the signature check before auth).
+      if (!isSignedByServerKey(event, via)) return reject("the request is not signed by request_authorised_via_server");
+      // 1.1.1.5 reads "Otherwise, reject"; decision 1: the text before it and the semantics
+      // section allow a self-signed request co-signed by an accepted server.
+      return ALLOW;
+    }
+    // 1.1.2: a key's controller may revoke it at any time, once.
+    if (participation === "revoked" && currentParticipation !== "revoked") return ALLOW;
+    // 1.1.3
+    return reject("a server may only revoke its own participation once it has one");
+  }
+
+  // The admin paths (1.2, 1.3). Myelin's reading beyond the text: the sender must be joined and its
+  // own server accepted, as rule 2 asks of every other event; decision 4 exempts participation
+  // events only because a requesting server is not accepted yet (1.1.1), which is not the case here.
+  if (senderKey === undefined || participationOf(state(PARTICIPATION_EVENT_TYPE, senderKey)) !== "accepted") {
+    return reject("the sender's server key is not accepted in the room");
+  }
+  if (membershipOf(event.sender, state) !== "join") return reject("sender is not joined to the room");
+  const senderLevel = powerLevelOf(event.sender, state, rules);
+  const acceptLevel = namedPowerLevel("accept", state, rules);
+
+  if (participation === "revoked") {
+    // 1.2.1, decision 3: a revocation by the key's own controller is final; an admin may still
+    // revoke a server whose current state is its own request (or an admin's revocation).
+    if (currentParticipation === "revoked" && serverKeyOfUser(current!.sender) === target) {
+      return reject("the server revoked its own key; that is final");
+    }
+    // 1.2.2, decision 2: at least `accept`, and strictly above the server's implicit level (as
+    // for kicks and bans).
+    if (senderLevel < acceptLevel) return reject("sender's power level is below the accept level");
+    if (senderLevel <= serverImplicitPowerLevel(target, state, rules)) {
+      return reject("sender's power level is not above the server's implicit power level");
+    }
+    return ALLOW;
+  }
+
+  if (participation === "accepted") {
+    // 1.3.1, 1.3.2: nothing to accept, or revoked for good.
+    if (currentParticipation === "accepted") return reject("the server is already accepted");
+    if (currentParticipation === "revoked") return reject("a revoked server key cannot be accepted again");
+    // Decision 6 (and the "requested" state's purpose: only the key's controller introduces the
+    // key and its domain): an admin accepts a request, with the request's `unverified_domain`.
+    if (current === undefined) return reject("the server has not requested to participate");
+    if (current.content.unverified_domain !== event.content.unverified_domain) {
+      return reject("unverified_domain differs from the server's request");
+    }
+    // 1.3.3
+    if (senderLevel >= acceptLevel) return ALLOW;
+    return reject("sender's power level is below the accept level");
+  }
+
+  // 1.4: `requested` is only ever sent by the key's controller.
+  return reject("only the server itself may request participation");
+}
+
 /** Validation result of a new power levels content: levels by key, or the reason it is invalid. */
 type LevelMap = Map<string, number>;
 
@@ -558,7 +731,7 @@ function levelMap(value: JsonValue | undefined, what: string, rules: RoomVersion
   if (value === undefined) return out;
   if (!isJsonObject(value)) return `${what} must be an object`;
   for (const [k, v] of Object.entries(value)) {
-    if (userKeys && !isValidUserId(k)) return `${what} has a key that is not a user ID: ${k}`;
+    if (userKeys && !isValidUserIdIn(k, rules)) return `${what} has a key that is not a user ID: ${k}`;
     const n = parsePowerLevelValue(v, rules);
     if (n === undefined) return `${what}.${k} is not ${rules.authorization.integerPowerLevels ? "an integer" : "an integer or a string holding one"}`;
     out.set(k, n);
@@ -591,7 +764,7 @@ function checkPowerLevels(
   // Shape of the new content. The spec validates only `users` before v10, but both Synapse and
   // ruma refuse values they cannot read as integers in every version; so do we.
   const newNamed = new Map<NamedLevel, number>();
-  for (const name of NAMED_LEVELS) {
+  for (const name of namedLevelsOf(rules)) {
     if (!Object.hasOwn(content, name)) continue;
     const n = parsePowerLevelValue(content[name], rules);
     if (n === undefined) return reject(`${name} is not a valid power level`);
@@ -615,7 +788,7 @@ function checkPowerLevels(
   const current = state(POWER_LEVELS, "");
   if (!current) return ALLOW;
 
-  for (const name of NAMED_LEVELS) {
+  for (const name of namedLevelsOf(rules)) {
     const before = readLevel(current.content, name, rules);
     const after = newNamed.get(name);
     if (before === after) continue;

@@ -2,6 +2,7 @@
 // The redacted form is what signatures and reference hashes (event IDs) cover, so it must match
 // other servers byte for byte. Behaviour per room version comes only from `rules.redaction`.
 import { isJsonObject, type JsonObject, type JsonValue } from "./json.js";
+import { PARTICIPATION_EVENT_TYPE } from "./participation.js";
 import type { Pdu } from "./pdu.js";
 import type { RedactionRules, RoomVersionRules } from "./room-versions.js";
 
@@ -65,8 +66,15 @@ export function redactContent(type: unknown, content: JsonObject, rules: Redacti
       return rules.keepsAllCreateContent ? (cloneJson(content) as JsonObject) : pick(content, ["creator"]);
     case "m.room.join_rules":
       return pick(content, rules.keepsJoinRulesAllow ? ["join_rule", "allow"] : ["join_rule"]);
-    case "m.room.power_levels":
-      return pick(content, rules.keepsPowerLevelsInvite ? [...POWER_LEVELS_KEYS, "invite"] : POWER_LEVELS_KEYS);
+    case "m.room.power_levels": {
+      const keys = rules.keepsPowerLevelsInvite ? [...POWER_LEVELS_KEYS, "invite"] : [...POWER_LEVELS_KEYS];
+      // MSC4345 (decision 9): `accept` is protected like the other levels.
+      if (rules.keepsParticipation) keys.push("accept");
+      return pick(content, keys);
+    }
+    case PARTICIPATION_EVENT_TYPE:
+      // MSC4345 (decision 9): what routing and the rules need; `reason` goes.
+      return rules.keepsParticipation ? pick(content, ["participation", "unverified_domain", "request_authorised_via_server"]) : {};
     case "m.room.history_visibility":
       return pick(content, ["history_visibility"]);
     case "m.room.aliases":

@@ -10,6 +10,7 @@
 //   and the topological ordering uses those direct edges;
 // - in room version 12 the create event, which events no longer list (MSC4291), is an implicit auth
 //   event of every other event: it is part of auth chains and of the auth events used for checks.
+import { PARTICIPATION_EVENT_TYPE } from "./participation.js";
 import { checkEventAuth, type AuthCheckOptions, type AuthStateLookup } from "./auth-rules.js";
 import { isJsonObject, type JsonValue } from "./json.js";
 import { authEventIds, stateKey, type IdentifiedPdu, type StateKey, type StateMap } from "./pdu.js";
@@ -124,8 +125,10 @@ export function createEventIdFromRoomId(roomId: string): string | undefined {
 }
 
 /** Spec "Power events": power levels, join rules, and kicks/bans (membership `leave`/`ban` sent by
- * someone else). The create event counts too, as in Synapse and ruma. */
-export function isPowerEvent(pdu: IdentifiedPdu): boolean {
+ * someone else). The create event counts too, as in Synapse and ruma. With `serverParticipation`
+ * (MSC4345, decision 8) every participation event does: it grants or removes the ability to send. */
+export function isPowerEvent(pdu: IdentifiedPdu, rules?: RoomVersionRules): boolean {
+  if (rules?.authorization.serverParticipation && pdu.type === PARTICIPATION_EVENT_TYPE && typeof pdu.state_key === "string") return true;
   if (pdu.state_key === "" && (pdu.type === POWER_LEVELS || pdu.type === JOIN_RULES || pdu.type === CREATE)) {
     return true;
   }
@@ -395,7 +398,7 @@ function comparePowerSortKeys(x: PowerSortKey, y: PowerSortKey): number {
 function reverseTopologicalPowerOrder(graph: EventGraph, fullConflicted: ReadonlySet<string>): string[] {
   const edges = new Map<string, readonly string[]>();
   const stack: string[] = [];
-  for (const id of fullConflicted) if (isPowerEvent(graph.get(id)!)) stack.push(id);
+  for (const id of fullConflicted) if (isPowerEvent(graph.get(id)!, graph.rules)) stack.push(id);
   while (stack.length > 0) {
     const id = stack.pop()!;
     if (edges.has(id)) continue;

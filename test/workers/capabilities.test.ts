@@ -16,6 +16,7 @@ describe("capabilities", () => {
     expect(caps["m.room_versions"].default).toBe("12");
     const expected: Record<string, string> = {};
     for (let v = 1; v <= 12; v++) expected[String(v)] = "stable";
+    expected["org.matrix.msc4345"] = "unstable"; // MSC4345 server participation
     expect(caps["m.room_versions"].available).toEqual(expected);
     expect(Object.keys(caps["m.room_versions"].available)).toHaveLength(ROOM_VERSIONS.size);
     expect((await api("GET", "/_matrix/client/r0/capabilities", { token: alice.access_token })).body).toEqual(res.body);

@@ -114,7 +114,11 @@ roomUpgradeRoutes.post("/_matrix/client/:version{v3|r0}/rooms/:roomId/upgrade", 
   const newVersion = body.new_version;
   if (newVersion === undefined) throw missingParam("Missing new_version");
   if (typeof newVersion !== "string") throw badJson("'new_version' must be a string");
-  if (!roomVersionRules(newVersion)) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "This server does not support that room version");
+  const newRules = roomVersionRules(newVersion);
+  if (!newRules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "This server does not support that room version");
+  // MSC4345 rooms name their members by server key (decision 12): an upgrade would have to carry
+  // every member and power level over to new IDs, which Myelin does not do.
+  if (newRules.eventFormat.serverKeyIdentity) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Rooms cannot be upgraded to this room version");
   const additionalCreators: string[] = [];
   if (body.additional_creators !== undefined) {
     if (!Array.isArray(body.additional_creators)) throw badJson("'additional_creators' must be a list of user IDs");

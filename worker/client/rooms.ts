@@ -60,6 +60,9 @@ export async function parseCreateRoomRequest(env: Env, creator: string, body: Js
   const roomVersion = optionalString(body, "room_version") ?? DEFAULT_ROOM_VERSION;
   const rules = roomVersionRules(roomVersion);
   if (!rules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Your homeserver does not support this room version");
+  // MSC4345 rooms need in-room user IDs whose server part is this server's key (decision 12): not
+  // served for new rooms until the Room DO speaks them.
+  if (rules.eventFormat.serverKeyIdentity) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Rooms of this version cannot be created here yet");
 
   const invite: string[] = [];
   if (body.invite !== undefined) {
