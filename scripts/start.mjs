@@ -236,9 +236,9 @@ const { Log, LogLevel, Miniflare, convertV4MiniflareOptions } = await import("mi
 if (stopping) await new Promise(() => {});
 
 // The flat ("V4") option format, converted as wrangler itself does.
-mf = new Miniflare(convertV4MiniflareOptions({
+const miniflareOptions = (listenPort) => convertV4MiniflareOptions({
   host,
-  port,
+  port: listenPort,
   inspectorPort,
   ...https,
   // Where `wrangler dev --persist-to DATA_DIR` keeps D1 and Durable Object state.
@@ -260,11 +260,26 @@ mf = new Miniflare(convertV4MiniflareOptions({
       bindings: { ...build.workerOptions.bindings, ...vars },
     },
   ],
-}));
+});
+// A client must never reach the Worker before its tables exist (it would answer 500 "no such table"; a
+// supervisor that polls the port, like Complement's driver, sends its first requests at once). So while
+// migrations are pending, workerd listens on a free port first, the migrations are applied through the
+// binding, and then it is restarted on PORT. Which migrations a state folder has is remembered in it, so
+// a later start with nothing to apply listens on PORT at once.
+const migrationsMarker = path.join(dataDir, "v3", "myelin-migrations.json");
+const migrationNames = JSON.stringify(build.migrations.files.map((f) => f.name));
+const migrationsKnownApplied = existsSync(migrationsMarker) && readFileSync(migrationsMarker, "utf8") === migrationNames;
+mf = new Miniflare(miniflareOptions(migrationsKnownApplied ? port : 0));
 let url;
 try {
   url = await mf.ready;
   await applyMigrations(build.migrations);
+  if (!migrationsKnownApplied) {
+    mkdirSync(path.dirname(migrationsMarker), { recursive: true });
+    writeFileSync(migrationsMarker, migrationNames);
+    await mf.setOptions(miniflareOptions(port));
+    url = await mf.ready;
+  }
 } catch (e) {
   console.error(e);
   await stop(1);
