@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// `npm run complement`: runs Complement, the Matrix project's black-box homeserver test suite, against this
+// checkout without Docker, through the team's driver (`run.sh` in the shared complement folder: it builds
+// Complement with an overlay that starts each homeserver with `npm start`). About 20+ minutes; not part
+// of `npm test`.
+//   COMPLEMENT_DIR  the driver's folder (default: the first `shared/complement` with a run.sh found in a
+//                   parent folder of the checkout, e.g. ../shared/complement)
+//   CSAPI_RUN, TOP_RUN, PORTS, OUT  passed to run.sh: go test -run regexes for tests/csapi and tests/,
+//                   the servers' port range (default 19100-19199), the results folder (default .complement/)
+// Prints the totals and the failing tests; results are in .complement/results.txt and failures.txt.
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+function findDriver() {
+  if (process.env.COMPLEMENT_DIR) return path.resolve(process.env.COMPLEMENT_DIR);
+  for (let dir = path.dirname(root); ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, "shared", "complement");
+    if (existsSync(path.join(candidate, "run.sh"))) return candidate;
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
+const driver = findDriver();
+if (!driver || !existsSync(path.join(driver, "run.sh"))) {
+  console.error("complement: no driver found; set COMPLEMENT_DIR to the folder holding run.sh");
+  process.exit(2);
+}
+const out = path.resolve(root, process.env.OUT || ".complement");
+console.log(`complement: driver ${driver}, results in ${out}`);
+const run = spawnSync("bash", [path.join(driver, "run.sh"), root], {
+  cwd: root,
+  stdio: "inherit",
+  env: { ...process.env, OUT: out, WRANGLER_SEND_METRICS: "false" },
+});
+const resultsFile = path.join(out, "results.txt");
+if (run.status !== 0 || !existsSync(resultsFile)) {
+  console.error(`complement: the driver failed (exit ${run.status}); see its output above`);
+  process.exit(run.status || 1);
+}
+const lines = readFileSync(resultsFile, "utf8").split("\n");
+const failing = lines.filter((l) => l.startsWith("FAIL") && !l.split(/\s+/)[2]?.includes("/"));
+console.log(`\nfailing top-level tests (${failing.length}; subtests and logs in ${path.relative(root, out)}/):`);
+for (const l of failing) console.log("  " + l.split(/\s+/).slice(1).join("  "));
+console.log("");
+for (const l of lines.filter((l) => l.includes("tests:"))) console.log(l);
