@@ -64,7 +64,7 @@ federationEventRoutes.get("/_matrix/federation/v1/backfill/:roomId", async (c) =
 federationEventRoutes.post("/_matrix/federation/v1/get_missing_events/:roomId", async (c) => {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
-  const body = await readJsonObject(c, { allowEmpty: false });
+  const body = await readJsonObject(c, { allowEmpty: false, canonical: false });
   const earliest = stringList(body.earliest_events ?? [], "earliest_events");
   const latest = stringList(body.latest_events, "latest_events");
   const limit = body.limit === undefined ? 10 : body.limit;

@@ -14,6 +14,6 @@ federationInviteRoutes.put("/_matrix/federation/v2/invite/:roomId/:eventId", asy
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const eventId = c.req.param("eventId") ?? "";
-  const body = await readJsonObject(c, { allowEmpty: false });
+  const body = await readJsonObject(c, { allowEmpty: false, canonical: false });
   return c.json(unwrap(await roomStub(c.env, roomId).receiveInvite({ origin, roomId, eventId, body })));
 });

@@ -30,7 +30,7 @@ async function send(c: Context<AppEnv>, membership: RemoteMembership) {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const eventId = c.req.param("eventId") ?? "";
-  const pdu = await readJsonObject(c, { allowEmpty: false });
+  const pdu = await readJsonObject(c, { allowEmpty: false, canonical: false });
   const omitMembers = c.req.query("omit_members") === "true";
   const result = unwrap(await roomStub(c.env, roomId).sendMembership({ origin, eventId, membership, pdu, omitMembers }));
   return c.json(result);

@@ -30,7 +30,7 @@ federationPublicRoomsRoutes.get("/_matrix/federation/v1/publicRooms", async (c) 
 // POST /_matrix/federation/v1/publicRooms
 federationPublicRoomsRoutes.post("/_matrix/federation/v1/publicRooms", async (c) => {
   requestOrigin(c);
-  return c.json(await listPublicRooms(c.env, parsePublicRoomsBody(await readJsonObject(c))));
+  return c.json(await listPublicRooms(c.env, parsePublicRoomsBody(await readJsonObject(c, { canonical: false }))));
 });
 
 /** How long a client waits for another server's directory. */

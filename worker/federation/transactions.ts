@@ -23,7 +23,7 @@ const MAX_EDUS = 100;
 // PUT /_matrix/federation/v1/send/{txnId}
 federationTransactionRoutes.put("/_matrix/federation/v1/send/:txnId", async (c) => {
   const origin = requestOrigin(c);
-  const body = await readJsonObject(c, { allowEmpty: false });
+  const body = await readJsonObject(c, { allowEmpty: false, canonical: false });
   if (body.origin !== undefined && body.origin !== origin) throw new MatrixError(403, "M_FORBIDDEN", "The transaction's origin is not the authenticated server");
   const pdus = body.pdus ?? [];
   const edus = body.edus ?? [];

@@ -44,7 +44,7 @@ federationUserKeysRoutes.get("/_matrix/federation/v1/user/devices/:userId", asyn
 // POST /_matrix/federation/v1/user/keys/query
 federationUserKeysRoutes.post("/_matrix/federation/v1/user/keys/query", async (c) => {
   requestOrigin(c);
-  const body = await readJsonObject(c);
+  const body = await readJsonObject(c, { canonical: false });
   const query = body.device_keys;
   if (!isJsonObject(query)) throw badJson("device_keys must be an object");
   if (Object.keys(query).length > MAX_USERS) throw badJson(`At most ${MAX_USERS} users per query`);
@@ -61,7 +61,7 @@ federationUserKeysRoutes.post("/_matrix/federation/v1/user/keys/query", async (c
 // POST /_matrix/federation/v1/user/keys/claim
 federationUserKeysRoutes.post("/_matrix/federation/v1/user/keys/claim", async (c) => {
   requestOrigin(c);
-  const body = await readJsonObject(c);
+  const body = await readJsonObject(c, { canonical: false });
   const request = body.one_time_keys;
   if (!isJsonObject(request)) throw badJson("one_time_keys must be an object");
   if (Object.keys(request).length > MAX_USERS) throw badJson(`At most ${MAX_USERS} users per claim`);
