@@ -46,6 +46,7 @@ import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembers
 import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
 import { joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
 import { EventIndexWriter } from "./room/event-index.js";
+import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
 import { beginPartialState, isPartialState, resyncStep } from "./room/partial-state.js";
 import { federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
@@ -113,7 +114,7 @@ function entries(state: ReadonlyStateMap): StateEntry[] {
 }
 
 export class RoomDurableObject extends DurableObject<Env> {
-  private readonly engine: RoomEngine;
+  private engine: RoomEngine;
   private readonly eventIndex: EventIndexWriter;
   private writes: Promise<unknown> = Promise.resolve();
   private alarmPending = false;
@@ -121,7 +122,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   private drainAgain = false;
   private retryDelay = OUTBOX_RETRY_MS;
   private failedDeliveries = 0;
-  private readonly fanOut: RoomFanOut;
+  private fanOut: RoomFanOut;
   /** Test hook (reached through runInDurableObject): skip delivery after commit, as a crash would. */
   deliverAfterCommit = true;
 
@@ -763,6 +764,37 @@ export class RoomDurableObject extends DurableObject<Env> {
       });
     }
     return { roomVersion: meta.roomVersion, events };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Server administration (worker/admin/rooms.ts).
+
+  /** Synapse admin API's room summary (room/admin.ts), or null for an unknown room. */
+  adminSummary(): AdminRoomSummary | null {
+    return adminRoomSummary(this.engine);
+  }
+
+  /** The `mxc://` URIs the room's events name (room/admin.ts). */
+  adminMediaInRoom(): string[] {
+    return mediaInRoom(this.engine);
+  }
+
+  /**
+   * Synapse admin API "Delete Room" with `purge`: forgets the room entirely. Inside the write queue, after
+   * the deliveries of earlier events (the members' leaves) finished; the DO is then an unknown room, as
+   * if it had never existed. The D1 rows about the room are the caller's to delete.
+   */
+  purge(): Promise<Outcome<null>> {
+    return this.serialised(async () => {
+      while (this.draining) await this.draining;
+      await this.ctx.storage.deleteAlarm();
+      await this.ctx.storage.deleteAll();
+      this.alarmPending = false;
+      this.engine = new RoomEngine(this.ctx.storage, this.env);
+      this.fanOut = new RoomFanOut(this.engine, this.ctx.storage);
+      this.ephemeralState = undefined;
+      return null;
+    });
   }
 
   // -------------------------------------------------------------------------------------------

@@ -66,6 +66,10 @@ export const users = sqliteTable("users", {
   /** Profile (Client-Server API "Profiles"); owned by worker/client/profile.ts. */
   displayname: text("displayname"),
   avatarUrl: text("avatar_url"),
+  /** Synapse's `user_type` (`bot`, `support` or null), set through the admin API. */
+  userType: text("user_type"),
+  /** Deactivated with `erase` (Synapse's "GDPR-erased"): profile removed. */
+  erased: integer("erased", { mode: "boolean" }).notNull().default(false),
 });
 
 /** A user's devices. A device exists as long as it has (or may get) an access token. */
@@ -220,10 +224,15 @@ export const userReports = sqliteTable(
 /** Which room an event belongs to, for GET /_matrix/federation/v1/event/{eventId} (the one federation read
  * whose path names no room). Written by the Room DO after commit, off the send path; an event asked for
  * before its row lands gets 404, which the spec allows the asker to retry. */
-export const eventRooms = sqliteTable("event_rooms", {
-  eventId: text("event_id").primaryKey(),
-  roomId: text("room_id").notNull(),
-});
+export const eventRooms = sqliteTable(
+  "event_rooms",
+  {
+    eventId: text("event_id").primaryKey(),
+    roomId: text("room_id").notNull(),
+  },
+  // The admin API lists the rooms this server holds from it, and a room's purge deletes its rows.
+  (t) => [index("event_rooms_room").on(t.roomId)],
+);
 
 /** The media repository's metadata (spec: Client-Server API, "Content repository"); the bytes are in R2
  * (worker/media/store.ts names the keys). One row per `mxc://<server_name>/<media_id>`: local uploads
@@ -247,6 +256,10 @@ export const media = sqliteTable(
     uploadedTs: integer("uploaded_ts"),
     /** A pending ID not uploaded to by then is gone (spec: `unused_expires_at`). */
     unusedExpiresTs: integer("unused_expires_ts"),
+    /** The admin who quarantined the file (Synapse admin API "Quarantine media"): it is no longer served. */
+    quarantinedBy: text("quarantined_by"),
+    /** Protected from quarantine by room or user (Synapse's `safe_from_quarantine`). */
+    safeFromQuarantine: integer("safe_from_quarantine", { mode: "boolean" }).notNull().default(false),
   },
   (t) => [primaryKey({ columns: [t.serverName, t.mediaId] }), index("media_user").on(t.userId, t.uploadedTs)],
 );
@@ -264,3 +277,38 @@ export const mediaUrlPreviews = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.url, t.fetchedTs] })],
 );
+
+// ---------------------------------------------------------------------------------------------
+// Server administration (Synapse's admin API, worker/admin/).
+
+/** Rooms an admin blocked (Synapse admin API "Block Room API"): local users cannot join, be invited or knock. */
+export const blockedRooms = sqliteTable("blocked_rooms", {
+  roomId: text("room_id").primaryKey(),
+  /** The admin who blocked it. */
+  userId: text("user_id").notNull(),
+  createdTs: integer("created_ts").notNull(),
+});
+
+/** Room deletions requested through DELETE /_synapse/admin/v2/rooms/{roomId}, with their outcome, for the
+ * delete-status endpoints. */
+export const roomDeletions = sqliteTable(
+  "room_deletions",
+  {
+    deleteId: text("delete_id").primaryKey(),
+    roomId: text("room_id").notNull(),
+    /** `shutting_down`, `purging`, `complete` or `failed` (Synapse's statuses). */
+    status: text("status").notNull(),
+    error: text("error"),
+    /** JSON: `{kicked_users, failed_to_kick_users, local_aliases, new_room_id}`. */
+    shutdownRoom: text("shutdown_room"),
+    createdTs: integer("created_ts").notNull(),
+  },
+  (t) => [index("room_deletions_room").on(t.roomId)],
+);
+
+/** Each user's server notices room (Synapse's `server_notices` config): the room the notices user created
+ * for them, reused while they are still in it. */
+export const serverNoticeRooms = sqliteTable("server_notice_rooms", {
+  userId: text("user_id").primaryKey(),
+  roomId: text("room_id").notNull(),
+});

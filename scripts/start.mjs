@@ -42,6 +42,7 @@ const WORKER_VARS = [
   "MAX_UPLOAD_SIZE",
   "MEDIA_*",
   "URL_PREVIEW_*",
+  "SERVER_NOTICES_*",
 ];
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

@@ -141,7 +141,7 @@ export async function deactivateUser(env: Env, userId: string, erase: boolean): 
   const db = drizzle(env.DB);
   await db
     .update(users)
-    .set(erase ? { deactivated: true, passwordHash: null, displayname: null, avatarUrl: null } : { deactivated: true, passwordHash: null })
+    .set(erase ? { deactivated: true, erased: true, passwordHash: null, displayname: null, avatarUrl: null } : { deactivated: true, passwordHash: null })
     .where(eq(users.userId, userId));
   await deleteAllDevices(env, userId);
 }

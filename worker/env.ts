@@ -71,6 +71,16 @@ export interface Env {
   TURN_CLOUDFLARE_API_TOKEN?: string;
   /** Cloudflare's Realtime API root (default https://rtc.live.cloudflare.com/v1; tests point it elsewhere). */
   TURN_CLOUDFLARE_API_URL?: string;
+  /** Server notices (Synapse's `server_notices` section; worker/admin/server-notices.ts): the system
+   * user's localpart turns them on; the others are its profile and the notice room's name, topic and avatar,
+   * and "true" to join users to the room instead of inviting them. */
+  SERVER_NOTICES_LOCALPART?: string;
+  SERVER_NOTICES_DISPLAY_NAME?: string;
+  SERVER_NOTICES_AVATAR_URL?: string;
+  SERVER_NOTICES_ROOM_NAME?: string;
+  SERVER_NOTICES_ROOM_TOPIC?: string;
+  SERVER_NOTICES_ROOM_AVATAR_URL?: string;
+  SERVER_NOTICES_AUTO_JOIN?: string;
   /**
    * Tests only: when bound, every outbound federation fetch (.well-known, DNS over HTTPS, requests to
    * servers) goes to this service instead of the internet (federation-client/outbound-fetch.ts).

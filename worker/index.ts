@@ -35,6 +35,7 @@ import { crossSigningRoutes } from "./client/cross-signing.js";
 import { keyBackupRoutes } from "./client/key-backup.js";
 import { toDeviceRoutes } from "./client/to-device.js";
 import { adminRegisterRoutes } from "./admin/register.js";
+import { adminRoutes } from "./admin/index.js";
 import { allowedMethods } from "./method-not-allowed.js";
 import { directoryRoutes } from "./client/directory.js";
 import { publicRoomsRoutes } from "./client/public-rooms.js";
@@ -93,6 +94,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", keyBackupRoutes);
   app.route("/", toDeviceRoutes);
   app.route("/", adminRegisterRoutes);
+  app.route("/", adminRoutes);
   app.route("/", directoryRoutes);
   app.route("/", publicRoomsRoutes);
   app.route("/", spaceHierarchyRoutes);

@@ -70,7 +70,7 @@ accountRoutes.post(`${CLIENT}/account/deactivate`, requireAuth, async (c) => {
 /** A deactivated user leaves every room they are joined to (as Synapse does), so that they stop
  * counting as members and receiving events. Failures are logged, not fatal: the account is already
  * deactivated and a room that refuses the leave (e.g. already left) changes nothing. */
-async function leaveAllRooms(env: Env, userId: string): Promise<void> {
+export async function leaveAllRooms(env: Env, userId: string): Promise<void> {
   for (const roomId of await userStore(env, userId).joinedRooms()) {
     try {
       const result = await roomStub(env, roomId).updateMembership({ sender: userId, target: userId, action: "leave" });

@@ -242,6 +242,8 @@ export async function resolveMedia(c: Context<AppEnv>, { legacy }: { legacy: boo
     row = await fetchRemoteMedia(env, serverName, mediaId, timeoutMs);
   }
   if (!row) throw notFound("Not found");
+  // Synapse admin API "Quarantine media": quarantined files are not served.
+  if (row.quarantined_by !== null) throw notFound("Not found");
   if (legacy) {
     const freeze = legacyFreezeTime(env);
     if (freeze === null || row.created_ts >= freeze) throw notFound("Not found");

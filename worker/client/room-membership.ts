@@ -14,6 +14,7 @@ import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { localProfile } from "./profile.js";
+import { refuseIfRoomBlocked } from "../admin/blocked-rooms.js";
 
 export const roomMembershipRoutes = new Hono<AppEnv>();
 
@@ -48,6 +49,7 @@ async function changeMembership(
 ): Promise<string> {
   const sender = requester(c).userId;
   const withProfile = action === "join" || action === "knock" || action === "invite";
+  if (withProfile) await refuseIfRoomBlocked(c.env, roomId);
   const profile = withProfile ? await profileOf(c.env, target) : undefined;
   return unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile, roomId, servers })).eventId;
 }

@@ -33,7 +33,8 @@ async function localMedia(c: Context<AppEnv>): Promise<MediaRow> {
     await new Promise((resolve) => setTimeout(resolve, Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now()))));
     row = await mediaRow(env, env.SERVER_NAME, mediaId);
   }
-  if (!row || row.uploaded_ts === null) throw notFound("Not found");
+  // Quarantined files are not served (worker/admin/media.ts).
+  if (!row || row.uploaded_ts === null || row.quarantined_by !== null) throw notFound("Not found");
   return row;
 }
 

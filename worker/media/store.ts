@@ -18,6 +18,9 @@ export interface MediaRow {
   created_ts: number;
   uploaded_ts: number | null;
   unused_expires_ts: number | null;
+  /** Set by an admin's quarantine (worker/admin/media.ts): the file is no longer served. */
+  quarantined_by: string | null;
+  safe_from_quarantine: number;
 }
 
 /** MAX_UPLOAD_SIZE in bytes: a number, optionally with a K, M or G suffix (powers of 1024, as Synapse). */
