@@ -2,12 +2,15 @@
 import type { RoomDurableObject } from "../durable-objects/room.js";
 import type { UserDurableObject } from "../durable-objects/user.js";
 import type { DestinationDurableObject } from "../durable-objects/destination.js";
+import type { DelayedEventsDurableObject } from "../durable-objects/delayed-events.js";
 
 export interface Env {
   DB: D1Database;
   ROOMS: DurableObjectNamespace<RoomDurableObject>;
   USERS: DurableObjectNamespace<UserDurableObject>;
   DESTINATIONS: DurableObjectNamespace<DestinationDurableObject>;
+  /** One user's delayed events (MSC4140), sent by the DO's alarm (durable-objects/delayed-events.ts). */
+  DELAYED_EVENTS: DurableObjectNamespace<DelayedEventsDurableObject>;
   /** The media repository's content (worker/media/store.ts). */
   MEDIA: R2Bucket;
   /** The server name users and rooms belong to, e.g. `example.com` or `localhost:8008`. */
@@ -81,6 +84,10 @@ export interface Env {
   SERVER_NOTICES_ROOM_TOPIC?: string;
   SERVER_NOTICES_ROOM_AVATAR_URL?: string;
   SERVER_NOTICES_AUTO_JOIN?: string;
+  /** Longest delay of a delayed event (MSC4140): ms, or with a unit as "24h" (default 24h). */
+  MAX_EVENT_DELAY?: string;
+  /** Delayed events a user may have scheduled at once (default 100, Synapse's). */
+  MAX_DELAYED_EVENTS_PER_USER?: string;
   /**
    * Tests only: when bound, every outbound federation fetch (.well-known, DNS over HTTPS, requests to
    * servers) goes to this service instead of the internet (federation-client/outbound-fetch.ts).

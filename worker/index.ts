@@ -53,10 +53,12 @@ import { roomUpgradeRoutes } from "./client/room-upgrades.js";
 import { reportingRoutes } from "./client/reporting.js";
 import { mediaRoutes } from "./client/media.js";
 import { voipRoutes } from "./client/voip.js";
+import { delayedEventsRoutes } from "./client/delayed-events.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
 export { DestinationDurableObject } from "../durable-objects/destination.js";
+export { DelayedEventsDurableObject } from "../durable-objects/delayed-events.js";
 
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -123,6 +125,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationHierarchyRoutes);
   app.route("/", openIdRoutes);
   app.route("/", voipRoutes);
+  app.route("/", delayedEventsRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).

@@ -4,6 +4,7 @@ declare namespace Cloudflare {
     ROOMS: DurableObjectNamespace<import("../../durable-objects/room.js").RoomDurableObject>;
     USERS: DurableObjectNamespace<import("../../durable-objects/user.js").UserDurableObject>;
     DESTINATIONS: DurableObjectNamespace<import("../../durable-objects/destination.js").DestinationDurableObject>;
+    DELAYED_EVENTS: DurableObjectNamespace<import("../../durable-objects/delayed-events.js").DelayedEventsDurableObject>;
     MEDIA: R2Bucket;
     SERVER_NAME: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];

@@ -10,6 +10,7 @@ import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
+import { requestedDelay, scheduleDelayedEvent } from "./delayed-events.js";
 
 export const roomSendRoutes = new Hono<AppEnv>();
 
@@ -23,6 +24,11 @@ roomSendRoutes.put(`${V}/rooms/:roomId/send/:eventType/:txnId`, requireAuth, asy
   const roomId = requireRoomId(c.req.param("roomId"));
   const { userId, deviceId } = requester(c);
   const content = await readJsonObject(c, { allowEmpty: false });
+  // MSC4140: `?org.matrix.msc4140.delay=` schedules the event instead (worker/client/delayed-events.ts).
+  const delay = requestedDelay(c);
+  if (delay !== undefined) {
+    return c.json(await scheduleDelayedEvent(c, delay, { roomId, type: c.req.param("eventType"), content, txnId: c.req.param("txnId") }));
+  }
   const result = unwrap(await roomStub(c.env, roomId).sendEvent({
     sender: userId,
     type: c.req.param("eventType"),
@@ -38,6 +44,8 @@ async function putState(c: Context<AppEnv>) {
   const type = c.req.param("eventType")!;
   const stateKey = stateKeyParam(c);
   const content = await readJsonObject(c, { allowEmpty: false });
+  const delay = requestedDelay(c);
+  if (delay !== undefined) return c.json(await scheduleDelayedEvent(c, delay, { roomId, type, stateKey, content }));
   // Spec: 400 M_BAD_ALIAS / M_INVALID_PARAM for canonical aliases that are invalid or point elsewhere.
   if (type === "m.room.canonical_alias" && stateKey === "") await validateCanonicalAlias(c.env, roomId, content);
   const result = unwrap(await roomStub(c.env, roomId).sendEvent({ sender: requester(c).userId, type, stateKey, content }));

@@ -8,5 +8,11 @@ export const versionsRoutes = new Hono<AppEnv>();
 
 // GET /_matrix/client/versions
 versionsRoutes.get("/_matrix/client/versions", (c) =>
-  c.json({ versions: SUPPORTED_SPEC_VERSIONS, unstable_features: {} }),
+  c.json({
+    versions: SUPPORTED_SPEC_VERSIONS,
+    unstable_features: {
+      // MSC4140 delayed events (worker/client/delayed-events.ts).
+      "org.matrix.msc4140": true,
+    },
+  }),
 );
