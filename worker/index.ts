@@ -54,6 +54,7 @@ import { reportingRoutes } from "./client/reporting.js";
 import { mediaRoutes } from "./client/media.js";
 import { voipRoutes } from "./client/voip.js";
 import { delayedEventsRoutes } from "./client/delayed-events.js";
+import { matrixRtcRoutes } from "./client/matrix-rtc.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -126,6 +127,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", openIdRoutes);
   app.route("/", voipRoutes);
   app.route("/", delayedEventsRoutes);
+  app.route("/", matrixRtcRoutes);
 
   app.notFound((c) => {
     // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).

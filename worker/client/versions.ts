@@ -13,6 +13,8 @@ versionsRoutes.get("/_matrix/client/versions", (c) =>
     unstable_features: {
       // MSC4140 delayed events (worker/client/delayed-events.ts).
       "org.matrix.msc4140": true,
+      // MSC4143 MatrixRTC transport discovery (worker/client/matrix-rtc.ts).
+      "org.matrix.msc4143": true,
     },
   }),
 );
