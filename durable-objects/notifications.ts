@@ -42,6 +42,11 @@ export interface RoomEventPushInputs {
   displayName?: string;
   /** The thread root for events in a thread (`m.relates_to.rel_type` `m.thread`). */
   threadId?: string;
+  /** For push gateways (Push Gateway API `sender_display_name`): the sender's display name in the room,
+   * else their user ID (Synapse's `name_from_member_event`). */
+  senderDisplayName?: string;
+  /** For push gateways (`room_name`): m.room.name, else the canonical alias (user/push-delivery.ts). */
+  roomName?: string;
 }
 
 /** A RoomEventNotification as delivered: with its recipient and the push inputs. */

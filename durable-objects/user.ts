@@ -46,6 +46,8 @@ import { outcome, type Outcome } from "./user/outcome.js";
 import type { ToDeviceBatch } from "./user/to-device.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification, RoomEventNotification } from "./notifications.js";
 import { SyncHub, type PresenceEvent, type SyncPlan, type SyncRequest } from "./user/sync.js";
+import { AlarmClock } from "./user/alarm-clock.js";
+import { PushDelivery, type PusherDeliveryState } from "./user/push-delivery.js";
 import type { PresenceState } from "./user/sync-stream.js";
 import { INBOX_SCHEMA } from "./user/sync-stream.js";
 
@@ -468,7 +470,11 @@ export class UserDurableObject extends DurableObject<Env> {
       this.sql.exec(INBOX_SCHEMA);
       this.roomEventsInboxReady = true;
     }
-    return this.ctx.storage.transactionSync(() => batch.map((n) => this.recordRoomEvent(n)));
+    const positions = this.ctx.storage.transactionSync(() => batch.map((n) => this.recordRoomEvent(n)));
+    // A user with pushers listens to a room they just joined at once (user/push-delivery.ts).
+    const me = this.syncHubInstance?.userId();
+    if (me !== undefined && batch.some((n) => n.type === "m.room.member" && n.stateKey === me)) this.pushDelivery.onOwnMembership(me);
+    return positions;
   }
 
   private recordRoomEvent(n: RoomEventNotification | DeliveredRoomEventNotification): number {
@@ -519,8 +525,38 @@ export class UserDurableObject extends DurableObject<Env> {
         recordDeviceListChange: (userId, kind) => this.encryption.deviceLists.record(userId, kind),
         oneTimeKeyCounts: (deviceId) => this.encryption.keys.oneTimeKeyCounts(deviceId),
         unusedFallbackKeyTypes: (deviceId) => this.encryption.keys.unusedFallbackKeyTypes(deviceId),
+        onNotify: (n, evaluation) => {
+          const me = n.recipient ?? this.syncHubInstance?.userId();
+          if (me !== undefined) this.pushDelivery.enqueue(n, evaluation, me);
+        },
       },
+      this.alarmClock,
     ));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Push delivery to the user's http pushers (durable-objects/user/push-delivery.ts).
+
+  private alarmClockInstance?: AlarmClock;
+  private get alarmClock(): AlarmClock {
+    return (this.alarmClockInstance ??= new AlarmClock(this.ctx.storage));
+  }
+  private pushDeliveryInstance?: PushDelivery;
+  private get pushDelivery(): PushDelivery {
+    return (this.pushDeliveryInstance ??= new PushDelivery(this.ctx, this.env, this.alarmClock, {
+      userId: () => this.syncHub.userId(),
+      badge: () => this.syncHub.badgeCount(this.env.PUSH_GROUP_UNREAD_COUNT_BY_ROOM !== "false"),
+      keepListening: (userId) => this.syncHub.ensureListening(userId),
+    }));
+  }
+  /** The user's pushers changed in D1 (worker/client/pushers.ts, worker/accounts.ts): delivery rereads them. */
+  async pushersChanged(userId: string): Promise<void> {
+    this.syncHub.learnUserId(userId);
+    await this.pushDelivery.refresh(userId);
+  }
+  /** Push delivery state (tests, diagnostics). */
+  pushDeliveryState(): { pushers: PusherDeliveryState[]; queued: number } {
+    return this.pushDelivery.state();
   }
 
   /** GET /sync: the plan of the response, waiting (long-poll) when there is nothing new. */
@@ -563,9 +599,12 @@ export class UserDurableObject extends DurableObject<Env> {
   recordLazyMembers(deviceId: string, rooms: { roomId: string; members: Record<string, string>; reset: boolean }[]): void {
     this.syncHub.recordLazyMembers(deviceId, rooms);
   }
-  /** Alarm: presence timeout of sync (user/sync.ts). */
+  /** Alarm (user/alarm-clock.ts): presence timeout of sync (user/sync.ts), push retries and keep-alive
+   * (user/push-delivery.ts). */
   override async alarm(): Promise<void> {
+    this.alarmClock.fired();
     await this.syncHub.alarm();
+    await this.pushDelivery.alarm();
   }
   /** Long-polls waiting now (tests). */
   waitingSyncs(): number {

@@ -312,3 +312,36 @@ export const serverNoticeRooms = sqliteTable("server_notice_rooms", {
   userId: text("user_id").primaryKey(),
   roomId: text("room_id").notNull(),
 });
+
+/**
+ * Pushers (spec: Client-Server API, "Push Notifications"; POST /pushers/set), one row per (user, app_id,
+ * pushkey) as in Synapse's `pushers` table. D1 because `append: false` removes the same app_id and pushkey
+ * of other users (a look-up across users). Delivery state (queue, progress, back-off) lives in the user's
+ * Durable Object (durable-objects/user/push-delivery.ts).
+ */
+export const pushers = sqliteTable(
+  "pushers",
+  {
+    userId: text("user_id").notNull(),
+    appId: text("app_id").notNull(),
+    pushkey: text("pushkey").notNull(),
+    /** "http", "email" (recorded, not delivered) or another kind a client named (Synapse records those too). */
+    kind: text("kind").notNull(),
+    appDisplayName: text("app_display_name").notNull(),
+    deviceDisplayName: text("device_display_name").notNull(),
+    profileTag: text("profile_tag").notNull().default(""),
+    /** Null allowed: Synapse only requires the key to be present. */
+    lang: text("lang"),
+    /** The `data` object as JSON text (for http pushers: `url` and what the gateway gets, e.g. `format`). */
+    data: text("data").notNull(),
+    /** When the pushkey was last set (ms); the gateway gets it in seconds as `pushkey_ts`. */
+    pushkeyTs: integer("pushkey_ts").notNull(),
+    /** The device that created the pusher: logging it out or deleting it removes the pusher (Synapse). */
+    deviceId: text("device_id"),
+  },
+  (t) => [
+    primaryKey({ columns: [t.userId, t.appId, t.pushkey] }),
+    index("pushers_app_pushkey").on(t.appId, t.pushkey),
+    index("pushers_device").on(t.userId, t.deviceId),
+  ],
+);

@@ -46,6 +46,7 @@ const WORKER_VARS = [
   "MEDIA_*",
   "URL_PREVIEW_*",
   "SERVER_NOTICES_*",
+  "PUSH_*",
 ];
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

@@ -6,6 +6,8 @@ import { drizzle } from "drizzle-orm/d1";
 import { accessTokens, devices, refreshTokens, users } from "../schema/d1.js";
 import { generateDeviceId, generateToken, sha256Hex } from "./auth.js";
 import { onAllDevicesDeleted, onDevicesDeleted } from "./device-lists.js";
+import { removePushersOfDevicesStatement } from "../durable-objects/user/pushers.js";
+import { pushersChanged } from "./user-store.js";
 import type { Env } from "./env.js";
 
 /** Lifetime of an access token issued with a refresh token (Synapse's `refreshable_access_token_lifetime`). */
@@ -105,6 +107,7 @@ export async function createSession(
 export async function deleteDevices(env: Env, userId: string, deviceIds: string[]): Promise<void> {
   if (deviceIds.length === 0) return;
   const db = drizzle(env.DB);
+  let pushersRemoved = 0;
   // D1 limits bound parameters per statement (100); delete in chunks.
   for (let i = 0; i < deviceIds.length; i += 50) {
     const chunk = deviceIds.slice(i, i + 50);
@@ -113,7 +116,10 @@ export async function deleteDevices(env: Env, userId: string, deviceIds: string[
       db.delete(refreshTokens).where(and(eq(refreshTokens.userId, userId), inArray(refreshTokens.deviceId, chunk))),
       db.delete(devices).where(and(eq(devices.userId, userId), inArray(devices.deviceId, chunk))),
     ]);
+    // The devices' pushers go too (Synapse: remove_pushers_by_devices).
+    pushersRemoved += (await removePushersOfDevicesStatement(env.DB, userId, chunk).run()).meta.changes;
   }
+  if (pushersRemoved > 0) await pushersChanged(env, [userId]);
   // Their end-to-end keys and to-device inboxes go too (worker/device-lists.ts).
   await onDevicesDeleted(env, userId, deviceIds);
 }
@@ -128,6 +134,9 @@ export async function deleteAllDevices(env: Env, userId: string, keepDeviceId?: 
     db.prepare(`DELETE FROM refresh_tokens WHERE user_id = ?${except}`).bind(...params),
     db.prepare(`DELETE FROM devices WHERE user_id = ?${except}`).bind(...params),
   ]);
+  // Their pushers go too (Synapse: remove_pushers_by_devices), e.g. all but the requester's on a password
+  // change with logout_devices.
+  if ((await removePushersOfDevicesStatement(db, userId, null, keepDeviceId).run()).meta.changes > 0) await pushersChanged(env, [userId]);
   await onAllDevicesDeleted(env, userId, keepDeviceId);
 }
 

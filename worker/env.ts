@@ -90,6 +90,9 @@ export interface Env {
   MAX_EVENT_DELAY?: string;
   /** Delayed events a user may have scheduled at once (default 100, Synapse's). */
   MAX_DELAYED_EVENTS_PER_USER?: string;
+  /** "false": a push's `counts.unread` counts notifications, not rooms with notifications (Synapse's
+   * `push.group_unread_count_by_room`, default true). */
+  PUSH_GROUP_UNREAD_COUNT_BY_ROOM?: string;
   /**
    * Tests only: when bound, every outbound federation fetch (.well-known, DNS over HTTPS, requests to
    * servers) goes to this service instead of the internet (federation-client/outbound-fetch.ts).

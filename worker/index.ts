@@ -23,6 +23,7 @@ import { accountDataRoutes } from "./client/account-data.js";
 import { filterRoutes } from "./client/filter.js";
 import { capabilitiesRoutes } from "./client/capabilities.js";
 import { pushRulesRoutes } from "./client/push-rules.js";
+import { pushersRoutes } from "./client/pushers.js";
 import { userDirectoryRoutes } from "./client/user-directory.js";
 import { wellKnownRoutes } from "./well-known.js";
 import { registrationRoutes } from "./client/registration.js";
@@ -86,6 +87,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", filterRoutes);
   app.route("/", capabilitiesRoutes);
   app.route("/", pushRulesRoutes);
+  app.route("/", pushersRoutes);
   app.route("/", userDirectoryRoutes);
   app.route("/", registrationRoutes);
   app.route("/", loginRoutes);

@@ -23,3 +23,16 @@ export function requireSelf(c: Context<AppEnv>, userId: string, message: string)
 export function jsonText(c: Context<AppEnv>, text: string): Response {
   return c.body(text, 200, { "Content-Type": "application/json" });
 }
+
+/** Tells the User DOs whose pushers changed in D1 (durable-objects/user/pushers.ts); their push delivery
+ * rereads them. Best effort: a failure is logged; D1 is already right and the next change repairs the DO's
+ * copy. */
+export async function pushersChanged(env: Pick<Env, "USERS">, userIds: Iterable<string>): Promise<void> {
+  await Promise.all(
+    [...new Set(userIds)].map((userId) =>
+      userStore(env, userId)
+        .pushersChanged(userId)
+        .catch((e: unknown) => console.warn("pushers: could not tell the user's DO", e instanceof Error ? e.message : e)),
+    ),
+  );
+}

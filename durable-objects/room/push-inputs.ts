@@ -57,6 +57,14 @@ function eventInputs(engine: RoomEngine, eventId: string): Omit<RoomEventPushInp
     senderPowerLevel: powerLevelOf(pdu.sender, engine.currentLookup, meta.rules),
     notificationPowerLevels,
   };
+  // What a push gateway shows (Push Gateway API; Synapse's push_tools.get_context_for_event). Synapse's
+  // room name falls back to member names only for rooms of three or more; that fallback is left out.
+  const senderName = engine.currentStateEvent("m.room.member", pdu.sender)?.content.displayname;
+  inputs.senderDisplayName = typeof senderName === "string" && senderName !== "" ? senderName : pdu.sender;
+  const roomName = engine.currentStateEvent("m.room.name", "")?.content.name;
+  const alias = engine.currentStateEvent("m.room.canonical_alias", "")?.content.alias;
+  if (typeof roomName === "string" && roomName !== "") inputs.roomName = roomName;
+  else if (typeof alias === "string" && /^#.*:.+$/.test(alias)) inputs.roomName = alias;
   const rel = pdu.content["m.relates_to"];
   if (isJsonObject(rel) && rel.rel_type === "m.thread" && typeof rel.event_id === "string") inputs.threadId = rel.event_id;
   return inputs;

@@ -378,6 +378,15 @@ export class SyncStore {
     return out;
   }
 
+  /** Unread notifications per room, threads included (push badge counts, user/sync.ts `badgeCount`). */
+  notificationCountsByRoom(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const r of this.sql.exec<{ room_id: string; n: number }>("SELECT room_id, COUNT(*) AS n FROM sync_notifications GROUP BY room_id")) {
+      out.set(r.room_id, r.n);
+    }
+    return out;
+  }
+
   // -------------------------------------------------------------------------------------------
   // Lazy-loaded members already sent to a device.
 

@@ -8,13 +8,14 @@
 // everything the User DO owns (account data, ephemeral, unread counts, to-device, device lists, presence).
 // The worker (worker/client/sync.ts) then asks each Room DO for its part (room/sync-reads.ts), one RPC per
 // room, and writes the JSON.
-import { evaluatePushRules, type Ruleset } from "../../protocol/push-rules.js";
+import { evaluatePushRules, type PushEvaluation, type Ruleset } from "../../protocol/push-rules.js";
 import { eventPasses, roomPasses, type SyncFilterView } from "../../protocol/event-filter.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
 import type { AccountDataDelta } from "../user.js";
+import type { AlarmClock } from "./alarm-clock.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
 import { fanOutPresence, joinedMembersOf, watchRemoteUsers } from "./room-mates.js";
 import type { UserStream } from "./stream.js";
@@ -36,6 +37,9 @@ export interface SyncSources {
   recordDeviceListChange?(userId: string, kind: DeviceListChangeKind): number;
   oneTimeKeyCounts?(deviceId: string): Record<string, number>;
   unusedFallbackKeyTypes?(deviceId: string): string[];
+  /** An event whose evaluation says `notify` for the user (joined room, or an invite of the user), inside
+   * the transaction that recorded it: push delivery queues it for the user's pushers (user/push-delivery.ts). */
+  onNotify?(n: DeliveredRoomEventNotification, evaluation: PushEvaluation): void;
 }
 
 /** A lease (room/fan-out.ts LISTEN_LEASE_MS) is renewed in the background once less than this is left. */
@@ -134,6 +138,7 @@ export class SyncHub {
     private readonly env: Env,
     private readonly stream: UserStream,
     private readonly sources: SyncSources,
+    private readonly clock: AlarmClock,
   ) {
     this.store = new SyncStore(ctx.storage.sql, stream);
   }
@@ -143,7 +148,7 @@ export class SyncHub {
     return this.store.getMeta("user_id");
   }
 
-  private learnUserId(userId: string | undefined): void {
+  learnUserId(userId: string | undefined): void {
     if (userId !== undefined && this.store.getMeta("user_id") !== userId) this.store.setMeta("user_id", userId);
   }
 
@@ -207,7 +212,14 @@ export class SyncHub {
       if ((n.membership === "leave" || n.membership === "ban") && wasJoined) this.followUp(() => this.markLeftRoomMates(n.roomId, me));
     }
     const joined = this.store.membershipOf(n.roomId)?.membership === "join";
-    if (!joined) return;
+    if (!joined) {
+      // An invite of the user is pushed (`.m.rule.invite_for_me`) but counts nowhere: the room is not joined.
+      if (isMember && n.stateKey === me && n.membership === "invite" && n.sender !== me && n.push && this.sources.onNotify) {
+        const result = this.evaluate(n, me);
+        if (result?.notify) this.sources.onNotify(n, result);
+      }
+      return;
+    }
 
     if (isMember && n.stateKey !== me) {
       // Device lists (spec: "Tracking the device list for a user"): a new room-mate's devices are news;
@@ -228,18 +240,41 @@ export class SyncHub {
       this.store.clearNotifications(n.roomId, n.streamOrdering);
       return;
     }
-    if (n.push) {
-      const event = JSON.parse(n.push.eventJson) as JsonObject;
-      const result = evaluatePushRules(this.sources.pushRuleset(me), event, {
-        userId: me,
-        displayName: n.push.displayName ?? null,
-        roomMemberCount: n.push.roomMemberCount,
-        senderPowerLevel: n.push.senderPowerLevel,
-        notificationPowerLevels: n.push.notificationPowerLevels,
-        roomId: n.roomId,
-      });
-      if (result.notify) this.store.recordNotification(n.roomId, n.push.threadId, n.streamOrdering, result.highlight);
+    const result = this.evaluate(n, me);
+    if (result?.notify) {
+      this.store.recordNotification(n.roomId, n.push!.threadId, n.streamOrdering, result.highlight);
+      this.sources.onNotify?.(n, result);
     }
+  }
+
+  /** The user's push rules run on the event (spec: "Push Rules"); null without push inputs. */
+  private evaluate(n: DeliveredRoomEventNotification, me: string): PushEvaluation | null {
+    if (!n.push) return null;
+    const event = JSON.parse(n.push.eventJson) as JsonObject;
+    return evaluatePushRules(this.sources.pushRuleset(me), event, {
+      userId: me,
+      displayName: n.push.displayName ?? null,
+      roomMemberCount: n.push.roomMemberCount,
+      senderPowerLevel: n.push.senderPowerLevel,
+      notificationPowerLevels: n.push.notificationPowerLevels,
+      roomId: n.roomId,
+    });
+  }
+
+  /**
+   * The `unread` count of push notifications (Push Gateway API `counts.unread`), as Synapse's
+   * `get_badge_count`: the rooms the user is invited to, plus, per joined room with unread notifications,
+   * one (`groupByRoom`, Synapse's default `push.group_unread_count_by_room`) or their number.
+   */
+  badgeCount(groupByRoom: boolean): number {
+    const memberships = this.store.membershipsAt(Number.MAX_SAFE_INTEGER);
+    let badge = 0;
+    for (const m of memberships.values()) if (m.membership === "invite") badge += 1;
+    for (const [roomId, c] of this.store.notificationCountsByRoom()) {
+      if (memberships.get(roomId)?.membership !== "join" || c === 0) continue;
+      badge += groupByRoom ? 1 : c;
+    }
+    return badge;
   }
 
   /** Typing and receipts fanned out by a Room DO. */
@@ -488,18 +523,15 @@ export class SyncHub {
 
   private activeSyncs = 0;
   private lastSyncEnd = 0;
-  private alarmAt: number | null | undefined;
 
   private async schedulePresenceTimeout(): Promise<void> {
-    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
-    if (this.alarmAt !== null) return; // a pending alarm looks again when it fires
-    this.alarmAt = Date.now() + PRESENCE_SYNC_TIMEOUT_MS;
-    await this.ctx.storage.setAlarm(this.alarmAt);
+    // A pending alarm that fires earlier looks again when it fires (user/alarm-clock.ts).
+    await this.clock.wakeBy(Date.now() + PRESENCE_SYNC_TIMEOUT_MS);
   }
 
-  /** The User DO's alarm: marks the user offline once no sync has run for PRESENCE_SYNC_TIMEOUT_MS. */
+  /** The User DO's alarm (after `clock.fired()`): marks the user offline once no sync has run for
+   * PRESENCE_SYNC_TIMEOUT_MS. */
   async alarm(): Promise<void> {
-    this.alarmAt = null;
     const userId = this.userId();
     if (userId === undefined) return;
     const row = this.store.presenceOf(userId);
@@ -507,8 +539,7 @@ export class SyncHub {
     const now = Date.now();
     const lastSeen = Math.max(this.lastSyncEnd, row.lastActiveTs);
     if (this.activeSyncs > 0 || now - lastSeen < PRESENCE_SYNC_TIMEOUT_MS) {
-      this.alarmAt = (this.activeSyncs > 0 ? now : lastSeen) + PRESENCE_SYNC_TIMEOUT_MS;
-      await this.ctx.storage.setAlarm(this.alarmAt);
+      await this.clock.wakeBy((this.activeSyncs > 0 ? now : lastSeen) + PRESENCE_SYNC_TIMEOUT_MS);
       return;
     }
     if (this.setOwnPresence(userId, "offline", undefined, now)) {

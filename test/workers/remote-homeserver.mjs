@@ -183,6 +183,12 @@ async function checkMyelinSignature(request, env, serverName, bodyText) {
 const json = (body, status = 200, headers = {}) =>
   new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "Content-Type": "application/json", ...headers } });
 
+/** Push gateways: notifications received (by gateway host; `<host>:failed` for the ones answered with an
+ * error), failures to answer with, and pushkeys to reject. */
+const pushes = new Map();
+const pushFailures = new Map();
+const pushRejections = new Map();
+
 export default {
   async fetch(request, env) {
     const arrivedAt = Date.now();
@@ -228,6 +234,35 @@ export default {
     if (url.pathname === "/_test/identity") {
       const id = await currentIdentity(url.searchParams.get("name"));
       return json({ keyId: id.keyId, publicKey: id.publicKey });
+    }
+
+    // Push gateways (test/workers/pushers.test.ts): `*.push.test` serve POST /_matrix/push/v1/notify and keep
+    // what they got (`/_test/push/received?gateway=`); a test makes one fail the next requests (POST
+    // /_test/push/fail {gateway, times, status}) or answer `rejected` with some pushkeys (POST
+    // /_test/push/reject {gateway, pushkeys}).
+    if (url.pathname === "/_test/push/received") return json(pushes.get(url.searchParams.get("gateway")) ?? []);
+    if (url.pathname === "/_test/push/fail") {
+      const { gateway, times, status } = await request.json();
+      pushFailures.set(gateway, { times, status: status ?? 503 });
+      return json({});
+    }
+    if (url.pathname === "/_test/push/reject") {
+      const { gateway, pushkeys } = await request.json();
+      pushRejections.set(gateway, pushkeys);
+      return json({});
+    }
+    if (hostname.endsWith(".push.test") && url.pathname === "/_matrix/push/v1/notify" && request.method === "POST") {
+      const body = await request.json();
+      const failure = pushFailures.get(hostname);
+      if (failure && failure.times > 0) {
+        failure.times -= 1;
+        if (!pushes.has(`${hostname}:failed`)) pushes.set(`${hostname}:failed`, []);
+        pushes.get(`${hostname}:failed`).push(body);
+        return json({ errcode: "M_UNKNOWN", error: "gateway down (test)" }, failure.status);
+      }
+      if (!pushes.has(hostname)) pushes.set(hostname, []);
+      pushes.get(hostname).push(body);
+      return json({ rejected: pushRejections.get(hostname) ?? [] });
     }
 
     // DNS over HTTPS (JSON API).
