@@ -162,8 +162,9 @@ export class RoomDurableObject extends DurableObject<Env> {
     if (!results.some((r) => r.fanOut)) return;
     if (!this.alarmPending) {
       this.alarmPending = true;
-      // Set before the delivery is started: written together with the commit.
-      await this.ctx.storage.setAlarm(Date.now() + this.retryDelay);
+      // Set before the delivery is started: written together with the commit. Never later than an alarm
+      // already set (a partial-state resync step or a federation retry due sooner must not wait 10 s).
+      await this.armAlarmWithin(this.retryDelay);
     }
     if (this.deliverAfterCommit) void this.startDelivery();
   }
@@ -285,7 +286,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     if (this.fanOut.hasWork()) {
       this.retryDelay = this.failedDeliveries > 0 ? Math.min(this.retryDelay * 2, OUTBOX_MAX_RETRY_MS) : OUTBOX_RETRY_MS;
       this.alarmPending = true;
-      await this.ctx.storage.setAlarm(Date.now() + this.retryDelay);
+      await this.armAlarmWithin(this.retryDelay);
     } else {
       this.retryDelay = OUTBOX_RETRY_MS;
     }

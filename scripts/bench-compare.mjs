@@ -1,22 +1,16 @@
 #!/usr/bin/env node
 // `npm run bench:compare`: Myelin and Synapse side by side on this machine (issue 13 §4). Starts Synapse
 // (the pinned version, scripts/synapse.mjs; plain-HTTP client API, SQLite) and Myelin as `npm start`
-// does (scripts/start.mjs: wrangler dev, plain HTTP), with rate limits off on both, runs the same client
+// does (scripts/start.mjs through scripts/myelin-server.mjs, plain HTTP), with rate limits off on both, runs the same client
 // workload (bench/compare/workload.mjs) against both in one run, rotating the order per figure
 // (Myelin, Synapse, Synapse, Myelin), and prints each figure with the ratio Myelin/Synapse.
 //
 // Options: --runs N (default 4: the rotation A,B,B,A; 2 gives A,B), --only a,b (figure keys below),
 // --connection-close (a new connection per request instead of keep-alive; registration excepted).
-import { spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { freePort, registerWithSharedSecret, startSynapse, SYNAPSE_VERSION } from "./synapse.mjs";
+import { startMyelin } from "./myelin-server.mjs";
+import { registerWithSharedSecret, startSynapse, SYNAPSE_VERSION } from "./synapse.mjs";
 import * as workload from "../bench/compare/workload.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const arg = (name) => {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
@@ -24,68 +18,6 @@ const arg = (name) => {
 const runs = Number(arg("--runs") ?? 4);
 workload.options.connectionClose = process.argv.includes("--connection-close");
 const only = arg("--only")?.split(",");
-
-/** Myelin through scripts/start.mjs (what `npm start` runs) on a free port, fresh state, RC_* off. */
-async function startMyelin(secret) {
-  const port = await freePort();
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "myelin-bench-"));
-  const rateLimitsOff = Object.fromEntries(
-    ["RC_LOGIN_ADDRESS", "RC_LOGIN_ACCOUNT", "RC_LOGIN_FAILED_ATTEMPTS", "RC_REGISTRATION", "RC_REGISTRATION_TOKEN_VALIDITY"].map((k) => [k, "off"]),
-  );
-  const child = spawn(process.execPath, [path.join(root, "scripts", "start.mjs")], {
-    cwd: root,
-    env: {
-      ...process.env,
-      // wrangler needs the project's Node 22 (node_modules/.bin/node) when this runs under an older node.
-      PATH: `${path.join(root, "node_modules", ".bin")}${path.delimiter}${process.env.PATH}`,
-      PORT: String(port),
-      INSPECTOR_PORT: String(await freePort()),
-      DATA_DIR: dataDir,
-      REGISTRATION_SHARED_SECRET: secret,
-      ...rateLimitsOff,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  let log = "";
-  const logFile = path.join(os.tmpdir(), `myelin-bench-${port}.log`);
-  const logStream = createWriteStream(logFile);
-  child.stdout.on("data", (d) => (log.length < 100_000 && (log += d), logStream.write(d)));
-  child.stderr.on("data", (d) => (log.length < 100_000 && (log += d), logStream.write(d)));
-  const kill = (signal) => {
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      // gone
-    }
-  };
-  process.once("exit", () => kill("SIGKILL"));
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`Myelin exited during start-up:\n${log}`);
-    // start.mjs says "ready at" once its D1 migrations are applied (the port may answer before that).
-    if (log.includes("[myelin] ready at ")) break;
-    if (Date.now() > deadline) {
-      kill("SIGKILL");
-      throw new Error(`Myelin did not start within 120 s:\n${log}`);
-    }
-    await sleep(250);
-  }
-  return {
-    baseUrl,
-    logFile,
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        kill("SIGTERM");
-        await Promise.race([exited, sleep(5000)]);
-        if (child.exitCode === null) kill("SIGKILL");
-      }
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
 
 function percentile(samples, p) {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -130,7 +62,7 @@ const scenarios = [
 const stamp = Date.now().toString(36);
 const secret = `bench-${stamp}`;
 console.log(`[bench:compare] starting Synapse ${SYNAPSE_VERSION} and Myelin…`);
-const [synapse, myelinServer] = await Promise.all([startSynapse({ registrationSharedSecret: secret }), startMyelin(secret)]);
+const [synapse, myelinServer] = await Promise.all([startSynapse({ registrationSharedSecret: secret }), startMyelin({ secret })]);
 const servers = {
   myelin: { name: "Myelin", baseUrl: myelinServer.baseUrl, register: (l, p) => registerWithSharedSecret(myelinServer.baseUrl, secret, l, p) },
   synapse: { name: "Synapse", baseUrl: synapse.baseUrl, register: (l, p) => synapse.registerUser(l, p) },

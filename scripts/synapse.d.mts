@@ -34,6 +34,7 @@ export interface RunningSynapse {
   port: number;
   clientPort: number;
   dataDir: string;
+  pid: number;
   registrationSharedSecret: string;
   registerUser(localpart: string, password: string, admin?: boolean): Promise<RegisteredUser>;
   stop(): Promise<void>;

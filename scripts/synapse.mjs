@@ -320,6 +320,8 @@ export async function startSynapse(options = {}) {
     port,
     clientPort,
     dataDir,
+    /** The Synapse process, leader of its own process group (CPU and memory figures in bench-join.mjs). */
+    pid: child.pid,
     registrationSharedSecret: secret,
     /** @returns {Promise<{ userId: string, accessToken: string, deviceId: string }>} */
     registerUser: (localpart, password, admin = false) => registerWithSharedSecret(baseUrl, secret, localpart, password, admin),
