@@ -43,12 +43,12 @@ import { relationsForReader, threadsForReader, type ReadEvent, type RelationsReq
 import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
 import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, serversInRoom, stateForServer, stateIdsForServer, wirePdu } from "./room/federation-reads.js";
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
-import { backfill, receivePdus, type PduResult, type RemoteFetch } from "./room/federation-inbound.js";
+import { backfill, receivePdus, type PduResult, type RemoteFetch, type RemoteStream } from "./room/federation-inbound.js";
 import { joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
 import { EventIndexWriter } from "./room/event-index.js";
 import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
 import { beginPartialState, isPartialState, resyncStep } from "./room/partial-state.js";
-import { federationRequest } from "../federation-client/request.js";
+import { federationRawRequest, federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
@@ -97,6 +97,8 @@ export interface DirectoryStateEvent {
 
 /** Delay before the alarm retries undelivered notifications. */
 const OUTBOX_RETRY_MS = 10_000;
+/** How long /members and /joined_members wait for a partial-state resync before answering what is known. */
+const FULL_STATE_WAIT_MS = 60_000;
 const OUTBOX_MAX_RETRY_MS = 10 * 60_000;
 /** Outbox rows one retry round reads. */
 const OUTBOX_ROUND_ROWS = 1000;
@@ -122,6 +124,8 @@ export class RoomDurableObject extends DurableObject<Env> {
   private drainAgain = false;
   private retryDelay = OUTBOX_RETRY_MS;
   private failedDeliveries = 0;
+  /** Requests waiting for a partial-state resync to finish (fullState()). */
+  private readonly fullStateWaiters = new Set<() => void>();
   private fanOut: RoomFanOut;
   /** Test hook (reached through runInDurableObject): skip delivery after commit, as a crash would. */
   deliverAfterCommit = true;
@@ -269,8 +273,9 @@ export class RoomDurableObject extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     // A partial-state join's background resync: one bounded step per alarm (room/partial-state.ts).
     // Inside the write queue: it changes the room's state; each step is bounded, so sends wait little.
-    const step = await this.serialised(() => resyncStep(this.engine, this.remote));
+    const step = await this.serialised(() => resyncStep(this.engine, this.remote, this.remoteStream));
     const nextStep: number | null = "ok" in step ? step.ok : 5_000;
+    if (nextStep === null) for (const wake of [...this.fullStateWaiters]) wake();
     if (!("ok" in step)) console.warn("partial-state resync step failed; retried", step.error.error);
     await this.runAlarmTasks();
     if (nextStep !== null) await this.armAlarmWithin(nextStep);
@@ -589,6 +594,12 @@ export class RoomDurableObject extends DurableObject<Env> {
     return (destination, method, path, body) => federationRequest(this.env, { destination, method, path, body: body as JsonObject | undefined });
   }
 
+  /** Signed GETs whose answers are read as streams (a big room's /state). */
+  private get remoteStream(): RemoteStream | undefined {
+    if (!federationEnabled(this.env)) return undefined;
+    return (destination, path) => federationRawRequest(this.env, { destination, method: "GET", path });
+  }
+
   /** GET /_matrix/federation/v1/make_{join,leave,knock}/{roomId}/{userId}. */
   makeMembership(request: MakeMembershipRequest): Promise<Outcome<MakeMembershipResult>> {
     if (request.membership !== "leave" && isPartialState(this.engine)) return Promise.resolve(notFullyJoined());
@@ -869,13 +880,35 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** GET /rooms/{roomId}/members. */
-  roomMembers(reader: Reader, request: MembersRequest): Promise<Outcome<ClientEvent[]>> {
+  async roomMembers(reader: Reader, request: MembersRequest): Promise<Outcome<ClientEvent[]>> {
+    await this.fullState();
     return outcomeOf(() => roomMembers(this.engine, reader, request));
   }
 
   /** GET /rooms/{roomId}/joined_members. */
-  joinedMembers(userId: string): Promise<Outcome<Record<string, JoinedMember>>> {
+  async joinedMembers(userId: string): Promise<Outcome<Record<string, JoinedMember>>> {
+    await this.fullState();
     return outcomeOf(() => joinedMembers(this.engine, userId));
+  }
+
+  /**
+   * Waits until a partial-state join's resync has finished, as Synapse's /members and /joined_members do
+   * (Complement: "/members blocks until the resync completes"), so that a client never takes the partial
+   * member list for the whole one. Bounded by FULL_STATE_WAIT_MS (Synapse waits without a bound): after it
+   * the partial list is answered rather than holding the client's request for minutes.
+   */
+  private fullState(): Promise<void> {
+    if (!isPartialState(this.engine)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, FULL_STATE_WAIT_MS);
+      const waiters = this.fullStateWaiters;
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
   }
 
   /** GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]] (404 for an invisible parent). */

@@ -215,7 +215,7 @@ const rows = [
   ["CPU of the joining server, join → full members", "s", "cpu"],
   ["peak RSS of the joining server's processes", "MiB", "peakRss"],
 ];
-const fmt = (x) => (x === undefined ? "timeout" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const fmt = (x) => (x === undefined ? "-" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 console.log(`\nJoining a Synapse ${SYNAPSE_VERSION} room of ${M} members over loopback TLS (partial-state joins on both); joined in the order ${order.join(", ")}`);
 console.log(`${"figure".padEnd(54)}  ${"Myelin".padStart(8)}  ${"Synapse".padStart(8)}  ${"M/S".padStart(6)}`);
 for (const [label, unit, k] of rows) {

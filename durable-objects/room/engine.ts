@@ -568,14 +568,20 @@ export class RoomEngine {
    * Adds entries to the current state without an event of their own: the member events a partial-state
    * join left out, once the resync fetched them (room/partial-state.ts). A new state group derived from
    * the current one; current_state rows and state deltas at the latest stream position.
+   *
+   * The events from `fromOrdering` on (our join and what arrived during the resync) were given state
+   * groups that lack those entries; each of their groups gets the entries it does not set itself, so that
+   * the next event's state (computed from its prev events' groups) and history visibility see the whole
+   * state too, as Synapse corrects partial-state events' state after its resync.
    */
-  addToCurrentState(additions: ReadonlyMap<StateKey, string>): void {
+  addToCurrentState(additions: ReadonlyMap<StateKey, string>, fromOrdering?: number): void {
     const meta = this.meta();
     if (!meta || additions.size === 0) return;
     const firstGroupId = (this.sql.exec<{ m: number | null }>("SELECT MAX(id) AS m FROM state_groups").one().m ?? 0) + 1;
     const at = this.maxStreamOrdering();
     try {
       this.storage.transactionSync(() => {
+        if (fromOrdering !== undefined) this.completeStateGroups(additions, fromOrdering);
         const group = this.stateGroups.create(meta.currentStateGroup, additions);
         this.sql.exec("UPDATE room_meta SET current_state_group = ? WHERE id = 1", group);
         for (const [key, eventId] of additions) {
@@ -595,6 +601,39 @@ export class RoomEngine {
       throw e;
     } finally {
       this.metaCache = undefined;
+    }
+  }
+
+  /** addToCurrentState's correction of the state groups of events from `fromOrdering` on (one new group
+   * per distinct old group: messages share their group, so this grows with state changes, not events). */
+  private completeStateGroups(additions: ReadonlyMap<StateKey, string>, fromOrdering: number): void {
+    const completed = new Map<number, number>();
+    const complete = (group: number | null): number | null => {
+      if (group === null) return null;
+      let done = completed.get(group);
+      if (done === undefined) {
+        const missing = new Map<StateKey, string>();
+        for (const [key, eventId] of additions) {
+          const [type, sk] = splitStateKey(key);
+          if (this.stateGroups.lookup(group, type, sk) === undefined) missing.set(key, eventId);
+        }
+        done = missing.size > 0 ? this.stateGroups.create(group, missing) : group;
+        completed.set(group, done);
+      }
+      return done;
+    };
+    const rows = this.sql
+      .exec<{ stream_ordering: number; state_group_before: number | null; state_group_after: number | null }>(
+        "SELECT stream_ordering, state_group_before, state_group_after FROM events WHERE stream_ordering >= ? AND outlier = 0 AND state_group_before IS NOT NULL",
+        fromOrdering,
+      )
+      .toArray();
+    for (const r of rows) {
+      const before = complete(r.state_group_before);
+      const after = complete(r.state_group_after);
+      if (before !== r.state_group_before || after !== r.state_group_after) {
+        this.sql.exec("UPDATE events SET state_group_before = ?, state_group_after = ? WHERE stream_ordering = ?", before, after, r.stream_ordering);
+      }
     }
   }
 

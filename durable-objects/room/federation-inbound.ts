@@ -17,6 +17,9 @@ export type PduResult = { error?: string };
 export type RemoteResponse = { ok: true; status: number; body: unknown } | { ok: false; status: number | null; errcode?: string; error: string };
 
 /** A signed request to another server: the Room DO's one way out (it is given one, it does not build it). */
+/** A signed GET whose answer is read as a stream (large answers: room/partial-state.ts). */
+export type RemoteStream = (destination: string, path: string) => Promise<{ ok: true; response: Response } | { ok: false; error: string }>;
+
 export type RemoteFetch = (destination: string, method: "GET" | "POST" | "PUT", path: string, body?: Record<string, unknown>) => Promise<RemoteResponse>;
 
 /** Synapse asks for at most 10 missing events before falling back to the state. */

@@ -6,24 +6,35 @@
 // The resync, one step per alarm invocation:
 //   1. ids:    GET /state_ids at our join event from one of `servers_in_room` (the state before the join, and
 //              its auth chain, as IDs). The IDs we lack are recorded in `partial_state_missing`.
-//   2. fetch:  up to FETCH_PER_STEP missing events per step with GET /event, staged in `partial_state_staged`
-//              (JSON and auth edges). A server that does not answer is replaced by the next one.
-//   3. check:  staged events whose auth events are all stored are checked and stored as outliers
+//   2. state:  when many are missing (Synapse's rule: a tenth or more of the state and auth chain), one
+//              GET /state read as a stream (protocol/json-array-stream.ts: one PDU in memory at a time), each
+//              PDU whose event ID is missing staged in `partial_state_staged` (JSON and auth edges). What it
+//              does not bring (or if it fails) is left to the next phase.
+//   3. fetch:  up to FETCH_PER_STEP missing events per step with GET /event, staged the same way. A server
+//              that does not answer is replaced by the next one.
+//   4. check:  staged events whose auth events are all stored are checked and stored as outliers
 //              (engine.persistOutliers: signatures, hashes, auth), CHECK_PER_STEP per step, in auth order.
-//   4. apply:  the member events of the full state that the current state lacks (and that no event since the
+//   5. apply:  the member events of the full state that the current state lacks (and that no event since the
 //              join has changed) are added to the current state, with state deltas, so /sync and /members
 //              see them; then the room leaves partial state.
 // A restart continues where it left off: every step's progress is in SQLite.
 //
 // What is weaker than Synapse: events that arrived during the partial state were authorised against the
-// partial state and are not checked again against the full state afterwards; events' own state groups (used
-// for history visibility) keep the partial membership.
+// partial state and are not checked again against the full state afterwards (their state groups are
+// completed, engine.addToCurrentState).
+import { eventIdFor } from "../../protocol/event-hashes.js";
+import { JsonArrayElements } from "../../protocol/json-array-stream.js";
 import { isJsonObject } from "../../protocol/json.js";
 import { authEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
 import type { RoomEngine } from "./engine.js";
 import { MAX_PARAMS } from "./event-rows.js";
-import type { RemoteFetch } from "./federation-inbound.js";
+import type { RemoteFetch, RemoteStream } from "./federation-inbound.js";
 
+/** Missing events are fetched with one /state when they are at least this share of the state and auth
+ * chain (Synapse: `_get_state_ids_after_missing_prev_event`), else one /event each. */
+const STATE_REQUEST_SHARE = 0.1;
+/** Staged PDUs written per SQLite transaction while /state streams in. */
+const STAGE_BATCH = 500;
 const FETCH_PER_STEP = 100;
 const FETCH_CONCURRENCY = 20;
 const CHECK_PER_STEP = 500;
@@ -46,7 +57,7 @@ export const PARTIAL_STATE_SCHEMA = `
   CREATE INDEX IF NOT EXISTS partial_state_staged_auth_by_auth ON partial_state_staged_auth (auth_event_id);
 `;
 
-type Phase = "ids" | "fetch" | "check" | "apply";
+type Phase = "ids" | "state" | "fetch" | "check" | "apply";
 
 type PartialRow = {
   join_event_id: string;
@@ -97,7 +108,7 @@ export function beginPartialState(engine: RoomEngine, joinEventId: string, serve
  * One bounded step of the resync. Returns the delay after which the next step should run, or null when the
  * room is complete (or was never partial).
  */
-export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undefined): Promise<number | null> {
+export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undefined, stream?: RemoteStream): Promise<number | null> {
   const state = engine.meta() ? row(engine) : undefined;
   if (!state) return null;
   if (!remote) return RETRY_DELAY_MS;
@@ -119,10 +130,24 @@ export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undef
       }
       const stateIds = answer.body.pdu_ids.filter((x): x is string => typeof x === "string");
       const authIds = answer.body.auth_chain_ids.filter((x): x is string => typeof x === "string");
-      engine.sql.exec("UPDATE partial_state SET state_ids = ?, phase = 'fetch' WHERE id = 1", JSON.stringify(stateIds));
-      for (const id of new Set([...authIds, ...stateIds])) {
-        if (!engine.events.has(id)) engine.sql.exec("INSERT OR IGNORE INTO partial_state_missing (event_id) VALUES (?)", id);
-      }
+      const all = new Set([...authIds, ...stateIds]);
+      let missing = 0;
+      engine.transaction(() => {
+        for (const id of all) {
+          if (engine.events.has(id)) continue;
+          engine.sql.exec("INSERT OR IGNORE INTO partial_state_missing (event_id) VALUES (?)", id);
+          missing += 1;
+        }
+        const next: Phase = stream && missing >= all.size * STATE_REQUEST_SHARE ? "state" : "fetch";
+        engine.sql.exec("UPDATE partial_state SET state_ids = ?, phase = ? WHERE id = 1", JSON.stringify(stateIds), next);
+      });
+      return STEP_DELAY_MS;
+    }
+    case "state": {
+      // Whatever happens, what is still missing afterwards is fetched one by one (and from other servers).
+      engine.sql.exec("UPDATE partial_state SET phase = 'fetch' WHERE id = 1");
+      const staged = stream ? await stageFromState(engine, stream, server, state.join_event_id) : 0;
+      if (staged === 0) nextServer();
       return STEP_DELAY_MS;
     }
     case "fetch": {
@@ -197,6 +222,56 @@ export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undef
 }
 
 /**
+ * GET /state at our join, read as it arrives: each PDU of `pdus` and `auth_chain` whose event ID (computed
+ * from its content, so a server cannot pass one event off as another) is missing is staged, in batches of
+ * STAGE_BATCH per transaction. Returns how many were staged; a broken or cut-off answer keeps what came.
+ */
+async function stageFromState(engine: RoomEngine, stream: RemoteStream, server: string, joinEventId: string): Promise<number> {
+  const { roomId, rules } = engine.meta()!;
+  const answer = await stream(server, `/_matrix/federation/v1/state/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(joinEventId)}`);
+  if (!answer.ok || !answer.response.ok || !answer.response.body) return 0;
+  const reader = new JsonArrayElements();
+  let batch: { id: string; json: string; auth: string[] }[] = [];
+  let staged = 0;
+  const flush = () => {
+    const rows = batch;
+    batch = [];
+    engine.transaction(() => {
+      for (const { id, json, auth } of rows) {
+        if (engine.sql.exec("SELECT 1 FROM partial_state_missing WHERE event_id = ?", id).toArray().length === 0) continue;
+        engine.sql.exec("INSERT OR REPLACE INTO partial_state_staged (event_id, json) VALUES (?, ?)", id, json);
+        for (const a of auth) engine.sql.exec("INSERT OR IGNORE INTO partial_state_staged_auth (event_id, auth_event_id) VALUES (?, ?)", id, a);
+        engine.sql.exec("DELETE FROM partial_state_missing WHERE event_id = ?", id);
+        staged += 1;
+      }
+    });
+  };
+  try {
+    for await (const chunk of answer.response.body.pipeThrough(new TextDecoderStream())) {
+      for (const element of reader.push(chunk)) {
+        if (element.key !== "pdus" && element.key !== "auth_chain") continue;
+        let pdu: Pdu;
+        let id: string;
+        try {
+          const parsed: unknown = JSON.parse(element.json);
+          if (!isJsonObject(parsed)) continue;
+          pdu = parsed as unknown as Pdu;
+          id = await eventIdFor(pdu, rules);
+        } catch {
+          continue; // not a PDU of this room version: the check phase would refuse it anyway
+        }
+        batch.push({ id, json: element.json, auth: authEventIds(pdu) });
+        if (batch.length >= STAGE_BATCH) flush();
+      }
+    }
+  } catch (e) {
+    console.warn(`partial-state resync: /state from ${server} broke off`, e instanceof Error ? e.message : e);
+  }
+  flush();
+  return staged;
+}
+
+/**
  * Adds to the current state the entries of the full state (at our join) that it lacks and that no event
  * since the join has set: the member events the partial join left out.
  */
@@ -218,7 +293,7 @@ function applyFullState(engine: RoomEngine, stateIds: string[]): void {
     if (current.has(key) || changed.has(key)) continue;
     additions.set(key, id);
   }
-  if (additions.size > 0) engine.addToCurrentState(additions);
+  if (additions.size > 0) engine.addToCurrentState(additions, joinOrdering);
 }
 
 function finish(engine: RoomEngine): void {

@@ -35,7 +35,8 @@ export default async function setup(project: TestProject) {
   const ca = makeTestCA();
   trustCA(ca);
   const started = await Promise.allSettled([
-    startSynapse({ caDir: ca.dir }),
+    // bcrypt_rounds 4: tests register many users; Synapse's default 12 rounds cost ~0.3 s each.
+    startSynapse({ caDir: ca.dir, extraConfig: { bcrypt_rounds: 4 } }),
     startServer({ REGISTRATION_SHARED_SECRET: MYELIN_SECRET }, { https: ca }),
   ]);
   const [synapseResult, myelinResult] = started;
