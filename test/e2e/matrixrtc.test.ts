@@ -7,7 +7,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import * as sdk from "matrix-js-sdk";
 import { MatrixRTCSessionEvent, type MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js";
-import { logger } from "matrix-js-sdk/lib/logger.js";
 import { afterAll, describe, expect, inject, it } from "vitest";
 
 const baseUrl = inject("baseUrl");
@@ -49,7 +48,6 @@ describe("MatrixRTC with matrix-js-sdk", () => {
   });
 
   it("a crashed member leaves the call when the server sends its delayed leave", async () => {
-    logger.setLevel("warn");
     const alice = await register("rtcalice");
     const bobAccount = await register("rtcbob");
     const auth = (a: Account) => ({ Authorization: `Bearer ${a.access_token}` });
