@@ -40,6 +40,7 @@ import { roomSync, strippedState, type RoomSyncRequest, type RoomSyncResult, typ
 import { eventContext, eventForReader, messages, timestampToEvent, type ContextRequest, type ContextResult, type MessagesRequest, type MessagesResult } from "./room/timeline.js";
 import { joinedMembers, roomMembers, type JoinedMember, type MembersRequest } from "./room/members.js";
 import { relationsForReader, threadsForReader, type ReadEvent, type RelationsRequest, type RelationsResult, type ThreadsRequest, type ThreadsResult } from "./room/relations.js";
+import { searchRoom, type RoomSearchRequest, type RoomSearchResult } from "./room/search.js";
 import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
 import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, serversInRoom, stateForServer, stateIdsForServer, wirePdu } from "./room/federation-reads.js";
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
@@ -877,6 +878,11 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** GET /rooms/{roomId}/timestamp_to_event. */
   timestampToEvent(reader: Reader, ts: number, dir: "b" | "f"): Promise<Outcome<{ event_id: string; origin_server_ts: number } | null>> {
     return outcomeOf(() => timestampToEvent(this.engine, reader, ts, dir));
+  }
+
+  /** POST /search, this room's part (room/search.ts). */
+  search(reader: Reader, request: RoomSearchRequest): Promise<Outcome<RoomSearchResult>> {
+    return outcomeOf(() => searchRoom(this.engine, reader, request));
   }
 
   /** GET /rooms/{roomId}/members. */

@@ -56,6 +56,7 @@ import { mediaRoutes } from "./client/media.js";
 import { voipRoutes } from "./client/voip.js";
 import { delayedEventsRoutes } from "./client/delayed-events.js";
 import { matrixRtcRoutes } from "./client/matrix-rtc.js";
+import { searchRoutes } from "./client/search.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -115,6 +116,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", roomUpgradeRoutes);
   app.route("/", reportingRoutes);
   app.route("/", mediaRoutes);
+  app.route("/", searchRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
   app.route("/", federationMembershipRoutes);

@@ -1,6 +1,7 @@
 // Reading and writing the `events` table (schema.ts) of one room, with a small cache of parsed PDUs
 // (auth checks and state resolution read the same few events again and again: create, power levels,
 // join rules, members).
+import { SearchIndex } from "./search-index.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { isJsonObject } from "../../protocol/json.js";
 import type { IdentifiedPdu, Pdu } from "../../protocol/pdu.js";
@@ -102,10 +103,15 @@ export interface NewEventRow {
 export class EventStore {
   private readonly cache = new Map<string, IdentifiedPdu>();
 
+  /** The room's full-text index (search-index.ts), written with the events it indexes. */
+  readonly search: SearchIndex;
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly cacheSize = 256,
-  ) {}
+  ) {
+    this.search = new SearchIndex(sql);
+  }
 
   meta(eventId: string): EventMeta | undefined {
     const r = this.sql.exec<EventRow>(`SELECT ${META_COLUMNS} FROM events WHERE event_id = ?`, eventId).toArray()[0];
@@ -167,6 +173,8 @@ export class EventStore {
         membership,
       )
       .one().stream_ordering;
+    // Only events clients may be shown are searchable (soft-failed, rejected and outlier events never are).
+    if (row.rejectedReason === null && !row.softFailed && !row.outlier) this.search.add(streamOrdering, pdu.type, pdu.content);
     return streamOrdering;
   }
 
@@ -180,6 +188,9 @@ export class EventStore {
       redactionEventId,
       eventId,
     );
+    // A redacted event's text must not be found any more (Synapse blocks redacted events from results).
+    const ordering = this.sql.exec<{ stream_ordering: number }>("SELECT stream_ordering FROM events WHERE event_id = ?", eventId).toArray()[0];
+    if (ordering) this.search.remove(ordering.stream_ordering);
     this.cache.delete(eventId);
   }
 

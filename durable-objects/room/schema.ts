@@ -31,6 +31,10 @@
 //   out_of_band_members  invites (and their local rejections) of local users to rooms this server is not in:
 //                        the membership event (stored as an outlier) and the stripped state the inviting
 //                        server sent, which is all /sync can show of such a room.
+//   event_search         the FTS5 full-text index of POST /search (search-index.ts): rowid = stream ordering.
+//   search_backlog       the range of events stored before the index existed, indexed on the first search.
+import { createSearchSchema } from "./search-index.js";
+
 export const ROOM_SCHEMA = `
   CREATE TABLE IF NOT EXISTS room_meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -165,6 +169,8 @@ export const ROOM_SCHEMA = `
 /** Creates the tables (idempotent). A later change to an existing table needs an upgrade step here. */
 export function createRoomSchema(sql: SqlStorage): void {
   sql.exec(ROOM_SCHEMA);
+  // The full-text index of POST /search (search-index.ts): its own module, as it may be unavailable.
+  createSearchSchema(sql);
 }
 
 /** True once the schema exists, i.e. this DO has held a room. Reads on a DO that was only addressed by

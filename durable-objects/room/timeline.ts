@@ -52,7 +52,7 @@ export function passesFilter(engine: RoomEngine, filter: RoomEventFilter | undef
   return roomEventPasses(filter, { type: row.type, sender: row.sender, roomId, content });
 }
 
-interface ScanResult {
+export interface ScanResult {
   rows: EventRow[];
   /** Where the next page in the same direction starts. */
   cursor: number;
@@ -61,7 +61,7 @@ interface ScanResult {
 }
 
 /** Reads rows from `from` in direction `dir` until `limit` pass `accept` or MAX_SCAN rows were read. */
-function scan(engine: RoomEngine, dir: "b" | "f", from: number, to: number | undefined, limit: number, accept: (r: EventRow) => boolean): ScanResult {
+export function scan(engine: RoomEngine, dir: "b" | "f", from: number, to: number | undefined, limit: number, accept: (r: EventRow) => boolean): ScanResult {
   const backwards = dir === "b";
   const bound = backwards ? "stream_ordering <= ? AND stream_ordering > ?" : "stream_ordering > ? AND stream_ordering <= ?";
   const stop = to ?? (backwards ? 0 : Number.MAX_SAFE_INTEGER);
