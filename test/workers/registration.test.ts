@@ -20,6 +20,27 @@ describe("POST /register", () => {
     expect(res.body.completed).toBeUndefined();
   });
 
+  it("answers an empty body with the flows; a missing password is reported once auth has passed", async () => {
+    const res = await api("POST", REGISTER, { body: {} });
+    expect(res.status).toBe(401);
+    expect(res.body.flows).toEqual([{ stages: ["m.login.dummy"] }]);
+    const localpart = uniqueLocalpart("nopw");
+    const noPassword = await api("POST", REGISTER, { body: { username: localpart, auth: { type: "m.login.dummy", session: res.body.session } } });
+    expect(noPassword.status).toBe(400);
+    expect(noPassword.body.errcode).toBe("M_MISSING_PARAM");
+    // Nothing was registered; the same session still completes with a password.
+    const done = await api("POST", REGISTER, { body: { username: localpart, password: "pw", auth: { type: "m.login.dummy", session: res.body.session } } });
+    expect(done.status).toBe(200);
+    const tooLong = await api("POST", REGISTER, { body: { password: "x".repeat(513) } });
+    expect(tooLong.status).toBe(400);
+  });
+
+  it("answers M_NOT_JSON to a body that is not UTF-8", async () => {
+    const raw = await buildApp().request(REGISTER, { method: "POST", body: new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]) }, env);
+    expect(raw.status).toBe(400);
+    expect(((await raw.json()) as { errcode: string }).errcode).toBe("M_NOT_JSON");
+  });
+
   it("registers after m.login.dummy in the same session and returns a working access token", async () => {
     const localpart = uniqueLocalpart("dummy");
     const first = await api("POST", REGISTER, { body: { username: localpart, password: "pw" } });

@@ -97,8 +97,7 @@ registrationRoutes.post(`${CLIENT}/register`, async (c) => {
   if (body.type === "m.login.application_service") {
     throw new MatrixError(400, "M_APPSERVICE_LOGIN_UNSUPPORTED", "Application services are not supported");
   }
-  if (password === undefined) throw missingParam("Missing params: password");
-  if (password.length > MAX_PASSWORD_LENGTH) throw invalidParam("Password too long");
+  if (password !== undefined && password.length > MAX_PASSWORD_LENGTH) throw invalidParam("Password too long");
   if (displayName !== undefined && displayName.length > MAX_DEVICE_DISPLAY_NAME_LENGTH) {
     throw invalidParam("Device display name is too long");
   }
@@ -117,6 +116,9 @@ registrationRoutes.post(`${CLIENT}/register`, async (c) => {
     flows: await registrationFlows(env),
   });
 
+  // As Synapse: a missing password is reported only once user-interactive auth has passed, so that
+  // `POST /register {}` answers 401 with the flows (spec: "User-Interactive Authentication API").
+  if (password === undefined) throw missingParam("Missing params: password");
   // The user ID may have been taken while the client was completing authentication.
   if (!(await createUser(env, userId, await hashPassword(password)))) throw userInUse();
   await finishUiaSession(env, auth, { registered: true });
