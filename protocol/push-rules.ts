@@ -42,8 +42,10 @@ export function isPushRuleKind(kind: string): kind is PushRuleKind {
 
 /** `{"set_tweak": "sound", "value": "default"}`; the value of `highlight` may be omitted (= true). */
 export type SetTweakAction = { set_tweak: string; value?: JsonValue };
-/** The actions of the current spec. `dont_notify` and `coalesce` are stripped on input ("Historical Actions"). */
-export type PushAction = "notify" | SetTweakAction;
+/** The actions of the current spec, and the historical `dont_notify` and `coalesce` (spec, "Historical
+ * Actions"): kept and returned as the client set them, as Synapse does (Complement checks that a rule set
+ * to `["dont_notify"]` reads back so), and ignored when rules are evaluated. */
+export type PushAction = "notify" | "dont_notify" | "coalesce" | SetTweakAction;
 
 /**
  * A condition as stored and returned: its `kind` plus parameters. Kept open (not a closed union)
@@ -175,16 +177,15 @@ function copyAction(a: PushAction): PushAction {
 }
 
 /**
- * Validates an `actions` array from a request body. `dont_notify` and `coalesce` are dropped
- * (spec, "Historical Actions": servers MUST ignore them, e.g. by stripping them). Other strings,
- * and objects without a string `set_tweak`, are rejected as Synapse does. Throws 400 M_BAD_JSON.
+ * Validates an `actions` array from a request body. `dont_notify` and `coalesce` are kept (spec,
+ * "Historical Actions": they have no effect; Synapse stores and returns them). Other strings, and
+ * objects without a string `set_tweak`, are rejected as Synapse does. Throws 400 M_BAD_JSON.
  */
 export function parseActions(value: unknown): PushAction[] {
   if (!Array.isArray(value)) throw badJson("'actions' must be an array");
   const out: PushAction[] = [];
   for (const a of value as unknown[]) {
-    if (a === "notify") out.push("notify");
-    else if (a === "dont_notify" || a === "coalesce") continue;
+    if (a === "notify" || a === "dont_notify" || a === "coalesce") out.push(a);
     else if (isJsonObject(a) && typeof a.set_tweak === "string") {
       const tweak: SetTweakAction = { set_tweak: a.set_tweak };
       if (a.value !== undefined) tweak.value = a.value;

@@ -358,9 +358,10 @@ describe("actions", () => {
     });
   });
 
-  it("dont_notify and coalesce are stripped; unknown actions rejected", () => {
-    expect(parseActions(["dont_notify"])).toEqual([]);
-    expect(parseActions(["notify", "coalesce", { set_tweak: "sound", value: "a" }])).toEqual(["notify", { set_tweak: "sound", value: "a" }]);
+  it("dont_notify and coalesce are kept as given (and ignored by evaluation); unknown actions rejected", () => {
+    expect(parseActions(["dont_notify"])).toEqual(["dont_notify"]);
+    expect(parseActions(["notify", "coalesce", { set_tweak: "sound", value: "a" }])).toEqual(["notify", "coalesce", { set_tweak: "sound", value: "a" }]);
+    expect(interpretActions(["dont_notify"])).toMatchObject({ notify: false, highlight: false, actions: [] });
     expectMatrixError(() => parseActions(["explode"]), 400, "M_BAD_JSON");
     expectMatrixError(() => parseActions([{ value: 1 }]), 400, "M_BAD_JSON");
     expectMatrixError(() => parseActions("notify"), 400, "M_BAD_JSON");
@@ -432,7 +433,7 @@ describe("user changes", () => {
     s = setActions(s, "underride", "mine", [{ set_tweak: "sound", value: "x" }]);
     const rs = effectiveRuleset(s, ALICE, "alice");
     expect(getRule(s, "underride", ".m.rule.message", ALICE, "alice")).toMatchObject({ enabled: false, default: true, actions: ["notify"] });
-    expect(getRule(s, "override", ".m.rule.is_user_mention", ALICE, "alice")).toMatchObject({ enabled: true, actions: ["notify"] });
+    expect(getRule(s, "override", ".m.rule.is_user_mention", ALICE, "alice")).toMatchObject({ enabled: true, actions: ["notify", "dont_notify"] });
     expect(getRule(s, "underride", "mine", ALICE, "alice")).toEqual({
       rule_id: "mine",
       default: false,

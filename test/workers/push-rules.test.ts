@@ -55,6 +55,15 @@ describe("push rules: reading", () => {
     }
     const badKind = await api("GET", `${R}/global/bogus/x`, { token: alice.token });
     expect(badKind.status).toBe(400);
+    // MSC4306's postcontent kind is known but has no rules here: its rules are not found, and none can be added.
+    for (const [method, suffix] of [["GET", ""], ["GET", "/enabled"], ["PUT", "/enabled"], ["GET", "/actions"], ["DELETE", ""]] as const) {
+      const res = await api(method, `${R}/global/postcontent/.io.element.msc4306.rule.subscribed_thread${suffix}`, { token: alice.token, body: method === "PUT" ? { enabled: false } : undefined });
+      expect(res.status, `${method} ${suffix}`).toBe(404);
+      expect(res.body.errcode).toBe("M_NOT_FOUND");
+    }
+    expect((await api("GET", `${R}/global/postcontent/`, { token: alice.token })).body).toEqual([]);
+    const put = await api("PUT", `${R}/global/postcontent/mine`, { token: alice.token, body: { actions: ["notify"] } });
+    expect(put.status).toBe(400);
     expect((await api("GET", `${R}/`)).status).toBe(401);
   });
 });
@@ -139,6 +148,15 @@ describe("push rules: changes", () => {
     res = await api("PUT", `${R}/global/override/nope/enabled`, { token: alice.token, body: { enabled: true } });
     expect(res.status).toBe(404);
     expect((await api("GET", `${master}/enabled`, { token: alice.token })).body).toEqual({ enabled: true });
+  });
+
+  it("keeps the historical dont_notify action as set (Synapse and Complement's TestPushRuleCacheHealth)", async () => {
+    const alice = await user();
+    const rule = `${R}/global/sender/${encodeURIComponent(alice.user_id)}`;
+    expect((await api("PUT", rule, { token: alice.token, body: { actions: ["dont_notify"] } })).status).toBe(200);
+    const all = await api("GET", `${R}/`, { token: alice.token });
+    expect(all.body.global.sender[0]).toMatchObject({ rule_id: alice.user_id, actions: ["dont_notify"] });
+    expect((await api("GET", `${rule}/actions`, { token: alice.token })).body).toEqual({ actions: ["dont_notify"] });
   });
 
   it("changes the actions of user and default rules", async () => {

@@ -3,7 +3,7 @@
 // (defaults, merging, validation of changes) are protocol/push-rules.ts. Every change takes a stream
 // position in the User DO, so /sync can send the new `m.push_rules` account data.
 import { Hono, type Context } from "hono";
-import { MatrixError, badJson, invalidParam } from "../../protocol/errors.js";
+import { MatrixError, badJson, invalidParam, notFound } from "../../protocol/errors.js";
 import { getRule, isPushRuleKind, type PushRule, type PushRuleKind, type Ruleset, type StoredPushRules } from "../../protocol/push-rules.js";
 import { pushRulesAccountData, type PushRuleChange } from "../../durable-objects/user.js";
 import { requester, requireAuth } from "../auth.js";
@@ -20,8 +20,19 @@ export async function pushRulesContent(env: Env, userId: string): Promise<{ glob
   return pushRulesAccountData(await storedPushRules(env, userId), userId);
 }
 
-function kindParam(c: Context<AppEnv>): PushRuleKind {
+/** MSC4306's kind between content and room. This server has no rules of it (it defines none and does not
+ * let users add any), so a rule of it is not found, as on Synapse with the MSC off; clients (and
+ * Complement) look for its rules before they disable them. */
+const POSTCONTENT = "postcontent";
+
+function kindParam(c: Context<AppEnv>, { write = false } = {}): PushRuleKind {
   const kind = c.req.param("kind")!;
+  if (kind === POSTCONTENT) {
+    if (write && c.req.method === "PUT" && !c.req.path.endsWith("/enabled") && !c.req.path.endsWith("/actions")) {
+      throw invalidParam("postcontent push rules are not supported");
+    }
+    throw notFound("Unknown push rule");
+  }
   // Spec: `kind` is one of override, underride, sender, room, content.
   if (!isPushRuleKind(kind)) throw invalidParam(`Unknown push rule kind: ${kind}`);
   return kind;
@@ -57,6 +68,7 @@ pushRulesRoutes.get(`${R}/global`, requireAuth, async (c) => c.json((await pushR
 
 // GET /_matrix/client/v3/pushrules/global/{kind}/ (not in the spec; Synapse serves the rules of one kind)
 pushRulesRoutes.get(`${R}/global/:kind/`, requireAuth, async (c) => {
+  if (c.req.param("kind") === POSTCONTENT) return c.json([]);
   const kind = kindParam(c);
   return c.json((await pushRulesContent(c.env, requester(c).userId)).global[kind]);
 });
@@ -66,7 +78,7 @@ pushRulesRoutes.get(RULE, requireAuth, async (c) => c.json(await effectiveRule(c
 
 // PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}
 pushRulesRoutes.put(RULE, requireAuth, async (c) => {
-  const kind = kindParam(c);
+  const kind = kindParam(c, { write: true });
   const body = await readJsonObject(c, { allowEmpty: false });
   // An empty before/after counts as absent (protocol/push-rules.ts putRule).
   const before = c.req.query("before") || undefined;
