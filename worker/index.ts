@@ -1,6 +1,6 @@
 // The Worker entry: builds the Hono app from one route module per spec area, turns every error into
 // a Matrix error response, and exports the Durable Object classes.
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { MatrixError, fromRpcError, unrecognized } from "../protocol/errors.js";
 import type { AppEnv } from "./env.js";
@@ -37,7 +37,7 @@ import { keyBackupRoutes } from "./client/key-backup.js";
 import { toDeviceRoutes } from "./client/to-device.js";
 import { adminRegisterRoutes } from "./admin/register.js";
 import { adminRoutes } from "./admin/index.js";
-import { allowedMethods } from "./method-not-allowed.js";
+import { allowedMethods, hasRoute } from "./method-not-allowed.js";
 import { directoryRoutes } from "./client/directory.js";
 import { publicRoomsRoutes } from "./client/public-rooms.js";
 import { spaceHierarchyRoutes } from "./client/space-hierarchy.js";
@@ -76,6 +76,12 @@ export function buildApp(): Hono<AppEnv> {
     }),
   );
 
+  // An unknown federation endpoint is 404 and a known one with the wrong method 405 (M_UNRECOGNIZED), before
+  // any signature check (Complement's TestUnknownEndpoints; Synapse answers the same).
+  app.use("/_matrix/federation/*", async (c, next) => {
+    if (c.req.method !== "OPTIONS" && !hasRoute(app, c.req.path, c.req.method)) return unknownEndpoint(c);
+    return next();
+  });
   // Spec: Server-Server API, "Request Authentication": every federation request is X-Matrix signed.
   app.use("/_matrix/federation/*", federationAuth);
   // Spec: "Server Access Control Lists (ACLs)": the room endpoints refuse servers the room's ACL denies.
@@ -133,15 +139,16 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", delayedEventsRoutes);
   app.route("/", matrixRtcRoutes);
 
-  app.notFound((c) => {
-    // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).
+  // A known path with the wrong method is 405, an unknown path 404 (both M_UNRECOGNIZED).
+  const unknownEndpoint = (c: Context<AppEnv>) => {
     const allowed = allowedMethods(app, c.req.path, c.req.method);
     if (allowed.length > 0) {
       return c.json(unrecognized("Unrecognized request: method not allowed", 405).toJSON(), 405, { Allow: allowed.join(", ") });
     }
     const e = unrecognized("Unrecognized request");
     return c.json(e.toJSON(), 404);
-  });
+  };
+  app.notFound(unknownEndpoint);
 
   app.onError((err, c) => {
     const e = fromRpcError(err);

@@ -50,3 +50,9 @@ export function allowedMethods(app: Hono<AppEnv>, path: string, method: string):
   }
   return [...found];
 }
+
+/** Whether a route of `method` (HEAD is served by GET routes) matches `path`. */
+export function hasRoute(app: Hono<AppEnv>, path: string, method: string): boolean {
+  const m = method === "HEAD" ? "GET" : method;
+  return patternsOf(app).some((p) => p.method === m && p.regex.test(path));
+}

@@ -29,6 +29,25 @@ describe("unknown endpoints and methods", () => {
   });
 });
 
+describe("unknown federation endpoints", () => {
+  it("answers 404 and 405 before asking for an X-Matrix signature, and 401 on known endpoints", async () => {
+    for (const path of ["/_matrix/federation/unknown", "/_matrix/federation/v1/unknown", "/_matrix/federation/v1/send"]) {
+      const res = await api("GET", path);
+      expect(res.status, path).toBe(404);
+      expect(res.body.errcode).toBe("M_UNRECOGNIZED");
+    }
+    const wrongMethod = await api("PUT", "/_matrix/federation/v1/version");
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.body.errcode).toBe("M_UNRECOGNIZED");
+    const getSend = await api("GET", "/_matrix/federation/v1/send/txn1");
+    expect(getSend.status).toBe(405);
+    // A known endpoint without a signature still needs one.
+    const unsigned = await api("PUT", "/_matrix/federation/v1/send/txn1", { body: { pdus: [] } });
+    expect(unsigned.status).toBe(401);
+    expect((await api("GET", "/_matrix/federation/v1/version")).status).toBe(200);
+  });
+});
+
 describe("CORS", () => {
   it("answers an OPTIONS preflight with the spec's headers", async () => {
     const res = await worker.fetch(
