@@ -857,7 +857,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     const first = await outcomeOf(() => messages(this.engine, reader, request));
     // Spec ("Backfilling"): a client paginating past the earliest event we hold of a room joined over
     // federation makes us ask the other servers for the history before it.
-    if (!("ok" in first) || request.dir !== "b" || first.ok.end !== undefined || !this.remote) return first;
+    if (!("ok" in first) || request.dir !== "b" || !first.ok.exhausted || !this.remote) return first;
     if (this.engine.backwardExtremities(1).length === 0) return first;
     const servers = serversInRoom(this.engine).filter((s) => s !== this.env.SERVER_NAME);
     const stored = await this.serialised(() => backfill(this.engine, servers, this.remote!));

@@ -37,8 +37,11 @@ export interface MessagesRequest {
 export interface MessagesResult {
   chunk: ReadEvent[];
   start: number;
-  /** Absent when no further events are available in that direction. */
+  /** Absent when the page is empty and no further events are available in that direction (as Synapse: a
+   * page with events always has `end`, the next request then comes back empty without it). */
   end?: number;
+  /** No further events are available in that direction (the Room DO backfills then). */
+  exhausted: boolean;
   /** lazy_load_members: the member events of the chunk's senders. */
   state?: ClientEvent[];
 }
@@ -108,8 +111,8 @@ export function messages(engine: RoomEngine, reader: Reader, request: MessagesRe
   const checker = new VisibilityChecker(engine, reader.userId);
   const start = request.from ?? (request.dir === "b" ? access.latestOrdering : 0);
   const page = scan(engine, request.dir, start, request.to, request.limit, (r) => passesFilter(engine, request.filter, r) && checker.canSee(r));
-  const result: MessagesResult = { chunk: readEvents(engine, checker, page.rows, reader), start };
-  if (!page.exhausted) result.end = page.cursor;
+  const result: MessagesResult = { chunk: readEvents(engine, checker, page.rows, reader), start, exhausted: page.exhausted };
+  if (!page.exhausted || page.rows.length > 0) result.end = page.cursor;
   if (request.filter?.lazy_load_members && page.rows.length > 0) {
     // Synapse's choice of "relevant" state: the senders' membership after the first event of the chunk.
     const state = memberEventsAt(engine, page.rows[0]!, new Set(page.rows.map((r) => r.sender)), reader);

@@ -22,7 +22,8 @@ const DEFAULT_LIMIT = 10;
 roomMessagesRoutes.get(`${V}/rooms/:roomId/messages`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
   const { userId, deviceId } = requester(c);
-  const dir = dirParam(c);
+  // `dir` is required by the spec; Synapse defaults it to forwards, and Complement (TestRoomForget) leaves it out.
+  const dir = dirParam(c, "f");
   const from = await positionParam(c, "from", userId, roomId);
   const to = await positionParam(c, "to", userId, roomId);
   const limit = limitParam(c, DEFAULT_LIMIT);
