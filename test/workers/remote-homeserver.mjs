@@ -28,6 +28,8 @@
 // - any other federation request a test told it how to answer (`/_test/answer`, POST {server, method, path,
 //   status?, body}); the requests answered so far are at `/_test/answered?server=` ({method, path, query,
 //   body}).
+// - push gateways `*.push.test` (test/workers/pushers.test.ts): POST /_matrix/push/v1/notify, with control
+//   endpoints under `/_test/push/` to read what a gateway got, make it fail or make it reject pushkeys.
 
 const WELL_KNOWN = {
   "delegated.remote.test": { status: 200, body: '{"m.server":"target.remote.test:8448"}', headers: { "Cache-Control": "max-age=600" } },
