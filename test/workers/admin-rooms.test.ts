@@ -179,6 +179,39 @@ describe("rooms", () => {
   });
 });
 
+describe("joining users to rooms", () => {
+  it("joins a local user to a public room, and to a private one the admin is in (inviting first)", async () => {
+    const admin = await registerAdmin();
+    const owner = await newUser("joinowner");
+    const user = await newUser("joined");
+    const alias = `pub-${crypto.randomUUID().slice(0, 6)}`;
+    const publicRoom = await createRoom(owner, { preset: "public_chat", room_alias_name: alias });
+    let res = await adminApi(admin, "POST", `/v1/join/${enc(`#${alias}:${SERVER_NAME}`)}`, { user_id: user.user_id });
+    expect(res.body).toEqual({ room_id: publicRoom });
+    expect((await getState(owner, publicRoom, "m.room.member", user.user_id)).body.membership).toBe("join");
+
+    const privateRoom = await createRoom(owner);
+    res = await adminApi(admin, "POST", `/v1/join/${enc(privateRoom)}`, { user_id: user.user_id });
+    expect([res.status, res.body.errcode]).toEqual([403, "M_FORBIDDEN"]);
+    expect((await getState(owner, privateRoom, "m.room.member", user.user_id)).status).toBe(404);
+    await membership(owner, privateRoom, "invite", { user_id: admin.user_id });
+    await join(admin, privateRoom);
+    await api("PUT", `${r(privateRoom)}/state/m.room.power_levels/`, {
+      token: owner.access_token,
+      body: { ...(await getState(owner, privateRoom, "m.room.power_levels")).body, invite: 0 },
+    });
+    res = await adminApi(admin, "POST", `/v1/join/${enc(privateRoom)}`, { user_id: user.user_id });
+    expect(res.body).toEqual({ room_id: privateRoom });
+    expect((await getState(owner, privateRoom, "m.room.member", user.user_id)).body.membership).toBe("join");
+
+    expect((await adminApi(admin, "POST", `/v1/join/${enc(publicRoom)}`, { user_id: "@x:elsewhere.example" })).status).toBe(400);
+    expect((await adminApi(admin, "POST", `/v1/join/${enc(publicRoom)}`, { user_id: "@nobody-joins:test.local" })).status).toBe(404);
+    expect((await adminApi(admin, "POST", `/v1/join/${enc(`!nothing:${SERVER_NAME}`)}`, { user_id: user.user_id })).status).toBe(404);
+    expect((await adminApi(admin, "POST", `/v1/join/${enc(`#missing:${SERVER_NAME}`)}`, { user_id: user.user_id })).status).toBe(404);
+    expect((await adminApi(admin, "POST", `/v1/join/${enc(publicRoom)}`, {})).status).toBe(400);
+  });
+});
+
 describe("reports", () => {
   it("lists, shows and deletes event reports and room reports", async () => {
     const admin = await registerAdmin();
@@ -369,6 +402,34 @@ describe("media", () => {
     expect(res.body.deleted_media.sort()).toEqual([m1, m3].sort());
     expect((await adminApi(admin, "GET", `/v1/users/${enc(user.user_id)}/media`)).body).toEqual({ media: [], total: 0 });
     expect((await adminApi(admin, "GET", `/v1/users/${enc("@nobody-media:test.local")}/media`)).status).toBe(404);
+    // Nothing of the user's is left in the statistics either.
+    expect((await adminApi(admin, "GET", `/v1/statistics/users/media?search_term=${enc(user.user_id)}`)).body).toEqual({ users: [], total: 0 });
     expect((await adminApi(admin, "GET", `/v1/room/${enc(`!nope:${SERVER_NAME}`)}/media`)).status).toBe(404);
+  });
+});
+
+describe("media statistics", () => {
+  it("counts uploads per user, ordered and filtered", async () => {
+    const admin = await registerAdmin();
+    const big = await newUser("bigstat");
+    const small = await newUser("smallstat");
+    const upload = (user: RegisteredUser, text: string) =>
+      buildApp().fetch(new Request(`https://${SERVER_NAME}/_matrix/media/v3/upload`, { method: "POST", headers: { Authorization: `Bearer ${user.access_token}`, "Content-Type": "text/plain" }, body: text }), env);
+    await (await upload(big, "aaaaaaaaaa")).arrayBuffer();
+    await (await upload(big, "bbbbb")).arrayBuffer();
+    await (await upload(small, "c")).arrayBuffer();
+    let res = await adminApi(admin, "GET", "/v1/statistics/users/media?search_term=stat-&order_by=media_length&dir=b");
+    expect(res.body.users).toEqual([
+      { user_id: big.user_id, displayname: big.user_id.slice(1, big.user_id.indexOf(":")), media_count: 2, media_length: 15 },
+      { user_id: small.user_id, displayname: small.user_id.slice(1, small.user_id.indexOf(":")), media_count: 1, media_length: 1 },
+    ]);
+    expect(res.body.total).toBe(2);
+    res = await adminApi(admin, "GET", "/v1/statistics/users/media?search_term=stat-&order_by=media_count&limit=1");
+    expect(res.body.users.map((u: { user_id: string }) => u.user_id)).toEqual([small.user_id]);
+    expect(res.body.next_token).toBe(1);
+    expect((await adminApi(admin, "GET", `/v1/statistics/users/media?search_term=stat-&until_ts=${Date.now() - 3_600_000}`)).body.total).toBe(0);
+    for (const bad of ["order_by=size", "search_term=", "from_ts=x", "from_ts=10&until_ts=5"]) {
+      expect([bad, (await adminApi(admin, "GET", `/v1/statistics/users/media?${bad}`)).status]).toEqual([bad, 400]);
+    }
   });
 });

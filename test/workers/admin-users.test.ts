@@ -55,6 +55,13 @@ describe("admin API access", () => {
     ["POST", `/v1/user/${enc(someone)}/media/quarantine`],
     ["GET", `/v1/room/${enc(someRoom)}/media`],
     ["POST", `/v1/room/${enc(someRoom)}/media/quarantine`],
+    ["GET", "/v1/statistics/users/media"],
+    ["POST", `/v1/join/${enc(someRoom)}`],
+    ["GET", `/v2/users/${enc(someone)}/devices`],
+    ["GET", `/v2/users/${enc(someone)}/devices/ABC`],
+    ["PUT", `/v2/users/${enc(someone)}/devices/ABC`],
+    ["DELETE", `/v2/users/${enc(someone)}/devices/ABC`],
+    ["POST", `/v2/users/${enc(someone)}/delete_devices`],
   ];
 
   it("refuses every endpoint to a user without the admin flag (403 M_FORBIDDEN) and without a token (401)", async () => {
@@ -67,6 +74,12 @@ describe("admin API access", () => {
     }
     // The refused calls changed nothing: the user is still no admin, the room is not blocked.
     expect((await env.DB.prepare("SELECT count(*) AS n FROM blocked_rooms").first<{ n: number }>())!.n).toBe(0);
+  });
+
+  it("answers the server version without authentication (admin tools read it at login)", async () => {
+    const res = await api("GET", `${ADMIN}/v1/server_version`);
+    expect(res.status).toBe(200);
+    expect(res.body.server_version).toMatch(/^Myelin /);
   });
 
   it("lets an admin in, and an admin made by another admin", async () => {
@@ -253,5 +266,37 @@ describe("users", () => {
     const res = await adminApi(admin, "GET", `/v1/users/${enc(user.user_id)}/joined_rooms`);
     expect(res.body.total).toBe(2);
     expect([...res.body.joined_rooms].sort()).toEqual([a, b].sort());
+  });
+});
+
+describe("devices", () => {
+  it("lists, shows, renames and deletes a user's devices", async () => {
+    const admin = await registerAdmin();
+    const localpart = uniqueLocalpart("devices");
+    const first = await registerUser(localpart, "pw");
+    const second = (await login(localpart, "pw", { initial_device_display_name: "Phone" })).body as RegisteredUser;
+    const third = (await login(localpart, "pw")).body as RegisteredUser;
+    const base = `/v2/users/${enc(first.user_id)}/devices`;
+    let res = await adminApi(admin, "GET", base);
+    expect(res.body.total).toBe(3);
+    expect(res.body.devices.map((d: { device_id: string }) => d.device_id).sort()).toEqual([first.device_id, second.device_id, third.device_id].sort());
+    res = await adminApi(admin, "GET", `${base}/${second.device_id}`);
+    expect(res.body).toMatchObject({ device_id: second.device_id, display_name: "Phone", user_id: first.user_id });
+    expect((await adminApi(admin, "PUT", `${base}/${second.device_id}`, { display_name: "Old phone" })).body).toEqual({});
+    expect((await adminApi(admin, "GET", `${base}/${second.device_id}`)).body.display_name).toBe("Old phone");
+    expect((await adminApi(admin, "PUT", `${base}/${second.device_id}`, { display_name: 3 })).status).toBe(400);
+    expect((await adminApi(admin, "PUT", `${base}/NOPE`, { display_name: "x" })).status).toBe(404);
+    expect((await adminApi(admin, "GET", `${base}/NOPE`)).status).toBe(404);
+
+    expect((await adminApi(admin, "DELETE", `${base}/${second.device_id}`)).body).toEqual({});
+    expect((await whoami(second)).status).toBe(401);
+    expect((await whoami(first)).status).toBe(200);
+    expect((await adminApi(admin, "POST", `/v2/users/${enc(first.user_id)}/delete_devices`, { devices: "all" })).status).toBe(400);
+    expect((await adminApi(admin, "POST", `/v2/users/${enc(first.user_id)}/delete_devices`, { devices: [first.device_id, third.device_id, "UNKNOWN"] })).body).toEqual({});
+    expect((await whoami(first)).status).toBe(401);
+    expect((await whoami(third)).status).toBe(401);
+    expect((await adminApi(admin, "GET", base)).body).toEqual({ devices: [], total: 0 });
+    expect((await adminApi(admin, "GET", `/v2/users/${enc("@no-devices-user:test.local")}/devices`)).status).toBe(404);
+    expect((await adminApi(admin, "GET", `/v2/users/${enc("@x:elsewhere.example")}/devices`)).status).toBe(400);
   });
 });

@@ -9,7 +9,7 @@ import { localpartOf, requester } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { MEDIA_ID_PATTERN, contentKey, type MediaRow } from "../media/store.js";
-import { dirQuery, pageQuery, requireAdmin } from "./auth.js";
+import { containsPattern, dirQuery, pageQuery, requireAdmin } from "./auth.js";
 
 export const adminMediaRoutes = new Hono<AppEnv>();
 
@@ -200,4 +200,47 @@ adminMediaRoutes.post("/_synapse/admin/v1/room/:roomId/media/quarantine", requir
     for (const r of results) count += r.meta.changes ?? 0;
   }
   return c.json({ num_quarantined: count });
+});
+
+// GET /_synapse/admin/v1/statistics/users/media (Synapse docs/admin_api/statistics.md): local uploads per
+// user, with `from`, `limit`, `order_by` (user_id, displayname, media_length, media_count), `dir`,
+// `from_ts`, `until_ts` (upload times, ms) and `search_term` (user ID or display name contains).
+adminMediaRoutes.get("/_synapse/admin/v1/statistics/users/media", requireAdmin, async (c) => {
+  const { from, limit } = pageQuery(c.req.query("from"), c.req.query("limit"));
+  const orderBy = c.req.query("order_by") ?? "user_id";
+  const column = { user_id: "m.user_id", displayname: "u.displayname", media_length: "media_length", media_count: "media_count" }[orderBy];
+  if (column === undefined) throw new MatrixError(400, "M_INVALID_PARAM", `Unknown value for order_by: ${orderBy}`);
+  const dir = dirQuery(c.req.query("dir")) === "b" ? "DESC" : "ASC";
+  const ts = (name: string): number | undefined => {
+    const raw = c.req.query(name);
+    if (raw === undefined || raw === "") return undefined;
+    if (!/^\d{1,15}$/.test(raw)) throw new MatrixError(400, "M_INVALID_PARAM", `Query parameter ${name} must be a string representing a positive integer.`);
+    return Number(raw);
+  };
+  const fromTs = ts("from_ts");
+  const untilTs = ts("until_ts");
+  if (fromTs !== undefined && untilTs !== undefined && untilTs < fromTs) throw new MatrixError(400, "M_INVALID_PARAM", "Query parameter until_ts must be greater than from_ts.");
+  const where = ["m.server_name = ?", "m.user_id IS NOT NULL", "m.uploaded_ts IS NOT NULL"];
+  const params: unknown[] = [c.env.SERVER_NAME];
+  if (fromTs !== undefined) (where.push("m.created_ts >= ?"), params.push(fromTs));
+  if (untilTs !== undefined) (where.push("m.created_ts <= ?"), params.push(untilTs));
+  const search = c.req.query("search_term");
+  if (search !== undefined) {
+    if (search === "") throw new MatrixError(400, "M_INVALID_PARAM", "Query parameter search_term cannot be an empty string.");
+    where.push("(m.user_id LIKE ? ESCAPE '\\' OR u.displayname LIKE ? ESCAPE '\\')");
+    params.push(containsPattern(search), containsPattern(search));
+  }
+  const base = `FROM media m LEFT JOIN users u ON u.user_id = m.user_id WHERE ${where.join(" AND ")}`;
+  const rows = (
+    await c.env.DB.prepare(
+      `SELECT m.user_id AS user_id, u.displayname AS displayname, count(*) AS media_count, coalesce(sum(m.size), 0) AS media_length ${base}
+        GROUP BY m.user_id ORDER BY ${column} ${dir}, m.user_id ASC LIMIT ? OFFSET ?`,
+    )
+      .bind(...params, limit, from)
+      .all<{ user_id: string; displayname: string | null; media_count: number; media_length: number }>()
+  ).results;
+  const total = (await c.env.DB.prepare(`SELECT count(DISTINCT m.user_id) AS n ${base}`).bind(...params).first<{ n: number }>())?.n ?? 0;
+  const body: JsonObject = { users: rows, total };
+  if (from + rows.length < total) body.next_token = from + rows.length;
+  return c.json(body as JsonObject);
 });

@@ -15,9 +15,10 @@ import { createRoom } from "../client/rooms.js";
 import { localProfile } from "../client/profile.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
+import { isValidRoomId, parseRoomAlias, resolveRoomAlias } from "../directory-store.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { boolQuery, dirQuery, pageQuery, requireAdmin } from "./auth.js";
-import { setBlocked } from "./blocked-rooms.js";
+import { refuseIfRoomBlocked, setBlocked } from "./blocked-rooms.js";
 
 export const adminRoomRoutes = new Hono<AppEnv>();
 
@@ -384,4 +385,41 @@ adminRoomRoutes.get("/_synapse/admin/v2/rooms/delete_status/:deleteId", requireA
   if (!row) throw notFound("delete id '" + deleteId + "' not found");
   const { delete_id: _id, room_id: _room, ...rest } = deletionJson(row);
   return c.json(rest);
+});
+
+// ---------------------------------------------------------------------------------------------
+// POST /_synapse/admin/v1/join/{roomIdOrAlias} (Synapse "Edit Room Membership API"): joins a local user
+// to a room this server is in. A room that is not public needs the admin in it: the admin invites the
+// user first (as Synapse does). Rooms only on other servers are not joined through this endpoint.
+adminRoomRoutes.post("/_synapse/admin/v1/join/:roomIdOrAlias", requireAdmin, async (c) => {
+  const env = c.env;
+  const target = c.req.param("roomIdOrAlias");
+  const body = await readJsonObject(c, { allowEmpty: false });
+  const userId = body.user_id;
+  if (typeof userId !== "string") throw new MatrixError(400, "M_MISSING_PARAM", "Missing or invalid user_id");
+  if (!isLocalUserId(userId, env)) throw new MatrixError(400, "M_UNKNOWN", "This endpoint can only be used with local users");
+  const user = await env.DB.prepare("SELECT deactivated FROM users WHERE user_id = ?").bind(userId).first<{ deactivated: number }>();
+  if (!user || user.deactivated) throw notFound("User not found");
+  let roomId: string;
+  if (target.startsWith("#")) {
+    if (!parseRoomAlias(target)) throw invalidParam(`${target} is not a legal room alias`);
+    const resolved = await resolveRoomAlias(env, target);
+    if (!resolved) throw notFound(`Room alias ${target} not found`);
+    roomId = resolved.roomId;
+  } else {
+    if (!isValidRoomId(target)) throw invalidParam(`${target} was not legal room ID or room alias`);
+    roomId = target;
+  }
+  await refuseIfRoomBlocked(env, roomId);
+  const room = roomStub(env, roomId);
+  const summary = await room.adminSummary();
+  if (!summary) throw notFound("Room not found");
+  const profile = await localProfile(env, userId);
+  if (summary.join_rules !== "public" && (await room.membership(userId))?.membership !== "invite") {
+    const admin = requester(c).userId;
+    if (!(await room.isJoined(admin))) throw new MatrixError(403, "M_FORBIDDEN", `${admin} not in room ${roomId}.`);
+    unwrap(await room.updateMembership({ sender: admin, target: userId, action: "invite", profile }));
+  }
+  unwrap(await room.updateMembership({ sender: userId, target: userId, action: "join", profile }));
+  return c.json({ room_id: roomId });
 });

@@ -6,6 +6,7 @@ import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { requestOrigin } from "./auth.js";
+import { refuseIfRoomBlocked } from "../admin/blocked-rooms.js";
 
 export const federationInviteRoutes = new Hono<AppEnv>();
 
@@ -15,5 +16,7 @@ federationInviteRoutes.put("/_matrix/federation/v2/invite/:roomId/:eventId", asy
   const roomId = requireRoomId(c.req.param("roomId"));
   const eventId = c.req.param("eventId") ?? "";
   const body = await readJsonObject(c, { allowEmpty: false, canonical: false });
+  // Synapse refuses invites into rooms an admin blocked (worker/admin/blocked-rooms.ts).
+  await refuseIfRoomBlocked(c.env, roomId);
   return c.json(unwrap(await roomStub(c.env, roomId).receiveInvite({ origin, roomId, eventId, body })));
 });
