@@ -19,6 +19,9 @@ export interface RoomEventNotification {
   sender: string;
   /** For `m.room.member` events: `content.membership` (the state_key user's new membership). */
   membership?: string;
+  /** The event's `origin_server_ts` (sliding sync sorts rooms by the time of their latest activity;
+   * catch-ups deliver several rooms' events in no particular order across rooms). */
+  ts?: number;
 }
 
 // ---------------------------------------------------------------------------------------------

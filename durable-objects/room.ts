@@ -37,6 +37,7 @@ import type { ReceiptUpdate } from "./notifications.js";
 import { RoomEphemeral } from "./room/ephemeral.js";
 import { pushInputsBuilder } from "./room/push-inputs.js";
 import { roomSync, strippedState, type RoomSyncRequest, type RoomSyncResult, type StrippedStateEvent } from "./room/sync-reads.js";
+import { roomFacts, slidingRoom, spaceChildren, type RoomFacts, type SlidingRoomRequest, type SlidingRoomResult } from "./room/sliding-reads.js";
 import { eventContext, eventForReader, messages, timestampToEvent, type ContextRequest, type ContextResult, type MessagesRequest, type MessagesResult } from "./room/timeline.js";
 import { joinedMembers, roomMembers, type JoinedMember, type MembersRequest } from "./room/members.js";
 import { relationsForReader, threadsForReader, type ReadEvent, type RelationsRequest, type RelationsResult, type ThreadsRequest, type ThreadsResult } from "./room/relations.js";
@@ -823,6 +824,26 @@ export class RoomDurableObject extends DurableObject<Env> {
     const result = roomSync(this.engine, request);
     if (request.includeReceipts) result.receipts = this.ephemeral.publicReceipts();
     return result;
+  }
+
+  /** Simplified sliding sync (MSC4186): the room's part of a response (room/sliding-reads.ts). */
+  slidingRoom(request: SlidingRoomRequest): SlidingRoomResult | null {
+    return slidingRoom(this.engine, request);
+  }
+
+  /** Sliding sync receipts extension, for a room new to the connection: the room's public receipts. */
+  syncRoomReceipts(): ReceiptUpdate[] {
+    return this.ephemeral.publicReceipts();
+  }
+
+  /** Sliding sync list filters: the room's type and encryption as `userId` may know them. */
+  roomFacts(userId: string): RoomFacts {
+    return roomFacts(this.engine, userId);
+  }
+
+  /** Sliding sync `spaces` filter: the space's children. */
+  spaceChildren(): string[] {
+    return spaceChildren(this.engine);
   }
 
   /** GET /sync `invite_state` / `knock_state` for a user. */

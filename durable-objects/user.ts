@@ -48,6 +48,7 @@ import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotifi
 import { SyncHub, type PresenceEvent, type SyncPlan, type SyncRequest } from "./user/sync.js";
 import { AlarmClock } from "./user/alarm-clock.js";
 import { PushDelivery, type PusherDeliveryState } from "./user/push-delivery.js";
+import { SlidingSync, type SlidingPlan, type SlidingSyncRequest } from "./user/sliding-sync.js";
 import type { PresenceState } from "./user/sync-stream.js";
 import { INBOX_SCHEMA } from "./user/sync-stream.js";
 
@@ -498,6 +499,7 @@ export class UserDurableObject extends DurableObject<Env> {
       n.membership ?? null,
     );
     this.syncHub.onRoomEvent(n, position);
+    this.slidingSync.onRoomEvent(n, position);
     return position;
   }
 
@@ -599,6 +601,46 @@ export class UserDurableObject extends DurableObject<Env> {
   recordLazyMembers(deviceId: string, rooms: { roomId: string; members: Record<string, string>; reset: boolean }[]): void {
     this.syncHub.recordLazyMembers(deviceId, rooms);
   }
+  // Simplified sliding sync (MSC4186; durable-objects/user/sliding-sync.ts), on the same stream and hub.
+  private slidingSyncInstance?: SlidingSync;
+  private get slidingSync(): SlidingSync {
+    return (this.slidingSyncInstance ??= new SlidingSync(
+      this.ctx,
+      this.env,
+      { next: () => this.nextStreamPosition(), current: () => this.streamPosition() },
+      this.syncHub,
+      {
+        accountDataSince: (since, userId) => this.accountDataSince(since, userId),
+        globalAccountData: (type) => {
+          const text = this.getAccountData(null, type);
+          return text === null ? null : (JSON.parse(text) as AccountDataContent);
+        },
+        roomAccountDataOfType: (type) => {
+          const out = new Map<string, AccountDataContent>();
+          for (const r of this.sql.exec<{ room_id: string; content: string }>("SELECT room_id, content FROM account_data WHERE type = ? AND room_id != ?", type, GLOBAL)) {
+            out.set(r.room_id, JSON.parse(r.content) as AccountDataContent);
+          }
+          return out;
+        },
+        toDeviceSince: (deviceId, since, limit) => this.encryption.toDevice.since(deviceId, since, limit),
+        ackToDevice: (deviceId, upto) => void this.encryption.toDevice.ack(deviceId, upto),
+        deviceListsSince: (since, upto) => this.encryption.deviceLists.since(since, upto),
+        oneTimeKeyCounts: (deviceId) => this.encryption.keys.oneTimeKeyCounts(deviceId),
+        unusedFallbackKeyTypes: (deviceId) => this.encryption.keys.unusedFallbackKeyTypes(deviceId),
+      },
+    ));
+  }
+
+  /** POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync: the plan of the response, waiting
+   * (long-poll) when there is nothing new; M_UNKNOWN_POS as a value. */
+  slidingSyncPlan(request: SlidingSyncRequest): Promise<Outcome<SlidingPlan>> {
+    return this.slidingSync.sync(request);
+  }
+  /** Sliding sync connection positions stored for a device (tests). */
+  slidingPositionCount(deviceId: string): number {
+    return this.slidingSync.positionCount(deviceId);
+  }
+
   /** Alarm (user/alarm-clock.ts): presence timeout of sync (user/sync.ts), push retries and keep-alive
    * (user/push-delivery.ts). */
   override async alarm(): Promise<void> {

@@ -45,6 +45,7 @@ import { roomsRoutes } from "./client/rooms.js";
 import { roomMembershipRoutes } from "./client/room-membership.js";
 import { roomSendRoutes } from "./client/room-send.js";
 import { syncRoutes } from "./client/sync.js";
+import { slidingSyncRoutes } from "./client/sliding-sync.js";
 import { presenceRoutes } from "./client/presence.js";
 import { roomEphemeralRoutes } from "./client/room-ephemeral.js";
 import { roomMessagesRoutes } from "./client/room-messages.js";
@@ -114,6 +115,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", roomMembershipRoutes);
   app.route("/", roomSendRoutes);
   app.route("/", syncRoutes);
+  app.route("/", slidingSyncRoutes);
   app.route("/", presenceRoutes);
   app.route("/", roomEphemeralRoutes);
   app.route("/", roomMessagesRoutes);

@@ -1097,7 +1097,7 @@ export function wireForm(pdu: IdentifiedPdu, rules: RoomVersionRules): Pdu {
 }
 
 export function notificationOf(roomId: string, m: EventMeta): RoomEventNotification {
-  const n: RoomEventNotification = { roomId, streamOrdering: m.streamOrdering, eventId: m.eventId, type: m.type, sender: m.sender };
+  const n: RoomEventNotification = { roomId, streamOrdering: m.streamOrdering, eventId: m.eventId, type: m.type, sender: m.sender, ts: m.originServerTs };
   if (m.stateKey !== null) n.stateKey = m.stateKey;
   if (m.membership !== null) n.membership = m.membership;
   return n;

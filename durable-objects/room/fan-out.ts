@@ -57,11 +57,12 @@ type FanOutRow = {
   state_key: string | null;
   sender: string;
   membership: string | null;
+  origin_server_ts: number;
   accepted: number;
 };
 
 function notification(roomId: string, r: Omit<FanOutRow, "accepted">): RoomEventNotification {
-  const n: RoomEventNotification = { roomId, streamOrdering: r.stream_ordering, eventId: r.event_id, type: r.type, sender: r.sender };
+  const n: RoomEventNotification = { roomId, streamOrdering: r.stream_ordering, eventId: r.event_id, type: r.type, sender: r.sender, ts: r.origin_server_ts };
   if (r.state_key !== null) n.stateKey = r.state_key;
   if (r.membership !== null) n.membership = r.membership;
   return n;
@@ -104,7 +105,7 @@ export class RoomFanOut {
     if (!meta) return null;
     const rows = this.sql
       .exec<FanOutRow>(
-        `SELECT stream_ordering, event_id, type, state_key, sender, membership, (${ACCEPTED}) AS accepted FROM events
+        `SELECT stream_ordering, event_id, type, state_key, sender, membership, origin_server_ts, (${ACCEPTED}) AS accepted FROM events
          WHERE stream_ordering > ? ORDER BY stream_ordering LIMIT ?`,
         this.cursor(),
         ROUND_EVENTS,
@@ -183,7 +184,7 @@ export class RoomFanOut {
     }
     const rows = this.sql
       .exec<Omit<FanOutRow, "accepted">>(
-        `SELECT stream_ordering, event_id, type, state_key, sender, membership FROM events
+        `SELECT stream_ordering, event_id, type, state_key, sender, membership, origin_server_ts FROM events
          WHERE stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ?`,
         from,
         upto,

@@ -84,7 +84,7 @@ export async function receiveInvite(engine: RoomEngine, serverName: string, key:
   ]);
   return {
     event: signed,
-    outOfBand: { roomId: invite.roomId, streamOrdering: ordering, eventId: verified.eventId, type: event.type, stateKey: event.state_key, sender: event.sender, membership: "invite" },
+    outOfBand: { roomId: invite.roomId, streamOrdering: ordering, eventId: verified.eventId, type: event.type, stateKey: event.state_key, sender: event.sender, membership: "invite", ts: event.origin_server_ts },
   };
 }
 

@@ -100,7 +100,7 @@ type Row = EventRow;
  * plus one rule of Synapse's that sync needs: the user's own membership change made by themselves
  * (leaving, rejecting an invite, withdrawing a knock) is always visible to them, or a rejected invite
  * could never leave their client. */
-class Visibility {
+export class Visibility {
   private readonly checker: VisibilityChecker;
 
   constructor(
@@ -117,7 +117,7 @@ class Visibility {
 }
 
 /** The state at points of the room, from the current state and the delta log. */
-class StateRewinder {
+export class StateRewinder {
   private readonly current: ReadonlyMap<StateKey, string>;
   /** Deltas after `from`, oldest first. */
   private readonly deltas: { ordering: number; key: StateKey; eventId: string | null; prevEventId: string | null }[];

@@ -165,7 +165,7 @@ export class SyncHub {
   }
 
   /** Resolves at the next wake() or after `ms`. */
-  private waitForChange(ms: number): Promise<void> {
+  waitForChange(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);

@@ -216,7 +216,7 @@ function lazyMembersOf(plan: SyncPlan, body: Json): { roomId: string; members: R
 }
 
 /** The content of an m.receipt event (spec: "Receipts"): event ID → receipt type → user → {ts, thread_id}. */
-function receiptContent(receipts: ReceiptUpdate[]): Json {
+export function receiptContent(receipts: ReceiptUpdate[]): Json {
   const content: Record<string, Record<string, Record<string, Json>>> = {};
   // One receipt per (type, user, thread): the first one listed wins (the room's own over the User DO's copy).
   const seen = new Set<string>();

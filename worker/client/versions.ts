@@ -15,6 +15,8 @@ versionsRoutes.get("/_matrix/client/versions", (c) =>
       "org.matrix.msc4140": true,
       // MSC4143 MatrixRTC transport discovery (worker/client/matrix-rtc.ts).
       "org.matrix.msc4143": true,
+      // MSC4186 simplified sliding sync (worker/client/sliding-sync.ts).
+      "org.matrix.simplified_msc3575": true,
     },
   }),
 );
