@@ -572,6 +572,8 @@ export class UserDurableObject extends DurableObject<Env> {
   /** The user's own read receipt at room stream ordering `streamOrdering`: clears unread counts. */
   onOwnReceipt(roomId: string, receipt: ReceiptUpdate, streamOrdering: number): void {
     this.syncHub.onOwnReceipt(roomId, receipt, streamOrdering);
+    // The gateways hear of a lower unread count (user/push-delivery.ts `onReceipt`).
+    this.pushDelivery.onReceipt();
   }
   /** PUT /presence/{userId}/status; returns the new state if others should be told, else null. */
   setPresence(userId: string, presence: PresenceState["presence"], statusMsg?: string | null): PresenceState | null {

@@ -12,6 +12,9 @@
 //   notification it is stuck on (Synapse: "so that if the URL gets fixed, we don't suddenly deliver a load
 //   of old notifications").
 // - `rejected: [pushkey]` in a gateway's answer removes that pusher (only if it is the pushkey sent).
+// - Badge updates: after a read receipt of the user each pusher whose last known count differs gets a
+//   notification with only `counts` (Synapse's `_update_badge`/`_send_badge`), once, without retries; the
+//   last count each pusher got is kept in memory, as Synapse does.
 // - Who gets events: the Room DO pushes events only to User DOs that hold a lease (docs/fan-out.md). A user
 //   with http pushers usually does not sync, so while the user has them this DO keeps its leases on the
 //   joined rooms itself: the alarm wakes it at least every PUSH_KEEPALIVE_MS to renew them (the same
@@ -99,6 +102,8 @@ export class PushDelivery {
   private hasPushers: boolean | undefined;
   private draining = false;
   private again = false;
+  /** The `counts.unread` each pusher last got (`app_id\npushkey`), as Synapse's `badge_count_last_call`. */
+  private readonly lastBadge = new Map<string, number>();
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -199,6 +204,23 @@ export class PushDelivery {
     await this.drain();
   }
 
+  /** The user sent a read receipt: pushers whose count changed get a badge update, in the background. */
+  onReceipt(): void {
+    if (!this.active()) return;
+    const pushers = this.sql.exec<PusherState>("SELECT * FROM push_pushers").toArray();
+    this.ctx.waitUntil(Promise.all(pushers.map((p) => this.sendBadge(p))));
+  }
+
+  private async sendBadge(p: PusherState): Promise<void> {
+    const badge = this.sources.badge();
+    const key = `${p.app_id}\n${p.pushkey}`;
+    if (this.lastBadge.get(key) === badge) return;
+    this.lastBadge.set(key, badge);
+    // Synapse's badge-only notification: empty id and sender, null type, the counts and the device.
+    const notification: JsonObject = { id: "", type: null, sender: "", counts: { unread: badge }, devices: [this.device(p)] };
+    if (!(await this.post(p, notification)).ok) this.lastBadge.delete(key);
+  }
+
   /** A membership of the user changed: a room joined is listened to now (see the file comment). */
   onOwnMembership(userId: string): void {
     if (this.active()) this.ctx.waitUntil(this.keepListening(userId));
@@ -290,14 +312,20 @@ export class PushDelivery {
     }
   }
 
-  /** POST {url} {notification} (Push Gateway API). */
+  /** The `devices` entry of a pusher. Spec: the gateway gets `data` without `url` (`format` and custom keys
+   * included); `pushkey_ts` is in seconds. */
+  private device(p: PusherState): JsonObject {
+    return { app_id: p.app_id, pushkey: p.pushkey, pushkey_ts: Math.floor(p.pushkey_ts / 1000), data: JSON.parse(p.data) as JsonObject };
+  }
+
+  /** One queued event to one pusher. */
   private async send(p: PusherState, row: QueueRow): Promise<SendOutcome> {
-    const data = JSON.parse(p.data) as JsonObject;
     const stored = JSON.parse(row.notification) as JsonObject;
     const tweaks = JSON.parse(row.tweaks) as JsonObject;
-    const counts = { unread: this.sources.badge() };
-    // Spec: the gateway gets `data` without `url` (`format` and custom keys included); pushkey_ts in seconds.
-    const device: JsonObject = { app_id: p.app_id, pushkey: p.pushkey, pushkey_ts: Math.floor(p.pushkey_ts / 1000), data };
+    const badge = this.sources.badge();
+    const counts = { unread: badge };
+    const device = this.device(p);
+    const data = device.data as JsonObject;
     let notification: JsonObject;
     if (data.format === "event_id_only") {
       // Only the IDs, the priority and the counts; no tweaks (Synapse).
@@ -307,6 +335,13 @@ export class PushDelivery {
       if (Object.keys(tweaks).length > 0) device.tweaks = tweaks;
     }
     notification.devices = [device];
+    const outcome = await this.post(p, notification);
+    if (outcome.ok) this.lastBadge.set(`${p.app_id}\n${p.pushkey}`, badge);
+    return outcome;
+  }
+
+  /** POST {url} {notification} (Push Gateway API, /_matrix/push/v1/notify). */
+  private async post(p: PusherState, notification: JsonObject): Promise<SendOutcome> {
     try {
       const res = await outboundFetch(this.env)(
         new Request(p.url, {

@@ -239,6 +239,24 @@ describe("push delivery", () => {
     // Delivered everywhere: the queue is empty.
     await deliveryStateWhen(bob.user_id, (s) => s.queued === 0);
     expect(await received(host)).toHaveLength(2);
+
+    // Bob reads the room: the gateway gets a badge update (Synapse's form), once per change of the count.
+    const receipt = (eventId: string) => api("POST", `${V3}/rooms/${encodeURIComponent(roomId)}/receipt/m.read/${encodeURIComponent(eventId)}`, { token: bob.access_token, body: {} });
+    expect((await receipt(second.body.event_id)).status).toBe(200);
+    const withBadge = await pushesAt(host, 3);
+    expect(withBadge[2]!.notification).toEqual({
+      id: "",
+      type: null,
+      sender: "",
+      counts: { unread: 0 },
+      devices: [{ app_id: "com.example.app.ios", pushkey, pushkey_ts: device.pushkey_ts, data: {} }],
+    });
+    expect((await receipt(second.body.event_id)).status).toBe(200);
+    const third = await send(alice, roomId, { msgtype: "m.text", body: "third" });
+    const all = await pushesAt(host, 4);
+    expect(all[3]!.notification).toMatchObject({ event_id: third.body.event_id, counts: { unread: 1 } });
+    await deliveryStateWhen(bob.user_id, (s) => s.queued === 0);
+    expect(await received(host)).toHaveLength(4);
   });
 
   it("sends only the IDs, the priority and the counts with format event_id_only", async () => {
