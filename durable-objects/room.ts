@@ -72,6 +72,8 @@ export interface SendEventRequest {
   txn?: { deviceId: string; txnId: string };
   /** m.room.redaction: the event to redact. */
   redacts?: string;
+  /** Application services' timestamp massaging (`ts=`): the event's `origin_server_ts`. */
+  originServerTs?: number;
 }
 
 export interface SentEvent {
@@ -403,7 +405,7 @@ export class RoomDurableObject extends DurableObject<Env> {
         this.checkRedactionAllowed(sender, redacts);
       }
 
-      const result = await createLocalEvent(this.engine, this.env, { type, stateKey, sender, content, redacts }, txn);
+      const result = await createLocalEvent(this.engine, this.env, { type, stateKey, sender, content, redacts, originServerTs: request.originServerTs }, txn);
       await this.afterCommit([result]);
       return { eventId: result.eventId, streamOrdering: result.streamOrdering };
     });

@@ -1,7 +1,7 @@
 // D1 schema (drizzle-orm). D1 holds what is looked up across users and rooms: accounts, tokens,
 // server keys, aliases and directories. Per-room and per-user data lives in Durable Objects.
 // After editing, run `npm run db:generate` to write a migration into schema/migrations.
-import { index, integer, primaryKey, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /** This server's ed25519 signing keys. Exactly one row has `expired_ts` null: the current key. */
 export const serverSigningKeys = sqliteTable("server_signing_keys", {
@@ -344,4 +344,34 @@ export const pushers = sqliteTable(
     index("pushers_app_pushkey").on(t.appId, t.pushkey),
     index("pushers_device").on(t.userId, t.deviceId),
   ],
+);
+
+/** Application service registrations (spec: Application Service API, "Registration"), written by
+ * `npm run appservice` and by `npm start` from APPSERVICE_CONFIG_FILES. `registration` is the validated
+ * registration as JSON without the as_token (protocol/appservice-registration.ts `StoredRegistration`); the
+ * as_token is kept as its SHA-256 only, like access tokens. `source` is `config:<path>` or `cli`. */
+export const appservices = sqliteTable(
+  "appservices",
+  {
+    id: text("id").primaryKey(),
+    asTokenHash: text("as_token_hash").notNull(),
+    registration: text("registration").notNull(),
+    source: text("source").notNull(),
+    updatedTs: integer("updated_ts").notNull(),
+  },
+  (t) => [uniqueIndex("appservices_as_token_hash").on(t.asTokenHash)],
+);
+
+/** Rooms an application service published in its network's room list (spec: Application Service API,
+ * "Room directories": PUT /directory/list/appservice/{networkId}/{roomId}). */
+export const appserviceRoomList = sqliteTable(
+  "appservice_room_list",
+  {
+    appserviceId: text("appservice_id").notNull(),
+    networkId: text("network_id").notNull(),
+    roomId: text("room_id").notNull(),
+    /** `public` or `private`. */
+    visibility: text("visibility").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.appserviceId, t.networkId, t.roomId] }), index("appservice_room_list_room").on(t.roomId)],
 );

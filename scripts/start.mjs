@@ -19,6 +19,8 @@
 //   NODE_EXTRA_CA_CERTS: a PEM file of extra CAs that the Worker's outbound fetch() trusts (Miniflare
 //   reads it when it is loaded and adds it to workerd's `internet` service).
 //   Worker settings: every variable named in WORKER_VARS below is passed to the Worker as a var.
+//   APPSERVICE_CONFIG_FILES: comma-separated application service registration files (Synapse's
+//   `app_service_config_files`), checked before anything starts and stored in D1 once it is ready.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -110,6 +112,18 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => v
 process.on("exit", () => {
   for (const dir of temporaryDirs) rmSync(dir, { recursive: true, force: true });
 });
+
+// Application service registrations: a broken one stops the start here, naming the file and the field.
+let appserviceEntries = [];
+{
+  const { configFilesFrom, readRegistrationFiles, RegistrationError } = await import("./appservice-registrations.mjs");
+  try {
+    appserviceEntries = readRegistrationFiles(configFilesFrom(process.env.APPSERVICE_CONFIG_FILES).map((f) => path.resolve(f)));
+  } catch (e) {
+    if (e instanceof RegistrationError) fail(`APPSERVICE_CONFIG_FILES: ${e.message}`);
+    throw e;
+  }
+}
 
 // HTTPS: both PEM files, read now so that a wrong path fails before anything starts.
 let https = {};
@@ -279,6 +293,9 @@ let url;
 try {
   url = await mf.ready;
   await applyMigrations(build.migrations);
+  const { syncConfigFiles } = await import("./appservice-registrations.mjs");
+  const ids = await syncConfigFiles(await mf.getD1Database("DB"), appserviceEntries);
+  if (ids.length > 0) log(`application services from APPSERVICE_CONFIG_FILES: ${ids.join(", ")}`);
   if (!migrationsKnownApplied) {
     mkdirSync(path.dirname(migrationsMarker), { recursive: true });
     writeFileSync(migrationsMarker, migrationNames);
@@ -286,6 +303,10 @@ try {
     url = await mf.ready;
   }
 } catch (e) {
+  if (e?.name === "RegistrationError") {
+    console.error(`[myelin] APPSERVICE_CONFIG_FILES: ${e.message}`);
+    await stop(1);
+  }
   console.error(e);
   await stop(1);
 }

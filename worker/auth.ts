@@ -6,12 +6,16 @@ import type { Context, MiddlewareHandler } from "hono";
 import { MatrixError } from "../protocol/errors.js";
 import { encodeBase64Url } from "../protocol/base64.js";
 import type { AppEnv, Env } from "./env.js";
+import { appserviceRequester } from "./appservice/auth.js";
 
 /** Who made an authenticated request. */
 export interface Requester {
   userId: string;
+  /** "" for an application service request without `device_id` (Synapse: no device). */
   deviceId: string;
   isAdmin: boolean;
+  /** Set when the request was made with an application service's as_token (worker/appservice/auth.ts). */
+  appserviceId?: string;
 }
 
 const REQUESTER_KEY = "requester";
@@ -114,9 +118,24 @@ export const requireAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   } catch {
     waitUntil = undefined; // no execution context (e.g. app.request in tests)
   }
-  c.set(REQUESTER_KEY, await authenticateToken(c.env, token, clientIp(c), waitUntil));
+  // An application service's as_token is checked first, as Synapse does (worker/appservice/auth.ts).
+  const asRequester = await appserviceRequester(c, token);
+  c.set(REQUESTER_KEY, asRequester ?? (await authenticateTokenOrAppservice(c, token, waitUntil)));
   await next();
 };
+
+/** An ordinary access token, else (a service registered after this isolate's copy of the list) an as_token
+ * found in D1. */
+async function authenticateTokenOrAppservice(c: Context<AppEnv>, token: string, waitUntil?: (p: Promise<unknown>) => void): Promise<Requester> {
+  try {
+    return await authenticateToken(c.env, token, clientIp(c), waitUntil);
+  } catch (e) {
+    if (!(e instanceof MatrixError) || e.errcode !== "M_UNKNOWN_TOKEN" || e.extra.soft_logout === true) throw e;
+    const r = await appserviceRequester(c, token, "database");
+    if (r) return r;
+    throw e;
+  }
+}
 
 /** The authenticated requester; only valid behind `requireAuth`. */
 export function requester(c: Context<AppEnv>): Requester {

@@ -19,6 +19,8 @@ export interface EventTemplate {
   content: JsonObject;
   /** Redactions: the event to redact (top level in v1-v10, `content.redacts` in v11+). */
   redacts?: string;
+  /** Application services' timestamp massaging (`ts=`): the event's `origin_server_ts` instead of now. */
+  originServerTs?: number;
 }
 
 export interface BuildContext {

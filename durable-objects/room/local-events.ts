@@ -40,7 +40,7 @@ export async function createLocalEvent(engine: RoomEngine, env: Env, template: E
     key: await signingKey(env),
     prevEvents: choosePrevEvents(engine),
     state: engine.currentLookup,
-    now: Date.now(),
+    now: template.originServerTs ?? Date.now(),
   });
   return engine.persistEvent(built.pdu, { origin: "local", txn });
 }

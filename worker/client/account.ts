@@ -19,7 +19,8 @@ const CLIENT = "/_matrix/client/:version{v3|r0}";
 // GET /_matrix/client/v3/account/whoami
 accountRoutes.get(`${CLIENT}/account/whoami`, requireAuth, (c) => {
   const { userId, deviceId } = requester(c);
-  return c.json({ user_id: userId, device_id: deviceId, is_guest: false });
+  // An application service without `device_id=` acts with no device (Synapse leaves device_id out).
+  return c.json(deviceId === "" ? { user_id: userId, is_guest: false } : { user_id: userId, device_id: deviceId, is_guest: false });
 });
 
 // POST /_matrix/client/v3/account/password

@@ -20,6 +20,8 @@ import {
   setVisibility,
 } from "../directory-store.js";
 import type { AppEnv } from "../env.js";
+import { requesterAppservice } from "../appservice/auth.js";
+import { refuseExclusiveAlias } from "../appservice/accounts.js";
 import { readJsonObject } from "../http.js";
 import { canChangeRoomList, isWorldReadable, loadRoomState } from "../room-summary.js";
 
@@ -46,10 +48,18 @@ directoryRoutes.put("/_matrix/client/:version{v3|r0}/directory/room/:roomAlias",
 
   const state = await loadRoomState(c.env, roomId);
   if (!state) throw notFound("Room not found");
-  // As Synapse (`require_membership_for_aliases`, on by default): only members of the room, or server
-  // admins, may point an alias at it, so nobody squats names for rooms they are not in.
-  if (!user.isAdmin && state.membershipOf(user.userId) !== "join") {
-    throw forbidden("You must be in the room to create an alias for it");
+  // Application services create aliases in their alias namespace, members or not; nobody else may take an
+  // alias a service holds exclusively (Synapse `DirectoryHandler._create_association`).
+  const service = await requesterAppservice(c.env, user);
+  if (service) {
+    if (!service.isAliasInNamespace(alias.alias)) throw new MatrixError(400, "M_EXCLUSIVE", "This application service has not reserved this kind of alias.");
+  } else {
+    // As Synapse (`require_membership_for_aliases`, on by default): only members of the room, or server
+    // admins, may point an alias at it, so nobody squats names for rooms they are not in.
+    if (!user.isAdmin && state.membershipOf(user.userId) !== "join") {
+      throw forbidden("You must be in the room to create an alias for it");
+    }
+    await refuseExclusiveAlias(c.env, alias.alias, undefined);
   }
   if (!(await insertAlias(c.env, alias.alias, roomId, user.userId))) throw aliasExists(alias.alias);
   return c.json({});

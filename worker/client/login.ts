@@ -13,6 +13,7 @@ import {
 } from "../accounts.js";
 import { clientIp, generateToken, localpartOf, revokePredecessor, sha256Hex, unknownToken } from "../auth.js";
 import type { AppEnv } from "../env.js";
+import { APPSERVICE_LOGIN_TYPE, loginAppserviceUser } from "../appservice/accounts.js";
 import { readJsonObject } from "../http.js";
 import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from "../password.js";
 import { rateLimit, rateLimitAddress, recordAction } from "../ratelimit.js";
@@ -24,12 +25,14 @@ export const loginRoutes = new Hono<AppEnv>();
 const CLIENT = "/_matrix/client/:version{v3|r0}";
 
 // GET /_matrix/client/v3/login
-loginRoutes.get(`${CLIENT}/login`, (c) => c.json({ flows: [{ type: "m.login.password" }] }));
+loginRoutes.get(`${CLIENT}/login`, (c) => c.json({ flows: [{ type: "m.login.password" }, { type: APPSERVICE_LOGIN_TYPE }] }));
 
 // POST /_matrix/client/v3/login
 loginRoutes.post(`${CLIENT}/login`, async (c) => {
   const env = c.env;
   const body = await readJsonObject(c, { allowEmpty: false });
+  // Application services log their users in with the as_token (worker/appservice/accounts.ts).
+  if (body.type === APPSERVICE_LOGIN_TYPE) return loginAppserviceUser(c, body);
   const ip = clientIp(c);
   await rateLimitAddress(env, "RC_LOGIN_ADDRESS", ip);
 

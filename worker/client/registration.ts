@@ -5,7 +5,8 @@ import { Hono, type Context } from "hono";
 import { MatrixError, badJson, forbidden, invalidParam, missingParam } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { createSession, createUser } from "../accounts.js";
-import { clientIp, localUserId } from "../auth.js";
+import { accessTokenOf, clientIp, localUserId, missingToken } from "../auth.js";
+import { APPSERVICE_LOGIN_TYPE, refuseExclusiveUser, registerAppserviceUser } from "../appservice/accounts.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { hashPassword } from "../password.js";
@@ -82,6 +83,9 @@ registrationRoutes.post(`${CLIENT}/register`, async (c) => {
   const kind = c.req.query("kind") ?? "user";
   if (kind === "guest") throw new MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled");
   if (kind !== "user") throw invalidParam("kind must be 'user' or 'guest'");
+  // A registration with an access token is an application service's (Synapse: only an as_token may be
+  // given here), allowed while open registration is off (worker/appservice/accounts.ts).
+  if (accessTokenOf(c) !== undefined) return registerAppserviceUser(c, await readJsonObject(c));
   requireRegistrationEnabled(env);
   const body = await readJsonObject(c);
   const ip = clientIp(c);
@@ -94,9 +98,7 @@ registrationRoutes.post(`${CLIENT}/register`, async (c) => {
   const displayName = optionalString(body, "initial_device_display_name");
   const inhibitLogin = optionalBoolean(body, "inhibit_login");
   const wantsRefresh = optionalBoolean(body, "refresh_token");
-  if (body.type === "m.login.application_service") {
-    throw new MatrixError(400, "M_APPSERVICE_LOGIN_UNSUPPORTED", "Application services are not supported");
-  }
+  if (body.type === APPSERVICE_LOGIN_TYPE) throw missingToken();
   if (password !== undefined && password.length > MAX_PASSWORD_LENGTH) throw invalidParam("Password too long");
   if (displayName !== undefined && displayName.length > MAX_DEVICE_DISPLAY_NAME_LENGTH) {
     throw invalidParam("Device display name is too long");
@@ -109,6 +111,7 @@ registrationRoutes.post(`${CLIENT}/register`, async (c) => {
   validateNewLocalpart(localpart, env);
   const userId = localUserId(localpart, env);
   if (await env.DB.prepare("SELECT 1 FROM users WHERE user_id = ?").bind(userId).first()) throw userInUse();
+  await refuseExclusiveUser(env, userId);
 
   const auth = await userInteractiveAuth(env, body, {
     method: "POST",
@@ -141,6 +144,7 @@ registrationRoutes.get(`${CLIENT}/register/available`, async (c) => {
   validateNewLocalpart(localpart, c.env);
   const taken = await c.env.DB.prepare("SELECT 1 FROM users WHERE user_id = ?").bind(localUserId(localpart, c.env)).first();
   if (taken) throw userInUse();
+  await refuseExclusiveUser(c.env, localUserId(localpart, c.env));
   return c.json({ available: true });
 });
 

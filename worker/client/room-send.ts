@@ -1,6 +1,7 @@
 // Client-Server API: sending events and reading state (spec: "Sending events to a room", "Getting events
 // for a room" (state), "Redactions"; data/api/client-server/room_send.yaml, room_state.yaml, rooms.yaml,
 // redaction.yaml). The Room DO checks and stores; it also decides who may read which state.
+import { massagedTimestamp } from "../appservice/auth.js";
 import { Hono, type Context } from "hono";
 import { MatrixError, badJson, notFound } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
@@ -23,6 +24,7 @@ const stateKeyParam = (c: Context<AppEnv>): string => c.req.param("stateKey") ??
 roomSendRoutes.put(`${V}/rooms/:roomId/send/:eventType/:txnId`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
   const { userId, deviceId } = requester(c);
+  const originServerTs = massagedTimestamp(c, requester(c));
   const content = await readJsonObject(c, { allowEmpty: false });
   // MSC4140: `?org.matrix.msc4140.delay=` schedules the event instead (worker/client/delayed-events.ts).
   const delay = requestedDelay(c);
@@ -33,6 +35,7 @@ roomSendRoutes.put(`${V}/rooms/:roomId/send/:eventType/:txnId`, requireAuth, asy
     sender: userId,
     type: c.req.param("eventType"),
     content,
+    originServerTs,
     txn: { deviceId, txnId: c.req.param("txnId") },
     redacts: c.req.param("eventType") === "m.room.redaction" && typeof content.redacts === "string" ? content.redacts : undefined,
   }));
@@ -48,7 +51,8 @@ async function putState(c: Context<AppEnv>) {
   if (delay !== undefined) return c.json(await scheduleDelayedEvent(c, delay, { roomId, type, stateKey, content }));
   // Spec: 400 M_BAD_ALIAS / M_INVALID_PARAM for canonical aliases that are invalid or point elsewhere.
   if (type === "m.room.canonical_alias" && stateKey === "") await validateCanonicalAlias(c.env, roomId, content);
-  const result = unwrap(await roomStub(c.env, roomId).sendEvent({ sender: requester(c).userId, type, stateKey, content }));
+  const originServerTs = massagedTimestamp(c, requester(c));
+  const result = unwrap(await roomStub(c.env, roomId).sendEvent({ sender: requester(c).userId, type, stateKey, content, originServerTs }));
   return c.json({ event_id: result.eventId });
 }
 
