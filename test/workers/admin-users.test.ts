@@ -56,6 +56,7 @@ describe("admin API access", () => {
     ["GET", `/v1/room/${enc(someRoom)}/media`],
     ["POST", `/v1/room/${enc(someRoom)}/media/quarantine`],
     ["GET", "/v1/statistics/users/media"],
+    ["GET", `/v1/users/${enc(someone)}/pushers`],
     ["POST", `/v1/join/${enc(someRoom)}`],
     ["GET", `/v2/users/${enc(someone)}/devices`],
     ["GET", `/v2/users/${enc(someone)}/devices/ABC`],
@@ -256,6 +257,19 @@ describe("users", () => {
     expect((await client(admin)).body.user_id).toBe(user.user_id);
     expect((await client(user)).status).toBe(200);
     expect((await client(other)).body.errcode).toBe("M_FORBIDDEN");
+  });
+
+  it("lists a user's pushers; deactivation removes them", async () => {
+    const admin = await registerAdmin();
+    const user = await newUser("pushed");
+    const pusher = { kind: "http", app_id: "org.example.app", pushkey: "key-1", app_display_name: "App", device_display_name: "Phone", lang: "en", data: { url: "https://push.example/_matrix/push/v1/notify" } };
+    expect((await api("POST", "/_matrix/client/v3/pushers/set", { token: user.access_token, body: pusher })).status).toBe(200);
+    let res = await adminApi(admin, "GET", `/v1/users/${enc(user.user_id)}/pushers`);
+    expect(res.body).toEqual({ pushers: [{ ...pusher, profile_tag: "" }].map(({ kind, app_id, pushkey, app_display_name, device_display_name, lang, data, profile_tag }) => ({ kind, app_id, pushkey, app_display_name, device_display_name, lang, data, profile_tag })), total: 1 });
+    await adminApi(admin, "POST", `/v1/deactivate/${enc(user.user_id)}`, {});
+    res = await adminApi(admin, "GET", `/v1/users/${enc(user.user_id)}/pushers`);
+    expect(res.body).toEqual({ pushers: [], total: 0 });
+    expect((await adminApi(admin, "GET", `/v1/users/${enc("@nobody-pushes:test.local")}/pushers`)).status).toBe(404);
   });
 
   it("lists a user's joined rooms", async () => {

@@ -13,6 +13,7 @@ import { leaveAllRooms } from "../client/account.js";
 import { localProfile, onProfileChanged, MAX_AVATAR_URL_LENGTH, MAX_DISPLAYNAME_LENGTH } from "../client/profile.js";
 import { MAX_PASSWORD_LENGTH, userInUse, validateNewLocalpart } from "../client/registration.js";
 import { userStore } from "../user-store.js";
+import { pushersOf } from "../../durable-objects/user/pushers.js";
 import { boolQuery, containsPattern, dirQuery, pageQuery, requireAdmin } from "./auth.js";
 
 export const adminUserRoutes = new Hono<AppEnv>();
@@ -301,6 +302,23 @@ adminUserRoutes.get("/_synapse/admin/v1/users/:userId/joined_rooms", requireAdmi
   await existingUser(c.env, userId);
   const rooms = await userStore(c.env, userId).joinedRooms();
   return c.json({ joined_rooms: rooms, total: rooms.length });
+});
+
+// GET /_synapse/admin/v1/users/{userId}/pushers
+adminUserRoutes.get("/_synapse/admin/v1/users/:userId/pushers", requireAdmin, async (c) => {
+  const userId = localUserParam(c);
+  await existingUser(c.env, userId);
+  const pushers = (await pushersOf(c.env.DB, userId)).map((p) => ({
+    app_display_name: p.appDisplayName,
+    app_id: p.appId,
+    data: JSON.parse(p.data) as JsonObject,
+    device_display_name: p.deviceDisplayName,
+    kind: p.kind,
+    lang: p.lang,
+    profile_tag: p.profileTag,
+    pushkey: p.pushkey,
+  }));
+  return c.json({ pushers, total: pushers.length });
 });
 
 /** Synapse's whois answer: per device, one session with its last connection (no user agents are kept). */
