@@ -31,6 +31,7 @@ export interface Env {
   RC_LOGIN_FAILED_ATTEMPTS?: string;
   RC_REGISTRATION?: string;
   RC_REGISTRATION_TOKEN_VALIDITY?: string;
+  RC_MEDIA_CREATE?: string;
   /** "false" turns federation off: no outbound requests, inbound federation answers 403 (default on). */
   FEDERATION_ENABLED?: string;
   /** Comma-separated server names; when set, only these servers are federated with (closed deployments). */

@@ -1,4 +1,4 @@
-// Rate limiting of login and registration (spec: Client-Server API, "Rate limiting": 429 M_LIMIT_EXCEEDED
+// Rate limiting of login, registration and media ID creation (spec: Client-Server API, "Rate limiting": 429 M_LIMIT_EXCEEDED
 // with `retry_after_ms`). Leaky buckets kept in D1 so that every isolate sees the same counts: each action
 // adds 1 to a bucket that drains at `perSecond`; an action that would lift it above `burst` is refused.
 //
@@ -8,6 +8,7 @@
 //   RC_LOGIN_FAILED_ATTEMPTS          0.17,3    wrong passwords per account (login and UIA)
 //   RC_REGISTRATION                   0.17,3    successful registrations per client address
 //   RC_REGISTRATION_TOKEN_VALIDITY    0.1,5     registration-token validity checks per client address
+//   RC_MEDIA_CREATE                   10,50     POST /_matrix/media/v1/create per user
 // The client address is `CF-Connecting-IP`. Requests without one (the test pool) and from loopback
 // addresses (`wrangler dev` on this machine) are not limited per address; per-account limits still apply.
 import { limitExceeded } from "../protocol/errors.js";
@@ -24,6 +25,7 @@ export const RATE_LIMIT_DEFAULTS = {
   RC_LOGIN_FAILED_ATTEMPTS: { perSecond: 0.17, burst: 3 },
   RC_REGISTRATION: { perSecond: 0.17, burst: 3 },
   RC_REGISTRATION_TOKEN_VALIDITY: { perSecond: 0.1, burst: 5 },
+  RC_MEDIA_CREATE: { perSecond: 10, burst: 50 },
 } satisfies Record<string, RateLimit>;
 
 export type RateLimitName = keyof typeof RATE_LIMIT_DEFAULTS;

@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../../worker/index.js";
 import type { Env } from "../../worker/env.js";
-import { blockedRanges, isBlocked, openGraph, parseIp } from "../../worker/media/preview.js";
+import { blockedRanges, isBlocked, oEmbedLink, oEmbedToOpenGraph, openGraph, parseIp } from "../../worker/media/preview.js";
 import { SERVER_NAME, registerUser, uniqueLocalpart } from "./helpers.js";
 import { counter } from "./federation-helpers.js";
 
@@ -69,6 +69,36 @@ describe("preview_url", () => {
     const fetches = await counter("preview:127.0.0.1:8765:og");
     expect((await preview(access_token, url, noBlocks)).body).toEqual(res.body);
     expect(await counter("preview:127.0.0.1:8765:og")).toBe(fetches);
+  });
+
+  it("lays a page's discovered oEmbed over its OpenGraph (title, thumbnail as image, the embed's text as description); the page's site name stays", async () => {
+    const { access_token } = await registerUser(uniqueLocalpart("oembed"));
+    const res = await preview(access_token, "http://127.0.0.1:8765/_preview/oembed-page", noBlocks);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      "og:title": "Embedded &amp; titled", // oEmbed's title is text, not HTML: kept as given
+      "og:site_name": "The Site",
+      "og:description": "Watch this & that",
+      "og:image:type": "image/png",
+    });
+    expect(res.body["og:image"]).toMatch(new RegExp(`^mxc://${SERVER_NAME}/`));
+    // A discovery link that leads nowhere leaves the page's own data.
+    const broken = await preview(access_token, "http://127.0.0.1:8765/_preview/oembed-broken", noBlocks);
+    expect(broken).toEqual({ status: 200, body: { "og:title": "kept" } });
+  });
+
+  it("maps oEmbed documents as Synapse: photo url as image, author as site name, cache_age, other versions ignored", () => {
+    expect(oEmbedToOpenGraph({ version: "1.0", type: "photo", url: "https://x/p.png", thumbnail_url: "https://x/t.png", author_name: "A", cache_age: "120" })).toEqual({
+      og: { "og:image": "https://x/p.png", "og:site_name": "A" },
+      cacheMs: 120_000,
+    });
+    expect(oEmbedToOpenGraph({ version: "2.0", title: "t" })).toBeUndefined();
+    expect(oEmbedToOpenGraph(["not", "an", "object"])).toBeUndefined();
+    expect(oEmbedToOpenGraph({ type: "link", title: "t", cache_age: -5 })).toEqual({ og: { "og:title": "t" }, cacheMs: undefined });
+    const page = new URL("https://site.example/a/b");
+    expect(oEmbedLink(`<link rel="alternate" type="application/json+oembed" href="../o.json">`, page)?.toString()).toBe("https://site.example/o.json");
+    expect(oEmbedLink(`<link rel="alternate" type="text/xml+oembed" href="/o.xml">`, page)).toBeUndefined();
+    expect(oEmbedLink(`<link rel="stylesheet" type="application/json+oembed" href="/o.json">`, page)).toBeUndefined();
   });
 
   it("uses <title> and the description meta when a page has no OpenGraph", async () => {

@@ -223,6 +223,22 @@ describe("asynchronous upload", () => {
     expect(body.errcode).toBe("M_LIMIT_EXCEEDED");
     expect(body.retry_after_ms).toBeGreaterThan(0);
   });
+
+  it("rate-limits creation per user (RC_MEDIA_CREATE, Synapse's rc_media_create): the burst passes, one more is 429, others unaffected", async () => {
+    const vars = { RC_MEDIA_CREATE: "0.001,3", MEDIA_MAX_PENDING_UPLOADS: "100" };
+    const alice = await registerUser(uniqueLocalpart("rcm"));
+    const bob = await registerUser(uniqueLocalpart("rcm"));
+    for (let i = 0; i < 3; i++) expect((await call("POST", "/_matrix/media/v1/create", { token: alice.access_token, vars })).status).toBe(200);
+    const fourth = await call("POST", "/_matrix/media/v1/create", { token: alice.access_token, vars });
+    expect(fourth.status).toBe(429);
+    const body = await json(fourth);
+    expect(body.errcode).toBe("M_LIMIT_EXCEEDED");
+    expect(body.retry_after_ms).toBeGreaterThan(0);
+    expect((await call("POST", "/_matrix/media/v1/create", { token: bob.access_token, vars })).status).toBe(200);
+    // The refused request created nothing: alice has exactly three pending IDs.
+    const { results } = await baseEnv.DB.prepare("SELECT count(*) AS n FROM media WHERE user_id = ? AND uploaded_ts IS NULL").bind(alice.user_id).all<{ n: number }>();
+    expect(results[0]!.n).toBe(3);
+  });
 });
 
 describe("downloads", () => {

@@ -324,6 +324,13 @@ export default {
 <meta content="An OpenGraph description" property="og:description">
 <meta property='og:image' content='/_preview/dot.png'>
 <meta property="og:type" content="website"></head><body>hello</body></html>`);
+      if (page === "oembed-page")
+        return html(`<html><head><meta property="og:title" content="page title"><meta property="og:site_name" content="The Site">
+<meta property="og:description" content="page description"><link type="application/json+oembed" rel="alternate" href="/_preview/oembed.json"></head></html>`);
+      if (page === "oembed.json")
+        return json({ version: "1.0", type: "video", title: "Embedded &amp; titled", author_name: "An Author", thumbnail_url: "/_preview/dot.png", html: "<iframe src='x'></iframe><p>Watch <b>this</b> &amp; that</p>", cache_age: 60 });
+      if (page === "oembed-broken")
+        return html(`<html><head><title>kept</title><link rel="alternate" type="application/json+oembed" href="/_preview/missing"></head></html>`);
       if (page === "title") return html(`<html><head><title> Just a title </title><meta name="description" content="described"></head></html>`);
       if (page === "dot.png") {
         const png = Uint8Array.from(atob("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="), (c) => c.charCodeAt(0));

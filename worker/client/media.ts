@@ -9,6 +9,7 @@
 import { Hono, type Context } from "hono";
 import { MatrixError, forbidden, invalidParam, notFound, limitExceeded } from "../../protocol/errors.js";
 import { requester, requireAuth } from "../auth.js";
+import { rateLimit } from "../ratelimit.js";
 import type { AppEnv, Env } from "../env.js";
 import { RangeNotSatisfiable, fileResponse, parseRange, securityHeaders } from "../media/serve.js";
 import {
@@ -152,6 +153,8 @@ mediaRoutes.post("/_matrix/media/r0/upload", requireAuth, upload);
 mediaRoutes.post("/_matrix/media/v1/create", requireAuth, async (c) => {
   const { userId } = requester(c);
   const env = c.env;
+  // Synapse's rc_media_create (10 per second, bursts of 50) per user, before the pending-ID count.
+  await rateLimit(env, "RC_MEDIA_CREATE", userId);
   const now = Date.now();
   const maxPending = positiveInt(env.MEDIA_MAX_PENDING_UPLOADS, DEFAULT_MAX_PENDING_UPLOADS);
   const pending = await env.DB.prepare("SELECT count(*) AS n FROM media WHERE user_id = ? AND uploaded_ts IS NULL AND unused_expires_ts > ?")

@@ -7,7 +7,15 @@
 // the address its fetch() connects to, so the host name is resolved first through DNS over HTTPS and every
 // address it has is checked; literal IPs are checked directly; each redirect is checked again. (A name that
 // changes its answer between the check and the fetch is not caught here; deployed on Cloudflare, fetch()
-// cannot reach private networks anyway.) oEmbed is not read.
+// cannot reach private networks anyway.)
+//
+// oEmbed, where simple: a page that names its oEmbed document (`<link rel="alternate"
+// type="application/json+oembed" href=...>`, oEmbed's discovery) has it fetched under the same checks and
+// limits, and its fields laid over the page's OpenGraph, as Synapse does (`og = {**og_from_html,
+// **og_from_oembed}`): title, the thumbnail or photo as the image, the text of a video's or rich embed's
+// HTML as the description, the author as the site name where the page gives none, and `cache_age` as the
+// cache lifetime. Synapse's list of known providers (for URLs whose pages do not link their oEmbed) is not
+// kept.
 import type { Context } from "hono";
 import { MatrixError, invalidParam, missingParam, unrecognized } from "../../protocol/errors.js";
 import { outboundFetch } from "../../federation-client/outbound-fetch.js";
@@ -251,6 +259,50 @@ export function openGraph(html: string): Record<string, string> {
   return og;
 }
 
+/** The page's oEmbed discovery link (JSON only, as Synapse), resolved against the page's URL. */
+export function oEmbedLink(html: string, pageUrl: URL): URL | undefined {
+  for (const m of html.slice(0, 1024 * 1024).matchAll(/<link\b[^>]*>/gi)) {
+    const attrs = attributes(m[0]);
+    if (attrs.get("type")?.toLowerCase() !== "application/json+oembed" || !attrs.get("href")) continue;
+    if (!(attrs.get("rel") ?? "").toLowerCase().split(/\s+/).includes("alternate")) continue;
+    try {
+      return new URL(attrs.get("href")!, pageUrl);
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+interface OEmbed {
+  og: Record<string, string>;
+  /** `cache_age` in milliseconds, when given. */
+  cacheMs?: number;
+}
+
+const text = (v: unknown): string | undefined => (typeof v === "string" && v.trim() !== "" ? v.trim().slice(0, 1000) : undefined);
+
+/** An oEmbed document's fields as OpenGraph (oEmbed spec §2.3.4; the mapping Synapse's oembed.py makes). */
+export function oEmbedToOpenGraph(doc: unknown): OEmbed | undefined {
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return undefined;
+  const d = doc as Record<string, unknown>;
+  if (d.version !== undefined && String(d.version) !== "1.0") return undefined;
+  const og: Record<string, string> = {};
+  const title = text(d.title);
+  if (title) og["og:title"] = title;
+  const author = text(d.author_name);
+  if (author) og["og:site_name"] = author;
+  const thumbnail = text(d.thumbnail_url);
+  if (thumbnail) og["og:image"] = thumbnail;
+  if (d.type === "photo" && text(d.url)) og["og:image"] = text(d.url)!;
+  if ((d.type === "video" || d.type === "rich") && typeof d.html === "string") {
+    const description = decodeEntities(d.html.replace(/<(script|style)\b[\s\S]*?<\/\1>/gi, " ").replace(/<[^>]*>/g, " ")).replace(/\s+/g, " ").trim();
+    if (description) og["og:description"] = description.slice(0, 1000);
+  }
+  const age = Number(d.cache_age);
+  return { og, cacheMs: Number.isFinite(age) && age > 0 ? Math.min(age * 1000, 7 * 24 * 3600 * 1000) : undefined };
+}
+
 // ---- the endpoint -----------------------------------------------------------------------------------
 
 /** Stores an image as local media (no uploader: it belongs to the preview cache) and describes it. */
@@ -275,13 +327,27 @@ async function storeImage(env: Env, bytes: Uint8Array, contentType: string): Pro
 
 const isImage = (type: string) => /^image\//i.test(type.trim());
 
-async function makePreview(env: Env, url: URL): Promise<Record<string, string | number>> {
+async function makePreview(env: Env, url: URL): Promise<{ og: Record<string, string | number>; cacheMs?: number }> {
   const ranges = blockedRanges(env);
   const page = await spider(env, url, ranges);
   const type = page.contentType.split(";")[0].trim().toLowerCase();
-  if (isImage(type)) return { ...(await storeImage(env, page.body, type)) };
-  if (type !== "text/html" && type !== "application/xhtml+xml") return {};
-  const og: Record<string, string | number> = openGraph(new TextDecoder().decode(page.body));
+  if (isImage(type)) return { og: { ...(await storeImage(env, page.body, type)) } };
+  if (type !== "text/html" && type !== "application/xhtml+xml") return { og: {} };
+  const html = new TextDecoder().decode(page.body);
+  const fromHtml = openGraph(html);
+  let oembed: OEmbed | undefined;
+  const link = oEmbedLink(html, page.url);
+  if (link) {
+    try {
+      const doc = await spider(env, link, ranges);
+      oembed = oEmbedToOpenGraph(JSON.parse(new TextDecoder().decode(doc.body)));
+    } catch {
+      // The page's own OpenGraph stands (as Synapse, when the oEmbed request fails).
+    }
+  }
+  const og: Record<string, string | number> = { ...fromHtml, ...oembed?.og };
+  // The author is the site name only where the page names none.
+  if (oembed?.og["og:site_name"] && fromHtml["og:site_name"]) og["og:site_name"] = fromHtml["og:site_name"];
   const image = og["og:image"];
   delete og["og:image"];
   if (typeof image === "string" && image !== "") {
@@ -294,7 +360,7 @@ async function makePreview(env: Env, url: URL): Promise<Record<string, string | 
       // A preview without its image is still a preview (as Synapse).
     }
   }
-  return og;
+  return { og, cacheMs: oembed?.cacheMs };
 }
 
 export async function previewUrlResponse(c: Context<AppEnv>, _userId: string): Promise<Response> {
@@ -316,10 +382,10 @@ export async function previewUrlResponse(c: Context<AppEnv>, _userId: string): P
     .bind(key, now)
     .first<{ og: string }>();
   if (cached) return c.json(JSON.parse(cached.og));
-  const og = await makePreview(env, url);
+  const { og, cacheMs } = await makePreview(env, url);
   await env.DB.batch([
     env.DB.prepare("DELETE FROM media_url_previews WHERE url = ? AND expires_ts <= ?").bind(key, now),
-    env.DB.prepare("INSERT OR REPLACE INTO media_url_previews (url, og, fetched_ts, expires_ts) VALUES (?, ?, ?, ?)").bind(key, JSON.stringify(og), now, now + CACHE_MS),
+    env.DB.prepare("INSERT OR REPLACE INTO media_url_previews (url, og, fetched_ts, expires_ts) VALUES (?, ?, ?, ?)").bind(key, JSON.stringify(og), now, now + (cacheMs ?? CACHE_MS)),
   ]);
   return c.json(og);
 }
