@@ -58,6 +58,7 @@ import { voipRoutes } from "./client/voip.js";
 import { delayedEventsRoutes } from "./client/delayed-events.js";
 import { matrixRtcRoutes } from "./client/matrix-rtc.js";
 import { searchRoutes } from "./client/search.js";
+import { roomSummaryRoutes } from "./client/room-summary.js";
 
 export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
@@ -125,6 +126,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", reportingRoutes);
   app.route("/", mediaRoutes);
   app.route("/", searchRoutes);
+  app.route("/", roomSummaryRoutes);
   app.route("/", serverKeyRoutes);
   app.route("/", federationVersionRoutes);
   app.route("/", federationMembershipRoutes);
