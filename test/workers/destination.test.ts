@@ -325,7 +325,9 @@ describe("Destination DO: catch-up after a long outage", () => {
 
 describe("Destination DO: the peer contacts us", () => {
   /** A signed request from `server` to this server, through the Worker, waiting for its background work. */
-  async function contactFrom(server: string, uri = "/_matrix/federation/v1/no-such-endpoint"): Promise<number> {
+  // An authenticated endpoint that answers 404 (unknown event): unknown endpoints answer 404 before any
+  // authentication (worker/federation), so they would not count as contact.
+  async function contactFrom(server: string, uri = "/_matrix/federation/v1/event/%24no-such-event"): Promise<number> {
     const { authorization } = await remoteAuthorization({ name: server, method: "GET", uri });
     const ctx = createExecutionContext();
     const res = await app.fetch(new Request(`https://${SERVER_NAME}${uri}`, { headers: { Authorization: authorization } }), env as unknown as Env, ctx);
@@ -353,7 +355,7 @@ describe("Destination DO: the peer contacts us", () => {
     const stub = destinationStub(server);
     await failNext(server, 1);
     await enqueueAndSettle(server, [pdu("!r:test.local").item]);
-    const uri = "/_matrix/federation/v1/no-such-endpoint";
+    const uri = "/_matrix/federation/v1/event/%24no-such-event";
     // Signed for another URI: the signature does not match this request.
     const { authorization } = await remoteAuthorization({ name: server, method: "GET", uri: "/_matrix/federation/v1/other" });
     const ctx = createExecutionContext();
