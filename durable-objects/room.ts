@@ -54,6 +54,7 @@ import { federationRawRequest, federationRequest } from "../federation-client/re
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
+import { enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -167,6 +168,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     // The /event index (room/event-index.ts): in the background, never on the client's path.
     if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId));
     await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
+    await enqueueForAppservices(this.ctx, this.engine, this.env, results); // room/appservice-outbound.ts
     if (!results.some((r) => r.fanOut)) return;
     if (!this.alarmPending) {
       this.alarmPending = true;
@@ -288,6 +290,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   private async runAlarmTasks(): Promise<void> {
     this.alarmPending = false;
     await retryRemoteHandOver(this.ctx, this.engine, this.env); // room/outbound.ts: federation
+    await retryAppserviceHandOver(this.ctx, this.engine, this.env); // room/appservice-outbound.ts
     this.failedDeliveries = 0;
     await this.draining;
     await this.retryOutbox();
@@ -953,6 +956,12 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** POST /rooms/{roomId}/upgrade: checks the user's power and collects what the new room copies. */
   upgradeSource(userId: string, newVersion: string, additionalCreators: string[]): Promise<Outcome<UpgradeSource>> {
     return outcomeOf(() => upgradeSource(this.engine, userId, newVersion, additionalCreators));
+  }
+
+  /** The room's directory aliases changed (D1 `room_aliases`): application services' alias namespaces are
+   * matched against the new list from the next event on (room/appservice-outbound.ts). */
+  aliasesChanged(): void {
+    forgetRoomAliases(this.ctx);
   }
 
   /** Resolves once the delivery running now (if any) has finished (tests, benchmarks). */

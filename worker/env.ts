@@ -3,6 +3,7 @@ import type { RoomDurableObject } from "../durable-objects/room.js";
 import type { UserDurableObject } from "../durable-objects/user.js";
 import type { DestinationDurableObject } from "../durable-objects/destination.js";
 import type { DelayedEventsDurableObject } from "../durable-objects/delayed-events.js";
+import type { AppserviceDurableObject } from "../durable-objects/appservice.js";
 
 export interface Env {
   DB: D1Database;
@@ -11,6 +12,7 @@ export interface Env {
   DESTINATIONS: DurableObjectNamespace<DestinationDurableObject>;
   /** One user's delayed events (MSC4140), sent by the DO's alarm (durable-objects/delayed-events.ts). */
   DELAYED_EVENTS: DurableObjectNamespace<DelayedEventsDurableObject>;
+  APPSERVICES: DurableObjectNamespace<AppserviceDurableObject>;
   /** The media repository's content (worker/media/store.ts). */
   MEDIA: R2Bucket;
   /** The server name users and rooms belong to, e.g. `example.com` or `localhost:8008`. */

@@ -64,6 +64,7 @@ export { RoomDurableObject } from "../durable-objects/room.js";
 export { UserDurableObject } from "../durable-objects/user.js";
 export { DestinationDurableObject } from "../durable-objects/destination.js";
 export { DelayedEventsDurableObject } from "../durable-objects/delayed-events.js";
+export { AppserviceDurableObject } from "../durable-objects/appservice.js";
 
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();

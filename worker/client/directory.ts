@@ -62,6 +62,8 @@ directoryRoutes.put("/_matrix/client/:version{v3|r0}/directory/room/:roomAlias",
     await refuseExclusiveAlias(c.env, alias.alias, undefined);
   }
   if (!(await insertAlias(c.env, alias.alias, roomId, user.userId))) throw aliasExists(alias.alias);
+  // Application services with alias namespaces match the room's aliases (room/appservice-outbound.ts).
+  await (c.env.ROOMS.get(c.env.ROOMS.idFromName(roomId)) as unknown as { aliasesChanged(): Promise<void> }).aliasesChanged();
   return c.json({});
 });
 

@@ -1,0 +1,193 @@
+// The Appservice Durable Object: the push queue of one application service (spec: Application Service
+// API, "Pushing events": PUT /_matrix/app/v1/transactions/{txnId}). One instance per service id
+// (`env.APPSERVICES.idFromName(id)`).
+//
+// The same shape as federation's per-destination queue, and the same machinery: the queue is a
+// `DestinationQueue` (destination/queue.ts: rows in this DO's SQLite, one transaction in flight, retried with
+// the same ID and the same events, in arrival order) and the retry delay is destination/backoff.ts's, capped
+// at a few minutes as Synapse's appservice recoverer is (synapse/appservice/scheduler.py doubles from 2 s;
+// a service is usually on the same host, and a bridge that was restarted should not wait an hour).
+// Differences from federation: the events are in the client format (the Room DO converts them), nothing is
+// ever dropped for catch-up (a service must see every event: at least once, in order), and a transaction
+// goes to the registration's `url` with `Authorization: Bearer <hs_token>`.
+//
+// Rooms hand events over after their commit (room/appservice-outbound.ts); an enqueue returns once the
+// rows are stored, so nothing acknowledged is lost across a restart: the alarm (always set while something
+// is queued) resumes the queue.
+import { DurableObject } from "cloudflare:workers";
+import { appserviceById } from "./appservice/registry.js";
+import { backoffDelay } from "./destination/backoff.js";
+import { DestinationQueue, type OutgoingTransaction, type QueueState, type QueuedEdu, type QueuedPdu } from "./destination/queue.js";
+
+export interface AppserviceEnv {
+  DB: D1Database;
+  SERVER_NAME: string;
+}
+
+export interface AppserviceTuning {
+  minBackoffMs: number;
+  maxBackoffMs: number;
+  /** How long one PUT may take before it counts as failed. */
+  timeoutMs: number;
+}
+
+const DEFAULT_TUNING: AppserviceTuning = { minBackoffMs: 2_000, maxBackoffMs: 5 * 60_000, timeoutMs: 60_000 };
+
+/** While something is queued an alarm is always set (see destination.ts): a send cut off by a restart resumes. */
+const WATCHDOG_MS = 90_000;
+
+/** An event for the service: the client-format event as JSON text. */
+export type AppserviceEvent = QueuedPdu;
+
+/** Ephemeral events (typing, receipts, presence; spec: MSC2409 `ephemeral`): `eduType` is the event type,
+ * `content` the whole event as JSON text. */
+export type AppserviceEphemeral = QueuedEdu;
+
+export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
+  private readonly queue: DestinationQueue;
+  private sending: Promise<void> | undefined;
+  private sendAgain = false;
+  private forceNext = false;
+  private alarmAt: number | null = null;
+  private tuning: AppserviceTuning = { ...DEFAULT_TUNING };
+
+  constructor(ctx: DurableObjectState, env: AppserviceEnv) {
+    super(ctx, env);
+    this.queue = new DestinationQueue(ctx.storage);
+    ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+      const { pdus, edus } = this.queue.pendingCount();
+      if (this.alarmAt === null && pdus + edus > 0) await this.setAlarm(Date.now() + this.tuning.minBackoffMs);
+    });
+  }
+
+  /**
+   * Appends events (and ephemeral events) for service `id` in the given order; returns once they are
+   * stored (the number of new rows: an event still queued is not queued twice).
+   */
+  async enqueue(id: string, events: AppserviceEvent[], ephemeral: AppserviceEphemeral[] = []): Promise<number> {
+    if (typeof id !== "string" || id === "") return 0;
+    if (events.length === 0 && ephemeral.length === 0) return 0;
+    const now = Date.now();
+    const added = this.queue.enqueue(id, events, ephemeral, now);
+    const { retryAt } = this.queue.backoff();
+    await this.armAlarm(retryAt ?? now + WATCHDOG_MS);
+    if (retryAt === null || retryAt <= now) void this.startSending(false);
+    return added;
+  }
+
+  /** The queue as stored (tests, diagnostics). */
+  queueState(): QueueState & { sending: boolean; alarmAt: number | null } {
+    return { ...this.queue.state(), sending: this.sending !== undefined, alarmAt: this.alarmAt };
+  }
+
+  /** Resolves when the send running now (if any) has finished (tests, benchmarks). */
+  async sendsSettled(): Promise<void> {
+    while (this.sending) await this.sending;
+  }
+
+  /** Sends now, whatever the back-off says (tests; an operator's nudge). */
+  async retryNow(): Promise<void> {
+    await this.startSending(true);
+  }
+
+  /** Tests: shorter back-off or time-out for this instance (not stored). */
+  setTuning(tuning: Partial<AppserviceTuning>): AppserviceTuning {
+    this.tuning = { ...this.tuning, ...tuning };
+    return this.tuning;
+  }
+
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    await this.startSending(true);
+    const { pdus, edus } = this.queue.pendingCount();
+    if (pdus + edus > 0 && this.alarmAt === null) await this.setAlarm(Date.now() + WATCHDOG_MS);
+  }
+
+  private startSending(force: boolean): Promise<void> {
+    if (force) this.forceNext = true;
+    if (this.sending) {
+      this.sendAgain = true;
+      return this.sending;
+    }
+    const run = (async () => {
+      do {
+        this.sendAgain = false;
+        await this.sendQueued();
+      } while (this.sendAgain);
+    })()
+      .catch((e) => console.error("appservice sender failed; the alarm retries", this.queue.destination(), e instanceof Error ? e.message : e))
+      .finally(() => (this.sending = undefined));
+    this.sending = run;
+    this.ctx.waitUntil(run);
+    return run;
+  }
+
+  private async sendQueued(): Promise<void> {
+    const id = this.queue.destination();
+    if (id === null) return;
+    for (;;) {
+      const now = Date.now();
+      const { failures, retryAt } = this.queue.backoff();
+      if (this.forceNext) {
+        this.forceNext = false;
+        this.queue.clearRetryAt();
+      } else if (retryAt !== null && retryAt > now) {
+        await this.armAlarm(retryAt);
+        return;
+      }
+      const txn = this.queue.nextTransaction(now);
+      if (!txn) return;
+      await this.armAlarm(now + WATCHDOG_MS);
+      const result = await this.push(id, txn);
+      const done = Date.now();
+      if (result === null) {
+        this.queue.transactionAccepted(txn.txnId, done);
+        continue;
+      }
+      const delay = backoffDelay(failures + 1, { minMs: this.tuning.minBackoffMs, maxMs: this.tuning.maxBackoffMs });
+      this.queue.transactionFailed(txn.txnId, done, done + delay, result);
+      console.warn(`appservice ${id}: transaction ${txn.txnId} failed (${result}); retry in ${delay} ms`);
+      await this.setAlarm(done + delay);
+      return;
+    }
+  }
+
+  /** One PUT of a transaction; null when the service accepted it (2xx), else why not. */
+  private async push(id: string, txn: OutgoingTransaction): Promise<string | null> {
+    const service = await appserviceById(this.env, id);
+    // Removed, or `url: null`: the service receives nothing; what was queued for it is dropped.
+    if (!service || service.registration.url === null) return null;
+    const body: Record<string, unknown> = { events: txn.pdus.map((p) => JSON.parse(p.json) as unknown) };
+    if (service.registration.receiveEphemeral) {
+      const ephemeral = txn.edus.map((e) => JSON.parse(e.content) as unknown);
+      // The stable name and MSC2409's (which matrix-appservice-bridge and older bridges read).
+      body.ephemeral = ephemeral;
+      body["de.sorunome.msc2409.ephemeral"] = ephemeral;
+    }
+    const url = `${service.registration.url}/_matrix/app/v1/transactions/${encodeURIComponent(txn.txnId)}`;
+    try {
+      const response = await fetch(url, {
+        method: "PUT",
+        headers: { Authorization: `Bearer ${service.registration.hsToken}`, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.tuning.timeoutMs),
+      });
+      // The answer's body is not needed; read it so the connection can be reused.
+      await response.arrayBuffer().catch(() => undefined);
+      return response.ok ? null : `HTTP ${response.status}`;
+    } catch (e) {
+      return `no answer: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+
+  private async armAlarm(at: number): Promise<void> {
+    if (this.alarmAt !== null && this.alarmAt <= at && this.alarmAt > Date.now() - 1000) return;
+    await this.setAlarm(at);
+  }
+
+  private async setAlarm(at: number): Promise<void> {
+    this.alarmAt = at;
+    await this.ctx.storage.setAlarm(at);
+  }
+}
