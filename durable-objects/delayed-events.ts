@@ -47,6 +47,8 @@ export interface ScheduleRequest {
   /** Present for state events. */
   stateKey?: string;
   content: JsonObject;
+  /** MSC4354: send it as a sticky event for this long (ms). */
+  stickyDurationMs?: number;
   delayMs: number;
   /** The most scheduled events the user may have (MAX_DELAYED_EVENTS_PER_USER). */
   maxScheduled: number;
@@ -89,6 +91,7 @@ interface Row {
   reason: string | null;
   event_id: string | null;
   error: string | null;
+  sticky_duration_ms: number | null;
   [key: string]: SqlStorageValue;
 }
 
@@ -119,11 +122,15 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
           outcome TEXT,
           reason TEXT,
           event_id TEXT,
-          error TEXT
+          error TEXT,
+          sticky_duration_ms INTEGER
         );
         CREATE UNIQUE INDEX IF NOT EXISTS delayed_events_txn ON delayed_events (device_id, txn_id) WHERE txn_id IS NOT NULL;
         CREATE INDEX IF NOT EXISTS delayed_events_due ON delayed_events (finalised_ts, send_ts);
       `);
+      // Tables made before sticky delayed events (MSC4354) lack the column.
+      const columns = this.sql.exec<{ name: string }>("PRAGMA table_info(delayed_events)").toArray().map((r) => r.name);
+      if (!columns.includes("sticky_duration_ms")) this.sql.exec("ALTER TABLE delayed_events ADD COLUMN sticky_duration_ms INTEGER");
       // No send is in flight in a fresh instance: a claim still set was cut off (a crash or a restart).
       // The retry reuses the transaction ID, so the Room DO answers with the event if it was committed.
       this.sql.exec("UPDATE delayed_events SET sending = 0 WHERE sending = 1 AND finalised_ts IS NULL");
@@ -152,8 +159,8 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
       }
       const delayId = newDelayId(request.userId);
       this.sql.exec(
-        `INSERT INTO delayed_events (delay_id, user_id, device_id, txn_id, room_id, event_type, state_key, content, delay, send_ts)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO delayed_events (delay_id, user_id, device_id, txn_id, room_id, event_type, state_key, content, delay, send_ts, sticky_duration_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         delayId,
         request.userId,
         request.deviceId,
@@ -164,6 +171,7 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
         JSON.stringify(request.content),
         request.delayMs,
         Date.now() + request.delayMs,
+        request.stickyDurationMs ?? null,
       );
       await this.armAlarm();
       return { ok: { delayId } };
@@ -267,6 +275,7 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
         ...(row.state_key !== null ? { stateKey: row.state_key } : {}),
         content: JSON.parse(row.content) as JsonObject,
         txn: { deviceId: DELAYED_TXN_DEVICE, txnId: row.delay_id },
+        ...(row.sticky_duration_ms !== null ? { stickyDurationMs: row.sticky_duration_ms } : {}),
       });
     } catch (e) {
       console.warn(`delayed event ${row.delay_id}: sending failed (${e instanceof Error ? e.message : String(e)}); retrying`);

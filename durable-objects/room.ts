@@ -75,6 +75,8 @@ export interface SendEventRequest {
   redacts?: string;
   /** Application services' timestamp massaging (`ts=`): the event's `origin_server_ts`. */
   originServerTs?: number;
+  /** MSC4354: send as a sticky event for this long (ms; the worker caps it at one hour). */
+  stickyDurationMs?: number;
 }
 
 export interface SentEvent {
@@ -408,7 +410,16 @@ export class RoomDurableObject extends DurableObject<Env> {
         this.checkRedactionAllowed(sender, redacts);
       }
 
-      const result = await createLocalEvent(this.engine, this.env, { type, stateKey, sender, content, redacts, originServerTs: request.originServerTs }, txn);
+      const template = {
+        type,
+        stateKey,
+        sender,
+        content,
+        redacts,
+        originServerTs: request.originServerTs,
+        ...(request.stickyDurationMs !== undefined ? { stickyDurationMs: request.stickyDurationMs } : {}),
+      };
+      const result = await createLocalEvent(this.engine, this.env, template, txn);
       await this.afterCommit([result]);
       return { eventId: result.eventId, streamOrdering: result.streamOrdering };
     });

@@ -21,6 +21,9 @@ export interface EventTemplate {
   redacts?: string;
   /** Application services' timestamp massaging (`ts=`): the event's `origin_server_ts` instead of now. */
   originServerTs?: number;
+  /** MSC4354 sticky events: how long (ms) the event stays sticky; top level in the PDU as
+   * `msc4354_sticky: { duration_ms }` (the unstable name Synapse and matrix-js-sdk use). */
+  stickyDurationMs?: number;
 }
 
 export interface BuildContext {
@@ -96,6 +99,7 @@ export async function unsignedEvent(template: EventTemplate, ctx: Omit<BuildCont
   if (template.type === "m.room.redaction" && template.redacts !== undefined && !rules.eventFormat.redactsInContent) {
     pdu.redacts = template.redacts;
   }
+  if (template.stickyDurationMs !== undefined) pdu.msc4354_sticky = { duration_ms: template.stickyDurationMs };
   // Room versions 1-10 list `origin`; Synapse still sends it there. Keep it out: it is optional and
   // not covered by any rule, and v11 removed it from the redaction algorithm.
   return pdu as unknown as Pdu;

@@ -16,6 +16,8 @@ export interface ClientEventUnsigned {
   prev_content?: JsonObject;
   prev_sender?: string;
   replaces_state?: string;
+  /** MSC4354: how much longer (ms) a sticky event stays sticky, as the reading server sees it. */
+  msc4354_sticky_duration_ttl_ms?: number;
 }
 
 /** A redaction event as it appears in `redacted_because` (a plain client event without further nesting;
@@ -35,6 +37,8 @@ export interface ClientEvent {
   /** Redactions: the redacted event's ID. v11+ keeps it in `content.redacts`; servers still copy it to
    * the top level for clients written before v11 (as Synapse does). */
   redacts?: string;
+  /** MSC4354 sticky events: the PDU's sticky duration, capped at one hour. */
+  msc4354_sticky?: { duration_ms: number };
   unsigned?: ClientEventUnsigned;
 }
 
@@ -66,6 +70,11 @@ export function toClientEvent(pdu: IdentifiedPdu, options: ClientEventOptions): 
     if (typeof redacts === "string") event.redacts = redacts;
   }
   const unsigned: ClientEventUnsigned = { age: Math.max(0, options.now - pdu.origin_server_ts) };
+  const sticky = stickyDurationMs(pdu);
+  if (sticky !== undefined) {
+    event.msc4354_sticky = { duration_ms: sticky };
+    unsigned.msc4354_sticky_duration_ttl_ms = Math.max(0, stickyUntil(pdu, sticky, options.now) - options.now);
+  }
   if (options.transactionId !== undefined) unsigned.transaction_id = options.transactionId;
   if (options.redactedBecause !== undefined) unsigned.redacted_because = options.redactedBecause;
   if (options.replacedState !== undefined) {
@@ -75,4 +84,23 @@ export function toClientEvent(pdu: IdentifiedPdu, options: ClientEventOptions): 
   }
   event.unsigned = unsigned;
   return event;
+}
+
+/** MSC4354's longest sticky duration (one hour): longer durations are treated as this. */
+export const MAX_STICKY_DURATION_MS = 3_600_000;
+
+/** The sticky duration of a PDU (MSC4354 `msc4354_sticky.duration_ms`, capped at one hour), or undefined
+ * when it is not a sticky event. */
+export function stickyDurationMs(pdu: { [key: string]: unknown }): number | undefined {
+  const sticky = pdu.msc4354_sticky;
+  if (typeof sticky !== "object" || sticky === null) return undefined;
+  const duration = (sticky as { duration_ms?: unknown }).duration_ms;
+  if (typeof duration !== "number" || !Number.isInteger(duration) || duration < 0) return undefined;
+  return Math.min(duration, MAX_STICKY_DURATION_MS);
+}
+
+/** When a sticky event stops being sticky: MSC4354 counts from its origin_server_ts, but never from a time
+ * after the server received it (a timestamp in the future is treated as now, as matrix-js-sdk does). */
+export function stickyUntil(pdu: { origin_server_ts: number }, durationMs: number, now: number): number {
+  return Math.min(pdu.origin_server_ts, now) + durationMs;
 }

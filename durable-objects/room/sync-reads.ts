@@ -13,7 +13,7 @@ import { eventPasses } from "../../protocol/event-filter.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { splitStateKey, stateKey, type IdentifiedPdu, type StateKey } from "../../protocol/pdu.js";
 import { roomToken, type ReceiptUpdate } from "../notifications.js";
-import type { ClientEvent } from "./client-event.js";
+import { MAX_STICKY_DURATION_MS, stickyDurationMs, stickyUntil, type ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, type EventRow } from "./event-rows.js";
 import { VisibilityChecker } from "./history-visibility.js";
@@ -70,6 +70,8 @@ export interface RoomSyncResult {
   summary?: RoomSummary;
   /** The room's receipts (includeReceipts). */
   receipts?: ReceiptUpdate[];
+  /** MSC4354: unexpired sticky events the timeline does not carry (joined rooms; absent when none). */
+  sticky?: SyncEvent[];
 }
 
 /** A stripped state event (spec: "Stripped state"). */
@@ -289,7 +291,54 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     state: format(stateEventIds),
   };
   if (summary) result.summary = summary;
+  if (request.section === "join") {
+    const sticky = stickyEventIds(engine, request, inTimeline, visibility, now);
+    if (sticky.length > 0) result.sticky = format(sticky);
+  }
   return result;
+}
+
+/** Rows a sticky-event scan reads at most, and sticky events one response carries at most. */
+const MAX_STICKY_SCAN = 1000;
+const MAX_STICKY_EVENTS = 100;
+/** How far an event's origin_server_ts may trail a later event's before the scan stops (clock skew). */
+const STICKY_SCAN_SLACK_MS = 10 * 60_000;
+
+/**
+ * MSC4354: the room's sticky events that are still sticky now and that the client should have but the
+ * timeline does not carry: all of them for an initial sync or a room the user just joined (`latest`), those
+ * after the since token for an incremental sync (the ones a limited timeline left out). Oldest first.
+ * Found by scanning back from `upto` while events are recent enough to be sticky (an hour at most).
+ */
+function stickyEventIds(engine: RoomEngine, request: RoomSyncRequest, inTimeline: Set<string>, visibility: Visibility, now: number): string[] {
+  const after = request.mode === "exact" ? (request.sinceOrdering ?? 0) : 0;
+  const oldest = now - MAX_STICKY_DURATION_MS - STICKY_SCAN_SLACK_MS;
+  const found: string[] = [];
+  let before = request.upto + 1;
+  let scanned = 0;
+  while (scanned < MAX_STICKY_SCAN && found.length < MAX_STICKY_EVENTS) {
+    const batch = engine.sql
+      .exec<Row>(
+        `SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND stream_ordering > ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT 100`,
+        before,
+        after,
+      )
+      .toArray();
+    if (batch.length === 0) break;
+    for (const row of batch) {
+      scanned += 1;
+      before = row.stream_ordering;
+      if (row.origin_server_ts < oldest) return found.reverse();
+      // Cheap test first: most events are not sticky.
+      if (!row.json.includes('"msc4354_sticky"') || inTimeline.has(row.event_id)) continue;
+      const pdu = JSON.parse(row.json) as { [key: string]: unknown; origin_server_ts: number };
+      const duration = stickyDurationMs(pdu);
+      if (duration === undefined || stickyUntil(pdu, duration, now) <= now || !visibility.canSee(row)) continue;
+      found.push(row.event_id);
+      if (found.length >= MAX_STICKY_EVENTS) break;
+    }
+  }
+  return found.reverse();
 }
 
 function federationEvents(engine: RoomEngine, ids: string[], now: number): FederationEvent[] {

@@ -77,7 +77,7 @@ export function requestedDelay(c: Context<AppEnv>): number | undefined {
 export async function scheduleDelayedEvent(
   c: Context<AppEnv>,
   delayMs: number,
-  event: { roomId: string; type: string; stateKey?: string; content: JsonObject; txnId?: string },
+  event: { roomId: string; type: string; stateKey?: string; content: JsonObject; txnId?: string; stickyDurationMs?: number },
 ): Promise<{ delay_id: string }> {
   const { userId, deviceId } = requester(c);
   if (event.type.length === 0 || new TextEncoder().encode(event.type).length > 255) throw invalidParam("Invalid event type");
@@ -101,6 +101,7 @@ export async function scheduleDelayedEvent(
       type: event.type,
       stateKey: event.stateKey,
       content: event.content,
+      stickyDurationMs: event.stickyDurationMs,
       delayMs,
       maxScheduled: maxDelayedEventsPerUser(c.env),
     }),

@@ -12,6 +12,7 @@ import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { requestedDelay, scheduleDelayedEvent } from "./delayed-events.js";
+import { requestedStickyDuration } from "./sticky-events.js";
 
 export const roomSendRoutes = new Hono<AppEnv>();
 
@@ -28,10 +29,14 @@ roomSendRoutes.put(`${V}/rooms/:roomId/send/:eventType/:txnId`, requireAuth, asy
   const content = await readJsonObject(c, { allowEmpty: false });
   // MSC4140: `?org.matrix.msc4140.delay=` schedules the event instead (worker/client/delayed-events.ts).
   const delay = requestedDelay(c);
+  // MSC4354: `?org.matrix.msc4354.sticky_duration_ms=` makes it a sticky event (worker/client/sticky-events.ts).
+  const stickyDurationMs = requestedStickyDuration(c);
+  const sticky = stickyDurationMs !== undefined ? { stickyDurationMs } : {};
   if (delay !== undefined) {
-    return c.json(await scheduleDelayedEvent(c, delay, { roomId, type: c.req.param("eventType"), content, txnId: c.req.param("txnId") }));
+    return c.json(await scheduleDelayedEvent(c, delay, { roomId, type: c.req.param("eventType"), content, txnId: c.req.param("txnId"), ...sticky }));
   }
   const result = unwrap(await roomStub(c.env, roomId).sendEvent({
+    ...sticky,
     sender: userId,
     type: c.req.param("eventType"),
     content,

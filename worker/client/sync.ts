@@ -193,6 +193,8 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
     out.ephemeral = { events: ephemeral };
     out.unread_notifications = room.unread ?? { notification_count: 0, highlight_count: 0 };
     if (room.unreadThreads) out.unread_thread_notifications = room.unreadThreads;
+    // MSC4354: sticky events the timeline left out (worker/client/sticky-events.ts).
+    if (result?.sticky) out.msc4354_sticky = { events: fields(result.sticky) };
   }
   return out;
 }

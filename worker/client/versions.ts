@@ -17,6 +17,8 @@ versionsRoutes.get("/_matrix/client/versions", (c) =>
       "org.matrix.msc4143": true,
       // MSC4186 simplified sliding sync (worker/client/sliding-sync.ts).
       "org.matrix.simplified_msc3575": true,
+      // MSC4354 sticky events (worker/client/sticky-events.ts).
+      "org.matrix.msc4354": true,
     },
   }),
 );
