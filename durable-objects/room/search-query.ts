@@ -6,8 +6,8 @@
 // OR, a leading `-` negates a word; Synapse's few stop words are skipped outside phrases. Unlike Synapse's
 // SQLite query, every word goes to FTS5 as a quoted string, so no input can be an FTS5 syntax error
 // (`*`, `:`, `^`, parentheses and FTS5's own keywords are just text), and negations are applied after the
-// positive part (FTS5's NOT is binary: `a NOT b`), so `-b a` means `a NOT b` and a query of negations only
-// matches nothing.
+// positive part (FTS5's NOT is binary: `a NOT b`), so `-b a` means `a NOT b`, `a -b -c` means
+// `a NOT (b OR c)`, and a query of negations only matches nothing.
 
 /** Synapse's stop words (`_is_stop_word`). */
 const STOP_WORDS = new Set(["the", "a", "you", "me", "and", "but"]);
@@ -74,6 +74,9 @@ export function parseSearchTerm(term: string): SearchQuery {
 
   if (positive.length === 0) return { match: null, highlights: [] };
   let match = positive.length === 1 ? positive[0]! : `(${positive.join(" ")})`;
-  for (const n of negative) match += ` NOT ${n}`;
+  // One NOT of an OR of the negations: FTS5 flattens AND and OR, but a chain of NOTs nests (and past a
+  // depth of 256 is an error).
+  if (negative.length === 1) match += ` NOT ${negative[0]}`;
+  else if (negative.length > 1) match += ` NOT (${negative.join(" OR ")})`;
   return { match, highlights };
 }

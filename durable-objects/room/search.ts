@@ -12,6 +12,7 @@
 // Who sees what: only members joined now search a room (Synapse searches joined rooms only), and each
 // match passes the same history-visibility check as /messages (history-visibility.ts), so a user who
 // joined a `joined` room late does not find what was said before. Redacted events are never found.
+import { invalidParam } from "../../protocol/errors.js";
 import type { RoomEventFilter } from "../../protocol/filter.js";
 import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
@@ -80,6 +81,17 @@ const EMPTY: RoomSearchResult = { hits: [], count: 0 };
 
 /** POST /search in one room (see the top of this file). */
 export function searchRoom(engine: RoomEngine, reader: Reader, request: RoomSearchRequest): RoomSearchResult {
+  try {
+    return searchIndexed(engine, reader, request);
+  } catch (e) {
+    // The term's grammar cannot make an FTS5 syntax error (search-query.ts), but a term can still exceed
+    // what FTS5 evaluates (its limits on an expression's size): a client error, not a failure.
+    if (e instanceof Error && /fts5/i.test(e.message)) throw invalidParam(`search_term cannot be searched: ${e.message.replace(/: SQLITE_\w+$/, "")}`);
+    throw e;
+  }
+}
+
+function searchIndexed(engine: RoomEngine, reader: Reader, request: RoomSearchRequest): RoomSearchResult {
   if (!engine.meta() || engine.membershipOf(reader.userId)?.membership !== "join") return EMPTY;
   const { match } = parseSearchTerm(request.term);
   const types = [...new Set(request.keys.map((k) => KEY_TYPES[k]))];

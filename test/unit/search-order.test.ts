@@ -12,7 +12,7 @@ describe("parseSearchTerm", () => {
     expect(parseSearchTerm("cats or dogs").match).toBe('("cats" OR "dogs")');
     expect(parseSearchTerm("cats OR dogs fish").match).toBe('("cats" OR "dogs" AND "fish")');
     expect(parseSearchTerm("-dogs cats").match).toBe('"cats" NOT "dogs"');
-    expect(parseSearchTerm("cats -dogs -fish").match).toBe('"cats" NOT "dogs" NOT "fish"');
+    expect(parseSearchTerm("cats -dogs -fish").match).toBe('"cats" NOT ("dogs" OR "fish")');
   });
 
   it("drops Synapse's stop words outside phrases and leaves nothing to search for in empty or negative-only terms", () => {

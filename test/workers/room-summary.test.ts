@@ -128,9 +128,11 @@ describe("GET /room_summary", () => {
     expect(res.body).toMatchObject({ room_id: roomId, canonical_alias: alias });
     expect((await summary(alice, `#missing-alias:${SERVER_NAME}`)).status).toBe(404);
     expect((await summary(alice, `!unknown:${SERVER_NAME}`)).status).toBe(404);
-    const bad = await summary(alice, "not-a-room");
-    expect(bad.status).toBe(400);
-    expect(bad.body.errcode).toBe("M_INVALID_PARAM");
+    for (const malformed of ["not-a-room", "#", "#no-server", "!"]) {
+      const bad = await summary(alice, malformed);
+      expect(bad.status).toBe(400);
+      expect(bad.body.errcode).toBe("M_INVALID_PARAM");
+    }
     expect((await api("POST", `/_matrix/client/v1/room_summary/${enc(roomId)}`, { token: alice.access_token })).status).toBe(405);
   });
 

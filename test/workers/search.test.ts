@@ -69,6 +69,15 @@ describe("POST /search", () => {
     expect((await ok(alice, { search_term: '"hello world"' })).count).toBe(1);
     // FTS5 syntax in the term is text, never an error.
     for (const term of ["*", "hello AND", "NOT", "(", 'a"b', "-", "near(hello world)", ""]) expect((await search(alice, { search_term: term })).status).toBe(200);
+    // Long terms: thousands of words, alternatives and negations (FTS5 nests a chain of NOTs: they are
+    // searched as one NOT of an OR).
+    const many = Array.from({ length: 2000 }, (_, i) => `w${i}`);
+    for (const term of [many.join(" "), `hello or ${many.join(" or ")}`, `hello ${many.map((w) => `-${w}`).join(" ")}`]) {
+      const res = await search(alice, { search_term: term, filter: { rooms: [roomId] } });
+      expect(res.status).toBe(200);
+    }
+    expect((await ok(alice, { search_term: `hello ${many.map((w) => `-${w}`).join(" ")}`, filter: { rooms: [roomId] } })).count).toBe(1);
+    expect((await ok(alice, { search_term: `hello or ${many.join(" or ")}`, filter: { rooms: [roomId] } })).count).toBe(1);
   });
 
   it("indexes room names and topics under their keys, and keys narrow the search", async () => {

@@ -16,7 +16,7 @@
 import { Hono, type Context } from "hono";
 import { invalidParam, notFound } from "../../protocol/errors.js";
 import { accessTokenOf, authenticateToken, clientIp } from "../auth.js";
-import { isValidRoomId, resolveAnyRoomAlias } from "../directory-store.js";
+import { isValidRoomId, parseRoomAlias, resolveAnyRoomAlias } from "../directory-store.js";
 import type { AppEnv, Env } from "../env.js";
 import { fetchRemoteHierarchy } from "../federation/hierarchy.js";
 import { canSeeInHierarchy, loadRoomState, roomSummary } from "../room-summary.js";
@@ -41,6 +41,7 @@ async function optionalRequester(c: Context<AppEnv>): Promise<string | undefined
 /** The room ID and the servers to ask for it (an alias brings its own, as Synapse's ResolveRoomIdMixin). */
 async function resolveRoom(env: Env, identifier: string, via: string[]): Promise<{ roomId: string; via: string[] }> {
   if (identifier.startsWith("#")) {
+    if (!parseRoomAlias(identifier)) throw invalidParam(`${identifier} was not legal room ID or room alias`);
     const resolved = await resolveAnyRoomAlias(env, identifier);
     if (!resolved) throw notFound(`Room alias ${identifier} not found`);
     return { roomId: resolved.roomId, via: resolved.servers };
