@@ -481,8 +481,10 @@ export class RoomDurableObject extends DurableObject<Env> {
       return { eventId: knock.eventId, streamOrdering: ordering };
     }
     if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember()) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
-      // This server is not in the room: join through a resident server (room/remote-join.ts).
-      const content: JsonObject = {};
+      // This server is not in the room: join through a resident server (room/remote-join.ts). The client's
+      // extra keys come first; the server's own keys win.
+      const content: JsonObject = { ...(request.content ?? {}) };
+      delete content.join_authorised_via_users_server;
       if (request.profile?.displayname !== undefined) content.displayname = request.profile.displayname;
       if (request.profile?.avatar_url !== undefined) content.avatar_url = request.profile.avatar_url;
       if (request.reason !== undefined) content.reason = request.reason;

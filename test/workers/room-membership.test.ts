@@ -221,6 +221,22 @@ describe("room membership and permissions", () => {
     expect(missing.status).toBe(404);
   });
 
+  it("a join keeps the client's custom content; membership and the authorising user are the server's", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const carol = await newUser("carol");
+    const aliasName = `custom-${crypto.randomUUID().slice(0, 8)}`;
+    const roomId = await createRoom(alice, { preset: "public_chat", room_alias_name: aliasName });
+    const byId = await api("POST", `${r(roomId)}/join`, { token: bob.access_token, body: { foo: "bar", reason: "hello", membership: "leave", join_authorised_via_users_server: alice.user_id } });
+    expect(byId.status).toBe(200);
+    const bobs = await getState(alice, roomId, "m.room.member", bob.user_id);
+    expect(bobs.body).toMatchObject({ membership: "join", foo: "bar", reason: "hello" });
+    expect(bobs.body.join_authorised_via_users_server).toBeUndefined();
+    const byAlias = await api("POST", `${V3}/join/${encodeURIComponent(`#${aliasName}:test.local`)}`, { token: carol.access_token, body: { foo: "baz" } });
+    expect(byAlias.status).toBe(200);
+    expect((await getState(alice, roomId, "m.room.member", carol.user_id)).body).toMatchObject({ membership: "join", foo: "baz" });
+  });
+
   it("repeating a membership or state event with the same content returns the existing event", async () => {
     const alice = await newUser("alice");
     const roomId = await createRoom(alice, { preset: "public_chat" });

@@ -46,12 +46,13 @@ async function changeMembership(
   target: string,
   reason: string | undefined,
   servers: string[] = [],
+  content?: JsonObject,
 ): Promise<string> {
   const sender = requester(c).userId;
   const withProfile = action === "join" || action === "knock" || action === "invite";
   if (withProfile) await refuseIfRoomBlocked(c.env, roomId);
   const profile = withProfile ? await profileOf(c.env, target) : undefined;
-  return unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile, roomId, servers })).eventId;
+  return unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile, roomId, servers, content })).eventId;
 }
 
 /**
@@ -78,26 +79,28 @@ async function resolveRoomIdOrAlias(env: Env, roomIdOrAlias: string): Promise<{ 
   return { roomId: roomIdOrAlias, servers: [] };
 }
 
-async function joinBody(c: Context<AppEnv>): Promise<string | undefined> {
+/** The body of a join: its `reason`, and the whole body as the member event's content (as Synapse: a
+ * client's extra keys are kept; `membership` and the server's own keys are set by the Room DO). */
+async function joinBody(c: Context<AppEnv>): Promise<{ reason: string | undefined; content: JsonObject }> {
   const body = await readJsonObject(c, { allowEmpty: true });
   // Third-party signed joins need an identity server; this server has none.
   if (body.third_party_signed !== undefined) throw forbidden("Third-party invites are not supported on this server");
-  return optionalReason(body);
+  return { reason: optionalReason(body), content: body };
 }
 
 // POST /_matrix/client/v3/rooms/{roomId}/join
 roomMembershipRoutes.post(`${V}/rooms/:roomId/join`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
-  const reason = await joinBody(c);
-  await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId));
+  const { reason, content } = await joinBody(c);
+  await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId), content);
   return c.json({ room_id: roomId });
 });
 
 // POST /_matrix/client/v3/join/{roomIdOrAlias}
 roomMembershipRoutes.post(`${V}/join/:roomIdOrAlias`, requireAuth, async (c) => {
-  const reason = await joinBody(c);
+  const { reason, content } = await joinBody(c);
   const { roomId, servers } = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
-  await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId, servers));
+  await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId, servers), content);
   return c.json({ room_id: roomId });
 });
 
