@@ -49,6 +49,7 @@ const WORKER_VARS = [
   "URL_PREVIEW_*",
   "SERVER_NOTICES_*",
   "PUSH_*",
+  "USER_DIRECTORY_*",
 ];
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

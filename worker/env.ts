@@ -34,6 +34,9 @@ export interface Env {
   RC_REGISTRATION?: string;
   RC_REGISTRATION_TOKEN_VALIDITY?: string;
   RC_MEDIA_CREATE?: string;
+  /** "true": the user directory searches every local user, not only those sharing a room with the searcher
+   * or in a published room (Synapse's `user_directory.search_all_users`). */
+  USER_DIRECTORY_SEARCH_ALL_USERS?: string;
   /** "false" turns federation off: no outbound requests, inbound federation answers 403 (default on). */
   FEDERATION_ENABLED?: string;
   /** Comma-separated server names; when set, only these servers are federated with (closed deployments). */

@@ -1,14 +1,22 @@
 // Client-Server API: User directory (spec: "User directory", data/api/client-server/users.yaml).
 //
 // The spec requires at least the users who share a room with the requester or are in public rooms, and
-// lets the server search more. Rooms do not exist yet, so this searches every local, non-deactivated
-// user, as Synapse does with `user_directory.search_all_users: true`. Remote users are not searched (the
-// spec says SHOULD; that needs room membership to know them). The search runs on the D1 users table.
+// lets the server search more. By default this searches exactly those (Synapse's default): the joined
+// members of the requester's joined rooms and of the rooms published in the room directory, asked of their
+// Room DOs at search time. `USER_DIRECTORY_SEARCH_ALL_USERS=true` searches every local, non-deactivated
+// user instead (Synapse's `user_directory.search_all_users`). Remote users are not searched (the spec says
+// SHOULD). The search itself runs on the D1 users table (global profiles, not room-specific names).
+//
+// Weaker than Synapse's index: "public rooms" are the rooms published in the directory (Synapse counts
+// every room whose join rule is public), at most MAX_SCOPE_PUBLIC_ROOMS of them, and each search costs one
+// Room DO call per room in scope.
 import { Hono } from "hono";
 import { badJson, invalidParam, missingParam } from "../../protocol/errors.js";
-import { requireAuth } from "../auth.js";
+import { joinedMembersOf } from "../../durable-objects/user/room-mates.js";
+import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
+import { userStore } from "../user-store.js";
 
 export const DEFAULT_SEARCH_LIMIT = 10;
 /** Synapse clamps the limit to 50 as well; a directory search is a type-ahead, not an export. */
@@ -38,17 +46,20 @@ export async function searchUserDirectory(
   env: Pick<Env, "DB">,
   term: string,
   limit: number,
+  /** Only these users (undefined: all local users). */
+  scope?: string[],
 ): Promise<{ results: DirectoryUser[]; limited: boolean }> {
   const words = asciiLower(term).trim().split(/\s+/).filter((w) => w !== "").slice(0, MAX_SEARCH_WORDS);
-  if (words.length === 0 || limit === 0) return { results: [], limited: false };
+  if (words.length === 0 || limit === 0 || scope?.length === 0) return { results: [], limited: false };
   const whole = words.join(" ");
   const conditions = words
     .map(() => "(instr(lower(user_id), ?) > 0 OR instr(lower(coalesce(displayname, '')), ?) > 0)")
     .join(" AND ");
   const params: (string | number)[] = words.flatMap((w) => [w, w]);
+  if (scope) params.push(JSON.stringify(scope));
   const sql = `
     SELECT user_id, displayname, avatar_url FROM users
-     WHERE deactivated = 0 AND ${conditions}
+     WHERE deactivated = 0 AND ${conditions}${scope ? " AND user_id IN (SELECT value FROM json_each(?))" : ""}
      ORDER BY
        CASE
          WHEN lower(displayname) = ? OR instr(lower(user_id), ?) = 1 THEN 0
@@ -72,6 +83,23 @@ export async function searchUserDirectory(
   return { results: users, limited: results.length > limit };
 }
 
+/** At most this many published rooms make up the "public rooms" of the default search scope. */
+export const MAX_SCOPE_PUBLIC_ROOMS = 500;
+
+/** The users `searcher` may find by default: the joined members of their joined rooms and of the rooms
+ * published in the directory. */
+export async function directoryScope(env: Env, searcher: string): Promise<string[]> {
+  const [joined, published] = await Promise.all([
+    userStore(env, searcher).joinedRooms(),
+    env.DB.prepare("SELECT room_id FROM room_directory WHERE visibility = 'public' LIMIT ?").bind(MAX_SCOPE_PUBLIC_ROOMS).all<{ room_id: string }>(),
+  ]);
+  const rooms = [...new Set([...joined, ...published.results.map((r) => r.room_id)])];
+  const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
+  return [...new Set(lists.flat())];
+}
+
+const searchAllUsers = (env: Env) => env.USER_DIRECTORY_SEARCH_ALL_USERS === "true";
+
 export const userDirectoryRoutes = new Hono<AppEnv>();
 
 // POST /_matrix/client/v3/user_directory/search
@@ -87,5 +115,6 @@ userDirectoryRoutes.post("/_matrix/client/:version{v3|r0}/user_directory/search"
     }
     limit = Math.min(body.limit, MAX_SEARCH_LIMIT);
   }
-  return c.json(await searchUserDirectory(c.env, term, limit));
+  const scope = searchAllUsers(c.env) ? undefined : await directoryScope(c.env, requester(c).userId);
+  return c.json(await searchUserDirectory(c.env, term, limit, scope));
 });
