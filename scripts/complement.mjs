@@ -8,6 +8,11 @@
 //   CSAPI_RUN, TOP_RUN, PORTS, OUT  passed to run.sh: go test -run regexes for tests/csapi and tests/,
 //                   the servers' port range (default 19100-19199), the results folder (default .complement/)
 // Prints the totals and the failing tests; results are in .complement/results.txt and failures.txt.
+// The servers run with the settings Complement's own Synapse image uses where ours differ from Synapse's
+// defaults (set them in the environment to override): the unauthenticated legacy media endpoints serve
+// all media (MEDIA_LEGACY_FREEZE_TIME=off; TestContent and TestLocalPngThumbnail use them, and Complement
+// skips TestContent on Synapse for that reason) and URL previews may fetch loopback addresses
+// (URL_PREVIEW_IP_RANGE_BLACKLIST=none; Synapse's image sets `url_preview_ip_range_blacklist: []`).
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -34,7 +39,13 @@ console.log(`complement: driver ${driver}, results in ${out}`);
 const run = spawnSync("bash", [path.join(driver, "run.sh"), root], {
   cwd: root,
   stdio: "inherit",
-  env: { ...process.env, OUT: out, WRANGLER_SEND_METRICS: "false" },
+  env: {
+    MEDIA_LEGACY_FREEZE_TIME: "off",
+    URL_PREVIEW_IP_RANGE_BLACKLIST: "none",
+    ...process.env,
+    OUT: out,
+    WRANGLER_SEND_METRICS: "false",
+  },
 });
 const resultsFile = path.join(out, "results.txt");
 if (run.status !== 0 || !existsSync(resultsFile)) {
