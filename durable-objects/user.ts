@@ -591,6 +591,10 @@ export class UserDurableObject extends DurableObject<Env> {
   onPresence(userId: string, state: PresenceState): void {
     this.syncHub.onPresence(userId, state);
   }
+  /** POST /rooms/{roomId}/forget (after the Room DO accepted it): sync stops listing the left room. */
+  forgetRoom(roomId: string): boolean {
+    return this.syncHub.store.forgetRoom(roomId);
+  }
   /** Rooms the user is joined to, as far as their notifications tell. */
   joinedRooms(): string[] {
     return this.syncHub.store.joinedRooms();

@@ -23,6 +23,8 @@
 //                        the user should see: the `from` of the next catch-up (room/fan-out.ts `listen`).
 //   sync_room_gaps       rooms whose catch-up left out older events (more than its limit): a sync whose
 //                        range covers the row's position reports the room's timeline as limited.
+//   sync_forgotten       rooms the user forgot (POST /forget), with the membership event they forgot at:
+//                        an initial or full-state sync leaves the room out while that is their membership.
 //   sync_meta            the user's ID (learned from the first RPC that names it).
 import type { ReceiptUpdate } from "../notifications.js";
 import type { UserStream } from "./stream.js";
@@ -103,6 +105,10 @@ const SYNC_SCHEMA = `
     room_id TEXT NOT NULL,
     stream_position INTEGER NOT NULL,
     PRIMARY KEY (room_id, stream_position)
+  );
+  CREATE TABLE IF NOT EXISTS sync_forgotten (
+    room_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL
   );
   CREATE TABLE IF NOT EXISTS sync_meta (
     key TEXT PRIMARY KEY,
@@ -293,6 +299,20 @@ export class SyncStore {
       )
       .toArray()[0];
     return r ? { roomId, position: r.stream_position, streamOrdering: r.stream_ordering, eventId: r.event_id, membership: r.membership } : undefined;
+  }
+
+  /** Records that the user forgot the room at their current membership (leave or ban); false if they
+   * have none or are still in it. */
+  forgetRoom(roomId: string): boolean {
+    const m = this.membershipOf(roomId);
+    if (!m || (m.membership !== "leave" && m.membership !== "ban")) return false;
+    this.sql.exec("INSERT OR REPLACE INTO sync_forgotten (room_id, event_id) VALUES (?, ?)", roomId, m.eventId);
+    return true;
+  }
+
+  /** The membership event at which the user forgot the room, if they did. */
+  forgottenAt(roomId: string): string | undefined {
+    return this.sql.exec<{ event_id: string }>("SELECT event_id FROM sync_forgotten WHERE room_id = ?", roomId).toArray()[0]?.event_id;
   }
 
   /** Membership rows with position in (after, upto]. */

@@ -620,6 +620,9 @@ export class SyncHub {
         const leftInRange = changedInRange.some((c) => c.membership === m.membership);
         if (initial || (request.fullState && !leftInRange)) {
           if (!f.includeLeave) continue;
+          // A forgotten room is not listed again (spec: POST /forget); a leave after the token still is
+          // (below), so the user's other devices learn of it (Complement's TestRoomForget).
+          if (this.store.forgottenAt(roomId) === m.eventId) continue;
           plan.timeline = { mode: "latest", upto: m.streamOrdering };
         } else if (leftInRange) {
           const wasJoined = membershipsThen.get(roomId)?.membership === "join" || joinedInRange;

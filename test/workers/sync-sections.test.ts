@@ -157,6 +157,26 @@ describe("/sync sections", () => {
     expect(timeline(archived, roomId, "leave").at(-1)!.content.membership).toBe("leave");
   });
 
+  it("a forgotten room leaves initial and full-state syncs; a leave after the token still shows; a rejoin undoes it", async () => {
+    const { alice, bob, roomId } = await twoInRoom();
+    const since = (await sync(bob)).next_batch;
+    expect((await membership(bob, roomId, "leave")).status).toBe(200);
+    expect((await api("POST", `${r(roomId)}/forget`, { token: bob.access_token, body: {} })).status).toBe(200);
+    await send(alice, roomId, { msgtype: "m.text", body: "after forgetting" });
+    const includeLeave = { room: { include_leave: true } };
+    expect((await sync(bob, { filter: includeLeave })).rooms.leave?.[roomId]).toBeUndefined();
+    const incremental = await sync(bob, { since, filter: includeLeave });
+    expect(timeline(incremental, roomId, "leave").at(-1)!.content.membership).toBe("leave");
+    expect((await sync(bob, { since, filter: includeLeave, full_state: true })).rooms.leave?.[roomId]).toBeDefined();
+    expect((await sync(bob, { since: incremental.next_batch, filter: includeLeave, full_state: true })).rooms.leave?.[roomId]).toBeUndefined();
+    // Forgotten rooms cannot be read any more.
+    expect((await api("GET", `${r(roomId)}/messages?dir=b`, { token: bob.access_token })).status).toBe(403);
+    // Joining and leaving again lists the room again.
+    expect((await join(bob, roomId)).status).toBe(200);
+    expect((await membership(bob, roomId, "leave")).status).toBe(200);
+    expect(timeline(await sync(bob, { filter: includeLeave }), roomId, "leave").at(-1)!.content.membership).toBe("leave");
+  });
+
   it("a rejected invite appears in leave", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");

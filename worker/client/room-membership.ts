@@ -11,6 +11,7 @@ import { isLocalUserId, requester, requireAuth } from "../auth.js";
 import { isValidRoomId, parseRoomAlias, resolveAnyRoomAlias } from "../directory-store.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
+import { userStore } from "../user-store.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { localProfile } from "./profile.js";
@@ -136,6 +137,7 @@ roomMembershipRoutes.post(`${V}/rooms/:roomId/leave`, requireAuth, async (c) => 
 roomMembershipRoutes.post(`${V}/rooms/:roomId/forget`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
   unwrap(await roomStub(c.env, roomId).forget(requester(c).userId));
+  await userStore(c.env, requester(c).userId).forgetRoom(roomId);
   return c.json({});
 });
 
