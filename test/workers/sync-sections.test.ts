@@ -189,6 +189,28 @@ describe("/sync sections", () => {
     expect(timeline(body, roomId, "leave").map((e) => e.content.membership)).toEqual(["leave"]);
   });
 
+  it("a token ahead of the user's stream (another user's) answers everything since the start, incrementally", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    // Alice's stream runs well ahead of bob's.
+    for (let i = 0; i < 5; i++) await send(alice, roomId, { msgtype: "m.text", body: `m${i}` });
+    const aliceToken = (await sync(alice)).next_batch;
+    await membership(alice, roomId, "invite", { user_id: bob.user_id });
+    expect((await membership(bob, roomId, "leave")).status).toBe(200);
+    const toDevice = await api("PUT", `${V3}/sendToDevice/m.test/foreign1`, { token: alice.access_token, body: { messages: { [bob.user_id]: { [bob.device_id]: { n: 1 } } } } });
+    expect(toDevice.status).toBe(200);
+    const rejected = await sync(bob, { since: aliceToken, full_state: true });
+    expect(rejected.rooms.leave?.[roomId]).toBeDefined();
+    expect(timeline(rejected, roomId, "leave").at(-1)!.content.membership).toBe("leave");
+    expect((rejected.to_device?.events ?? []).map((e: { content: { n: number } }) => e.content.n)).toEqual([1]);
+    // From bob's own token on, the usual rules: after joining, the room is joined, not left.
+    expect((await join(bob, roomId)).status).toBe(200);
+    const joined = await sync(bob, { since: rejected.next_batch, full_state: true });
+    expect(joined.rooms.leave?.[roomId]).toBeUndefined();
+    expect(joined.rooms.join?.[roomId]).toBeDefined();
+  });
+
   it("knock shows knock_state", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
