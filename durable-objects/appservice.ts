@@ -86,6 +86,17 @@ export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
     while (this.sending) await this.sending;
   }
 
+  /**
+   * The service showed it is up (it made a request with its as_token, or answered a ping): the back-off
+   * ends and what is queued goes now, as federation's `peerIsUp` does for a server that contacts us.
+   */
+  async serviceIsUp(): Promise<void> {
+    const wasBackingOff = this.queue.resetBackoff();
+    const { pdus, edus } = this.queue.pendingCount();
+    if (pdus + edus === 0) return;
+    if (wasBackingOff || !this.sending) void this.startSending(true);
+  }
+
   /** Sends now, whatever the back-off says (tests; an operator's nudge). */
   async retryNow(): Promise<void> {
     await this.startSending(true);

@@ -54,6 +54,7 @@ import { relationsRoutes } from "./client/relations.js";
 import { roomUpgradeRoutes } from "./client/room-upgrades.js";
 import { reportingRoutes } from "./client/reporting.js";
 import { mediaRoutes } from "./client/media.js";
+import { appserviceRoutes } from "./appservice/routes.js";
 import { voipRoutes } from "./client/voip.js";
 import { delayedEventsRoutes } from "./client/delayed-events.js";
 import { matrixRtcRoutes } from "./client/matrix-rtc.js";
@@ -126,6 +127,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", roomUpgradeRoutes);
   app.route("/", reportingRoutes);
   app.route("/", mediaRoutes);
+  app.route("/", appserviceRoutes);
   app.route("/", searchRoutes);
   app.route("/", roomSummaryRoutes);
   app.route("/", serverKeyRoutes);

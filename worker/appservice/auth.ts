@@ -36,7 +36,33 @@ export async function appserviceRequester(c: Context<AppEnv>, token: string, whe
       throw new MatrixError(400, "M_EXCLUSIVE", `Application service trying to use a device that doesn't exist ('${deviceId}' for ${userId})`);
     }
   }
+  noteServiceContact(c, service.id);
   return { userId, deviceId: deviceId ?? "", isAdmin: false, appserviceId: service.id };
+}
+
+/** Services that made a request lately, per isolate: their queue was told at most every CONTACT_MS. */
+const lastContact = new Map<string, number>();
+const CONTACT_MS = 10_000;
+
+/**
+ * A request with a service's as_token shows the service is up: its push queue ends a back-off and sends
+ * now (durable-objects/appservice.ts `serviceIsUp`), so a bridge that was restarted gets what it missed at
+ * once rather than after the back-off. In the background; at most every CONTACT_MS per service and isolate.
+ */
+export function noteServiceContact(c: Context<AppEnv>, id: string, now = Date.now()): void {
+  const last = lastContact.get(id);
+  // `now` 0: always (a successful ping).
+  if (now !== 0 && last !== undefined && now - last < CONTACT_MS) return;
+  lastContact.set(id, now);
+  if (lastContact.size > 1000) lastContact.delete(lastContact.keys().next().value as string);
+  const call = c.env.APPSERVICES.get(c.env.APPSERVICES.idFromName(id))
+    .serviceIsUp()
+    .catch((e: unknown) => console.warn(`appservice ${id}: serviceIsUp failed`, e instanceof Error ? e.message : e));
+  try {
+    c.executionCtx.waitUntil(call);
+  } catch {
+    // no execution context (app.request in tests): the call runs on its own
+  }
 }
 
 /**
