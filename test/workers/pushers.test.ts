@@ -259,6 +259,23 @@ describe("push delivery", () => {
     expect(await received(host)).toHaveLength(4);
   });
 
+  it("sends low priority without tweaks in a group room, high with the highlight of a mention", async () => {
+    const host = gateway();
+    const { alice, bob, roomId } = await roomWithPusher(host);
+    const carol = await registerUser(uniqueLocalpart("carol"));
+    expect((await join(carol, roomId)).status).toBe(200);
+    // Three members: .m.rule.message notifies without a sound.
+    const plain = await send(alice, roomId, { msgtype: "m.text", body: "hello all" });
+    const [first] = await pushesAt(host, 1);
+    expect(first!.notification).toMatchObject({ event_id: plain.body.event_id, prio: "low" });
+    expect(first!.notification.devices[0].tweaks).toBeUndefined();
+    // A mention (.m.rule.is_user_mention): sound and highlight, high priority.
+    const mention = await send(alice, roomId, { msgtype: "m.text", body: "hey", "m.mentions": { user_ids: [bob.user_id] } });
+    const pushes = await pushesAt(host, 2);
+    expect(pushes[1]!.notification).toMatchObject({ event_id: mention.body.event_id, prio: "high", counts: { unread: 1 } });
+    expect(pushes[1]!.notification.devices[0].tweaks).toEqual({ sound: "default", highlight: true });
+  });
+
   it("sends only the IDs, the priority and the counts with format event_id_only", async () => {
     const host = gateway();
     const { alice, roomId, pushkey } = await roomWithPusher(host, { data: { url: `https://${host}/_matrix/push/v1/notify`, format: "event_id_only", extra: "kept" } });
