@@ -132,6 +132,9 @@ describe("rooms", () => {
     await listedRooms(admin, `search_term=${enc(roomId)}`, 1);
 
     expect((await adminApi(admin, "DELETE", `/v2/rooms/${enc(roomId)}`, { purge: "yes" })).status).toBe(400);
+    expect((await adminApi(admin, "DELETE", `/v2/rooms/${enc(roomId)}`, { new_room_user_id: "@ghost-creator:test.local" })).status).toBe(400);
+    expect((await adminApi(admin, "DELETE", `/v2/rooms/${enc(roomId)}`, { new_room_user_id: "@someone:elsewhere.example" })).status).toBe(400);
+    expect((await adminApi(admin, "GET", `/v2/rooms/${enc(roomId)}/delete_status`)).status).toBe(404);
     const res = await adminApi(admin, "DELETE", `/v2/rooms/${enc(roomId)}`, { new_room_user_id: admin.user_id, room_name: "Moved", message: "Gone.", block: true, purge: true });
     expect(res.status).toBe(200);
     const deleteId = res.body.delete_id as string;

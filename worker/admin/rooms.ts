@@ -330,8 +330,11 @@ function deletionJson(row: DeletionRow): JsonObject {
 async function startDelete(c: Context<AppEnv>): Promise<{ roomId: string; request: DeleteRequest }> {
   const roomId = requireRoomId(c.req.param("roomId"));
   const request = deleteRequestOf(await readJsonObject(c));
-  if (request.newRoomUserId !== undefined && !isLocalUserId(request.newRoomUserId, c.env)) {
-    throw invalidParam("User must be our own: " + request.newRoomUserId);
+  if (request.newRoomUserId !== undefined) {
+    if (!isLocalUserId(request.newRoomUserId, c.env)) throw invalidParam("User must be our own: " + request.newRoomUserId);
+    // The new room's creator must be an account that can act (Synapse would make the room with a ghost).
+    const creator = await c.env.DB.prepare("SELECT deactivated FROM users WHERE user_id = ?").bind(request.newRoomUserId).first<{ deactivated: number }>();
+    if (!creator || creator.deactivated) throw invalidParam(`Unknown or deactivated user ${request.newRoomUserId}`);
   }
   if (!request.block && (await roomStub(c.env, roomId).roomInfo()) === null) throw notFound(`Unknown room id ${roomId}`);
   return { roomId, request };
