@@ -17,7 +17,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { canonicalJson } from "../protocol/canonical-json.js";
 import { MatrixError } from "../protocol/errors.js";
-import type { JsonObject, JsonPrimitive } from "../protocol/json.js";
+import { isJsonObject, type JsonObject, type JsonPrimitive } from "../protocol/json.js";
 import {
   deleteRule,
   effectiveRuleset,
@@ -177,6 +177,20 @@ export class UserDurableObject extends DurableObject<Env> {
       );
       return position;
     });
+  }
+
+  /**
+   * Sets (content) or removes (null) one room tag (spec: "Room Tagging"): the tags are the room's `m.tag`
+   * account data, `{"tags": {tag: {order?}}}`, read and written synchronously (no await between: two tag
+   * requests at once cannot lose each other's change). Returns the stream position of the write.
+   */
+  setRoomTag(roomId: string, tag: string, content: JsonObject | null): number {
+    const stored = this.getAccountData(roomId, "m.tag");
+    const parsed: unknown = stored === null ? null : JSON.parse(stored);
+    const tags: JsonObject = isJsonObject(parsed) && isJsonObject(parsed.tags) ? { ...parsed.tags } : {};
+    if (content === null) delete tags[tag];
+    else tags[tag] = content;
+    return this.setAccountData(roomId, "m.tag", { tags });
   }
 
   /**

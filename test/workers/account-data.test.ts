@@ -154,3 +154,39 @@ describe("User DO account data stream", () => {
     expect(none).toEqual({ position: p3, global: {}, rooms: {} });
   });
 });
+
+describe("room tags (spec: Room Tagging)", () => {
+  const tagsPath = (userId: string, roomId: string, tag?: string) =>
+    `${V3}/user/${encodeURIComponent(userId)}/rooms/${encodeURIComponent(roomId)}/tags${tag === undefined ? "" : `/${encodeURIComponent(tag)}`}`;
+
+  it("sets, lists and removes tags kept as the room's m.tag account data, with float orders", async () => {
+    const alice = await registerUser(uniqueLocalpart("tagger"));
+    const token = alice.access_token;
+    expect(await api("GET", tagsPath(alice.user_id, ROOM), { token })).toMatchObject({ status: 200, body: { tags: {} } });
+    // Two tags set at once: neither change is lost.
+    const [a, b] = await Promise.all([
+      api("PUT", tagsPath(alice.user_id, ROOM, "m.favourite"), { token, body: { order: 0.25 } }),
+      api("PUT", tagsPath(alice.user_id, ROOM, "u.work"), { token, body: {} }),
+    ]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect((await api("GET", tagsPath(alice.user_id, ROOM), { token })).body).toEqual({ tags: { "m.favourite": { order: 0.25 }, "u.work": {} } });
+    // The same data is the room's m.tag account data, which /sync delivers.
+    expect((await api("GET", roomPath(alice.user_id, ROOM, "m.tag"), { token })).body).toEqual({ tags: { "m.favourite": { order: 0.25 }, "u.work": {} } });
+    expect((await api("DELETE", tagsPath(alice.user_id, ROOM, "u.work"), { token })).status).toBe(200);
+    expect((await api("DELETE", tagsPath(alice.user_id, ROOM, "u.never-set"), { token })).status).toBe(200);
+    expect((await api("GET", tagsPath(alice.user_id, ROOM), { token })).body).toEqual({ tags: { "m.favourite": { order: 0.25 } } });
+  });
+
+  it("refuses a non-number order, another user's tags and a tag over 255 bytes; changes nothing", async () => {
+    const alice = await registerUser(uniqueLocalpart("tagger"));
+    const bob = await registerUser(uniqueLocalpart("tagger"));
+    const bad = await api("PUT", tagsPath(alice.user_id, ROOM, "m.lowpriority"), { token: alice.access_token, body: { order: "first" } });
+    expect([bad.status, bad.body.errcode]).toEqual([400, "M_INVALID_PARAM"]);
+    const other = await api("PUT", tagsPath(alice.user_id, ROOM, "m.lowpriority"), { token: bob.access_token, body: {} });
+    expect(other.status).toBe(403);
+    expect((await api("GET", tagsPath(alice.user_id, ROOM), { token: bob.access_token })).status).toBe(403);
+    expect((await api("PUT", tagsPath(alice.user_id, ROOM, "t".repeat(255)), { token: alice.access_token, body: {} })).status).toBe(200);
+    expect((await api("PUT", tagsPath(alice.user_id, ROOM, "t".repeat(256)), { token: alice.access_token, body: {} })).status).toBe(400);
+    expect(Object.keys((await api("GET", tagsPath(alice.user_id, ROOM), { token: alice.access_token })).body.tags)).toEqual(["t".repeat(255)]);
+  });
+});

@@ -1,8 +1,14 @@
 // Client-Server API: Client Config, i.e. account data (spec: "Client Config",
-// data/api/client-server/account-data.yaml). Stored in the user's Durable Object, where each write gets a
-// stream position for /sync.
+// data/api/client-server/account-data.yaml), and Room Tagging (spec: "Room Tagging", tags.yaml), which is
+// the room's `m.tag` account data. Stored in the user's Durable Object, where each write gets a stream
+// position for /sync.
+//
+// Bodies here are any JSON a client keeps for itself, so floats are accepted (canonical: false), as
+// Synapse does: a tag's `order` is a number in [0, 1] by the spec, and clients store floats in account
+// data. Nothing here becomes part of a signed event.
 import { Hono, type Context } from "hono";
 import { MatrixError, invalidParam, notFound } from "../../protocol/errors.js";
+import { isJsonObject } from "../../protocol/json.js";
 import { requireAuth } from "../auth.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
@@ -50,7 +56,7 @@ accountDataRoutes.put(`${U}/account_data/:type`, requireAuth, async (c) => {
   const userId = requireSelf(c, c.req.param("userId"), "Cannot add account data for other users.");
   const type = accountDataType(c);
   refuseServerManaged(type);
-  const content = await readJsonObject(c, { allowEmpty: false });
+  const content = await readJsonObject(c, { allowEmpty: false, canonical: false });
   await userStore(c.env, userId).setAccountData(null, type, content);
   return c.json({});
 });
@@ -75,7 +81,7 @@ accountDataRoutes.put(`${U}/rooms/:roomId/account_data/:type`, requireAuth, asyn
   const roomId = roomIdParam(c);
   const type = accountDataType(c);
   refuseServerManaged(type);
-  const content = await readJsonObject(c, { allowEmpty: false });
+  const content = await readJsonObject(c, { allowEmpty: false, canonical: false });
   await userStore(c.env, userId).setAccountData(roomId, type, content);
   return c.json({});
 });
@@ -88,4 +94,41 @@ accountDataRoutes.get(`${U}/rooms/:roomId/account_data/:type`, requireAuth, asyn
   const content = await userStore(c.env, userId).getAccountData(roomId, type);
   if (content === null) throw notFound("Room account data not found");
   return jsonText(c, content);
+});
+
+// GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags
+accountDataRoutes.get(`${U}/rooms/:roomId/tags`, requireAuth, async (c) => {
+  const userId = requireSelf(c, c.req.param("userId"), "Cannot get another user's tags");
+  const roomId = roomIdParam(c);
+  const stored = await userStore(c.env, userId).getAccountData(roomId, "m.tag");
+  const parsed: unknown = stored === null ? null : JSON.parse(stored);
+  const tags = isJsonObject(parsed) && isJsonObject(parsed.tags) ? parsed.tags : {};
+  return c.json({ tags });
+});
+
+/** Tag names are at most 255 bytes (Synapse); the spec reserves the `m.` namespace, which clients use. */
+function tagParam(c: Context<AppEnv>): string {
+  const tag = c.req.param("tag")!;
+  if (tag === "" || encoder.encode(tag).length > 255) throw invalidParam("Invalid tag");
+  return tag;
+}
+
+// PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}
+accountDataRoutes.put(`${U}/rooms/:roomId/tags/:tag`, requireAuth, async (c) => {
+  const userId = requireSelf(c, c.req.param("userId"), "Cannot add tags for other users");
+  const roomId = roomIdParam(c);
+  const tag = tagParam(c);
+  const content = await readJsonObject(c, { allowEmpty: false, canonical: false });
+  // Spec: `order` is a number (Synapse refuses anything else with M_INVALID_PARAM).
+  if (content.order !== undefined && typeof content.order !== "number") throw invalidParam("'order' must be a number");
+  await userStore(c.env, userId).setRoomTag(roomId, tag, content);
+  return c.json({});
+});
+
+// DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}: removing an absent tag is fine.
+accountDataRoutes.delete(`${U}/rooms/:roomId/tags/:tag`, requireAuth, async (c) => {
+  const userId = requireSelf(c, c.req.param("userId"), "Cannot remove tags for other users");
+  const roomId = roomIdParam(c);
+  await userStore(c.env, userId).setRoomTag(roomId, tagParam(c), null);
+  return c.json({});
 });

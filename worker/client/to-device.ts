@@ -80,7 +80,8 @@ toDeviceRoutes.put(`${CLIENT}/sendToDevice/:eventType/:txnId`, requireAuth, asyn
   const type = c.req.param("eventType");
   const txnId = c.req.param("txnId");
   if (type === "" || encoder.encode(type).length > 255) throw invalidParam("Invalid event type");
-  const body = await readJsonObject(c, { allowEmpty: false });
+  // To-device content is the clients' own (Synapse accepts any JSON): floats are not refused here.
+  const body = await readJsonObject(c, { allowEmpty: false, canonical: false });
   const messages = body.messages;
   if (!isJsonObject(messages)) throw badJson("messages must be an object");
   for (const [recipient, byDevice] of Object.entries(messages)) {
