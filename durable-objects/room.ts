@@ -55,6 +55,9 @@ import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
 import { enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
+import { ownServerKey } from "./room/key-identity.js";
+import type { RoomVersionRules } from "../protocol/room-versions.js";
+import type { DeliveredRoomEventNotification } from "./notifications.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -143,6 +146,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     this.eventIndex = new EventIndexWriter(env.DB, (p) => ctx.waitUntil(p));
     this.fanOut = new RoomFanOut(this.engine, ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
+      await this.loadServerKey(this.engine.meta()?.rules);
       this.alarmPending = (await ctx.storage.getAlarm()) !== null;
       // Deliveries left by a crash between commit and delivery, or failed ones.
       if (!this.alarmPending && this.fanOut.hasWork()) {
@@ -204,7 +208,37 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   private userStub(userId: string) {
-    return this.env.USERS.get(this.env.USERS.idFromName(userId));
+    return this.env.USERS.get(this.env.USERS.idFromName(this.engine.keyIdentity().local(userId)));
+  }
+
+  // MSC4345 rooms name this server's users by its server key (room/key-identity.ts): IDs from the worker
+  // and the User DOs are translated on the way in, notifications to User DOs on the way out.
+
+  /** Loads this server's key when the room (being created, or stored) needs it. */
+  private async loadServerKey(rules: RoomVersionRules | undefined): Promise<void> {
+    if (rules?.eventFormat.serverKeyIdentity && this.engine.ownServerKey === undefined) {
+      this.engine.ownServerKey = ownServerKey(await signingKey(this.env));
+    }
+  }
+
+  private inRoom(userId: string): string {
+    return this.engine.keyIdentity().inRoom(userId);
+  }
+
+  private readerInRoom<R extends { userId: string }>(reader: R): R {
+    const userId = this.inRoom(reader.userId);
+    return userId === reader.userId ? reader : { ...reader, userId };
+  }
+
+  /** A notification as the recipient's User DO knows the users in it (account IDs). */
+  private toLocal<N extends RoomEventNotification>(n: N): N {
+    const ids = this.engine.keyIdentity();
+    if (!ids.active) return n;
+    const out: N = { ...n, sender: ids.local(n.sender) };
+    if (n.stateKey !== undefined) out.stateKey = ids.local(n.stateKey);
+    const delivered = out as unknown as DeliveredRoomEventNotification;
+    if (typeof delivered.recipient === "string") delivered.recipient = ids.local(delivered.recipient);
+    return out;
   }
 
   /**
@@ -227,7 +261,7 @@ export class RoomDurableObject extends DurableObject<Env> {
             return;
           }
           try {
-            await this.userStub(userId).onRoomEvents(list.map((notification) => withPushInputs({ id: 0, userId, notification })));
+            await this.userStub(userId).onRoomEvents(list.map((notification) => this.toLocal(withPushInputs({ id: 0, userId, notification }))));
           } catch (e) {
             this.failedDeliveries += 1;
             undelivered.set(userId, list);
@@ -256,7 +290,7 @@ export class RoomDurableObject extends DurableObject<Env> {
       await Promise.all(
         [...byUser].map(async ([userId, entries]) => {
           try {
-            await this.userStub(userId).onRoomEvents(entries.map(withPushInputs));
+            await this.userStub(userId).onRoomEvents(entries.map((e) => this.toLocal(withPushInputs(e))));
             this.engine.deleteOutbox(entries.map((e) => e.id));
           } catch (e) {
             this.failedDeliveries += 1;
@@ -311,7 +345,9 @@ export class RoomDurableObject extends DurableObject<Env> {
    * the events after its position `from` when the room has not been pushing to it (room/fan-out.ts).
    */
   listen(userId: string, from: number, limit: number): ListenResult {
-    return this.fanOut.listen(userId, from, Math.max(0, Math.min(limit, MAX_CATCH_UP)));
+    const result = this.fanOut.listen(this.inRoom(userId), from, Math.max(0, Math.min(limit, MAX_CATCH_UP)));
+    if (result.joined) result.events = result.events.map((n) => this.toLocal(n));
+    return result;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -330,6 +366,7 @@ export class RoomDurableObject extends DurableObject<Env> {
       const version = createEvent.content?.room_version;
       const rules = typeof version === "string" ? roomVersionRules(version) : undefined;
       if (!rules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version");
+      await this.loadServerKey(rules);
       const create = { ...createEvent, event_id: await eventIdFor(createEvent, rules) } as IdentifiedPdu;
 
       // Dry run: build every event on the simulated state and check it, so a bad request stores nothing.
@@ -383,7 +420,10 @@ export class RoomDurableObject extends DurableObject<Env> {
     const outcome = await this.serialised(async () => {
       const meta = this.engine.meta();
       if (!meta) throw forbidden("Unknown room");
-      const { sender, type, stateKey, content } = request;
+      const sender = this.inRoom(request.sender);
+      const { type, content } = request;
+      // A state key naming a local user (m.room.member) names them as the room does.
+      const stateKey = request.stateKey?.startsWith("@") ? this.inRoom(request.stateKey) : request.stateKey;
       const txn = request.txn ? { userId: sender, deviceId: request.txn.deviceId, txnId: request.txn.txnId } : undefined;
       if (txn) {
         const existing = this.engine.txnEventId(txn);
@@ -442,7 +482,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** join, invite, leave, kick, ban, unban, knock by a local user (spec: "Room membership"). */
   async updateMembership(request: MembershipRequest): Promise<Outcome<SentEvent>> {
-    const outcome = await this.serialised(() => this.membershipLocked(request));
+    const outcome = await this.serialised(() => this.membershipLocked({ ...request, sender: this.inRoom(request.sender), target: this.inRoom(request.target) }));
     if ("ok" in outcome) await this.membershipDelivered(outcome.ok.streamOrdering);
     return outcome;
   }
@@ -579,7 +619,8 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** POST /rooms/{roomId}/forget: allowed once the user has left or was banned (Synapse: 400 otherwise). */
-  forget(userId: string): Promise<Outcome<null>> {
+  forget(accountId: string): Promise<Outcome<null>> {
+    const userId = this.inRoom(accountId);
     return this.serialised(async () => {
       if (!this.engine.meta()) return null;
       const m = this.engine.membershipOf(userId);
@@ -719,26 +760,31 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** A user's current membership and its event ID, or null if none. */
   membership(userId: string): { membership: string; eventId: string } | null {
-    return this.engine.meta() ? this.engine.membershipOf(userId) : null;
+    return this.engine.meta() ? this.engine.membershipOf(this.inRoom(userId)) : null;
   }
 
   /** Whether a user is currently joined (restricted joins of other rooms ask this). */
   isJoined(userId: string): boolean {
-    return this.engine.meta() !== null && this.engine.membershipOf(userId)?.membership === "join";
+    return this.engine.meta() !== null && this.engine.membershipOf(this.inRoom(userId))?.membership === "join";
   }
 
   /** Users with a given current membership (e.g. "join"). */
   members(membership: string): string[] {
-    return this.engine.meta() ? this.engine.membersWith(membership) : [];
+    // Callers look up accounts (User DOs, presence, device lists): this server's members as accounts.
+    const ids = this.engine.keyIdentity();
+    return this.engine.meta() ? this.engine.membersWith(membership).map((u) => ids.local(u)) : [];
   }
 
   /** GET /rooms/{roomId}/state: the state the user may see (403 otherwise), in the client format. */
-  stateForUser(reader: Reader): Promise<Outcome<ClientEvent[]>> {
+  stateForUser(account: Reader): Promise<Outcome<ClientEvent[]>> {
+    const reader = this.readerInRoom(account);
     return outcomeOf(() => stateClientEvents(this.engine, visibleState(this.engine, reader.userId), reader));
   }
 
   /** GET /rooms/{roomId}/state/{type}/{stateKey}: one state event the user may see; null if there is none. */
-  stateEventForUser(reader: Reader, type: string, stateKey: string): Promise<Outcome<ClientEvent | null>> {
+  stateEventForUser(account: Reader, type: string, stateKey: string): Promise<Outcome<ClientEvent | null>> {
+    const reader = this.readerInRoom(account);
+    if (stateKey.startsWith("@")) stateKey = this.inRoom(stateKey);
     return outcomeOf(() => {
       const state = visibleState(this.engine, reader.userId);
       const eventId = state.get(`${type}\u0000${stateKey}`);
@@ -748,7 +794,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** Stored events in the client format (no visibility check: the caller decides who may see them). */
   clientEvents(eventIds: string[], reader?: Reader): ClientEvent[] {
-    return clientEvents(this.engine, eventIds, reader);
+    return clientEvents(this.engine, eventIds, reader && this.readerInRoom(reader));
   }
 
   /** A stored PDU (with its event ID), or null. */
@@ -839,7 +885,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** GET /sync: the room's part of a response (timeline, state, summary), one call per room. */
   syncRoom(request: RoomSyncRequest): RoomSyncResult {
-    const result = roomSync(this.engine, request);
+    const result = roomSync(this.engine, this.readerInRoom(request));
     if (request.includeReceipts) result.receipts = this.ephemeral.publicReceipts();
     return result;
   }
@@ -866,20 +912,20 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** GET /sync `invite_state` / `knock_state` for a user. */
   strippedStateFor(userId: string): StrippedStateEvent[] {
-    return strippedState(this.engine, userId);
+    return strippedState(this.engine, this.inRoom(userId));
   }
 
   /** PUT /rooms/{roomId}/typing/{userId}: records and fans out to the joined local members. */
   setTyping(userId: string, typing: boolean, timeoutMs: number): Promise<Outcome<null>> {
     return outcomeOf(async () => {
-      await this.ephemeral.setTyping(userId, typing, timeoutMs);
+      await this.ephemeral.setTyping(this.inRoom(userId), typing, timeoutMs);
       return null;
     });
   }
 
   /** POST /rooms/{roomId}/receipt: records and fans out; answers the receipt event's stream ordering. */
   setReceipt(receipt: ReceiptUpdate): Promise<Outcome<{ streamOrdering: number; applied: boolean }>> {
-    return outcomeOf(() => this.ephemeral.setReceipt(receipt));
+    return outcomeOf(() => this.ephemeral.setReceipt(this.readerInRoom(receipt)));
   }
 
   /** Users typing now. */
@@ -892,7 +938,8 @@ export class RoomDurableObject extends DurableObject<Env> {
   // room/history-visibility.ts) and the old room's side of an upgrade (room/upgrade.ts).
 
   /** GET /rooms/{roomId}/messages. */
-  async messages(reader: Reader, request: MessagesRequest): Promise<Outcome<MessagesResult>> {
+  async messages(account: Reader, request: MessagesRequest): Promise<Outcome<MessagesResult>> {
+    const reader = this.readerInRoom(account);
     const first = await outcomeOf(() => messages(this.engine, reader, request));
     // Spec ("Backfilling"): a client paginating past the earliest event we hold of a room joined over
     // federation makes us ask the other servers for the history before it.
@@ -905,27 +952,31 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** GET /rooms/{roomId}/context/{eventId}. */
-  eventContext(reader: Reader, request: ContextRequest): Promise<Outcome<ContextResult>> {
+  eventContext(account: Reader, request: ContextRequest): Promise<Outcome<ContextResult>> {
+    const reader = this.readerInRoom(account);
     return outcomeOf(() => eventContext(this.engine, reader, request));
   }
 
   /** GET /rooms/{roomId}/event/{eventId} (404 for unknown and invisible events). */
-  eventForReader(reader: Reader, eventId: string): Promise<Outcome<ReadEvent>> {
+  eventForReader(account: Reader, eventId: string): Promise<Outcome<ReadEvent>> {
+    const reader = this.readerInRoom(account);
     return outcomeOf(() => eventForReader(this.engine, reader, eventId));
   }
 
   /** GET /rooms/{roomId}/timestamp_to_event. */
-  timestampToEvent(reader: Reader, ts: number, dir: "b" | "f"): Promise<Outcome<{ event_id: string; origin_server_ts: number } | null>> {
+  timestampToEvent(account: Reader, ts: number, dir: "b" | "f"): Promise<Outcome<{ event_id: string; origin_server_ts: number } | null>> {
+    const reader = this.readerInRoom(account);
     return outcomeOf(() => timestampToEvent(this.engine, reader, ts, dir));
   }
 
   /** POST /search, this room's part (room/search.ts). */
   search(reader: Reader, request: RoomSearchRequest): Promise<Outcome<RoomSearchResult>> {
-    return outcomeOf(() => searchRoom(this.engine, reader, request));
+    return outcomeOf(() => searchRoom(this.engine, this.readerInRoom(reader), request));
   }
 
   /** GET /rooms/{roomId}/members. */
-  async roomMembers(reader: Reader, request: MembersRequest): Promise<Outcome<ClientEvent[]>> {
+  async roomMembers(account: Reader, request: MembersRequest): Promise<Outcome<ClientEvent[]>> {
+    const reader = this.readerInRoom(account);
     await this.fullState();
     return outcomeOf(() => roomMembers(this.engine, reader, request));
   }
@@ -933,7 +984,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** GET /rooms/{roomId}/joined_members. */
   async joinedMembers(userId: string): Promise<Outcome<Record<string, JoinedMember>>> {
     await this.fullState();
-    return outcomeOf(() => joinedMembers(this.engine, userId));
+    return outcomeOf(() => joinedMembers(this.engine, this.inRoom(userId)));
   }
 
   /**
@@ -957,18 +1008,20 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]] (404 for an invisible parent). */
-  relations(reader: Reader, request: RelationsRequest): Promise<Outcome<RelationsResult>> {
+  relations(account: Reader, request: RelationsRequest): Promise<Outcome<RelationsResult>> {
+    const reader = this.readerInRoom(account);
     return outcomeOf(() => relationsForReader(this.engine, reader, request));
   }
 
   /** GET /rooms/{roomId}/threads. */
-  threads(reader: Reader, request: ThreadsRequest): Promise<Outcome<ThreadsResult>> {
+  threads(account: Reader, request: ThreadsRequest): Promise<Outcome<ThreadsResult>> {
+    const reader = this.readerInRoom(account);
     return outcomeOf(() => threadsForReader(this.engine, reader, request));
   }
 
   /** POST /rooms/{roomId}/upgrade: checks the user's power and collects what the new room copies. */
   upgradeSource(userId: string, newVersion: string, additionalCreators: string[]): Promise<Outcome<UpgradeSource>> {
-    return outcomeOf(() => upgradeSource(this.engine, userId, newVersion, additionalCreators));
+    return outcomeOf(() => upgradeSource(this.engine, this.inRoom(userId), newVersion, additionalCreators));
   }
 
   /** The room's directory aliases changed (D1 `room_aliases`): application services' alias namespaces are
@@ -999,7 +1052,8 @@ export class RoomDurableObject extends DurableObject<Env> {
     const joined = this.engine.sql
       .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = 'join'")
       .one().n;
-    return joined <= maxMembers ? this.engine.membersWith("join") : this.fanOut.listeners();
+    const ids = this.engine.keyIdentity();
+    return (joined <= maxMembers ? this.engine.membersWith("join") : this.fanOut.listeners()).map((u) => ids.local(u));
   }
 }
 

@@ -10,6 +10,7 @@ import type { EventReferenceV1, IdentifiedPdu, Pdu } from "../../protocol/pdu.js
 import type { RoomVersionRules } from "../../protocol/room-versions.js";
 import { randomToken, type SigningKey } from "../../protocol/signing.js";
 import { wireForm } from "./engine.js";
+import { ownServerKey } from "./key-identity.js";
 
 /** What a local sender asks for. */
 export interface EventTemplate {
@@ -59,7 +60,9 @@ async function reference(pdu: IdentifiedPdu, rules: RoomVersionRules): Promise<s
 export async function buildLocalEvent(template: EventTemplate, ctx: BuildContext): Promise<BuiltEvent> {
   const pdu = await unsignedEvent(template, ctx);
   // hashAndSignEvent adds `hashes` and `signatures`.
-  const signed = await hashAndSignEvent(pdu, ctx.serverName, ctx.key, ctx.rules);
+  // MSC4345 rooms (decision 11): the signature is keyed by the server key, not the server name.
+  const entity = ctx.rules.eventFormat.serverKeyIdentity ? ownServerKey(ctx.key) : ctx.serverName;
+  const signed = await hashAndSignEvent(pdu, entity, ctx.key, ctx.rules);
   return { pdu: signed.pdu, eventId: signed.eventId };
 }
 

@@ -18,6 +18,8 @@ export interface ClientEventUnsigned {
   replaces_state?: string;
   /** MSC4354: how much longer (ms) a sticky event stays sticky, as the reading server sees it. */
   msc4354_sticky_duration_ttl_ms?: number;
+  /** MSC4345: the verified domain of the sender's server key (decision 12). */
+  server_domain?: string;
 }
 
 /** A redaction event as it appears in `redacted_because` (a plain client event without further nesting;
@@ -51,6 +53,8 @@ export interface ClientEventOptions {
   redactedBecause?: RedactionClientEvent;
   /** For state events: the state event this one replaced (the state before it at its key). */
   replacedState?: IdentifiedPdu;
+  /** MSC4345 rooms: the domain this server verified for the sender's server key, if any. */
+  serverDomainOf?: (userId: string) => string | undefined;
 }
 
 /** Converts a stored PDU (already redacted if a redaction applied) into the client format. */
@@ -82,6 +86,9 @@ export function toClientEvent(pdu: IdentifiedPdu, options: ClientEventOptions): 
     unsigned.prev_content = options.replacedState.content;
     unsigned.prev_sender = options.replacedState.sender;
   }
+  // MSC4345 (decision 12): `unsigned.server_domain` only once the server verified the domain.
+  const domain = options.serverDomainOf?.(pdu.sender);
+  if (domain !== undefined) unsigned.server_domain = domain;
   event.unsigned = unsigned;
   return event;
 }

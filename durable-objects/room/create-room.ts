@@ -4,6 +4,7 @@
 import type { JsonObject, JsonValue } from "../../protocol/json.js";
 import type { RoomVersionRules } from "../../protocol/room-versions.js";
 import type { EventTemplate } from "./build-event.js";
+import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../../protocol/participation.js";
 
 export type RoomPreset = "private_chat" | "public_chat" | "trusted_private_chat";
 
@@ -33,6 +34,8 @@ export interface CreateRoomConfig {
   creatorProfile: MemberProfile;
   /** Profiles of local invitees, copied into their invite events (Synapse's `include_profile_data_on_invite`). */
   inviteeProfiles: Record<string, MemberProfile>;
+  /** MSC4345 rooms: the `unverified_domain` the creator's server advertises in its participation. */
+  participationDomain?: string;
 }
 
 /** The preset table of the spec. `guest_access` is only sent for `can_join`: without the event guests
@@ -122,6 +125,15 @@ export function initialEventTemplates(config: CreateRoomConfig, rules: RoomVersi
   const initial = new Map<string, { type: string; stateKey: string; content: JsonObject }>();
   for (const e of config.initialState) initial.set(`${e.type}\u0000${e.stateKey}`, e);
   const inInitial = (type: string) => initial.has(`${type}\u0000`);
+
+  // MSC4345 "Room creation flow": the creator's server accepts itself, with the domain it advertises,
+  // before the creator's join (rule 1.1.1.1; the creator's first join then follows this event).
+  const creatorKey = rules.authorization.serverParticipation ? serverKeyOfUser(sender) : undefined;
+  if (creatorKey !== undefined) {
+    const content: JsonObject = { participation: "accepted" };
+    if (config.participationDomain !== undefined) content.unverified_domain = config.participationDomain;
+    templates.push(state(PARTICIPATION_EVENT_TYPE, content, creatorKey));
+  }
 
   templates.push(state("m.room.member", memberContent("join", config.creatorProfile), sender));
 

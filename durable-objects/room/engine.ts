@@ -21,6 +21,7 @@ import { EventStore, type EventMeta } from "./event-store.js";
 import { createRoomSchema, roomSchemaExists } from "./schema.js";
 import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
 import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
+import { KeyIdentity } from "./key-identity.js";
 
 export interface RoomMeta {
   roomId: string;
@@ -1027,7 +1028,16 @@ export class RoomEngine {
   // durable-objects/notifications.ts is the contract).
 
   isLocalUser(userId: string): boolean {
-    return userId.startsWith("@") && serverNameOf(userId) === this.env.SERVER_NAME;
+    if (userId.startsWith("@") && serverNameOf(userId) === this.env.SERVER_NAME) return true;
+    return this.ownServerKey !== undefined && this.keyIdentity().isLocal(userId);
+  }
+
+  /** This server's key in MSC4345 rooms; set by the Room DO before it serves such a room. */
+  ownServerKey: string | undefined;
+
+  /** The ID translation of MSC4345 rooms (room/key-identity.ts); the identity in other rooms. */
+  keyIdentity(): KeyIdentity {
+    return new KeyIdentity(this.env.SERVER_NAME, this.ownServerKey, (this.meta() ?? this.pendingMeta())?.rules);
   }
 
   /** Outbox rows (the given IDs, or the oldest `limit`), oldest first. */

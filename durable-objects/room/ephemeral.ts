@@ -210,7 +210,7 @@ export class RoomEphemeral {
     await Promise.all(
       users.map(async (userId) => {
         try {
-          await this.env.USERS.get(this.env.USERS.idFromName(userId)).onRoomEphemeral(notification);
+          await this.env.USERS.get(this.env.USERS.idFromName(this.engine.keyIdentity().local(userId))).onRoomEphemeral(notification);
         } catch (e) {
           console.warn("ephemeral notification failed", userId, e instanceof Error ? e.message : e);
         }

@@ -121,6 +121,7 @@ export function formatRows(engine: RoomEngine, rows: readonly EventRow[], reader
       }
     }
   }
+  const serverDomainOf = engine.keyIdentity().serverDomainOf;
   return rows.map((row) => {
     let redactedBecause: RedactionClientEvent | undefined;
     if (row.redacted_because !== null) {
@@ -132,6 +133,6 @@ export function formatRows(engine: RoomEngine, rows: readonly EventRow[], reader
       }
     }
     const replacedState = row.replaces_state === null ? undefined : engine.events.pdu(row.replaces_state);
-    return toClientEvent(pduOf(row), { roomId: meta.roomId, rules: meta.rules, now, transactionId: txnIds.get(row.event_id), redactedBecause, replacedState });
+    return toClientEvent(pduOf(row), { roomId: meta.roomId, rules: meta.rules, now, transactionId: txnIds.get(row.event_id), redactedBecause, replacedState, serverDomainOf });
   });
 }

@@ -55,7 +55,7 @@ function clientEvent(engine: RoomEngine, eventId: string, reader: Reader | undef
   }
   const redactedBecause = withRedaction && m.redactedBecause !== null ? (clientEvent(engine, m.redactedBecause, reader, now, false) as RedactionClientEvent | undefined) : undefined;
   const replacedState = m.replacesState !== null ? engine.events.pdu(m.replacesState) : undefined;
-  return toClientEvent(pdu, { roomId: meta.roomId, rules: meta.rules, now, transactionId, redactedBecause, replacedState });
+  return toClientEvent(pdu, { roomId: meta.roomId, rules: meta.rules, now, transactionId, redactedBecause, replacedState, serverDomainOf: engine.keyIdentity().serverDomainOf });
 }
 
 /** A state map's events in the client format, ordered by type then state key (a stable order for clients). */

@@ -3,6 +3,8 @@
 // The keys come from federation-client/server-keys.ts: ours without a network round trip, other servers'
 // from the D1 cache, fetched (directly or through a notary) when a needed key is missing or expired.
 import { serverNameOf, type Pdu } from "../../protocol/pdu.js";
+import { encodeBase64 } from "../../protocol/base64.js";
+import { PARTICIPATION_EVENT_TYPE, isServerKey, serverKeyBytes } from "../../protocol/participation.js";
 import type { RoomVersionRules } from "../../protocol/room-versions.js";
 import { verifyKeysFor as serverVerifyKeys, type KeyQuery, type VerifyKey } from "../../federation-client/server-keys.js";
 import type { Env } from "../../worker/env.js";
@@ -19,6 +21,11 @@ export function requiredSigningServers(pdu: Pdu, rules: RoomVersionRules): strin
   if (rules.authorization.restrictedJoinRule && pdu.type === "m.room.member" && pdu.content.membership === "join") {
     const via = pdu.content.join_authorised_via_users_server;
     if (typeof via === "string") servers.add(serverNameOf(via));
+  }
+  // MSC4345 (decision 10): a request to take part is co-signed by the accepted server it names.
+  if (rules.authorization.serverParticipation && pdu.type === PARTICIPATION_EVENT_TYPE && pdu.content.participation === "requested") {
+    const via = pdu.content.request_authorised_via_server;
+    if (isServerKey(via)) servers.add(via);
   }
   return [...servers];
 }
@@ -41,6 +48,13 @@ export async function verifyKeysFor(env: Env, serverName: string, opts?: KeyQuer
 export function verifyKeysForEvent(env: Env, pdu: Pdu, server: string, rules: RoomVersionRules): Promise<VerifyKey[]> {
   const signed = pdu.signatures?.[server];
   const keyIds = signed && typeof signed === "object" ? Object.keys(signed) : [];
+  // MSC4345 rooms (decision 11): the entity is the server key itself; it verifies its signatures
+  // under any ed25519 key ID, with no look-up and no validity period (keys are revoked in the room).
+  if (rules.eventFormat.serverKeyIdentity) {
+    if (!isServerKey(server)) return Promise.resolve([]);
+    const publicKey = encodeBase64(serverKeyBytes(server));
+    return Promise.resolve(keyIds.filter((k) => k.startsWith("ed25519:")).map((keyId) => ({ keyId, publicKey, validUntilTs: null })));
+  }
   const minimumValidUntilTs = rules.enforceKeyValidity && typeof pdu.origin_server_ts === "number" ? pdu.origin_server_ts : 0;
   return serverVerifyKeys(env, server, { keyIds, minimumValidUntilTs });
 }

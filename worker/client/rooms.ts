@@ -2,6 +2,7 @@
 // The worker validates the request and builds the signed m.room.create event, because that event defines
 // the room ID (v12: its reference hash, MSC4291) and so which Room DO holds the room; the Room DO then
 // checks and stores every initial event (durable-objects/room/create-room.ts has the list and its order).
+import { KeyIdentity, ownServerKey } from "../../durable-objects/room/key-identity.js";
 import { Hono } from "hono";
 import { buildLocalEvent } from "../../durable-objects/room/build-event.js";
 import { createEventContent, PRESETS, type CreateRoomConfig, type MemberProfile, type RoomPreset } from "../../durable-objects/room/create-room.js";
@@ -60,9 +61,6 @@ export async function parseCreateRoomRequest(env: Env, creator: string, body: Js
   const roomVersion = optionalString(body, "room_version") ?? DEFAULT_ROOM_VERSION;
   const rules = roomVersionRules(roomVersion);
   if (!rules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Your homeserver does not support this room version");
-  // MSC4345 rooms need in-room user IDs whose server part is this server's key (decision 12): not
-  // served for new rooms until the Room DO speaks them.
-  if (rules.eventFormat.serverKeyIdentity) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Rooms of this version cannot be created here yet");
 
   const invite: string[] = [];
   if (body.invite !== undefined) {
@@ -138,11 +136,20 @@ export async function createRoom(env: Env, creator: string, body: JsonObject): P
   const rules = roomVersionRules(config.roomVersion)!;
   if (aliasName !== undefined) config.canonicalAlias = await aliasForCreateRoom(env, aliasName);
   const key = await signingKey(env);
+  if (rules.eventFormat.serverKeyIdentity) {
+    // MSC4345 (decision 12): the room names this server's users by its server key, and the creator's
+    // server advertises its name as the unverified domain of its participation.
+    const ids = new KeyIdentity(env.SERVER_NAME, ownServerKey(key), rules);
+    config.creator = ids.inRoom(creator);
+    config.invite = config.invite.map((u) => ids.inRoom(u));
+    config.inviteeProfiles = Object.fromEntries(Object.entries(config.inviteeProfiles).map(([u, p]) => [ids.inRoom(u), p]));
+    config.participationDomain = env.SERVER_NAME;
+  }
 
   for (let attempt = 0; ; attempt++) {
     const roomIdBefore = rules.roomIdFormat === "server-generated" ? `!${randomToken(12)}:${env.SERVER_NAME}` : undefined;
     const create = await buildLocalEvent(
-      { type: "m.room.create", stateKey: "", sender: creator, content: createEventContent(config, rules) },
+      { type: "m.room.create", stateKey: "", sender: config.creator, content: createEventContent(config, rules) },
       {
         roomId: roomIdBefore,
         rules,

@@ -11,6 +11,7 @@ import { federationEnabled } from "../../federation-client/config.js";
 import { keyDocumentFor } from "../../federation-client/server-keys.js";
 import type { AppEnv, Env } from "../env.js";
 import { serverKeys, signingKey } from "../server-identity.js";
+import { ownServerKey } from "../../durable-objects/room/key-identity.js";
 
 /** How long other servers may cache our key document (Synapse publishes one day). */
 const KEY_VALIDITY_MS = 24 * 60 * 60 * 1000;
@@ -37,6 +38,25 @@ export async function ownKeyDocument(env: Pick<Env, "DB" | "SIGNING_KEY" | "SERV
   };
   return signJson(doc, env.SERVER_NAME, keys.current);
 }
+
+/**
+ * MSC4345 "Introducing /_matrix/key/v3/query" (unstable `/_matrix/key/v3/org.matrix.msc4345/query`):
+ * the server key this domain uses in rooms of org.matrix.msc4345, in the server-key form those rooms
+ * write it (room/key-identity.ts), signed by that key, and without `valid_until_ts` (decision 11: keys
+ * are never time-bounded; revocation is a participation event). A server verifies a participation's
+ * `unverified_domain` by finding the participation's key here. Myelin's reading of "only admit
+ * ownership of keys ... through participation within a room": this server has one key, the signing
+ * key `/_matrix/key/v2/server` already publishes, so answering everyone tells nothing new.
+ */
+export async function participationKeyDocument(env: Pick<Env, "DB" | "SIGNING_KEY" | "SERVER_NAME">): Promise<JsonObject> {
+  const key = await signingKey(env);
+  const serverKey = ownServerKey(key);
+  const doc: JsonObject = { server_name: env.SERVER_NAME, verify_keys: { [key.keyId]: { key: serverKey } } };
+  return signJson(doc, serverKey, key);
+}
+
+// GET /_matrix/key/v3/org.matrix.msc4345/query
+serverKeyRoutes.get("/_matrix/key/v3/org.matrix.msc4345/query", async (c) => canonicalResponse(c, await participationKeyDocument(c.env)));
 
 // GET /_matrix/key/v2/server (the deprecated `/{keyId}` form is answered the same way, as Synapse does)
 serverKeyRoutes.get("/_matrix/key/v2/server/:keyId?", async (c) => canonicalResponse(c, await ownKeyDocument(c.env)));
