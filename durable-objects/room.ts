@@ -56,6 +56,7 @@ import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/fede
 import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
 import { enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 import { ownServerKey } from "./room/key-identity.js";
+import { checkSentParticipation, makeParticipation, type MakeParticipationRequest } from "./room/federation-participation.js";
 import type { RoomVersionRules } from "../protocol/room-versions.js";
 import type { DeliveredRoomEventNotification } from "./notifications.js";
 
@@ -700,6 +701,42 @@ export class RoomDurableObject extends DurableObject<Env> {
       }
       if (request.membership === "knock") return { knock_room_state: strippedState(this.engine, event.sender) as unknown as JsonObject[] };
       return {};
+    });
+  }
+
+  /** GET /_matrix/federation/unstable/org.matrix.msc4345/make_participation/{roomId}/{serverKey}. */
+  makeParticipation(request: MakeParticipationRequest): Promise<Outcome<{ event: Pdu; room_version: string }>> {
+    return outcomeOf(() => makeParticipation(this.engine, request));
+  }
+
+  /**
+   * PUT /_matrix/federation/unstable/org.matrix.msc4345/send_participation/{roomId}/{eventId}: checks and
+   * co-signs the request (room/federation-participation.ts), persists it (403 if it is rejected or
+   * soft-failed) and passes it on to the other servers; answers the co-signed event.
+   */
+  sendParticipation(request: { origin: string; eventId: string; pdu: unknown }): Promise<Outcome<{ event: Pdu }>> {
+    return this.serialised(async () => {
+      const remote = this.remote;
+      if (!remote) throw new MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server");
+      const fetchKeyDocument = async (domain: string) => {
+        const res = await remote(domain, "GET", "/_matrix/key/v3/org.matrix.msc4345/query");
+        return res.ok ? res.body : null;
+      };
+      const event = await checkSentParticipation(this.engine, await signingKey(this.env), request, fetchKeyDocument);
+      const result = await this.engine.persistEvent(event, { origin: "federation" });
+      await this.afterCommit([result]);
+      if (result.rejectedReason !== null) throw forbidden(`The event was rejected: ${result.rejectedReason}`);
+      if (result.softFailed) throw forbidden("The event is not allowed by the room's current state");
+      const wire = wirePdu(this.engine, result.eventId)!;
+      if (!result.duplicate) {
+        const destinations = serversInRoom(this.engine).filter((s) => s !== request.origin);
+        try {
+          await enqueuePdus(this.env, destinations, this.engine.meta()!.roomId, [{ eventId: result.eventId, json: JSON.stringify(wire) }]);
+        } catch (e) {
+          console.warn("participation not handed to the destination queues", e instanceof Error ? e.message : e);
+        }
+      }
+      return { event: wire };
     });
   }
 

@@ -22,6 +22,7 @@ import { createRoomSchema, roomSchemaExists } from "./schema.js";
 import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
 import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
 import { KeyIdentity } from "./key-identity.js";
+import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../../protocol/participation.js";
 
 export interface RoomMeta {
   roomId: string;
@@ -1030,6 +1031,22 @@ export class RoomEngine {
   isLocalUser(userId: string): boolean {
     if (userId.startsWith("@") && serverNameOf(userId) === this.env.SERVER_NAME) return true;
     return this.ownServerKey !== undefined && this.keyIdentity().isLocal(userId);
+  }
+
+  /**
+   * The server name a member's server is reached at: the server part of the user ID, or in MSC4345
+   * rooms, where that is a server key, the `unverified_domain` of the key's current participation (its
+   * routing information; "" when the key has none), and this server for its own key.
+   */
+  routingServerOf(userId: string): string {
+    if (this.ownServerKey === undefined) return serverNameOf(userId); // not an MSC4345 room
+    const ids = this.keyIdentity();
+    if (!ids.active) return serverNameOf(userId);
+    const key = serverKeyOfUser(userId);
+    if (key === undefined) return serverNameOf(userId);
+    if (key === this.ownServerKey) return this.env.SERVER_NAME;
+    const domain = this.currentStateEvent(PARTICIPATION_EVENT_TYPE, key)?.content.unverified_domain;
+    return typeof domain === "string" ? domain : "";
   }
 
   /** This server's key in MSC4345 rooms; set by the Room DO before it serves such a room. */

@@ -12,6 +12,7 @@ import { unsignedEvent } from "./build-event.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import { authChainIds, pdusOf, wirePdu } from "./federation-reads.js";
 import { choosePrevEvents } from "./local-events.js";
+import { originSpeaksFor } from "./federation-participation.js";
 import { chooseAuthoriser, inAllowedRoom, isRestrictedJoinRule, type JoinedElsewhere } from "./membership.js";
 
 export type RemoteMembership = "join" | "leave" | "knock";
@@ -33,7 +34,8 @@ export interface MakeMembershipResult {
 /** The first checks of every make_* and send_* request: a known room, a user of the asking server. */
 function checkRequester(engine: RoomEngine, origin: string, userId: string): void {
   if (!engine.meta()) throw notFound("Unknown room");
-  if (serverNameOf(userId) !== origin) throw forbidden("User is not of the requesting server");
+  // MSC4345 rooms: the origin is the domain the user's server key advertises (federation-participation.ts).
+  if (!originSpeaksFor(engine, origin, userId)) throw forbidden("User is not of the requesting server");
 }
 
 /**
@@ -105,7 +107,7 @@ export async function checkSentMembership(
   if (!isJsonObject(event.content) || event.content.membership !== request.membership) {
     throw new MatrixError(400, "M_INVALID_PARAM", `Not a ${request.membership} event`);
   }
-  if (typeof event.sender !== "string" || serverNameOf(event.sender) !== request.origin) {
+  if (typeof event.sender !== "string" || !originSpeaksFor(engine, request.origin, event.sender)) {
     throw new MatrixError(400, "M_INVALID_PARAM", "The sender is not a user of the origin server");
   }
   if (event.state_key !== event.sender) throw new MatrixError(400, "M_INVALID_PARAM", "The state_key is not the sender");

@@ -34,7 +34,8 @@ export function serverInRoom(engine: RoomEngine, server: string): boolean {
  * destinations of an event). */
 export function serversInRoom(engine: RoomEngine): string[] {
   const servers = new Set<string>();
-  for (const userId of engine.membersWith("join")) servers.add(serverNameOf(userId));
+  for (const userId of engine.membersWith("join")) servers.add(engine.routingServerOf(userId));
+  servers.delete("");
   return [...servers].sort();
 }
 
@@ -63,12 +64,12 @@ export function serverCanSee(engine: RoomEngine, server: string, eventId: string
   if (visibility === "world_readable" || visibility === "shared") return true;
   for (const [key, memberEventId] of engine.stateGroups.load(group)) {
     const [type, userId] = splitStateKey(key);
-    if (type !== "m.room.member" || serverNameOf(userId) !== server) continue;
+    if (type !== "m.room.member" || engine.routingServerOf(userId) !== server) continue;
     const membership = engine.events.pdu(memberEventId)?.content.membership;
     if (membership === "join" || (visibility === "invited" && membership === "invite")) return true;
   }
   // The event's own member event, for the server of its state key (an invite or join of its user).
-  if (m.type === "m.room.member" && m.stateKey !== null && serverNameOf(m.stateKey) === server) return true;
+  if (m.type === "m.room.member" && m.stateKey !== null && engine.routingServerOf(m.stateKey) === server) return true;
   return false;
 }
 

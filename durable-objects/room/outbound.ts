@@ -146,7 +146,7 @@ class RoomOutbound {
   private destinationsOf(row: Pick<EventRow, "type" | "state_key">): string[] {
     const out = new Set(this.remoteServers());
     if (row.type === "m.room.member" && row.state_key !== null && row.state_key.startsWith("@")) {
-      const target = serverNameOf(row.state_key);
+      const target = this.engine.routingServerOf(row.state_key);
       if (target !== "" && target !== this.env.SERVER_NAME) out.add(target);
     }
     return [...out].filter((server) => federationAllowed(this.env, server));
@@ -166,7 +166,7 @@ class RoomOutbound {
     if (this.servers?.key === key) return this.servers.servers;
     const servers = new Set<string>();
     for (const userId of this.engine.membersWith("join")) {
-      const server = serverNameOf(userId);
+      const server = this.engine.routingServerOf(userId);
       if (server !== "" && server !== this.env.SERVER_NAME) servers.add(server);
     }
     // A room joined with partial state does not know its members yet: the servers the resident named

@@ -27,7 +27,7 @@
 //   A server named `slow-...` answers key queries and claims after 3 s, one named `broken-...` with 500.
 // - any other federation request a test told it how to answer (`/_test/answer`, POST {server, method, path,
 //   status?, body}); the requests answered so far are at `/_test/answered?server=` ({method, path, query,
-//   body}).
+//   body}); `/_matrix/key/v3/...` documents (MSC4345) are stored the same way.
 // - push gateways `*.push.test` (test/workers/pushers.test.ts): POST /_matrix/push/v1/notify, with control
 //   endpoints under `/_test/push/` to read what a gateway got, make it fail or make it reject pushkeys.
 
@@ -295,6 +295,11 @@ export default {
       count(`keys:${serverName}`);
       if (serverName.startsWith("down-") || serverName.startsWith("hidden-")) return json({ errcode: "M_UNKNOWN", error: "down" }, 503);
       return json(await keyDocument(serverName));
+    }
+    // MSC4345 key/v3 documents: what a test stored with /_test/answer (method GET, this path), else 404.
+    if (url.pathname.startsWith("/_matrix/key/v3/")) {
+      const stored = answers.get(`${serverName} GET ${url.pathname}`);
+      return stored ? json(stored.body, stored.status) : json({ errcode: "M_NOT_FOUND", error: "no key/v3 document" }, 404);
     }
     if (url.pathname === "/_matrix/key/v2/query" && request.method === "POST" && hostname === "notary.remote.test") {
       count(`notary:${serverName}`);

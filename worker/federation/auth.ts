@@ -131,7 +131,7 @@ export async function verifyRequest(
 /** The endpoints the spec says MUST be protected by the room's ACL (Server-Server API, "Server Access Control
  * Lists (ACLs)"), with the room ID as their first path parameter. /send is checked per PDU and EDU by its handler. */
 const ACL_PROTECTED =
-  /^\/_matrix\/federation\/v[12]\/(?:make_join|make_leave|send_join|send_leave|invite|make_knock|send_knock|state|state_ids|backfill|event_auth|get_missing_events)\/([^/]+)/;
+  /^\/_matrix\/federation\/(?:v[12]|unstable\/org\.matrix\.msc4345)\/(?:make_join|make_leave|send_join|send_leave|invite|make_knock|send_knock|state|state_ids|backfill|event_auth|get_missing_events|make_participation|send_participation)\/([^/]+)/;
 
 /** Middleware (after `federationAuth`): 403 M_FORBIDDEN when the room's server ACL denies the origin on the
  * endpoints of ACL_PROTECTED, so that no handler can forget it. */

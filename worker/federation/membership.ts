@@ -6,6 +6,7 @@ import { Hono, type Context } from "hono";
 import type { RemoteMembership } from "../../durable-objects/room/federation-membership.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { isValidUserId } from "../../protocol/auth-rules.js";
+import { serverKeyOfUser } from "../../protocol/participation.js";
 import { invalidParam } from "../../protocol/errors.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
@@ -18,7 +19,8 @@ async function make(c: Context<AppEnv>, membership: RemoteMembership) {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const userId = c.req.param("userId") ?? "";
-  if (!isValidUserId(userId)) throw invalidParam("Invalid user ID");
+  // MSC4345 rooms name users by server key (`@bob:<key>`), which the server name grammar refuses.
+  if (!isValidUserId(userId) && serverKeyOfUser(userId) === undefined) throw invalidParam("Invalid user ID");
   // make_join and make_knock list the room versions the joining server supports (`ver`, repeated);
   // without any, the spec's default is version 1 only.
   const supportedVersions = membership === "leave" ? undefined : c.req.queries("ver") ?? ["1"];
@@ -35,6 +37,22 @@ async function send(c: Context<AppEnv>, membership: RemoteMembership) {
   const result = unwrap(await roomStub(c.env, roomId).sendMembership({ origin, eventId, membership, pdu, omitMembers }));
   return c.json(result);
 }
+
+// MSC4345 (unstable names of ../shared/proposals/README.md): a server asks to take part in a room.
+// GET /_matrix/federation/unstable/org.matrix.msc4345/make_participation/{roomId}/{serverKey}
+federationMembershipRoutes.get("/_matrix/federation/unstable/org.matrix.msc4345/make_participation/:roomId/:serverKey", async (c) => {
+  const origin = requestOrigin(c);
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const userId = c.req.query("user_id");
+  return c.json(unwrap(await roomStub(c.env, roomId).makeParticipation({ origin, serverKey: c.req.param("serverKey"), userId })));
+});
+// PUT /_matrix/federation/unstable/org.matrix.msc4345/send_participation/{roomId}/{eventId}
+federationMembershipRoutes.put("/_matrix/federation/unstable/org.matrix.msc4345/send_participation/:roomId/:eventId", async (c) => {
+  const origin = requestOrigin(c);
+  const roomId = requireRoomId(c.req.param("roomId"));
+  const pdu = await readJsonObject(c, { allowEmpty: false });
+  return c.json(unwrap(await roomStub(c.env, roomId).sendParticipation({ origin, eventId: c.req.param("eventId"), pdu })));
+});
 
 // GET /_matrix/federation/v1/make_join/{roomId}/{userId}
 federationMembershipRoutes.get("/_matrix/federation/v1/make_join/:roomId/:userId", (c) => make(c, "join"));
