@@ -929,7 +929,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** Simplified sliding sync (MSC4186): the room's part of a response (room/sliding-reads.ts). */
   slidingRoom(request: SlidingRoomRequest): SlidingRoomResult | null {
-    return slidingRoom(this.engine, request);
+    return slidingRoom(this.engine, this.readerInRoom(request));
   }
 
   /** Sliding sync receipts extension, for a room new to the connection: the room's public receipts. */
@@ -939,7 +939,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** Sliding sync list filters: the room's type and encryption as `userId` may know them. */
   roomFacts(userId: string): RoomFacts {
-    return roomFacts(this.engine, userId);
+    return roomFacts(this.engine, this.inRoom(userId));
   }
 
   /** Sliding sync `spaces` filter: the space's children. */
