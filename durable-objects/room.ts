@@ -147,7 +147,9 @@ export class RoomDurableObject extends DurableObject<Env> {
     this.eventIndex = new EventIndexWriter(env.DB, (p) => ctx.waitUntil(p));
     this.fanOut = new RoomFanOut(this.engine, ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
-      await this.loadServerKey(this.engine.meta()?.rules);
+      // MSC4345 rooms need this server's key to name local users (room/key-identity.ts). A failure here
+      // must not take the DO down: the request that needs the room reports it.
+      await (async () => this.loadServerKey(this.engine.meta()?.rules))().catch((e) => console.warn("server key not loaded", e instanceof Error ? e.message : e));
       this.alarmPending = (await ctx.storage.getAlarm()) !== null;
       // Deliveries left by a crash between commit and delivery, or failed ones.
       if (!this.alarmPending && this.fanOut.hasWork()) {

@@ -200,6 +200,10 @@ describe("MSC4345 participation over federation (resident side)", () => {
     const e = await d.sign(base);
     const other = await remoteServer("e");
     expect((await federationApi(other.domain, "PUT", `${U}/send_participation/${enc(roomId)}/${enc(e.eventId)}`, e.pdu)).status).toBe(400);
+    // a server that does not know the version (Synapse lists none such in `ver`) cannot join
+    const unaware = await federationApi(d.domain, "GET", `${F1}/make_join/${enc(roomId)}/${enc(`@x:${d.domain}`)}?ver=11&ver=12`);
+    expect(unaware.status).toBe(400);
+    expect(unaware.body).toMatchObject({ errcode: "M_INCOMPATIBLE_ROOM_VERSION", room_version: VERSION });
     // a room of another version has no participation
     const v12 = await createRoom(alice, { preset: "public_chat" });
     expect((await federationApi(d.domain, "GET", `${U}/make_participation/${enc(v12)}/${enc(d.serverKey)}`)).status).toBe(400);
