@@ -4,6 +4,7 @@
 //
 // Also the functions other routes call: createRoom (`publishRoomOnCreate`, `aliasForCreateRoom`,
 // `createAliasOnCreate`), /join (`resolveRoomAlias`) and the state-send path (`validateCanonicalAlias`).
+import { queryAppservicesForAlias } from "./appservice/queries.js";
 import { federationRequest } from "../federation-client/request.js";
 import { MatrixError, invalidParam } from "../protocol/errors.js";
 import { isValidServerName } from "../protocol/auth-rules.js";
@@ -106,7 +107,9 @@ export async function localAliasesOf(env: Pick<Env, "DB">, roomId: string): Prom
 export async function resolveRoomAlias(env: Env, alias: string): Promise<{ roomId: string; servers: string[] } | null> {
   const parsed = parseRoomAlias(alias);
   if (!parsed || parsed.serverName !== env.SERVER_NAME) return null;
-  const row = await getAlias(env, alias);
+  let row = await getAlias(env, alias);
+  // Spec: Application Service API, "Querying": an application service may create the alias when asked.
+  if (!row && (await queryAppservicesForAlias(env, alias))) row = await getAlias(env, alias);
   if (!row) return null;
   const servers = [env.SERVER_NAME];
   // Only the joined member list is needed, not the whole state.

@@ -181,3 +181,44 @@ describe("timestamp massaging", () => {
     expect(plainEv.body.origin_server_ts).toBeGreaterThan(1_700_000_000_000);
   });
 });
+
+describe("MSC4190 device management", () => {
+  it("creates devices with PUT /devices/{id} (201, then 200) and deletes them without UIA", async () => {
+    const svc = await registerAppservice({ "io.element.msc4190": true });
+    const reg = await asRegister(svc, `${svc.prefix}dev4190`);
+    const q = `user_id=${encodeURIComponent(reg.body.user_id)}`;
+    const created = await api("PUT", `${V3}/devices/BRIDGEDEV?${q}`, { token: svc.asToken, body: { display_name: "bridge" } });
+    expect(created.status).toBe(201);
+    const again = await api("PUT", `${V3}/devices/BRIDGEDEV?${q}`, { token: svc.asToken, body: { display_name: "renamed" } });
+    expect(again.status).toBe(200);
+    const listed = await api("GET", `${V3}/devices?${q}`, { token: svc.asToken });
+    expect(listed.body.devices).toEqual([{ device_id: "BRIDGEDEV", display_name: "renamed" }]);
+    // The device can now be masqueraded.
+    expect((await whoami(svc.asToken, `?${q}&device_id=BRIDGEDEV`)).body.device_id).toBe("BRIDGEDEV");
+    const deleted = await api("DELETE", `${V3}/devices/BRIDGEDEV?${q}`, { token: svc.asToken, body: {} });
+    expect(deleted.status).toBe(200);
+    expect((await api("GET", `${V3}/devices?${q}`, { token: svc.asToken })).body.devices).toEqual([]);
+  });
+
+  it("without the flag, PUT /devices of an unknown device is 404 and deleting needs UIA", async () => {
+    const svc = await registerAppservice();
+    const reg = await asRegister(svc, `${svc.prefix}nodev`, { device_id: "HASDEV" });
+    const q = `user_id=${encodeURIComponent(reg.body.user_id)}`;
+    expect((await api("PUT", `${V3}/devices/NEWDEV?${q}`, { token: svc.asToken, body: {} })).status).toBe(404);
+    expect((await api("DELETE", `${V3}/devices/HASDEV?${q}`, { token: svc.asToken, body: {} })).status).toBe(401);
+  });
+});
+
+describe("appservice room directory", () => {
+  it("PUT /directory/list/appservice/{networkId}/{roomId} is for services only", async () => {
+    const svc = await registerAppservice();
+    const user = await newUser("dirlist");
+    const roomId = await createRoom(user);
+    const path = `${V3}/directory/list/appservice/irc-net/${encodeURIComponent(roomId)}`;
+    expect((await api("PUT", path, { token: svc.asToken, body: { visibility: "public" } })).status).toBe(200);
+    const denied = await api("PUT", path, { token: user.access_token, body: { visibility: "public" } });
+    expect(denied.status).toBe(403);
+    expect((await api("PUT", path, { token: svc.asToken, body: { visibility: "sideways" } })).body.errcode).toBe("M_INVALID_PARAM");
+    expect((await api("DELETE", path, { token: svc.asToken })).status).toBe(200);
+  });
+});

@@ -7,11 +7,11 @@ import type { Context } from "hono";
 import { MatrixError, badJson, forbidden, invalidParam } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { createSession, createUser } from "../accounts.js";
-import { accessTokenOf, clientIp, localUserId, missingToken } from "../auth.js";
+import { accessTokenOf, clientIp, localUserId, missingToken, requester } from "../auth.js";
 import { userInUse, validateNewLocalpart } from "../client/registration.js";
 import type { AppEnv, Env } from "../env.js";
 import { rateLimitAddress } from "../ratelimit.js";
-import { appserviceByTokenHash, exclusiveOwnerOfAlias, exclusiveOwnerOfUser, sha256Hex, type Appservice } from "../../durable-objects/appservice/registry.js";
+import { appserviceById, appserviceByTokenHash, exclusiveOwnerOfAlias, exclusiveOwnerOfUser, sha256Hex, type Appservice } from "../../durable-objects/appservice/registry.js";
 
 export const APPSERVICE_LOGIN_TYPE = "m.login.application_service";
 
@@ -121,4 +121,28 @@ export async function loginAppserviceUser(c: Context<AppEnv>, body: JsonObject):
     clientIp: clientIp(c),
   });
   return c.json({ user_id: userId, ...session, home_server: env.SERVER_NAME });
+}
+
+/** Whether the request is an application service's that enabled MSC4190 device management
+ * (`io.element.msc4190`): PUT /devices/{id} creates devices, deleting needs no user-interactive auth. */
+export async function msc4190Service(c: Context<AppEnv>): Promise<boolean> {
+  const id = requester(c).appserviceId;
+  if (id === undefined) return false;
+  return (await appserviceById(c.env, id))?.registration.msc4190 === true;
+}
+
+/** Creates a device for a service's user (MSC4190), or renames it; true when it was created. */
+export async function upsertServiceDevice(env: Env, userId: string, deviceId: string, displayName: string | undefined): Promise<boolean> {
+  if (deviceId === "" || deviceId.length > 255) throw invalidParam("Invalid device_id");
+  const existing = await env.DB.prepare("SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?").bind(userId, deviceId).first();
+  if (existing) {
+    if (displayName !== undefined) await env.DB.prepare("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?").bind(displayName, userId, deviceId).run();
+    return false;
+  }
+  const inserted = await env.DB.prepare(
+    "INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES (?, ?, ?, ?) ON CONFLICT (user_id, device_id) DO NOTHING",
+  )
+    .bind(userId, deviceId, displayName ?? null, Date.now())
+    .run();
+  return inserted.meta.changes === 1;
 }

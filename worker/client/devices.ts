@@ -12,6 +12,7 @@ import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { finishUiaSession, userInteractiveAuth } from "../uia.js";
 import { MAX_DEVICE_DISPLAY_NAME_LENGTH } from "./registration.js";
+import { msc4190Service, upsertServiceDevice } from "../appservice/accounts.js";
 
 export const deviceRoutes = new Hono<AppEnv>();
 
@@ -56,9 +57,20 @@ deviceRoutes.put(`${CLIENT}/devices/:deviceId`, requireAuth, async (c) => {
   if (typeof displayName === "string" && displayName.length > MAX_DEVICE_DISPLAY_NAME_LENGTH) {
     throw invalidParam("Device display name is too long");
   }
+  // MSC4190: an application service creates its users' devices here, without logging them in.
+  if (await msc4190Service(c)) {
+    const created = await upsertServiceDevice(c.env, userId, c.req.param("deviceId"), typeof displayName === "string" ? displayName : undefined);
+    return c.json({}, created ? 201 : 200);
+  }
+  // Without display_name there is nothing to set (drizzle refuses an empty SET): only the device must exist.
+  if (displayName === undefined) {
+    const found = await c.env.DB.prepare("SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?").bind(userId, c.req.param("deviceId")).first();
+    if (!found) throw notFound("Device not found");
+    return c.json({});
+  }
   const result = await drizzle(c.env.DB)
     .update(devices)
-    .set(displayName === undefined ? {} : { displayName })
+    .set({ displayName })
     .where(and(eq(devices.userId, userId), eq(devices.deviceId, c.req.param("deviceId"))))
     .returning({ deviceId: devices.deviceId });
   if (result.length === 0) throw notFound("Device not found");
@@ -70,7 +82,8 @@ deviceRoutes.delete(`${CLIENT}/devices/:deviceId`, requireAuth, async (c) => {
   const { userId } = requester(c);
   const deviceId = c.req.param("deviceId");
   const body = await readJsonObject(c);
-  const auth = await userInteractiveAuth(c.env, body, {
+  // MSC4190: application services delete their users' devices without user-interactive auth.
+  const auth = (await msc4190Service(c)) ? undefined : await userInteractiveAuth(c.env, body, {
     method: "DELETE",
     operation: `devices/${deviceId}`,
     flows: [["m.login.password"]],
@@ -78,7 +91,7 @@ deviceRoutes.delete(`${CLIENT}/devices/:deviceId`, requireAuth, async (c) => {
   });
   // Deleting an unknown device succeeds (as in Synapse): the outcome the client asked for holds.
   await deleteDevices(c.env, userId, [deviceId]);
-  await finishUiaSession(c.env, auth);
+  if (auth) await finishUiaSession(c.env, auth);
   return c.json({});
 });
 
@@ -90,13 +103,13 @@ deviceRoutes.post(`${CLIENT}/delete_devices`, requireAuth, async (c) => {
   if (!Array.isArray(list) || !list.every((d): d is string => typeof d === "string")) {
     throw badJson("devices must be a list of device IDs");
   }
-  const auth = await userInteractiveAuth(c.env, body, {
+  const auth = (await msc4190Service(c)) ? undefined : await userInteractiveAuth(c.env, body, {
     method: "POST",
     operation: "delete_devices",
     flows: [["m.login.password"]],
     userId,
   });
   await deleteDevices(c.env, userId, [...new Set(list)]);
-  await finishUiaSession(c.env, auth);
+  if (auth) await finishUiaSession(c.env, auth);
   return c.json({});
 });

@@ -2,6 +2,7 @@
 // local user is the `displayname` and `avatar_url` columns of the D1 users table (the user directory
 // searches the same columns). Remote profiles need the federation profile query: until that exists
 // they answer 404.
+import { queryAppservicesForUser } from "../appservice/queries.js";
 import { Hono, type Context } from "hono";
 import { MatrixError, forbidden, invalidParam, missingParam, notFound } from "../../protocol/errors.js";
 import { requester, requireAuth } from "../auth.js";
@@ -64,7 +65,9 @@ export async function onProfileChanged(env: Env, userId: string, profile: Profil
 }
 
 async function profileOrNotFound(env: Env, userId: string): Promise<Profile> {
-  const profile = await localProfile(env, userId);
+  let profile = await localProfile(env, userId);
+  // Spec: Application Service API, "Querying": a service may register a user of its namespace when asked.
+  if (!profile && (await queryAppservicesForUser(env, userId))) profile = await localProfile(env, userId);
   if (!profile) throw notFound("Profile was not found");
   return profile;
 }
