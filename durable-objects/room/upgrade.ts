@@ -99,7 +99,11 @@ export function upgradeSource(engine: RoomEngine, userId: string, newVersion: st
   const last = engine.sql
     .exec<{ event_id: string }>(`SELECT event_id FROM events WHERE ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT 1`)
     .one().event_id;
-  const creationContent: JsonObject = { predecessor: { room_id: meta.roomId, event_id: last } };
+  // Room versions whose room ID is the create event's hash (v12, MSC4291) leave event_id out of predecessor
+  // (the spec deprecates it there; Synapse omits it; Complement's TestMSC4291..._UpgradedRooms checks).
+  const predecessor: JsonObject = { room_id: meta.roomId };
+  if (!newRules.authorization.roomCreateEventIdAsRoomId) predecessor.event_id = last;
+  const creationContent: JsonObject = { predecessor };
   if (create.content.type !== undefined) creationContent.type = create.content.type;
   if (create.content["m.federate"] === false) creationContent["m.federate"] = false;
   if (newRules.authorization.additionalRoomCreators && additionalCreators.length > 0) {

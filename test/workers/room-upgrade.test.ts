@@ -41,7 +41,9 @@ describe("POST /rooms/{roomId}/upgrade", () => {
     const next = await stateOf(alice, newRoom);
     const create = next.get("m.room.create|")!;
     expect(create.content.room_version).toBe("12");
-    expect(create.content.predecessor).toEqual({ room_id: oldRoom, event_id: lastBefore });
+    // A v12 room (its ID the create event's hash) names its predecessor without event_id (MSC4291).
+    expect(create.content.predecessor).toEqual({ room_id: oldRoom });
+    expect(lastBefore).toMatch(/^\$/);
     expect(create.sender).toBe(alice.user_id);
     expect(next.get("m.room.name|")!.content.name).toBe("Old name");
     expect(next.get("m.room.topic|")!.content.topic).toBe("Old topic");
@@ -84,10 +86,13 @@ describe("POST /rooms/{roomId}/upgrade", () => {
       power_level_content_override: { users: { [alice.user_id]: 100, [bob.user_id]: 60 }, events: { "m.room.tombstone": 60 } },
     });
     expect((await join(bob, oldRoom)).status).toBe(200);
+    const lastEvent = (await api("GET", `${r(oldRoom)}/messages?dir=b&limit=1`, { token: bob.access_token })).body.chunk[0].event_id;
     const res = await upgrade(bob, oldRoom, { new_version: "11" });
     expect(res.status).toBe(200);
     const next = await stateOf(bob, res.body.replacement_room);
     expect(next.get("m.room.create|")!.content.room_version).toBe("11");
+    // Older versions still name the old room's last event before the upgrade.
+    expect(next.get("m.room.create|")!.content.predecessor).toEqual({ room_id: oldRoom, event_id: lastEvent });
     const users = next.get("m.room.power_levels|")!.content.users as Record<string, number>;
     expect(users).toEqual({ [alice.user_id]: 100, [bob.user_id]: 60 });
     expect(next.get("m.room.join_rules|")!.content.join_rule).toBe("invite");
