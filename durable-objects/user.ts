@@ -24,6 +24,7 @@ import {
   emptyStoredPushRules,
   putRule,
   setActions,
+  copyRoomRules,
   setEnabled,
   type PushRuleKind,
   type Ruleset,
@@ -72,7 +73,9 @@ export type PushRuleChange =
   | { op: "put"; kind: PushRuleKind; ruleId: string; body: string; before?: string; after?: string }
   | { op: "delete"; kind: PushRuleKind; ruleId: string }
   | { op: "enabled"; kind: PushRuleKind; ruleId: string; enabled: boolean }
-  | { op: "actions"; kind: PushRuleKind; ruleId: string; actions: string };
+  | { op: "actions"; kind: PushRuleKind; ruleId: string; actions: string }
+  /** The user follows a room upgrade: their rules about `from` are copied for `to`. */
+  | { op: "copyRoom"; from: string; to: string };
 
 function applyPushRuleChange(stored: StoredPushRules, change: PushRuleChange): StoredPushRules {
   switch (change.op) {
@@ -84,6 +87,8 @@ function applyPushRuleChange(stored: StoredPushRules, change: PushRuleChange): S
       return setEnabled(stored, change.kind, change.ruleId, change.enabled);
     case "actions":
       return setActions(stored, change.kind, change.ruleId, JSON.parse(change.actions) as unknown);
+    case "copyRoom":
+      return copyRoomRules(stored, change.from, change.to);
   }
 }
 

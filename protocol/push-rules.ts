@@ -622,3 +622,37 @@ function globMatch(tokens: GlobToken[], text: { folded: string[]; word: boolean[
   }
   return mode === "whole" && active[m] === 1;
 }
+
+/**
+ * Copies the user's rules about room `from` to room `to` when the user follows a room upgrade (Synapse's
+ * `copy_push_rules_from_room_to_room_for_user`; the spec leaves it to servers): every user-defined rule whose
+ * rule ID or condition values name `from` gets a copy, just before it, naming `to` instead. Rules that
+ * already exist under the new ID are left alone, so copying twice changes nothing.
+ */
+export function copyRoomRules(stored: StoredPushRules, from: string, to: string): StoredPushRules {
+  if (from === to) return stored;
+  const swap = (v: JsonValue): JsonValue => (typeof v === "string" ? v.split(from).join(to) : v);
+  let changed = false;
+  const user: { [K in PushRuleKind]?: StoredUserRule[] } = {};
+  for (const kind of PUSH_RULE_KINDS) {
+    const rules = stored.user?.[kind];
+    if (!rules) continue;
+    const existing = new Set(rules.map((r) => r.rule_id));
+    const out: StoredUserRule[] = [];
+    for (const rule of rules) {
+      const mentions = rule.rule_id.includes(from) || (rule.conditions ?? []).some((c) => Object.values(c).some((v) => v === from));
+      const newId = rule.rule_id.split(from).join(to);
+      if (mentions && !existing.has(newId) && newId !== rule.rule_id) {
+        const copy: StoredUserRule = { rule_id: newId, enabled: rule.enabled, actions: rule.actions.map(copyAction) };
+        if (rule.conditions) copy.conditions = rule.conditions.map((c) => Object.fromEntries(Object.entries(c).map(([k, v]) => [k, swap(v)])) as PushCondition);
+        if (rule.pattern !== undefined) copy.pattern = rule.pattern;
+        out.push(copy);
+        existing.add(newId);
+        changed = true;
+      }
+      out.push(rule);
+    }
+    user[kind] = out;
+  }
+  return changed ? { ...stored, user } : stored;
+}

@@ -157,3 +157,31 @@ describe("POST /report", () => {
     expect(roomReports.results).toEqual([{ reporter: bob.user_id, event_id: null, reason: "" }]);
   });
 });
+
+describe("push rules follow an upgrade", () => {
+  it("copies the upgrader's and each joining local user's rules about the old room to the new one", async () => {
+    const alice = await newUser("upgpr");
+    const bob = await newUser("upgpr");
+    const oldRoom = await createRoom(alice, { room_version: "10", preset: "public_chat" });
+    expect((await join(bob, oldRoom)).status).toBe(200);
+    const rules = "/_matrix/client/v3/pushrules/global";
+    for (const u of [alice, bob]) {
+      expect((await api("PUT", `${rules}/room/${encodeURIComponent(oldRoom)}`, { token: u.access_token, body: { actions: ["dont_notify"] } })).status).toBe(200);
+    }
+    const override = { actions: ["notify"], conditions: [{ kind: "event_match", key: "room_id", pattern: oldRoom }] };
+    expect((await api("PUT", `${rules}/override/mine`, { token: bob.access_token, body: override })).status).toBe(200);
+
+    const newRoom: string = (await upgrade(alice, oldRoom, { new_version: "11" })).body.replacement_room;
+    const roomRule = (u: RegisteredUser, roomId: string) => api("GET", `${rules}/room/${encodeURIComponent(roomId)}`, { token: u.access_token });
+    expect((await roomRule(alice, newRoom)).body).toMatchObject({ rule_id: newRoom, actions: ["dont_notify"], enabled: true });
+    expect((await roomRule(alice, oldRoom)).status).toBe(200);
+    // Bob's are copied when he joins the new room, not before.
+    expect((await roomRule(bob, newRoom)).status).toBe(404);
+    expect((await join(bob, newRoom)).status).toBe(200);
+    expect((await roomRule(bob, newRoom)).body).toMatchObject({ rule_id: newRoom, actions: ["dont_notify"] });
+    const overrides = (await api("GET", `${rules}/override/`, { token: bob.access_token })).body as { rule_id: string; conditions?: { pattern?: string }[] }[];
+    // A rule that names the old room only in a condition keeps its one copy (its ID names no room, and
+    // copies are made under new IDs only).
+    expect(overrides.filter((r) => r.rule_id === "mine")).toHaveLength(1);
+  });
+});

@@ -10,6 +10,7 @@ import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { userStore } from "../user-store.js";
+import { roomStub } from "../room-store.js";
 
 async function storedPushRules(env: Env, userId: string): Promise<StoredPushRules> {
   return JSON.parse(await userStore(env, userId).getPushRules()) as StoredPushRules;
@@ -111,3 +112,20 @@ pushRulesRoutes.put(`${RULE}/actions`, requireAuth, async (c) => {
   if (!("actions" in body)) throw new MatrixError(400, "M_MISSING_PARAM", "Missing 'actions'");
   return change(c, { op: "actions", kind, ruleId: c.req.param("ruleId"), actions: JSON.stringify(body.actions) });
 });
+
+/**
+ * A user who joins (or creates, by upgrading) a room that replaces another keeps their push rules about the
+ * old room for the new one (as Synapse does on such a join; Complement's TestPushRuleRoomUpgrade). Best
+ * effort: the join has happened either way.
+ */
+export async function copyPushRulesFromPredecessor(env: Env, userId: string, roomId: string): Promise<void> {
+  try {
+    const create = await roomStub(env, roomId).stateEventForUser({ userId }, "m.room.create", "");
+    if (!("ok" in create) || !create.ok) return;
+    const predecessor = (create.ok.content as { predecessor?: { room_id?: unknown } }).predecessor;
+    if (typeof predecessor?.room_id !== "string") return;
+    await userStore(env, userId).changePushRules({ op: "copyRoom", from: predecessor.room_id, to: roomId });
+  } catch (e) {
+    console.warn("copying push rules to an upgraded room failed", e instanceof Error ? e.message : e);
+  }
+}

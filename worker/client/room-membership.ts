@@ -15,6 +15,7 @@ import { userStore } from "../user-store.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { localProfile } from "./profile.js";
+import { copyPushRulesFromPredecessor } from "./push-rules.js";
 import { refuseIfRoomBlocked } from "../admin/blocked-rooms.js";
 
 export const roomMembershipRoutes = new Hono<AppEnv>();
@@ -94,6 +95,7 @@ roomMembershipRoutes.post(`${V}/rooms/:roomId/join`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
   const { reason, content } = await joinBody(c);
   await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId), content);
+  await copyPushRulesFromPredecessor(c.env, requester(c).userId, roomId);
   return c.json({ room_id: roomId });
 });
 
@@ -102,6 +104,7 @@ roomMembershipRoutes.post(`${V}/join/:roomIdOrAlias`, requireAuth, async (c) => 
   const { reason, content } = await joinBody(c);
   const { roomId, servers } = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
   await changeMembership(c, roomId, "join", requester(c).userId, reason, joinServers(c, roomId, servers), content);
+  await copyPushRulesFromPredecessor(c.env, requester(c).userId, roomId);
   return c.json({ room_id: roomId });
 });
 

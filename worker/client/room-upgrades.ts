@@ -21,6 +21,7 @@ import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { requireRoomId, roomStub } from "../room-store.js";
 import { createRoom } from "./rooms.js";
+import { copyPushRulesFromPredecessor } from "./push-rules.js";
 
 export const roomUpgradeRoutes = new Hono<AppEnv>();
 
@@ -104,6 +105,8 @@ export async function upgradeRoom(env: Env, userId: string, oldRoomId: string, n
       unwrap(await oldRoom.sendEvent({ sender: userId, type: "m.room.power_levels", stateKey: "", content: source.restrictedPowerLevels! })),
     );
   }
+  // The upgrading user is in the new room from its creation; the others copy theirs when they join.
+  await copyPushRulesFromPredecessor(env, userId, newRoomId);
   return newRoomId;
 }
 
