@@ -57,12 +57,20 @@ const scenarios = [
     run: (srv, tag) => workload.incrementalSync(srv, tag),
     figures: latency("incremental sync, one new event"),
   },
+  {
+    // About 2 minutes per run: one run per server (M, S) unless --runs asks fewer.
+    key: "delayed",
+    runs: 2,
+    run: (srv, tag) => workload.delayedLateness(srv, tag),
+    figures: latency("delayed event lateness (1,000 due over 1 min; sent − due)"),
+  },
+  { key: "restart", run: (srv, tag) => workload.delayedRestart(srv, tag), figures: latency("delayed event restart request") },
 ];
 
 const stamp = Date.now().toString(36);
 const secret = `bench-${stamp}`;
 console.log(`[bench:compare] starting Synapse ${SYNAPSE_VERSION} and Myelin…`);
-const [synapse, myelinServer] = await Promise.all([startSynapse({ registrationSharedSecret: secret }), startMyelin({ secret })]);
+const [synapse, myelinServer] = await Promise.all([startSynapse({ registrationSharedSecret: secret, extraConfig: { max_event_delay_duration: "24h" } }), startMyelin({ secret })]);
 const servers = {
   myelin: { name: "Myelin", baseUrl: myelinServer.baseUrl, register: (l, p) => registerWithSharedSecret(myelinServer.baseUrl, secret, l, p) },
   synapse: { name: "Synapse", baseUrl: synapse.baseUrl, register: (l, p) => synapse.registerUser(l, p) },
@@ -76,7 +84,7 @@ try {
     if (only && !only.includes(scenario.key)) continue;
     const samples = { myelin: [], synapse: [] };
     const fixtures = {};
-    for (let i = 0; i < runs; i++) {
+    for (let i = 0; i < Math.min(runs, scenario.runs ?? runs); i++) {
       const which = order[i % order.length];
       const tag = `${scenario.key}${stamp}r${i}`;
       const t = Date.now();
@@ -86,7 +94,7 @@ try {
           console.log(`[bench:compare] ${scenario.key}: ${servers[which].name} fixture built in ${((Date.now() - t) / 1000).toFixed(1)} s`);
         }
         samples[which].push(...(await scenario.run(servers[which], tag, fixtures[which])));
-        console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${runs} on ${servers[which].name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+        console.log(`[bench:compare] ${scenario.key}: run ${i + 1}/${Math.min(runs, scenario.runs ?? runs)} on ${servers[which].name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
       } catch (e) {
         // A failed run leaves that server's figure out (shown as "failed"); the other figures go on.
         const why = `${e.message.split("\n")[0]}${e.cause ? ` (${e.cause.code ?? ""} ${e.cause.message ?? e.cause})` : ""}`;

@@ -233,3 +233,99 @@ export async function incrementalSync(server, tag, { samples: count = 30 } = {})
   }
   return samples;
 }
+
+// -------------------------------------------------------------------------------------------------
+// Delayed events (MSC4140, issue 17 §4).
+
+const UNSTABLE_DELAYED = "/_matrix/client/unstable/org.matrix.msc4140/delayed_events";
+
+/**
+ * How late delayed events are sent: 1,000 events from 10 users (100 each, the per-user default of both
+ * servers), each in its own room, due at times spread evenly over one minute that starts 2 minutes after
+ * the run (time to schedule them all on a loaded machine; events sent before they were listed are left
+ * out and counted). The due time of each is the server's own (`running_since + delay` from its list of
+ * scheduled events); the sent time is when an observer joined to all the rooms gets the event from its
+ * /sync long-poll, on the same clock. (Not `origin_server_ts`: Synapse stamps a delayed event with its due
+ * time, not the time it sent it.) Samples: received minus due, in ms, so /sync delivery is included.
+ */
+export async function delayedLateness(server, tag, { users: userCount = 10, perUser = 100, spreadMs = 60_000, leadMs = 120_000 } = {}) {
+  const users = [];
+  for (let u = 0; u < userCount; u++) {
+    const c = await user(server, `${tag}u${u}`);
+    users.push({ client: c, room: await c.createRoom() });
+  }
+  const observer = await user(server, `${tag}obs`);
+  for (const { room } of users) await observer.join(room);
+  const filter = JSON.stringify({ presence: { types: [] }, account_data: { types: [] }, room: { ephemeral: { types: [] }, timeline: { limit: 200, types: ["m.room.message"] } } });
+  let since = (await observer.sync({ filter })).next_batch;
+  const received = new Map();
+  let observing = true;
+  const observed = (async () => {
+    while (observing) {
+      const res = await observer.sync({ filter, since, timeout: 5000 });
+      const at = Date.now();
+      since = res.next_batch;
+      for (const room of Object.values(res.rooms?.join ?? {})) {
+        for (const e of room.timeline?.events ?? []) if (typeof e.content?.body === "string" && !received.has(e.content.body)) received.set(e.content.body, at);
+      }
+    }
+  })();
+
+  const total = userCount * perUser;
+  const start = Date.now() + leadMs;
+  await pool(total, 8, async (i) => {
+    const { client, room } = users[i % userCount];
+    const dueAt = start + Math.floor((spreadMs * i) / total);
+    const delay = Math.max(1000, dueAt - Date.now());
+    const txn = `d${process.pid}.${++txnCounter}`;
+    await client.request("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(room)}/send/m.room.message/${txn}?org.matrix.msc4140.delay=${delay}`, {
+      msgtype: "m.text",
+      body: `delayed ${i}`,
+    });
+  });
+  console.log(`[bench:compare] delayed: ${total} scheduled on ${server.name} in ${((Date.now() - (start - leadMs)) / 1000).toFixed(1)} s`);
+  // The server's due time of each event, by body.
+  const due = new Map();
+  for (const { client } of users) {
+    const list = await client.request("GET", `${UNSTABLE_DELAYED}?status=scheduled`).catch(() => client.request("GET", UNSTABLE_DELAYED));
+    for (const e of list.scheduled ?? list.delayed_events ?? []) due.set(e.content.body, e.running_since + e.delay);
+  }
+  if (due.size < total) console.log(`[bench:compare] delayed: ${total - due.size} events were sent before they could be listed; left out`);
+  // Until every listed event arrived, or 2 minutes after the last was due.
+  const giveUp = start + spreadMs + 120_000;
+  while ([...due.keys()].some((body) => !received.has(body)) && Date.now() < giveUp) await sleep(500);
+  observing = false;
+  await observed;
+  const samples = [];
+  for (const [body, dueTs] of due) if (received.has(body)) samples.push(received.get(body) - dueTs);
+  if (samples.length < due.size) console.log(`[bench:compare] delayed: ${due.size - samples.length} events not received within 2 minutes of the last due time`);
+  return samples;
+}
+
+/** The cost of a restart request (what a call member sends every few seconds): 200 restarts of one
+ * scheduled event, one after another. The unstable per-action endpoint, or the older action-in-body one
+ * where a server does not have it (as matrix-js-sdk falls back). */
+export async function delayedRestart(server, tag, { count = 200 } = {}) {
+  const a = await user(server, `${tag}a`);
+  const room = await a.createRoom();
+  const { delay_id: delayId } = await a.request(
+    "PUT",
+    `/_matrix/client/v3/rooms/${encodeURIComponent(room)}/state/org.matrix.msc3401.call.member/${encodeURIComponent(`_${a.userId}_BENCH_m.call`)}?org.matrix.msc4140.delay=3600000`,
+    {},
+  );
+  const id = encodeURIComponent(delayId);
+  let restart = () => a.request("POST", `${UNSTABLE_DELAYED}/${id}/restart`, {});
+  try {
+    await restart();
+  } catch {
+    restart = () => a.request("POST", `${UNSTABLE_DELAYED}/${id}`, { action: "restart" });
+    await restart();
+  }
+  const samples = [];
+  for (let i = 0; i < count; i++) {
+    const t = now();
+    await restart();
+    samples.push(now() - t);
+  }
+  return samples;
+}
