@@ -102,6 +102,8 @@ export interface SlidingSyncRequest {
   deviceId: string;
   pos: string | null;
   timeoutMs: number;
+  /** `set_presence` (absent: online), as for /sync. */
+  setPresence: "online" | "offline" | "unavailable";
   body: SlidingRequest;
 }
 
@@ -223,6 +225,45 @@ export class SlidingSync {
       own,
     );
     if (n.type === "m.room.encryption" && n.stateKey === "") this.sql.exec("UPDATE sliding_room_facts SET encrypted = 1 WHERE room_id = ?", n.roomId);
+    if (own !== null && me !== undefined && (n.membership === "join" || n.membership === "invite" || n.membership === "knock")) {
+      // A room new to the user: learn its facts now, in the background, so that the first filtered list
+      // does not wait for them.
+      const known = this.sql.exec("SELECT 1 FROM sliding_room_facts WHERE room_id = ?", n.roomId).toArray().length > 0;
+      if (!known && !this.fetching.has(n.roomId)) this.ctx.waitUntil(this.fetchFacts([n.roomId], me));
+    }
+  }
+
+  private readonly fetching = new Set<string>();
+
+  /** Asks rooms for their facts (create type, encryption) and records them; unreachable rooms are left
+   * for the next request that needs them. */
+  private async fetchFacts(rooms: string[], userId: string): Promise<void> {
+    for (const r of rooms) this.fetching.add(r);
+    try {
+      const facts = await Promise.all(
+        rooms.map(async (roomId) => {
+          try {
+            return { roomId, facts: await this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).roomFacts(userId) };
+          } catch {
+            return null;
+          }
+        }),
+      );
+      this.ctx.storage.transactionSync(() => {
+        for (const f of facts) {
+          if (!f) continue;
+          this.sql.exec(
+            `INSERT INTO sliding_room_facts (room_id, room_type, encrypted) VALUES (?, ?, ?)
+             ON CONFLICT (room_id) DO UPDATE SET room_type = excluded.room_type, encrypted = MAX(encrypted, excluded.encrypted)`,
+            f.roomId,
+            f.facts.roomType,
+            f.facts.encrypted ? 1 : 0,
+          );
+        }
+      });
+    } finally {
+      for (const r of rooms) this.fetching.delete(r);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -281,7 +322,7 @@ export class SlidingSync {
 
   async sync(request: SlidingSyncRequest): Promise<Outcome<SlidingPlan>> {
     try {
-      return { ok: await this.run(request) };
+      return { ok: await this.hub.syncing(request.userId, request.setPresence, () => this.run(request)) };
     } catch (e) {
       if (e instanceof MatrixError) return { error: { status: e.status, errcode: e.errcode, error: e.message } };
       throw e;
@@ -327,20 +368,7 @@ export class SlidingSync {
     if (needsFacts) {
       const known = new Set(this.sql.exec<{ room_id: string }>("SELECT room_id FROM sliding_room_facts").toArray().map((r) => r.room_id));
       const missing = [...memberships.keys()].filter((id) => !known.has(id));
-      const facts = await Promise.all(
-        missing.map(async (roomId) => {
-          try {
-            return { roomId, facts: await this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).roomFacts(request.userId) };
-          } catch {
-            return null; // unreachable now: asked again next time
-          }
-        }),
-      );
-      this.ctx.storage.transactionSync(() => {
-        for (const f of facts) {
-          if (f) this.sql.exec("INSERT OR REPLACE INTO sliding_room_facts (room_id, room_type, encrypted) VALUES (?, ?, ?)", f.roomId, f.facts.roomType, f.facts.encrypted ? 1 : 0);
-        }
-      });
+      if (missing.length > 0) await this.fetchFacts(missing, request.userId);
     }
     this.spaceChildren = new Map();
     await Promise.all(

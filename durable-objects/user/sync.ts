@@ -484,31 +484,19 @@ export class SyncHub {
    * the filter drops does not end the wait.
    */
   async sync(request: SyncRequest): Promise<SyncPlan> {
-    this.learnUserId(request.userId);
-    const now = Date.now();
-    if (request.setPresence !== "offline") {
-      const current = this.store.presenceOf(request.userId);
-      if (!current || current.presence !== request.setPresence || now - current.lastActiveTs > CURRENTLY_ACTIVE_MS / 2) {
-        if (this.setOwnPresence(request.userId, request.setPresence, undefined, now)) {
-          const row = this.store.presenceOf(request.userId)!;
-          this.followUp(() => fanOutPresence(this.env, request.userId, this.store.joinedRooms(), row));
-        }
-      }
-    }
     // A token ahead of this user's stream was not issued by it (another user's token, or one from before
     // this DO's storage was reset): answer everything since the stream's start, as an incremental sync,
     // so the client misses nothing, and acknowledge no to-device message on its word. (Synapse's tokens
     // are global, so Complement hands one user's token to another: TestTentativeEventualJoiningAfterRejecting.)
     if (request.since && request.since.position > this.stream.current()) request = { ...request, since: { ...request.since, position: 0, toDevice: 0 } };
     const since = request.since;
-    if (since && this.sources.ackToDevice) {
-      // The client has the response that listed these (spec: "Send-to-Device messaging", server behaviour).
-      this.sources.ackToDevice(request.deviceId, since.toDevice);
-    }
-    const waitMs = since && !request.fullState ? Math.max(0, request.timeoutMs) : 0;
-    const deadline = Date.now() + waitMs;
-    this.activeSyncs += 1;
-    try {
+    return this.syncing(request.userId, request.setPresence, async () => {
+      if (since && this.sources.ackToDevice) {
+        // The client has the response that listed these (spec: "Send-to-Device messaging", server behaviour).
+        this.sources.ackToDevice(request.deviceId, since.toDevice);
+      }
+      const waitMs = since && !request.fullState ? Math.max(0, request.timeoutMs) : 0;
+      const deadline = Date.now() + waitMs;
       for (;;) {
         const recheckAt = await this.ensureListening(request.userId);
         const plan = this.plan(request);
@@ -516,10 +504,32 @@ export class SyncHub {
         if (!isEmpty(plan) || left <= 0) return plan;
         await this.waitForChange(Math.min(left, Math.max(0, recheckAt - Date.now())));
       }
+    });
+  }
+
+  /**
+   * Runs one sync request (/sync, or sliding sync in user/sliding-sync.ts) as presence sees it: `set_presence`
+   * (absent: online) marks the user, and the presence timeout counts from the end of the last request.
+   */
+  async syncing<T>(userId: string, setPresence: "online" | "offline" | "unavailable", run: () => Promise<T>): Promise<T> {
+    this.learnUserId(userId);
+    const now = Date.now();
+    if (setPresence !== "offline") {
+      const current = this.store.presenceOf(userId);
+      if (!current || current.presence !== setPresence || now - current.lastActiveTs > CURRENTLY_ACTIVE_MS / 2) {
+        if (this.setOwnPresence(userId, setPresence, undefined, now)) {
+          const row = this.store.presenceOf(userId)!;
+          this.followUp(() => fanOutPresence(this.env, userId, this.store.joinedRooms(), row));
+        }
+      }
+    }
+    this.activeSyncs += 1;
+    try {
+      return await run();
     } finally {
       this.activeSyncs -= 1;
       this.lastSyncEnd = Date.now();
-      if (request.setPresence !== "offline") await this.schedulePresenceTimeout();
+      if (setPresence !== "offline") await this.schedulePresenceTimeout();
     }
   }
 

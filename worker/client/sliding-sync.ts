@@ -52,7 +52,9 @@ slidingSyncRoutes.post("/_matrix/client/unstable/org.matrix.simplified_msc3575/s
     throw invalidParam("set_presence must be one of online, offline, unavailable");
   }
 
-  const plan = unwrap(await userStore(c.env, userId).slidingSyncPlan({ userId, deviceId, pos: pos === undefined || pos === "" ? null : pos, timeoutMs, body }));
+  const plan = unwrap(
+    await userStore(c.env, userId).slidingSyncPlan({ userId, deviceId, pos: pos === undefined || pos === "" ? null : pos, timeoutMs, setPresence: setPresence ?? "online", body }),
+  );
   return c.json(await buildResponse(c.env, { userId, deviceId }, plan as SlidingPlan));
 });
 
