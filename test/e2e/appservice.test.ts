@@ -21,6 +21,16 @@ interface PushedEvent {
   state_key?: string;
 }
 
+/** The parts of express's request and response the third-party routes below use. */
+interface HttpRequest {
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+}
+interface HttpResponse {
+  status(code: number): HttpResponse;
+  send(body: unknown): void;
+}
+
 const HS_TOKEN = `hs-${Math.random().toString(36).slice(2)}`;
 const AS_TOKEN = `as-${Math.random().toString(36).slice(2)}`;
 
@@ -32,8 +42,25 @@ const received: PushedEvent[] = [];
 
 async function startBridge(): Promise<void> {
   const as = new AppService({ homeserverToken: HS_TOKEN });
-  as.on("event", (e: PushedEvent) => received.push(e));
-  await as.listen(asPort, "127.0.0.1");
+  as.on("event", (e: Record<string, unknown>) => void received.push(e as unknown as PushedEvent));
+  // Queries: the bridge creates what it is asked about (spec: Application Service API, "Querying").
+  as.onUserQuery = async (userId: string) => {
+    const localpart = userId.slice(1, userId.indexOf(":"));
+    await call("POST", "/_matrix/client/v3/register", AS_TOKEN, { type: "m.login.application_service", username: localpart, inhibit_login: true });
+  };
+  as.onAliasQuery = async (alias: string) => {
+    const room = await call("POST", "/_matrix/client/v3/createRoom", AS_TOKEN, {});
+    await call("PUT", `/_matrix/client/v3/directory/room/${encodeURIComponent(alias)}`, AS_TOKEN, { room_id: room.body.room_id });
+  };
+  const app = as.expressApp as unknown as { get(path: string, handler: (req: HttpRequest, res: HttpResponse) => void): void };
+  app.get("/_matrix/app/v1/thirdparty/protocol/:protocol", (req, res) => {
+    if (req.params.protocol !== "e2enet") return void res.status(404).send({ errcode: "M_NOT_FOUND" });
+    res.send({ user_fields: ["nick"], location_fields: ["channel"], icon: "mxc://x/y", field_types: {}, instances: [{ network_id: "net1", desc: "Net One", fields: {} }] });
+  });
+  app.get("/_matrix/app/v1/thirdparty/location/:protocol", (req, res) => {
+    res.send([{ alias: `#_e2e_${String(req.query.channel)}:x`, protocol: req.params.protocol, fields: { channel: req.query.channel } }]);
+  });
+  await as.listen(asPort, "127.0.0.1", 16);
   bridge = as;
 }
 
@@ -87,11 +114,14 @@ beforeAll(async () => {
       `hs_token: "${HS_TOKEN}"`,
       "sender_localpart: e2ebridgebot",
       "rate_limited: false",
+      "protocols: [e2enet]",
       "namespaces:",
       "  users:",
       "    - exclusive: true",
       `      regex: "@_e2e_.*:${serverName.replace(".", "\\\\.")}"`,
-      "  aliases: []",
+      "  aliases:",
+      "    - exclusive: true",
+      `      regex: "#_e2e_.*"`,
       "  rooms: []",
       "",
     ].join("\n"),
@@ -185,5 +215,26 @@ describe("a bridge on matrix-appservice", () => {
     expect(res.body.status).toBe(404);
     const other = await call("POST", "/_matrix/client/v1/appservice/someone-else/ping", AS_TOKEN, {});
     expect(other.status).toBe(403);
+  });
+
+  it("queries: an unknown user or alias in the namespace is asked of the bridge, which creates it", async () => {
+    const user = `@_e2e_queried${Date.now().toString(36)}:${server.serverName}`;
+    const profile = await call("GET", `/_matrix/client/v3/profile/${encodeURIComponent(user)}`, human.access_token);
+    expect(profile.status).toBe(200);
+    const alias = `#_e2e_chan${Date.now().toString(36)}:${server.serverName}`;
+    const resolved = await call("GET", `/_matrix/client/v3/directory/room/${encodeURIComponent(alias)}`, undefined);
+    expect(resolved.status).toBe(200);
+    expect(resolved.body.room_id).toMatch(/^!/);
+    // Outside the namespaces nobody is asked.
+    expect((await call("GET", `/_matrix/client/v3/directory/room/${encodeURIComponent(`#nobody:${server.serverName}`)}`, undefined)).status).toBe(404);
+  });
+
+  it("third-party protocols and locations come from the bridge", async () => {
+    const protocols = await call("GET", "/_matrix/client/v3/thirdparty/protocols", human.access_token);
+    expect(protocols.status).toBe(200);
+    expect(protocols.body.e2enet.instances).toEqual([{ network_id: "net1", desc: "Net One", fields: {}, instance_id: "e2e-bridge|net1" }]);
+    expect((await call("GET", "/_matrix/client/v3/thirdparty/protocol/other", human.access_token)).status).toBe(404);
+    const locations = await call("GET", "/_matrix/client/v3/thirdparty/location/e2enet?channel=general", human.access_token);
+    expect(locations.body).toEqual([{ alias: "#_e2e_general:x", protocol: "e2enet", fields: { channel: "general" } }]);
   });
 });
