@@ -535,6 +535,12 @@ export class UserDurableObject extends DurableObject<Env> {
       {
         recordRoomEvent: (n) => this.recordRoomEvent(n),
         accountDataSince: (since, userId) => this.accountDataSince(since, userId),
+        ignoredUsers: () => {
+          const text = this.getAccountData(null, "m.ignored_user_list");
+          const content: unknown = text === null ? null : JSON.parse(text);
+          const users = isJsonObject(content) && isJsonObject(content.ignored_users) ? Object.keys(content.ignored_users) : [];
+          return new Set(users);
+        },
         pushRuleset: (userId) => {
           const key = `${userId}\n${this.getPushRules()}`;
           if (this.pushRulesetCache?.key !== key) this.pushRulesetCache = { key, ruleset: pushRulesAccountData(this.storedPushRules(), userId).global };

@@ -301,6 +301,13 @@ export class SyncStore {
     return r ? { roomId, position: r.stream_position, streamOrdering: r.stream_ordering, eventId: r.event_id, membership: r.membership } : undefined;
   }
 
+  /** The sender of the inbox row at a room stream ordering (e.g. who sent an invite), if it is there. */
+  senderAt(roomId: string, streamOrdering: number): string | undefined {
+    return this.sql
+      .exec<{ sender: string }>("SELECT sender FROM room_events_inbox WHERE room_id = ? AND stream_ordering = ?", roomId, streamOrdering)
+      .toArray()[0]?.sender;
+  }
+
   /** Records that the user forgot the room at their current membership (leave or ban); false if they
    * have none or are still in it. */
   forgetRoom(roomId: string): boolean {

@@ -31,6 +31,8 @@ export interface SyncSources {
   accountDataSince(since: number, userId: string): AccountDataDelta;
   /** The user's effective push rules. */
   pushRuleset(userId: string): Ruleset;
+  /** The users in the user's `m.ignored_user_list` (spec: "Ignoring Users"). */
+  ignoredUsers?(): Set<string>;
   toDeviceSince?(deviceId: string, since: number, limit: number): ToDeviceBatch;
   ackToDevice?(deviceId: string, upto: number): void;
   deviceListsSince?(since: number, upto: number): DeviceListChanges;
@@ -597,6 +599,7 @@ export class SyncHub {
     for (const roomId of marked) candidates.add(roomId);
 
     const rooms: SyncRoomPlan[] = [];
+    let ignored: Set<string> | undefined;
     for (const roomId of [...candidates].sort()) {
       if (!roomPasses(f.room, roomId)) continue;
       const m = membershipsNow.get(roomId);
@@ -626,6 +629,11 @@ export class SyncHub {
         }
       } else if (m.membership === "invite" || m.membership === "knock") {
         if (!(initial || request.fullState || changedInRange.some((c) => c.membership === m.membership))) continue;
+        // Spec ("Ignoring Users"): invites from ignored users are not sent to clients.
+        if (m.membership === "invite" && (ignored ??= this.sources.ignoredUsers?.() ?? new Set()).size > 0) {
+          const inviter = this.store.senderAt(roomId, m.streamOrdering);
+          if (inviter !== undefined && ignored.has(inviter)) continue;
+        }
         plan.section = m.membership;
         rooms.push(plan);
         continue;

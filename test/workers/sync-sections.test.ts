@@ -211,6 +211,24 @@ describe("/sync sections", () => {
     expect(joined.rooms.join?.[roomId]).toBeDefined();
   });
 
+  it("hides invites from ignored users, in incremental and initial syncs", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const chris = await newUser("chris");
+    const ignore = await api("PUT", `${V3}/user/${encodeURIComponent(alice.user_id)}/account_data/m.ignored_user_list`, {
+      token: alice.access_token,
+      body: { ignored_users: { [bob.user_id]: {} } },
+    });
+    expect(ignore.status).toBe(200);
+    const since = (await sync(alice)).next_batch;
+    const bobRoom = await createRoom(bob, { preset: "private_chat", invite: [alice.user_id] });
+    const chrisRoom = await createRoom(chris, { preset: "private_chat", invite: [alice.user_id] });
+    for (const body of [await sync(alice, { since }), await sync(alice)]) {
+      expect(body.rooms?.invite?.[bobRoom]).toBeUndefined();
+      expect(body.rooms?.invite?.[chrisRoom]).toBeDefined();
+    }
+  });
+
   it("knock shows knock_state", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
