@@ -3,6 +3,7 @@ import { MatrixError } from "../../protocol/errors.js";
 import type { JsonObject, JsonValue } from "../../protocol/json.js";
 import {
   conditionMatches,
+  copyRoomRules,
   defaultPushRules,
   deleteRule,
   effectiveRuleset,
@@ -496,5 +497,23 @@ describe("user changes", () => {
   it("knows the rule kinds", () => {
     expect(isPushRuleKind("underride")).toBe(true);
     expect(isPushRuleKind("global")).toBe(false);
+  });
+});
+
+describe("copyRoomRules (room upgrades)", () => {
+  it("copies rules naming the old room under the new room's ID, once, just before the original", () => {
+    let s = putRule({}, "room", "!old:x", { actions: ["dont_notify"] });
+    s = putRule(s, "override", "about-!old:x", { actions: ["notify"], conditions: [{ kind: "event_match", key: "room_id", pattern: "!old:x" }] });
+    s = putRule(s, "override", "other", { actions: ["notify"], conditions: [{ kind: "event_match", key: "room_id", pattern: "!else:x" }] });
+    const copied = copyRoomRules(s, "!old:x", "!new:x");
+    expect(copied.user!.room!.map((r) => [r.rule_id, r.actions])).toEqual([["!new:x", ["dont_notify"]], ["!old:x", ["dont_notify"]]]);
+    const override = copied.user!.override!;
+    // (putRule puts a new rule first, so "other" leads.)
+    expect(override.map((r) => r.rule_id)).toEqual(["other", "about-!new:x", "about-!old:x"]);
+    expect(override[1]!.conditions).toEqual([{ kind: "event_match", key: "room_id", pattern: "!new:x" }]);
+    // Again: nothing more.
+    expect(copyRoomRules(copied, "!old:x", "!new:x")).toBe(copied);
+    // Nothing about the room: the same value back.
+    expect(copyRoomRules(s, "!none:x", "!new:x")).toBe(s);
   });
 });
