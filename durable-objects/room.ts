@@ -919,7 +919,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   private ephemeralState?: RoomEphemeral;
   private get ephemeral(): RoomEphemeral {
-    return (this.ephemeralState ??= new RoomEphemeral(this.engine, this.env));
+    return (this.ephemeralState ??= new RoomEphemeral(this.engine, this.env, this.ctx));
   }
 
   /** GET /sync: the room's part of a response (timeline, state, summary), one call per room. */

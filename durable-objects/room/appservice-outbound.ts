@@ -156,6 +156,25 @@ class RoomAppserviceOutbound {
     }
   }
 
+  /**
+   * An ephemeral event of this room (typing, a public receipt) for the services that asked for them
+   * (`receive_ephemeral`, MSC2409) and are interested in the room. Best effort, as for local members: a
+   * failure is logged. A waiting event with the same `dedupeKey` is replaced (the latest typing list).
+   */
+  async pushEphemeral(event: { type: string; room_id: string; content: object }, dedupeKey: string): Promise<void> {
+    try {
+      const services = (await this.pushTargets()).filter((s) => s.registration.receiveEphemeral);
+      if (services.length === 0) return;
+      const interested = await this.servicesInterestedInRoom(event.room_id, services);
+      const queued = { eduType: event.type, content: JSON.stringify(event), dedupeKey };
+      await Promise.all(
+        [...interested].map((id) => this.env.APPSERVICES.get(this.env.APPSERVICES.idFromName(id)).enqueue(id, [], [queued])),
+      );
+    } catch (e) {
+      console.warn("appservice ephemeral event not queued", event.room_id, e instanceof Error ? e.message : e);
+    }
+  }
+
   /** Synapse `is_interested_in_room`: room ID, aliases, or a local joined member in the namespace. */
   private async servicesInterestedInRoom(roomId: string, services: Appservice[]): Promise<Set<string>> {
     const out = new Set<string>();
@@ -219,10 +238,26 @@ class RoomAppserviceOutbound {
 
 const instances = new WeakMap<DurableObjectState, RoomAppserviceOutbound>();
 
+const byEngine = new WeakMap<RoomEngine, RoomAppserviceOutbound>();
+
 function outboundOf(ctx: DurableObjectState, engine: RoomEngine, env: Env): RoomAppserviceOutbound {
   let o = instances.get(ctx);
-  if (!o) instances.set(ctx, (o = new RoomAppserviceOutbound(ctx, engine, env)));
+  if (!o) {
+    instances.set(ctx, (o = new RoomAppserviceOutbound(ctx, engine, env)));
+    byEngine.set(engine, o);
+  }
   return o;
+}
+
+/** Typing and receipts for services with `receive_ephemeral` (room/ephemeral.ts). Never rejects. */
+export async function pushEphemeralToAppservices(
+  ctx: DurableObjectState,
+  engine: RoomEngine,
+  env: Env,
+  event: { type: string; room_id: string; content: object },
+  dedupeKey: string,
+): Promise<void> {
+  await (byEngine.get(engine) ?? outboundOf(ctx, engine, env)).pushEphemeral(event, dedupeKey);
 }
 
 /** The Room DO's hook after a commit (room.ts `afterCommit`). */

@@ -9,6 +9,7 @@
 // Destination DOs (a waiting EDU with the same dedupe key is replaced: only the latest state matters).
 // Changes by remote users arrive through PUT /send (worker/federation/edus.ts) and are applied here like
 // local ones, but never sent on: each server sends its own users' EDUs to every server in the room.
+import { pushEphemeralToAppservices } from "./appservice-outbound.js";
 import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
 import type { Env } from "../../worker/env.js";
 import type { ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
@@ -49,7 +50,14 @@ export class RoomEphemeral {
   constructor(
     private readonly engine: RoomEngine,
     private readonly env: Env,
+    /** For application services with `receive_ephemeral` (room/appservice-outbound.ts). */
+    private readonly ctx?: DurableObjectState,
   ) {}
+
+  /** Typing and public receipts also go to application services that asked for them (MSC2409). */
+  private toAppservices(event: { type: string; room_id: string; content: object }, dedupeKey: string): Promise<void> {
+    return this.ctx ? pushEphemeralToAppservices(this.ctx, this.engine, this.env, event, dedupeKey) : Promise.resolve();
+  }
 
   private requireJoined(userId: string): string {
     const meta = this.engine.meta();
@@ -80,6 +88,7 @@ export class RoomEphemeral {
         if (this.typing.get(userId)?.timer !== timer) return;
         this.typing.delete(userId);
         void this.fanOut({ kind: "typing", roomId, userIds: this.typingUsers() });
+        void this.toAppservices({ type: "m.typing", room_id: roomId, content: { user_ids: this.typingUsers() } }, `typing:${roomId}`);
         // Synapse tells the other servers when a local user's typing times out, too.
         void this.federate(typingEdu(roomId, userId, false), `typing:${roomId}:${userId}`, userId);
       }, ms);
@@ -102,6 +111,7 @@ export class RoomEphemeral {
     await Promise.all([
       this.fanOut({ kind: "typing", roomId, userIds: this.typingUsers() }),
       this.federate(typingEdu(roomId, userId, typing), `typing:${roomId}:${userId}`, userId),
+      this.toAppservices({ type: "m.typing", room_id: roomId, content: { user_ids: this.typingUsers() } }, `typing:${roomId}`),
     ]);
   }
 
@@ -159,6 +169,14 @@ export class RoomEphemeral {
       await Promise.all([
         this.fanOut(notification),
         this.federate(receiptEdu(roomId, update), `receipt:${roomId}:${update.receiptType}:${update.userId}:${threadId}`, update.userId),
+        this.toAppservices(
+          {
+            type: "m.receipt",
+            room_id: roomId,
+            content: { [update.eventId]: { [update.receiptType]: { [update.userId]: update.threadId !== undefined ? { ts: update.ts, thread_id: update.threadId } : { ts: update.ts } } } },
+          },
+          `receipt:${roomId}:${update.receiptType}:${update.userId}:${threadId}`,
+        ),
       ]);
     } else await this.fanOut(notification, [update.userId]);
     return { streamOrdering: target.streamOrdering, applied: true };

@@ -123,3 +123,25 @@ describe("a service that is down", () => {
     expect(second.alarmAt).not.toBeNull();
   });
 });
+
+describe("receive_ephemeral", () => {
+  it("typing and public receipts of the service's rooms are queued for services that asked for them", async () => {
+    const svc = await registerAppservice({ url: DOWN, receive_ephemeral: true });
+    const quiet = await registerAppservice({ url: DOWN });
+    const owner = await newUser("typer");
+    const roomId = await createRoom(owner, { invite: [svc.sender] });
+    expect((await api("POST", `${r(roomId)}/join`, { token: svc.asToken, body: {} })).status).toBe(200);
+    await api("POST", `${r(roomId)}/join?user_id=${encodeURIComponent(quiet.sender)}`, { token: quiet.asToken, body: {} });
+    const msg = await send(owner, roomId, { msgtype: "m.text", body: "read me" });
+    expect((await api("PUT", `${r(roomId)}/typing/${encodeURIComponent(owner.user_id)}`, { token: owner.access_token, body: { typing: true, timeout: 30000 } })).status).toBe(200);
+    expect((await api("POST", `${r(roomId)}/receipt/m.read/${encodeURIComponent(msg.body.event_id)}`, { token: owner.access_token, body: {} })).status).toBe(200);
+    await settle(roomId);
+    const q = queue(svc);
+    await q.sendsSettled();
+    const edus = (await q.queueState()).edus;
+    expect(edus.map((e) => e.eduType)).toEqual(["m.typing", "m.receipt"]);
+    expect(edus[0]!.dedupeKey).toBe(`typing:${roomId}`);
+    // Without receive_ephemeral: none (the quiet service is not even in the room: it never joined).
+    expect((await queue(quiet).queueState()).edus).toEqual([]);
+  });
+});
