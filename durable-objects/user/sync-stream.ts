@@ -559,6 +559,12 @@ export class SyncStore {
     return position;
   }
 
+  /** Shows a user's unchanged presence again in the syncs whose range covers `position` (a newly joined
+   * room-mate: spec "Presence", Synapse sends the presence of newly joined members). */
+  stampPresence(userId: string, position: number): void {
+    this.sql.exec("UPDATE sync_presence SET stream_position = ? WHERE user_id = ? AND stream_position < ?", position, userId, position);
+  }
+
   presenceOf(userId: string): PresenceRow | undefined {
     return this.presenceRows("user_id = ?", [userId])[0];
   }

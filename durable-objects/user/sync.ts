@@ -228,6 +228,8 @@ export class SyncHub {
       // one who leaves may no longer share any room.
       if (n.membership === "join") {
         this.sources.recordDeviceListChange?.(n.stateKey!, "changed");
+        // A new room-mate's presence is news even when it did not change (as Synapse's incremental sync).
+        this.store.stampPresence(n.stateKey!, position);
         // A remote room-mate: their server's device list and presence updates must reach this user.
         if (serverNameOf(n.stateKey!) !== this.env.SERVER_NAME) this.followUp(() => watchRemoteUsers(this.env, [n.stateKey!], me));
       }
@@ -384,7 +386,8 @@ export class SyncHub {
           currentlyActive: event.currentlyActive,
         };
         if (event.statusMsg !== undefined) state.statusMsg = event.statusMsg;
-        this.store.setPresence(mate, state);
+        // Known and unchanged: shown again all the same, the room-mate is new to this user.
+        if (this.store.setPresence(mate, state) === null) this.store.stampPresence(mate, this.stream.next());
       }
     });
   }

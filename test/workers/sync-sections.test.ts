@@ -429,6 +429,21 @@ describe("/sync presence of new room-mates", () => {
       aliceView = await sync(alice, { since: aliceView.next_batch, timeout: 10_000, set_presence: "offline" });
     }
     expect(aliceView.presence.events.find((e: Ev) => e.sender === bob.user_id).content).toMatchObject({ presence: "online", status_msg: "here" });
+
+    // A second room: both know each other's presence already and it did not change; the join still shows
+    // it to both (Complement's TestSync "presence for newly joined members").
+    const second = await createRoom(alice, { preset: "public_chat" });
+    const aliceSince2 = (await sync(alice, { since: aliceView.next_batch, set_presence: "offline" })).next_batch;
+    let bobView = await sync(bob, { since: body.next_batch, set_presence: "offline" });
+    expect((await join(bob, second)).status).toBe(200);
+    while (!bobView.presence.events.some((e: Ev) => e.sender === alice.user_id)) {
+      bobView = await sync(bob, { since: bobView.next_batch, timeout: 10_000, set_presence: "offline" });
+    }
+    let aliceView2 = await sync(alice, { since: aliceSince2, set_presence: "offline" });
+    while (!aliceView2.presence.events.some((e: Ev) => e.sender === bob.user_id)) {
+      aliceView2 = await sync(alice, { since: aliceView2.next_batch, timeout: 10_000, set_presence: "offline" });
+    }
+    expect(aliceView2.presence.events.find((e: Ev) => e.sender === bob.user_id).content).toMatchObject({ presence: "online", status_msg: "here" });
   });
 });
 
