@@ -93,9 +93,15 @@ export async function directoryScope(env: Env, searcher: string): Promise<string
     userStore(env, searcher).joinedRooms(),
     env.DB.prepare("SELECT room_id FROM room_directory WHERE visibility = 'public' LIMIT ?").bind(MAX_SCOPE_PUBLIC_ROOMS).all<{ room_id: string }>(),
   ]);
-  const rooms = [...new Set([...joined, ...published.results.map((r) => r.room_id)])];
+  const publicRooms = new Set(published.results.map((r) => r.room_id));
+  const rooms = [...new Set([...joined, ...publicRooms])];
   const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
-  return [...new Set(lists.flat())];
+  const scope = new Set<string>();
+  // The searcher finds themselves only through a published room (as Synapse: sharing a room is with others).
+  lists.forEach((members, i) => {
+    for (const m of members) if (m !== searcher || publicRooms.has(rooms[i]!)) scope.add(m);
+  });
+  return [...scope];
 }
 
 const searchAllUsers = (env: Env) => env.USER_DIRECTORY_SEARCH_ALL_USERS === "true";
