@@ -614,11 +614,10 @@ export class RoomEngine {
       if (group === null) return null;
       let done = completed.get(group);
       if (done === undefined) {
+        // One materialised read per group (cached), not one lookup per addition: a resync adds thousands.
+        const state = this.stateGroups.load(group);
         const missing = new Map<StateKey, string>();
-        for (const [key, eventId] of additions) {
-          const [type, sk] = splitStateKey(key);
-          if (this.stateGroups.lookup(group, type, sk) === undefined) missing.set(key, eventId);
-        }
+        for (const [key, eventId] of additions) if (!state.has(key)) missing.set(key, eventId);
         done = missing.size > 0 ? this.stateGroups.create(group, missing) : group;
         completed.set(group, done);
       }
