@@ -23,6 +23,7 @@ import type { Env } from "../../worker/env.js";
 import type { QueuedPdu } from "../destination/queue.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import { partialStateServers } from "./partial-state.js";
+import { localStickyEvents, newlyJoinedServer } from "./sticky-outbound.js";
 
 /** Events read per hand-over round (each Destination DO gets one call per round). */
 const ROUND_EVENTS = 100;
@@ -35,7 +36,7 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS federation_outbound (
   position INTEGER NOT NULL
 )`;
 
-type EventRow = { stream_ordering: number; event_id: string; type: string; state_key: string | null; sender: string; json: string };
+type EventRow = { stream_ordering: number; event_id: string; type: string; state_key: string | null; sender: string; json: string; membership: string | null };
 
 /** Per Room DO instance: the hand-over chain and caches (keyed by the DO's state object). */
 class RoomOutbound {
@@ -111,7 +112,7 @@ class RoomOutbound {
         if (position >= latest) break;
         const rows = this.engine.sql
           .exec<EventRow>(
-            `SELECT stream_ordering, event_id, type, state_key, sender, json FROM events
+            `SELECT stream_ordering, event_id, type, state_key, sender, json, membership FROM events
              WHERE stream_ordering > ? AND stream_ordering <= ? AND rejected_reason IS NULL AND soft_failed = 0 AND outlier = 0
              ORDER BY stream_ordering LIMIT ?`,
             position,
@@ -121,13 +122,21 @@ class RoomOutbound {
           .toArray();
         const upTo = rows.length === ROUND_EVENTS ? rows[rows.length - 1]!.stream_ordering : latest;
         const byDestination = new Map<string, QueuedPdu[]>();
+        const listOf = (destination: string): QueuedPdu[] => {
+          let list = byDestination.get(destination);
+          if (!list) byDestination.set(destination, (list = []));
+          return list;
+        };
         for (const row of rows) {
+          // MSC4354: a server that joins gets our unexpired sticky events from before its join (room/sticky-outbound.ts).
+          const joined = newlyJoinedServer(this.engine, this.env.SERVER_NAME, row);
+          if (joined !== null && federationAllowed(this.env, joined)) {
+            for (const sticky of localStickyEvents(this.engine, row.stream_ordering, Date.now())) listOf(joined).push({ roomId: room.roomId, ...sticky });
+          }
           if (!this.engine.isLocalUser(row.sender)) continue;
           for (const destination of this.destinationsOf(row)) {
-            let list = byDestination.get(destination);
-            if (!list) byDestination.set(destination, (list = []));
             // The stored JSON is the wire form (event_id only in room v1-v2), as wireForm() gives it.
-            list.push({ roomId: room.roomId, eventId: row.event_id, json: row.json });
+            listOf(destination).push({ roomId: room.roomId, eventId: row.event_id, json: row.json });
           }
         }
         await enqueueAll(this.env, byDestination);

@@ -73,6 +73,8 @@ export const ROOM_SCHEMA = `
   CREATE INDEX IF NOT EXISTS events_by_redacts ON events (redacts);
   CREATE INDEX IF NOT EXISTS events_by_depth ON events (depth);
   CREATE INDEX IF NOT EXISTS events_by_ts ON events (origin_server_ts);
+  -- MSC4354 sticky events (sync-reads.ts, sticky-outbound.ts): queries repeat this WHERE term to use it.
+  CREATE INDEX IF NOT EXISTS events_sticky ON events (stream_ordering) WHERE instr(json, '"msc4354_sticky"') > 0;
 
   CREATE TABLE IF NOT EXISTS event_edges (
     event_id TEXT NOT NULL,

@@ -292,51 +292,47 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
   };
   if (summary) result.summary = summary;
   if (request.section === "join") {
-    const sticky = stickyEventIds(engine, request, inTimeline, visibility, now);
+    const sticky = stickyEventIds(engine, request, inTimeline, now);
     if (sticky.length > 0) result.sticky = format(sticky);
   }
   return result;
 }
 
-/** Rows a sticky-event scan reads at most, and sticky events one response carries at most. */
+/** Sticky-index rows a scan reads at most, and sticky events one response carries at most. */
 const MAX_STICKY_SCAN = 1000;
 const MAX_STICKY_EVENTS = 100;
-/** How far an event's origin_server_ts may trail a later event's before the scan stops (clock skew). */
-const STICKY_SCAN_SLACK_MS = 10 * 60_000;
 
 /**
  * MSC4354: the room's sticky events that are still sticky now and that the client should have but the
  * timeline does not carry: all of them for an initial sync or a room the user just joined (`latest`), those
  * after the since token for an incremental sync (the ones a limited timeline left out). Oldest first.
- * Found by scanning back from `upto` while events are recent enough to be sticky (an hour at most).
+ * Read from the partial index `events_sticky` (schema.ts), newest first; an event can only still be sticky
+ * if its origin_server_ts is within the longest duration (start = min(origin_server_ts, receipt)), but events
+ * from other servers can arrive late, so an old one does not end the scan.
  */
-function stickyEventIds(engine: RoomEngine, request: RoomSyncRequest, inTimeline: Set<string>, visibility: Visibility, now: number): string[] {
+export function stickyEventIds(engine: RoomEngine, request: Pick<RoomSyncRequest, "mode" | "sinceOrdering" | "upto">, inTimeline: ReadonlySet<string>, now: number): string[] {
   const after = request.mode === "exact" ? (request.sinceOrdering ?? 0) : 0;
-  const oldest = now - MAX_STICKY_DURATION_MS - STICKY_SCAN_SLACK_MS;
+  const rows = engine.sql
+    .exec<{ event_id: string; origin_server_ts: number; json: string }>(
+      `SELECT event_id, origin_server_ts, json FROM events
+       WHERE instr(json, '"msc4354_sticky"') > 0 AND stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED}
+       ORDER BY stream_ordering DESC LIMIT ?`,
+      after,
+      request.upto,
+      MAX_STICKY_SCAN,
+    )
+    .toArray();
   const found: string[] = [];
-  let before = request.upto + 1;
-  let scanned = 0;
-  while (scanned < MAX_STICKY_SCAN && found.length < MAX_STICKY_EVENTS) {
-    const batch = engine.sql
-      .exec<Row>(
-        `SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND stream_ordering > ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT 100`,
-        before,
-        after,
-      )
-      .toArray();
-    if (batch.length === 0) break;
-    for (const row of batch) {
-      scanned += 1;
-      before = row.stream_ordering;
-      if (row.origin_server_ts < oldest) return found.reverse();
-      // Cheap test first: most events are not sticky.
-      if (!row.json.includes('"msc4354_sticky"') || inTimeline.has(row.event_id)) continue;
-      const pdu = JSON.parse(row.json) as { [key: string]: unknown; origin_server_ts: number };
-      const duration = stickyDurationMs(pdu);
-      if (duration === undefined || stickyUntil(pdu, duration, now) <= now || !visibility.canSee(row)) continue;
-      found.push(row.event_id);
-      if (found.length >= MAX_STICKY_EVENTS) break;
-    }
+  for (const row of rows) {
+    if (row.origin_server_ts <= now - MAX_STICKY_DURATION_MS || inTimeline.has(row.event_id)) continue;
+    const pdu = JSON.parse(row.json) as { [key: string]: unknown; origin_server_ts: number };
+    const duration = stickyDurationMs(pdu);
+    // No history-visibility check (MSC4354: "History visibility checks MUST NOT be applied to sticky
+    // events ... Any joined user is authorised to see sticky events for the duration they remain sticky";
+    // Synapse passes them as always_include_ids). This section is for joined rooms only.
+    if (duration === undefined || stickyUntil(pdu, duration, now) <= now) continue;
+    found.push(row.event_id);
+    if (found.length >= MAX_STICKY_EVENTS) break;
   }
   return found.reverse();
 }
