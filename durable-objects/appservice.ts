@@ -15,23 +15,25 @@
 // rows are stored, so nothing acknowledged is lost across a restart: the alarm (always set while something
 // is queued) resumes the queue.
 import { DurableObject } from "cloudflare:workers";
-import { appserviceById } from "./appservice/registry.js";
+import { appserviceById, type Appservice } from "./appservice/registry.js";
 import { backoffDelay } from "./destination/backoff.js";
 import { DestinationQueue, type OutgoingTransaction, type QueueState, type QueuedEdu, type QueuedPdu } from "./destination/queue.js";
+import { transactionKeyCounts } from "./appservice/key-counts.js";
+import { transactionBody, transactionParts } from "./appservice/transaction.js";
+import type { Env } from "../worker/env.js";
 
-export interface AppserviceEnv {
-  DB: D1Database;
-  SERVER_NAME: string;
-}
+export type AppserviceEnv = Pick<Env, "DB" | "SERVER_NAME" | "ROOMS" | "USERS">;
 
 export interface AppserviceTuning {
   minBackoffMs: number;
   maxBackoffMs: number;
   /** How long one PUT may take before it counts as failed. */
   timeoutMs: number;
+  /** Tests: queue without sending, so that `previewTransaction()` shows what the next PUT would carry. */
+  holdSends: boolean;
 }
 
-const DEFAULT_TUNING: AppserviceTuning = { minBackoffMs: 2_000, maxBackoffMs: 5 * 60_000, timeoutMs: 60_000 };
+const DEFAULT_TUNING: AppserviceTuning = { minBackoffMs: 2_000, maxBackoffMs: 5 * 60_000, timeoutMs: 60_000, holdSends: false };
 
 /** While something is queued an alarm is always set (see destination.ts): a send cut off by a restart resumes. */
 const WATCHDOG_MS = 90_000;
@@ -116,6 +118,7 @@ export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
   }
 
   private startSending(force: boolean): Promise<void> {
+    if (this.tuning.holdSends) return Promise.resolve();
     if (force) this.forceNext = true;
     if (this.sending) {
       this.sendAgain = true;
@@ -164,17 +167,34 @@ export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
     }
   }
 
+  /** The JSON body of a transaction for `service` (appservice/transaction.ts). */
+  private async bodyOf(service: Appservice, txn: OutgoingTransaction): Promise<Record<string, unknown>> {
+    const parts = transactionParts(txn);
+    // MSC3202's key counts are read when the transaction is (re)sent: a retry carries the current counts.
+    const keys = service.registration.msc3202 ? await transactionKeyCounts(this.env, service, parts) : null;
+    return transactionBody(service.registration, parts, keys);
+  }
+
+  /** The body the next PUT would carry (the transaction in flight, or a new one), as JSON text; null when
+   * nothing is queued (tests, diagnostics). Makes the transaction if none is in flight. */
+  async previewTransaction(): Promise<string | null> {
+    const id = this.queue.destination();
+    const service = id === null ? undefined : await appserviceById(this.env, id);
+    const txn = service ? this.queue.nextTransaction(Date.now()) : null;
+    if (!service || !txn) return null;
+    return JSON.stringify({ txnId: txn.txnId, body: await this.bodyOf(service, txn) });
+  }
+
   /** One PUT of a transaction; null when the service accepted it (2xx), else why not. */
   private async push(id: string, txn: OutgoingTransaction): Promise<string | null> {
     const service = await appserviceById(this.env, id);
     // Removed, or `url: null`: the service receives nothing; what was queued for it is dropped.
     if (!service || service.registration.url === null) return null;
-    const body: Record<string, unknown> = { events: txn.pdus.map((p) => JSON.parse(p.json) as unknown) };
-    if (service.registration.receiveEphemeral) {
-      const ephemeral = txn.edus.map((e) => JSON.parse(e.content) as unknown);
-      // The stable name and MSC2409's (which matrix-appservice-bridge and older bridges read).
-      body.ephemeral = ephemeral;
-      body["de.sorunome.msc2409.ephemeral"] = ephemeral;
+    let body: Record<string, unknown>;
+    try {
+      body = await this.bodyOf(service, txn);
+    } catch (e) {
+      return `transaction not built: ${e instanceof Error ? e.message : String(e)}`;
     }
     const url = `${service.registration.url}/_matrix/app/v1/transactions/${encodeURIComponent(txn.txnId)}`;
     try {

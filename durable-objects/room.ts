@@ -54,7 +54,7 @@ import { federationRawRequest, federationRequest } from "../federation-client/re
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
-import { enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
+import { appservicesInterestedInRoom, enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 import { ownServerKey } from "./room/key-identity.js";
 import { checkSentParticipation, makeParticipation, type MakeParticipationRequest } from "./room/federation-participation.js";
 import type { RoomVersionRules } from "../protocol/room-versions.js";
@@ -1067,6 +1067,11 @@ export class RoomDurableObject extends DurableObject<Env> {
    * matched against the new list from the next event on (room/appservice-outbound.ts). */
   aliasesChanged(): void {
     forgetRoomAliases(this.ctx);
+  }
+
+  /** Which of the application services `ids` are interested in this room (appservice/streams.ts). */
+  appservicesInterested(ids: string[]): Promise<string[]> {
+    return appservicesInterestedInRoom(this.ctx, this.engine, this.env, ids);
   }
 
   /** Resolves once the delivery running now (if any) has finished (tests, benchmarks). */

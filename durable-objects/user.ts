@@ -328,6 +328,17 @@ export class UserDurableObject extends DurableObject<Env> {
   unusedFallbackKeyTypes(deviceId: string): string[] {
     return this.encryption.keys.unusedFallbackKeyTypes(deviceId);
   }
+  /** MSC3202 (application service transactions, appservice/key-counts.ts): per device, the unclaimed one-time
+   * keys by algorithm (only algorithms that have keys, as Synapse counts them for services) and the unused
+   * fallback key algorithms. */
+  appserviceKeyCounts(deviceIds: string[]): Record<string, { oneTimeKeys: Record<string, number>; unusedFallbackKeyTypes: string[] }> {
+    const out: Record<string, { oneTimeKeys: Record<string, number>; unusedFallbackKeyTypes: string[] }> = {};
+    for (const deviceId of deviceIds) {
+      const oneTimeKeys = Object.fromEntries(Object.entries(this.encryption.keys.oneTimeKeyCounts(deviceId)).filter(([, n]) => n > 0));
+      out[deviceId] = { oneTimeKeys, unusedFallbackKeyTypes: this.encryption.keys.unusedFallbackKeyTypes(deviceId) };
+    }
+    return out;
+  }
   /** Cross-signing keys as uploaded. */
   crossSigningKeys(): CrossSigningKeys {
     return this.encryption.keys.crossSigningKeys();

@@ -17,6 +17,7 @@ import type { FederatedCrossSigning, FederatedDevice, OwnDeviceListChanges } fro
 import { serverNameOf } from "../protocol/pdu.js";
 import { localDevices } from "./client/keys.js";
 import { userStore } from "./user-store.js";
+import { pushDeviceListChangeToAppservices } from "../durable-objects/appservice/streams.js";
 import type { Env } from "./env.js";
 
 /**
@@ -28,7 +29,12 @@ export async function onOwnDevicesChanged(env: Env, userId: string): Promise<voi
   // Every local user sharing a room with `userId` records the change in their own stream (sync's
   // durable-objects/user/room-mates.ts); their next /sync lists `userId` in device_lists.changed.
   const rooms = await userStore(env, userId).joinedRooms();
-  await Promise.all([fanOutDeviceListChange(env, userId, rooms), federateDeviceListChange(env, userId, rooms)]);
+  await Promise.all([
+    fanOutDeviceListChange(env, userId, rooms),
+    federateDeviceListChange(env, userId, rooms),
+    // Application services with MSC3202 that track the user (their own, or one in a room they bridge).
+    pushDeviceListChangeToAppservices(env, userId, rooms),
+  ]);
 }
 
 /** The user's devices and cross-signing keys as other servers see them (GET /user/devices too). */

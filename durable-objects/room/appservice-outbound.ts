@@ -175,6 +175,16 @@ class RoomAppserviceOutbound {
     }
   }
 
+  /** Which of the services `ids` are interested in this room (appservice/streams.ts: presence, device lists). */
+  async interested(ids: readonly string[]): Promise<string[]> {
+    const room = this.engine.meta();
+    if (!room) return [];
+    const wanted = new Set(ids);
+    const services = (await appservices(this.env)).filter((s) => wanted.has(s.id));
+    if (services.length === 0) return [];
+    return [...(await this.servicesInterestedInRoom(room.roomId, services))];
+  }
+
   /** Synapse `is_interested_in_room`: room ID, aliases, or a local joined member in the namespace. */
   private async servicesInterestedInRoom(roomId: string, services: Appservice[]): Promise<Set<string>> {
     const out = new Set<string>();
@@ -258,6 +268,11 @@ export async function pushEphemeralToAppservices(
   dedupeKey: string,
 ): Promise<void> {
   await (byEngine.get(engine) ?? outboundOf(ctx, engine, env)).pushEphemeral(event, dedupeKey);
+}
+
+/** Which of the services `ids` are interested in this room (Synapse `is_interested_in_room`). */
+export function appservicesInterestedInRoom(ctx: DurableObjectState, engine: RoomEngine, env: Env, ids: readonly string[]): Promise<string[]> {
+  return (byEngine.get(engine) ?? outboundOf(ctx, engine, env)).interested(ids);
 }
 
 /** The Room DO's hook after a commit (room.ts `afterCommit`). */

@@ -6,6 +6,7 @@ import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { DeviceListChangeKind } from "./device-lists.js";
 import type { PresenceState } from "./sync-stream.js";
+import { pushPresenceToAppservices } from "../appservice/streams.js";
 
 /** The joined members of a room (empty for a room this server does not know). */
 export async function joinedMembersOf(env: Pick<Env, "ROOMS">, roomId: string): Promise<string[]> {
@@ -67,12 +68,16 @@ export async function fanOutPresence(env: Env, userId: string, rooms: string[], 
       ),
     );
   }
+  // Application services with receive_ephemeral interested in the user or one of their rooms (MSC2409).
+  const toServices = pushPresenceToAppservices(env, userId, rooms, plain).catch((e: unknown) =>
+    console.warn("presence not queued for application services", userId, e instanceof Error ? e.message : e),
+  );
   await Promise.all(
-    [...mates].map((mate) =>
+    [toServices, ...[...mates].map((mate) =>
       env.USERS.get(env.USERS.idFromName(mate))
         .onPresence(userId, plain)
         .catch((e: unknown) => console.warn("presence fan-out failed", mate, e instanceof Error ? e.message : e)),
-    ),
+    )],
   );
 }
 

@@ -11,6 +11,7 @@ import { isLocalUserId, requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { userStore } from "../user-store.js";
+import { pushToDeviceToAppservices } from "../../durable-objects/appservice/streams.js";
 import { checkUserId, fanOut, localDevices, serverOfUserId } from "./keys.js";
 
 export const toDeviceRoutes = new Hono<AppEnv>();
@@ -43,8 +44,12 @@ export async function deliverToLocalDevices(env: Env, messageId: string, sender:
     const contents = deviceIds.map((d) => JSON.stringify(targets.get(d)));
     const store = userStore(env, recipient);
     // A federation message whose devices are all gone is still marked seen (a retry finds nothing either).
-    if (origin !== undefined) await store.deliverToDeviceFromFederation(origin, messageId, sender, type, deviceIds, contents);
-    else if (deviceIds.length > 0) await store.deliverToDevice(messageId, sender, type, deviceIds, contents);
+    let position: number | null = null;
+    if (origin !== undefined) position = await store.deliverToDeviceFromFederation(origin, messageId, sender, type, deviceIds, contents);
+    else if (deviceIds.length > 0) position = await store.deliverToDevice(messageId, sender, type, deviceIds, contents);
+    // Application services holding the recipient get it in their next transaction (MSC4203); not again
+    // for a repeat the inbox already had.
+    if (position !== null) await pushToDeviceToAppservices(env, recipient, sender, type, deviceIds, contents);
   });
 }
 

@@ -3,6 +3,7 @@
 // state is passed to the local users registered with that remote user's DO (those who share a room with
 // them or asked for their keys: durable-objects/user/room-mates.ts `watchRemoteUsers`), whose /sync shows
 // it in `presence`, and kept in the remote user's DO.
+import { pushPresenceToAppservices } from "../../durable-objects/appservice/streams.js";
 import type { PresenceState } from "../../durable-objects/user/sync-stream.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { serverNameOf } from "../../protocol/pdu.js";
@@ -41,13 +42,17 @@ export async function applyPresence(env: Env, origin: string, content: JsonObjec
     if (typeof entry.status_msg === "string") state.statusMsg = entry.status_msg.slice(0, MAX_STATUS_MSG_LENGTH);
     const store = userStore(env, userId);
     const [watchers] = await Promise.all([store.remoteWatchers(), store.onPresence(userId, state)]);
-    await Promise.all(
-      watchers.map((w) =>
+    await Promise.all([
+      // Services with receive_ephemeral whose users share a room with this user (appservice/streams.ts).
+      pushPresenceToAppservices(env, userId, [], state, watchers, now).catch((e: unknown) =>
+        console.warn("remote presence not queued for application services", e instanceof Error ? e.message : e),
+      ),
+      ...watchers.map((w) =>
         userStore(env, w)
           .onPresence(userId, state)
           .catch((e: unknown) => console.warn("remote presence not delivered", w, e instanceof Error ? e.message : e)),
       ),
-    );
+    ]);
   }
   return problems.length === 0 ? "applied" : `dropped: ${problems.join("; ")}`;
 }

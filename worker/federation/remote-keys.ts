@@ -8,6 +8,7 @@
 // What fails is left out (Synapse drops such devices too), so a server cannot pass off keys signed by the
 // wrong key. A key query always asks the user's server (the answer is then current); the device list
 // copy kept by the remote user's DO serves the `prev_id` chain of device list updates.
+import { pushDeviceListChangeToAppservices } from "../../durable-objects/appservice/streams.js";
 import { federationRequest } from "../../federation-client/request.js";
 import type { FederatedCrossSigning, FederatedDevice } from "../../durable-objects/user/federated-device-list.js";
 import { canonicalJson } from "../../protocol/canonical-json.js";
@@ -199,12 +200,16 @@ export async function resyncRemoteDeviceList(env: Env, userId: string, timeoutMs
 
 /** Records a remote user's device list change in the streams of the local users watching it. */
 export async function tellWatchers(env: Env, userId: string, watchers: string[]): Promise<void> {
-  await Promise.all(
-    watchers.map((w) =>
+  await Promise.all([
+    // Application services with MSC3202 whose users watch this user (share a room with them, or asked for
+    // their keys). The remote user's rooms are not known here, so a service interested only through a
+    // room ID or alias namespace is not told (Synapse asks its membership tables).
+    pushDeviceListChangeToAppservices(env, userId, [], watchers),
+    ...watchers.map((w) =>
       userStore(env, w)
         .recordDeviceListChange(userId, "changed")
         .catch((e: unknown) => console.warn("device list change not recorded", w, e instanceof Error ? e.message : e)),
     ),
-  );
+  ]);
 }
 
