@@ -678,6 +678,10 @@ export class UserDurableObject extends DurableObject<Env> {
   slidingSyncPlan(request: SlidingSyncRequest): Promise<Outcome<SlidingPlan>> {
     return this.slidingSync.sync(request);
   }
+  /** Sliding sync `$LAZY`: the members the rooms of a response sent (user/sliding-sync.ts). */
+  slidingLazyMembers(deviceId: string, connId: string, pos: string, members: Record<string, string[]>): void {
+    this.slidingSync.recordLazyMembers(deviceId, connId, pos, members);
+  }
   /** Sliding sync connection positions stored for a device (tests). */
   slidingPositionCount(deviceId: string): number {
     return this.slidingSync.positionCount(deviceId);

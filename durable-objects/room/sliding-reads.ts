@@ -32,6 +32,9 @@ export interface SlidingRoomRequest {
   /** The required_state the room was last sent with, when the new one asks for more: the state only the
    * new one matches is sent in full. */
   previousRequiredState?: RequiredState;
+  /** `$LAZY`: members whose membership this connection already sent for the room (not sent again unless
+   * it changed since `sinceOrdering`). */
+  lazySent?: string[];
 }
 
 export interface StrippedHero {
@@ -52,7 +55,14 @@ export interface SlidingRoomResult {
   heroes?: StrippedHero[];
   joinedCount: number;
   invitedCount: number;
+  /** `$LAZY`: the members the connection has now been sent (the request's `lazySent`, less those whose
+   * membership changed without being sent, plus those sent now); absent without `$LAZY`. */
+  lazyMembers?: string[];
 }
+
+/** Members remembered per room and connection for `$LAZY` (beyond this the oldest are forgotten and may be
+ * sent again: harmless, as Synapse's cache eviction). */
+export const MAX_LAZY_MEMBERS_REMEMBERED = 100;
 
 /** What the list filters need to know about a room (MSC4186 `is_encrypted`, `room_types`). */
 export interface RoomFacts {
@@ -133,16 +143,31 @@ export function slidingRoom(engine: RoomEngine, request: SlidingRoomRequest, now
       if (rs.lazyMembers && !old.lazyMembers) for (const r of rows) addMember(ids, rewinder, r.sender, upto);
     }
   }
+  let lazyMembers: string[] | undefined;
   if (rs.lazyMembers) {
-    // `$LAZY`: the members needed to render the timeline (its senders), except those the timeline itself
-    // carries (Synapse: "lazy-loading room members").
+    // `$LAZY` (MSC4186 "Lazy loaded memberships"; Synapse's lazy member cache per connection): the
+    // members needed to render the timeline (its senders, and the targets of its membership events),
+    // except those the timeline itself carries and those this connection was already sent, unless their
+    // membership changed since.
     const inTimeline = new Set(rows.map((r) => r.event_id));
+    const memberChanges = initial ? null : new Set([...rewinder.changedKeys(since, upto)].filter((k) => splitStateKey(k)[0] === "m.room.member").map((k) => splitStateKey(k)[1]));
+    const sent = new Set(initial ? [] : (request.lazySent ?? []));
+    if (memberChanges) for (const userId of memberChanges) sent.delete(userId);
+    const needed = new Set<string>();
     for (const r of rows) {
-      const k = stateKey("m.room.member", r.sender);
-      if (ids.has(k)) continue;
-      const id = rewinder.valueAt(k, upto);
-      if (id !== undefined && !inTimeline.has(id)) ids.set(k, id);
+      needed.add(r.sender);
+      if (r.type === "m.room.member" && r.state_key !== null && r.state_key !== undefined) needed.add(r.state_key);
     }
+    for (const userId of needed) {
+      const k = stateKey("m.room.member", userId);
+      const id = rewinder.valueAt(k, upto);
+      if (id === undefined) continue;
+      if (!ids.has(k) && !inTimeline.has(id) && !sent.has(userId)) ids.set(k, id);
+      // Sent now, or carried by the timeline, or sent before and unchanged: the client has it.
+      sent.delete(userId);
+      sent.add(userId);
+    }
+    lazyMembers = [...sent].slice(-MAX_LAZY_MEMBERS_REMEMBERED);
   }
 
   const reader = { userId: request.userId, deviceId: request.deviceId };
@@ -156,6 +181,7 @@ export function slidingRoom(engine: RoomEngine, request: SlidingRoomRequest, now
     joinedCount: summary["m.joined_member_count"],
     invitedCount: summary["m.invited_member_count"],
   };
+  if (lazyMembers) result.lazyMembers = lazyMembers;
 
   // Name, avatar and heroes (MSC4186 "Currently or previously joined rooms"): sent from scratch, and
   // again when they changed.

@@ -128,6 +128,8 @@ export interface SlidingRoomPlan {
   liveFrom: number;
   /** Initial room with the receipts extension: the worker adds the room's receipts. */
   roomReceipts?: boolean;
+  /** `$LAZY`: members this connection was already sent for the room. */
+  lazySent?: string[];
 }
 
 export interface SlidingListResult {
@@ -151,8 +153,10 @@ export interface SlidingPlan {
 }
 
 /** What a connection position remembers of a room: the stream position it was last sent at, its
- * timeline limit and required_state then (an index into `configs`), and the membership sent. */
-type SentRoom = [at: number, timelineLimit: number, config: number, membership: string];
+ * timeline limit and required_state then (an index into `configs`), the membership sent, and with
+ * `$LAZY` the members whose membership the connection was sent (filled in after the rooms answered,
+ * recordLazyMembers). */
+type SentRoom = [at: number, timelineLimit: number, config: number, membership: string, lazy?: string[]];
 
 interface ConnectionRooms {
   configs: string[];
@@ -309,6 +313,30 @@ export class SlidingSync {
         .toArray();
       for (const e of extra) this.sql.exec("DELETE FROM sliding_positions WHERE id = ?", e.id);
       return id;
+    });
+  }
+
+  /**
+   * `$LAZY`: after the rooms of the response at position `pos` answered, the members each room has now
+   * sent on the connection (Synapse: sliding_sync_connection_lazy_members), so that the next request
+   * built on `pos` does not send them again. A position that is gone (superseded meanwhile) is ignored.
+   */
+  recordLazyMembers(deviceId: string, connId: string, pos: string, members: Record<string, string[]>): void {
+    const id = parsePos(pos);
+    if (id === null) return;
+    this.ctx.storage.transactionSync(() => {
+      const row = this.sql
+        .exec<{ rooms: string }>("SELECT rooms FROM sliding_positions WHERE id = ? AND device_id = ? AND conn_id = ?", id, deviceId, connId)
+        .toArray()[0];
+      if (!row) return;
+      const rooms = JSON.parse(row.rooms) as ConnectionRooms;
+      for (const [roomId, list] of Object.entries(members)) {
+        const sent = rooms.rooms[roomId];
+        if (!sent) continue;
+        if (list.length > 0) sent[4] = list;
+        else sent.length = 4;
+      }
+      this.sql.exec("UPDATE sliding_positions SET rooms = ? WHERE id = ?", JSON.stringify(rooms), id);
     });
   }
 
@@ -547,6 +575,7 @@ export class SlidingSync {
       };
       if (!initial && before) {
         plan.sinceOrdering = Math.min(upto, this.hub.store.roomOrderingAt(roomId, before[0]));
+        if (config.requiredState.lazyMembers && before[4] !== undefined && before[4].length > 0) plan.lazySent = before[4];
         if (expandTimeline) plan.expandTimeline = true;
         if (previousRequiredState) plan.previousRequiredState = previousRequiredState;
       }
@@ -563,7 +592,9 @@ export class SlidingSync {
         index = nextRooms.configs.push(key) - 1;
         configIndex.set(key, index);
       }
-      nextRooms.rooms[roomId] = [Q, config.timelineLimit, index, m.membership];
+      // The lazy members sent stay until the room's answer replaces them (recordLazyMembers).
+      const lazy = !initial && config.requiredState.lazyMembers ? before?.[4] : undefined;
+      nextRooms.rooms[roomId] = lazy ? [Q, config.timelineLimit, index, m.membership, lazy] : [Q, config.timelineLimit, index, m.membership];
     }
     // Rooms the user has no membership of any more are forgotten.
     for (const roomId of Object.keys(nextRooms.rooms)) if (!memberships.has(roomId)) delete nextRooms.rooms[roomId];

@@ -55,17 +55,20 @@ slidingSyncRoutes.post("/_matrix/client/unstable/org.matrix.simplified_msc3575/s
   const plan = unwrap(
     await userStore(c.env, userId).slidingSyncPlan({ userId, deviceId, pos: pos === undefined || pos === "" ? null : pos, timeoutMs, setPresence: setPresence ?? "online", body }),
   );
-  return c.json(await buildResponse(c.env, { userId, deviceId }, plan as SlidingPlan));
+  return c.json(await buildResponse(c.env, { userId, deviceId, connId: body.connId }, plan as SlidingPlan));
 });
 
-async function buildResponse(env: Env, who: { userId: string; deviceId: string }, plan: SlidingPlan): Promise<Json> {
+async function buildResponse(env: Env, who: { userId: string; deviceId: string; connId: string }, plan: SlidingPlan): Promise<Json> {
   const rooms: Json = {};
   const roomReceipts = new Map<string, ReceiptUpdate[]>();
+  const lazyMembers: Record<string, string[]> = {};
   await Promise.all(
     plan.rooms.map(async (room) => {
-      rooms[room.roomId] = await roomResponse(env, who, room, roomReceipts);
+      rooms[room.roomId] = await roomResponse(env, who, room, roomReceipts, lazyMembers);
     }),
   );
+  // `$LAZY`: the connection remembers which members it was sent, before the client can build on `pos`.
+  if (Object.keys(lazyMembers).length > 0) await userStore(env, who.userId).slidingLazyMembers(who.deviceId, who.connId, plan.pos, lazyMembers);
   const out: Json = { pos: plan.pos };
   if (Object.keys(plan.lists).length > 0) out.lists = plan.lists;
   out.rooms = rooms;
@@ -73,7 +76,13 @@ async function buildResponse(env: Env, who: { userId: string; deviceId: string }
   return out;
 }
 
-async function roomResponse(env: Env, who: { userId: string; deviceId: string }, room: SlidingRoomPlan, roomReceipts: Map<string, ReceiptUpdate[]>): Promise<Json> {
+async function roomResponse(
+  env: Env,
+  who: { userId: string; deviceId: string },
+  room: SlidingRoomPlan,
+  roomReceipts: Map<string, ReceiptUpdate[]>,
+  lazyMembers: Record<string, string[]>,
+): Promise<Json> {
   const out: Json = { notification_count: room.notificationCount, highlight_count: room.highlightCount, bump_stamp: room.bumpStamp, membership: room.membership };
   if (room.initial) out.initial = true;
   if (room.isDm) out.is_dm = true;
@@ -93,10 +102,12 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
     ...(room.sinceOrdering !== undefined ? { sinceOrdering: room.sinceOrdering } : {}),
     ...(room.expandTimeline ? { expandTimeline: true } : {}),
     ...(room.previousRequiredState ? { previousRequiredState: room.previousRequiredState } : {}),
+    ...(room.lazySent ? { lazySent: room.lazySent } : {}),
   };
   const [result, receipts] = await Promise.all([stub.slidingRoom(request), room.roomReceipts ? stub.syncRoomReceipts() : Promise.resolve(null)]);
   if (receipts) roomReceipts.set(room.roomId, receipts);
   if (!result) return out;
+  if (result.lazyMembers) lazyMembers[room.roomId] = result.lazyMembers;
   if (result.name !== undefined) out.name = result.name;
   if (result.avatar !== undefined) out.avatar = result.avatar;
   if (result.heroes && result.heroes.length > 0) out.heroes = result.heroes;

@@ -1,0 +1,69 @@
+// Simplified sliding sync (MSC4186): `required_state` across the requests of one connection, as Synapse
+// keeps it (synapse/handlers/sliding_sync/__init__.py): `$LAZY` members are sent once per connection
+// (again only after their membership changed), and a state key removed from `required_state` and added
+// back is not sent again unless it changed in between.
+import { describe, expect, it } from "vitest";
+import { api, type ApiResponse, type RegisteredUser } from "./helpers.js";
+import { createRoom, join, newUser, putState, send } from "./room-helpers.js";
+
+const SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Body = any;
+
+async function ss(user: RegisteredUser, body: unknown, pos?: string): Promise<Body> {
+  const res: ApiResponse = await api("POST", `${SS}${pos ? `?pos=${pos}` : ""}`, { token: user.access_token, body });
+  if (res.status !== 200) throw new Error(`sliding sync failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+/** The (type|state_key) of a room's required_state in a response. */
+const stateKeys = (body: Body, roomId: string): string[] => (body.rooms[roomId]?.required_state ?? []).map((e: Body) => `${e.type}|${e.state_key}`).sort();
+
+const text = (body: string) => ({ msgtype: "m.text", body });
+
+describe("sliding sync: $LAZY members per connection", () => {
+  it("sends a sender's membership once, and again only after it changed", async () => {
+    const alice = await newUser("lazya");
+    const bob = await newUser("lazyb");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    expect((await join(bob, roomId)).status).toBe(200);
+    await send(bob, roomId, text("one"));
+    const req = (limit: number) => ({ lists: { all: { ranges: [[0, 9]], timeline_limit: limit, required_state: [["m.room.member", "$LAZY"]] } } });
+    const bobMember = `m.room.member|${bob.user_id}`;
+
+    const first = await ss(alice, req(1));
+    expect(stateKeys(first, roomId)).toEqual([bobMember]);
+
+    // Bob again: the connection already has his membership.
+    await send(bob, roomId, text("two"));
+    const second = await ss(alice, req(1), first.pos);
+    expect(second.rooms[roomId].timeline.map((e: Body) => e.content.body)).toEqual(["two"]);
+    expect(stateKeys(second, roomId)).toEqual([]);
+
+    // A retry of the same position answers the same.
+    const retry = await ss(alice, req(1), first.pos);
+    expect(stateKeys(retry, roomId)).toEqual([]);
+
+    // Bob's membership changes where the (limited) timeline does not show it; then he writes again: his
+    // new membership is sent.
+    expect((await putState(bob, roomId, "m.room.member", bob.user_id, { membership: "join", displayname: "Bobby" })).status).toBe(200);
+    await send(alice, roomId, text("from alice"));
+    const third = await ss(alice, req(1), second.pos);
+    expect(third.rooms[roomId].limited).toBe(true);
+    expect(stateKeys(third, roomId)).toEqual([`m.room.member|${alice.user_id}`]);
+    await send(bob, roomId, text("three"));
+    const fourth = await ss(alice, req(1), third.pos);
+    expect(stateKeys(fourth, roomId)).toEqual([bobMember]);
+    expect(fourth.rooms[roomId].required_state[0].content.displayname).toBe("Bobby");
+
+    // Alice, sent in the third response, is not sent again either.
+    await send(alice, roomId, text("alice again"));
+    const fifth = await ss(alice, req(1), fourth.pos);
+    expect(stateKeys(fifth, roomId)).toEqual([]);
+
+    // A new connection starts over.
+    const fresh = await ss(alice, req(1));
+    expect(stateKeys(fresh, roomId)).toEqual([`m.room.member|${alice.user_id}`]);
+  });
+});
