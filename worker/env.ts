@@ -59,7 +59,8 @@ export interface Env {
   MEDIA_UNUSED_EXPIRATION_MS?: string;
   /** Bytes a user may upload per day, across files (Synapse's `media_upload_limits`; default no limit). */
   MEDIA_UPLOAD_LIMIT_PER_DAY?: string;
-  /** Largest image thumbnailed, in pixels (default 6000000: what Photon can decode within a Worker's memory). */
+  /** Largest image thumbnailed, in pixels (default 50000000). JPEGs are decoded at a reduced scale; PNG, GIF and
+   * WebP are decoded whole by Photon and are also limited to 6000000 pixels (worker/media/thumbnail.ts). */
   MEDIA_MAX_THUMBNAIL_PIXELS?: string;
   /** "false" turns off /_matrix/client/v1/media/preview_url (default on). */
   URL_PREVIEW_ENABLED?: string;

@@ -5,14 +5,18 @@
 // Images are decoded and resized inside the Worker with Photon (@cf-wasm/photon, Rust's `image` crate
 // compiled to WebAssembly). Chosen over jSquash (the Squoosh codecs) because one module decodes all four
 // formats the spec cares about (jSquash has no GIF decoder) and it is packaged for workerd; bench/media.bench.ts
-// measures both on a 4,000 × 3,000 JPEG. Decoding needs the whole file and its pixels in memory, so the
-// header is read first (worker/media/image-info.ts) and images over the pixel limit, truncated files and
-// anything that is not PNG, JPEG, GIF or WebP are refused before the decoder sees them.
+// measures both on a 4,000 × 3,000 JPEG. Photon decodes the whole file into its pixels, 12-15 bytes of
+// WebAssembly memory per pixel, so it decodes whole images of at most 6 megapixels. Bigger JPEGs (phone
+// photos: 12-50 megapixels) are decoded by our own decoder straight to 1/2, 1/4 or 1/8 of their size
+// (worker/media/jpeg-scaled-decode.ts, libjpeg's scaled decode), and Photon only crops, resizes and encodes
+// the reduced image. The header is read first (worker/media/image-info.ts): images over the pixel limits,
+// truncated files and anything that is not PNG, JPEG, GIF or WebP are refused before a decoder sees them.
 import type { Context } from "hono";
 import { PhotonImage, SamplingFilter, crop, resize } from "@cf-wasm/photon";
 import { MatrixError, invalidParam, missingParam } from "../../protocol/errors.js";
 import type { AppEnv, Env } from "../env.js";
 import { CONTENT_TYPE, imageInfo, type ImageInfo } from "./image-info.js";
+import { decodeJpegScaled, jpegScaleFor } from "./jpeg-scaled-decode.js";
 import { fileHeaders } from "./serve.js";
 import { contentKey, type MediaRow } from "./store.js";
 
@@ -28,18 +32,29 @@ export const THUMBNAIL_SIZES: { width: number; height: number; method: Thumbnail
 ];
 
 /**
- * Largest image decoded by default: 6 megapixels (e.g. 3,000 × 2,000). Photon decodes a JPEG into an RGB
+ * Largest image Photon decodes whole: 6 megapixels (e.g. 3,000 × 2,000). Photon decodes a JPEG into an RGB
  * image and then an RGBA copy; bench/media.bench.ts measured its WebAssembly memory at 139-176 MB for a
- * 4,000 × 3,000 JPEG, above a Worker's 128 MB, so 12-megapixel photos are refused by default (400, no
- * thumbnail) rather than taking the isolate down. MEDIA_MAX_THUMBNAIL_PIXELS changes it (Synapse's
- * `max_image_pixels` is 32 M, for a process without that limit).
+ * 4,000 × 3,000 JPEG, above a Worker's 128 MB. PNG, GIF and WebP over it get no thumbnail (400), nor does a
+ * JPEG that the scaled decoder cannot read.
  */
-export const MAX_IMAGE_PIXELS = 6_000_000;
+export const MAX_DECODED_PIXELS = 6_000_000;
+
+/**
+ * Largest image thumbnailed by default (MEDIA_MAX_THUMBNAIL_PIXELS): 50 megapixels, for JPEGs, which are
+ * decoded at a reduced scale (a 50-megapixel photo at 1/8 is under a megapixel). Synapse's
+ * `max_image_pixels` is 32 M.
+ */
+export const MAX_IMAGE_PIXELS = 50_000_000;
+
+/** The scaled JPEG decoder's own buffers (reduced planes, kept progressive coefficients, RGBA). A 12 MP
+ * progressive 4:2:0 photo at 1/4 takes about 15 MB, a baseline one about 4 MB. */
+export const MAX_SCALED_DECODE_BYTES = 40 * 1024 * 1024;
 
 export function maxImagePixels(env: Pick<Env, "MEDIA_MAX_THUMBNAIL_PIXELS">): number {
   const n = Number(env.MEDIA_MAX_THUMBNAIL_PIXELS?.trim() || NaN);
   return Number.isSafeInteger(n) && n > 0 ? n : MAX_IMAGE_PIXELS;
 }
+
 /** Largest file thumbnailed; decoding holds the whole file. */
 export const MAX_THUMBNAIL_SOURCE_BYTES = 20 * 1024 * 1024;
 
@@ -101,6 +116,26 @@ function targetSize(info: ImageInfo, size: { width: number; height: number; meth
 /** The thumbnail's type: JPEG stays JPEG (photos), everything else becomes PNG (keeps transparency). */
 const outputType = (info: ImageInfo) => (info.format === "jpeg" ? "image/jpeg" : "image/png");
 
+/**
+ * The pixels to crop and resize: a JPEG decoded at the largest of 1/8, 1/4, 1/2 that still has at least the
+ * thumbnail's size (the resize from there is Photon's), else the whole image decoded by Photon.
+ */
+function decodeForThumbnail(bytes: Uint8Array, info: ImageInfo, target: { width: number; height: number }, maxPixels: number): PhotonImage {
+  const pixels = info.width * info.height;
+  if (info.format === "jpeg") {
+    const scale = jpegScaleFor(info.width, info.height, target.width, target.height);
+    if (scale > 1) {
+      const scaled = decodeJpegScaled(bytes, scale, { maxSourcePixels: maxPixels, maxOutputPixels: MAX_DECODED_PIXELS, maxBytes: MAX_SCALED_DECODE_BYTES });
+      if (!("error" in scaled)) return new PhotonImage(scaled.rgba, scaled.width, scaled.height);
+      // What the scaled decoder cannot read (CMYK, arithmetic coding, a file it finds corrupt) Photon may,
+      // when the whole image fits.
+      if (pixels > MAX_DECODED_PIXELS) throw cannotThumbnail(`the image could not be decoded (${scaled.error})`);
+    }
+  }
+  if (pixels > MAX_DECODED_PIXELS) throw cannotThumbnail(`image is larger than ${MAX_DECODED_PIXELS} pixels`);
+  return PhotonImage.new_from_byteslice(bytes);
+}
+
 /** Decodes, resizes and encodes. Pure computation; errors of the decoder become M_UNKNOWN 400. */
 export function makeThumbnail(
   bytes: Uint8Array,
@@ -114,7 +149,7 @@ export function makeThumbnail(
   const target = targetSize(info, size);
   const images: PhotonImage[] = [];
   try {
-    let image = PhotonImage.new_from_byteslice(bytes);
+    let image = decodeForThumbnail(bytes, info, target, maxPixels);
     images.push(image);
     if (size.method === "crop") {
       // Cut the largest centred region with the box's aspect ratio, then resize it.

@@ -1,0 +1,195 @@
+// Thumbnails of big photos (worker/media/thumbnail.ts with worker/media/jpeg-scaled-decode.ts): a
+// 12-megapixel JPEG, baseline and progressive, and one of exactly MEDIA_MAX_THUMBNAIL_PIXELS (50 M), get
+// thumbnails of the right sizes and colours; one pixel more is refused. Photon alone cannot decode such
+// images within a Worker's memory; the scaled decoder reads them at 1/4 or 1/8.
+// The photos are written by a small JPEG encoder below whose blocks are flat (DC coefficient only), so
+// that a 50-megapixel file takes milliseconds to make and about a megabyte to upload.
+import { env } from "cloudflare:workers";
+import { PhotonImage } from "@cf-wasm/photon";
+import { describe, expect, it } from "vitest";
+import { buildApp } from "../../worker/index.js";
+import type { Env } from "../../worker/env.js";
+import { imageInfo } from "../../worker/media/image-info.js";
+import { SERVER_NAME, registerUser, uniqueLocalpart } from "./helpers.js";
+
+const app = buildApp();
+const baseEnv = env as unknown as Env;
+
+async function call(method: string, path: string, token: string, body?: BodyInit, type?: string): Promise<Response> {
+  const headers = new Headers({ Authorization: `Bearer ${token}` });
+  if (type) headers.set("Content-Type", type);
+  return app.fetch(new Request(`https://${SERVER_NAME}${path}`, { method, headers, body }), baseEnv);
+}
+
+class BitWriter {
+  bytes = new Uint8Array(1 << 16);
+  length = 0;
+  private acc = 0;
+  private n = 0;
+  byte(b: number): void {
+    if (this.length === this.bytes.length) {
+      const grown = new Uint8Array(this.bytes.length * 2);
+      grown.set(this.bytes);
+      this.bytes = grown;
+    }
+    this.bytes[this.length++] = b;
+  }
+  raw(...bs: number[]): void {
+    for (const b of bs) this.byte(b);
+  }
+  /** Entropy-coded bits, with a 0x00 stuffed after every 0xFF (T.81 F.1.2.3). */
+  bits(value: number, count: number): void {
+    for (let i = count - 1; i >= 0; i--) {
+      this.acc = (this.acc << 1) | ((value >> i) & 1);
+      if (++this.n === 8) {
+        this.byte(this.acc);
+        if (this.acc === 0xff) this.byte(0);
+        this.acc = 0;
+        this.n = 0;
+      }
+    }
+  }
+  /** Pads the last byte with 1-bits, as encoders do before a marker. */
+  flush(): void {
+    while (this.n !== 0) this.bits(1, 1);
+  }
+}
+
+/**
+ * A 4:2:0 JPEG of `width` × `height` whose 16 × 16 MCUs are flat, of the colour `ycc(mcuX, mcuY)` returns.
+ * Quantisation 1 everywhere; the DC table codes categories 0-11 in 4 bits, the AC table has only EOB ("0").
+ * Progressive: one interleaved DC scan, then an AC scan per component of one EOB per block. Baseline may
+ * have restart markers every `restart` MCUs.
+ */
+function flatJpeg(width: number, height: number, ycc: (mx: number, my: number) => [number, number, number], opts: { progressive?: boolean; restart?: number } = {}): Uint8Array {
+  const w = new BitWriter();
+  const segment = (marker: number, body: number[]) => w.raw(0xff, marker, (body.length + 2) >> 8, (body.length + 2) & 255, ...body);
+  w.raw(0xff, 0xd8);
+  segment(0xdb, [0x00, ...new Array(64).fill(1)]);
+  segment(opts.progressive ? 0xc2 : 0xc0, [8, height >> 8, height & 255, width >> 8, width & 255, 3, 1, 0x22, 0, 2, 0x11, 0, 3, 0x11, 0]);
+  segment(0xc4, [0x00, 0, 0, 0, 12, ...new Array(12).fill(0), ...Array.from({ length: 12 }, (_, i) => i)]);
+  segment(0xc4, [0x10, 1, ...new Array(15).fill(0), 0x00]);
+  if (opts.restart) segment(0xdd, [opts.restart >> 8, opts.restart & 255]);
+  const mcusX = Math.ceil(width / 16);
+  const mcusY = Math.ceil(height / 16);
+  const pred = [0, 0, 0];
+  const dc = (c: number, level: number) => {
+    const diff = 8 * (level - 128) - pred[c];
+    pred[c] += diff;
+    const size = diff === 0 ? 0 : 32 - Math.clz32(Math.abs(diff));
+    w.bits(size, 4);
+    if (size > 0) w.bits(diff >= 0 ? diff : diff + (1 << size) - 1, size);
+  };
+  segment(0xda, [3, 1, 0x00, 2, 0x00, 3, 0x00, 0, opts.progressive ? 0 : 63, 0]);
+  let mcu = 0;
+  for (let my = 0; my < mcusY; my++) {
+    for (let mx = 0; mx < mcusX; mx++) {
+      if (opts.restart && mcu > 0 && mcu % opts.restart === 0) {
+        w.flush();
+        w.raw(0xff, 0xd0 + ((mcu / opts.restart - 1) % 8));
+        pred.fill(0);
+      }
+      mcu++;
+      const [y, cb, cr] = ycc(mx, my);
+      for (let b = 0; b < 4; b++) {
+        dc(0, y);
+        if (!opts.progressive) w.bits(0, 1);
+      }
+      dc(1, cb);
+      if (!opts.progressive) w.bits(0, 1);
+      dc(2, cr);
+      if (!opts.progressive) w.bits(0, 1);
+    }
+  }
+  w.flush();
+  if (opts.progressive) {
+    // AC scans (non-interleaved): one EOB, run 0, per block of the component.
+    const blocks = [Math.ceil(width / 8) * Math.ceil(height / 8), Math.ceil(width / 16) * Math.ceil(height / 16), Math.ceil(width / 16) * Math.ceil(height / 16)];
+    for (let c = 0; c < 3; c++) {
+      segment(0xda, [1, c + 1, 0x00, 1, 63, 0]);
+      for (let i = 0; i < blocks[c]; i++) w.bits(0, 1);
+      w.flush();
+    }
+  }
+  w.raw(0xff, 0xd9);
+  return w.bytes.slice(0, w.length);
+}
+
+/** Left half red, right half blue, darker towards the bottom. */
+const redBlue = (mcusX: number, mcusY: number) => (mx: number, my: number): [number, number, number] => {
+  const y = 150 - Math.floor((60 * my) / mcusY);
+  return mx < mcusX / 2 ? [y, 90, 220] : [y, 220, 90];
+};
+
+async function upload(token: string, bytes: Uint8Array): Promise<string> {
+  const res = await call("POST", "/_matrix/media/v3/upload", token, bytes, "image/jpeg");
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { content_uri: string }).content_uri.slice("mxc://".length);
+}
+
+/** The thumbnail's size, and the colour at (fx, fy) as fractions of its size. */
+async function thumbnailOf(token: string, path: string, query: string, at: [number, number][] = []) {
+  const res = await call("GET", `/_matrix/client/v1/media/thumbnail/${path}?${query}`, token);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (res.status !== 200) return { status: res.status, body: new TextDecoder().decode(bytes) };
+  const info = imageInfo(bytes);
+  if ("error" in info) throw new Error(info.error);
+  const img = PhotonImage.new_from_byteslice(bytes);
+  const px = img.get_raw_pixels();
+  const width = img.get_width();
+  img.free();
+  const colours = at.map(([fx, fy]) => {
+    const i = (Math.floor(fy * info.height) * width + Math.floor(fx * info.width)) * 4;
+    return { r: px[i], g: px[i + 1], b: px[i + 2] };
+  });
+  return { status: res.status, type: res.headers.get("Content-Type"), width: info.width, height: info.height, colours };
+}
+
+describe("thumbnails of big JPEGs", () => {
+  it("makes the 32×32 crop and 800×600 scale thumbnails of a 12-megapixel photo, baseline and progressive", async () => {
+    const { access_token } = await registerUser(uniqueLocalpart("bigjpeg"));
+    const mcus = redBlue(Math.ceil(4000 / 16), Math.ceil(3000 / 16));
+    for (const opts of [{ restart: 7 }, { progressive: true }]) {
+      const path = await upload(access_token, flatJpeg(4000, 3000, mcus, opts));
+      const scaled = await thumbnailOf(access_token, path, "width=800&height=600&method=scale", [
+        [0.25, 0.5],
+        [0.75, 0.5],
+      ]);
+      expect(scaled).toMatchObject({ status: 200, type: "image/jpeg", width: 800, height: 600 });
+      const [left, right] = (scaled as { colours: { r: number; b: number }[] }).colours;
+      expect([opts, left.r > left.b + 80, right.b > right.r + 80]).toEqual([opts, true, true]);
+      const cropped = await thumbnailOf(access_token, path, "width=32&height=32&method=crop", [
+        [0.1, 0.5],
+        [0.9, 0.5],
+      ]);
+      expect(cropped).toMatchObject({ status: 200, type: "image/jpeg", width: 32, height: 32 });
+      const [l, r] = (cropped as { colours: { r: number; b: number }[] }).colours;
+      expect([opts, l.r > l.b + 80, r.b > r.r + 80]).toEqual([opts, true, true]);
+    }
+  });
+
+  it("thumbnails a photo of exactly MEDIA_MAX_THUMBNAIL_PIXELS (50 M) and refuses one pixel row more", async () => {
+    const { access_token } = await registerUser(uniqueLocalpart("hugejpeg"));
+    const path = await upload(access_token, flatJpeg(10_000, 5_000, redBlue(625, 313)));
+    expect(await thumbnailOf(access_token, path, "width=96&height=96&method=crop")).toMatchObject({ status: 200, width: 96, height: 96 });
+    // Over the limit: refused from the header (the file claims 10,000 × 5,001; its data is never read).
+    const small = flatJpeg(16, 16, () => [128, 128, 128]);
+    const sof = small.findIndex((b, i) => b === 0xff && small[i + 1] === 0xc0);
+    small.set([5001 >> 8, 5001 & 255, 10_000 >> 8, 10_000 & 255], sof + 5);
+    const over = await thumbnailOf(access_token, await upload(access_token, small), "width=96&height=96&method=crop");
+    expect(over.status).toBe(400);
+    expect((over as { body: string }).body).toContain("larger than 50000000 pixels");
+  });
+
+  it("answers a corrupt big JPEG with an error and keeps working", async () => {
+    const { access_token } = await registerUser(uniqueLocalpart("badjpeg"));
+    const bytes = flatJpeg(4000, 3000, redBlue(250, 188));
+    // Cut the scan short but keep the end-of-image marker: the header check passes, the decoder does not.
+    const cut = new Uint8Array([...bytes.subarray(0, bytes.length >> 1), 0xff, 0xd9]);
+    const res = await thumbnailOf(access_token, await upload(access_token, cut), "width=32&height=32&method=crop");
+    expect(res.status).toBe(400);
+    expect((res as { body: string }).body).toContain("truncated or corrupt");
+    const ok = await thumbnailOf(access_token, await upload(access_token, bytes), "width=32&height=32&method=crop");
+    expect(ok).toMatchObject({ status: 200, width: 32, height: 32 });
+  });
+});
