@@ -6,3 +6,4 @@ export interface LabCa {
   key: string;
 }
 export function makeCa(dir: string): LabCa;
+export function issueCert(ca: Pick<LabCa, "dir" | "caCert" | "caKey">, name: string): { cert: string; key: string };

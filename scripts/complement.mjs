@@ -8,13 +8,21 @@
 //   CSAPI_RUN, TOP_RUN, PORTS, OUT  passed to run.sh: go test -run regexes for tests/csapi and tests/,
 //                   the servers' port range (default 19100-19199), the results folder (default .complement/)
 // Prints the totals and the failing tests; results are in .complement/results.txt and failures.txt.
+//
+// `npm run complement:federation` (`--federation`) runs the tests that need federation instead, through
+// the project's copy of the driver (scripts/complement/run.sh: every server serves HTTPS with a
+// certificate from Complement's CA, trusts that CA, and finds hs1, hs2 and Complement's own federation
+// server through OUTBOUND_HOSTS_FILE). The selection: every top-level test in tests/ that the default run
+// leaves out, the csapi tests with federation subtests (CSAPI_FEDERATION below) and tests/msc3902
+// (partial-state joins). TOP_RUN, CSAPI_RUN and MSC3902_RUN override the three parts ("-" leaves one
+// out). Results are in .complement-federation/.
 // The servers run with the settings Complement's own Synapse image uses where ours differ from Synapse's
 // defaults (set them in the environment to override): the unauthenticated legacy media endpoints serve
 // all media (MEDIA_LEGACY_FREEZE_TIME=off; TestContent and TestLocalPngThumbnail use them, and Complement
 // skips TestContent on Synapse for that reason) and URL previews may fetch loopback addresses
 // (URL_PREVIEW_IP_RANGE_BLACKLIST=none; Synapse's image sets `url_preview_ip_range_blacklist: []`).
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -29,20 +37,44 @@ function findDriver() {
   }
 }
 
+/** The csapi tests that have subtests needing a second server or Complement's federation server. */
+const CSAPI_FEDERATION = ["TestDeviceListUpdates", "TestMessagesOverFederation", "TestPushRuleRoomUpgrade", "TestSync", "TestSyncTimelineGap", "TestThreadReceiptsInSyncMSC4102"];
+
+/** go test -run regexes of the federation run (see the header). */
+function federationSelection() {
+  const topDefault = /^top_default='(.*)'$/m.exec(readFileSync(path.join(driver, "run.sh"), "utf8"))?.[1];
+  if (!topDefault) throw new Error("complement: the default top-level selection (top_default) is not in run.sh");
+  const inDefault = new RegExp(topDefault);
+  const testsDir = path.join(driver, "src", "tests");
+  const names = readdirSync(testsDir)
+    .filter((f) => f.endsWith("_test.go"))
+    .flatMap((f) => [...readFileSync(path.join(testsDir, f), "utf8").matchAll(/^func (Test\w+)\(t \*testing\.T\)/gm)].map((m) => m[1]))
+    .filter((name) => name !== "TestMain" && !inDefault.test(name));
+  const pick = (name, fallback) => (process.env[name] === "-" ? "" : process.env[name] || fallback);
+  return {
+    TOP_RUN: pick("TOP_RUN", `^(${names.sort().join("|")})$`),
+    CSAPI_RUN: pick("CSAPI_RUN", `^(${CSAPI_FEDERATION.join("|")})$`),
+    MSC3902_RUN: pick("MSC3902_RUN", "."),
+  };
+}
+
 const driver = findDriver();
 if (!driver || !existsSync(path.join(driver, "run.sh"))) {
   console.error("complement: no driver found; set COMPLEMENT_DIR to the folder holding run.sh");
   process.exit(2);
 }
-const out = path.resolve(root, process.env.OUT || ".complement");
+const federation = process.argv.includes("--federation");
+const out = path.resolve(root, process.env.OUT || (federation ? ".complement-federation" : ".complement"));
 console.log(`complement: driver ${driver}, results in ${out}`);
-const run = spawnSync("bash", [path.join(driver, "run.sh"), root], {
+const run = spawnSync("bash", federation ? [path.join(root, "scripts", "complement", "run.sh"), root] : [path.join(driver, "run.sh"), root], {
   cwd: root,
   stdio: "inherit",
   env: {
     MEDIA_LEGACY_FREEZE_TIME: "off",
     URL_PREVIEW_IP_RANGE_BLACKLIST: "none",
     ...process.env,
+    ...(federation ? federationSelection() : {}),
+    DRIVER: driver,
     OUT: out,
     WRANGLER_SEND_METRICS: "false",
   },

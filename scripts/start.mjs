@@ -16,6 +16,10 @@
 //   INSPECTOR_PORT (<PORT>+20000; Chrome DevTools for the Worker),
 //   HTTPS_KEY and HTTPS_CERT: paths of a PEM key and certificate; when both are set the server speaks
 //   HTTPS only (federation needs TLS: Synapse never federates over plain HTTP).
+//   HTTPS_PORT: with HTTPS_KEY and HTTPS_CERT, PORT stays plain HTTP and HTTPS is served on HTTPS_PORT
+//   too (scripts/start-network.mjs; Complement's federation runs use it).
+//   OUTBOUND_HOSTS_FILE: tests only; a hosts file (`NAME ADDRESS[:PORT]` per line, re-read when it
+//   changes) that the Worker's outbound fetches resolve through first (scripts/start-network.mjs).
 //   NODE_EXTRA_CA_CERTS: a PEM file of extra CAs that the Worker's outbound fetch() trusts (Miniflare
 //   reads it when it is loaded and adds it to workerd's `internet` service).
 //   Worker settings: every variable named in WORKER_VARS below is passed to the Worker as a var.
@@ -136,6 +140,19 @@ if (process.env.HTTPS_KEY || process.env.HTTPS_CERT) {
     fail(`cannot read HTTPS_KEY or HTTPS_CERT: ${e.message}`);
   }
 }
+// HTTPS_PORT: HTTPS beside plain HTTP on PORT, through a TLS front started once the server is ready.
+const httpsPort = process.env.HTTPS_PORT ? Number(process.env.HTTPS_PORT) : null;
+let httpsFrontOptions = null;
+if (httpsPort !== null) {
+  if (!Number.isInteger(httpsPort) || httpsPort <= 0 || httpsPort > 65535) fail(`HTTPS_PORT is not a port: ${process.env.HTTPS_PORT}`);
+  if (!https.httpsKey) fail("HTTPS_PORT needs HTTPS_KEY and HTTPS_CERT");
+  httpsFrontOptions = { key: https.httpsKey, cert: https.httpsCert, host, httpsPort, port };
+  https = {};
+}
+// OUTBOUND_HOSTS_FILE: the Worker's outbound fetches go through a Node handler that reads it.
+const outboundService = process.env.OUTBOUND_HOSTS_FILE
+  ? await (await import("./start-network.mjs")).hostsOverride(path.resolve(process.env.OUTBOUND_HOSTS_FILE))
+  : undefined;
 
 /**
  * Applies the D1 migrations that are not applied yet, the way `wrangler d1 migrations apply DB --local`
@@ -278,6 +295,7 @@ const miniflareOptions = (listenPort) => convertV4MiniflareOptions({
         ...(build.wasmModules ?? []).map((f) => ({ type: "CompiledWasm", path: path.join(path.dirname(build.script), f) })),
       ],
       bindings: { ...build.workerOptions.bindings, ...vars },
+      ...(outboundService ? { outboundService } : {}),
     },
   ],
 });
@@ -310,5 +328,14 @@ try {
   }
   console.error(e);
   await stop(1);
+}
+if (httpsFrontOptions) {
+  try {
+    await (await import("./start-network.mjs")).httpsFront(httpsFrontOptions);
+  } catch (e) {
+    console.error(`[myelin] HTTPS_PORT ${httpsPort}: ${e.message}`);
+    await stop(1);
+  }
+  log(`HTTPS on https://${host}:${httpsPort}`);
 }
 log(`ready at ${url.protocol}//${host}:${url.port} (server name ${serverName})`);

@@ -1,5 +1,6 @@
 // Profiles (spec: Client-Server API, "Profiles").
 import { describe, expect, it } from "vitest";
+import { remoteControl, uniqueServer } from "./federation-helpers.js";
 import { api, registerUser, uniqueLocalpart, SERVER_NAME } from "./helpers.js";
 
 const profile = (userId: string, field = "") =>
@@ -58,14 +59,43 @@ describe("profiles", () => {
     expect(res.body.errcode).toBe("M_MISSING_TOKEN");
   });
 
-  it("answers 404 M_NOT_FOUND for unknown and remote users", async () => {
-    for (const userId of [`@nobody-${crypto.randomUUID()}:${SERVER_NAME}`, "@alice:elsewhere.example"]) {
-      for (const field of ["", "displayname", "avatar_url"]) {
-        const res = await api("GET", profile(userId, field));
-        expect(res.status).toBe(404);
-        expect(res.body.errcode).toBe("M_NOT_FOUND");
-      }
+  it("answers 404 M_NOT_FOUND for unknown local users and 400 for an invalid user ID", async () => {
+    for (const field of ["", "displayname", "avatar_url"]) {
+      const res = await api("GET", profile(`@nobody-${crypto.randomUUID()}:${SERVER_NAME}`, field));
+      expect(res.status).toBe(404);
+      expect(res.body.errcode).toBe("M_NOT_FOUND");
+      const invalid = await api("GET", profile("@no-server-name", field));
+      expect(invalid.status).toBe(400);
+      expect(invalid.body.errcode).toBe("M_INVALID_PARAM");
     }
+  });
+
+  // Spec: Server-Server API, GET /_matrix/federation/v1/query/profile; the other server is played by
+  // test/workers/remote-homeserver.mjs (its users are all called "profile on <server>").
+  it("asks another server for its users' profiles (one field, or all) and passes its refusal on", async () => {
+    const server = uniqueServer("profile");
+    const bob = `@bob:${server}`;
+    expect(await api("GET", profile(bob))).toMatchObject({ status: 200, body: { displayname: `profile on ${server}` } });
+    expect((await api("GET", profile(bob))).body).toEqual({ displayname: `profile on ${server}` });
+    expect(await api("GET", profile(bob, "displayname"))).toMatchObject({ status: 200, body: { displayname: `profile on ${server}` } });
+    expect(await api("GET", profile(bob, "avatar_url"))).toMatchObject({ status: 200, body: {} });
+
+    const path = "/_matrix/federation/v1/query/profile";
+    const unknown = uniqueServer("profile");
+    await remoteControl("/_test/answer", { server: unknown, method: "GET", path, status: 404, body: { errcode: "M_NOT_FOUND", error: "no such user" } });
+    const missing = await api("GET", profile(`@nobody:${unknown}`, "displayname"));
+    expect(missing).toMatchObject({ status: 404, body: { errcode: "M_NOT_FOUND" } });
+    const asked = await remoteControl<{ query: string }[]>(`/_test/answered?server=${encodeURIComponent(unknown)}`);
+    expect(asked.map((r) => new URLSearchParams(r.query).get("field"))).toEqual(["displayname"]);
+    expect(asked.map((r) => new URLSearchParams(r.query).get("user_id"))).toEqual([`@nobody:${unknown}`]);
+
+    // A server error or an answer that is not a profile is a 502; a value that is not a string is left out.
+    const failing = uniqueServer("profile");
+    await remoteControl("/_test/answer", { server: failing, method: "GET", path, status: 500, body: { errcode: "M_UNKNOWN", error: "oops" } });
+    expect(await api("GET", profile(`@x:${failing}`))).toMatchObject({ status: 502, body: { errcode: "M_UNKNOWN" } });
+    const odd = uniqueServer("profile");
+    await remoteControl("/_test/answer", { server: odd, method: "GET", path, body: { displayname: 42, avatar_url: "mxc://odd/x", extra: true } });
+    expect((await api("GET", profile(`@x:${odd}`))).body).toEqual({ avatar_url: "mxc://odd/x" });
   });
 
   it("validates the body", async () => {

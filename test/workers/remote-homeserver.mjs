@@ -365,7 +365,7 @@ export default {
       const bodyText = request.method === "GET" ? "" : await request.text();
       const problem = await checkMyelinSignature(request, env, me, bodyText);
       if (problem) return json({ errcode: "M_UNAUTHORIZED", error: problem }, 401);
-      if (url.pathname === "/_matrix/federation/v1/query/profile") {
+      if (url.pathname === "/_matrix/federation/v1/query/profile" && !answers.has(`${me} GET ${url.pathname}`)) {
         return json({ displayname: `profile on ${me}`, user_id: url.searchParams.get("user_id"), host });
       }
       if (url.pathname.startsWith("/_matrix/federation/v1/send/") && request.method === "PUT") {

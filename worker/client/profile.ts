@@ -1,11 +1,15 @@
 // Client-Server API: Profiles (spec: "Profiles", data/api/client-server/profile.yaml). The profile of a
 // local user is the `displayname` and `avatar_url` columns of the D1 users table (the user directory
-// searches the same columns). Remote profiles need the federation profile query: until that exists
-// they answer 404.
+// searches the same columns). Other servers' users are asked of their server with the federation profile
+// query (spec: Server-Server API, GET /_matrix/federation/v1/query/profile).
 import { queryAppservicesForUser } from "../appservice/queries.js";
 import { Hono, type Context } from "hono";
 import { MatrixError, forbidden, invalidParam, missingParam, notFound } from "../../protocol/errors.js";
-import { requester, requireAuth } from "../auth.js";
+import { federationRequest } from "../../federation-client/request.js";
+import { isValidUserId } from "../../protocol/auth-rules.js";
+import { isJsonObject } from "../../protocol/json.js";
+import { serverNameOf } from "../../protocol/pdu.js";
+import { isLocalUserId, requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { roomStub } from "../room-store.js";
@@ -64,7 +68,39 @@ export async function onProfileChanged(env: Env, userId: string, profile: Profil
   await Promise.all(Array.from({ length: Math.min(PROFILE_PROPAGATION_CONCURRENCY, queue.length) }, worker));
 }
 
-async function profileOrNotFound(env: Env, userId: string): Promise<Profile> {
+/** A remote profile query waits this long (Synapse's federation client waits 60 s; a client waits here). */
+const REMOTE_PROFILE_TIMEOUT_MS = 10_000;
+
+/**
+ * The profile of another server's user, asked of that server (only `field` when given, as Synapse asks).
+ * Its refusal (404 M_NOT_FOUND for an unknown user, 403) is passed on as Synapse does; no answer is a 502.
+ * Only string `displayname` and `avatar_url` are kept.
+ */
+async function remoteProfile(env: Env, userId: string, field?: ProfileField): Promise<Profile> {
+  const params = new URLSearchParams({ user_id: userId });
+  if (field) params.set("field", field);
+  const answer = await federationRequest(env, {
+    destination: serverNameOf(userId),
+    method: "GET",
+    path: `/_matrix/federation/v1/query/profile?${params.toString()}`,
+    timeoutMs: REMOTE_PROFILE_TIMEOUT_MS,
+  });
+  if (!answer.ok) {
+    if (answer.status !== null && answer.status >= 400 && answer.status < 500 && answer.errcode) throw new MatrixError(answer.status, answer.errcode, answer.error);
+    throw new MatrixError(502, "M_UNKNOWN", `Failed to fetch the profile of ${userId}: ${answer.error}`);
+  }
+  if (!isJsonObject(answer.body)) throw new MatrixError(502, "M_UNKNOWN", `${serverNameOf(userId)} answered the profile query badly`);
+  const profile: Profile = {};
+  for (const key of ["displayname", "avatar_url"] as const) {
+    const value = answer.body[key];
+    if (typeof value === "string" && (!field || field === key)) profile[key] = value;
+  }
+  return profile;
+}
+
+async function profileOrNotFound(env: Env, userId: string, field?: ProfileField): Promise<Profile> {
+  if (!isValidUserId(userId)) throw invalidParam("Invalid user ID");
+  if (!isLocalUserId(userId, env)) return remoteProfile(env, userId, field);
   let profile = await localProfile(env, userId);
   // Spec: Application Service API, "Querying": a service may register a user of its namespace when asked.
   if (!profile && (await queryAppservicesForUser(env, userId))) profile = await localProfile(env, userId);
@@ -74,7 +110,7 @@ async function profileOrNotFound(env: Env, userId: string): Promise<Profile> {
 
 function getField(field: ProfileField) {
   return async (c: Context<AppEnv>) => {
-    const profile = await profileOrNotFound(c.env, c.req.param("userId")!);
+    const profile = await profileOrNotFound(c.env, c.req.param("userId")!, field);
     // A user without the field answers {} (as Synapse and Conduit do); 404 is kept for unknown users.
     const value = profile[field];
     return c.json(value === undefined ? {} : { [field]: value });
