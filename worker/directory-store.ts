@@ -236,9 +236,26 @@ export async function setVisibility(env: Pick<Env, "DB">, roomId: string, visibi
     .run();
 }
 
-/** Every room published in the directory. */
-export async function publishedRoomIds(env: Pick<Env, "DB">): Promise<string[]> {
-  const { results } = await env.DB.prepare("SELECT room_id FROM room_directory WHERE visibility = 'public'").all<{ room_id: string }>();
+/**
+ * Which directory a listing reads (Synapse's `network_tuple`, storage/databases/main/room.py
+ * `get_largest_public_rooms`): `local`, the rooms published in this server's own directory (the default);
+ * `all` (`include_all_networks`), those and every room an application service published on any of its
+ * networks; or one network of one service (`third_party_instance_id`, `<service id>|<network id>`), the
+ * rooms it published there (PUT /directory/list/appservice/{networkId}/{roomId}).
+ */
+export type DirectoryNetwork = "local" | "all" | { appserviceId: string; networkId: string };
+
+/** Every room published in the directory of `network`. */
+export async function publishedRoomIds(env: Pick<Env, "DB">, network: DirectoryNetwork = "local"): Promise<string[]> {
+  const local = "SELECT room_id FROM room_directory WHERE visibility = 'public'";
+  const bridged = "SELECT room_id FROM appservice_room_list WHERE visibility = 'public'";
+  const statement =
+    network === "local"
+      ? env.DB.prepare(local)
+      : network === "all"
+        ? env.DB.prepare(`${local} UNION ${bridged}`)
+        : env.DB.prepare(`${bridged} AND appservice_id = ? AND network_id = ?`).bind(network.appserviceId, network.networkId);
+  const { results } = await statement.all<{ room_id: string }>();
   return results.map((r) => r.room_id);
 }
 

@@ -221,4 +221,38 @@ describe("appservice room directory", () => {
     expect((await api("PUT", path, { token: svc.asToken, body: { visibility: "sideways" } })).body.errcode).toBe("M_INVALID_PARAM");
     expect((await api("DELETE", path, { token: svc.asToken })).status).toBe(200);
   });
+
+  it("/publicRooms lists a network's rooms by third_party_instance_id, and all with include_all_networks", async () => {
+    const svc = await registerAppservice();
+    const other = await registerAppservice();
+    const user = await newUser("netlist");
+    const bridged = await createRoom(user, { preset: "public_chat", name: "bridged channel" });
+    const local = await createRoom(user, { preset: "public_chat", name: "local room" });
+    expect((await api("PUT", `${V3}/directory/list/room/${encodeURIComponent(local)}`, { token: user.access_token, body: { visibility: "public" } })).status).toBe(200);
+    const path = `${V3}/directory/list/appservice/irc-net/${encodeURIComponent(bridged)}`;
+    expect((await api("PUT", path, { token: svc.asToken, body: {} })).status).toBe(200);
+
+    const list = async (body: Record<string, unknown>) => {
+      const res = await api("POST", `${V3}/publicRooms`, { token: user.access_token, body });
+      expect(res.status).toBe(200);
+      return (res.body.chunk as { room_id: string }[]).map((c) => c.room_id);
+    };
+    expect(await list({ third_party_instance_id: `${svc.registration.id}|irc-net` })).toEqual([bridged]);
+    // Another network of the service, the same network name of another service: nothing.
+    expect(await list({ third_party_instance_id: `${svc.registration.id}|other-net` })).toEqual([]);
+    expect(await list({ third_party_instance_id: `${other.registration.id}|irc-net` })).toEqual([]);
+    // The default is this server's own directory only; include_all_networks adds every network's rooms.
+    const plain = await list({});
+    expect(plain).toContain(local);
+    expect(plain).not.toContain(bridged);
+    const all = await list({ include_all_networks: true });
+    expect(all).toContain(local);
+    expect(all).toContain(bridged);
+    // GET /publicRooms (no body) is this server's own directory.
+    expect((await api("GET", `${V3}/publicRooms`)).body.chunk.map((c: { room_id: string }) => c.room_id)).not.toContain(bridged);
+
+    expect((await api("DELETE", path, { token: svc.asToken })).status).toBe(200);
+    expect(await list({ third_party_instance_id: `${svc.registration.id}|irc-net` })).toEqual([]);
+    expect(await list({ include_all_networks: true })).not.toContain(bridged);
+  });
 });

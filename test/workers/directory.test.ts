@@ -306,13 +306,16 @@ describe("publicRooms without rooms", () => {
       { filter: { room_types: [5] } },
       { include_all_networks: "yes" },
       { include_all_networks: true, third_party_instance_id: "irc" },
+      // Synapse's form is `<service id>|<network id>` (ThirdPartyInstanceID.from_string).
+      { third_party_instance_id: "irc" },
+      { third_party_instance_id: "a|b|c" },
     ]) {
       const res = await post(body);
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(res.body.errcode, JSON.stringify(body)).toBe("M_INVALID_PARAM");
     }
     // A third-party network this server does not bridge has no rooms.
-    expect((await post({ third_party_instance_id: "irc" })).body).toEqual({ chunk: [], total_room_count_estimate: 0 });
+    expect((await post({ third_party_instance_id: "nosuchbridge|irc" })).body).toEqual({ chunk: [], total_room_count_estimate: 0 });
     // The server's own name is the local directory.
     expect((await api("GET", `/_matrix/client/v3/publicRooms?server=${SERVER_NAME}`)).status).toBe(200);
   });

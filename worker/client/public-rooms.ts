@@ -14,7 +14,7 @@ import { Hono, type Context } from "hono";
 import { invalidParam } from "../../protocol/errors.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { requireAuth } from "../auth.js";
-import { publishedRoomIds } from "../directory-store.js";
+import { publishedRoomIds, type DirectoryNetwork } from "../directory-store.js";
 import type { AppEnv, Env } from "../env.js";
 import { intParam, readJsonObject } from "../http.js";
 import { remotePublicRooms } from "../federation/public-rooms.js";
@@ -90,19 +90,33 @@ function matchesFilter(chunk: PublicRoomChunk, q: PublicRoomsQuery): boolean {
   return true;
 }
 
-/** The local published room directory, filtered and paginated. */
-export async function listPublicRooms(env: Env, q: PublicRoomsQuery): Promise<PublicRoomsResponse> {
-  if (q.includeAllNetworks && q.thirdPartyInstanceId !== undefined) {
-    throw invalidParam("Can't use include_all_networks with an explicit network");
+/**
+ * Which directory a request lists, as Synapse reads the two fields (rest/client/room.py
+ * `PublicRoomListRestServlet`): `include_all_networks` lists this server's directory and every network of
+ * every application service; `third_party_instance_id` (`<service id>|<network id>`, the `instance_id`
+ * /thirdparty/protocols gives) lists that network's rooms; neither lists this server's own directory.
+ */
+function directoryNetwork(q: PublicRoomsQuery): DirectoryNetwork {
+  if (q.includeAllNetworks) {
+    if (q.thirdPartyInstanceId !== undefined) throw invalidParam("Can't use include_all_networks with an explicit network");
+    return "all";
   }
-  // Rooms bridged by application services are listed per network; this server has none, so a request
-  // for one specific third-party network finds nothing, and `include_all_networks` adds nothing.
-  if (q.thirdPartyInstanceId !== undefined) return { chunk: [], total_room_count_estimate: 0 };
+  if (q.thirdPartyInstanceId === undefined) return "local";
+  const bits = q.thirdPartyInstanceId.split("|");
+  if (bits.length !== 2) throw invalidParam(`Invalid third_party_instance_id ${JSON.stringify(q.thirdPartyInstanceId)}`);
+  // Synapse: an empty service ID is no network at all (ThirdPartyInstanceID(None, ...)): the local directory.
+  if (bits[0] === "") return "local";
+  return { appserviceId: bits[0]!, networkId: bits[1]! };
+}
+
+/** The local published room directory (or an application service network's), filtered and paginated. */
+export async function listPublicRooms(env: Env, q: PublicRoomsQuery): Promise<PublicRoomsResponse> {
+  const network = directoryNetwork(q);
 
   const since = q.since !== undefined && q.since !== "" ? decodeToken(q.since) : undefined;
   const limit = q.limit === undefined || q.limit === 0 ? MAX_PUBLIC_ROOMS_LIMIT : Math.min(q.limit, MAX_PUBLIC_ROOMS_LIMIT);
 
-  const ids = await publishedRoomIds(env);
+  const ids = await publishedRoomIds(env, network);
   const states = await Promise.all(ids.map((id) => loadRoomState(env, id)));
   const all: PublicRoomChunk[] = [];
   for (const state of states) {
