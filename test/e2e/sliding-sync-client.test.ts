@@ -8,7 +8,6 @@
 // extensions, and in an encrypted room the megolm keys travel as to-device messages (to_device extension;
 // one-time keys and device lists from the e2ee extension) so that each side decrypts the other's messages.
 import * as sdk from "matrix-js-sdk";
-import { logger } from "matrix-js-sdk/lib/logger.js";
 import { SlidingSync, type MSC3575List } from "matrix-js-sdk/lib/sliding-sync.js";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 
@@ -16,7 +15,6 @@ const baseUrl = inject("baseUrl");
 const unique = (p: string) => `${p}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
 
 // The SDK and its crypto log every step at debug and info level; keep the test's output readable.
-logger.setLevel("warn");
 beforeAll(() => {
   for (const level of ["log", "info", "debug"] as const) vi.spyOn(console, level).mockImplementation(() => {});
 });
