@@ -531,7 +531,11 @@ export class RoomDurableObject extends DurableObject<Env> {
       if (request.profile?.displayname !== undefined) content.displayname = request.profile.displayname;
       if (request.profile?.avatar_url !== undefined) content.avatar_url = request.profile.avatar_url;
       if (request.reason !== undefined) content.reason = request.reason;
-      const { result, partialStateServers } = await joinRemoteRoom(this.engine, this.env.SERVER_NAME, await signingKey(this.env), this.remote, {
+      const key = await signingKey(this.env);
+      // The room's version is known only from the resident's answer: an MSC4345 room needs our server
+      // key from the first verified event on (harmless in other rooms: only key-form IDs use it).
+      this.engine.ownServerKey ??= ownServerKey(key);
+      const { result, partialStateServers } = await joinRemoteRoom(this.engine, this.env.SERVER_NAME, key, this.remote, {
         roomId: request.roomId ?? "",
         userId: request.target,
         servers: request.servers ?? [],
@@ -541,7 +545,8 @@ export class RoomDurableObject extends DurableObject<Env> {
         beginPartialState(this.engine, result.eventId, partialStateServers, this.env.SERVER_NAME);
         await this.armAlarmWithin(0);
       }
-      this.engine.setForgotten(request.target, false);
+      // The room exists now: in an MSC4345 room the user is named by our key.
+      this.engine.setForgotten(this.inRoom(request.target), false);
       await this.afterCommit([result]);
       return { eventId: result.eventId, streamOrdering: result.streamOrdering };
     }

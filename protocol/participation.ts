@@ -1,9 +1,10 @@
 // MSC4345 "Server key identity and room membership": the names and small readers the rules, the
 // Room DO and the federation layer share. The rules themselves are in auth-rules.ts ("Server
 // participation"). Decision numbers refer to ../shared/proposals/README.md.
-import { decodeBase64, encodeBase64Url } from "./base64.js";
+import { decodeBase64, encodeBase64, encodeBase64Url } from "./base64.js";
 import { isJsonObject } from "./json.js";
 import type { Pdu } from "./pdu.js";
+import { verifyJsonSignature } from "./signing.js";
 
 /** The unstable name of `m.server.participation` (proposal, "Unstable prefix"). */
 export const PARTICIPATION_EVENT_TYPE = "org.matrix.msc4345.participation";
@@ -59,4 +60,34 @@ export function participationOf(event: Pdu | undefined): Participation | undefin
 export function isSignedByServerKey(event: Pdu, serverKey: string): boolean {
   const sigs = event.signatures?.[serverKey];
   return isJsonObject(sigs) && Object.values(sigs).some((s) => typeof s === "string");
+}
+
+/**
+ * The errcode a resident answers `make_join`/`make_knock` with in these rooms when the user ID's server
+ * part is a domain, not a server key. Not in the proposal (it names no way for a joining server to learn
+ * that a room names users by key before it has a template): Myelin's reading. A joining server that
+ * knows these room versions asks again with the key-form ID (`@alice:<its server key>`); `room_version`
+ * is given beside it. The name is namespaced as the spec asks of custom errcodes.
+ */
+export const KEY_USER_ID_REQUIRED = "ORG.MATRIX.MSC4345_KEY_USER_ID_REQUIRED";
+
+/** `@alice:example.org` as a user of `serverKey` (`@alice:<key>`): the ID a room of these versions gives
+ * an account of the server holding that key (decision 12). */
+export function keyFormUserId(userId: string, serverKey: string): string {
+  const colon = userId.indexOf(":");
+  return `${colon < 0 ? userId : userId.slice(0, colon)}:${serverKey}`;
+}
+
+/**
+ * Whether a `/_matrix/key/v3/org.matrix.msc4345/query` document fetched from `domain` proves that
+ * `domain` holds `serverKey` (proposal, "Introducing /_matrix/key/v3/query": the domain advertises the
+ * same public key): it names `domain`, lists the key and is signed by it. Never throws.
+ */
+export async function keyDocumentListsKey(doc: unknown, serverKey: string, domain: string): Promise<boolean> {
+  if (!isServerKey(serverKey) || !isJsonObject(doc) || doc.server_name !== domain || !isJsonObject(doc.verify_keys)) return false;
+  for (const [keyId, entry] of Object.entries(doc.verify_keys)) {
+    if (!isJsonObject(entry) || entry.key !== serverKey) continue;
+    if (await verifyJsonSignature(doc, serverKey, keyId, encodeBase64(serverKeyBytes(serverKey))).catch(() => false)) return true;
+  }
+  return false;
 }

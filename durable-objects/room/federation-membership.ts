@@ -6,6 +6,7 @@ import { checkEventAuth } from "../../protocol/auth-rules.js";
 import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
 import { eventIdFor, signEventAsServer } from "../../protocol/event-hashes.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import { KEY_USER_ID_REQUIRED, serverKeyOfUser } from "../../protocol/participation.js";
 import { serverNameOf, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.js";
 import type { SigningKey } from "../../protocol/signing.js";
 import { unsignedEvent } from "./build-event.js";
@@ -53,6 +54,14 @@ export async function makeMembership(
   const meta = engine.meta()!;
   if (request.supportedVersions && !request.supportedVersions.includes(meta.roomVersion)) {
     throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Your homeserver does not support the features required to interact with this room", {
+      room_version: meta.roomVersion,
+    });
+  }
+  // MSC4345 rooms name users by server key: a joining server that asked with its domain-form ID is told
+  // so (and asks again with `@user:<its key>`, room/remote-join.ts). Myelin's reading: the proposal has no
+  // way for a joining server to learn this before it has a template.
+  if (meta.rules.eventFormat.serverKeyIdentity && serverKeyOfUser(request.userId) === undefined) {
+    throw new MatrixError(400, KEY_USER_ID_REQUIRED, "This room names users by their server key: ask with @user:<your server key>", {
       room_version: meta.roomVersion,
     });
   }

@@ -18,6 +18,7 @@
 // alarm()). A retried hand-over may enqueue a PDU twice: the Destination DO ignores a PDU it still holds,
 // and a peer deduplicates one it already has (by event ID).
 import { federationAllowed } from "../../federation-client/config.js";
+import { PARTICIPATION_EVENT_TYPE, isServerKey } from "../../protocol/participation.js";
 import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { QueuedPdu } from "../destination/queue.js";
@@ -152,13 +153,29 @@ class RoomOutbound {
 
   /** The servers an event goes to (those this server may federate with: FEDERATION_ENABLED,
    * FEDERATION_DOMAIN_ALLOWLIST). */
-  private destinationsOf(row: Pick<EventRow, "type" | "state_key">): string[] {
+  private destinationsOf(row: Pick<EventRow, "event_id" | "type" | "state_key">): string[] {
     const out = new Set(this.remoteServers());
     if (row.type === "m.room.member" && row.state_key !== null && row.state_key.startsWith("@")) {
       const target = this.engine.routingServerOf(row.state_key);
       if (target !== "" && target !== this.env.SERVER_NAME) out.add(target);
     }
+    // MSC4345: a change of a server's participation also goes to that server (at the domain it had
+    // before the change, which a revocation may leave out), so that a revoked server learns it and stops.
+    if (row.type === PARTICIPATION_EVENT_TYPE && isServerKey(row.state_key)) {
+      const target = this.participationDomainBefore(row.event_id, row.state_key);
+      if (target !== undefined && target !== "" && target !== this.env.SERVER_NAME) out.add(target);
+    }
     return [...out].filter((server) => federationAllowed(this.env, server));
+  }
+
+  /** The `unverified_domain` of `serverKey`'s participation in the state before `eventId`, or this event's. */
+  private participationDomainBefore(eventId: string, serverKey: string): string | undefined {
+    const group = this.engine.sql.exec<{ g: number | null }>("SELECT state_group_before AS g FROM events WHERE event_id = ?", eventId).toArray()[0]?.g ?? null;
+    for (const event of [this.engine.lookupInGroup(group)(PARTICIPATION_EVENT_TYPE, serverKey), this.engine.events.pdu(eventId)]) {
+      const domain = event?.content.unverified_domain;
+      if (typeof domain === "string") return domain;
+    }
+    return undefined;
   }
 
   private hasRemoteTarget(eventId: string): boolean {
@@ -169,7 +186,7 @@ class RoomOutbound {
   /** The other servers with joined members now, cached until the membership changes. */
   private remoteServers(): string[] {
     const sig = this.engine.sql
-      .exec<{ m: number | null; n: number }>("SELECT MAX(stream_ordering) AS m, COUNT(*) AS n FROM current_state WHERE type = 'm.room.member'")
+      .exec<{ m: number | null; n: number }>("SELECT MAX(stream_ordering) AS m, COUNT(*) AS n FROM current_state WHERE type IN ('m.room.member', ?)", PARTICIPATION_EVENT_TYPE)
       .one();
     const key = `${sig.m}:${sig.n}`;
     if (this.servers?.key === key) return this.servers.servers;

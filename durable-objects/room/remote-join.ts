@@ -9,11 +9,13 @@
 import { MatrixError, forbidden } from "../../protocol/errors.js";
 import { eventIdFor, hashAndSignEvent } from "../../protocol/event-hashes.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
+import { KEY_USER_ID_REQUIRED, PARTICIPATION_EVENT_TYPE, isServerKey, keyFormUserId } from "../../protocol/participation.js";
 import { stateKey, type Pdu } from "../../protocol/pdu.js";
 import { ROOM_VERSIONS, roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import { randomToken, type SigningKey } from "../../protocol/signing.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import type { RemoteFetch, RemoteResponse } from "./federation-inbound.js";
+import { ownServerKey } from "./key-identity.js";
 
 export interface RemoteJoinRequest {
   roomId: string;
@@ -48,22 +50,30 @@ export interface RemoteJoinResult {
 export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key: SigningKey, remote: RemoteFetch, request: RemoteJoinRequest): Promise<RemoteJoinResult> {
   const servers = [...new Set(request.servers)].filter((s) => s !== serverName);
   if (servers.length === 0) throw new MatrixError(404, "M_NOT_FOUND", "No known servers");
-  const versions = [...ROOM_VERSIONS.keys()].map((v) => `ver=${encodeURIComponent(v)}`).join("&");
   let lastError: MatrixError = new MatrixError(404, "M_NOT_FOUND", "No known servers");
   for (const server of servers) {
-    const made = await remote(server, "GET", `/_matrix/federation/v1/make_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(request.userId)}?${versions}`);
+    let joining = request;
+    let made = await makeJoin(remote, server, joining);
+    if (!made.ok && made.errcode === KEY_USER_ID_REQUIRED) {
+      // MSC4345: the room names users by server key. Ask again as `@user:<our key>`; a 403 then means
+      // our key is not accepted in the room: ask to take part ("Room join flow"), and the user joins once
+      // a room admin accepts the key.
+      joining = { ...request, userId: keyFormUserId(request.userId, ownServerKey(key)) };
+      made = await makeJoin(remote, server, joining);
+      if (!made.ok && made.status === 403) await requestParticipation(server, serverName, key, remote, joining, made.error);
+    }
     if (!made.ok) {
       lastError = errorFrom(server, made);
       // A resident server that refuses the user speaks for the room: do not ask the others.
       if (made.status === 403) throw lastError;
       continue;
     }
-    const template = checkTemplate(made.body, request);
+    const template = checkTemplate(made.body, joining);
     if (typeof template === "string") {
       lastError = new MatrixError(502, "M_UNKNOWN", `${server} sent a bad join template: ${template}`);
       continue;
     }
-    const { event, eventId, roomVersion } = await signJoin(template.event, template.roomVersion, request, serverName, key);
+    const { event, eventId, roomVersion } = await signJoin(template.event, template.roomVersion, joining, serverName, key);
     // Ask for partial state (omit_members): the join answers without the member list, which is fetched in
     // the background (room/partial-state.ts).
     const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(eventId)}?omit_members=true`, event as unknown as Record<string, unknown>);
@@ -89,6 +99,65 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
     return { result, partialStateServers: [server, ...listed.filter((s) => s !== server)] };
   }
   throw lastError;
+}
+
+function makeJoin(remote: RemoteFetch, server: string, request: RemoteJoinRequest): Promise<RemoteResponse> {
+  const versions = [...ROOM_VERSIONS.keys()].map((v) => `ver=${encodeURIComponent(v)}`).join("&");
+  return remote(server, "GET", `/_matrix/federation/v1/make_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(request.userId)}?${versions}`);
+}
+
+/** The errcode of a join refused because this server asked to take part and waits for an admin. */
+export const PARTICIPATION_PENDING = "ORG.MATRIX.MSC4345_PARTICIPATION_PENDING";
+
+/**
+ * MSC4345 "Room join flow", the joining server's side: our key has no accepted participation, so ask the
+ * resident (an accepted server) to take part: GET make_participation for a `requested` template naming
+ * it as co-signer, sign it with our server key, PUT send_participation (the resident checks our key/v3
+ * document and co-signs). Then the join must wait until a room admin accepts our key: this always throws,
+ * 403 with `PARTICIPATION_PENDING` once the request is in the room (the user joins again after the
+ * acceptance, as after a knock), 403 M_FORBIDDEN when the resident refuses the request (an earlier
+ * request is pending, the key is revoked, the user is banned or not invited).
+ */
+async function requestParticipation(server: string, serverName: string, key: SigningKey, remote: RemoteFetch, request: RemoteJoinRequest, joinRefusal: string): Promise<never> {
+  const serverKey = ownServerKey(key);
+  const made = await remote(
+    server,
+    "GET",
+    `/_matrix/federation/unstable/org.matrix.msc4345/make_participation/${encodeURIComponent(request.roomId)}/${encodeURIComponent(serverKey)}?user_id=${encodeURIComponent(request.userId)}`,
+  );
+  if (!made.ok) {
+    if (made.status === 403) throw forbidden(`This server may not take part in the room yet (${joinRefusal}); asking to take part was refused: ${made.error}`);
+    throw errorFrom(server, made);
+  }
+  const body = made.body;
+  if (!isJsonObject(body) || !isJsonObject(body.event) || typeof body.room_version !== "string") throw new MatrixError(502, "M_UNKNOWN", `${server} sent a bad participation template`);
+  const rules = roomVersionRules(body.room_version);
+  const t = body.event;
+  const content = isJsonObject(t.content) ? t.content : {};
+  if (
+    !rules?.authorization.serverParticipation ||
+    t.room_id !== request.roomId ||
+    t.type !== PARTICIPATION_EVENT_TYPE ||
+    t.state_key !== serverKey ||
+    t.sender !== request.userId ||
+    content.participation !== "requested" ||
+    content.unverified_domain !== serverName ||
+    !isServerKey(content.request_authorised_via_server)
+  ) {
+    throw new MatrixError(502, "M_UNKNOWN", `${server} sent a bad participation template`);
+  }
+  const signed = await signTemplate(t, content, rules, serverName, key);
+  const sent = await remote(
+    server,
+    "PUT",
+    `/_matrix/federation/unstable/org.matrix.msc4345/send_participation/${encodeURIComponent(request.roomId)}/${encodeURIComponent(signed.eventId)}`,
+    signed.pdu as unknown as Record<string, unknown>,
+  );
+  if (!sent.ok) throw sent.status === 403 ? forbidden(`${server} refused this server's request to take part: ${sent.error}`) : errorFrom(server, sent);
+  throw new MatrixError(403, PARTICIPATION_PENDING, "This server has asked to take part in the room (MSC4345); join again once a room admin accepts it", {
+    "org.matrix.msc4345.server_key": serverKey,
+    "org.matrix.msc4345.participation_event_id": signed.eventId,
+  });
 }
 
 /** Spec: make_join's checks before signing. Returns the template or why it is unusable. */
@@ -167,8 +236,10 @@ async function signTemplate(template: JsonObject, content: JsonObject, rules: Ro
   const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
   if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
   else delete unsigned.event_id;
+  // MSC4345 rooms (decision 11): signed under the server key, not the server name.
+  const entity = rules.eventFormat.serverKeyIdentity ? ownServerKey(key) : serverName;
   try {
-    return await hashAndSignEvent(unsigned as unknown as Pdu, serverName, key, rules);
+    return await hashAndSignEvent(unsigned as unknown as Pdu, entity, key, rules);
   } catch {
     // A template canonical JSON refuses (a float, a too-large integer): the resident's fault, not a 500.
     throw new MatrixError(502, "M_UNKNOWN", "The resident server sent a template that cannot be signed");

@@ -204,6 +204,10 @@ describe("MSC4345 participation over federation (resident side)", () => {
     const unaware = await federationApi(d.domain, "GET", `${F1}/make_join/${enc(roomId)}/${enc(`@x:${d.domain}`)}?ver=11&ver=12`);
     expect(unaware.status).toBe(400);
     expect(unaware.body).toMatchObject({ errcode: "M_INCOMPATIBLE_ROOM_VERSION", room_version: VERSION });
+    // a server that knows the version but asks with a domain-form user ID is told to use its key
+    const domainForm = await federationApi(d.domain, "GET", `${F1}/make_join/${enc(roomId)}/${enc(`@x:${d.domain}`)}?ver=12&ver=${enc(VERSION)}`);
+    expect(domainForm.status).toBe(400);
+    expect(domainForm.body).toMatchObject({ errcode: "ORG.MATRIX.MSC4345_KEY_USER_ID_REQUIRED", room_version: VERSION });
     // a room of another version has no participation
     const v12 = await createRoom(alice, { preset: "public_chat" });
     expect((await federationApi(d.domain, "GET", `${U}/make_participation/${enc(v12)}/${enc(d.serverKey)}`)).status).toBe(400);

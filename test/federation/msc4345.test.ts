@@ -1,0 +1,123 @@
+// Room version org.matrix.msc4345 (MSC4345, servers take part by key) between three Myelin servers over
+// TLS on loopback: A (the stage's Myelin) creates the room; B asks to take part through A and its user
+// cannot join until an admin on A accepts B's key, then joins and chats; C is refused the same way until
+// accepted; an admin revokes B and B's later events go nowhere. Everything goes through the client APIs;
+// federation (make/send participation, make/send join, /send) is what carries it.
+import { rmSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startServer, type RunningServer } from "../e2e/server.js";
+import type { TestCA } from "../e2e/tls.js";
+import { call, createRoom, enc, eventually, join, messageBodies, newUser, sendText, stateIds, type Server, type User } from "./client.js";
+
+const VERSION = "org.matrix.msc4345";
+const P = "org.matrix.msc4345.participation";
+const A: Server = inject("myelin");
+const caDir = inject("caDir");
+
+function ca(): TestCA {
+  return { dir: caDir, caCert: `${caDir}/ca.crt`, serverKey: `${caDir}/server.key`, serverCert: `${caDir}/server.crt`, caPem: inject("caPem"), remove() {} };
+}
+
+const started: RunningServer[] = [];
+async function startMyelin(secret: string): Promise<Server> {
+  const s = await startServer({ REGISTRATION_SHARED_SECRET: secret }, { https: ca() });
+  started.push(s);
+  return { baseUrl: s.baseUrl, serverName: s.serverName, registrationSharedSecret: secret };
+}
+
+let B: Server;
+let C: Server;
+beforeAll(async () => {
+  [B, C] = await Promise.all([startMyelin("msc4345-b-secret"), startMyelin("msc4345-c-secret")]);
+}, 180_000);
+afterAll(async () => {
+  await Promise.all(started.map((s) => s.stop()));
+  for (const s of started) rmSync(s.dataDir, { recursive: true, force: true });
+});
+
+/** A server's key in these rooms, from its key/v3 document. */
+async function serverKeyOf(server: Server): Promise<string> {
+  const res = await fetch(`${server.baseUrl}/_matrix/key/v3/org.matrix.msc4345/query`);
+  const doc = (await res.json()) as { verify_keys: Record<string, { key: string }> };
+  return Object.values(doc.verify_keys)[0]!.key;
+}
+
+const inRoom = (user: User, serverKey: string) => `${user.userId.slice(0, user.userId.indexOf(":"))}:${serverKey}`;
+
+async function participation(user: User, roomId: string, serverKey: string): Promise<string | undefined> {
+  const res = await call(user, "GET", `/rooms/${enc(roomId)}/state/${P}/${enc(serverKey)}`);
+  return res.status === 200 ? (res.body.participation as string) : undefined;
+}
+
+async function setParticipation(admin: User, roomId: string, serverKey: string, content: Record<string, unknown>) {
+  const res = await call(admin, "PUT", `/rooms/${enc(roomId)}/state/${P}/${enc(serverKey)}`, content);
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+}
+
+async function seesMessage(user: User, roomId: string, body: string): Promise<boolean> {
+  return (await messageBodies(user, roomId)).includes(body);
+}
+
+describe("org.matrix.msc4345 between three Myelin servers", () => {
+  it("B asks to take part, is accepted and chats; C is refused until accepted; a revoked B is shut out", async () => {
+    const [keyA, keyB, keyC] = await Promise.all([serverKeyOf(A), serverKeyOf(B), serverKeyOf(C)]);
+    const alice = await newUser(A, "alice");
+    const bob = await newUser(B, "bob");
+    const carol = await newUser(C, "carol");
+    const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
+
+    // B's user asks to join: B asks to take part through A and the join waits for an admin.
+    const first = await join(bob, roomId, [A.serverName]);
+    expect(first.status, JSON.stringify(first.body)).toBe(403);
+    expect(first.body.errcode).toBe("ORG.MATRIX.MSC4345_PARTICIPATION_PENDING");
+    const requested = await call(alice, "GET", `/rooms/${enc(roomId)}/state/${P}/${enc(keyB)}`);
+    expect(requested.body).toMatchObject({ participation: "requested", unverified_domain: B.serverName, request_authorised_via_server: keyA });
+    // Asking again changes nothing: still not in the room.
+    const again = await join(bob, roomId, [A.serverName]);
+    expect(again.status).toBe(403);
+    expect(await participation(alice, roomId, keyB)).toBe("requested");
+    expect((await stateIds(alice, roomId)).has(`m.room.member|${inRoom(bob, keyB)}`)).toBe(false);
+
+    // An admin on A accepts B's key (with the domain B advertised); bob joins and they chat.
+    await setParticipation(alice, roomId, keyB, { participation: "accepted", unverified_domain: B.serverName });
+    const joined = await join(bob, roomId, [A.serverName]);
+    expect(joined.status, JSON.stringify(joined.body)).toBe(200);
+    const aliceOnA = inRoom(alice, keyA);
+    await eventually("bob joined on A", async () => (await stateIds(alice, roomId)).has(`m.room.member|${inRoom(bob, keyB)}`));
+    await sendText(alice, roomId, "hello B");
+    await eventually("A's message on B", () => seesMessage(bob, roomId, "hello B"));
+    await sendText(bob, roomId, "hello A");
+    await eventually("B's message on A", () => seesMessage(alice, roomId, "hello A"));
+    // B's client sees A's users by key (decision 12) with the domain A's key/v3 document proves.
+    const onB = await call(bob, "GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=20`);
+    const fromA = (onB.body.chunk as { sender: string; content: { body?: string }; unsigned?: { server_domain?: string } }[]).find((e) => e.content.body === "hello B")!;
+    expect(fromA.sender).toBe(aliceOnA);
+
+    // C is not accepted: its user's join is refused (C's request is recorded), and stays refused.
+    const carolFirst = await join(carol, roomId, [A.serverName]);
+    expect(carolFirst.status).toBe(403);
+    expect(await participation(alice, roomId, keyC)).toBe("requested");
+    expect((await join(carol, roomId, [A.serverName])).status).toBe(403);
+    // B learns of C's request too (A passes it on), and C is in no one's member list.
+    await eventually("C's request on B", async () => (await participation(bob, roomId, keyC)) === "requested");
+    expect((await stateIds(alice, roomId)).has(`m.room.member|${inRoom(carol, keyC)}`)).toBe(false);
+
+    // Accepted, C joins and its messages reach A and B.
+    await setParticipation(alice, roomId, keyC, { participation: "accepted", unverified_domain: C.serverName });
+    expect((await join(carol, roomId, [A.serverName])).status).toBe(200);
+    await sendText(carol, roomId, "hello from C");
+    await eventually("C's message on A", () => seesMessage(alice, roomId, "hello from C"));
+    await eventually("C's message on B", () => seesMessage(bob, roomId, "hello from C"));
+
+    // The admin revokes B: every server learns it, B's user can send nothing more, the others go on.
+    await setParticipation(alice, roomId, keyB, { participation: "revoked", reason: "test" });
+    await eventually("B's revocation on C", async () => (await participation(carol, roomId, keyB)) === "revoked");
+    await eventually("B's revocation on B", async () => (await participation(bob, roomId, keyB)) === "revoked");
+    const late = await call(bob, "PUT", `/rooms/${enc(roomId)}/send/m.room.message/late-${Date.now()}`, { msgtype: "m.text", body: "B after revocation" });
+    expect(late.status).toBe(403);
+    await sendText(carol, roomId, "C after revocation");
+    await eventually("C's later message on A", () => seesMessage(alice, roomId, "C after revocation"));
+    expect(await seesMessage(alice, roomId, "B after revocation")).toBe(false);
+    expect(await seesMessage(carol, roomId, "B after revocation")).toBe(false);
+  });
+});
