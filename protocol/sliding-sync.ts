@@ -207,6 +207,37 @@ export function requiredStateCovers(rs: RequiredState, old: RequiredState): bool
   return true;
 }
 
+/** State keys per type remembered beyond those requested (effectiveRequiredState). */
+export const MAX_REMEMBERED_STATE_KEYS = 100;
+
+/**
+ * The required_state a connection remembers a room was sent with, after sending it with `request` when it
+ * had been sent with `old` (Synapse's `_required_state_changes`): a state key the client removed from its
+ * request stays remembered (the client still has that state) until the state changes, so that adding it
+ * back sends nothing unless it changed in between. Wildcard and `$LAZY` changes are not remembered: the
+ * request replaces the old config. `changed(type, stateKey)`: whether that state changed since `old` was
+ * sent.
+ */
+export function effectiveRequiredState(old: RequiredState, request: RequiredState, changed: (type: string, stateKey: string) => boolean): RequiredState {
+  const oldWild = old.entries[WILDCARD] ?? [];
+  const newWild = request.entries[WILDCARD] ?? [];
+  if (oldWild.includes(WILDCARD) || oldWild.join("\u0000") !== newWild.join("\u0000")) return request;
+  const entries: Record<string, string[]> = {};
+  for (const type of new Set([...Object.keys(old.entries), ...Object.keys(request.entries)])) {
+    const oldKeys = old.entries[type] ?? [];
+    const newKeys = request.entries[type] ?? [];
+    if (type === WILDCARD || oldKeys.includes(WILDCARD) || newKeys.includes(WILDCARD)) {
+      if (newKeys.length > 0) entries[type] = newKeys;
+      continue;
+    }
+    // At most MAX_REMEMBERED_STATE_KEYS per type (Synapse's MAX_NUMBER_PREVIOUS_STATE_KEYS_TO_REMEMBER).
+    const kept = oldKeys.filter((k) => !newKeys.includes(k) && !changed(type, k)).slice(0, Math.max(0, MAX_REMEMBERED_STATE_KEYS - newKeys.length));
+    const keys = [...newKeys, ...kept];
+    if (keys.length > 0) entries[type] = keys;
+  }
+  return normalise(entries, request.lazyMembers);
+}
+
 /** MSC4186 "Combining room configs": the maximum timeline limit and the union of required_state. */
 export function combineConfigs(a: RoomConfig, b: RoomConfig): RoomConfig {
   const entries: Record<string, string[]> = {};

@@ -24,6 +24,7 @@
 import {
   BUMP_EVENT_TYPES,
   combineConfigs,
+  effectiveRequiredState,
   extensionRooms,
   parsePos,
   requiredStateCovers,
@@ -430,6 +431,26 @@ export class SlidingSync {
     return out;
   }
 
+  /** Whether a state event of (type, state_key) reached the room's inbox in (from, upto] (read once per
+   * room, on first use). */
+  private stateChangedSince(roomId: string, from: number, upto: number): (type: string, stateKey: string) => boolean {
+    let keys: Set<string> | undefined;
+    return (type, stateKey) => {
+      keys ??= new Set(
+        this.sql
+          .exec<{ type: string; state_key: string }>(
+            "SELECT type, state_key FROM room_events_inbox WHERE room_id = ? AND position > ? AND position <= ? AND state_key IS NOT NULL",
+            roomId,
+            from,
+            upto,
+          )
+          .toArray()
+          .map((r) => `${r.type}\u0000${r.state_key}`),
+      );
+      return keys.has(`${type}\u0000${stateKey}`);
+    };
+  }
+
   /** The sender of the user's membership event (to tell a kick or ban from leaving). */
   private membershipSender(m: MembershipRow): string | undefined {
     return this.sql
@@ -586,7 +607,13 @@ export class SlidingSync {
         }
       }
       rooms.push(plan);
-      const key = requiredStateKey(config.requiredState);
+      // What the connection remembers the room was sent with: the request's required_state, plus what the
+      // client still has from before (removed from the request but unchanged since; Synapse).
+      const remembered =
+        initial || beforeConfig === null || requiredStateCovers(config.requiredState, beforeConfig)
+          ? config.requiredState
+          : effectiveRequiredState(beforeConfig, config.requiredState, this.stateChangedSince(roomId, before![0], Q));
+      const key = requiredStateKey(remembered);
       let index = configIndex.get(key);
       if (index === undefined) {
         index = nextRooms.configs.push(key) - 1;

@@ -67,3 +67,36 @@ describe("sliding sync: $LAZY members per connection", () => {
     expect(stateKeys(fresh, roomId)).toEqual([`m.room.member|${alice.user_id}`]);
   });
 });
+
+describe("sliding sync: required_state removed and added back", () => {
+  it("does not send state again that the client still has, but sends it when it changed in between", async () => {
+    const alice = await newUser("rsrm");
+    const roomId = await createRoom(alice, { name: "the name", topic: "first topic" });
+    const req = (state: string[][]) => ({ lists: { all: { ranges: [[0, 9]], timeline_limit: 1, required_state: state } } });
+    const both = [["m.room.name", ""], ["m.room.topic", ""]];
+    const nameOnly = [["m.room.name", ""]];
+
+    const first = await ss(alice, req(both));
+    expect(stateKeys(first, roomId)).toEqual(["m.room.name|", "m.room.topic|"]);
+
+    // The topic leaves the request while the room is sent (a message), then comes back unchanged: the
+    // client has it already.
+    await send(alice, roomId, text("one"));
+    const narrowed = await ss(alice, req(nameOnly), first.pos);
+    expect(narrowed.rooms[roomId].timeline.map((e: Body) => e.content.body)).toEqual(["one"]);
+    await send(alice, roomId, text("two"));
+    const back = await ss(alice, req(both), narrowed.pos);
+    expect(back.rooms[roomId].timeline.map((e: Body) => e.content.body)).toEqual(["two"]);
+    expect(back.rooms[roomId].required_state).toBeUndefined();
+
+    // Removed again; the topic changes meanwhile (not sent: not requested); added back: the new topic.
+    const again = await ss(alice, req(nameOnly), back.pos);
+    expect((await putState(alice, roomId, "m.room.topic", "", { topic: "second topic" })).status).toBe(200);
+    await send(alice, roomId, text("three"));
+    const changed = await ss(alice, req(nameOnly), again.pos);
+    expect(changed.rooms[roomId].required_state).toBeUndefined();
+    const restored = await ss(alice, req(both), changed.pos);
+    expect(stateKeys(restored, roomId)).toEqual(["m.room.topic|"]);
+    expect(restored.rooms[roomId].required_state[0].content.topic).toBe("second topic");
+  });
+});
