@@ -559,7 +559,9 @@ export class RoomDurableObject extends DurableObject<Env> {
       if (!this.remote) throw new MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server");
       const current = this.engine.membershipOf(request.target)?.membership;
       if (current === "join" || current === "ban") throw forbidden(`${request.target} is ${current === "join" ? "already in the room" : "banned from the room"}`);
-      const content: JsonObject = {};
+      // The client's content (PUT /state/m.room.member, createRoom's is_direct) is kept; the membership is set.
+      const content: JsonObject = { ...(request.content ?? {}) };
+      delete content.membership;
       if (request.reason !== undefined) content.reason = request.reason;
       const result = await sendRemoteInvite(this.engine, this.env.SERVER_NAME, await signingKey(this.env), this.remote, { sender: request.sender, target: request.target, content });
       await this.afterCommit([result]);

@@ -29,6 +29,9 @@ export interface CreateRoomConfig {
   topic?: string;
   /** `invite`, deduplicated, without the creator. */
   invite: string[];
+  /** The invitees of other servers (also in `invite`, for power levels and v12 creators): they get no
+   * invite event here; the worker invites them through their servers once the room exists. */
+  remoteInvitees: string[];
   isDirect: boolean;
   /** The creator's profile, copied into their join event. */
   creatorProfile: MemberProfile;
@@ -164,6 +167,7 @@ export function initialEventTemplates(config: CreateRoomConfig, rules: RoomVersi
   }
 
   for (const user of config.invite) {
+    if (config.remoteInvitees.includes(user)) continue;
     const extra: JsonObject = config.isDirect ? { is_direct: true } : {};
     templates.push(state("m.room.member", memberContent("invite", config.inviteeProfiles[user], extra), user));
   }

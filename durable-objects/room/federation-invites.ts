@@ -61,11 +61,9 @@ export async function receiveInvite(engine: RoomEngine, serverName: string, key:
   const held = engine.meta();
   if (held && held.roomVersion !== roomVersion) throw invalid("The room version does not match the room");
 
+  // MSC4311 asks the inviting server to include the create event in v12 rooms; an invite without it is
+  // still accepted, as Synapse accepts it (Complement's TestIsDirectFlagFederation sends none).
   const stripped = strippedStateOf(body.invite_room_state);
-  if (rules.authorization.roomCreateEventIdAsRoomId && !stripped.some((e) => e.type === "m.room.create")) {
-    // Spec (v12, MSC4311): the create event must be in the invite state.
-    throw invalid("invite_room_state has no m.room.create event");
-  }
   const signed = await signEventAsServer(verified.wire, serverName, key, rules);
 
   if (held && engine.membershipOf(event.state_key)?.membership !== "join") {

@@ -26,7 +26,7 @@
 //   query?, claim?, devices?: {userId: answer}}); the requests it got are at `/_test/key-requests?server=`.
 //   A server named `slow-...` answers key queries and claims after 3 s, one named `broken-...` with 500.
 // - any other federation request a test told it how to answer (`/_test/answer`, POST {server, method, path,
-//   status?, body}); the requests answered so far are at `/_test/answered?server=` ({method, path, query,
+//   status?, body}; a path ending in `*` is a prefix); the requests answered so far are at `/_test/answered?server=` ({method, path, query,
 //   body}); `/_matrix/key/v3/...` documents (MSC4345) are stored the same way.
 // - push gateways `*.push.test` (test/workers/pushers.test.ts): POST /_matrix/push/v1/notify, with control
 //   endpoints under `/_test/push/` to read what a gateway got, make it fail or make it reject pushkeys.
@@ -71,8 +71,13 @@ const rotations = new Map();
 const userKeys = new Map();
 /** Per server name: key requests received ({path, body}). */
 const keyRequests = new Map();
-/** Stored answers by "<server> <method> <path>", and the requests they answered per server. */
+/** Stored answers by "<server> <method> <path>", and the requests they answered per server. A stored path
+ * ending in `*` answers every path that starts with what comes before it. */
 const answers = new Map();
+function storedByPrefix(key) {
+  for (const [k, v] of answers) if (k.endsWith("*") && key.startsWith(k.slice(0, -1))) return v;
+  return undefined;
+}
 const answered = new Map();
 const seen = [];
 
@@ -412,7 +417,7 @@ export default {
           return answer ? json(answer) : json({ errcode: "M_NOT_FOUND", error: "no such user" }, 404);
         }
       }
-      const stored = answers.get(`${me} ${request.method} ${url.pathname}`);
+      const stored = answers.get(`${me} ${request.method} ${url.pathname}`) ?? storedByPrefix(`${me} ${request.method} ${url.pathname}`);
       if (stored) {
         const list = answered.get(me) ?? [];
         answered.set(me, list);

@@ -67,10 +67,6 @@ export async function parseCreateRoomRequest(env: Env, creator: string, body: Js
     if (!Array.isArray(body.invite)) throw badJson("'invite' must be a list of user IDs");
     for (const user of body.invite) {
       if (typeof user !== "string" || !isValidUserId(user)) throw invalidParam(`Invalid user_id: ${String(user)}`);
-      if (!isLocalUserId(user, env)) {
-        // Inviting another server's user needs the federation invite API, which does not exist yet.
-        throw new MatrixError(501, "M_UNRECOGNIZED", "Inviting users of other servers is not supported yet");
-      }
       if (!invite.includes(user)) invite.push(user);
     }
   }
@@ -120,6 +116,7 @@ export async function parseCreateRoomRequest(env: Env, creator: string, body: Js
     name: optionalString(body, "name"),
     topic: optionalString(body, "topic"),
     invite,
+    remoteInvitees: invite.filter((u) => !isLocalUserId(u, env)),
     isDirect: isDirect === true,
     creatorProfile: await profileOf(env, creator),
     inviteeProfiles,
@@ -173,7 +170,20 @@ export async function createRoom(env: Env, creator: string, body: JsonObject): P
       throw err;
     }
     await publishRoomOnCreate(env, roomId, visibility);
+    await inviteRemoteInvitees(env, roomId, creator, config);
     return roomId;
+  }
+}
+
+/**
+ * Invites the users of other servers that createRoom named, once the room exists: each invite goes through
+ * the invitee's server (PUT /_matrix/federation/v2/invite), as Synapse sends them after the room's initial
+ * events. As in Synapse, an invite that fails fails the request (the room stays).
+ */
+async function inviteRemoteInvitees(env: Env, roomId: string, creator: string, config: CreateRoomConfig): Promise<void> {
+  for (const target of config.remoteInvitees) {
+    const content: JsonObject = config.isDirect ? { membership: "invite", is_direct: true } : { membership: "invite" };
+    unwrap(await roomStub(env, roomId).updateMembership({ sender: creator, target, action: "invite", roomId, content }));
   }
 }
 
