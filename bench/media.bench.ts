@@ -1,12 +1,13 @@
 // Media benchmarks (issue 11), inside workerd:
 //  - upload and download throughput of a 20 MB file (with Content-Length, and chunked)
-//  - thumbnails of a 4,000 × 3,000 JPEG at each of Synapse's default sizes, with Photon (the library the
-//    server uses) and jSquash (the Squoosh codecs: mozjpeg and the Rust resizer), each with the WebAssembly
-//    memory it reached (its peak: WebAssembly memory never shrinks)
+//  - thumbnails of a 4,000 × 3,000 JPEG (progressive and baseline) at each of Synapse's default sizes, as the
+//    server makes them (scaled JPEG decode, then Photon), with the decoder's buffers and Photon's WebAssembly
+//    memory (its peak: WebAssembly memory never shrinks); a 6,000 × 4,000 one; then Photon decoding the
+//    whole image as before, and jSquash (the Squoosh codecs: mozjpeg and the Rust resizer)
 // The server's process memory during a 200 MB upload is measured by test/e2e/media.test.ts (workerd's RSS).
 import { env } from "cloudflare:workers";
 import { it } from "vitest";
-import { initPhoton } from "@cf-wasm/photon";
+import { PhotonImage, SamplingFilter, initPhoton, resize as photonResize } from "@cf-wasm/photon";
 import { decode as jpegDecode, encode as jpegEncode } from "@jsquash/jpeg";
 import { init as initJpegDecode } from "@jsquash/jpeg/decode.js";
 import { init as initJpegEncode } from "@jsquash/jpeg/encode.js";
@@ -16,7 +17,8 @@ import mozjpegDecWasm from "@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm";
 import mozjpegEncWasm from "@jsquash/jpeg/codec/enc/mozjpeg_enc.wasm";
 // @ts-expect-error: the package's own typings of this file describe its exports, not the module
 import resizeWasm from "@jsquash/resize/lib/resize/pkg/squoosh_resize_bg.wasm";
-import { THUMBNAIL_SIZES, makeThumbnail } from "../worker/media/thumbnail.js";
+import { MAX_DECODED_PIXELS, MAX_IMAGE_PIXELS, MAX_SCALED_DECODE_BYTES, THUMBNAIL_SIZES, makeThumbnail, targetSize } from "../worker/media/thumbnail.js";
+import { decodeJpegScaled, jpegScaleFor } from "../worker/media/jpeg-scaled-decode.js";
 import { registerUser, SERVER, uniqueLocalpart } from "./app-client.js";
 import { report } from "./report.js";
 import app from "../worker/index.js";
@@ -83,9 +85,9 @@ it("upload and download throughput, 20 MB", async () => {
   }
 });
 
-/** A 4,000 × 3,000 photo-like JPEG (smooth gradients with noise), made with jSquash's encoder so that
- * Photon's WebAssembly memory reflects thumbnailing only. */
-async function sourceJpeg(w: number, h: number): Promise<Uint8Array> {
+/** A photo-like JPEG (smooth gradients with noise), made with jSquash's encoder (mozjpeg: progressive
+ * 4:2:0 by default) so that Photon's WebAssembly memory reflects thumbnailing only. */
+async function sourceJpeg(w: number, h: number, progressive = true): Promise<Uint8Array> {
   const pixels = new Uint8ClampedArray(w * h * 4);
   let seed = 1;
   for (let y = 0; y < h; y++) {
@@ -98,31 +100,66 @@ async function sourceJpeg(w: number, h: number): Promise<Uint8Array> {
       pixels[i + 3] = 255;
     }
   }
-  return new Uint8Array(await jpegEncode({ data: pixels, width: w, height: h, colorSpace: "srgb" } as unknown as Parameters<typeof jpegEncode>[0], { quality: 85 }));
+  return new Uint8Array(
+    await jpegEncode({ data: pixels, width: w, height: h, colorSpace: "srgb" } as unknown as Parameters<typeof jpegEncode>[0], { quality: 85, progressive, baseline: !progressive }),
+  );
 }
 
-it("thumbnails of a 4,000 × 3,000 JPEG: Photon and jSquash", async () => {
+it("thumbnails of a 4,000 × 3,000 JPEG: scaled decode, Photon whole, jSquash", async () => {
   await initJpegDecode(mozjpegDecWasm as WebAssembly.Module);
   await initJpegEncode(mozjpegEncWasm as WebAssembly.Module);
   await initResize(resizeWasm as WebAssembly.Module);
   const photonMemory = async () => ((await initPhoton.ensure()) as unknown as { memory: WebAssembly.Memory }).memory.buffer.byteLength / MB;
   report("thumbnail Photon WebAssembly memory before", await photonMemory(), "MB");
-  // First a 3,000 × 2,000 JPEG, the default pixel limit (WebAssembly memory only grows, so the smaller first).
+  // The server's path first (WebAssembly memory only grows, so Photon's whole decodes come last): the
+  // scaled JPEG decoder, then Photon crops, resizes and encodes the reduced image.
+  const scaledPath = async (label: string, jpeg: Uint8Array, w: number, h: number, sizes: typeof THUMBNAIL_SIZES) => {
+    report(`thumbnail source JPEG ${w}x${h} ${label}`, jpeg.byteLength / MB, "MB");
+    for (const size of sizes) {
+      const target = targetSize({ width: w, height: h }, size);
+      const scale = jpegScaleFor(w, h, target.width, target.height);
+      const decoded = decodeJpegScaled(jpeg, scale, { maxSourcePixels: MAX_IMAGE_PIXELS, maxOutputPixels: MAX_DECODED_PIXELS, maxBytes: MAX_SCALED_DECODE_BYTES });
+      if ("error" in decoded) throw new Error(decoded.error);
+      const times: number[] = [];
+      for (let run = 0; run < 3; run++) {
+        const start = performance.now();
+        makeThumbnail(jpeg, size);
+        times.push(performance.now() - start);
+      }
+      const decodeStart = performance.now();
+      decodeJpegScaled(jpeg, scale, { maxSourcePixels: MAX_IMAGE_PIXELS, maxOutputPixels: MAX_DECODED_PIXELS, maxBytes: MAX_SCALED_DECODE_BYTES });
+      const decodeMs = performance.now() - decodeStart;
+      report(
+        `thumbnail ${label} ${w}x${h} ${size.width}x${size.height} ${size.method}`,
+        Math.min(...times),
+        "ms",
+        `best of 3; decode at 1/${scale} ${decodeMs.toFixed(0)} ms, decoder buffers ${(decoded.bufferBytes / MB).toFixed(1)} MB; Photon WebAssembly memory ${(await photonMemory()).toFixed(0)} MB`,
+      );
+    }
+  };
+  await scaledPath("progressive", await sourceJpeg(4000, 3000), 4000, 3000, THUMBNAIL_SIZES);
+  await scaledPath("baseline", await sourceJpeg(4000, 3000, false), 4000, 3000, THUMBNAIL_SIZES);
+  const big = [THUMBNAIL_SIZES[0], THUMBNAIL_SIZES[THUMBNAIL_SIZES.length - 1]];
+  await scaledPath("progressive", await sourceJpeg(6000, 4000), 6000, 4000, big);
+
+  // Photon decoding whole images, as the server did before the scaled decoder (and still does for PNG,
+  // GIF and WebP): a 3,000 × 2,000 JPEG, the whole-decode limit, then 4,000 × 3,000.
+  const whole = (jpeg: Uint8Array, size: (typeof THUMBNAIL_SIZES)[number]) => {
+    const img = PhotonImage.new_from_byteslice(jpeg);
+    const target = targetSize({ width: img.get_width(), height: img.get_height() }, size);
+    const out = photonResize(img, target.width, target.height, SamplingFilter.Triangle);
+    out.get_bytes_jpeg(80);
+    out.free();
+    img.free();
+  };
   const small = await sourceJpeg(3000, 2000);
   const smallStart = performance.now();
-  makeThumbnail(small, { width: 800, height: 600, method: "scale" });
-  report("thumbnail Photon 3000x2000 JPEG to 800x600 scale", performance.now() - smallStart, "ms", `WebAssembly memory ${(await photonMemory()).toFixed(0)} MB`);
+  whole(small, { width: 800, height: 600, method: "scale" });
+  report("thumbnail Photon whole decode 3000x2000 JPEG to 800x600 scale", performance.now() - smallStart, "ms", `WebAssembly memory ${(await photonMemory()).toFixed(0)} MB`);
   const jpeg = await sourceJpeg(4000, 3000);
-  report("thumbnail source JPEG 4000x3000", jpeg.byteLength / MB, "MB");
-  for (const size of THUMBNAIL_SIZES) {
-    const times: number[] = [];
-    for (let run = 0; run < 3; run++) {
-      const start = performance.now();
-      makeThumbnail(jpeg, size, 12_000_000);
-      times.push(performance.now() - start);
-    }
-    report(`thumbnail Photon ${size.width}x${size.height} ${size.method}`, Math.min(...times), "ms", `best of 3; WebAssembly memory ${(await photonMemory()).toFixed(0)} MB`);
-  }
+  const wholeStart = performance.now();
+  whole(jpeg, { width: 800, height: 600, method: "scale" });
+  report("thumbnail Photon whole decode 4000x3000 JPEG to 800x600 scale", performance.now() - wholeStart, "ms", `WebAssembly memory ${(await photonMemory()).toFixed(0)} MB`);
 
   for (const size of THUMBNAIL_SIZES) {
     const times: number[] = [];

@@ -33,6 +33,8 @@ export interface ScaledJpeg {
   scale: JpegScale;
   /** width × height × 4 bytes, alpha 255. */
   rgba: Uint8Array;
+  /** Bytes of the decoder's buffers at their peak (reduced planes, kept coefficients, RGBA). */
+  bufferBytes: number;
 }
 
 export interface JpegDecodeLimits {
@@ -92,6 +94,13 @@ function boxIdctMatrix(n: number, k: number): Float64Array {
     }
   }
   return m;
+}
+
+/** The frequencies (bits) of a box-IDCT matrix with k columns that have a non-zero weight somewhere. */
+function usedFrequencies(m: Float64Array, k: number): number {
+  let used = 0;
+  for (let i = 0; i < m.length; i++) if (m[i] !== 0) used |= 1 << i % k;
+  return used;
 }
 
 // ---- Huffman tables (T.81 C, F.2.2.3) ----
@@ -261,6 +270,9 @@ interface Component {
   k: number;
   mx: Float64Array;
   my: Float64Array;
+  /** Bit u set when frequency u has a non-zero weight in mx (my): the others are skipped. */
+  usedX: number;
+  usedY: number;
   plane: Uint8ClampedArray;
   planeW: number;
   /** Progressive: k×k coefficients per block, not dequantised, and one non-zero bit per coefficient. */
@@ -282,6 +294,7 @@ interface Frame {
   mcusX: number;
   mcusY: number;
   components: Component[];
+  bufferBytes: number;
 }
 
 const u16 = (d: Uint8Array, i: number) => (d[i] << 8) | d[i + 1];
@@ -451,6 +464,8 @@ function readFrame(seg: Uint8Array, progressive: boolean, scale: JpegScale, limi
       k: c.k,
       mx: boxIdctMatrix(c.nx, c.k),
       my: boxIdctMatrix(c.ny, c.k),
+      usedX: usedFrequencies(boxIdctMatrix(c.nx, c.k), c.k),
+      usedY: usedFrequencies(boxIdctMatrix(c.ny, c.k), c.k),
       plane: new Uint8ClampedArray(c.paddedW * c.nx * c.paddedH * c.ny),
       planeW: c.paddedW * c.nx,
       coefs: progressive ? new Int16Array(blocks * c.k * c.k) : null,
@@ -461,7 +476,7 @@ function readFrame(seg: Uint8Array, progressive: boolean, scale: JpegScale, limi
       acTable: null,
     };
   });
-  return { progressive, width, height, hMax, vMax, mcusX, mcusY, components };
+  return { progressive, width, height, hMax, vMax, mcusX, mcusY, components, bufferBytes: bytes };
 }
 
 function readHuffmanTables(seg: Uint8Array, dc: (HuffmanSpec | null)[], ac: (HuffmanSpec | null)[]): void {
@@ -553,7 +568,8 @@ function readScan(
     if (t > 15) fail("bad DC coefficient");
     c.dcPred += t === 0 ? 0 : r.signed(t);
     block[0] = c.dcPred * q[0];
-    let last = 0;
+    let rows = 1;
+    let cols = 1;
     for (let k = 1; k < 64; ) {
       const rs = r.decode(c.acTable!);
       const s = rs & 15;
@@ -567,10 +583,11 @@ function readScan(
       if (k > 63) fail("bad AC coefficient position");
       const z = ZIGZAG[k];
       block[z] = r.signed(s) * q[z];
-      last = k;
+      rows |= 1 << (z >> 3);
+      cols |= 1 << (z & 7);
       k++;
     }
-    writeBlock(c, block, 8, last === 0, bx, by, tmp);
+    writeBlock(c, block, 8, rows, cols, bx, by, tmp);
   };
 
   const p1 = 1 << al;
@@ -655,7 +672,18 @@ function readScan(
       }
     }
     if (eobrun > 0) {
-      for (; k <= se; k++) if (isNonZero(c, index, k)) refineNonZero(c, index, k);
+      // The rest of the band: a correction bit for each non-zero coefficient, in order (most blocks of a
+      // refinement scan are in end-of-band runs, so this walks the set bits rather than every position).
+      for (let word = k >> 5; word <= se >> 5 && k <= se; word++) {
+        const from = Math.max(k, word * 32) & 31;
+        const to = Math.min(se, word * 32 + 31) & 31;
+        let bits = c.nonZero![index * 2 + word] & ((0xffffffff << from) >>> 0) & (0xffffffff >>> (31 - to));
+        while (bits !== 0) {
+          const low = bits & -bits;
+          bits ^= low;
+          refineNonZero(c, index, word * 32 + 31 - Math.clz32(low));
+        }
+      }
       eobrun--;
     }
   };
@@ -708,15 +736,19 @@ function finishProgressive(c: Component, quant: (Uint16Array | null)[]): void {
   for (let by = 0; by < c.paddedH; by++) {
     for (let bx = 0; bx < c.paddedW; bx++) {
       const base = (by * c.paddedW + bx) * kk;
-      let dcOnly = true;
+      let rows = 1;
+      let cols = 1;
       for (let row = 0; row < c.k; row++) {
         for (let col = 0; col < c.k; col++) {
           const v = c.coefs![base + row * c.k + col];
           block[row * c.k + col] = v * q![row * 8 + col];
-          if (v !== 0 && (row | col) !== 0) dcOnly = false;
+          if (v !== 0) {
+            rows |= 1 << row;
+            cols |= 1 << col;
+          }
         }
       }
-      writeBlock(c, block, c.k, dcOnly, bx, by, tmp);
+      writeBlock(c, block, c.k, rows, cols, bx, by, tmp);
     }
   }
   c.coefs = null;
@@ -726,30 +758,35 @@ function finishProgressive(c: Component, quant: (Uint16Array | null)[]): void {
 /**
  * The reduced inverse DCT of one block: its nx×ny box averages, from its first k×k dequantised
  * coefficients (`block`, rows of `stride`), written into the component's plane with the level shift.
+ * `rows` and `cols` have bit i set when row (column) i of the block may hold a non-zero coefficient; only
+ * those, and only frequencies with a non-zero weight, are computed.
  */
-function writeBlock(c: Component, block: Float64Array, stride: number, dcOnly: boolean, bx: number, by: number, tmp: Float64Array): void {
+function writeBlock(c: Component, block: Float64Array, stride: number, rows: number, cols: number, bx: number, by: number, tmp: Float64Array): void {
   const { nx, ny, k, mx, my, plane, planeW } = c;
   const x0 = bx * nx;
   const y0 = by * ny;
-  if (dcOnly) {
+  const vs = rows & c.usedY;
+  const us = cols & c.usedX;
+  if ((vs | us) === 1) {
     const value = block[0] / 8 + 128;
     for (let y = 0; y < ny; y++) plane.fill(value, (y0 + y) * planeW + x0, (y0 + y) * planeW + x0 + nx);
     return;
   }
   for (let v = 0; v < k; v++) {
+    if ((vs & (1 << v)) === 0) continue;
     const row = v * stride;
     for (let x = 0; x < nx; x++) {
-      let s = 0;
-      for (let u = 0; u < k; u++) s += mx[x * k + u] * block[row + u];
-      tmp[v * nx + x] = s;
+      let sum = 0;
+      for (let u = 0; u < k; u++) if (us & (1 << u)) sum += mx[x * k + u] * block[row + u];
+      tmp[v * nx + x] = sum;
     }
   }
   for (let y = 0; y < ny; y++) {
     const out = (y0 + y) * planeW + x0;
     for (let x = 0; x < nx; x++) {
-      let s = 0;
-      for (let v = 0; v < k; v++) s += my[y * k + v] * tmp[v * nx + x];
-      plane[out + x] = s + 128;
+      let sum = 0;
+      for (let v = 0; v < k; v++) if (vs & (1 << v)) sum += my[y * k + v] * tmp[v * nx + x];
+      plane[out + x] = sum + 128;
     }
   }
 }
@@ -800,5 +837,5 @@ function toRgba(f: Frame, scale: JpegScale, rgb: boolean): ScaledJpeg {
       out[o + 3] = 255;
     }
   }
-  return { width, height, scale, rgba: new Uint8Array(out.buffer) };
+  return { width, height, scale, rgba: new Uint8Array(out.buffer), bufferBytes: f.bufferBytes };
 }

@@ -105,7 +105,7 @@ export function selectSize(req: { width: number; height: number; method: Thumbna
 
 /** Output size: `scale` fits inside the box keeping the aspect ratio, `crop` fills it; never larger than the
  * source (as Synapse, which does not upscale). */
-function targetSize(info: ImageInfo, size: { width: number; height: number; method: ThumbnailMethod }) {
+export function targetSize(info: Pick<ImageInfo, "width" | "height">, size: { width: number; height: number; method: ThumbnailMethod }) {
   if (size.method === "scale") {
     const factor = Math.min(size.width / info.width, size.height / info.height, 1);
     return { width: Math.max(1, Math.round(info.width * factor)), height: Math.max(1, Math.round(info.height * factor)) };
