@@ -24,7 +24,7 @@ import type { Env } from "../../worker/env.js";
 import type { QueuedPdu } from "../destination/queue.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import { partialStateServers } from "./partial-state.js";
-import { localStickyEvents, newlyJoinedServer } from "./sticky-outbound.js";
+import { deleteStickyPushes, dueStickyPushes, newlyJoinedServer, nextStickyPush, scheduleStickyPushes } from "./sticky-outbound.js";
 
 /** Events read per hand-over round (each Destination DO gets one call per round). */
 const ROUND_EVENTS = 100;
@@ -83,10 +83,30 @@ class RoomOutbound {
       return;
     }
     await this.kick();
+    await this.pushStickyEvents(Date.now());
     if (this.failed) {
       this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
       await this.armAlarm(Date.now() + this.retryMs);
     }
+  }
+
+  /** MSC4354: the due pushes of our sticky events to servers that joined (room/sticky-outbound.ts); a
+   * failed one stays scheduled and the alarm retries it. */
+  async pushStickyEvents(now: number): Promise<void> {
+    const room = this.engine.meta();
+    if (!room) return;
+    for (const push of dueStickyPushes(this.engine, now)) {
+      try {
+        if (push.events.length > 0) await enqueueAll(this.env, new Map([[push.server, push.events.map((e) => ({ roomId: room.roomId, ...e }))]]));
+        deleteStickyPushes(this.engine, push.server, push.dueAts);
+      } catch (e) {
+        this.failed = true;
+        console.warn("sticky events not handed to a destination queue; the alarm retries", push.server, e instanceof Error ? e.message : e);
+      }
+    }
+    const next = nextStickyPush(this.engine);
+    // A failed push is already due: retry() re-arms with its back-off (this.failed).
+    if (next !== null && next > now) await this.armAlarm(next);
   }
 
   /** Resolves when the hand-overs started so far have finished (tests, benchmarks). */
@@ -123,16 +143,19 @@ class RoomOutbound {
           .toArray();
         const upTo = rows.length === ROUND_EVENTS ? rows[rows.length - 1]!.stream_ordering : latest;
         const byDestination = new Map<string, QueuedPdu[]>();
+        let stickyDue = Infinity;
         const listOf = (destination: string): QueuedPdu[] => {
           let list = byDestination.get(destination);
           if (!list) byDestination.set(destination, (list = []));
           return list;
         };
         for (const row of rows) {
-          // MSC4354: a server that joins gets our unexpired sticky events from before its join (room/sticky-outbound.ts).
+          // MSC4354: a server that joins gets our unexpired sticky events from before its join, a little
+          // later (room/sticky-outbound.ts).
           const joined = newlyJoinedServer(this.engine, this.env.SERVER_NAME, row);
           if (joined !== null && federationAllowed(this.env, joined)) {
-            for (const sticky of localStickyEvents(this.engine, row.stream_ordering, Date.now())) listOf(joined).push({ roomId: room.roomId, ...sticky });
+            const due = scheduleStickyPushes(this.engine, joined, row.stream_ordering, Date.now());
+            stickyDue = Math.min(stickyDue, due);
           }
           if (!this.engine.isLocalUser(row.sender)) continue;
           for (const destination of this.destinationsOf(row)) {
@@ -142,6 +165,7 @@ class RoomOutbound {
         }
         await enqueueAll(this.env, byDestination);
         this.setPosition(upTo);
+        if (Number.isFinite(stickyDue)) await this.armAlarm(stickyDue);
       }
       this.failed = false;
       this.retryMs = RETRY_MS;
@@ -253,6 +277,12 @@ export function enqueueForRemoteServers(ctx: DurableObjectState, engine: RoomEng
 /** The Room DO's alarm: hands over whatever a crash or a failed Destination DO call left. */
 export function retryRemoteHandOver(ctx: DurableObjectState, engine: RoomEngine, env: Env): Promise<void> {
   return outboundOf(ctx, engine, env).retry();
+}
+
+/** MSC4354: pushes the sticky events due at `now` to servers that joined (the alarm does this; tests call it
+ * with a later `now`). */
+export function pushStickyEventsDue(ctx: DurableObjectState, engine: RoomEngine, env: Env, now = Date.now()): Promise<void> {
+  return outboundOf(ctx, engine, env).pushStickyEvents(now);
 }
 
 /** Resolves when the hand-overs started so far have finished (tests, benchmarks). */

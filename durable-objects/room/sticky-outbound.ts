@@ -2,8 +2,11 @@
 // room, existing servers MUST attempt to push all of their own sticky events"). The room's federation
 // hand-over (room/outbound.ts) reads every committed event in order; when one is the join of the first
 // member of a server that had nobody joined in the room before it, the unexpired sticky events this server
-// originated before that join are queued for the new server, right where the join is in the stream (so the
-// events after the join follow them). Only our own events: a server sends only what it originated, because
+// originated before that join are pushed to the new server. Not at once: a server that joins through us
+// learns of the room only when it has processed our send_join answer, and Synapse drops PDUs of a room it
+// does not know yet ("Ignoring PDU for unknown room_id", answering 200), so the push is scheduled a little
+// later, and again later still (PUSH_DELAYS_MS; a peer ignores an event it already has), in the room's
+// `sticky_pushes` table, done by the room's alarm (room/outbound.ts `retry`). Only our own events: a server sends only what it originated, because
 // only it is sure to be able to serve their prev events when the receiver asks (MSC4354 footnote
 // "newjoiner"). History visibility is not applied: "any joined user or server is authorised to see sticky
 // events for the duration they remain sticky".
@@ -15,6 +18,8 @@ import { MAX_STICKY_DURATION_MS, stickyDurationMs, stickyUntil } from "./client-
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED } from "./event-rows.js";
 
+/** When a newly joined server is pushed our sticky events, after its join was handed over. */
+export const PUSH_DELAYS_MS = [2_000, 20_000];
 /** At most this many sticky events go to one newly joined server (the newest win). */
 export const MAX_STICKY_FOR_NEW_SERVER = 500;
 
@@ -81,4 +86,53 @@ export function localStickyEvents(engine: RoomEngine, before: number, now: numbe
     if (out.length >= MAX_STICKY_FOR_NEW_SERVER) break;
   }
   return out.reverse();
+}
+
+const SCHEMA = `CREATE TABLE IF NOT EXISTS sticky_pushes (
+  server TEXT NOT NULL,
+  before_ordering INTEGER NOT NULL,
+  due_at INTEGER NOT NULL,
+  PRIMARY KEY (server, due_at)
+)`;
+const ready = new WeakSet<RoomEngine>();
+function ensureSchema(engine: RoomEngine): void {
+  if (ready.has(engine)) return;
+  engine.sql.exec(SCHEMA);
+  ready.add(engine);
+}
+
+/** Schedules the pushes of our sticky events from before stream ordering `beforeOrdering` to a server that
+ * just joined; returns when the first is due. */
+export function scheduleStickyPushes(engine: RoomEngine, server: string, beforeOrdering: number, now: number): number {
+  ensureSchema(engine);
+  for (const delay of PUSH_DELAYS_MS) {
+    engine.sql.exec("INSERT OR REPLACE INTO sticky_pushes (server, before_ordering, due_at) VALUES (?, ?, ?)", server, beforeOrdering, now + delay);
+  }
+  return now + Math.min(...PUSH_DELAYS_MS);
+}
+
+/** The pushes due at `now`: per server, the events to send, and the rows to delete once they are queued. */
+export function dueStickyPushes(engine: RoomEngine, now: number): { server: string; events: { eventId: string; json: string }[]; dueAts: number[] }[] {
+  ensureSchema(engine);
+  const rows = engine.sql
+    .exec<{ server: string; before_ordering: number; due_at: number }>("SELECT server, before_ordering, due_at FROM sticky_pushes WHERE due_at <= ? ORDER BY server", now)
+    .toArray();
+  const byServer = new Map<string, { before: number; dueAts: number[] }>();
+  for (const row of rows) {
+    const entry = byServer.get(row.server) ?? { before: 0, dueAts: [] };
+    entry.before = Math.max(entry.before, row.before_ordering);
+    entry.dueAts.push(row.due_at);
+    byServer.set(row.server, entry);
+  }
+  return [...byServer].map(([server, { before, dueAts }]) => ({ server, events: localStickyEvents(engine, before, now), dueAts }));
+}
+
+export function deleteStickyPushes(engine: RoomEngine, server: string, dueAts: number[]): void {
+  for (const dueAt of dueAts) engine.sql.exec("DELETE FROM sticky_pushes WHERE server = ? AND due_at = ?", server, dueAt);
+}
+
+/** When the next push is due, or null when none is scheduled. */
+export function nextStickyPush(engine: RoomEngine): number | null {
+  ensureSchema(engine);
+  return engine.sql.exec<{ at: number | null }>("SELECT MIN(due_at) AS at FROM sticky_pushes").one().at;
 }

@@ -36,7 +36,8 @@ export default async function setup(project: TestProject) {
   trustCA(ca);
   const started = await Promise.allSettled([
     // bcrypt_rounds 4: tests register many users; Synapse's default 12 rounds cost ~0.3 s each.
-    startSynapse({ caDir: ca.dir, extraConfig: { bcrypt_rounds: 4 } }),
+    // msc4354_enabled: sticky events (test/federation/sticky-events.test.ts).
+    startSynapse({ caDir: ca.dir, extraConfig: { bcrypt_rounds: 4, experimental_features: { msc4354_enabled: true } } }),
     startServer({ REGISTRATION_SHARED_SECRET: MYELIN_SECRET }, { https: ca }),
   ]);
   const [synapseResult, myelinResult] = started;

@@ -5,7 +5,8 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { remoteHandOverSettled } from "../../durable-objects/room/outbound.js";
+import type { RoomEngine } from "../../durable-objects/room/engine.js";
+import { pushStickyEventsDue, remoteHandOverSettled } from "../../durable-objects/room/outbound.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import type { Pdu } from "../../protocol/pdu.js";
@@ -40,9 +41,13 @@ async function receivedIds(server: string): Promise<string[]> {
   return out;
 }
 
-/** Waits for the room's hand-over and the destinations' sends that follow it. */
+/** Waits for the room's hand-over, does the sticky pushes to new servers as if their time had come (they
+ * are scheduled a little after the join), and waits for the destinations' sends that follow. */
 async function settle(roomId: string, servers: string[]): Promise<void> {
-  await runInDurableObject(rawRoom(roomId), (_instance, state) => remoteHandOverSettled(state));
+  await runInDurableObject(rawRoom(roomId), async (instance, state) => {
+    await remoteHandOverSettled(state);
+    await pushStickyEventsDue(state, (instance as unknown as { engine: RoomEngine }).engine, env as never, Date.now() + 60_000);
+  });
   for (const s of servers) await destinationStub(s).sendsSettled();
 }
 
@@ -66,7 +71,17 @@ describe("sticky events over federation", () => {
     await send(alice, roomId, { msgtype: "m.text", body: "not sticky" });
     const one = uniqueServer("stickyone");
 
+    const joinedAt = Date.now();
     await remoteJoin(roomId, one, "first");
+    // Not at once (the new server may not know the room yet): the room's alarm pushes them a little later.
+    const alarm = await runInDurableObject(rawRoom(roomId), async (_instance, state) => {
+      await remoteHandOverSettled(state);
+      return state.storage.getAlarm();
+    });
+    await destinationStub(one).sendsSettled();
+    expect(await receivedIds(one)).toEqual([]);
+    expect(alarm).not.toBeNull();
+    expect(alarm!).toBeGreaterThanOrEqual(joinedAt);
     await settle(roomId, [one]);
     expect(await receivedIds(one)).toEqual([live.body.event_id]);
 
