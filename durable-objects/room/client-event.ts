@@ -20,6 +20,8 @@ export interface ClientEventUnsigned {
   msc4354_sticky_duration_ttl_ms?: number;
   /** MSC4345: the verified domain of the sender's server key (decision 12). */
   server_domain?: string;
+  /** MSC4115: the reader's membership at the time of the event. */
+  membership?: string;
 }
 
 /** A redaction event as it appears in `redacted_because` (a plain client event without further nesting;
@@ -55,6 +57,8 @@ export interface ClientEventOptions {
   replacedState?: IdentifiedPdu;
   /** MSC4345 rooms: the domain this server verified for the sender's server key, if any. */
   serverDomainOf?: (userId: string) => string | undefined;
+  /** MSC4115: the reader's membership at the time of the event (timeline reads only, not state lists). */
+  membership?: string;
 }
 
 /** Converts a stored PDU (already redacted if a redaction applied) into the client format. */
@@ -89,6 +93,7 @@ export function toClientEvent(pdu: IdentifiedPdu, options: ClientEventOptions): 
   // MSC4345 (decision 12): `unsigned.server_domain` only once the server verified the domain.
   const domain = options.serverDomainOf?.(pdu.sender);
   if (domain !== undefined) unsigned.server_domain = domain;
+  if (options.membership !== undefined) unsigned.membership = options.membership;
   event.unsigned = unsigned;
   return event;
 }

@@ -134,12 +134,9 @@ export class RoomEphemeral {
     const roomId = this.requireJoined(update.userId);
     const target = this.engine.eventMeta(update.eventId);
     if (!target || target.outlier || target.rejectedReason !== null) throw notFound("Event not found");
-    if (update.threadId !== undefined && update.threadId !== "main" && update.threadId !== update.eventId) {
+    if (update.threadId !== undefined && receiptThreadOf(this.engine, update.eventId, update.threadId === "main") !== update.threadId) {
       // Spec (400): "The event_id is not related to the thread_id".
-      const thread = this.engine.sql
-        .exec<{ thread_root: string | null }>("SELECT thread_root FROM events WHERE event_id = ?", update.eventId)
-        .toArray()[0]?.thread_root;
-      if (thread !== update.threadId) throw new MatrixError(400, "M_INVALID_PARAM", "event_id is not related to thread_id");
+      throw new MatrixError(400, "M_INVALID_PARAM", "event_id is not related to thread_id");
     }
     this.receiptsTable();
     const threadId = update.threadId ?? UNTHREADED;
@@ -247,4 +244,28 @@ export function receiptEdu(roomId: string, update: ReceiptUpdate): { edu_type: s
   const data: { ts: number; thread_id?: string } = { ts: update.ts };
   if (update.threadId !== undefined) data.thread_id = update.threadId;
   return { edu_type: "m.receipt", content: { [roomId]: { [update.receiptType]: { [update.userId]: { event_ids: [update.eventId], data } } } } };
+}
+
+/** How many relation hops a receipt's thread look-up follows (relations form a tree; this bounds a walk
+ * through a malicious chain). */
+const MAX_RELATION_HOPS = 16;
+
+/**
+ * The thread an event belongs to for a threaded receipt, as Synapse decides (`_is_event_in_thread`,
+ * `get_thread_id`, `get_thread_id_for_receipts`): walking up the event's relations (an annotation to a
+ * reference to a thread reply counts too), the first `m.thread` hop names the thread. Without one, the
+ * event is in the main timeline (`main` is asked) or, for a thread ID, belongs to the thread of its
+ * topmost ancestor: a thread root and anything related to it may carry the root's thread receipt.
+ */
+export function receiptThreadOf(engine: RoomEngine, eventId: string, main: boolean): string {
+  let current = eventId;
+  for (let hop = 0; hop < MAX_RELATION_HOPS; hop++) {
+    const row = engine.sql
+      .exec<{ rel_type: string | null; relates_to: string | null }>("SELECT rel_type, relates_to FROM events WHERE event_id = ?", current)
+      .toArray()[0];
+    if (row?.rel_type === "m.thread" && row.relates_to !== null) return row.relates_to;
+    if (!row || row.relates_to === null) break;
+    current = row.relates_to;
+  }
+  return main ? "main" : current;
 }

@@ -7,6 +7,7 @@
 import type { IdentifiedPdu, Pdu } from "../../protocol/pdu.js";
 import { toClientEvent, type ClientEvent, type RedactionClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
+import type { VisibilityChecker } from "./history-visibility.js";
 import { clientEvents, type Reader } from "./reads.js";
 
 // A type alias (not an interface) so that it satisfies SqlStorage's row constraint.
@@ -103,7 +104,14 @@ export function pduOf(row: EventRow): IdentifiedPdu {
  * Rows in the client format for `reader` (reads.ts `clientEvents` does the same per event ID): with
  * `unsigned.transaction_id` for the reader's own device, `redacted_because` and the replaced state.
  */
-export function formatRows(engine: RoomEngine, rows: readonly EventRow[], reader: Reader, now = Date.now()): ClientEvent[] {
+export function formatRows(
+  engine: RoomEngine,
+  rows: readonly EventRow[],
+  reader: Reader,
+  now = Date.now(),
+  /** Timeline reads: annotates each event with the reader's membership at it (MSC4115). */
+  membership?: Pick<VisibilityChecker, "membershipAt">,
+): ClientEvent[] {
   const meta = engine.meta();
   if (!meta || rows.length === 0) return [];
   const txnIds = new Map<string, string>();
@@ -133,6 +141,6 @@ export function formatRows(engine: RoomEngine, rows: readonly EventRow[], reader
       }
     }
     const replacedState = row.replaces_state === null ? undefined : engine.events.pdu(row.replaces_state);
-    return toClientEvent(pduOf(row), { roomId: meta.roomId, rules: meta.rules, now, transactionId: txnIds.get(row.event_id), redactedBecause, replacedState, serverDomainOf });
+    return toClientEvent(pduOf(row), { roomId: meta.roomId, rules: meta.rules, now, transactionId: txnIds.get(row.event_id), redactedBecause, replacedState, serverDomainOf, membership: membership?.membershipAt(row) });
   });
 }

@@ -36,6 +36,10 @@ export function historyVisibilityOf(content: JsonObject | undefined): HistoryVis
  * through membership). */
 const membershipRank = (m: string | undefined): number => (m === "join" ? 0 : m === "invite" ? 1 : 2);
 
+/** Synapse's MEMBERSHIP_PRIORITY: "most joined" first (MSC4115's choice for the user's own member event). */
+const MEMBERSHIP_PRIORITY = ["join", "invite", "knock", "leave", "ban"];
+const knownMembership = (m: string | undefined): string => (m !== undefined && MEMBERSHIP_PRIORITY.includes(m) ? m : "leave");
+
 /** Whether the history visibility in a room's current state is world_readable. */
 export function isWorldReadable(engine: RoomEngine): boolean {
   return historyVisibilityOf(engine.currentStateEvent("m.room.history_visibility", "")?.content) === "world_readable";
@@ -137,6 +141,22 @@ export class VisibilityChecker {
     if (membership === "join") return true;
     if (visibility === "invited" && membership === "invite") return true;
     return false;
+  }
+
+  /**
+   * MSC4115 (`unsigned.membership`): the user's membership at the time of the event, as Synapse computes
+   * it in `filter_events_for_client`: the membership in the state before the event, except that for the
+   * user's own member event the "more joined" of the memberships before and after it counts (so a join
+   * event says `join` and a leave after a join says `join`). No membership is `leave`.
+   */
+  membershipAt(row: EventRow): string {
+    if (this.joinedFrom !== undefined && row.stream_ordering >= this.joinedFrom) return "join";
+    if (row.type === "m.room.member" && row.state_key === this.userId) {
+      const before = knownMembership(row.replaces_state === null ? undefined : this.membershipOfEvent(row.replaces_state));
+      const after = knownMembership(row.membership ?? undefined);
+      return MEMBERSHIP_PRIORITY.indexOf(after) <= MEMBERSHIP_PRIORITY.indexOf(before) ? after : before;
+    }
+    return knownMembership(this.membershipAtGroup(row.state_group_before));
   }
 
   /** The rows the user may see, in the given order. */

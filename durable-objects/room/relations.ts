@@ -47,7 +47,7 @@ const AGGREGATED_REL_TYPES = ["m.thread", "m.replace", "m.reference"];
 
 /** Formats rows for a reader and adds their bundled aggregations. */
 export function readEvents(engine: RoomEngine, checker: VisibilityChecker, rows: readonly EventRow[], reader: Reader, now = Date.now()): ReadEvent[] {
-  const events = formatRows(engine, rows, reader, now) as ReadEvent[];
+  const events = formatRows(engine, rows, reader, now, checker) as ReadEvent[];
   bundleAggregations(engine, checker, events, reader, now);
   return events;
 }

@@ -11,7 +11,7 @@ import { splitStateKey, stateKey, type StateKey } from "../../protocol/pdu.js";
 import { roomToken } from "../notifications.js";
 import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
-import { ACCEPTED, EVENT_ROW_COLUMNS, type EventRow } from "./event-rows.js";
+import { ACCEPTED, EVENT_ROW_COLUMNS, formatRows, type EventRow } from "./event-rows.js";
 import { clientEvents } from "./reads.js";
 import { StateRewinder, Visibility, roomSummary } from "./sync-reads.js";
 
@@ -173,7 +173,7 @@ export function slidingRoom(engine: RoomEngine, request: SlidingRoomRequest, now
   const reader = { userId: request.userId, deviceId: request.deviceId };
   const summary = roomSummary(engine, request.userId);
   const result: SlidingRoomResult = {
-    timeline: clientEvents(engine, rows.map((r) => r.event_id), reader, now),
+    timeline: formatRows(engine, rows, reader, now, visibility),
     limited,
     prevBatch,
     numLive,

@@ -15,7 +15,7 @@ import { splitStateKey, stateKey, type IdentifiedPdu, type StateKey } from "../.
 import { roomToken, type ReceiptUpdate } from "../notifications.js";
 import { MAX_STICKY_DURATION_MS, stickyDurationMs, stickyUntil, type ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
-import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, type EventRow } from "./event-rows.js";
+import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, formatRows, type EventRow } from "./event-rows.js";
 import { VisibilityChecker } from "./history-visibility.js";
 import { clientEvents } from "./reads.js";
 import { passesFilter } from "./timeline.js";
@@ -115,6 +115,11 @@ export class Visibility {
   canSee(row: Row): boolean {
     if (row.type === "m.room.member" && row.state_key === this.userId && row.sender === this.userId) return true;
     return this.checker.canSee(row);
+  }
+
+  /** MSC4115: the user's membership at the event (history-visibility.ts). */
+  membershipAt(row: Row): string {
+    return this.checker.membershipAt(row);
   }
 }
 
@@ -287,7 +292,11 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     request.eventFormat === "federation" ? federationEvents(engine, ids, now) : clientEvents(engine, ids, reader, now);
 
   const result: RoomSyncResult = {
-    timeline: { events: format(timelineRows.map((r) => r.event_id)), limited, prev_batch: prevBatch },
+    timeline: {
+      events: request.eventFormat === "federation" ? format(timelineRows.map((r) => r.event_id)) : formatRows(engine, timelineRows, reader, now, visibility),
+      limited,
+      prev_batch: prevBatch,
+    },
     state: format(stateEventIds),
   };
   if (summary) result.summary = summary;
