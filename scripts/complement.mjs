@@ -20,7 +20,8 @@
 // defaults (set them in the environment to override): the unauthenticated legacy media endpoints serve
 // all media (MEDIA_LEGACY_FREEZE_TIME=off; TestContent and TestLocalPngThumbnail use them, and Complement
 // skips TestContent on Synapse for that reason) and URL previews may fetch loopback addresses
-// (URL_PREVIEW_IP_RANGE_BLACKLIST=none; Synapse's image sets `url_preview_ip_range_blacklist: []`).
+// (URL_PREVIEW_IP_RANGE_BLACKLIST=none; Synapse's image sets `url_preview_ip_range_blacklist: []`), and
+// server notices are on as that image configures them (system user `_server`, "Server Alert"; TestServerNotices).
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -72,6 +73,9 @@ const run = spawnSync("bash", federation ? [path.join(root, "scripts", "compleme
   env: {
     MEDIA_LEGACY_FREEZE_TIME: "off",
     URL_PREVIEW_IP_RANGE_BLACKLIST: "none",
+    SERVER_NOTICES_LOCALPART: "_server",
+    SERVER_NOTICES_DISPLAY_NAME: "Server Alert",
+    SERVER_NOTICES_ROOM_NAME: "Server Alert",
     ...process.env,
     ...(federation ? federationSelection() : {}),
     DRIVER: driver,

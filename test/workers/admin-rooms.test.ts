@@ -307,6 +307,16 @@ describe("server notices", () => {
     expect(roomId).toBeDefined();
     const tag = await api("GET", `/_matrix/client/v3/user/${enc(user.user_id)}/rooms/${enc(roomId!)}/account_data/m.tag`, { token: user.access_token });
     expect(tag.body).toEqual({ tags: { "m.server_notice": {} } });
+    // The invite cannot be rejected (Synapse: M_CANNOT_LEAVE_SERVER_NOTICE_ROOM); the user stays invited.
+    const leave = () =>
+      app.fetch(
+        new Request(`https://${SERVER_NAME}${r(roomId!)}/leave`, { method: "POST", headers: { Authorization: `Bearer ${user.access_token}`, "Content-Type": "application/json" }, body: "{}" }),
+        noticesEnv,
+      );
+    const rejected = await leave();
+    expect(rejected.status).toBe(403);
+    expect(((await rejected.json()) as { errcode: string }).errcode).toBe("M_CANNOT_LEAVE_SERVER_NOTICE_ROOM");
+    expect((await roomStub(roomId!).membership(user.user_id))?.membership).toBe("invite");
     expect((await join(user, roomId!)).status).toBe(200);
     const state = await api("GET", `${r(roomId!)}/state`, { token: user.access_token });
     const byType = (type: string, key = "") => state.body.find((e: { type: string; state_key: string }) => e.type === type && e.state_key === key);
@@ -322,8 +332,8 @@ describe("server notices", () => {
     const messages = await api("GET", `${r(roomId!)}/messages?dir=b&limit=5`, { token: user.access_token });
     expect(messages.body.chunk.filter((e: { type: string }) => e.type === "m.room.message").map((e: { content: { body: string } }) => e.content.body)).toEqual(["Done", "Maintenance tonight"]);
 
-    // After leaving, the next notice comes in a new room.
-    await membership(user, roomId!, "leave");
+    // Once joined the user may leave; the next notice comes in a new room.
+    expect((await leave()).status).toBe(200);
     await notice(admin, { user_id: user.user_id, content: { msgtype: "m.text", body: "Again" } });
     const rows = await env.DB.prepare("SELECT room_id FROM server_notice_rooms WHERE user_id = ?").bind(user.user_id).first<{ room_id: string }>();
     expect(rows!.room_id).not.toBe(roomId);

@@ -49,6 +49,23 @@ export function serverNoticesConfig(env: Env): ServerNoticesConfig | undefined {
   };
 }
 
+/**
+ * A user may not reject the invite to their server notices room (Synapse: 403
+ * M_CANNOT_LEAVE_SERVER_NOTICE_ROOM, for an invite sent by the system user); once joined they may leave it,
+ * and the next notice makes a new room.
+ */
+export async function refuseServerNoticeInviteRejection(env: Env, roomId: string, userId: string): Promise<void> {
+  const config = serverNoticesConfig(env);
+  if (!config || userId === config.systemUserId) return;
+  const room = roomStub(env, roomId);
+  const current = await room.membership(userId);
+  if (current?.membership !== "invite") return;
+  const invite = await room.getPdu(current.eventId);
+  if (invite?.sender === config.systemUserId) {
+    throw new MatrixError(403, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM", "You cannot reject this invite");
+  }
+}
+
 /** The room tag clients show server notice rooms by (spec: "Server Notices"). */
 export const SERVER_NOTICE_TAG = "m.server_notice";
 

@@ -17,6 +17,7 @@ import { unwrap } from "../../durable-objects/room/outcome.js";
 import { localProfile } from "./profile.js";
 import { copyPushRulesFromPredecessor } from "./push-rules.js";
 import { refuseIfRoomBlocked } from "../admin/blocked-rooms.js";
+import { refuseServerNoticeInviteRejection } from "../admin/server-notices.js";
 
 export const roomMembershipRoutes = new Hono<AppEnv>();
 
@@ -132,6 +133,7 @@ roomMembershipRoutes.post(`${V}/rooms/:roomId/invite`, requireAuth, async (c) =>
 roomMembershipRoutes.post(`${V}/rooms/:roomId/leave`, requireAuth, async (c) => {
   const roomId = requireRoomId(c.req.param("roomId"));
   const body = await readJsonObject(c, { allowEmpty: true });
+  await refuseServerNoticeInviteRejection(c.env, roomId, requester(c).userId);
   await changeMembership(c, roomId, "leave", requester(c).userId, optionalReason(body));
   return c.json({});
 });
