@@ -69,7 +69,7 @@ export interface SyncRequest {
 
 /** Which room events the room's timeline shows (see room/sync-reads.ts RoomSyncRequest). */
 export type TimelinePlan =
-  | { mode: "latest"; upto: number }
+  | { mode: "latest"; upto: number; /** A room joined since the token of an incremental sync. */ newlyJoined?: true }
   | { mode: "exact"; upto: number; orderings: number[]; limited: boolean; sinceOrdering: number };
 
 export type ExactTimelinePlan = Extract<TimelinePlan, { mode: "exact" }>;
@@ -618,6 +618,7 @@ export class SyncHub {
         const newlyJoined = initial || membershipsThen.get(roomId)?.membership !== "join" || rejoined;
         if (newlyJoined) {
           plan.timeline = { mode: "latest", upto: this.store.roomOrderingAt(roomId, Q) };
+          if (!initial) plan.timeline.newlyJoined = true;
           plan.roomReceipts = true;
         } else {
           const rows = rowsByRoom.get(roomId) ?? [];

@@ -98,6 +98,30 @@ describe("/sync basics", () => {
     expect(unlimited.rooms.join?.[roomId]).toBeUndefined();
   });
 
+  it("a room joined since the token is limited, with the history the filter lets through (Complement TestSync)", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    for (let i = 0; i < 4; i++) await send(alice, roomId, { msgtype: "m.text", body: `1-${i}` });
+    const filter = { room: { timeline: { limit: 10, types: ["m.room.message"] }, state: { types: [] } } };
+    const since = (await sync(bob, { filter })).next_batch as string;
+    for (let i = 0; i < 4; i++) await send(alice, roomId, { msgtype: "m.text", body: `2-${i}` });
+    expect((await join(bob, roomId)).status).toBe(200);
+    const body = await sync(bob, { since, filter });
+    const t = body.rooms.join[roomId].timeline;
+    expect(t.events.map((e: { content: { body: string } }) => e.content.body)).toEqual(["1-0", "1-1", "1-2", "1-3", "2-0", "2-1", "2-2", "2-3"]);
+    expect(t.limited).toBe(true);
+    // Later incremental syncs of the room are limited only when events were left out.
+    await send(alice, roomId, { msgtype: "m.text", body: "3" });
+    const next = await sync(bob, { since: body.next_batch, filter });
+    expect(next.rooms.join[roomId].timeline.limited).toBe(false);
+    // An initial sync is not limited when it holds everything the filter lets through.
+    const alone = await newUser("carol");
+    const own = await createRoom(alone, {});
+    await send(alone, own, { msgtype: "m.text", body: "only" });
+    expect((await sync(alone, { filter: { room: { timeline: { limit: 10, types: ["m.room.message"] } } } })).rooms.join[own].timeline.limited).toBe(false);
+  });
+
   it("refuses bad parameters", async () => {
     const alice = await newUser("alice");
     expect((await syncRaw(alice, { since: "garbage" })).body.errcode).toBe("M_INVALID_PARAM");

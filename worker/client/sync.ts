@@ -177,7 +177,10 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
 
   const fields = (events: SyncEvent[]) => events.map((e) => selectEventFields(e as unknown as JsonObject, filter.eventFields));
   const out: Json = {};
-  const timeline: Json = { events: result ? fields(result.timeline.events) : [], limited: result?.timeline.limited ?? false };
+  // A room joined since the token is always `limited` (Synapse: "Let's just set this to True for newly joined
+  // rooms"): the client has none of its history and should paginate from prev_batch.
+  const newlyJoined = room.timeline?.mode === "latest" && room.timeline.newlyJoined === true;
+  const timeline: Json = { events: result ? fields(result.timeline.events) : [], limited: (result?.timeline.limited ?? false) || newlyJoined };
   if (result) timeline.prev_batch = result.timeline.prev_batch;
   else if (room.point !== undefined) timeline.prev_batch = roomToken(room.point);
   out.timeline = timeline;
