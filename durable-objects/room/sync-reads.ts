@@ -223,7 +223,11 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
   }
   const first = timelineRows[0];
   const start = first ? first.stream_ordering - 1 : request.upto; // the point just before the timeline
-  const prevBatch = roomToken(Math.max(0, start));
+  // An initial (latest-mode) timeline that holds every visible event the filter lets through gets the sync
+  // point itself as prev_batch, as Synapse's `_load_filtered_recents` (only a trimmed timeline moves it):
+  // `/members?at=<prev_batch>` then answers the members at the sync point, not the empty state before the
+  // create event (Complement's TestGetRoomMembersAtPoint).
+  const prevBatch = roomToken(request.mode === "latest" && !limited ? request.upto : Math.max(0, start));
 
   // The state.
   const since = request.mode === "exact" && !request.fullState ? (request.sinceOrdering ?? 0) : start;

@@ -51,6 +51,29 @@ describe("GET /rooms/{roomId}/members", () => {
     expect(memberIds(await members(alice, roomId, "membership=join"))).toEqual([alice.user_id, erin.user_id, frank.user_id].sort());
   });
 
+  it("at=<prev_batch of an initial sync> gives the members at that sync (Complement TestGetRoomMembersAtPoint)", async () => {
+    const alice = await newUser("memat");
+    const bob = await newUser("memat");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await api("PUT", `${r(roomId)}/send/m.room.message/t1`, { token: alice.access_token, body: { msgtype: "m.text", body: "Hello world!" } });
+    const synced = await api("GET", `${V3}/sync?timeout=0`, { token: alice.access_token });
+    const room = synced.body.rooms.join[roomId];
+    expect(room.timeline.limited).toBe(false);
+    const at = room.timeline.prev_batch as string;
+    expect((await join(bob, roomId)).status).toBe(200);
+    await api("PUT", `${r(roomId)}/send/m.room.message/t2`, { token: bob.access_token, body: { msgtype: "m.text", body: "Hello back" } });
+    const res = await members(alice, roomId, `at=${encodeURIComponent(at)}`);
+    expect(res.status).toBe(200);
+    expect(memberIds(res)).toEqual([alice.user_id]);
+    expect(res.body.chunk.every((e: Ev & { room_id: string }) => e.room_id === roomId)).toBe(true);
+    // A limited initial timeline's prev_batch is still the point before its first event.
+    const limited = await api("GET", `${V3}/sync?timeout=0&filter=${encodeURIComponent(JSON.stringify({ room: { timeline: { limit: 1 } } }))}`, { token: alice.access_token });
+    const t = limited.body.rooms.join[roomId].timeline;
+    expect(t.limited).toBe(true);
+    const before = await api("GET", `${r(roomId)}/messages?dir=b&limit=1&from=${encodeURIComponent(t.prev_batch)}`, { token: alice.access_token });
+    expect(before.body.chunk[0].event_id).not.toBe(t.events[0].event_id);
+  });
+
   it("403 for non-members, 400 for bad parameters", async () => {
     const alice = await newUser("mem");
     const mallory = await newUser("mem");
