@@ -184,4 +184,16 @@ describe("push rules follow an upgrade", () => {
     // copies are made under new IDs only).
     expect(overrides.filter((r) => r.rule_id === "mine")).toHaveLength(1);
   });
+
+  it("copies the creator's rules when createRoom names a predecessor by hand (Complement's manual upgrade)", async () => {
+    const alice = await newUser("upgman");
+    const oldRoom = await createRoom(alice, { room_version: "10", preset: "public_chat" });
+    const rules = "/_matrix/client/v3/pushrules/global";
+    expect((await api("PUT", `${rules}/room/${encodeURIComponent(oldRoom)}`, { token: alice.access_token, body: { actions: ["dont_notify"] } })).status).toBe(200);
+    const plain = await createRoom(alice, { room_version: "11", preset: "public_chat" });
+    const newRoom = await createRoom(alice, { room_version: "11", preset: "public_chat", creation_content: { predecessor: { room_id: oldRoom } } });
+    const roomRule = (roomId: string) => api("GET", `${rules}/room/${encodeURIComponent(roomId)}`, { token: alice.access_token });
+    expect((await roomRule(newRoom)).body).toMatchObject({ rule_id: newRoom, actions: ["dont_notify"] });
+    expect((await roomRule(plain)).status).toBe(404);
+  });
 });

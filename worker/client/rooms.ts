@@ -20,6 +20,7 @@ import { roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { signingKey } from "../server-identity.js";
 import { localProfile } from "./profile.js";
+import { copyPushRulesFromPredecessor } from "./push-rules.js";
 
 export const roomsRoutes = new Hono<AppEnv>();
 
@@ -191,5 +192,10 @@ async function inviteRemoteInvitees(env: Env, roomId: string, creator: string, c
 roomsRoutes.post("/_matrix/client/:version{v3|r0}/createRoom", requireAuth, async (c) => {
   const body = await readJsonObject(c, { allowEmpty: true });
   const roomId = await createRoom(c.env, requester(c).userId, body);
+  // A room upgraded by hand (createRoom naming a `predecessor`, then a tombstone): the creator's push rules
+  // for the old room are copied, as for an upgrade through /upgrade and as other users' are when they join.
+  if (isJsonObject(body.creation_content) && isJsonObject(body.creation_content.predecessor)) {
+    await copyPushRulesFromPredecessor(c.env, requester(c).userId, roomId);
+  }
   return c.json({ room_id: roomId });
 });
