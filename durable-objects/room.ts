@@ -56,6 +56,8 @@ import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/fede
 import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
 import { appservicesInterestedInRoom, enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 import { ownServerKey } from "./room/key-identity.js";
+import { verifyServerDomains, type KeyDocumentFetch } from "./room/server-domains.js";
+import { PARTICIPATION_EVENT_TYPE } from "../protocol/participation.js";
 import { checkSentParticipation, makeParticipation, type MakeParticipationRequest } from "./room/federation-participation.js";
 import type { RoomVersionRules } from "../protocol/room-versions.js";
 import type { DeliveredRoomEventNotification } from "./notifications.js";
@@ -547,6 +549,7 @@ export class RoomDurableObject extends DurableObject<Env> {
       }
       // The room exists now: in an MSC4345 room the user is named by our key.
       this.engine.setForgotten(this.inRoom(request.target), false);
+      this.verifyServerDomainsSoon();
       await this.afterCommit([result]);
       return { eventId: result.eventId, streamOrdering: result.streamOrdering };
     }
@@ -665,6 +668,28 @@ export class RoomDurableObject extends DurableObject<Env> {
     return (destination, method, path, body) => federationRequest(this.env, { destination, method, path, body: body as JsonObject | undefined });
   }
 
+  /** Fetches a domain's `/_matrix/key/v3/org.matrix.msc4345/query` document (null when it cannot). */
+  private get keyDocumentFetch(): KeyDocumentFetch | undefined {
+    const remote = this.remote;
+    if (!remote) return undefined;
+    return async (domain) => {
+      const res = await remote(domain, "GET", "/_matrix/key/v3/org.matrix.msc4345/query");
+      return res.ok ? res.body : null;
+    };
+  }
+
+  /** MSC4345: verifies, in the background, the domains of the room's server keys not verified yet
+   * (room/server-domains.ts), so that clients get `unsigned.server_domain` for their users. */
+  private verifyServerDomainsSoon(): void {
+    const fetchKeyDocument = this.keyDocumentFetch;
+    if (!fetchKeyDocument || !this.engine.meta()?.rules.authorization.serverParticipation) return;
+    this.ctx.waitUntil(
+      verifyServerDomains(this.engine, this.engine.serverDomains, fetchKeyDocument).catch((e) =>
+        console.warn("server domain verification failed", e instanceof Error ? e.message : e),
+      ),
+    );
+  }
+
   /** Signed GETs whose answers are read as streams (a big room's /state). */
   private get remoteStream(): RemoteStream | undefined {
     if (!federationEnabled(this.env)) return undefined;
@@ -725,17 +750,15 @@ export class RoomDurableObject extends DurableObject<Env> {
    */
   sendParticipation(request: { origin: string; eventId: string; pdu: unknown }): Promise<Outcome<{ event: Pdu }>> {
     return this.serialised(async () => {
-      const remote = this.remote;
-      if (!remote) throw new MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server");
-      const fetchKeyDocument = async (domain: string) => {
-        const res = await remote(domain, "GET", "/_matrix/key/v3/org.matrix.msc4345/query");
-        return res.ok ? res.body : null;
-      };
+      const fetchKeyDocument = this.keyDocumentFetch;
+      if (!fetchKeyDocument) throw new MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server");
       const event = await checkSentParticipation(this.engine, await signingKey(this.env), request, fetchKeyDocument);
       const result = await this.engine.persistEvent(event, { origin: "federation" });
       await this.afterCommit([result]);
       if (result.rejectedReason !== null) throw forbidden(`The event was rejected: ${result.rejectedReason}`);
       if (result.softFailed) throw forbidden("The event is not allowed by the room's current state");
+      // The check above verified the domain: its users' events can show it (room/server-domains.ts).
+      this.engine.serverDomains.record(event.state_key!, request.origin);
       const wire = wirePdu(this.engine, result.eventId)!;
       if (!result.duplicate) {
         const destinations = serversInRoom(this.engine).filter((s) => s !== request.origin);
@@ -754,6 +777,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     return this.serialised(async () => {
       const { results, persisted } = await receivePdus(this.engine, origin, pdus, this.remote);
       await this.afterCommit(persisted);
+      if (persisted.some((p) => this.engine.eventMeta(p.eventId)?.type === PARTICIPATION_EVENT_TYPE)) this.verifyServerDomainsSoon();
       return results;
     });
   }

@@ -19,6 +19,7 @@ import type { Env } from "../../worker/env.js";
 import type { RoomEventNotification } from "../notifications.js";
 import { EventStore, type EventMeta } from "./event-store.js";
 import { createRoomSchema, roomSchemaExists } from "./schema.js";
+import { ServerDomains } from "./server-domains.js";
 import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
 import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
 import { KeyIdentity } from "./key-identity.js";
@@ -120,6 +121,8 @@ export class RoomEngine {
   readonly sql: SqlStorage;
   readonly stateGroups: StateGroupStore;
   readonly events: EventStore;
+  /** MSC4345: the server domains verified for keys in this room (server-domains.ts). */
+  readonly serverDomains: ServerDomains;
   private metaCache: RoomMeta | null | undefined;
   private schemaReady: boolean;
 
@@ -130,6 +133,7 @@ export class RoomEngine {
     this.sql = storage.sql;
     this.stateGroups = new StateGroupStore(this.sql);
     this.events = new EventStore(this.sql);
+    this.serverDomains = new ServerDomains(this.sql);
     this.schemaReady = roomSchemaExists(this.sql);
     // Idempotent: brings an existing room's schema up to date (new tables, new indexes).
     if (this.schemaReady) createRoomSchema(this.sql);
@@ -1053,7 +1057,7 @@ export class RoomEngine {
 
   /** The ID translation of MSC4345 rooms (room/key-identity.ts); the identity in other rooms. */
   keyIdentity(): KeyIdentity {
-    return new KeyIdentity(this.env.SERVER_NAME, this.ownServerKey, (this.meta() ?? this.pendingMeta())?.rules);
+    return new KeyIdentity(this.env.SERVER_NAME, this.ownServerKey, (this.meta() ?? this.pendingMeta())?.rules, (key) => this.serverDomains.domainOf(key));
   }
 
   /** Outbox rows (the given IDs, or the oldest `limit`), oldest first. */

@@ -9,13 +9,13 @@ import { checkEventAuth } from "../../protocol/auth-rules.js";
 import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
 import { eventIdFor, signEventAsServer } from "../../protocol/event-hashes.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
-import { PARTICIPATION_EVENT_TYPE, isServerKey, participationOf, serverKeyBytes, serverKeyOfUser } from "../../protocol/participation.js";
+import { PARTICIPATION_EVENT_TYPE, isServerKey, keyDocumentListsKey, participationOf, serverKeyOfUser } from "../../protocol/participation.js";
 import { serverNameOf, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.js";
-import { encodeBase64 } from "../../protocol/base64.js";
-import { verifyJsonSignature, type SigningKey } from "../../protocol/signing.js";
+import type { SigningKey } from "../../protocol/signing.js";
 import { unsignedEvent } from "./build-event.js";
 import type { RoomEngine, RoomMeta } from "./engine.js";
 import { choosePrevEvents } from "./local-events.js";
+import type { KeyDocumentFetch } from "./server-domains.js";
 
 export interface MakeParticipationRequest {
   /** The server asking (authenticated by X-Matrix): the domain it advertises. */
@@ -77,18 +77,6 @@ export async function makeParticipation(engine: RoomEngine, request: MakePartici
   return { event: template, room_version: meta.roomVersion };
 }
 
-/** Fetches `/_matrix/key/v3/org.matrix.msc4345/query` of a domain (the DO's federation client). */
-export type KeyDocumentFetch = (domain: string) => Promise<unknown>;
-
-/** Whether a key/v3 document lists `serverKey` and is signed by it. */
-async function documentOwnsKey(doc: unknown, serverKey: string, domain: string): Promise<boolean> {
-  if (!isJsonObject(doc) || doc.server_name !== domain || !isJsonObject(doc.verify_keys)) return false;
-  for (const [keyId, entry] of Object.entries(doc.verify_keys)) {
-    if (!isJsonObject(entry) || entry.key !== serverKey) continue;
-    if (await verifyJsonSignature(doc, serverKey, keyId, encodeBase64(serverKeyBytes(serverKey))).catch(() => false)) return true;
-  }
-  return false;
-}
 
 /**
  * PUT send_participation: the requesting server's signed `requested` event. The proposal's checks: it
@@ -126,7 +114,7 @@ export async function checkSentParticipation(
     throw new MatrixError(400, "M_BAD_JSON", "The event is malformed");
   }
   if (id !== request.eventId) throw new MatrixError(400, "M_INVALID_PARAM", "The event ID does not match the path");
-  if (!(await documentOwnsKey(await fetchKeyDocument(request.origin), serverKey, request.origin))) {
+  if (!(await keyDocumentListsKey(await fetchKeyDocument(request.origin), serverKey, request.origin))) {
     throw forbidden("The requesting server does not publish that key at /_matrix/key/v3/org.matrix.msc4345/query");
   }
   // Decision 10: co-signed by the accepted resident's key, before anyone else sees it.

@@ -24,6 +24,8 @@ export class KeyIdentity {
     /** This server's key (undefined until the room's DO loaded it: only MSC4345 rooms need it). */
     readonly serverKey: string | undefined,
     private readonly rules: RoomVersionRules | undefined,
+    /** Other servers' keys whose domain this server verified (room/server-domains.ts). */
+    private readonly verifiedDomainOf: (serverKey: string) => string | undefined = () => undefined,
   ) {}
 
   get active(): boolean {
@@ -44,11 +46,15 @@ export class KeyIdentity {
 
   /**
    * The verified domain of a sender's server key, for `unsigned.server_domain` (decision 12): this
-   * server's own key is verified by construction. Other servers' keys: not verified yet (the check
-   * against their key/v3 document belongs to the federation handshake), so no domain is given.
+   * server's own key is verified by construction; another server's once its domain's key/v3 document
+   * listed the key (room/server-domains.ts). Otherwise none.
    */
-  readonly serverDomainOf = (userId: string): string | undefined =>
-    this.active && serverKeyOfUser(userId) === this.serverKey ? this.serverName : undefined;
+  readonly serverDomainOf = (userId: string): string | undefined => {
+    if (!this.active) return undefined;
+    const key = serverKeyOfUser(userId);
+    if (key === undefined) return undefined;
+    return key === this.serverKey ? this.serverName : this.verifiedDomainOf(key);
+  };
 
   /** Whether `userId` is one of this server's users, in either form. */
   isLocal(userId: string): boolean {

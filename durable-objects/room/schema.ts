@@ -33,7 +33,10 @@
 //                        server sent, which is all /sync can show of such a room.
 //   event_search         the FTS5 full-text index of POST /search (search-index.ts): rowid = stream ordering.
 //   search_backlog       the range of events stored before the index existed, indexed on the first search.
+//   verified_server_domains  MSC4345: server key -> the domain whose key/v3 document lists it, and when
+//                        that was checked (server-domains.ts); `unsigned.server_domain` comes from here.
 import { createSearchSchema } from "./search-index.js";
+import { SERVER_DOMAINS_SCHEMA } from "./server-domains.js";
 
 export const ROOM_SCHEMA = `
   CREATE TABLE IF NOT EXISTS room_meta (
@@ -171,6 +174,8 @@ export const ROOM_SCHEMA = `
 /** Creates the tables (idempotent). A later change to an existing table needs an upgrade step here. */
 export function createRoomSchema(sql: SqlStorage): void {
   sql.exec(ROOM_SCHEMA);
+  // MSC4345: verified server domains (server-domains.ts).
+  sql.exec(SERVER_DOMAINS_SCHEMA);
   // The full-text index of POST /search (search-index.ts): its own module, as it may be unavailable.
   createSearchSchema(sql);
 }

@@ -58,6 +58,12 @@ async function seesMessage(user: User, roomId: string, body: string): Promise<bo
   return (await messageBodies(user, roomId)).includes(body);
 }
 
+type ClientEvent = { sender: string; content: { body?: string }; unsigned?: { server_domain?: string } };
+async function messageEvent(user: User, roomId: string, body: string): Promise<ClientEvent | undefined> {
+  const res = await call(user, "GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
+  return (res.body.chunk as ClientEvent[]).find((e) => e.content.body === body);
+}
+
 describe("org.matrix.msc4345 between three Myelin servers", () => {
   it("B asks to take part, is accepted and chats; C is refused until accepted; a revoked B is shut out", async () => {
     const [keyA, keyB, keyC] = await Promise.all([serverKeyOf(A), serverKeyOf(B), serverKeyOf(C)]);
@@ -88,10 +94,16 @@ describe("org.matrix.msc4345 between three Myelin servers", () => {
     await eventually("A's message on B", () => seesMessage(bob, roomId, "hello B"));
     await sendText(bob, roomId, "hello A");
     await eventually("B's message on A", () => seesMessage(alice, roomId, "hello A"));
-    // B's client sees A's users by key (decision 12) with the domain A's key/v3 document proves.
-    const onB = await call(bob, "GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=20`);
-    const fromA = (onB.body.chunk as { sender: string; content: { body?: string }; unsigned?: { server_domain?: string } }[]).find((e) => e.content.body === "hello B")!;
+    // Clients see other servers' users by key (decision 12), with `unsigned.server_domain` once their
+    // server verified that domain's key/v3 document lists the key: B verifies A's after joining, A
+    // verified B's when B asked to take part.
+    const fromA = await eventually("A's domain verified on B", async () => {
+      const e = await messageEvent(bob, roomId, "hello B");
+      return e?.unsigned?.server_domain === A.serverName && e;
+    });
     expect(fromA.sender).toBe(aliceOnA);
+    const fromB = await messageEvent(alice, roomId, "hello A");
+    expect(fromB).toMatchObject({ sender: inRoom(bob, keyB), unsigned: { server_domain: B.serverName } });
 
     // C is not accepted: its user's join is refused (C's request is recorded), and stays refused.
     const carolFirst = await join(carol, roomId, [A.serverName]);

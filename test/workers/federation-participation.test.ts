@@ -118,6 +118,9 @@ describe("MSC4345 participation over federation (resident side)", () => {
     expect(res.status).toBe(200);
     expect(res.body.pdus[hello.eventId]).toEqual({});
     expect(await bodies(alice, roomId)).toContain("hello from B");
+    // decision 12: B's domain was verified through its key/v3 document when it asked to take part
+    const chunk = (await api("GET", `${r(roomId)}/messages?dir=b&limit=50`, { token: alice.access_token })).body.chunk as { sender: string; unsigned?: JsonObject }[];
+    expect(chunk.find((e) => e.sender === bob)!.unsigned!.server_domain).toBe(b.domain);
     // decision 11: signatures are checked against the server key itself: another key's signature under
     // B's key fails.
     const forger = await remoteKey(uniqueServer("x"));
