@@ -57,7 +57,7 @@ import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./roo
 import { appservicesInterestedInRoom, enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 import { ownServerKey } from "./room/key-identity.js";
 import { verifyServerDomains, type KeyDocumentFetch } from "./room/server-domains.js";
-import { PARTICIPATION_EVENT_TYPE } from "../protocol/participation.js";
+import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../protocol/participation.js";
 import { checkSentParticipation, makeParticipation, type MakeParticipationRequest } from "./room/federation-participation.js";
 import type { RoomVersionRules } from "../protocol/room-versions.js";
 import type { DeliveredRoomEventNotification } from "./notifications.js";
@@ -560,6 +560,13 @@ export class RoomDurableObject extends DurableObject<Env> {
     }
     if (request.action === "invite" && !this.engine.isLocalUser(request.target)) {
       if (!this.remote) throw new MatrixError(403, "M_FORBIDDEN", "Federation is disabled on this server");
+      if (meta.rules.eventFormat.serverKeyIdentity) {
+        // MSC4345 rooms name members by server key: a domain-form ID can never be a member. Invites to
+        // other servers' key-form users are not built yet (the invitee's server is reached through its
+        // participation, and co-signs under its key): such users join the room themselves.
+        if (serverKeyOfUser(request.target) === undefined) throw new MatrixError(400, "M_INVALID_PARAM", "This room names users by their server key (@user:<server key>)");
+        throw forbidden("Invites to users of other servers are not supported in this room version yet: the user can join (the join rules permitting)");
+      }
       const current = this.engine.membershipOf(request.target)?.membership;
       if (current === "join" || current === "ban") throw forbidden(`${request.target} is ${current === "join" ? "already in the room" : "banned from the room"}`);
       // The client's content (PUT /state/m.room.member, createRoom's is_direct) is kept; the membership is set.

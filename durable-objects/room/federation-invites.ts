@@ -137,6 +137,9 @@ export async function sendRemoteInvite(
   });
   if (!answer.ok) {
     if (answer.status === 403) throw forbidden(answer.error);
+    // Spec (invite v2): the invitee's server answers 400 M_INCOMPATIBLE_ROOM_VERSION when it does not
+    // know the room's version; the client learns that, as Synapse passes it on.
+    if (answer.errcode === "M_INCOMPATIBLE_ROOM_VERSION") throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", answer.error, { room_version: meta.roomVersion });
     throw new MatrixError(502, "M_UNKNOWN", `The invited user's server did not accept the invite: ${answer.error}`);
   }
   const returned = isJsonObject(answer.body) && isJsonObject(answer.body.event) ? (answer.body.event as unknown as Pdu) : undefined;

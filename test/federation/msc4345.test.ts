@@ -133,3 +133,35 @@ describe("org.matrix.msc4345 between three Myelin servers", () => {
     expect(await seesMessage(carol, roomId, "B after revocation")).toBe(false);
   });
 });
+
+describe("org.matrix.msc4345 and Synapse, which does not know the version", () => {
+  const S: Server = inject("synapse");
+
+  it("a Synapse user cannot join (M_INCOMPATIBLE_ROOM_VERSION) nor be invited, Synapse cannot create one (M_UNSUPPORTED_ROOM_VERSION), and the room goes on", async () => {
+    const alice = await newUser(A, "alice");
+    const sam = await newUser(S, "sam");
+    const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
+
+    // Synapse's make_join lists the versions it knows; Myelin answers 400 M_INCOMPATIBLE_ROOM_VERSION
+    // and Synapse passes the refusal on to its client.
+    const joined = await join(sam, roomId, [A.serverName]);
+    expect(joined.status, JSON.stringify(joined.body)).toBe(400);
+    expect(joined.body.errcode).toBe("M_INCOMPATIBLE_ROOM_VERSION");
+    // An invite of a domain-form user is refused on A (such a user cannot be a member of this room).
+    const invited = await call(alice, "POST", `/rooms/${enc(roomId)}/invite`, { user_id: sam.userId });
+    expect(invited.status, JSON.stringify(invited.body)).toBe(400);
+    expect(invited.body.errcode).toBe("M_INVALID_PARAM");
+    // Synapse refuses to create a room of a version it does not know, as the spec says.
+    const created = await call(sam, "POST", "/createRoom", { room_version: VERSION });
+    expect(created.status).toBe(400);
+    expect(created.body.errcode).toBe("M_UNSUPPORTED_ROOM_VERSION");
+
+    // Nothing broke: the room has no Synapse member and goes on; Synapse still federates with A.
+    const state = await stateIds(alice, roomId);
+    expect([...state.keys()].some((k) => k.includes(S.serverName))).toBe(false);
+    await sendText(alice, roomId, "still here");
+    expect(await seesMessage(alice, roomId, "still here")).toBe(true);
+    const v12 = await createRoom(alice, { preset: "public_chat" });
+    expect((await join(sam, v12, [A.serverName])).status).toBe(200);
+  });
+});
