@@ -5,6 +5,7 @@
 // federation (make/send participation, make/send join, /send) is what carries it.
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { registerWithSharedSecret } from "../../scripts/synapse.mjs";
 import { startServer, type RunningServer } from "../e2e/server.js";
 import type { TestCA } from "../e2e/tls.js";
 import { call, createRoom, enc, eventually, join, messageBodies, newUser, sendText, stateIds, type Server, type User } from "./client.js";
@@ -56,6 +57,13 @@ async function setParticipation(admin: User, roomId: string, serverKey: string, 
 
 async function seesMessage(user: User, roomId: string, body: string): Promise<boolean> {
   return (await messageBodies(user, roomId)).includes(body);
+}
+
+/** A server admin of `server` (shared-secret registration with the admin flag). */
+async function newAdmin(server: Server, prefix: string): Promise<User> {
+  const localpart = `${prefix}${Math.random().toString(36).slice(2, 8)}`;
+  const r = (await registerWithSharedSecret(server.baseUrl, server.registrationSharedSecret, localpart, "pw-federation-1", true)) as { userId: string; accessToken: string };
+  return { userId: r.userId, accessToken: r.accessToken, server };
 }
 
 type ClientEvent = { sender: string; content: { body?: string }; unsigned?: { server_domain?: string } };
@@ -131,6 +139,18 @@ describe("org.matrix.msc4345 between three Myelin servers", () => {
     await eventually("C's later message on A", () => seesMessage(alice, roomId, "C after revocation"));
     expect(await seesMessage(alice, roomId, "B after revocation")).toBe(false);
     expect(await seesMessage(carol, roomId, "B after revocation")).toBe(false);
+
+    // C revokes its own key (only C's server admin may, and needs no membership): final. A learns it (B,
+    // revoked, no longer hears from anyone), C's users can send nothing more, and no room admin can accept the key again.
+    expect((await call(carol, "PUT", `/rooms/${enc(roomId)}/state/${P}/${enc(keyC)}`, { participation: "revoked" })).status).toBe(403);
+    const cAdmin = await newAdmin(C, "cadmin");
+    await setParticipation(cAdmin, roomId, keyC, { participation: "revoked", reason: "leaving" });
+    await eventually("C's self-revocation on A", async () => (await participation(alice, roomId, keyC)) === "revoked");
+    const reaccept = await call(alice, "PUT", `/rooms/${enc(roomId)}/state/${P}/${enc(keyC)}`, { participation: "accepted", unverified_domain: C.serverName });
+    expect(reaccept.status).toBe(403);
+    expect((await call(carol, "PUT", `/rooms/${enc(roomId)}/send/m.room.message/late-${Date.now()}`, { msgtype: "m.text", body: "C after self-revocation" })).status).toBe(403);
+    await sendText(alice, roomId, "A goes on");
+    expect(await seesMessage(alice, roomId, "A goes on")).toBe(true);
   });
 });
 

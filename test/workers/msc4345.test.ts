@@ -9,6 +9,7 @@ import { verifyJsonSignature } from "../../protocol/signing.js";
 import { SERVER_NAME, api } from "./helpers.js";
 import { V3, allState, byKey, createRoom, getState, join, newUser, putState, r, roomStub, send } from "./room-helpers.js";
 import { sync, timeline } from "./sync-helpers.js";
+import { registerAdmin } from "./admin-helpers.js";
 
 const VERSION = "org.matrix.msc4345";
 const P = PARTICIPATION_EVENT_TYPE;
@@ -115,6 +116,24 @@ describe("room version org.matrix.msc4345", () => {
     expect((await putState(alice, roomId, P, OTHER_KEY, { participation: "maybe" })).status).toBe(403);
     expect((await putState(alice, roomId, P, "not-a-key", { participation: "revoked" })).status).toBe(403);
     expect((await getState(alice, roomId, P, OTHER_KEY)).status).toBe(404);
+  });
+
+  it("only a server admin may revoke this server's own key (needing no membership); it is final", async () => {
+    const { serverKey } = await ownKey();
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
+    // the room's creator is no server admin: refused, nothing stored
+    const byCreator = await putState(alice, roomId, P, serverKey, { participation: "revoked" });
+    expect(byCreator.status).toBe(403);
+    expect(byCreator.body.error).toMatch(/server admin/);
+    expect((await getState(alice, roomId, P, serverKey)).body.participation).toBe("accepted");
+    const admin = await registerAdmin("keyadmin");
+    expect((await putState(admin, roomId, P, serverKey, { participation: "revoked", reason: "retiring this key" })).status).toBe(200);
+    expect((await getState(alice, roomId, P, serverKey)).body.participation).toBe("revoked");
+    // no one on this server can send any more, and no one accepts the key again
+    expect((await send(alice, roomId, { msgtype: "m.text", body: "after" })).status).toBe(403);
+    expect((await putState(alice, roomId, P, serverKey, { participation: "accepted", unverified_domain: SERVER_NAME })).status).toBe(403);
+    expect((await putState(admin, roomId, P, serverKey, { participation: "accepted", unverified_domain: SERVER_NAME })).status).toBe(403);
   });
 
   it("capabilities list the version as unstable; other rooms are unchanged (v12 members keep their IDs)", async () => {

@@ -3,7 +3,10 @@
 // redaction.yaml). The Room DO checks and stores; it also decides who may read which state.
 import { massagedTimestamp } from "../appservice/auth.js";
 import { Hono, type Context } from "hono";
-import { MatrixError, badJson, notFound } from "../../protocol/errors.js";
+import { MatrixError, badJson, forbidden, notFound } from "../../protocol/errors.js";
+import { PARTICIPATION_EVENT_TYPE } from "../../protocol/participation.js";
+import { ownServerKey } from "../../durable-objects/room/key-identity.js";
+import { signingKey } from "../server-identity.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { requester, requireAuth } from "../auth.js";
 import { validateCanonicalAlias } from "../directory-store.js";
@@ -56,6 +59,12 @@ async function putState(c: Context<AppEnv>) {
   if (delay !== undefined) return c.json(await scheduleDelayedEvent(c, delay, { roomId, type, stateKey, content }));
   // Spec: 400 M_BAD_ALIAS / M_INVALID_PARAM for canonical aliases that are invalid or point elsewhere.
   if (type === "m.room.canonical_alias" && stateKey === "") await validateCanonicalAlias(c.env, roomId, content);
+  // MSC4345: this server's own participation (its key as state key) is the key controller's: a
+  // self-revocation cuts the whole server out of the room for good, so only a server admin may send it
+  // (the proposal: "Typically only the server admins ... will do this"; the rules let any localpart).
+  if (type === PARTICIPATION_EVENT_TYPE && !requester(c).isAdmin && stateKey === ownServerKey(await signingKey(c.env))) {
+    throw forbidden("Only a server admin may change this server's own participation");
+  }
   const originServerTs = massagedTimestamp(c, requester(c));
   const result = unwrap(await roomStub(c.env, roomId).sendEvent({ sender: requester(c).userId, type, stateKey, content, originServerTs }));
   return c.json({ event_id: result.eventId });
