@@ -61,10 +61,19 @@ class BitWriter {
  * Progressive: one interleaved DC scan, then an AC scan per component of one EOB per block. Baseline may
  * have restart markers every `restart` MCUs.
  */
-function flatJpeg(width: number, height: number, ycc: (mx: number, my: number) => [number, number, number], opts: { progressive?: boolean; restart?: number } = {}): Uint8Array {
+function flatJpeg(
+  width: number,
+  height: number,
+  ycc: (mx: number, my: number) => [number, number, number],
+  opts: { progressive?: boolean; restart?: number; orientation?: number } = {},
+): Uint8Array {
   const w = new BitWriter();
   const segment = (marker: number, body: number[]) => w.raw(0xff, marker, (body.length + 2) >> 8, (body.length + 2) & 255, ...body);
   w.raw(0xff, 0xd8);
+  if (opts.orientation) {
+    // APP1 EXIF, big-endian TIFF: one IFD with one entry, Orientation (0x0112), SHORT, 1 value.
+    segment(0xe1, [0x45, 0x78, 0x69, 0x66, 0, 0, 0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, opts.orientation, 0, 0, 0, 0, 0, 0]);
+  }
   segment(0xdb, [0x00, ...new Array(64).fill(1)]);
   segment(opts.progressive ? 0xc2 : 0xc0, [8, height >> 8, height & 255, width >> 8, width & 255, 3, 1, 0x22, 0, 2, 0x11, 0, 3, 0x11, 0]);
   segment(0xc4, [0x00, 0, 0, 0, 12, ...new Array(12).fill(0), ...Array.from({ length: 12 }, (_, i) => i)]);
@@ -166,6 +175,36 @@ describe("thumbnails of big JPEGs", () => {
       const [l, r] = (cropped as { colours: { r: number; b: number }[] }).colours;
       expect([opts, l.r > l.b + 80, r.b > r.r + 80]).toEqual([opts, true, true]);
     }
+  });
+
+  it("turns photos by their EXIF orientation (as Synapse), on the scaled path and on Photon's", async () => {
+    const { access_token } = await registerUser(uniqueLocalpart("turnjpeg"));
+    // Stored 4,000 × 3,000, red left and blue right; orientation 6 (turn a quarter clockwise) shows it
+    // 3,000 × 4,000 with red on top.
+    const portrait = await upload(access_token, flatJpeg(4000, 3000, redBlue(250, 188), { orientation: 6 }));
+    // The stored picture darkens towards its bottom, which is shown on the left (orientation 5, a transpose,
+    // would show it on the right).
+    const scaled = await thumbnailOf(access_token, portrait, "width=800&height=600&method=scale", [
+      [0.5, 0.25],
+      [0.5, 0.75],
+      [0.1, 0.25],
+      [0.9, 0.25],
+    ]);
+    expect(scaled).toMatchObject({ status: 200, width: 450, height: 600 });
+    const [top, bottom, left, right] = (scaled as { colours: { r: number; g: number; b: number }[] }).colours;
+    expect([top.r > top.b + 80, bottom.b > bottom.r + 80, left.r + left.g + left.b + 60 < right.r + right.g + right.b]).toEqual([true, true, true]);
+    // Small enough for Photon's whole decode: 64 × 48 stored, orientation 8 (a quarter anticlockwise) shows
+    // 48 × 64 with red at the bottom.
+    const small = await upload(access_token, flatJpeg(64, 48, redBlue(4, 3), { orientation: 8 }));
+    const cropped = await thumbnailOf(access_token, small, "width=32&height=32&method=crop", [
+      [0.5, 0.1],
+      [0.5, 0.9],
+    ]);
+    expect(cropped).toMatchObject({ status: 200, width: 32, height: 32 });
+    const [t, b] = (cropped as { colours: { r: number; b: number }[] }).colours;
+    expect([t.b > t.r + 80, b.r > b.b + 80]).toEqual([true, true]);
+    const scaledSmall = await thumbnailOf(access_token, small, "width=320&height=240&method=scale");
+    expect(scaledSmall).toMatchObject({ status: 200, width: 48, height: 64 });
   });
 
   it("thumbnails a photo of exactly MEDIA_MAX_THUMBNAIL_PIXELS (50 M) and refuses one pixel row more", async () => {

@@ -11,6 +11,8 @@ export interface ImageInfo {
   height: number;
   /** GIF with more than one frame, WebP with the animation flag, PNG with an acTL chunk (APNG). */
   animated: boolean;
+  /** JPEG: the EXIF Orientation tag (1-8; 5-8 turn the picture by a quarter), when the file has one. */
+  orientation?: number;
 }
 
 const u16be = (b: Uint8Array, i: number) => (b[i] << 8) | b[i + 1];
@@ -49,6 +51,7 @@ function png(b: Uint8Array): ImageInfo | { error: string } {
 function jpeg(b: Uint8Array): ImageInfo | { error: string } {
   let i = 2;
   let size: { width: number; height: number } | undefined;
+  let orientation: number | undefined;
   while (i + 4 <= b.length) {
     if (b[i] !== 0xff) return { error: "malformed JPEG" };
     const marker = b[i + 1];
@@ -65,17 +68,43 @@ function jpeg(b: Uint8Array): ImageInfo | { error: string } {
     if (length < 2) return { error: "malformed JPEG" };
     const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
     if (isSof && i + 9 <= b.length) size = { height: u16be(b, i + 5), width: u16be(b, i + 7) };
+    if (marker === 0xe1 && orientation === undefined) orientation = exifOrientation(b.subarray(i + 4, Math.min(b.length, i + 2 + length)));
     if (marker === 0xda) {
       // Start of scan: entropy-coded data follows; the file must end with EOI.
       if (!size) return { error: "JPEG without a frame header" };
       let end = b.length;
       while (end > i && (b[end - 1] === 0x00 || b[end - 1] === 0x0a || b[end - 1] === 0x0d || b[end - 1] === 0x20)) end--;
       if (end < 2 || b[end - 2] !== 0xff || b[end - 1] !== 0xd9) return { error: "truncated JPEG" };
-      return { format: "jpeg", ...size, animated: false };
+      return orientation === undefined ? { format: "jpeg", ...size, animated: false } : { format: "jpeg", ...size, animated: false, orientation };
     }
     i += 2 + length;
   }
   return { error: "truncated JPEG" };
+}
+
+/**
+ * The Orientation tag (0x0112) of an APP1 segment's EXIF data (CIPA DC-008: "Exif\0\0", then a TIFF header
+ * and its first IFD), or undefined when there is none or it is malformed.
+ */
+export function exifOrientation(app1: Uint8Array): number | undefined {
+  if (app1.length < 14 || ascii(app1, 0, 6) !== "Exif\0\0") return undefined;
+  const t = app1.subarray(6);
+  const little = t[0] === 0x49 && t[1] === 0x49;
+  if (!little && !(t[0] === 0x4d && t[1] === 0x4d)) return undefined;
+  const u16 = (i: number) => (little ? t[i] | (t[i + 1] << 8) : (t[i] << 8) | t[i + 1]);
+  const u32 = (i: number) => (little ? (t[i] | (t[i + 1] << 8) | (t[i + 2] << 16)) + t[i + 3] * 0x1000000 : t[i] * 0x1000000 + ((t[i + 1] << 16) | (t[i + 2] << 8) | t[i + 3]));
+  if (u16(2) !== 42) return undefined;
+  const ifd = u32(4);
+  if (ifd + 2 > t.length) return undefined;
+  const count = u16(ifd);
+  for (let n = 0; n < count; n++) {
+    const e = ifd + 2 + 12 * n;
+    if (e + 12 > t.length) return undefined;
+    if (u16(e) !== 0x0112) continue;
+    const value = u16(e + 8);
+    return u16(e + 2) === 3 && value >= 1 && value <= 8 ? value : undefined; // type SHORT
+  }
+  return undefined;
 }
 
 function gif(b: Uint8Array): ImageInfo | { error: string } {

@@ -22,7 +22,7 @@
 // Supported: baseline and extended sequential (SOF0, SOF1) and progressive (SOF2) Huffman-coded 8-bit
 // JPEG with 1 (grey) or 3 (YCbCr, or RGB by the Adobe marker) components, any sampling factor of 1, 2 or 4,
 // restart intervals. Not supported (reported as `unsupported`): arithmetic coding, lossless, hierarchical,
-// 12-bit, CMYK, DNL. EXIF orientation is not applied (the thumbnailer does not apply it for any format).
+// 12-bit, CMYK, DNL. EXIF orientation is the thumbnailer's (worker/media/thumbnail.ts turns the small result).
 
 export type JpegScale = 1 | 2 | 4 | 8;
 

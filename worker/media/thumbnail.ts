@@ -136,6 +136,41 @@ function decodeForThumbnail(bytes: Uint8Array, info: ImageInfo, target: { width:
   return PhotonImage.new_from_byteslice(bytes);
 }
 
+/**
+ * The image as it is meant to be shown, for EXIF orientations 2-8 (CIPA DC-008 "Orientation": 2 mirrors,
+ * 3 turns half, 4 flips, 5 transposes, 6 turns a quarter clockwise, 7 transverses, 8 turns anticlockwise).
+ */
+function orient(image: PhotonImage, orientation: number): PhotonImage {
+  const w = image.get_width();
+  const h = image.get_height();
+  const src = image.get_raw_pixels();
+  const turned = orientation >= 5;
+  const ow = turned ? h : w;
+  const oh = turned ? w : h;
+  const out = new Uint8Array(ow * oh * 4);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      // The stored pixel shown at (x, y).
+      let sx = x;
+      let sy = y;
+      if (orientation === 2) sx = w - 1 - x;
+      else if (orientation === 3) (sx = w - 1 - x), (sy = h - 1 - y);
+      else if (orientation === 4) sy = h - 1 - y;
+      else if (orientation === 5) (sx = y), (sy = x);
+      else if (orientation === 6) (sx = y), (sy = h - 1 - x);
+      else if (orientation === 7) (sx = w - 1 - y), (sy = h - 1 - x);
+      else if (orientation === 8) (sx = w - 1 - y), (sy = x);
+      const s = (sy * w + sx) * 4;
+      const o = (y * ow + x) * 4;
+      out[o] = src[s];
+      out[o + 1] = src[s + 1];
+      out[o + 2] = src[s + 2];
+      out[o + 3] = src[s + 3];
+    }
+  }
+  return new PhotonImage(out, ow, oh);
+}
+
 /** Decodes, resizes and encodes. Pure computation; errors of the decoder become M_UNKNOWN 400. */
 export function makeThumbnail(
   bytes: Uint8Array,
@@ -146,7 +181,12 @@ export function makeThumbnail(
   if ("error" in info) throw cannotThumbnail(info.error);
   if (info.width < 1 || info.height < 1) throw cannotThumbnail("image has no pixels");
   if (info.width * info.height > maxPixels) throw cannotThumbnail(`image is larger than ${maxPixels} pixels`);
-  const target = targetSize(info, size);
+  // EXIF orientation (as Synapse's thumbnailer, which transposes first): the size is chosen for the picture as
+  // shown; the image is cut and resized as stored, then turned, which is the same and turns only the small image.
+  const orientation = info.orientation ?? 1;
+  const turned = orientation >= 5;
+  const shown = targetSize(turned ? { width: info.height, height: info.width } : info, size);
+  const target = turned ? { width: shown.height, height: shown.width } : shown;
   const images: PhotonImage[] = [];
   try {
     let image = decodeForThumbnail(bytes, info, target, maxPixels);
@@ -168,6 +208,10 @@ export function makeThumbnail(
     }
     if (image.get_width() !== target.width || image.get_height() !== target.height) {
       image = resize(image, target.width, target.height, SamplingFilter.Triangle);
+      images.push(image);
+    }
+    if (orientation !== 1) {
+      image = orient(image, orientation);
       images.push(image);
     }
     const contentType = outputType(info);
