@@ -69,7 +69,8 @@ export interface FinalisedDelayedEvent {
   delayed_event: ScheduledDelayedEvent;
   outcome: "send" | "cancel";
   reason: "action" | "delay" | "error";
-  error?: { errcode: string; error: string };
+  /** Why it was not sent: the room's refusal, or M_CANCELLED_BY_STATE_UPDATE (in `org.matrix.msc4140.errcode`). */
+  error?: { errcode: string; error: string; [key: string]: string };
   event_id?: string;
   origin_server_ts: number;
 }
@@ -97,6 +98,15 @@ interface Row {
 
 /** The Room DO's send, as RPC carries it. */
 type RoomSend = { sendEvent(request: SendEventRequest): Promise<Outcome<SentEvent>> };
+type RoomWatch = { watchDelayedState(userId: string, type: string, stateKey: string): Promise<void> };
+
+/** The finalised error of a delayed state event cancelled by a state update, as Synapse words it
+ * (storage/databases/main/delayed_events.py `_generate_cancelled_by_state_update_json`). */
+const CANCELLED_BY_STATE_UPDATE = {
+  errcode: "M_UNKNOWN",
+  error: "The delayed event did not get sent because a different user updated the same state event. So the scheduled event might change it in an undesired way.",
+  "org.matrix.msc4140.errcode": "M_CANCELLED_BY_STATE_UPDATE",
+};
 
 export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> {
   private readonly sql: SqlStorage;
@@ -157,6 +167,12 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
           "org.matrix.msc4140.errcode": "M_MAX_DELAY_UNSUPPORTED",
         });
       }
+      // A delayed state event is cancelled when another event changes that state first: the room keeps
+      // a list of whom to tell (room/delayed-state-watch.ts). Registered before the row exists.
+      if (request.stateKey !== undefined) {
+        const room = this.env.ROOMS.get(this.env.ROOMS.idFromName(request.roomId)) as unknown as RoomWatch;
+        await room.watchDelayedState(request.userId, request.type, request.stateKey);
+      }
       const delayId = newDelayId(request.userId);
       this.sql.exec(
         `INSERT INTO delayed_events (delay_id, user_id, device_id, txn_id, room_id, event_type, state_key, content, delay, send_ts, sticky_duration_ms)
@@ -180,6 +196,29 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
     }
   }
 
+  /**
+   * MSC4140: the state (type, stateKey) of the room was changed by another event (room/delayed-state-watch.ts):
+   * the user's scheduled delayed events for it are cancelled, finalised with Synapse's error
+   * (`org.matrix.msc4140.errcode` M_CANCELLED_BY_STATE_UPDATE). One being sent right now is left alone, as
+   * Synapse leaves a processed one. Returns how many were cancelled and how many remain for the key.
+   */
+  async cancelForStateUpdate(roomId: string, type: string, stateKey: string): Promise<{ cancelled: number; remaining: number }> {
+    const rows = this.sql
+      .exec<{ delay_id: string }>(
+        "SELECT delay_id FROM delayed_events WHERE room_id = ? AND event_type = ? AND state_key = ? AND finalised_ts IS NULL AND sending = 0",
+        roomId,
+        type,
+        stateKey,
+      )
+      .toArray();
+    for (const row of rows) this.finalise(row.delay_id, { outcome: "cancel", reason: "error", error: CANCELLED_BY_STATE_UPDATE });
+    if (rows.length > 0) await this.armAlarm();
+    const remaining = this.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM delayed_events WHERE room_id = ? AND event_type = ? AND state_key = ? AND finalised_ts IS NULL", roomId, type, stateKey)
+      .one().n;
+    return { cancelled: rows.length, remaining };
+  }
+
   /** MSC4140 GET /delayed_events: the user's scheduled and finalised delayed events. */
   list(statuses: { scheduled: boolean; finalised: boolean }, delayIds: string[]): { scheduled?: ScheduledDelayedEvent[]; finalised?: FinalisedDelayedEvent[] } {
     const wanted = (row: Row) => delayIds.length === 0 || delayIds.includes(row.delay_id);
@@ -201,7 +240,7 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
           delayed_event: scheduledView(row),
           outcome: row.outcome === "send" ? "send" : "cancel",
           reason: row.reason === "action" ? "action" : row.reason === "error" ? "error" : "delay",
-          ...(row.error !== null ? { error: JSON.parse(row.error) as { errcode: string; error: string } } : {}),
+          ...(row.error !== null ? { error: JSON.parse(row.error) as FinalisedDelayedEvent["error"] & object } : {}),
           ...(row.event_id !== null ? { event_id: row.event_id } : {}),
           origin_server_ts: row.finalised_ts!,
         }));
@@ -291,7 +330,7 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
     return result;
   }
 
-  private finalise(delayId: string, f: { outcome: "send" | "cancel"; reason: string; eventId?: string; error?: { errcode: string; error: string } }): void {
+  private finalise(delayId: string, f: { outcome: "send" | "cancel"; reason: string; eventId?: string; error?: { errcode: string; error: string; [key: string]: string } }): void {
     this.sql.exec(
       "UPDATE delayed_events SET finalised_ts = ?, sending = 0, outcome = ?, reason = ?, event_id = ?, error = ? WHERE delay_id = ?",
       Date.now(),

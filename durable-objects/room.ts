@@ -55,6 +55,7 @@ import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
 import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
 import { appservicesInterestedInRoom, enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
+import { cancelDelayedStateEvents, watchDelayedState } from "./room/delayed-state-watch.js";
 import { ownServerKey } from "./room/key-identity.js";
 import { verifyServerDomains, type KeyDocumentFetch } from "./room/server-domains.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../protocol/participation.js";
@@ -180,6 +181,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId));
     await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
     await enqueueForAppservices(this.ctx, this.engine, this.env, results); // room/appservice-outbound.ts
+    this.ctx.waitUntil(cancelDelayedStateEvents(this.engine, this.env, results)); // room/delayed-state-watch.ts (MSC4140)
     if (!results.some((r) => r.fanOut)) return;
     if (!this.alarmPending) {
       this.alarmPending = true;
@@ -821,6 +823,12 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   // -------------------------------------------------------------------------------------------
   // Reads.
+
+  /** MSC4140: a user scheduled a delayed state event for (type, stateKey); a change of that state by
+   * another event cancels it (room/delayed-state-watch.ts). */
+  watchDelayedState(userId: string, type: string, stateKey: string): void {
+    if (this.engine.meta()) watchDelayedState(this.engine, userId, type, stateKey);
+  }
 
   /** The room this DO holds, or null for an unknown room. */
   roomInfo(): { roomId: string; roomVersion: string; createEventId: string } | null {

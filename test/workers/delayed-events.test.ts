@@ -249,3 +249,65 @@ describe("delayed events", () => {
     expect((await put(4)).status).toBe(200);
   });
 });
+
+describe("delayed state events cancelled by a state update (M_CANCELLED_BY_STATE_UPDATE)", () => {
+  /** The finalised entry of a delay ID once the room's background cancellation reached it (bounded wait). */
+  async function finalisedEntry(user: RegisteredUser, delayId: string) {
+    for (let i = 0; i < 100; i++) {
+      const found = ((await list(user, "?status=finalised")).body.finalised as { delayed_event: { delay_id: string } }[]).find((f) => f.delayed_event.delay_id === delayId);
+      if (found) return found as unknown as { outcome: string; reason: string; error?: Record<string, string> };
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return undefined;
+  }
+
+  it("another user's change of the same state cancels it; the owner's own change, other keys and messages do not", async () => {
+    const alice = await newUser("delay");
+    const bob = await newUser("delay");
+    const roomId = await createRoom(alice, { preset: "public_chat", power_level_content_override: { events_default: 0, state_default: 0 } });
+    expect((await join(bob, roomId)).status).toBe(200);
+    const TYPE = "org.matrix.msc3401.call.member";
+    const mine = (await stateDelayed(alice, roomId, TYPE, "shared", 60_000, { left: true })).body.delay_id as string;
+    const otherKey = (await stateDelayed(alice, roomId, TYPE, "other", 60_000, { left: true })).body.delay_id as string;
+
+    // alice's own change of the key and a message leave it scheduled.
+    expect((await api("PUT", `${r(roomId)}/state/${TYPE}/shared`, { token: alice.access_token, body: { by: "alice" } })).status).toBe(200);
+    expect((await sendDelayed(bob, roomId, 0, { body: "noise" })).status).toBe(200);
+    await runDurableObjectAlarm(delayedStub(bob.user_id));
+    expect((await list(alice)).body.scheduled.map((e: { delay_id: string }) => e.delay_id).sort()).toEqual([mine, otherKey].sort());
+
+    // bob changes the same state: alice's delayed event for that key is cancelled, the other key's is not.
+    expect((await api("PUT", `${r(roomId)}/state/${TYPE}/shared`, { token: bob.access_token, body: { by: "bob" } })).status).toBe(200);
+    const entry = await finalisedEntry(alice, mine);
+    expect(entry).toMatchObject({ outcome: "cancel", reason: "error" });
+    expect(entry!.error).toMatchObject({ errcode: "M_UNKNOWN", "org.matrix.msc4140.errcode": "M_CANCELLED_BY_STATE_UPDATE" });
+    expect((await list(alice)).body.scheduled.map((e: { delay_id: string }) => e.delay_id)).toEqual([otherKey]);
+
+    // The management endpoints answer as for any event no longer scheduled: 404 M_NOT_FOUND (Synapse 1.163.2;
+    // matrix-js-sdk's MatrixRTC takes a 404 on restart as "gone" and schedules a new one).
+    for (const what of ["restart", "send", "cancel"]) {
+      const res = await action(mine, what);
+      expect(res.status, what).toBe(404);
+      expect(res.body.errcode).toBe("M_NOT_FOUND");
+    }
+    // Never sent: the state is bob's.
+    expect((await api("GET", `${r(roomId)}/state/${TYPE}/shared`, { token: alice.access_token })).body).toEqual({ by: "bob" });
+
+    // A new delayed state event for the key after the change is scheduled and is cancelled by the next change.
+    const again = (await stateDelayed(alice, roomId, TYPE, "shared", 60_000, { left: true })).body.delay_id as string;
+    expect((await api("PUT", `${r(roomId)}/state/${TYPE}/shared`, { token: bob.access_token, body: { by: "bob", n: 2 } })).status).toBe(200);
+    expect(await finalisedEntry(alice, again)).toMatchObject({ outcome: "cancel", reason: "error" });
+  });
+
+  it("a delayed state event that is sent cancels other users' delayed events for the same state", async () => {
+    const alice = await newUser("delay");
+    const bob = await newUser("delay");
+    const roomId = await createRoom(alice, { preset: "public_chat", power_level_content_override: { state_default: 0 } });
+    expect((await join(bob, roomId)).status).toBe(200);
+    const bobs = (await stateDelayed(bob, roomId, "m.example", "k", 60_000, { by: "bob" })).body.delay_id as string;
+    const alices = (await stateDelayed(alice, roomId, "m.example", "k", 60_000, { by: "alice" })).body.delay_id as string;
+    expect((await action(alices, "send")).status).toBe(200);
+    expect(await finalisedEntry(bob, bobs)).toMatchObject({ outcome: "cancel", reason: "error" });
+    expect((await api("GET", `${r(roomId)}/state/m.example/k`, { token: bob.access_token })).body).toEqual({ by: "alice" });
+  });
+});
