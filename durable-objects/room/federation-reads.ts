@@ -11,6 +11,7 @@
 import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
 import { authEventIds, prevEventIds, serverNameOf, splitStateKey, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.js";
 import { redactPdu } from "../../protocol/redaction.js";
+import { createEventIdFromRoomId } from "../../protocol/state-res.js";
 import { wireForm, type RoomEngine } from "./engine.js";
 import { MAX_PARAMS } from "./event-rows.js";
 import { historyVisibilityOf } from "./history-visibility.js";
@@ -110,6 +111,14 @@ export function authChainIds(engine: RoomEngine, eventIds: readonly string[]): s
       }
     }
     frontier = next;
+  }
+  // Room version 12 (MSC4291): every event but the create event is authorised by the create event without
+  // naming it in auth_events (so no auth edge records it); it is still in the auth chain, as Synapse and
+  // gomatrixserverlib count it (their auth_event_ids() add it).
+  const meta = engine.meta();
+  if (meta?.rules.authorization.roomCreateEventIdAsRoomId) {
+    const createId = createEventIdFromRoomId(meta.roomId);
+    if (createId !== undefined && !seen.has(createId) && eventIds.some((id) => id !== createId)) seen.add(createId);
   }
   return [...seen];
 }

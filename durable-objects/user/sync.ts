@@ -348,12 +348,13 @@ export class SyncHub {
     this.ctx.waitUntil(run);
   }
 
-  /** The user joined a room: its members' device lists are news to them. */
+  /** The user joined a room: its members' device lists are news to them, their own included (as Synapse's
+   * sync lists every member of a newly joined room: the user's other devices may need to know). */
   private async markRoomMatesChanged(roomId: string, me: string): Promise<void> {
     const members = await joinedMembersOf(this.env, roomId);
     if (this.sources.recordDeviceListChange) {
       this.ctx.storage.transactionSync(() => {
-        for (const member of members) if (member !== me) this.sources.recordDeviceListChange!(member, "changed");
+        for (const member of members) this.sources.recordDeviceListChange!(member, "changed");
       });
     }
     await Promise.all([this.exchangePresence(roomId, me, members), watchRemoteUsers(this.env, members.filter((m) => serverNameOf(m) !== this.env.SERVER_NAME), me)]);

@@ -5,6 +5,8 @@
 import { describe, expect, it } from "vitest";
 import type { JsonObject } from "../../protocol/json.js";
 import type { Pdu } from "../../protocol/pdu.js";
+import { eventIdFor } from "../../protocol/event-hashes.js";
+import { roomVersionRules } from "../../protocol/room-versions.js";
 import { federationApi, remotePdu, signTemplate } from "./federation-room-helpers.js";
 import { api, SERVER_NAME } from "./helpers.js";
 import { V3, createRoom, newUser, r, send } from "./room-helpers.js";
@@ -132,6 +134,32 @@ describe("make_join / send_join (resident side)", () => {
     const members = await api("GET", `${r(roomId)}/joined_members`, { token: alice.access_token });
     expect(Object.keys(members.body.joined)).toEqual([alice.user_id]);
   });
+
+  it("the deprecated v1 send_join and send_leave refuse the wrong membership and answer [200, body]", async () => {
+    const remote = "r1.remote.test";
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const bob = `@bob:${remote}`;
+    const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=12`);
+    const join = await signTemplate(remote, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
+    const leaveAsJoin = await signTemplate(remote, "12", made.body.event as JsonObject, { content: { membership: "leave" } });
+    expect((await federationApi(remote, "PUT", `${F1}/send_join/${enc(roomId)}/${enc(leaveAsJoin.eventId)}`, leaveAsJoin.pdu)).status).toBe(400);
+    const joined = await federationApi(remote, "PUT", `${F1}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu);
+    expect(joined.status).toBe(200);
+    expect(joined.body[0]).toBe(200);
+    expect((joined.body[1].state as Pdu[]).some((e) => e.type === "m.room.create")).toBe(true);
+    expect(Array.isArray(joined.body[1].auth_chain)).toBe(true);
+
+    const madeLeave = await federationApi(remote, "GET", `${F1}/make_leave/${enc(roomId)}/${enc(bob)}`);
+    const joinAsLeave = await signTemplate(remote, "12", madeLeave.body.event as JsonObject, { content: { membership: "join" }, origin_server_ts: Date.now() });
+    expect((await federationApi(remote, "PUT", `${F1}/send_leave/${enc(roomId)}/${enc(joinAsLeave.eventId)}`, joinAsLeave.pdu)).status).toBe(400);
+    const leave = await signTemplate(remote, "12", madeLeave.body.event as JsonObject, { origin_server_ts: Date.now() });
+    const left = await federationApi(remote, "PUT", `${F1}/send_leave/${enc(roomId)}/${enc(leave.eventId)}`, leave.pdu);
+    expect(left.status).toBe(200);
+    expect(left.body).toEqual([200, {}]);
+    const members = await api("GET", `${r(roomId)}/joined_members`, { token: alice.access_token });
+    expect(Object.keys(members.body.joined)).toEqual([alice.user_id]);
+  });
 });
 
 describe("PUT /send/{txnId} (inbound PDUs)", () => {
@@ -207,6 +235,15 @@ describe("reads for other servers", () => {
     expect((full.body.pdus as Pdu[]).length).toBe(ids.body.pdu_ids.length);
     const authOfJoin = await federationApi(remote, "GET", `${F1}/event_auth/${enc(roomId)}/${enc(join.eventId)}`);
     expect((authOfJoin.body.auth_chain as Pdu[]).some((e) => e.type === "m.room.join_rules")).toBe(true);
+    // v12: the create event authorises every event without being named in auth_events; it is in the chain
+    // (as Synapse and gomatrixserverlib count it: Complement's TestEventAuth), once.
+    const createId = `$${roomId.slice(1)}`;
+    const chainIds = await Promise.all((authOfJoin.body.auth_chain as Pdu[]).map((e) => eventIdFor(e, roomVersionRules(roomVersion)!)));
+    expect(chainIds.filter((id) => id === createId)).toHaveLength(1);
+    expect(ids.body.auth_chain_ids).toContain(createId);
+    // The create event's own auth chain is empty.
+    const authOfCreate = await federationApi(remote, "GET", `${F1}/event_auth/${enc(roomId)}/${enc(createId)}`);
+    expect(authOfCreate.body.auth_chain).toEqual([]);
 
     const back = await federationApi(remote, "GET", `${F1}/backfill/${enc(roomId)}?v=${enc(latest)}&limit=3`);
     expect(back.status).toBe(200);

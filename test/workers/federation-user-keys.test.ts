@@ -131,19 +131,22 @@ describe("our users' keys, served to other servers", () => {
 });
 
 describe("a local client's /keys/query and /keys/claim for users of other servers", () => {
-  it("asks their server and keeps only keys that are signed by the right keys", async () => {
+  it("asks their server and keeps only keys that are not signed by a wrong key", async () => {
     const alice = await newUser("alice");
     const server = uniqueServer("keys");
     const bob = `@bob:${server}`;
     const carol = `@carol:${server}`;
     const good = await deviceKeys(bob, "GOOD");
+    // Keys without a self-signature are kept (as Synapse; clients verify); a malformed signatures map is not.
+    const unsigned = { ...(await deviceKeys(bob, "UNSIGNED")), signatures: {} };
+    const badSignatures = { ...(await deviceKeys(bob, "BADSIG")), signatures: { [bob]: "not a map" } };
     const bobCs = await crossSigning(bob);
     const carolCs = await crossSigning(carol, true);
     await remoteControl("/_test/user-keys", {
       server,
       query: {
         device_keys: {
-          [bob]: { GOOD: good, FORGED: await deviceKeys(bob, "FORGED", true), OTHER: good },
+          [bob]: { GOOD: good, FORGED: await deviceKeys(bob, "FORGED", true), OTHER: good, UNSIGNED: unsigned, BADSIG: badSignatures },
           "@mallory:elsewhere.remote.test": { M: await deviceKeys("@mallory:elsewhere.remote.test", "M") },
         },
         master_keys: { [bob]: bobCs.master_key, [carol]: carolCs.master_key },
@@ -153,7 +156,7 @@ describe("a local client's /keys/query and /keys/claim for users of other server
     const res = await api("POST", `${V3}/keys/query`, { token: alice.access_token, body: { device_keys: { [bob]: [], [carol]: [] } } });
     expect(res.status).toBe(200);
     expect(res.body.failures).toEqual({});
-    expect(res.body.device_keys[bob]).toEqual({ GOOD: good });
+    expect(res.body.device_keys[bob]).toEqual({ GOOD: good, UNSIGNED: unsigned });
     expect(res.body.device_keys["@mallory:elsewhere.remote.test"]).toBeUndefined();
     expect(res.body.master_keys[bob]).toEqual(bobCs.master_key);
     expect(res.body.self_signing_keys[bob]).toEqual(bobCs.self_signing_key);

@@ -520,6 +520,9 @@ describe("/sync to-device and device lists", () => {
       changed = body.device_lists.changed;
     }
     expect(changed).toContain(alice.user_id);
+    // Her own user too, as Synapse lists every member of a newly joined room (her other devices may need
+    // to know; Complement's TestDeviceListsUpdateOverFederation expects it), and in the same batch.
+    expect(changed).toContain(carol.user_id);
   });
 
   it("lists a room-mate whose device keys changed in device_lists.changed, and left when they leave", async () => {

@@ -28,14 +28,16 @@ async function make(c: Context<AppEnv>, membership: RemoteMembership) {
   return c.json(result);
 }
 
-async function send(c: Context<AppEnv>, membership: RemoteMembership) {
+/** send_join, send_leave, send_knock. `v1`: the deprecated v1 send_join and send_leave, which answer
+ * `[200, body]` (spec: joins-v1.yaml, leaving-v1.yaml) and know no `omit_members`; Synapse still serves them. */
+async function send(c: Context<AppEnv>, membership: RemoteMembership, v1 = false) {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const eventId = c.req.param("eventId") ?? "";
   const pdu = await readJsonObject(c, { allowEmpty: false, canonical: false });
-  const omitMembers = c.req.query("omit_members") === "true";
+  const omitMembers = !v1 && c.req.query("omit_members") === "true";
   const result = unwrap(await roomStub(c.env, roomId).sendMembership({ origin, eventId, membership, pdu, omitMembers }));
-  return c.json(result);
+  return c.json(v1 ? [200, result] : result);
 }
 
 // MSC4345 (unstable names of ../shared/proposals/README.md): a server asks to take part in a room.
@@ -58,10 +60,14 @@ federationMembershipRoutes.put("/_matrix/federation/unstable/org.matrix.msc4345/
 federationMembershipRoutes.get("/_matrix/federation/v1/make_join/:roomId/:userId", (c) => make(c, "join"));
 // PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
 federationMembershipRoutes.put("/_matrix/federation/v2/send_join/:roomId/:eventId", (c) => send(c, "join"));
+// PUT /_matrix/federation/v1/send_join/{roomId}/{eventId} (deprecated)
+federationMembershipRoutes.put("/_matrix/federation/v1/send_join/:roomId/:eventId", (c) => send(c, "join", true));
 // GET /_matrix/federation/v1/make_leave/{roomId}/{userId}
 federationMembershipRoutes.get("/_matrix/federation/v1/make_leave/:roomId/:userId", (c) => make(c, "leave"));
 // PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
 federationMembershipRoutes.put("/_matrix/federation/v2/send_leave/:roomId/:eventId", (c) => send(c, "leave"));
+// PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId} (deprecated)
+federationMembershipRoutes.put("/_matrix/federation/v1/send_leave/:roomId/:eventId", (c) => send(c, "leave", true));
 // GET /_matrix/federation/v1/make_knock/{roomId}/{userId}
 federationMembershipRoutes.get("/_matrix/federation/v1/make_knock/:roomId/:userId", (c) => make(c, "knock"));
 // PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}

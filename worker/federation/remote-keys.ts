@@ -3,10 +3,10 @@
 // /_matrix/federation/v1/user/devices/{userId}).
 //
 // Everything another server says about its users' keys is checked before a client sees it or we keep it:
-// a device key object must name the user and device it is listed under and be signed by that device's own
-// ed25519 key; a master key must belong to the user; a self-signing key must be signed by the master key.
-// What fails is left out (Synapse drops such devices too), so a server cannot pass off keys signed by the
-// wrong key. A key query always asks the user's server (the answer is then current); the device list
+// a device key object must name the user and device it is listed under, and its self-signature by the
+// device's own ed25519 key must verify when present (an unsigned one is kept, as Synapse keeps it: clients
+// verify it); a master key must belong to the user; a self-signing key must be signed by the master key.
+// What fails is left out, so a server cannot pass off keys signed by the wrong key. A key query always asks the user's server (the answer is then current); the device list
 // copy kept by the remote user's DO serves the `prev_id` chain of device list updates.
 import { pushDeviceListChangeToAppservices } from "../../durable-objects/appservice/streams.js";
 import { federationRequest } from "../../federation-client/request.js";
@@ -25,14 +25,25 @@ export interface ServerFailure {
   message: string;
 }
 
-/** Whether `keys` is a device key object of `userId`'s `deviceId`, self-signed by its ed25519 key. */
+/**
+ * Whether `keys` is a device key object of `userId`'s `deviceId` that is not signed by a wrong key: it must
+ * name that user and device, and its self-signature (by the device's own ed25519 key), when present, must
+ * verify. Keys without a self-signature are kept, as Synapse keeps them (it checks no device signatures;
+ * clients verify them before trusting a device, and Complement's TestDeviceListUpdates uploads keys
+ * without signatures and expects the other server to see them).
+ */
 export async function validDeviceKeys(keys: unknown, userId: string, deviceId: string): Promise<boolean> {
   if (!isJsonObject(keys) || keys.user_id !== userId || keys.device_id !== deviceId || !isJsonObject(keys.keys)) return false;
   const keyId = `ed25519:${deviceId}`;
-  const publicKey = keys.keys[keyId];
-  if (typeof publicKey !== "string") return false;
   try {
     canonicalJson(keys);
+    const signatures = keys.signatures;
+    if (signatures !== undefined && !isJsonObject(signatures)) return false;
+    const own = signatures?.[userId];
+    if (own !== undefined && !isJsonObject(own)) return false;
+    if (own?.[keyId] === undefined) return true;
+    const publicKey = keys.keys[keyId];
+    if (typeof publicKey !== "string") return false;
     return await verifyJsonSignature(keys, userId, keyId, publicKey);
   } catch {
     return false;
