@@ -53,7 +53,7 @@ import { beginPartialState, isPartialState, resyncStep } from "./room/partial-st
 import { federationRawRequest, federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
-import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver } from "./room/outbound.js";
+import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver, skipHandOver } from "./room/outbound.js";
 import { appservicesInterestedInRoom, enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 import { cancelDelayedStateEvents, watchDelayedState } from "./room/delayed-state-watch.js";
 import { ownServerKey } from "./room/key-identity.js";
@@ -545,6 +545,8 @@ export class RoomDurableObject extends DurableObject<Env> {
         servers: request.servers ?? [],
         content,
       });
+      // The resident has our join from send_join and passes it on: it is not sent again.
+      skipHandOver(this.engine, result.eventId);
       if (partialStateServers) {
         beginPartialState(this.engine, result.eventId, partialStateServers, this.env.SERVER_NAME);
         await this.armAlarmWithin(0);

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { buildLocalEvent } from "../../durable-objects/room/build-event.js";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import { choosePrevEvents, createLocalEvent } from "../../durable-objects/room/local-events.js";
-import { remoteHandOverSettled } from "../../durable-objects/room/outbound.js";
+import { remoteHandOverSettled, skipHandOver } from "../../durable-objects/room/outbound.js";
 import { decodeBase64 } from "../../protocol/base64.js";
 import type { Pdu } from "../../protocol/pdu.js";
 import { signingKeyFromSeed } from "../../protocol/signing.js";
@@ -134,5 +134,25 @@ describe("Room DO: events to remote servers", () => {
     const next = await send(alice, roomId, { msgtype: "m.text", body: "next" });
     await settle(roomId, [server]);
     expect(await receivedPdus(server)).toEqual([await wire(roomId, eventId), await wire(roomId, next.body.event_id)]);
+  });
+
+  it("leaves out an event marked skipHandOver (our join made through a resident's send_join) and sends the next", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const server = uniqueServer("resident");
+    await remoteJoin(roomId, server);
+    await settle(roomId, [server]);
+    // Bob's join committed and marked before its hand-over, as room.ts does after joinRemoteRoom.
+    const joinId = await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = engineOf(instance);
+      const result = await createLocalEvent(engine, env as never, { type: "m.room.member", stateKey: bob.user_id, sender: bob.user_id, content: { membership: "join" } });
+      skipHandOver(engine, result.eventId);
+      return result.eventId;
+    });
+    const next = await send(bob, roomId, { msgtype: "m.text", body: "after my join" });
+    await settle(roomId, [server]);
+    expect(await receivedPdus(server)).toEqual([await wire(roomId, next.body.event_id)]);
+    expect(joinId).not.toBe(next.body.event_id);
   });
 });
