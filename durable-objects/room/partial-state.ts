@@ -4,8 +4,8 @@
 // invocation holds or checks the whole state at once (DESIGN.md, "Federation": joins built for size).
 //
 // The resync, one step per alarm invocation:
-//   1. ids:    GET /state_ids at our join event from one of `servers_in_room` (the state before the join, and
-//              its auth chain, as IDs). The IDs we lack are recorded in `partial_state_missing`.
+//   1. ids:    GET /state_ids at our join's prev event from one of `servers_in_room` (with that event: the
+//              state before the join, and its auth chain, as IDs). The IDs we lack are recorded in `partial_state_missing`.
 //   2. state:  when many are missing (Synapse's rule: a tenth or more of the state and auth chain), one
 //              GET /state read as a stream (protocol/json-array-stream.ts: one PDU in memory at a time), each
 //              PDU whose event ID is missing staged in `partial_state_staged` (JSON and auth edges). What it
@@ -25,7 +25,7 @@
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { JsonArrayElements } from "../../protocol/json-array-stream.js";
 import { isJsonObject } from "../../protocol/json.js";
-import { authEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
+import { authEventIds, prevEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
 import type { RoomEngine } from "./engine.js";
 import { MAX_PARAMS } from "./event-rows.js";
 import type { RemoteFetch, RemoteStream } from "./federation-inbound.js";
@@ -93,6 +93,17 @@ export function partialStateServers(engine: RoomEngine): string[] {
   return r ? (JSON.parse(r.servers) as string[]) : [];
 }
 
+/**
+ * The event whose state the resync asks for: the join's prev event when it has one (the state before the
+ * join is the state after it), as Synapse asks (`_get_state_ids_after_missing_prev_event` for the join's
+ * prev events; Complement's partial-state tests answer /state_ids and /state only there); the join itself
+ * (the state before it) when it has several.
+ */
+function stateQueryEvent(engine: RoomEngine, joinEventId: string): string {
+  const prev = prevEventIds(engine.events.pdu(joinEventId) ?? ({} as Pdu));
+  return prev.length === 1 ? prev[0]! : joinEventId;
+}
+
 /** Records that the room was joined with partial state; the resync starts on the next alarm. */
 export function beginPartialState(engine: RoomEngine, joinEventId: string, serversInRoom: string[], ownServer: string): void {
   ensureSchema(engine);
@@ -123,12 +134,16 @@ export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undef
   switch (state.phase) {
     case "ids": {
       const roomId = engine.meta()!.roomId;
-      const answer = await remote(server, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(state.join_event_id)}`);
+      const at = stateQueryEvent(engine, state.join_event_id);
+      const answer = await remote(server, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(at)}`);
       if (!answer.ok || !isJsonObject(answer.body) || !Array.isArray(answer.body.pdu_ids) || !Array.isArray(answer.body.auth_chain_ids)) {
         nextServer();
         return RETRY_DELAY_MS;
       }
       const stateIds = answer.body.pdu_ids.filter((x): x is string => typeof x === "string");
+      // The state after the join's prev event is the state before it plus the prev event itself (a state
+      // event overrides its key: applyFullState lets the last ID of a key win; any other event is ignored).
+      if (at !== state.join_event_id) stateIds.push(at);
       const authIds = answer.body.auth_chain_ids.filter((x): x is string => typeof x === "string");
       const all = new Set([...authIds, ...stateIds]);
       let missing = 0;
@@ -146,7 +161,7 @@ export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undef
     case "state": {
       // Whatever happens, what is still missing afterwards is fetched one by one (and from other servers).
       engine.sql.exec("UPDATE partial_state SET phase = 'fetch' WHERE id = 1");
-      const staged = stream ? await stageFromState(engine, stream, server, state.join_event_id) : 0;
+      const staged = stream ? await stageFromState(engine, stream, server, stateQueryEvent(engine, state.join_event_id)) : 0;
       if (staged === 0) nextServer();
       return STEP_DELAY_MS;
     }

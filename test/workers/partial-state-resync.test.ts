@@ -1,0 +1,46 @@
+// The partial-state resync's first request (durable-objects/room/partial-state.ts): the state at the join's
+// prev event, as Synapse asks it (Complement's tests/msc3902 answers /state_ids and /state only there), with
+// the prev event itself added to the state it records (the state after it is the state before the join).
+// The resync step runs inside the Room DO with a stand-in for the other servers that records what it is asked.
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { RoomEngine } from "../../durable-objects/room/engine.js";
+import type { RemoteFetch } from "../../durable-objects/room/federation-inbound.js";
+import { beginPartialState, resyncStep } from "../../durable-objects/room/partial-state.js";
+import { SERVER_NAME } from "./helpers.js";
+import { createRoom, membership, newUser, send } from "./room-helpers.js";
+
+const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
+const engineOf = (instance: unknown) => (instance as unknown as { engine: RoomEngine }).engine;
+
+describe("partial-state resync", () => {
+  it("asks /state_ids at the join's prev event and records that event with the state it names", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    expect((await membership(bob, roomId, "join")).status).toBe(200);
+    // Stand-ins: bob's join is "the prev event", the message after it "our join".
+    const joinLike = (await send(alice, roomId, { msgtype: "m.text", body: "stands in for the join" })).body.event_id as string;
+    const asked: string[] = [];
+    const recorded = await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = engineOf(instance);
+      const pdu = engine.events.pdu(joinLike)!;
+      const prev = (pdu.prev_events as string[])[0]!;
+      const stateBeforePrev = [...engine.currentState().values()].filter((id) => id !== prev);
+      const remote: RemoteFetch = async (_destination, _method, path) => {
+        asked.push(path);
+        return { ok: true, status: 200, body: { pdu_ids: stateBeforePrev, auth_chain_ids: [] } };
+      };
+      beginPartialState(engine, joinLike, ["resident.test", SERVER_NAME], SERVER_NAME);
+      await resyncStep(engine, remote);
+      const row = engine.sql.exec<{ state_ids: string; phase: string }>("SELECT state_ids, phase FROM partial_state").one();
+      engine.sql.exec("DELETE FROM partial_state");
+      return { prev, stateIds: JSON.parse(row.state_ids) as string[], phase: row.phase };
+    });
+    expect(asked).toEqual([`/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(recorded.prev)}`]);
+    // Every ID is known here: nothing to fetch; the prev event closes the list (it wins its state key).
+    expect(recorded.stateIds.at(-1)).toBe(recorded.prev);
+    expect(recorded.phase).toBe("fetch");
+  });
+});
