@@ -37,7 +37,16 @@ import type { ReceiptUpdate } from "./notifications.js";
 import { RoomEphemeral } from "./room/ephemeral.js";
 import { pushInputsBuilder } from "./room/push-inputs.js";
 import { roomSync, strippedState, type RoomSyncRequest, type RoomSyncResult, type StrippedStateEvent } from "./room/sync-reads.js";
-import { roomFacts, slidingRoom, spaceChildren, type RoomFacts, type SlidingRoomRequest, type SlidingRoomResult } from "./room/sliding-reads.js";
+import {
+  roomFacts,
+  slidingRoom,
+  slidingStickyEvents,
+  spaceChildren,
+  type RoomFacts,
+  type SlidingRoomRequest,
+  type SlidingRoomResult,
+  type SlidingStickyRequest,
+} from "./room/sliding-reads.js";
 import { eventContext, eventForReader, messages, timestampToEvent, type ContextRequest, type ContextResult, type MessagesRequest, type MessagesResult } from "./room/timeline.js";
 import { joinedMembers, roomMembers, type JoinedMember, type MembersRequest } from "./room/members.js";
 import { relationsForReader, threadsForReader, type ReadEvent, type RelationsRequest, type RelationsResult, type ThreadsRequest, type ThreadsResult } from "./room/relations.js";
@@ -980,6 +989,11 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** Simplified sliding sync (MSC4186): the room's part of a response (room/sliding-reads.ts). */
   slidingRoom(request: SlidingRoomRequest): SlidingRoomResult | null {
     return slidingRoom(this.engine, this.readerInRoom(request));
+  }
+
+  /** Sliding sync sticky events extension (MSC4354): the room's unexpired sticky events in a range. */
+  slidingStickyEvents(request: SlidingStickyRequest): ClientEvent[] {
+    return slidingStickyEvents(this.engine, this.readerInRoom(request));
   }
 
   /** Sliding sync receipts extension, for a room new to the connection: the room's public receipts. */

@@ -89,6 +89,22 @@ export interface SlidingExtensions {
   accountData?: ExtensionScope;
   receipts?: ExtensionScope;
   typing?: ExtensionScope;
+  /** MSC4354 sticky events (`org.matrix.msc4354.sticky_events`, Synapse's name): its own `since`. */
+  stickyEvents?: { since?: number; limit: number };
+}
+
+/** The sticky events extension's key in requests and responses (Synapse; matrix-js-sdk). */
+export const STICKY_EVENTS_EXTENSION = "org.matrix.msc4354.sticky_events";
+/** Most sticky events the extension carries per room (Synapse's StickyEvent.MAX_EVENTS_IN_SYNC). */
+export const MAX_STICKY_EVENTS_IN_SYNC = 100;
+
+/** The sticky events extension's tokens, `sticky_<N>` as Synapse's SlidingSyncStickyEventsToken (N: here
+ * a position of the user's stream). */
+export const stickyToken = (position: number): string => `sticky_${position}`;
+
+export function parseStickyToken(text: string): number | null {
+  const m = /^sticky_([0-9]{1,15})$/.exec(text);
+  return m ? Number(m[1]) : null;
 }
 
 export interface SlidingRequest {
@@ -363,6 +379,17 @@ export function parseSlidingRequest(body: JsonObject, me: string): SlidingReques
     if (enabled(ext.account_data, "extensions.account_data")) extensions.accountData = parseScope(ext.account_data, "extensions.account_data");
     if (enabled(ext.receipts, "extensions.receipts")) extensions.receipts = parseScope(ext.receipts, "extensions.receipts");
     if (enabled(ext.typing, "extensions.typing")) extensions.typing = parseScope(ext.typing, "extensions.typing");
+    const sticky = ext[STICKY_EVENTS_EXTENSION];
+    if (enabled(sticky, `extensions.${STICKY_EVENTS_EXTENSION}`)) {
+      const what = `extensions.${STICKY_EVENTS_EXTENSION}`;
+      const limit = sticky.limit === undefined || sticky.limit === null ? MAX_STICKY_EVENTS_IN_SYNC : nonNegativeInt(sticky.limit, `${what}.limit`, Number.MAX_SAFE_INTEGER);
+      extensions.stickyEvents = { limit: Math.min(limit, MAX_STICKY_EVENTS_IN_SYNC) };
+      if (sticky.since !== undefined && sticky.since !== null) {
+        const since = typeof sticky.since === "string" ? parseStickyToken(sticky.since) : null;
+        if (since === null) throw fail(`${what}.since is not a sticky events token`);
+        extensions.stickyEvents.since = since;
+      }
+    }
   }
   return { connId, lists, roomSubscriptions, extensions };
 }

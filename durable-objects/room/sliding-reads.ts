@@ -13,7 +13,7 @@ import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, formatRows, type EventRow } from "./event-rows.js";
 import { clientEvents } from "./reads.js";
-import { StateRewinder, Visibility, roomSummary } from "./sync-reads.js";
+import { StateRewinder, Visibility, roomSummary, stickyEventIds } from "./sync-reads.js";
 
 export interface SlidingRoomRequest {
   userId: string;
@@ -267,3 +267,21 @@ export function spaceChildren(engine: RoomEngine): string[] {
   return out;
 }
 
+
+/** The sticky events extension's question to one room (MSC4354; Synapse's extension
+ * `org.matrix.msc4354.sticky_events`): its unexpired sticky events with stream ordering in (after, upto]. */
+export interface SlidingStickyRequest {
+  userId: string;
+  deviceId?: string;
+  after: number;
+  upto: number;
+}
+
+/** The room's unexpired sticky events in the request's range, oldest first (at most 100, the newest). No
+ * history-visibility check: MSC4354 lets every joined member see them while they are sticky (the User DO
+ * asks only about rooms the user is joined to). */
+export function slidingStickyEvents(engine: RoomEngine, request: SlidingStickyRequest, now = Date.now()): ClientEvent[] {
+  if (!engine.meta()) return [];
+  const ids = stickyEventIds(engine, { mode: "exact", sinceOrdering: request.after, upto: request.upto }, new Set(), now);
+  return clientEvents(engine, ids, { userId: request.userId, deviceId: request.deviceId }, now);
+}

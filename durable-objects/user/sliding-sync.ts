@@ -19,6 +19,8 @@
 //                          several rooms' events at once in no order across rooms. A time is the event's
 //                          origin_server_ts, capped at its arrival here (a remote clock ahead of ours
 //                          cannot pin a room to the top).
+//                          last_ts: the time of the room's latest event (any type), so that the sticky
+//                          events extension asks only rooms that can hold an unexpired sticky event.
 //   sliding_room_facts     per room: create type and encryption, for list filters (both never change once
 //                          set; an m.room.encryption event arriving updates the row).
 import {
@@ -29,6 +31,7 @@ import {
   parsePos,
   requiredStateCovers,
   requiredStateKey,
+  stickyToken,
   unknownPos,
   type RequiredState,
   type RoomConfig,
@@ -37,6 +40,7 @@ import {
 } from "../../protocol/sliding-sync.js";
 import { MatrixError } from "../../protocol/errors.js";
 import type { RoomDurableObject } from "../room.js";
+import { MAX_STICKY_DURATION_MS } from "../room/client-event.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate } from "../notifications.js";
 import type { AccountDataContent, AccountDataDelta } from "../user.js";
 import type { DeviceListChanges } from "./device-lists.js";
@@ -144,6 +148,8 @@ export interface SlidingExtensionsPlan {
   accountData?: { global: { type: string; content: string }[]; rooms: Record<string, { type: string; content: string }[]> };
   receipts?: { rooms: Record<string, ReceiptUpdate[]> };
   typing?: { rooms: Record<string, string[]> };
+  /** MSC4354: the rooms to ask for unexpired sticky events with stream ordering in (after, upto]. */
+  stickyEvents?: { nextBatch: string; rooms: { roomId: string; after: number; upto: number }[] };
 }
 
 export interface SlidingPlan {
@@ -175,6 +181,7 @@ interface Activity {
   lastOrdering: number;
   bumpTs: number | null;
   memberTs: number | null;
+  lastTs: number | null;
 }
 
 interface Candidate {
@@ -206,6 +213,10 @@ export class SlidingSync {
       );
       this.hub.store.setMeta("sliding_activity", "1");
     }
+    if (this.hub.store.getMeta("sliding_activity_last_ts") !== "1") {
+      this.sql.exec("ALTER TABLE sliding_room_activity ADD COLUMN last_ts INTEGER");
+      this.hub.store.setMeta("sliding_activity_last_ts", "1");
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -218,8 +229,9 @@ export class SlidingSync {
     const bump = BUMP_EVENT_TYPES.has(n.type) ? ts : null;
     const own = n.type === "m.room.member" && n.stateKey !== undefined && n.stateKey === me ? ts : null;
     this.sql.exec(
-      `INSERT INTO sliding_room_activity (room_id, last_position, last_ordering, bump_ts, member_ts) VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO sliding_room_activity (room_id, last_position, last_ordering, bump_ts, member_ts, last_ts) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (room_id) DO UPDATE SET last_position = MAX(last_position, excluded.last_position),
+         last_ts = MAX(COALESCE(last_ts, 0), excluded.last_ts),
          bump_ts = CASE WHEN excluded.last_ordering > last_ordering THEN COALESCE(excluded.bump_ts, bump_ts) ELSE COALESCE(bump_ts, excluded.bump_ts) END,
          member_ts = CASE WHEN excluded.last_ordering > last_ordering THEN COALESCE(excluded.member_ts, member_ts) ELSE COALESCE(member_ts, excluded.member_ts) END,
          last_ordering = MAX(last_ordering, excluded.last_ordering)`,
@@ -228,6 +240,7 @@ export class SlidingSync {
       n.streamOrdering,
       bump,
       own,
+      ts,
     );
     if (n.type === "m.room.encryption" && n.stateKey === "") this.sql.exec("UPDATE sliding_room_facts SET encrypted = 1 WHERE room_id = ?", n.roomId);
     if (own !== null && me !== undefined && (n.membership === "join" || n.membership === "invite" || n.membership === "knock")) {
@@ -423,10 +436,10 @@ export class SlidingSync {
 
   private activity(): Map<string, Activity> {
     const out = new Map<string, Activity>();
-    for (const r of this.sql.exec<{ room_id: string; last_position: number; last_ordering: number; bump_ts: number | null; member_ts: number | null }>(
-      "SELECT room_id, last_position, last_ordering, bump_ts, member_ts FROM sliding_room_activity",
+    for (const r of this.sql.exec<{ room_id: string; last_position: number; last_ordering: number; bump_ts: number | null; member_ts: number | null; last_ts: number | null }>(
+      "SELECT room_id, last_position, last_ordering, bump_ts, member_ts, last_ts FROM sliding_room_activity",
     )) {
-      out.set(r.room_id, { lastPosition: r.last_position, lastOrdering: r.last_ordering, bumpTs: r.bump_ts, memberTs: r.member_ts });
+      out.set(r.room_id, { lastPosition: r.last_position, lastOrdering: r.last_ordering, bumpTs: r.bump_ts, memberTs: r.member_ts, lastTs: r.last_ts });
     }
     return out;
   }
@@ -523,8 +536,11 @@ export class SlidingSync {
         if (list !== undefined && !old.lists.includes(list)) old.lists.push(list);
       }
     };
+    // Every room a list matches, in range or not (Synapse's all_interested_room_ids, for sticky events).
+    const interested = new Set<string>();
     for (const [key, list] of Object.entries(body.lists)) {
       const matching = candidates.filter((c) => this.passes(list.filters, c, direct, facts, tags));
+      for (const c of matching) interested.add(c.roomId);
       const ranges = list.ranges ?? [[0, Math.max(0, matching.length - 1)] as [number, number]];
       const result: SlidingListResult = { count: matching.length, ops: [] };
       const inRange: string[] = [];
@@ -632,14 +648,52 @@ export class SlidingSync {
       for (const plan of rooms) if (plan.initial && plan.membership === "join" && relevant.has(plan.roomId)) plan.roomReceipts = true;
     }
     const extensions = this.extensions(request, from, Q, sent, listRooms, subscribed);
+    if (body.extensions.stickyEvents) {
+      for (const r of subscribed) interested.add(r);
+      extensions.stickyEvents = this.stickyEventsPlan(body.extensions.stickyEvents.since, Q, interested, memberships, activity);
+    }
     const hasNews =
       rooms.length > 0 ||
       (extensions.toDevice?.events.length ?? 0) > 0 ||
       (extensions.e2ee?.deviceLists !== undefined && extensions.e2ee.deviceLists.changed.length + extensions.e2ee.deviceLists.left.length > 0) ||
       (extensions.accountData !== undefined && (extensions.accountData.global.length > 0 || Object.keys(extensions.accountData.rooms).length > 0)) ||
       (extensions.receipts !== undefined && Object.keys(extensions.receipts.rooms).length > 0) ||
-      (extensions.typing !== undefined && Object.keys(extensions.typing.rooms).length > 0);
+      (extensions.typing !== undefined && Object.keys(extensions.typing.rooms).length > 0) ||
+      (extensions.stickyEvents !== undefined && extensions.stickyEvents.rooms.length > 0);
     return { plan: { pos: "", lists, rooms, extensions }, rooms: nextRooms, streamPosition: Q, hasNews };
+  }
+
+  /**
+   * The sticky events extension (MSC4354; Synapse's `org.matrix.msc4354.sticky_events`): which joined rooms
+   * of interest to ask, and from where. Without `since`: every such room with an event in the last hour
+   * (an older one cannot hold an unexpired sticky event), from its start. With `since`: the rooms with
+   * events after it, from that point, and rooms joined since from their start (MSC4354: "When the user
+   * joins a room, the server MUST include all unexpired sticky events for that room").
+   */
+  private stickyEventsPlan(
+    since: number | undefined,
+    Q: number,
+    interested: Set<string>,
+    memberships: Map<string, MembershipRow>,
+    activity: Map<string, Activity>,
+    now = Date.now(),
+  ): NonNullable<SlidingExtensionsPlan["stickyEvents"]> {
+    const rooms: { roomId: string; after: number; upto: number }[] = [];
+    for (const roomId of interested) {
+      const m = memberships.get(roomId);
+      if (m?.membership !== "join") continue;
+      const a = activity.get(roomId);
+      const upto = Math.max(a?.lastOrdering ?? 0, m.streamOrdering);
+      if (since === undefined) {
+        if ((a?.lastTs ?? 0) <= now - MAX_STICKY_DURATION_MS) continue;
+        rooms.push({ roomId, after: 0, upto });
+        continue;
+      }
+      const s = Math.min(since, Q);
+      if ((a?.lastPosition ?? 0) <= s && m.position <= s) continue;
+      rooms.push({ roomId, upto, after: m.position > s ? 0 : Math.min(upto, this.hub.store.roomOrderingAt(roomId, s)) });
+    }
+    return { nextBatch: stickyToken(Q), rooms };
   }
 
   /** Whether a room passes a list's filters (MSC4186 `SlidingRoomFilter`; Synapse `filter_rooms`). */

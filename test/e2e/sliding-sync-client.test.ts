@@ -120,11 +120,16 @@ describe("matrix-js-sdk on simplified sliding sync only, with Rust crypto", () =
     await alice.client.sendTextMessage(plain, "one");
     await alice.client.sendTextMessage(plain, "two");
     await alice.client.sendTextMessage(plain, "three");
+    // A sticky event (MSC4354), e.g. a MatrixRTC membership, before bob joins.
+    const sendSticky = alice.client._unstable_sendStickyEvent.bind(alice.client) as (...args: unknown[]) => Promise<{ event_id: string }>;
+    const { event_id: stickyId } = await sendSticky(plain, 600_000, null, "org.matrix.msc4143.rtc.member", { msc4354_sticky_key: "alice-device" });
     await bob.client.joinRoom(plain);
     // The list's timeline_limit is 1: only the latest event (bob's join) until bob opens the room.
     await until("the joined room in bob's list", () => bob.client.getRoom(plain)?.getMyMembership() === "join");
     expect(bob.client.getRoom(plain)!.name).toBe("plain room");
     expect(timelineBody(bob, plain, "three")).toBeUndefined();
+    // The sticky event came through the sticky events extension, not the timeline.
+    await until("the sticky event at bob", () => [...bob.client.getRoom(plain)!._unstable_getStickyEvents()].some((e) => e.getId() === stickyId));
     open(bob, plain);
     await until("the history of the opened room", () => timelineBody(bob, plain, "one"));
     expect(bob.client.getRoom(plain)!.getMember(alice.userId)?.membership).toBe("join");

@@ -13,7 +13,8 @@ import type { SlidingPlan, SlidingRoomPlan } from "../../durable-objects/user/sl
 import { unwrap } from "../../durable-objects/user/outcome.js";
 import type { ReceiptUpdate } from "../../durable-objects/notifications.js";
 import { invalidParam } from "../../protocol/errors.js";
-import { parseSlidingRequest } from "../../protocol/sliding-sync.js";
+import { STICKY_EVENTS_EXTENSION, parseSlidingRequest } from "../../protocol/sliding-sync.js";
+import type { ClientEvent } from "../../durable-objects/room/client-event.js";
 import { requester, requireAuth } from "../auth.js";
 import type { Env } from "../env.js";
 import type { AppEnv } from "../env.js";
@@ -62,17 +63,32 @@ async function buildResponse(env: Env, who: { userId: string; deviceId: string; 
   const rooms: Json = {};
   const roomReceipts = new Map<string, ReceiptUpdate[]>();
   const lazyMembers: Record<string, string[]> = {};
-  await Promise.all(
-    plan.rooms.map(async (room) => {
+  const sticky = new Map<string, ClientEvent[]>();
+  await Promise.all([
+    ...plan.rooms.map(async (room) => {
       rooms[room.roomId] = await roomResponse(env, who, room, roomReceipts, lazyMembers);
     }),
-  );
+    ...(plan.extensions.stickyEvents?.rooms ?? []).map(async ({ roomId, after, upto }) => {
+      const events = await roomStub(env, roomId).slidingStickyEvents({ userId: who.userId, deviceId: who.deviceId, after, upto });
+      if (events.length > 0) sticky.set(roomId, events as ClientEvent[]);
+    }),
+  ]);
   // `$LAZY`: the connection remembers which members it was sent, before the client can build on `pos`.
   if (Object.keys(lazyMembers).length > 0) await userStore(env, who.userId).slidingLazyMembers(who.deviceId, who.connId, plan.pos, lazyMembers);
   const out: Json = { pos: plan.pos };
   if (Object.keys(plan.lists).length > 0) out.lists = plan.lists;
   out.rooms = rooms;
   out.extensions = extensionsResponse(plan, roomReceipts, rooms, who.userId);
+  if (plan.extensions.stickyEvents) {
+    // MSC4354 (Synapse's _serialise_sticky_events): events the room's timeline carries are left out here.
+    const byRoom: Json = {};
+    for (const [roomId, events] of sticky) {
+      const inTimeline = new Set(((rooms[roomId] as Json | undefined)?.timeline as { event_id: string }[] | undefined)?.map((e) => e.event_id) ?? []);
+      const left = events.filter((e) => !inTimeline.has(e.event_id));
+      if (left.length > 0) byRoom[roomId] = { events: left };
+    }
+    (out.extensions as Json)[STICKY_EVENTS_EXTENSION] = { rooms: byRoom, next_batch: plan.extensions.stickyEvents.nextBatch };
+  }
   return out;
 }
 
