@@ -59,6 +59,8 @@ export interface ClientEventOptions {
   serverDomainOf?: (userId: string) => string | undefined;
   /** MSC4115: the reader's membership at the time of the event (timeline reads only, not state lists). */
   membership?: string;
+  /** MSC4354: when this server received a sticky event dated in the future (room/sticky-receipt.ts). */
+  stickyReceivedTs?: number;
 }
 
 /** Converts a stored PDU (already redacted if a redaction applied) into the client format. */
@@ -81,7 +83,7 @@ export function toClientEvent(pdu: IdentifiedPdu, options: ClientEventOptions): 
   const sticky = stickyDurationMs(pdu);
   if (sticky !== undefined) {
     event.msc4354_sticky = { duration_ms: sticky };
-    unsigned.msc4354_sticky_duration_ttl_ms = Math.max(0, stickyUntil(pdu, sticky, options.now) - options.now);
+    unsigned.msc4354_sticky_duration_ttl_ms = Math.max(0, stickyUntil(pdu, sticky, options.now, options.stickyReceivedTs) - options.now);
   }
   if (options.transactionId !== undefined) unsigned.transaction_id = options.transactionId;
   if (options.redactedBecause !== undefined) unsigned.redacted_because = options.redactedBecause;
@@ -111,8 +113,9 @@ export function stickyDurationMs(pdu: { [key: string]: unknown }): number | unde
   return Math.min(duration, MAX_STICKY_DURATION_MS);
 }
 
-/** When a sticky event stops being sticky: MSC4354 counts from its origin_server_ts, but never from a time
- * after the server received it (a timestamp in the future is treated as now, as matrix-js-sdk does). */
-export function stickyUntil(pdu: { origin_server_ts: number }, durationMs: number, now: number): number {
-  return Math.min(pdu.origin_server_ts, now) + durationMs;
+/** When a sticky event stops being sticky: MSC4354 counts from min(origin_server_ts, the time the server
+ * received it) (`receivedTs`, room/sticky-receipt.ts; recorded only for events dated in the future when they
+ * arrived). Without it, a timestamp in the future is treated as now, as matrix-js-sdk does. */
+export function stickyUntil(pdu: { origin_server_ts: number }, durationMs: number, now: number, receivedTs?: number): number {
+  return Math.min(pdu.origin_server_ts, receivedTs ?? now, now) + durationMs;
 }

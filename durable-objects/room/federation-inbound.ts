@@ -8,6 +8,7 @@ import { MatrixError } from "../../protocol/errors.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { isJsonObject } from "../../protocol/json.js";
 import { authEventIds, prevEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
+import { recordStickyReceipt } from "./sticky-receipt.js";
 import { MISSING_PREV_ERRCODE, REMOTE_ROOM_FIRST_ORDERING, type PersistResult, type RoomEngine } from "./engine.js";
 
 /** The per-PDU answer of /send: empty on success, `error` otherwise (spec: "PDU Processing Result"). */
@@ -59,6 +60,8 @@ export async function receivePdus(engine: RoomEngine, origin: string, pdus: Pdu[
     try {
       const result = await persistFillingGaps(engine, origin, pdu, remote, persisted);
       persisted.push(result);
+      // MSC4354: a sticky event dated in the future counts from its arrival (room/sticky-receipt.ts).
+      if (!result.duplicate && result.rejectedReason === null) recordStickyReceipt(engine, eventId, pdu, Date.now());
       if (result.rejectedReason !== null) results[eventId] = { error: `Event rejected: ${result.rejectedReason}` };
       else results[eventId] = {};
     } catch (e) {

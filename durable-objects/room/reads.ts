@@ -1,9 +1,10 @@
 // Reads for clients: who may see which state (Synapse's `check_user_in_room_or_world_readable` and
 // `get_state_events`), and events in the client format (client-event.ts) with their per-reader fields.
 import { forbidden } from "../../protocol/errors.js";
-import { toClientEvent, type ClientEvent, type RedactionClientEvent } from "./client-event.js";
+import { MAX_STICKY_DURATION_MS, toClientEvent, type ClientEvent, type RedactionClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
 import type { ReadonlyStateMap } from "./state-groups.js";
+import { stickyReceivedAt } from "./sticky-receipt.js";
 
 /** The reader of an event: `unsigned.transaction_id` is only shown to the device that sent it. */
 export interface Reader {
@@ -55,7 +56,18 @@ function clientEvent(engine: RoomEngine, eventId: string, reader: Reader | undef
   }
   const redactedBecause = withRedaction && m.redactedBecause !== null ? (clientEvent(engine, m.redactedBecause, reader, now, false) as RedactionClientEvent | undefined) : undefined;
   const replacedState = m.replacesState !== null ? engine.events.pdu(m.replacesState) : undefined;
-  return toClientEvent(pdu, { roomId: meta.roomId, rules: meta.rules, now, transactionId, redactedBecause, replacedState, serverDomainOf: engine.keyIdentity().serverDomainOf });
+  // MSC4354: a sticky event dated after it arrived counts from its arrival (room/sticky-receipt.ts).
+  const stickyReceivedTs = pdu.msc4354_sticky !== undefined && pdu.origin_server_ts > now - MAX_STICKY_DURATION_MS ? stickyReceivedAt(engine, eventId) : undefined;
+  return toClientEvent(pdu, {
+    roomId: meta.roomId,
+    rules: meta.rules,
+    now,
+    transactionId,
+    redactedBecause,
+    replacedState,
+    serverDomainOf: engine.keyIdentity().serverDomainOf,
+    ...(stickyReceivedTs !== undefined ? { stickyReceivedTs } : {}),
+  });
 }
 
 /** A state map's events in the client format, ordered by type then state key (a stable order for clients). */

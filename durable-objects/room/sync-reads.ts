@@ -18,6 +18,7 @@ import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, formatRows, type EventRow } from "./event-rows.js";
 import { VisibilityChecker } from "./history-visibility.js";
 import { clientEvents } from "./reads.js";
+import { stickyReceivedAt } from "./sticky-receipt.js";
 import { passesFilter } from "./timeline.js";
 
 /** A federation-format event (spec: Filter `event_format` `federation`): the stored PDU with its event ID. */
@@ -343,7 +344,7 @@ export function stickyEventIds(engine: RoomEngine, request: Pick<RoomSyncRequest
     // No history-visibility check (MSC4354: "History visibility checks MUST NOT be applied to sticky
     // events ... Any joined user is authorised to see sticky events for the duration they remain sticky";
     // Synapse passes them as always_include_ids). This section is for joined rooms only.
-    if (duration === undefined || stickyUntil(pdu, duration, now) <= now) continue;
+    if (duration === undefined || stickyUntil(pdu, duration, now, stickyReceivedAt(engine, row.event_id)) <= now) continue;
     found.push(row.event_id);
     if (found.length >= MAX_STICKY_EVENTS) break;
   }

@@ -7,6 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import { pushStickyEventsDue, remoteHandOverSettled } from "../../durable-objects/room/outbound.js";
+import { stickyEventIds } from "../../durable-objects/room/sync-reads.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import type { Pdu } from "../../protocol/pdu.js";
@@ -151,6 +152,30 @@ describe("sticky events over federation", () => {
     expect(initial.rooms.join[roomId].msc4354_sticky.events.map((e: { event_id: string }) => e.event_id)).toEqual([fresh.eventId]);
     const visible = await api("GET", `${r(roomId)}/event/${enc(fresh.eventId)}`, { token: dave.access_token });
     expect(visible.status).toBe(404); // the ordinary read paths keep history visibility
+  });
+
+  it("dated in the future count from their arrival, not from their origin_server_ts", async () => {
+    const alice = await newUser("stickyfed");
+    const roomId = await createRoom(alice, { preset: "public_chat", room_version: "12" });
+    // `longlived-`: its key must still be valid at the event's (future) timestamp (room v5+ key validity).
+    const one = uniqueServer("longlived-stickyfuture");
+    const bob = await remoteJoin(roomId, one, "bob");
+    const auth = await memberAuth(alice, roomId, bob.userId);
+    const arrived = Date.now();
+    // Dated two hours ahead, sticky for an hour: sticky from its arrival for an hour, not until three hours on.
+    const future = await remoteSticky(one, roomId, bob, auth, arrived + 2 * 3_600_000, 3_600_000);
+    const res = await federationApi(one, "PUT", `${F1}/send/sf-${arrived}`, { origin: one, origin_server_ts: arrived, pdus: [future.pdu], edus: [] });
+    expect(res.body.pdus[future.eventId]).toEqual({});
+    const stickyAt = (now: number) =>
+      runInDurableObject(rawRoom(roomId), (instance) => {
+        const engine = (instance as unknown as { engine: RoomEngine }).engine;
+        return stickyEventIds(engine, { mode: "latest", upto: engine.maxStreamOrdering() }, new Set(), now);
+      });
+    expect(await stickyAt(Date.now() + 30 * 60_000)).toEqual([future.eventId]);
+    expect(await stickyAt(arrived + 3_600_000 + 60_000)).toEqual([]);
+    const ttl = (await api("GET", `${r(roomId)}/event/${enc(future.eventId)}`, { token: alice.access_token })).body.unsigned.msc4354_sticky_duration_ttl_ms as number;
+    expect(ttl).toBeLessThanOrEqual(3_600_000);
+    expect(ttl).toBeGreaterThan(3_500_000);
   });
 });
 
