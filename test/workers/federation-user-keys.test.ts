@@ -222,6 +222,13 @@ describe("device list updates to other servers", () => {
     // A peer that resyncs gets the same stream position.
     expect((await federationApi(remote, "GET", `${F1}/user/devices/${enc(alice.user_id)}`)).body.stream_id).toBe(2);
 
+    // Renaming a device is a change of the list too (as Synapse: its display name is part of it).
+    const renamed = await api("PUT", `${V3}/devices/${enc(laptop.device_id)}`, { token: alice.access_token, body: { display_name: "work laptop" } });
+    expect(renamed.status).toBe(200);
+    edus = await receivedEdus(remote, "m.device_list_update");
+    expect(edus.length).toBe(3);
+    expect(edus[2]!.content).toEqual({ user_id: alice.user_id, device_id: laptop.device_id, stream_id: 3, prev_id: [2], deleted: false, keys: keys2, device_display_name: "work laptop" });
+
     const cs = await crossSigning(alice.user_id);
     await uploadCrossSigning(alice, cs);
     const signing = await receivedEdus(remote, "m.signing_key_update");

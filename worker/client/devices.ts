@@ -13,6 +13,8 @@ import { readJsonObject } from "../http.js";
 import { finishUiaSession, userInteractiveAuth } from "../uia.js";
 import { MAX_DEVICE_DISPLAY_NAME_LENGTH } from "./registration.js";
 import { msc4190Service, upsertServiceDevice } from "../appservice/accounts.js";
+import { onOwnDevicesChanged } from "../device-lists.js";
+import { userStore } from "../user-store.js";
 
 export const deviceRoutes = new Hono<AppEnv>();
 
@@ -74,6 +76,10 @@ deviceRoutes.put(`${CLIENT}/devices/:deviceId`, requireAuth, async (c) => {
     .where(and(eq(devices.userId, userId), eq(devices.deviceId, c.req.param("deviceId"))))
     .returning({ deviceId: devices.deviceId });
   if (result.length === 0) throw notFound("Device not found");
+  // A device's name is part of the device list others see (m.device_list_update `device_display_name`):
+  // the user, their room-mates and the servers sharing a room hear of it, as Synapse's update_device does.
+  await userStore(c.env, userId).recordDeviceListChange(userId);
+  await onOwnDevicesChanged(c.env, userId);
   return c.json({});
 });
 
