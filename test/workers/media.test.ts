@@ -277,6 +277,23 @@ describe("downloads", () => {
     expect(justAfter.status).toBe(200);
   });
 
+  it("legacy endpoints fetch remote media only without a freeze (off: Synapse's enable_authenticated_media false)", async () => {
+    const remote = uniqueServer("media") + ":8448";
+    const path = (id: string) => `/_matrix/media/v3/download/${remote}/${id}`;
+    // Under a freeze, what would be fetched now is after it: 404 without asking.
+    const frozen = await call("GET", path("frozen1"), { vars: { MEDIA_LEGACY_FREEZE_TIME: String(Date.now() + 60_000) } });
+    expect(frozen.status).toBe(404);
+    expect(await counter(`media:${remote}:frozen1`)).toBe(0);
+    const off = await call("GET", path("open1"), { vars: { MEDIA_LEGACY_FREEZE_TIME: "off" } });
+    expect(off.status).toBe(200);
+    expect(await off.text()).toContain(`media open1 of ${remote}`);
+    expect(await counter(`media:${remote}:open1`)).toBe(1);
+    // allow_remote=false still refuses to fetch.
+    const local = await call("GET", `${path("open2")}?allow_remote=false`, { vars: { MEDIA_LEGACY_FREEZE_TIME: "off" } });
+    expect(local.status).toBe(404);
+    expect(await counter(`media:${remote}:open2`)).toBe(0);
+  });
+
   it("answers Range requests with 206 and unsatisfiable ones with 416", async () => {
     const { access_token } = await registerUser(uniqueLocalpart("range"));
     const up = await upload(access_token, "0123456789", "audio/ogg");

@@ -239,9 +239,10 @@ export async function resolveMedia(c: Context<AppEnv>, { legacy }: { legacy: boo
       row = await mediaRow(env, serverName, mediaId);
     }
   } else if (!row || row.uploaded_ts === null) {
-    // Synapse's legacy endpoints still fetch remote media with allow_remote; under the freeze anything
-    // fetched now is newer than the freeze and would be refused below, so they do not fetch at all.
-    if (legacy || c.req.query("allow_remote") === "false") throw notFound("Not found");
+    // Synapse's legacy endpoints still fetch remote media with allow_remote; under a freeze anything
+    // fetched now is newer than the freeze and would be refused below, so they fetch only without one
+    // (MEDIA_LEGACY_FREEZE_TIME=off: Synapse's `enable_authenticated_media: false`).
+    if ((legacy && legacyFreezeTime(env) !== Infinity) || c.req.query("allow_remote") === "false") throw notFound("Not found");
     row = await fetchRemoteMedia(env, serverName, mediaId, timeoutMs);
   }
   if (!row) throw notFound("Not found");
