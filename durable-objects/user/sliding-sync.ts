@@ -47,7 +47,7 @@ import type { DeviceListChanges } from "./device-lists.js";
 import type { Outcome } from "./outcome.js";
 import type { UserStream } from "./stream.js";
 import type { SyncHub } from "./sync.js";
-import type { MembershipRow } from "./sync-stream.js";
+import { MAIN_THREAD, type MembershipRow, type UnreadCounts } from "./sync-stream.js";
 import type { ToDeviceBatch } from "./to-device.js";
 
 /** A connection position unused for this long is forgotten (Synapse expires connections after a week). */
@@ -135,6 +135,8 @@ export interface SlidingRoomPlan {
   roomReceipts?: boolean;
   /** `$LAZY`: members this connection was already sent for the room. */
   lazySent?: string[];
+  /** Unread notifications in threads, by thread root (absent when none). */
+  unreadThreads?: Record<string, UnreadCounts>;
 }
 
 export interface SlidingListResult {
@@ -617,9 +619,13 @@ export class SlidingSync {
         if (previousRequiredState) plan.previousRequiredState = previousRequiredState;
       }
       if (joined) {
-        for (const counts of this.hub.store.unreadCounts(roomId).values()) {
-          plan.notificationCount += counts.notification_count;
-          plan.highlightCount += counts.highlight_count;
+        // MSC4186: notification_count and highlight_count leave threaded notifications out; those go by
+        // thread in unread_thread_notifications, as /sync gives them with unread_thread_notifications on.
+        for (const [thread, counts] of this.hub.store.unreadCounts(roomId)) {
+          if (thread === MAIN_THREAD) {
+            plan.notificationCount = counts.notification_count;
+            plan.highlightCount = counts.highlight_count;
+          } else (plan.unreadThreads ??= {})[thread] = counts;
         }
       }
       rooms.push(plan);

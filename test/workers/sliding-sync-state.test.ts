@@ -100,3 +100,21 @@ describe("sliding sync: required_state removed and added back", () => {
     expect(restored.rooms[roomId].required_state[0].content.topic).toBe("second topic");
   });
 });
+
+describe("sliding sync: unread counts", () => {
+  it("leave threaded notifications out of notification_count and give them per thread", async () => {
+    const alice = await newUser("unra");
+    const bob = await newUser("unrb");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    expect((await join(bob, roomId)).status).toBe(200);
+    const root = await send(alice, roomId, text("root"));
+    const inThread = { "m.relates_to": { rel_type: "m.thread", event_id: root.body.event_id } };
+    await send(alice, roomId, { ...text("in thread"), ...inThread });
+    await send(alice, roomId, { ...text("in thread 2"), ...inThread, "m.mentions": { user_ids: [bob.user_id] } });
+    const body = await ss(bob, { lists: { all: { ranges: [[0, 9]], timeline_limit: 1, required_state: [] } } });
+    const room = body.rooms[roomId];
+    expect(room.notification_count).toBe(1);
+    expect(room.highlight_count).toBe(0);
+    expect(room.unread_thread_notifications).toEqual({ [root.body.event_id]: { notification_count: 2, highlight_count: 1 } });
+  });
+});

@@ -100,6 +100,7 @@ async function roomResponse(
   lazyMembers: Record<string, string[]>,
 ): Promise<Json> {
   const out: Json = { notification_count: room.notificationCount, highlight_count: room.highlightCount, bump_stamp: room.bumpStamp, membership: room.membership };
+  if (room.unreadThreads) out.unread_thread_notifications = room.unreadThreads;
   if (room.initial) out.initial = true;
   if (room.isDm) out.is_dm = true;
   const stub = roomStub(env, room.roomId);
