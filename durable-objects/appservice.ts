@@ -16,7 +16,7 @@
 // is queued) resumes the queue.
 import { DurableObject } from "cloudflare:workers";
 import { appserviceById, type Appservice } from "./appservice/registry.js";
-import { backoffDelay } from "./destination/backoff.js";
+import { TransactionSender } from "./destination/sender.js";
 import { DestinationQueue, type OutgoingTransaction, type QueueState, type QueuedEdu, type QueuedPdu } from "./destination/queue.js";
 import { transactionKeyCounts } from "./appservice/key-counts.js";
 import { transactionBody, transactionParts } from "./appservice/transaction.js";
@@ -35,32 +35,30 @@ export interface AppserviceTuning {
 
 const DEFAULT_TUNING: AppserviceTuning = { minBackoffMs: 2_000, maxBackoffMs: 5 * 60_000, timeoutMs: 60_000, holdSends: false };
 
-/** While something is queued an alarm is always set (see destination.ts): a send cut off by a restart resumes. */
-const WATCHDOG_MS = 90_000;
-
 /** An event for the service: the client-format event as JSON text. */
 export type AppserviceEvent = QueuedPdu;
 
 /** Ephemeral events (typing, receipts, presence; spec: MSC2409 `ephemeral`): `eduType` is the event type,
- * `content` the whole event as JSON text. */
+ * `content` the whole event as JSON text. To-device messages and device list changes travel as EDUs too
+ * (appservice/transaction.ts). */
 export type AppserviceEphemeral = QueuedEdu;
 
 export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
   private readonly queue: DestinationQueue;
-  private sending: Promise<void> | undefined;
-  private sendAgain = false;
-  private forceNext = false;
-  private alarmAt: number | null = null;
+  /** When and how transactions go out (destination/sender.ts, shared with the Destination DO). */
+  private readonly sender: TransactionSender;
   private tuning: AppserviceTuning = { ...DEFAULT_TUNING };
 
   constructor(ctx: DurableObjectState, env: AppserviceEnv) {
     super(ctx, env);
     this.queue = new DestinationQueue(ctx.storage);
-    ctx.blockConcurrencyWhile(async () => {
-      this.alarmAt = await ctx.storage.getAlarm();
-      const { pdus, edus } = this.queue.pendingCount();
-      if (this.alarmAt === null && pdus + edus > 0) await this.setAlarm(Date.now() + this.tuning.minBackoffMs);
+    this.sender = new TransactionSender(ctx, this.queue, {
+      label: "appservice",
+      policy: () => this.tuning,
+      held: () => this.tuning.holdSends,
+      send: (id, txn) => this.push(id, txn),
     });
+    ctx.blockConcurrencyWhile(() => this.sender.start());
   }
 
   /**
@@ -70,22 +68,17 @@ export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
   async enqueue(id: string, events: AppserviceEvent[], ephemeral: AppserviceEphemeral[] = []): Promise<number> {
     if (typeof id !== "string" || id === "") return 0;
     if (events.length === 0 && ephemeral.length === 0) return 0;
-    const now = Date.now();
-    const added = this.queue.enqueue(id, events, ephemeral, now);
-    const { retryAt } = this.queue.backoff();
-    await this.armAlarm(retryAt ?? now + WATCHDOG_MS);
-    if (retryAt === null || retryAt <= now) void this.startSending(false);
-    return added;
+    return this.sender.enqueue(id, events, ephemeral);
   }
 
   /** The queue as stored (tests, diagnostics). */
   queueState(): QueueState & { sending: boolean; alarmAt: number | null } {
-    return { ...this.queue.state(), sending: this.sending !== undefined, alarmAt: this.alarmAt };
+    return this.sender.state();
   }
 
   /** Resolves when the send running now (if any) has finished (tests, benchmarks). */
   async sendsSettled(): Promise<void> {
-    while (this.sending) await this.sending;
+    await this.sender.settled();
   }
 
   /**
@@ -93,15 +86,12 @@ export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
    * ends and what is queued goes now, as federation's `peerIsUp` does for a server that contacts us.
    */
   async serviceIsUp(): Promise<void> {
-    const wasBackingOff = this.queue.resetBackoff();
-    const { pdus, edus } = this.queue.pendingCount();
-    if (pdus + edus === 0) return;
-    if (wasBackingOff || !this.sending) void this.startSending(true);
+    this.sender.receiverIsUp();
   }
 
   /** Sends now, whatever the back-off says (tests; an operator's nudge). */
   async retryNow(): Promise<void> {
-    await this.startSending(true);
+    await this.sender.retryNow();
   }
 
   /** Tests: shorter back-off or time-out for this instance (not stored). */
@@ -111,60 +101,7 @@ export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
   }
 
   override async alarm(): Promise<void> {
-    this.alarmAt = null;
-    await this.startSending(true);
-    const { pdus, edus } = this.queue.pendingCount();
-    if (pdus + edus > 0 && this.alarmAt === null) await this.setAlarm(Date.now() + WATCHDOG_MS);
-  }
-
-  private startSending(force: boolean): Promise<void> {
-    if (this.tuning.holdSends) return Promise.resolve();
-    if (force) this.forceNext = true;
-    if (this.sending) {
-      this.sendAgain = true;
-      return this.sending;
-    }
-    const run = (async () => {
-      do {
-        this.sendAgain = false;
-        await this.sendQueued();
-      } while (this.sendAgain);
-    })()
-      .catch((e) => console.error("appservice sender failed; the alarm retries", this.queue.destination(), e instanceof Error ? e.message : e))
-      .finally(() => (this.sending = undefined));
-    this.sending = run;
-    this.ctx.waitUntil(run);
-    return run;
-  }
-
-  private async sendQueued(): Promise<void> {
-    const id = this.queue.destination();
-    if (id === null) return;
-    for (;;) {
-      const now = Date.now();
-      const { failures, retryAt } = this.queue.backoff();
-      if (this.forceNext) {
-        this.forceNext = false;
-        this.queue.clearRetryAt();
-      } else if (retryAt !== null && retryAt > now) {
-        await this.armAlarm(retryAt);
-        return;
-      }
-      const txn = this.queue.nextTransaction(now);
-      if (!txn) return;
-      await this.armAlarm(now + WATCHDOG_MS);
-      const result = await this.push(id, txn);
-      const done = Date.now();
-      if (result === null) {
-        this.queue.transactionAccepted(txn.txnId, done);
-        continue;
-      }
-      const delay = backoffDelay(failures + 1, { minMs: this.tuning.minBackoffMs, maxMs: this.tuning.maxBackoffMs });
-      this.queue.transactionFailed(txn.txnId, done, done + delay, result);
-      console.warn(`appservice ${id}: transaction ${txn.txnId} failed (${result}); retry in ${delay} ms`);
-      await this.setAlarm(done + delay);
-      return;
-    }
+    await this.sender.alarm();
   }
 
   /** The JSON body of a transaction for `service` (appservice/transaction.ts). */
@@ -210,15 +147,5 @@ export class AppserviceDurableObject extends DurableObject<AppserviceEnv> {
     } catch (e) {
       return `no answer: ${e instanceof Error ? e.message : String(e)}`;
     }
-  }
-
-  private async armAlarm(at: number): Promise<void> {
-    if (this.alarmAt !== null && this.alarmAt <= at && this.alarmAt > Date.now() - 1000) return;
-    await this.setAlarm(at);
-  }
-
-  private async setAlarm(at: number): Promise<void> {
-    this.alarmAt = at;
-    await this.ctx.storage.setAlarm(at);
   }
 }

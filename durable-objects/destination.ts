@@ -29,7 +29,8 @@ import { DurableObject } from "cloudflare:workers";
 import type { JsonObject } from "../protocol/json.js";
 import { isJsonObject } from "../protocol/json.js";
 import type { Env } from "../worker/env.js";
-import { DEFAULT_BACKOFF, backoffDelay } from "./destination/backoff.js";
+import { DEFAULT_BACKOFF } from "./destination/backoff.js";
+import { TransactionSender } from "./destination/sender.js";
 import { DestinationQueue, type OutgoingTransaction, type QueueState, type QueuedEdu, type QueuedPdu } from "./destination/queue.js";
 import { sendTransaction, type FederationResponse, type TransactionBody } from "./destination/transport.js";
 
@@ -53,29 +54,23 @@ const DEFAULT_TUNING: DestinationTuning = {
   catchUpAfterPdus: 500,
 };
 
-/** While something is queued an alarm is always set: at the retry time when backing off, else this long
- * after the send started (longer than a send may take), so that a send cut off by a restart resumes. */
-const WATCHDOG_MS = 90_000;
-
 export class DestinationDurableObject extends DurableObject<Env> {
   private readonly queue: DestinationQueue;
-  private sending: Promise<void> | undefined;
-  private sendAgain = false;
-  /** The next attempt ignores the back-off (alarm due, peer contact). */
-  private forceNext = false;
-  /** The alarm time as last set (null: none). */
-  private alarmAt: number | null = null;
+  /** When and how transactions go out (destination/sender.ts, shared with the Appservice DO). */
+  private readonly sender: TransactionSender;
   private tuning: DestinationTuning = { ...DEFAULT_TUNING };
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.queue = new DestinationQueue(ctx.storage);
-    ctx.blockConcurrencyWhile(async () => {
-      this.alarmAt = await ctx.storage.getAlarm();
-      // A queue left without an alarm (should not happen: every enqueue sets one) is resumed soon.
-      const { pdus, edus } = this.queue.pendingCount();
-      if (this.alarmAt === null && pdus + edus > 0) await this.setAlarm(Date.now() + this.tuning.minBackoffMs);
+    this.sender = new TransactionSender(ctx, this.queue, {
+      label: "federation",
+      policy: () => this.tuning,
+      beforeTransaction: (now, failures) => this.catchUpIfBehind(now, failures),
+      send: (destination, txn) => this.send(destination, txn),
+      describeFailure: (destination, txnId, error, delay) => `federation: transaction ${txnId} to ${destination} failed (${error}); retry in ${delay} ms`,
     });
+    ctx.blockConcurrencyWhile(() => this.sender.start());
   }
 
   // -------------------------------------------------------------------------------------------
@@ -89,32 +84,22 @@ export class DestinationDurableObject extends DurableObject<Env> {
   async enqueue(destination: string, pdus: QueuedPdu[], edus: QueuedEdu[] = []): Promise<number> {
     if (typeof destination !== "string" || destination === "" || destination === this.env.SERVER_NAME) return 0;
     if (pdus.length === 0 && edus.length === 0) return 0;
-    const now = Date.now();
-    const added = this.queue.enqueue(destination, pdus, edus, now);
-    const { retryAt } = this.queue.backoff();
-    // Stored together with the rows (no await in between): whatever happens to the send below, the alarm
-    // comes back for them.
-    await this.armAlarm(retryAt ?? now + WATCHDOG_MS);
-    if (retryAt === null || retryAt <= now) void this.startSending(false);
-    return added;
+    return this.sender.enqueue(destination, pdus, edus);
   }
 
   /** The destination contacted us: it is up. Ends the back-off and sends what is queued now. */
   async peerIsUp(): Promise<void> {
-    const wasBackingOff = this.queue.resetBackoff();
-    const { pdus, edus } = this.queue.pendingCount();
-    if (pdus + edus === 0) return;
-    if (wasBackingOff || !this.sending) void this.startSending(true);
+    this.sender.receiverIsUp();
   }
 
   /** The queue as stored, for tests and diagnostics. */
   queueState(): QueueState & { sending: boolean; alarmAt: number | null } {
-    return { ...this.queue.state(), sending: this.sending !== undefined, alarmAt: this.alarmAt };
+    return this.sender.state();
   }
 
   /** Resolves when the send running now (if any) has finished (tests, benchmarks). */
   async sendsSettled(): Promise<void> {
-    while (this.sending) await this.sending;
+    await this.sender.settled();
   }
 
   /** Tests: shorter back-off or catch-up thresholds for this instance (not stored). */
@@ -125,68 +110,17 @@ export class DestinationDurableObject extends DurableObject<Env> {
 
   /** A retry is due (or the watchdog after an interrupted send): send now, whatever the back-off says. */
   override async alarm(): Promise<void> {
-    this.alarmAt = null;
-    await this.startSending(true);
-    // Still something queued and no retry scheduled by the send (e.g. a send still running): keep watching.
-    const { pdus, edus } = this.queue.pendingCount();
-    if (pdus + edus > 0 && this.alarmAt === null) await this.setAlarm(Date.now() + WATCHDOG_MS);
+    await this.sender.alarm();
   }
 
   // -------------------------------------------------------------------------------------------
   // Sending.
 
-  /** One sender at a time; requests during a send ask for another round. */
-  private startSending(force: boolean): Promise<void> {
-    if (force) this.forceNext = true;
-    if (this.sending) {
-      this.sendAgain = true;
-      return this.sending;
-    }
-    const run = (async () => {
-      do {
-        this.sendAgain = false;
-        await this.sendQueued();
-      } while (this.sendAgain);
-    })()
-      .catch((e) => console.error("federation sender failed; the alarm retries", this.queue.destination(), e instanceof Error ? e.message : e))
-      .finally(() => (this.sending = undefined));
-    this.sending = run;
-    this.ctx.waitUntil(run);
-    return run;
-  }
-
-  /** Sends transactions one after the other until the queue is empty or one fails. */
-  private async sendQueued(): Promise<void> {
-    const destination = this.queue.destination();
-    if (destination === null) return;
-    for (;;) {
-      const now = Date.now();
-      const { failures, retryAt } = this.queue.backoff();
-      if (this.forceNext) {
-        this.forceNext = false;
-        this.queue.clearRetryAt();
-      } else if (retryAt !== null && retryAt > now) {
-        await this.armAlarm(retryAt);
-        return;
-      }
-      this.catchUpIfBehind(now, failures);
-      const txn = this.queue.nextTransaction(now);
-      if (!txn) return;
-      await this.armAlarm(now + WATCHDOG_MS);
-      const response = await sendTransaction(this.env, destination, txn.txnId, this.bodyOf(txn));
-      const done = Date.now();
-      if (response.ok) {
-        this.queue.transactionAccepted(txn.txnId, done);
-        logPduErrors(destination, txn.txnId, response.body);
-        continue;
-      }
-      const delay = backoffDelay(failures + 1, { minMs: this.tuning.minBackoffMs, maxMs: this.tuning.maxBackoffMs });
-      const error = describeFailure(response);
-      this.queue.transactionFailed(txn.txnId, done, done + delay, error);
-      console.warn(`federation: transaction ${txn.txnId} to ${destination} failed (${error}); retry in ${delay} ms`);
-      await this.setAlarm(done + delay);
-      return;
-    }
+  private async send(destination: string, txn: OutgoingTransaction): Promise<string | null> {
+    const response = await sendTransaction(this.env, destination, txn.txnId, this.bodyOf(txn));
+    if (!response.ok) return describeFailure(response);
+    logPduErrors(destination, txn.txnId, response.body);
+    return null;
   }
 
   private catchUpIfBehind(now: number, failures: number): void {
@@ -207,17 +141,6 @@ export class DestinationDurableObject extends DurableObject<Env> {
     };
     if (txn.edus.length > 0) body.edus = txn.edus.map((e) => ({ edu_type: e.eduType, content: JSON.parse(e.content) as JsonObject }));
     return body;
-  }
-
-  /** Sets the alarm unless one is already due no later than `at` (and not in the past). */
-  private async armAlarm(at: number): Promise<void> {
-    if (this.alarmAt !== null && this.alarmAt <= at && this.alarmAt > Date.now() - 1000) return;
-    await this.setAlarm(at);
-  }
-
-  private async setAlarm(at: number): Promise<void> {
-    this.alarmAt = at;
-    await this.ctx.storage.setAlarm(at);
   }
 }
 

@@ -7,7 +7,7 @@
 // room's aliases (the directory's, and the canonical alias and alt_aliases of its state) is in its alias
 // namespaces, or a local joined member is one of its users. Services with `url: null` get nothing.
 //
-// Durability, as room/outbound.ts does it for federation: the room's `events` table is the log and a cursor
+// Durability, as for federation (room/hand-over.ts, shared with room/outbound.ts): the room's `events` table is the log and a cursor
 // (`appservice_outbound.position`) says up to where every accepted event has been handed to the services'
 // queues (durable-objects/appservice.ts). The hand-over runs after the commit, outside the write queue, in
 // commit order; the cursor moves once every queue stored its events; the room's alarm is armed before, so
@@ -19,33 +19,30 @@ import type { AppserviceEvent } from "../appservice.js";
 import type { Env } from "../../worker/env.js";
 import { toClientEvent } from "./client-event.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
+import { enqueueInQueues, RoomHandOver, type HandOverRow } from "./hand-over.js";
 
-const ROUND_EVENTS = 100;
-const RETRY_MS = 10_000;
+/** Longest delay between retries of a failed hand-over (the room's alarm; room/hand-over.ts). */
 const MAX_RETRY_MS = 5 * 60_000;
 /** How long the room trusts its copy of its directory aliases (D1 `room_aliases`). */
 const ALIASES_CACHE_MS = 30_000;
 
-const SCHEMA = `CREATE TABLE IF NOT EXISTS appservice_outbound (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  position INTEGER NOT NULL
-)`;
-
-type EventRow = { stream_ordering: number; event_id: string; type: string; state_key: string | null; sender: string };
-
 class RoomAppserviceOutbound {
-  private chain: Promise<void> = Promise.resolve();
-  private pending = 0;
-  private failed = false;
-  private retryMs = RETRY_MS;
-  private cursorReady = false;
+  /** The cursor, rounds and retries (room/hand-over.ts, shared with federation's room/outbound.ts). */
+  private readonly handOver: RoomHandOver;
   private aliases: { at: number; list: string[] } | undefined;
 
   constructor(
-    private readonly ctx: DurableObjectState,
+    ctx: DurableObjectState,
     private readonly engine: RoomEngine,
     private readonly env: Env,
-  ) {}
+  ) {
+    this.handOver = new RoomHandOver(ctx, engine, {
+      table: "appservice_outbound",
+      label: "appservice",
+      maxRetryMs: MAX_RETRY_MS,
+      handOver: (roomId, rows) => this.handOverRound(roomId, rows),
+    });
+  }
 
   async afterCommit(results: readonly PersistResult[]): Promise<void> {
     try {
@@ -54,47 +51,32 @@ class RoomAppserviceOutbound {
       if (fresh.length === 0) return;
       const services = await this.pushTargets();
       // No service at all: the cursor need not exist yet (created at the first event a service could get).
-      if (services.length === 0 && !this.cursorReady) return;
-      this.ensureCursor(results);
-      if (services.length > 0) await this.armAlarm(Date.now() + this.retryMs);
+      if (services.length === 0 && !this.handOver.ready) return;
+      // A room that existed before services were registered does not replay its history to them.
+      this.handOver.ensureCursor(results);
+      if (services.length > 0) await this.handOver.armRetry();
     } catch (e) {
       console.warn("appservice hand-over not prepared; the next commit or the alarm retries it", e instanceof Error ? e.message : e);
     }
-    if (this.cursorReady) void this.kick();
+    if (this.handOver.ready) void this.handOver.kick();
   }
 
   async retry(): Promise<void> {
     if (!this.engine.meta()) return;
     try {
-      if (!this.cursorReady) {
-        const exists = this.engine.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'appservice_outbound'").toArray().length > 0;
-        if (!exists) return;
-        this.cursorReady = true;
-      }
+      if (!this.handOver.hasCursor()) return;
     } catch {
       return;
     }
-    await this.kick();
-    if (this.failed) {
-      this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
-      await this.armAlarm(Date.now() + this.retryMs);
-    }
+    await this.handOver.retry();
   }
 
   forgetAliases(): void {
     this.aliases = undefined;
   }
 
-  async settled(): Promise<void> {
-    while (this.pending > 0) await this.chain;
-  }
-
-  private kick(): Promise<void> {
-    this.pending++;
-    const run = this.chain.then(() => this.handOver()).finally(() => this.pending--);
-    this.chain = run;
-    this.ctx.waitUntil(run);
-    return run;
+  settled(): Promise<void> {
+    return this.handOver.settled();
   }
 
   /** Registered services that receive pushes (a url). */
@@ -102,58 +84,34 @@ class RoomAppserviceOutbound {
     return (await appservices(this.env)).filter((s) => s.registration.url !== null);
   }
 
-  private async handOver(): Promise<void> {
-    const room = this.engine.meta();
-    if (!room) return;
-    try {
-      for (;;) {
-        const position = this.position();
-        const latest = this.engine.maxStreamOrdering();
-        if (position >= latest) break;
-        const rows = this.engine.sql
-          .exec<EventRow>(
-            `SELECT stream_ordering, event_id, type, state_key, sender FROM events
-             WHERE stream_ordering > ? AND stream_ordering <= ? AND rejected_reason IS NULL AND soft_failed = 0 AND outlier = 0
-             ORDER BY stream_ordering LIMIT ?`,
-            position,
-            latest,
-            ROUND_EVENTS,
-          )
-          .toArray();
-        const upTo = rows.length === ROUND_EVENTS ? rows[rows.length - 1]!.stream_ordering : latest;
-        const services = await this.pushTargets();
-        const byService = new Map<string, AppserviceEvent[]>();
-        if (services.length > 0 && rows.length > 0) {
-          const roomInterest = await this.servicesInterestedInRoom(room.roomId, services);
-          const now = Date.now();
-          for (const row of rows) {
-            let json: string | undefined;
-            for (const service of services) {
-              const interested =
-                roomInterest.has(service.id) ||
-                service.isInterestedInUser(row.sender) ||
-                (row.type === "m.room.member" && row.state_key !== null && service.isInterestedInUser(row.state_key));
-              if (!interested) continue;
-              if (json === undefined) {
-                const pdu = this.engine.events.pdu(row.event_id);
-                if (!pdu) break;
-                json = JSON.stringify(toClientEvent(pdu, { roomId: room.roomId, rules: room.rules, now }));
-              }
-              let list = byService.get(service.id);
-              if (!list) byService.set(service.id, (list = []));
-              list.push({ roomId: room.roomId, eventId: row.event_id, json });
-            }
+  /** One round of accepted events (room/hand-over.ts): each to the services interested in it. */
+  private async handOverRound(roomId: string, rows: HandOverRow[]): Promise<void> {
+    const rules = this.engine.meta()!.rules;
+    const services = await this.pushTargets();
+    const byService = new Map<string, AppserviceEvent[]>();
+    if (services.length > 0 && rows.length > 0) {
+      const roomInterest = await this.servicesInterestedInRoom(roomId, services);
+      const now = Date.now();
+      for (const row of rows) {
+        let json: string | undefined;
+        for (const service of services) {
+          const interested =
+            roomInterest.has(service.id) ||
+            service.isInterestedInUser(row.sender) ||
+            (row.type === "m.room.member" && row.state_key !== null && service.isInterestedInUser(row.state_key));
+          if (!interested) continue;
+          if (json === undefined) {
+            const pdu = this.engine.events.pdu(row.event_id);
+            if (!pdu) break;
+            json = JSON.stringify(toClientEvent(pdu, { roomId, rules, now }));
           }
+          let list = byService.get(service.id);
+          if (!list) byService.set(service.id, (list = []));
+          list.push({ roomId, eventId: row.event_id, json });
         }
-        await enqueueAll(this.env, byService);
-        this.setPosition(upTo);
       }
-      this.failed = false;
-      this.retryMs = RETRY_MS;
-    } catch (e) {
-      this.failed = true;
-      console.warn("appservice hand-over failed; the alarm retries it", room.roomId, e instanceof Error ? e.message : e);
     }
+    await enqueueInQueues("appservice", byService, (id, events) => this.env.APPSERVICES.get(this.env.APPSERVICES.idFromName(id)).enqueue(id, events));
   }
 
   /**
@@ -220,30 +178,6 @@ class RoomAppserviceOutbound {
     }
     return [...fromState, ...this.aliases.list];
   }
-
-  /** Created at the first event a service could get: just before the first new event of `results`. A
-   * room that existed before services were registered does not replay its history to them. */
-  private ensureCursor(results: readonly PersistResult[]): void {
-    if (this.cursorReady) return;
-    this.engine.sql.exec(SCHEMA);
-    const fresh = results.filter((r) => !r.duplicate).map((r) => r.streamOrdering);
-    const start = fresh.length > 0 ? Math.min(...fresh) - 1 : this.engine.maxStreamOrdering();
-    this.engine.sql.exec("INSERT OR IGNORE INTO appservice_outbound (id, position) VALUES (1, ?)", start);
-    this.cursorReady = true;
-  }
-
-  private position(): number {
-    return this.engine.sql.exec<{ position: number }>("SELECT position FROM appservice_outbound WHERE id = 1").one().position;
-  }
-
-  private setPosition(position: number): void {
-    this.engine.sql.exec("UPDATE appservice_outbound SET position = ? WHERE id = 1 AND position < ?", position, position);
-  }
-
-  private async armAlarm(at: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
-  }
 }
 
 const instances = new WeakMap<DurableObjectState, RoomAppserviceOutbound>();
@@ -293,15 +227,4 @@ export function forgetRoomAliases(ctx: DurableObjectState): void {
 /** Resolves when the hand-overs started so far have finished (tests, benchmarks). */
 export function appserviceHandOverSettled(ctx: DurableObjectState): Promise<void> {
   return instances.get(ctx)?.settled() ?? Promise.resolve();
-}
-
-async function enqueueAll(env: Env, byService: Map<string, AppserviceEvent[]>): Promise<void> {
-  const results = await Promise.allSettled(
-    [...byService].map(([id, events]) => env.APPSERVICES.get(env.APPSERVICES.idFromName(id)).enqueue(id, events)),
-  );
-  const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed.length > 0) {
-    const reason = failed[0]!.reason;
-    throw new Error(`${failed.length} of ${results.length} appservice queues failed: ${reason instanceof Error ? reason.message : String(reason)}`);
-  }
 }

@@ -10,13 +10,13 @@
 // this server. The joined servers are read when the event is handed over, which is right after its commit
 // (so "after the event"); an event handed over late (after a crash) goes to the servers in the room then.
 //
-// Durability without touching the commit: the room's `events` table is the log, and this module keeps a
-// cursor (`federation_outbound.position`, a stream ordering) of what has been handed to the Destination
-// DOs. After every commit the hand-over runs outside the write queue (the writer never waits for it) and
-// moves the cursor only once every Destination DO stored its PDUs; before it starts, the room's alarm is
-// armed, so a crash or a failed Destination DO call is retried from `retryRemoteHandOver` (room.ts
-// alarm()). A retried hand-over may enqueue a PDU twice: the Destination DO ignores a PDU it still holds,
-// and a peer deduplicates one it already has (by event ID).
+// Durability without touching the commit (room/hand-over.ts, shared with application services): the room's
+// `events` table is the log and a cursor (`federation_outbound.position`, a stream ordering) says what has
+// been handed to the Destination DOs. After every commit the hand-over runs outside the write queue (the
+// writer never waits for it) and moves the cursor only once every Destination DO stored its PDUs; before it
+// starts, the room's alarm is armed, so a crash or a failed Destination DO call is retried from
+// `retryRemoteHandOver` (room.ts alarm()). A retried hand-over may enqueue a PDU twice: the Destination DO
+// ignores a PDU it still holds, and a peer deduplicates one it already has (by event ID).
 import { federationAllowed } from "../../federation-client/config.js";
 import { PARTICIPATION_EVENT_TYPE, isServerKey } from "../../protocol/participation.js";
 import { serverNameOf } from "../../protocol/pdu.js";
@@ -24,38 +24,35 @@ import type { Env } from "../../worker/env.js";
 import type { QueuedPdu } from "../destination/queue.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import { partialStateServers } from "./partial-state.js";
+import { enqueueInQueues, RoomHandOver, type HandOverRow } from "./hand-over.js";
 import { deleteStickyPushes, dueStickyPushes, newlyJoinedServer, nextStickyPush, scheduleStickyPushes } from "./sticky-outbound.js";
 
-/** Events read per hand-over round (each Destination DO gets one call per round). */
-const ROUND_EVENTS = 100;
-/** Retry of a failed hand-over (the room's alarm; doubles up to the maximum). */
-const RETRY_MS = 10_000;
+/** Longest delay between retries of a failed hand-over (the room's alarm; room/hand-over.ts). */
 const MAX_RETRY_MS = 10 * 60_000;
-
-const SCHEMA = `CREATE TABLE IF NOT EXISTS federation_outbound (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  position INTEGER NOT NULL
-)`;
 
 /** Events of ours that are not handed over (see `skipHandOver`). */
 const SKIP_SCHEMA = `CREATE TABLE IF NOT EXISTS federation_outbound_skip (event_id TEXT PRIMARY KEY)`;
 
-type EventRow = { stream_ordering: number; event_id: string; type: string; state_key: string | null; sender: string; json: string; membership: string | null };
+type EventRow = HandOverRow;
 
-/** Per Room DO instance: the hand-over chain and caches (keyed by the DO's state object). */
+/** Per Room DO instance: the hand-over (room/hand-over.ts: cursor, rounds, retries) and caches (keyed by
+ * the DO's state object). */
 class RoomOutbound {
-  private chain: Promise<void> = Promise.resolve();
-  private pending = 0;
-  private failed = false;
-  private retryMs = RETRY_MS;
-  private cursorReady: boolean | undefined;
+  private readonly handOver: RoomHandOver;
   private servers: { key: string; servers: string[] } | undefined;
 
   constructor(
-    private readonly ctx: DurableObjectState,
+    ctx: DurableObjectState,
     private readonly engine: RoomEngine,
     private readonly env: Env,
-  ) {}
+  ) {
+    this.handOver = new RoomHandOver(ctx, engine, {
+      table: "federation_outbound",
+      label: "federation",
+      maxRetryMs: MAX_RETRY_MS,
+      handOver: (roomId, rows) => this.handOverRound(roomId, rows),
+    });
+  }
 
   /** After a commit: arms the alarm when something may have to go out, then hands over in the background.
    * Never throws: the write has committed, and the alarm or the next commit retries. */
@@ -68,12 +65,12 @@ class RoomOutbound {
       if (this.remoteServers().length > 0 || fresh.some((r) => this.hasRemoteTarget(r.eventId))) {
         // Armed before the hand-over starts (and before the write is acknowledged): a crash from here on
         // still hands the event over from alarm().
-        await this.armAlarm(Date.now() + this.retryMs);
+        await this.handOver.armRetry();
       }
     } catch (e) {
       console.warn("federation hand-over not prepared; the next commit or the alarm retries it", e instanceof Error ? e.message : e);
     }
-    void this.kick();
+    void this.handOver.kick();
   }
 
   /** From the room's alarm: hands over what is left; re-arms the alarm while a Destination DO fails. */
@@ -85,12 +82,7 @@ class RoomOutbound {
       console.warn("federation hand-over cursor unavailable", e instanceof Error ? e.message : e);
       return;
     }
-    await this.kick();
-    await this.pushStickyEvents(Date.now());
-    if (this.failed) {
-      this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
-      await this.armAlarm(Date.now() + this.retryMs);
-    }
+    await this.handOver.retry(() => this.pushStickyEvents(Date.now()));
   }
 
   /** MSC4354: the due pushes of our sticky events to servers that joined (room/sticky-outbound.ts); a
@@ -103,80 +95,46 @@ class RoomOutbound {
         if (push.events.length > 0) await enqueueAll(this.env, new Map([[push.server, push.events.map((e) => ({ roomId: room.roomId, ...e }))]]));
         deleteStickyPushes(this.engine, push.server, push.dueAts);
       } catch (e) {
-        this.failed = true;
+        this.handOver.markFailed();
         console.warn("sticky events not handed to a destination queue; the alarm retries", push.server, e instanceof Error ? e.message : e);
       }
     }
     const next = nextStickyPush(this.engine);
-    // A failed push is already due: retry() re-arms with its back-off (this.failed).
-    if (next !== null && next > now) await this.armAlarm(next);
+    // A failed push is already due: retry() re-arms with its back-off (markFailed).
+    if (next !== null && next > now) await this.handOver.armAlarm(next);
   }
 
   /** Resolves when the hand-overs started so far have finished (tests, benchmarks). */
-  async settled(): Promise<void> {
-    while (this.pending > 0) await this.chain;
+  settled(): Promise<void> {
+    return this.handOver.settled();
   }
 
-  /** Serialised hand-overs: each reads from the cursor the one before left. */
-  private kick(): Promise<void> {
-    this.pending++;
-    const run = this.chain.then(() => this.handOver()).finally(() => this.pending--);
-    this.chain = run;
-    this.ctx.waitUntil(run);
-    return run;
-  }
-
-  private async handOver(): Promise<void> {
-    const room = this.engine.meta();
-    if (!room) return;
-    try {
-      for (;;) {
-        const position = this.position();
-        const latest = this.engine.maxStreamOrdering();
-        if (position >= latest) break;
-        const rows = this.engine.sql
-          .exec<EventRow>(
-            `SELECT stream_ordering, event_id, type, state_key, sender, json, membership FROM events
-             WHERE stream_ordering > ? AND stream_ordering <= ? AND rejected_reason IS NULL AND soft_failed = 0 AND outlier = 0
-             ORDER BY stream_ordering LIMIT ?`,
-            position,
-            latest,
-            ROUND_EVENTS,
-          )
-          .toArray();
-        const upTo = rows.length === ROUND_EVENTS ? rows[rows.length - 1]!.stream_ordering : latest;
-        const byDestination = new Map<string, QueuedPdu[]>();
-        let stickyDue = Infinity;
-        const listOf = (destination: string): QueuedPdu[] => {
-          let list = byDestination.get(destination);
-          if (!list) byDestination.set(destination, (list = []));
-          return list;
-        };
-        for (const row of rows) {
-          // MSC4354: a server that joins gets our unexpired sticky events from before its join, a little
-          // later (room/sticky-outbound.ts).
-          const joined = newlyJoinedServer(this.engine, this.env.SERVER_NAME, row);
-          if (joined !== null && federationAllowed(this.env, joined)) {
-            const due = scheduleStickyPushes(this.engine, joined, row.stream_ordering, Date.now());
-            stickyDue = Math.min(stickyDue, due);
-          }
-          if (!this.engine.isLocalUser(row.sender)) continue;
-          if (row.type === "m.room.member" && this.engine.sql.exec("SELECT 1 FROM federation_outbound_skip WHERE event_id = ?", row.event_id).toArray().length > 0) continue;
-          for (const destination of this.destinationsOf(row)) {
-            // The stored JSON is the wire form (event_id only in room v1-v2), as wireForm() gives it.
-            listOf(destination).push({ roomId: room.roomId, eventId: row.event_id, json: row.json });
-          }
-        }
-        await enqueueAll(this.env, byDestination);
-        this.setPosition(upTo);
-        if (Number.isFinite(stickyDue)) await this.armAlarm(stickyDue);
+  /** One round of accepted events (room/hand-over.ts): what each server must get, into its queue. */
+  private async handOverRound(roomId: string, rows: EventRow[]): Promise<{ alarmAt?: number }> {
+    const byDestination = new Map<string, QueuedPdu[]>();
+    let stickyDue = Infinity;
+    const listOf = (destination: string): QueuedPdu[] => {
+      let list = byDestination.get(destination);
+      if (!list) byDestination.set(destination, (list = []));
+      return list;
+    };
+    for (const row of rows) {
+      // MSC4354: a server that joins gets our unexpired sticky events from before its join, a little
+      // later (room/sticky-outbound.ts).
+      const joined = newlyJoinedServer(this.engine, this.env.SERVER_NAME, row);
+      if (joined !== null && federationAllowed(this.env, joined)) {
+        const due = scheduleStickyPushes(this.engine, joined, row.stream_ordering, Date.now());
+        stickyDue = Math.min(stickyDue, due);
       }
-      this.failed = false;
-      this.retryMs = RETRY_MS;
-    } catch (e) {
-      this.failed = true;
-      console.warn("federation hand-over failed; the alarm retries it", room.roomId, e instanceof Error ? e.message : e);
+      if (!this.engine.isLocalUser(row.sender)) continue;
+      if (row.type === "m.room.member" && this.engine.sql.exec("SELECT 1 FROM federation_outbound_skip WHERE event_id = ?", row.event_id).toArray().length > 0) continue;
+      for (const destination of this.destinationsOf(row)) {
+        // The stored JSON is the wire form (event_id only in room v1-v2), as wireForm() gives it.
+        listOf(destination).push({ roomId, eventId: row.event_id, json: row.json });
+      }
     }
+    await enqueueAll(this.env, byDestination);
+    return Number.isFinite(stickyDue) ? { alarmAt: stickyDue } : {};
   }
 
   /** The servers an event goes to (those this server may federate with: FEDERATION_ENABLED,
@@ -233,33 +191,11 @@ class RoomOutbound {
     return this.servers.servers;
   }
 
-  /**
-   * Creates the cursor on first use: just before the first new event of `results` (a new room: before
-   * its create event), or at the latest event for a room that existed before this module (its history was
-   * never meant to be sent).
-   */
+  /** The cursor (room/hand-over.ts), and the table of events left out of it (`skipHandOver`). */
   private ensureCursor(results: readonly PersistResult[]): void {
-    if (this.cursorReady) return;
-    this.engine.sql.exec(SCHEMA);
+    if (this.handOver.ready) return;
     this.engine.sql.exec(SKIP_SCHEMA);
-    const fresh = results.filter((r) => !r.duplicate).map((r) => r.streamOrdering);
-    const start = fresh.length > 0 ? Math.min(...fresh) - 1 : this.engine.maxStreamOrdering();
-    this.engine.sql.exec("INSERT OR IGNORE INTO federation_outbound (id, position) VALUES (1, ?)", start);
-    this.cursorReady = true;
-  }
-
-  private position(): number {
-    return this.engine.sql.exec<{ position: number }>("SELECT position FROM federation_outbound WHERE id = 1").one().position;
-  }
-
-  private setPosition(position: number): void {
-    this.engine.sql.exec("UPDATE federation_outbound SET position = ? WHERE id = 1 AND position < ?", position, position);
-  }
-
-  /** Sets the room's alarm unless one is due earlier (room.ts sets it too; the earliest wins). */
-  private async armAlarm(at: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+    this.handOver.ensureCursor(results);
   }
 }
 
@@ -324,13 +260,6 @@ export async function enqueuePdus(env: Env, destinations: readonly string[], roo
 }
 
 /** One Destination DO call per server, all at once; throws if any failed (the others keep their rows). */
-async function enqueueAll(env: Env, byDestination: Map<string, QueuedPdu[]>): Promise<void> {
-  const results = await Promise.allSettled(
-    [...byDestination].map(([destination, pdus]) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(destination)).enqueue(destination, pdus)),
-  );
-  const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed.length > 0) {
-    const reason = failed[0]!.reason;
-    throw new Error(`${failed.length} of ${results.length} destination queues failed: ${reason instanceof Error ? reason.message : String(reason)}`);
-  }
+function enqueueAll(env: Env, byDestination: Map<string, QueuedPdu[]>): Promise<void> {
+  return enqueueInQueues("destination", byDestination, (destination, pdus) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(destination)).enqueue(destination, pdus));
 }
