@@ -28,6 +28,7 @@ import { buildLocalEvent } from "./room/build-event.js";
 import type { ClientEvent } from "./room/client-event.js";
 import { initialEventTemplates, type CreateRoomConfig } from "./room/create-room.js";
 import { RoomEngine, type OutboxEntry, type PersistResult, type StateDeltaEntry, type StateEntry } from "./room/engine.js";
+import { BUMP_EVENT_TYPES } from "../protocol/sliding-sync.js";
 import { createLocalEvent } from "./room/local-events.js";
 import { prepareMembership, sameContent, type MembershipAction, type MembershipRequest } from "./room/membership.js";
 import { clientEvents, stateClientEvents, visibleState, type Reader } from "./room/reads.js";
@@ -56,7 +57,7 @@ import { backfillForServer, eventAuthForServer, eventForServer, missingEventsFor
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
 import { backfill, receivePdus, type PduResult, type RemoteFetch, type RemoteStream } from "./room/federation-inbound.js";
 import { joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
-import { EventIndexWriter } from "./room/event-index.js";
+import { EventIndexWriter, type RoomActivity } from "./room/event-index.js";
 import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
 import { beginPartialState, isPartialState, resyncStep } from "./room/partial-state.js";
 import { federationRawRequest, federationRequest } from "../federation-client/request.js";
@@ -187,7 +188,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   private async afterCommit(results: PersistResult[]): Promise<void> {
     const meta = this.engine.meta();
     // The /event index (room/event-index.ts): in the background, never on the client's path.
-    if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId));
+    if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId), this.activityOf(results));
     await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
     await enqueueForAppservices(this.ctx, this.engine, this.env, results); // room/appservice-outbound.ts
     this.ctx.waitUntil(cancelDelayedStateEvents(this.engine, this.env, results)); // room/delayed-state-watch.ts (MSC4140)
@@ -199,6 +200,23 @@ export class RoomDurableObject extends DurableObject<Env> {
       await this.armAlarmWithin(this.retryDelay);
     }
     if (this.deliverAfterCommit) void this.startDelivery();
+  }
+
+  /** The room's newest activity after a commit, for D1's `room_activity` hint (room/event-index.ts). */
+  private activityOf(results: PersistResult[]): RoomActivity | undefined {
+    let activity: RoomActivity | undefined;
+    const now = Date.now();
+    for (const r of results) {
+      if (!r.fanOut) continue;
+      const pdu = this.engine.events.pdu(r.eventId);
+      // bump_stamp is the event's time capped at its arrival, as the User DO records it (user/sliding-sync.ts).
+      const bumpTs = pdu && BUMP_EVENT_TYPES.has(pdu.type) ? Math.min(typeof pdu.origin_server_ts === "number" ? pdu.origin_server_ts : now, now) : null;
+      activity = {
+        streamOrdering: Math.max(r.streamOrdering, activity?.streamOrdering ?? 0),
+        bumpTs: bumpTs === null ? (activity?.bumpTs ?? null) : Math.max(bumpTs, activity?.bumpTs ?? 0),
+      };
+    }
+    return activity;
   }
 
   /**

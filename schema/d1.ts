@@ -234,6 +234,17 @@ export const eventRooms = sqliteTable(
   (t) => [index("event_rooms_room").on(t.roomId)],
 );
 
+/** Each room's latest activity, as the Room DO last reported it after a commit (room/event-index.ts): its
+ * newest stream ordering and the time of its newest event of a type that bumps a room in sliding sync's
+ * lists (MSC4186 `bump_stamp`). A User DO that has not been listening to its rooms reads it to tell which
+ * rooms have news without asking each Room DO (docs/fan-out.md, "Many rooms"). A hint, never the truth:
+ * written in the background after the commit, so it may lag; the room itself stays the source of truth. */
+export const roomActivity = sqliteTable("room_activity", {
+  roomId: text("room_id").primaryKey(),
+  streamOrdering: integer("stream_ordering").notNull(),
+  bumpTs: integer("bump_ts"),
+});
+
 /** The media repository's metadata (spec: Client-Server API, "Content repository"); the bytes are in R2
  * (worker/media/store.ts names the keys). One row per `mxc://<server_name>/<media_id>`: local uploads
  * (`user_id` set) and remote media cached on first request (`user_id` null). A row created by

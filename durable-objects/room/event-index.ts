@@ -3,12 +3,24 @@
 // batched and off the client's path (the send is answered first). A crash before a flush leaves those
 // events unindexed; /event answers 404 for them, like for an event we do not have, and the asking server
 // fetches them another way (get_missing_events, /state).
+//
+// The same background write keeps the room's row of `room_activity` (schema/d1.ts) up to date: its newest
+// stream ordering and bump time, which a User DO that was not listening reads to tell which of its rooms
+// have news without asking each Room DO (docs/fan-out.md, "Many rooms").
+
+/** A room's newest activity after a commit: the latest stream ordering and, if the commit had one, the
+ * time of its newest event of a type that bumps the room in sliding sync's lists. */
+export interface RoomActivity {
+  streamOrdering: number;
+  bumpTs: number | null;
+}
 
 /** D1 allows 100 bound parameters per statement: 2 per row. */
 const ROWS_PER_STATEMENT = 40;
 
 export class EventIndexWriter {
   private pending: string[] = [];
+  private activity: RoomActivity | undefined;
   private flushing: Promise<void> | undefined;
 
   constructor(
@@ -17,9 +29,16 @@ export class EventIndexWriter {
   ) {}
 
   /** Queues event IDs of `roomId` for the index; the write happens soon after, in the background. */
-  add(roomId: string, eventIds: readonly string[]): void {
-    if (eventIds.length === 0) return;
+  add(roomId: string, eventIds: readonly string[], activity?: RoomActivity): void {
+    if (eventIds.length === 0 && activity === undefined) return;
     for (const id of eventIds) this.pending.push(id);
+    if (activity) {
+      const old = this.activity;
+      this.activity = {
+        streamOrdering: Math.max(activity.streamOrdering, old?.streamOrdering ?? 0),
+        bumpTs: activity.bumpTs === null ? (old?.bumpTs ?? null) : Math.max(activity.bumpTs, old?.bumpTs ?? 0),
+      };
+    }
     this.room = roomId;
     if (!this.flushing) {
       this.flushing = this.flush().finally(() => (this.flushing = undefined));
@@ -30,9 +49,23 @@ export class EventIndexWriter {
   private room = "";
 
   private async flush(): Promise<void> {
-    while (this.pending.length > 0) {
+    while (this.pending.length > 0 || this.activity !== undefined) {
       const batch = this.pending.splice(0, this.pending.length);
+      const activity = this.activity;
+      this.activity = undefined;
       const statements: D1PreparedStatement[] = [];
+      if (activity) {
+        // Never backwards: two flushes of one room may land out of order after a restart.
+        statements.push(
+          this.db
+            .prepare(
+              `INSERT INTO room_activity (room_id, stream_ordering, bump_ts) VALUES (?, ?, ?)
+               ON CONFLICT (room_id) DO UPDATE SET stream_ordering = MAX(stream_ordering, excluded.stream_ordering),
+                 bump_ts = CASE WHEN excluded.bump_ts IS NULL THEN bump_ts ELSE MAX(COALESCE(bump_ts, 0), excluded.bump_ts) END`,
+            )
+            .bind(this.room, activity.streamOrdering, activity.bumpTs),
+        );
+      }
       for (let i = 0; i < batch.length; i += ROWS_PER_STATEMENT) {
         const rows = batch.slice(i, i + ROWS_PER_STATEMENT);
         statements.push(
@@ -46,6 +79,18 @@ export class EventIndexWriter {
       }
     }
   }
+}
+
+/** The rooms' activity rows (a hint: see above), for up to a few thousand rooms in one query. */
+export async function roomActivityOf(db: D1Database, roomIds: readonly string[]): Promise<Map<string, RoomActivity>> {
+  const out = new Map<string, RoomActivity>();
+  if (roomIds.length === 0) return out;
+  const { results } = await db
+    .prepare("SELECT room_id, stream_ordering, bump_ts FROM room_activity WHERE room_id IN (SELECT value FROM json_each(?))")
+    .bind(JSON.stringify(roomIds))
+    .all<{ room_id: string; stream_ordering: number; bump_ts: number | null }>();
+  for (const r of results) out.set(r.room_id, { streamOrdering: r.stream_ordering, bumpTs: r.bump_ts });
+  return out;
 }
 
 /** The room of an event, from the index (null: unknown here). */

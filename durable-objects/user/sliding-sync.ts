@@ -48,6 +48,7 @@ import type { Outcome } from "./outcome.js";
 import type { UserStream } from "./stream.js";
 import type { SyncHub } from "./sync.js";
 import { MAIN_THREAD, type MembershipRow, type UnreadCounts } from "./sync-stream.js";
+import type { RoomActivity } from "../room/event-index.js";
 import type { ToDeviceBatch } from "./to-device.js";
 
 /** A connection position unused for this long is forgotten (Synapse expires connections after a week). */
@@ -389,8 +390,17 @@ export class SlidingSync {
     const waitMs = previous ? Math.max(0, request.timeoutMs) : 0;
     const deadline = Date.now() + waitMs;
     for (;;) {
-      const recheckAt = await this.hub.ensureListening(request.userId);
-      const { plan, rooms, streamPosition, hasNews } = this.plan(request, previous);
+      const recheckAt = await this.hub.ensureListening(request.userId, Date.now(), {
+        urgent: (_due, hints) => this.roomsShown(request, previous, hints),
+        deferBackground: true,
+      });
+      let planned: ReturnType<SlidingSync["plan"]>;
+      try {
+        planned = this.plan(request, previous);
+      } finally {
+        this.hub.startBackgroundCatchUps(request.userId);
+      }
+      const { plan, rooms, streamPosition, hasNews } = planned;
       const left = deadline - Date.now();
       if (hasNews || left <= 0) {
         const id = this.savePosition(deviceId, body.connId, previous?.id ?? null, streamPosition, rooms);
@@ -400,6 +410,25 @@ export class SlidingSync {
       await this.hub.waitForChange(Math.min(left, Math.max(0, recheckAt - Date.now())));
     }
   }
+
+  /**
+   * The rooms a response would show (in the lists' ranges, or subscribed), ordered with D1's activity hints
+   * for rooms this DO has not caught up with yet: a sync waits for these rooms only, and the others catch up
+   * in the background (SyncHub.ensureListening). A user in 1,000 rooms asking for 20 waits for about 20.
+   */
+  private roomsShown(request: SlidingSyncRequest, previous: PositionRow | null, hints: Map<string, RoomActivity>): Set<string> {
+    for (const [roomId, hint] of hints) {
+      if (hint.bumpTs !== null && hint.bumpTs > (this.bumpHints.get(roomId) ?? 0)) this.bumpHints.set(roomId, hint.bumpTs);
+    }
+    const { plan } = this.plan(request, previous);
+    const shown = new Set<string>(Object.keys(request.body.roomSubscriptions));
+    for (const list of Object.values(plan.lists)) for (const op of list.ops) for (const id of op.room_ids) shown.add(id);
+    return shown;
+  }
+
+  /** Bump times of rooms learnt from D1's activity hint before their events reached this DO (a room's
+   * position in the lists must not wait for its catch-up). */
+  private readonly bumpHints = new Map<string, number>();
 
   /** Loads room facts (create type, encryption) and space children when a list filter needs them. */
   private spaceChildren = new Map<string, Set<string>>();
@@ -516,7 +545,9 @@ export class SlidingSync {
       const a = activity.get(roomId);
       // bump_stamp (MSC4186): the time of the latest event of a bumping type (none since the user joined:
       // the join); rooms not joined: the time of the membership change.
-      const sortKey = (m.membership === "join" ? (a?.bumpTs ?? a?.memberTs) : a?.memberTs) ?? 0;
+      const own = (m.membership === "join" ? (a?.bumpTs ?? a?.memberTs) : a?.memberTs) ?? 0;
+      // A hint counts only for a joined room, and only once it is newer than what this DO holds.
+      const sortKey = m.membership === "join" ? Math.max(own, this.bumpHints.get(roomId) ?? 0) : own;
       candidates.push({ roomId, m, sortKey, arrival: a?.lastPosition ?? m.position });
     }
     // Most recent activity first; equal times by arrival here, then room ID for a stable order.

@@ -15,6 +15,7 @@ import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
 import type { AccountDataDelta } from "../user.js";
+import { roomActivityOf, type RoomActivity } from "../room/event-index.js";
 import type { AlarmClock } from "./alarm-clock.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
 import { fanOutPresence, joinedMembersOf, watchRemoteUsers } from "./room-mates.js";
@@ -52,6 +53,18 @@ const LEASE_SAFETY_MS = 60_000;
 /** The most events one catch-up brings per room (the newest; the timeline is limited when it leaves some
  * out). The same as the largest timeline limit a filter may ask for. */
 export const CATCH_UP_LIMIT = 1000;
+
+export interface EnsureListeningOptions {
+  /** Narrows the rooms to wait for (given the due rooms and D1's hints): the others are asked in the
+   * background. Default: the rooms whose hint shows news since this DO's position there. */
+  urgent?: (due: string[], hints: Map<string, RoomActivity>) => Set<string>;
+  /** Leave the background catch-ups for `startBackgroundCatchUps` (a sync starts them once it planned). */
+  deferBackground?: boolean;
+}
+
+/** From this many rooms to ask at once, a sync consults D1's activity hint and waits only for the rooms
+ * with news (below it, asking the rooms costs about what the D1 query costs). */
+export const BACKGROUND_CATCH_UP_MIN_ROOMS = 16;
 
 /** How many to-device messages one response carries at most (Synapse: 100). */
 export const TO_DEVICE_LIMIT = 100;
@@ -421,14 +434,22 @@ export class SyncHub {
 
   /**
    * Makes sure every joined room pushes to this DO: rooms without a lease (or with one about to lapse) are
-   * asked now, and the sync waits for them; leases past half their time are renewed in the background.
-   * Returns the time by which the leases must be looked at again (a long-poll wakes up then).
+   * asked, and the sync waits for those that may have news for it; leases past half their time are renewed
+   * in the background. Returns the time by which the leases must be looked at again (a long-poll wakes up
+   * then).
+   *
+   * Many rooms at once (a User DO that has not listened for a while: docs/fan-out.md, "Many rooms"): D1's
+   * `room_activity` hint tells which rooms have had events since this DO's position there. Rooms without
+   * news are asked in the background, the sync does not wait for them. `urgent` lets a caller narrow the
+   * rooms to wait for further (sliding sync waits only for the rooms its response shows).
    */
-  async ensureListening(me: string, now = Date.now()): Promise<number> {
+  async ensureListening(me: string, now = Date.now(), options: EnsureListeningOptions = {}): Promise<number> {
+    const { urgent, deferBackground = false } = options;
     const due: string[] = [];
     const renew: string[] = [];
     let recheckAt = Number.POSITIVE_INFINITY;
     for (const roomId of this.store.joinedRooms()) {
+      if (this.catchingUp.has(roomId)) continue; // asked in the background already; its answer wakes the sync
       const expiresAt = this.leases.get(roomId);
       if (expiresAt === undefined || now > expiresAt - LEASE_SAFETY_MS) due.push(roomId);
       else {
@@ -441,15 +462,57 @@ export class SyncHub {
       this.followUp(() => this.listenTo(renew, me).finally(() => renew.forEach((r) => this.renewing.delete(r))));
     }
     if (due.length > 0) {
-      await this.listenTo(due, me);
+      let waitFor = due;
+      if (due.length >= BACKGROUND_CATCH_UP_MIN_ROOMS) {
+        const hints = await this.activityHints(due);
+        const narrowed = urgent?.(due, hints);
+        // A room with news since this DO's position there, or one the hint does not know, is waited for.
+        waitFor = due.filter((roomId) => {
+          const hint = hints.get(roomId);
+          const news = hint === undefined || hint.streamOrdering > this.store.roomCursor(roomId);
+          return narrowed ? narrowed.has(roomId) : news;
+        });
+        const later = due.filter((roomId) => !waitFor.includes(roomId));
+        for (const roomId of later) {
+          this.catchingUp.add(roomId);
+          this.backgroundQueue.add(roomId);
+        }
+        if (!deferBackground) this.startBackgroundCatchUps(me);
+      }
+      if (waitFor.length > 0) await this.listenTo(waitFor, me);
       const after = Date.now();
-      for (const roomId of due) {
+      for (const roomId of waitFor) {
         // A room that did not answer is asked again at the next wake-up, not in a loop.
         const expiresAt = this.leases.get(roomId);
         if (expiresAt !== undefined && expiresAt - LEASE_SAFETY_MS > after) recheckAt = Math.min(recheckAt, expiresAt - LEASE_SAFETY_MS);
       }
     }
     return recheckAt;
+  }
+
+  /** Rooms asked in the background (not waited for by a sync), and those of them not asked yet. */
+  private readonly catchingUp = new Set<string>();
+  private readonly backgroundQueue = new Set<string>();
+
+  /**
+   * Asks the rooms left for the background. A sync calls it once it has planned its response, so that on
+   * a server where the rooms share the User DO's thread (locally) their answers do not delay the response.
+   */
+  startBackgroundCatchUps(me: string): void {
+    if (this.backgroundQueue.size === 0) return;
+    const rooms = [...this.backgroundQueue];
+    this.backgroundQueue.clear();
+    this.followUp(() => this.listenTo(rooms, me).finally(() => rooms.forEach((r) => this.catchingUp.delete(r))));
+  }
+
+  /** D1's activity rows of `rooms`; none when D1 cannot answer (then every room is waited for). */
+  private async activityHints(rooms: string[]): Promise<Map<string, RoomActivity>> {
+    try {
+      return await roomActivityOf(this.env.DB, rooms);
+    } catch (e) {
+      console.warn("room activity hint unavailable", e instanceof Error ? e.message : e);
+      return new Map();
+    }
   }
 
   /** Asks rooms to push to this DO (room/fan-out.ts `listen`) and records their catch-ups, in one write. */
@@ -504,8 +567,13 @@ export class SyncHub {
       const waitMs = since && !request.fullState ? Math.max(0, request.timeoutMs) : 0;
       const deadline = Date.now() + waitMs;
       for (;;) {
-        const recheckAt = await this.ensureListening(request.userId);
-        const plan = this.plan(request);
+        const recheckAt = await this.ensureListening(request.userId, Date.now(), { deferBackground: true });
+        let plan: SyncPlan;
+        try {
+          plan = this.plan(request);
+        } finally {
+          this.startBackgroundCatchUps(request.userId);
+        }
         const left = deadline - Date.now();
         if (!isEmpty(plan) || left <= 0) return plan;
         await this.waitForChange(Math.min(left, Math.max(0, recheckAt - Date.now())));
