@@ -54,6 +54,18 @@ const LEASE_SAFETY_MS = 60_000;
  * out). The same as the largest timeline limit a filter may ask for. */
 export const CATCH_UP_LIMIT = 1000;
 
+/**
+ * Background work a sync starts over many rooms (catch-ups, presence) waits this long, so that the rooms
+ * the response needs answer first. On Cloudflare every Room DO runs apart and this only postpones work
+ * nobody waits for; locally all rooms share one thread, and a thousand background calls started at once
+ * would queue the response's own room reads behind them.
+ */
+export const BACKGROUND_DELAY_MS = 500;
+
+function afterTheResponse(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, BACKGROUND_DELAY_MS));
+}
+
 export interface EnsureListeningOptions {
   /** Narrows the rooms to wait for (given the due rooms and D1's hints): the others are asked in the
    * background. Default: the rooms whose hint shows news since this DO's position there. */
@@ -502,7 +514,14 @@ export class SyncHub {
     if (this.backgroundQueue.size === 0) return;
     const rooms = [...this.backgroundQueue];
     this.backgroundQueue.clear();
-    this.followUp(() => this.listenTo(rooms, me).finally(() => rooms.forEach((r) => this.catchingUp.delete(r))));
+    this.followUp(async () => {
+      try {
+        await afterTheResponse();
+        await this.listenTo(rooms, me);
+      } finally {
+        rooms.forEach((r) => this.catchingUp.delete(r));
+      }
+    });
   }
 
   /** D1's activity rows of `rooms`; none when D1 cannot answer (then every room is waited for). */
@@ -593,7 +612,12 @@ export class SyncHub {
       if (!current || current.presence !== setPresence || now - current.lastActiveTs > CURRENTLY_ACTIVE_MS / 2) {
         if (this.setOwnPresence(userId, setPresence, undefined, now)) {
           const row = this.store.presenceOf(userId)!;
-          this.followUp(() => fanOutPresence(this.env, userId, this.store.joinedRooms(), row));
+          const rooms = this.store.joinedRooms();
+          // One call per room: with many rooms, after this request's response (see afterTheResponse).
+          this.followUp(async () => {
+            if (rooms.length >= BACKGROUND_CATCH_UP_MIN_ROOMS) await afterTheResponse();
+            await fanOutPresence(this.env, userId, rooms, row);
+          });
         }
       }
     }
