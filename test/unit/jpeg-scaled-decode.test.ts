@@ -5,6 +5,7 @@
 import { PhotonImage } from "@cf-wasm/photon";
 import { describe, expect, it } from "vitest";
 import { decodeJpegScaled, jpegScaleFor, type JpegScale, type ScaledJpeg } from "../../worker/media/jpeg-scaled-decode.js";
+import { flatJpeg, type FlatJpegOptions } from "../fixtures/jpeg/flat-jpeg.js";
 
 // The fixture files as data URLs (Vite's import.meta.glob with ?inline: the project has no Node type
 // definitions, as test/unit/state-res.test.ts explains).
@@ -124,6 +125,52 @@ describe("scaled JPEG decode against a box-averaged full decode", () => {
       expect(decoded(fixture("baseline-420-restart.jpg"), scale).rgba).toEqual(decoded(fixture("baseline-420.jpg"), scale).rgba);
       expect(decoded(fixture("progressive-420-restart.jpg"), scale).rgba).toEqual(decoded(fixture("progressive-420.jpg"), scale).rgba);
     }
+  });
+});
+
+describe("where blocks land, for every sampling layout and scan layout", () => {
+  // Flat MCUs of distinct colours (test/fixtures/jpeg/flat-jpeg.ts): every reduced pixel lies inside one MCU
+  // (an MCU is 8-32 pixels wide, the scale at most 8), so it must have exactly that MCU's colour.
+  const colour = (mx: number, my: number): [number, number, number] => [40 + ((mx * 37 + my * 11) % 170), 60 + ((mx * 13) % 130), 60 + ((my * 29) % 130)];
+  const rgb = ([y, cb, cr]: [number, number, number]) =>
+    [y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)].map((x) => Math.round(Math.min(255, Math.max(0, x))));
+  const layouts: [string, FlatJpegOptions][] = [
+    ["4:4:4", { sampling: [1, 1] }],
+    ["4:2:2", { sampling: [2, 1] }],
+    ["4:4:0", { sampling: [1, 2] }],
+    ["4:2:0", { sampling: [2, 2] }],
+    ["4:1:1", { sampling: [4, 1] }],
+    ["luma 4 × 4, one scan per component", { sampling: [4, 4], separateScans: true }],
+    ["4:2:0, one scan per component", { sampling: [2, 2], separateScans: true }],
+    ["4:2:2, one scan per component", { sampling: [2, 1], separateScans: true }],
+    ["4:2:0 progressive", { sampling: [2, 2], progressive: true }],
+    ["4:1:1 progressive", { sampling: [4, 1], progressive: true }],
+    ["4:2:0, restart every 5 MCUs", { sampling: [2, 2], restart: 5 }],
+  ];
+  for (const [name, opts] of layouts) {
+    it(name, () => {
+      const [h, v] = opts.sampling!;
+      const width = 203; // not a multiple of any MCU width
+      const height = 157;
+      const bytes = flatJpeg(width, height, colour, opts);
+      for (const scale of [1, 2, 4, 8] as const) {
+        const got = decoded(bytes, scale);
+        expect([got.width, got.height]).toEqual([Math.ceil(width / scale), Math.ceil(height / scale)]);
+        let worst = 0;
+        for (let y = 0; y < got.height; y++) {
+          for (let x = 0; x < got.width; x++) {
+            const want = rgb(colour(Math.floor((x * scale) / (8 * h)), Math.floor((y * scale) / (8 * v))));
+            for (let ch = 0; ch < 3; ch++) worst = Math.max(worst, Math.abs(got.rgba[(y * got.width + x) * 4 + ch] - want[ch]));
+          }
+        }
+        expect(worst, `1/${scale}`).toBeLessThanOrEqual(2);
+      }
+    });
+  }
+
+  it("refuses an interleaved MCU of more than 10 blocks (T.81 B.2.3), which the same layout in separate scans is not", () => {
+    const out = decodeJpegScaled(flatJpeg(64, 64, colour, { sampling: [4, 4] }), 4, LIMITS);
+    expect("error" in out ? out.error : "decoded").toMatch(/too many blocks in an MCU/);
   });
 });
 

@@ -2,7 +2,7 @@
 // 12-megapixel JPEG, baseline and progressive, and one of exactly MEDIA_MAX_THUMBNAIL_PIXELS (50 M), get
 // thumbnails of the right sizes and colours; one pixel more is refused. Photon alone cannot decode such
 // images within a Worker's memory; the scaled decoder reads them at 1/4 or 1/8.
-// The photos are written by a small JPEG encoder below whose blocks are flat (DC coefficient only), so
+// The photos are written by a small JPEG encoder whose blocks are flat (test/fixtures/jpeg/flat-jpeg.ts), so
 // that a 50-megapixel file takes milliseconds to make and about a megabyte to upload.
 import { env } from "cloudflare:workers";
 import { PhotonImage } from "@cf-wasm/photon";
@@ -11,6 +11,7 @@ import { buildApp } from "../../worker/index.js";
 import type { Env } from "../../worker/env.js";
 import { imageInfo } from "../../worker/media/image-info.js";
 import { SERVER_NAME, registerUser, uniqueLocalpart } from "./helpers.js";
+import { flatJpeg } from "../fixtures/jpeg/flat-jpeg.js";
 
 const app = buildApp();
 const baseEnv = env as unknown as Env;
@@ -19,109 +20,6 @@ async function call(method: string, path: string, token: string, body?: BodyInit
   const headers = new Headers({ Authorization: `Bearer ${token}` });
   if (type) headers.set("Content-Type", type);
   return app.fetch(new Request(`https://${SERVER_NAME}${path}`, { method, headers, body }), baseEnv);
-}
-
-class BitWriter {
-  bytes = new Uint8Array(1 << 16);
-  length = 0;
-  private acc = 0;
-  private n = 0;
-  byte(b: number): void {
-    if (this.length === this.bytes.length) {
-      const grown = new Uint8Array(this.bytes.length * 2);
-      grown.set(this.bytes);
-      this.bytes = grown;
-    }
-    this.bytes[this.length++] = b;
-  }
-  raw(...bs: number[]): void {
-    for (const b of bs) this.byte(b);
-  }
-  /** Entropy-coded bits, with a 0x00 stuffed after every 0xFF (T.81 F.1.2.3). */
-  bits(value: number, count: number): void {
-    for (let i = count - 1; i >= 0; i--) {
-      this.acc = (this.acc << 1) | ((value >> i) & 1);
-      if (++this.n === 8) {
-        this.byte(this.acc);
-        if (this.acc === 0xff) this.byte(0);
-        this.acc = 0;
-        this.n = 0;
-      }
-    }
-  }
-  /** Pads the last byte with 1-bits, as encoders do before a marker. */
-  flush(): void {
-    while (this.n !== 0) this.bits(1, 1);
-  }
-}
-
-/**
- * A 4:2:0 JPEG of `width` × `height` whose 16 × 16 MCUs are flat, of the colour `ycc(mcuX, mcuY)` returns.
- * Quantisation 1 everywhere; the DC table codes categories 0-11 in 4 bits, the AC table has only EOB ("0").
- * Progressive: one interleaved DC scan, then an AC scan per component of one EOB per block. Baseline may
- * have restart markers every `restart` MCUs.
- */
-function flatJpeg(
-  width: number,
-  height: number,
-  ycc: (mx: number, my: number) => [number, number, number],
-  opts: { progressive?: boolean; restart?: number; orientation?: number } = {},
-): Uint8Array {
-  const w = new BitWriter();
-  const segment = (marker: number, body: number[]) => w.raw(0xff, marker, (body.length + 2) >> 8, (body.length + 2) & 255, ...body);
-  w.raw(0xff, 0xd8);
-  if (opts.orientation) {
-    // APP1 EXIF, big-endian TIFF: one IFD with one entry, Orientation (0x0112), SHORT, 1 value.
-    segment(0xe1, [0x45, 0x78, 0x69, 0x66, 0, 0, 0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, opts.orientation, 0, 0, 0, 0, 0, 0]);
-  }
-  segment(0xdb, [0x00, ...new Array(64).fill(1)]);
-  segment(opts.progressive ? 0xc2 : 0xc0, [8, height >> 8, height & 255, width >> 8, width & 255, 3, 1, 0x22, 0, 2, 0x11, 0, 3, 0x11, 0]);
-  segment(0xc4, [0x00, 0, 0, 0, 12, ...new Array(12).fill(0), ...Array.from({ length: 12 }, (_, i) => i)]);
-  segment(0xc4, [0x10, 1, ...new Array(15).fill(0), 0x00]);
-  if (opts.restart) segment(0xdd, [opts.restart >> 8, opts.restart & 255]);
-  const mcusX = Math.ceil(width / 16);
-  const mcusY = Math.ceil(height / 16);
-  const pred = [0, 0, 0];
-  const dc = (c: number, level: number) => {
-    const diff = 8 * (level - 128) - pred[c];
-    pred[c] += diff;
-    const size = diff === 0 ? 0 : 32 - Math.clz32(Math.abs(diff));
-    w.bits(size, 4);
-    if (size > 0) w.bits(diff >= 0 ? diff : diff + (1 << size) - 1, size);
-  };
-  segment(0xda, [3, 1, 0x00, 2, 0x00, 3, 0x00, 0, opts.progressive ? 0 : 63, 0]);
-  let mcu = 0;
-  for (let my = 0; my < mcusY; my++) {
-    for (let mx = 0; mx < mcusX; mx++) {
-      if (opts.restart && mcu > 0 && mcu % opts.restart === 0) {
-        w.flush();
-        w.raw(0xff, 0xd0 + ((mcu / opts.restart - 1) % 8));
-        pred.fill(0);
-      }
-      mcu++;
-      const [y, cb, cr] = ycc(mx, my);
-      for (let b = 0; b < 4; b++) {
-        dc(0, y);
-        if (!opts.progressive) w.bits(0, 1);
-      }
-      dc(1, cb);
-      if (!opts.progressive) w.bits(0, 1);
-      dc(2, cr);
-      if (!opts.progressive) w.bits(0, 1);
-    }
-  }
-  w.flush();
-  if (opts.progressive) {
-    // AC scans (non-interleaved): one EOB, run 0, per block of the component.
-    const blocks = [Math.ceil(width / 8) * Math.ceil(height / 8), Math.ceil(width / 16) * Math.ceil(height / 16), Math.ceil(width / 16) * Math.ceil(height / 16)];
-    for (let c = 0; c < 3; c++) {
-      segment(0xda, [1, c + 1, 0x00, 1, 63, 0]);
-      for (let i = 0; i < blocks[c]; i++) w.bits(0, 1);
-      w.flush();
-    }
-  }
-  w.raw(0xff, 0xd9);
-  return w.bytes.slice(0, w.length);
 }
 
 /** Left half red, right half blue, darker towards the bottom. */
