@@ -347,9 +347,13 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** Retries failed deliveries and finishes a fan-out a crash interrupted (DESIGN.md: retries survive
    * restarts), with exponential back-off while deliveries keep failing; steps a partial-state resync. */
   override async alarm(): Promise<void> {
-    // A partial-state join's background resync: one bounded step per alarm (room/partial-state.ts).
-    // Inside the write queue: it changes the room's state; each step is bounded, so sends wait little.
-    const step = await this.serialised(() => resyncStep(this.engine, this.remote, this.remoteStream));
+    // A partial-state join's background resync: one bounded step per alarm (room/partial-state.ts). Only
+    // its steps that change the room run in the write queue; waiting for other servers does not.
+    const step = await resyncStep(this.engine, this.remote, this.remoteStream, async (fn) => {
+      const outcome = await this.serialised(fn);
+      if ("ok" in outcome) return outcome.ok;
+      throw new MatrixError(500, outcome.error.errcode, outcome.error.error);
+    }).then((ok) => ({ ok }), errorOutcome);
     const nextStep: number | null = "ok" in step ? step.ok : 5_000;
     if (nextStep === null) for (const wake of [...this.fullStateWaiters]) wake();
     if (!("ok" in step)) console.warn("partial-state resync step failed; retried", step.error.error);

@@ -119,7 +119,12 @@ export function beginPartialState(engine: RoomEngine, joinEventId: string, serve
  * One bounded step of the resync. Returns the delay after which the next step should run, or null when the
  * room is complete (or was never partial).
  */
-export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undefined, stream?: RemoteStream): Promise<number | null> {
+export async function resyncStep(
+  engine: RoomEngine,
+  remote: RemoteFetch | undefined,
+  stream?: RemoteStream,
+  locked: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
+): Promise<number | null> {
   const state = engine.meta() ? row(engine) : undefined;
   if (!state) return null;
   if (!remote) return RETRY_DELAY_MS;
@@ -200,6 +205,21 @@ export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undef
       }
       return STEP_DELAY_MS;
     }
+    case "check":
+    case "apply":
+      // The steps that change the room (outliers, then its state) run in the room's write queue; the
+      // ones before only wait for other servers and fill the resync's own tables, so they run outside it:
+      // a server that answers slowly (or a /state_ids held back, as Complement's tests do) never holds up
+      // the room's sends and inbound events.
+      return locked(() => lockedStep(engine));
+  }
+}
+
+/** The `check` and `apply` steps, in the room's write queue (the row is read again: it may have moved on). */
+async function lockedStep(engine: RoomEngine): Promise<number | null> {
+  const state = engine.meta() ? row(engine) : undefined;
+  if (!state) return null;
+  switch (state.phase) {
     case "check": {
       // Staged events none of whose auth events is still staged (those are stored, or will never come).
       const ready = engine.sql
@@ -233,6 +253,8 @@ export async function resyncStep(engine: RoomEngine, remote: RemoteFetch | undef
       finish(engine);
       return null;
     }
+    default:
+      return STEP_DELAY_MS;
   }
 }
 
