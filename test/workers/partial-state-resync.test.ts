@@ -15,7 +15,7 @@ const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
 const engineOf = (instance: unknown) => (instance as unknown as { engine: RoomEngine }).engine;
 
 describe("partial-state resync", () => {
-  it("asks /state_ids at the join's prev event and records that event with the state it names", async () => {
+  it("asks /state_ids at the join's prev event, records that event with the state it names, and waits outside the write queue", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
     const roomId = await createRoom(alice, { preset: "public_chat" });
@@ -32,15 +32,27 @@ describe("partial-state resync", () => {
         asked.push(path);
         return { ok: true, status: 200, body: { pdu_ids: stateBeforePrev, auth_chain_ids: [] } };
       };
+      // Which steps run in the room's write queue (room.ts passes its queue as `locked`).
+      const lockedPhases: string[] = [];
+      const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
+        lockedPhases.push(engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").one().phase);
+        return fn();
+      };
       beginPartialState(engine, joinLike, ["resident.test", SERVER_NAME], SERVER_NAME);
-      await resyncStep(engine, remote);
+      await resyncStep(engine, remote, undefined, locked);
       const row = engine.sql.exec<{ state_ids: string; phase: string }>("SELECT state_ids, phase FROM partial_state").one();
-      engine.sql.exec("DELETE FROM partial_state");
-      return { prev, stateIds: JSON.parse(row.state_ids) as string[], phase: row.phase };
+      // The rest of the resync: nothing is missing, so fetch, check and apply follow, and the room is complete.
+      let steps = 0;
+      while ((await resyncStep(engine, remote, undefined, locked)) !== null && steps < 10) steps++;
+      const left = engine.sql.exec("SELECT 1 FROM partial_state").toArray().length;
+      return { prev, stateIds: JSON.parse(row.state_ids) as string[], phase: row.phase, lockedPhases, left };
     });
     expect(asked).toEqual([`/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(recorded.prev)}`]);
     // Every ID is known here: nothing to fetch; the prev event closes the list (it wins its state key).
     expect(recorded.stateIds.at(-1)).toBe(recorded.prev);
     expect(recorded.phase).toBe("fetch");
+    // Waiting for other servers (ids, fetch) happens outside the write queue; changing the room inside it.
+    expect(recorded.lockedPhases).toEqual(["check", "apply"]);
+    expect(recorded.left).toBe(0);
   });
 });
