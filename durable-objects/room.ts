@@ -659,6 +659,38 @@ export class RoomDurableObject extends DurableObject<Env> {
     await this.env.USERS.get(this.env.USERS.idFromName(notification.stateKey!)).onRoomEvent({ ...notification, recipient: notification.stateKey! });
   }
 
+  /**
+   * Inbound PDUs for a room this server is not in, where our users may hold out-of-band invites: a leave of
+   * an invited user of ours, sent by the user who invited them from the origin server, rescinds the invite
+   * (it is kept out of band, as the invite was, and shows in their /sync as a leave). Only the inviter may
+   * rescind, as Synapse (Complement's "Non-invitee user cannot rescind invite over federation"). Returns
+   * null when the room holds no out-of-band invite (the usual "Unknown room" answers follow).
+   */
+  private async receiveRescindedInvites(origin: string, pdus: Pdu[]): Promise<Record<string, PduResult> | null> {
+    const identity = this.engine.roomIdentity();
+    if (!identity) return null;
+    const results: Record<string, PduResult> = {};
+    for (const pdu of pdus) {
+      const verified = await this.engine.verifyRemoteEvent(pdu, identity.rules);
+      if (!verified.ok) {
+        if (typeof pdu.event_id === "string") results[pdu.event_id] = { error: verified.reason };
+        continue;
+      }
+      const target = pdu.type === "m.room.member" && typeof pdu.state_key === "string" ? pdu.state_key : undefined;
+      const held = target !== undefined && this.engine.isLocalUser(target) ? this.engine.outOfBandMembership(target) : null;
+      const invite = held?.membership === "invite" ? this.engine.events.pdu(held.eventId) : undefined;
+      const rescinds = invite !== undefined && pdu.content?.membership === "leave" && pdu.sender === invite.sender && serverNameOf(pdu.sender) === origin && pdu.room_id === identity.roomId;
+      if (!rescinds) {
+        results[verified.eventId] = { error: "Unknown room" };
+        continue;
+      }
+      const ordering = this.engine.storeOutOfBandMembership(identity.roomId, identity.rules.id, verified.wire, verified.eventId, []);
+      await this.notifyOutOfBand({ roomId: identity.roomId, streamOrdering: ordering, eventId: verified.eventId, type: "m.room.member", stateKey: target!, sender: pdu.sender, membership: "leave" });
+      results[verified.eventId] = {};
+    }
+    return results;
+  }
+
   /** PUT /_matrix/federation/v2/invite/{roomId}/{eventId}: co-signs an invite of one of our users. */
   receiveInvite(invite: InboundInvite): Promise<Outcome<{ event: Pdu }>> {
     return this.serialised(async () => {
@@ -817,6 +849,11 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** The PDUs of one room from PUT /_matrix/federation/v1/send/{txnId}, each persisted in order. */
   receivePdus(origin: string, pdus: Pdu[]): Promise<Outcome<Record<string, PduResult>>> {
     return this.serialised(async () => {
+      // A room we are not in, where one of our users holds an out-of-band invite: the inviter may rescind it.
+      if (!this.engine.meta()) {
+        const rescinded = await this.receiveRescindedInvites(origin, pdus);
+        if (rescinded !== null) return rescinded;
+      }
       const { results, persisted } = await receivePdus(this.engine, origin, pdus, this.remote);
       await this.afterCommit(persisted);
       if (persisted.some((p) => this.engine.eventMeta(p.eventId)?.type === PARTICIPATION_EVENT_TYPE)) this.verifyServerDomainsSoon();

@@ -8,6 +8,7 @@ import { federationApi, remotePdu } from "./federation-room-helpers.js";
 import { api } from "./helpers.js";
 import { V3, allState, byKey, createRoom, newUser } from "./room-helpers.js";
 
+const F1 = "/_matrix/federation/v1";
 const F2 = "/_matrix/federation/v2";
 const enc = encodeURIComponent;
 const INVITE = `${F2}/invite/*`;
@@ -80,3 +81,35 @@ describe("a v12 invite without the create event in invite_room_state", () => {
     expect(member.content).toMatchObject({ membership: "invite", is_direct: true });
   });
 });
+
+describe("an invite rescinded by the inviter's server", () => {
+  it("turns the out-of-band invite into a leave when the inviter sends it; anyone else's leave changes nothing", async () => {
+    const carol = await newUser("carol");
+    const inviteServer = uniqueServer("rescinder");
+    const roomId = `!${crypto.randomUUID().replaceAll("-", "")}`;
+    const base = { room_id: roomId, type: "m.room.member", state_key: carol.user_id, origin_server_ts: Date.now(), depth: 5, prev_events: ["$p"], auth_events: ["$a"] };
+    const inviter = `@inviter:${inviteServer}`;
+    const invite = await remotePdu(inviteServer, "12", { ...base, sender: inviter, content: { membership: "invite" } });
+    expect((await federationApi(inviteServer, "PUT", `${F2}/invite/${enc(roomId)}/${enc(invite.eventId)}`, { room_version: "12", event: invite.pdu, invite_room_state: [] })).status).toBe(200);
+    const first = await api("GET", `${V3}/sync?timeout=0`, { token: carol.access_token });
+    expect(first.body.rooms.invite[roomId]).toBeDefined();
+
+    const send = (pdu: unknown) => federationApi(inviteServer, "PUT", `${F1}/send/rescind-${crypto.randomUUID()}`, { origin: inviteServer, origin_server_ts: Date.now(), pdus: [pdu], edus: [] });
+    // Another user of that server (not the inviter) cannot rescind it.
+    const other = await remotePdu(inviteServer, "12", { ...base, depth: 6, sender: `@admin:${inviteServer}`, content: { membership: "leave" } });
+    const refused = await send(other.pdu);
+    expect(refused.status).toBe(200);
+    expect(refused.body.pdus[other.eventId].error).toBeDefined();
+    const still = await api("GET", `${V3}/sync?timeout=0&since=${first.body.next_batch}`, { token: carol.access_token });
+    expect(still.body.rooms?.leave?.[roomId]).toBeUndefined();
+
+    const rescind = await remotePdu(inviteServer, "12", { ...base, depth: 6, sender: inviter, content: { membership: "leave", reason: "oops" } });
+    const accepted = await send(rescind.pdu);
+    expect(accepted.body.pdus[rescind.eventId]).toEqual({});
+    const after = await api("GET", `${V3}/sync?timeout=0&since=${still.body.next_batch}`, { token: carol.access_token });
+    expect(after.body.rooms.leave[roomId]).toBeDefined();
+    const initial = await api("GET", `${V3}/sync?timeout=0`, { token: carol.access_token });
+    expect(initial.body.rooms?.invite?.[roomId]).toBeUndefined();
+  });
+});
+
