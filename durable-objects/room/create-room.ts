@@ -43,10 +43,12 @@ export interface CreateRoomConfig {
 
 /** The preset table of the spec. `guest_access` is only sent for `can_join`: without the event guests
  * cannot join, which is `forbidden` (Synapse sends no event for public_chat either). */
-export const PRESETS: Record<RoomPreset, { joinRule: string; historyVisibility: string; guestAccess: string; inviteesAreCreators: boolean }> = {
-  private_chat: { joinRule: "invite", historyVisibility: "shared", guestAccess: "can_join", inviteesAreCreators: false },
-  trusted_private_chat: { joinRule: "invite", historyVisibility: "shared", guestAccess: "can_join", inviteesAreCreators: true },
-  public_chat: { joinRule: "public", historyVisibility: "shared", guestAccess: "forbidden", inviteesAreCreators: false },
+export const PRESETS: Record<RoomPreset, { joinRule: string; historyVisibility: string; guestAccess: string; inviteesAreCreators: boolean; invitePowerLevel: number }> = {
+  // Synapse lets every member of a private chat invite (its presets' `power_level_content_override`
+  // {"invite": 0}); Complement's TestFederationRoomsInvite relies on it.
+  private_chat: { joinRule: "invite", historyVisibility: "shared", guestAccess: "can_join", inviteesAreCreators: false, invitePowerLevel: 0 },
+  trusted_private_chat: { joinRule: "invite", historyVisibility: "shared", guestAccess: "can_join", inviteesAreCreators: true, invitePowerLevel: 0 },
+  public_chat: { joinRule: "public", historyVisibility: "shared", guestAccess: "forbidden", inviteesAreCreators: false, invitePowerLevel: 50 },
 };
 
 /**
@@ -98,7 +100,7 @@ export function defaultPowerLevels(config: CreateRoomConfig, rules: RoomVersionR
     ban: 50,
     kick: 50,
     redact: 50,
-    invite: 50,
+    invite: PRESETS[config.preset].invitePowerLevel,
     historical: 100,
   };
 }

@@ -31,6 +31,8 @@ describe("createRoom", () => {
     expect(s.get(`m.room.member|${alice.user_id}`)!.content.membership).toBe("join");
     const pl = s.get("m.room.power_levels|")!.content as { users: Record<string, number>; events: Record<string, number>; state_default: number };
     expect(pl.users).toEqual({});
+    // Every member of a private chat may invite (Synapse's preset); public rooms keep 50.
+    expect((pl as unknown as { invite: number }).invite).toBe(0);
     // v12: tombstone explicitly above state_default.
     expect(pl.events["m.room.tombstone"]).toBe(150);
     expect(pl.events["m.room.tombstone"]).toBeGreaterThan(pl.state_default);
@@ -43,6 +45,7 @@ describe("createRoom", () => {
     expect(s.get("m.room.join_rules|")!.content).toEqual({ join_rule: "public" });
     expect(s.get("m.room.history_visibility|")!.content).toEqual({ history_visibility: "shared" });
     expect(s.has("m.room.guest_access|")).toBe(false);
+    expect((s.get("m.room.power_levels|")!.content as { invite: number }).invite).toBe(50);
     const dir = await api("GET", `${V3}/directory/list/room/${encodeURIComponent(roomId)}`);
     expect(dir.body).toEqual({ visibility: "public" });
 
