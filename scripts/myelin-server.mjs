@@ -20,14 +20,15 @@ export const RATE_LIMITS_OFF = Object.fromEntries(
  * Starts Myelin on a free port with fresh state in a temporary folder and waits for start.mjs's
  * "ready at" line (printed once the D1 migrations are applied).
  *
- * @param {{ secret: string, ca?: { cert: string, key: string, caCert: string }, env?: Record<string, string> }} options
+ * @param {{ secret: string, ca?: { cert: string, key: string, caCert: string }, env?: Record<string, string>, dataDir?: string, port?: number }} options
  *   `ca` (from scripts/ca.mjs's makeCa): serve HTTPS with its server certificate and trust the CA for
- *   outbound federation, as federation with Synapse needs.
+ *   outbound federation, as federation with Synapse needs. `dataDir` and `port`: restart a server on the
+ *   state it left (then `stop` keeps the folder; the caller removes it).
  * @returns {Promise<{ baseUrl: string, serverName: string, pid: number, logFile: string, stop(): Promise<void> }>}
  */
-export async function startMyelin({ secret, ca, env = {} }) {
-  const port = await freePort();
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "myelin-bench-"));
+export async function startMyelin({ secret, ca, env = {}, dataDir: givenDataDir, port: givenPort }) {
+  const port = givenPort ?? (await freePort());
+  const dataDir = givenDataDir ?? mkdtempSync(path.join(os.tmpdir(), "myelin-bench-"));
   const tls = ca ? { HTTPS_KEY: ca.key, HTTPS_CERT: ca.cert, NODE_EXTRA_CA_CERTS: ca.caCert } : {};
   const child = spawn(process.execPath, [path.join(root, "scripts", "start.mjs")], {
     cwd: root,
@@ -73,6 +74,8 @@ export async function startMyelin({ secret, ca, env = {} }) {
     baseUrl: `${ca ? "https" : "http"}://127.0.0.1:${port}`,
     serverName: env.SERVER_NAME ?? `localhost:${port}`,
     pid: child.pid,
+    port,
+    dataDir,
     logFile,
     async stop() {
       if (child.exitCode === null) {
@@ -81,7 +84,7 @@ export async function startMyelin({ secret, ca, env = {} }) {
         await Promise.race([exited, sleep(5000)]);
         if (child.exitCode === null) kill("SIGKILL");
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      if (givenDataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
