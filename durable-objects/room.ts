@@ -923,6 +923,11 @@ export class RoomDurableObject extends DurableObject<Env> {
     return this.engine.meta() !== null && this.engine.membershipOf(this.inRoom(userId))?.membership === "join";
   }
 
+  /** The servers with a joined member (routing names), for checks of what a server may learn. */
+  joinedServers(): string[] {
+    return this.engine.meta() ? serversInRoom(this.engine) : [];
+  }
+
   /** Users with a given current membership (e.g. "join"). */
   members(membership: string): string[] {
     // Callers look up accounts (User DOs, presence, device lists): this server's members as accounts.

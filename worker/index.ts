@@ -11,6 +11,7 @@ import { federationMembershipRoutes } from "./federation/membership.js";
 import { federationEventRoutes } from "./federation/events.js";
 import { federationTransactionRoutes } from "./federation/transactions.js";
 import { federationQueryRoutes } from "./federation/query.js";
+import { accountKeyRoutes } from "./client/account-keys.js";
 import { federationInviteRoutes } from "./federation/invites.js";
 import { federationMediaRoutes } from "./federation/media.js";
 import { federationUserKeysRoutes } from "./federation/user-keys.js";
@@ -136,6 +137,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", federationEventRoutes);
   app.route("/", federationTransactionRoutes);
   app.route("/", federationQueryRoutes);
+  app.route("/", accountKeyRoutes);
   app.route("/", federationInviteRoutes);
   app.route("/", federationMediaRoutes);
   app.route("/", federationUserKeysRoutes);
