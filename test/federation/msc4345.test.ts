@@ -154,6 +154,24 @@ describe("org.matrix.msc4345 between three Myelin servers", () => {
   });
 });
 
+describe("MSC4348 account keys between two Myelin servers", () => {
+  it("an account's key exported on B and imported on C: the account keeps its @<account key> identity", async () => {
+    const K = "/_matrix/client/unstable/org.matrix.msc4348/account_key";
+    const dave = await newUser(B, "dave");
+    const onB = await fetch(`${B.baseUrl}${K}`, { headers: { Authorization: `Bearer ${dave.accessToken}` } }).then((r) => r.json());
+    const auth = (u: User) => ({ type: "m.login.password", identifier: { type: "m.id.user", user: u.userId }, password: "pw-federation-1" });
+    const exported = await fetch(`${B.baseUrl}${K}/export`, { method: "POST", headers: { Authorization: `Bearer ${dave.accessToken}` }, body: JSON.stringify({ auth: auth(dave) }) });
+    expect(exported.status).toBe(200);
+    const { seed } = (await exported.json()) as { seed: string };
+    const daveOnC = await newUser(C, "dave");
+    const imported = await fetch(`${C.baseUrl}${K}`, { method: "PUT", headers: { Authorization: `Bearer ${daveOnC.accessToken}` }, body: JSON.stringify({ seed, auth: auth(daveOnC) }) });
+    expect(imported.status).toBe(200);
+    const onC = await fetch(`${C.baseUrl}${K}`, { headers: { Authorization: `Bearer ${daveOnC.accessToken}` } }).then((r) => r.json());
+    expect(onC).toEqual(onB);
+    expect(onC.user_id).toBe(`@${onB.account_key}`);
+  });
+});
+
 describe("org.matrix.msc4345 and Synapse, which does not know the version", () => {
   const S: Server = inject("synapse");
 
