@@ -154,6 +154,51 @@ describe("org.matrix.msc4345 between three Myelin servers", () => {
   });
 });
 
+describe("concurrent accept and revoke", () => {
+  it("an admin on A revokes C while an admin on B accepts it, at once: A and B end with the same state", async () => {
+    const [keyA, keyB, keyC] = await Promise.all([serverKeyOf(A), serverKeyOf(B), serverKeyOf(C)]);
+    const alice = await newUser(A, "alice");
+    const bob = await newUser(B, "bob");
+    const carol = await newUser(C, "carol");
+    const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
+    expect((await join(bob, roomId, [A.serverName])).status).toBe(403);
+    await setParticipation(alice, roomId, keyB, { participation: "accepted", unverified_domain: B.serverName });
+    expect((await join(bob, roomId, [A.serverName])).status).toBe(200);
+    // bob may accept servers too (power 100 = `accept`); C asks to take part
+    const pl = (await call(alice, "GET", `/rooms/${enc(roomId)}/state/m.room.power_levels/`)).body as { users: Record<string, number> };
+    const plRes = await call(alice, "PUT", `/rooms/${enc(roomId)}/state/m.room.power_levels/`, { ...pl, users: { ...pl.users, [inRoom(bob, keyB)]: 100 } });
+    expect(plRes.status, JSON.stringify(plRes.body)).toBe(200);
+    expect((await join(carol, roomId, [A.serverName])).status).toBe(403);
+    await eventually("bob's power and C's request on B", async () => {
+      const p = (await call(bob, "GET", `/rooms/${enc(roomId)}/state/m.room.power_levels/`)).body as { users?: Record<string, number> };
+      return p.users?.[inRoom(bob, keyB)] === 100 && (await participation(bob, roomId, keyC)) === "requested";
+    });
+
+    // at once: a revocation from A, an acceptance from B
+    const [revoked, accepted] = await Promise.all([
+      call(alice, "PUT", `/rooms/${enc(roomId)}/state/${P}/${enc(keyC)}`, { participation: "revoked" }),
+      call(bob, "PUT", `/rooms/${enc(roomId)}/state/${P}/${enc(keyC)}`, { participation: "accepted", unverified_domain: C.serverName }),
+    ]);
+    expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
+    expect(accepted.status, JSON.stringify(accepted.body)).toBe(200);
+    // both servers resolve to the same participation event (state resolution, participation events
+    // being power events; a server that got the acceptance after the revocation soft-fails it); the whole
+    // state is the same on both once each has sent an event after the race
+    await sendText(alice, roomId, "after the race (A)");
+    await sendText(bob, roomId, "after the race (B)");
+    await eventually("A and B converge", async () => {
+      const [sa, sb] = await Promise.all([stateIds(alice, roomId), stateIds(bob, roomId)]);
+      return JSON.stringify([...sa].sort()) === JSON.stringify([...sb].sort()) && sa.get(`${P}|${keyC}`) !== undefined && sa;
+    });
+    const onA = await participation(alice, roomId, keyC);
+    expect(onA).toBe(await participation(bob, roomId, keyC));
+    expect(keyA).not.toBe(keyC);
+    // and C gets in only if the room ended with it accepted
+    const carolJoin = await join(carol, roomId, [A.serverName]);
+    expect(carolJoin.status).toBe(onA === "accepted" ? 200 : 403);
+  });
+});
+
 describe("MSC4348 account keys between two Myelin servers", () => {
   it("an account's key exported on B and imported on C: the account keeps its @<account key> identity", async () => {
     const K = "/_matrix/client/unstable/org.matrix.msc4348/account_key";

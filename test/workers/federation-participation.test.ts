@@ -3,7 +3,10 @@
 // ../shared/proposals/README.md), then enforcement on send_join and inbound /send: a server's users
 // cannot join until an admin accepts its key; a never-accepted server gets nothing in by any route; a
 // revoked server's later events are rejected.
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import { hashAndSignEvent } from "../../protocol/event-hashes.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyFromPublicKey } from "../../protocol/participation.js";
@@ -180,6 +183,49 @@ describe("MSC4345 participation over federation (resident side)", () => {
     const { sent } = await requestParticipation(c, roomId);
     expect(sent.status).toBe(403);
     expect((await getState(alice, roomId, P, c.serverKey)).status).toBe(404);
+  });
+
+  it("a fork of C's (never accepted) fetched through an accepted B's gap (get_missing_events) is rejected; B's own event is kept", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
+    const b = await remoteServer("fb");
+    const c = await remoteServer("fc");
+    const bob = b.user("bob");
+    const carol = c.user("carol");
+    expect((await requestParticipation(b, roomId)).sent.status).toBe(200);
+    expect((await putState(alice, roomId, P, b.serverKey, { participation: "accepted", unverified_domain: b.domain })).status).toBe(200);
+    const joined = await joinAs(b, roomId, bob);
+    expect(joined.sent!.status).toBe(200);
+
+    // C's fork: a message of carol's on top of bob's join, signed by C's key
+    const state = await stateOf(alice, roomId);
+    const auth = (type: string, key = "") => state.find((e) => e.type === type && e.state_key === key)!.event_id;
+    const fork = await c.sign({
+      room_id: roomId, sender: carol, type: "m.room.message", content: { msgtype: "m.text", body: "fork from C" },
+      origin_server_ts: Date.now(), depth: joined.join!.pdu.depth + 1, prev_events: [joined.join!.eventId],
+      auth_events: [auth("m.room.power_levels")],
+    });
+    // B sends an event of bob's whose prev is C's fork, and answers A's gap fetch with it
+    const onTop = await b.sign({
+      room_id: roomId, sender: bob, type: "m.room.message", content: { msgtype: "m.text", body: "bob on the fork" },
+      origin_server_ts: Date.now(), depth: fork.pdu.depth + 1, prev_events: [fork.eventId],
+      auth_events: [auth("m.room.power_levels"), auth("m.room.member", bob), auth(P, b.serverKey)],
+    });
+    await remoteControl("/_test/answer", { server: b.domain, method: "POST", path: `${F1}/get_missing_events/${enc(roomId)}`, body: { events: [fork.pdu] } });
+    const res = await sendTxn(b, [onTop.pdu]);
+    expect(res.status).toBe(200);
+    expect(res.body.pdus[onTop.eventId], JSON.stringify(res.body)).toEqual({});
+    const answered = (await remoteControl<{ method: string; path: string }[]>(`/_test/answered?server=${b.domain}`)).map((a) => a.path);
+    expect(answered).toContain(`${F1}/get_missing_events/${enc(roomId)}`);
+    // C's event was fetched and rejected (rule 2: C's key is not accepted); it is nowhere to be read
+    const stub = env.ROOMS.get(env.ROOMS.idFromName(roomId));
+    const reason = await runInDurableObject(stub, (instance) => {
+      const meta = (instance as unknown as { engine: RoomEngine }).engine.events.meta(fork.eventId);
+      return meta === undefined ? "not stored" : meta.rejectedReason;
+    });
+    expect(reason).toMatch(/server key is not accepted/);
+    expect(await bodies(alice, roomId)).not.toContain("fork from C");
+    expect((await api("GET", `${r(roomId)}/event/${enc(fork.eventId)}`, { token: alice.access_token })).status).toBe(404);
   });
 
   it("send_participation refuses a request that names another domain, another co-signer, or is not the key's own", async () => {
