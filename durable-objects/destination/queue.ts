@@ -297,7 +297,7 @@ export class DestinationQueue {
    * (spec: Server-Server API, "Retrieving missing events", POST /get_missing_events). Kept per room are the
    * queued PDUs that no other queued PDU of the room names in `prev_events`, i.e. the room's forward
    * extremities among what the peer has not seen; every dropped PDU is an ancestor of a kept one, so the
-   * peer can reach it. The transaction in flight is given up (its ID is never reused: the next
+   * peer can reach it, except unexpired sticky events (MSC4354), which stay. The transaction in flight is given up (its ID is never reused: the next
    * transaction takes a new one). EDUs stay. Returns the number of PDUs dropped.
    */
   collapseForCatchUp(): number {
@@ -311,8 +311,15 @@ export class DestinationQueue {
       const referenced = `event_id IN (
            SELECT CASE WHEN prev.type = 'array' THEN json_extract(prev.value, '$[0]') ELSE prev.value END
            FROM queued_pdus q, json_each(q.json, '$.prev_events') AS prev)`;
-      const dropped = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM queued_pdus WHERE ${referenced}`).one().n;
-      this.sql.exec(`DELETE FROM queued_pdus WHERE ${referenced}`);
+      // MSC4354: an unexpired sticky event stays (large volumes "MUST NOT cause the sticky event to be dropped
+      // from the send queue"): the peer would not fetch it, as later events need not name it. Our own events:
+      // sticky from origin_server_ts for duration_ms, at most an hour (room/client-event.ts).
+      const now = Date.now();
+      const stillSticky = `(json_type(json, '$.msc4354_sticky.duration_ms') = 'integer'
+           AND MIN(json_extract(json, '$.origin_server_ts'), ${now}) + MIN(json_extract(json, '$.msc4354_sticky.duration_ms'), 3600000) > ${now})`;
+      const droppable = `${referenced} AND NOT COALESCE(${stillSticky}, 0)`; // NULL (not sticky) must not spare a row
+      const dropped = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM queued_pdus WHERE ${droppable}`).one().n;
+      this.sql.exec(`DELETE FROM queued_pdus WHERE ${droppable}`);
       if (dropped > 0) this.sql.exec("UPDATE destination_meta SET pdus_dropped_by_catch_up = pdus_dropped_by_catch_up + ? WHERE id = 1", dropped);
       return dropped;
     });

@@ -323,6 +323,29 @@ describe("Destination DO: catch-up after a long outage", () => {
   });
 });
 
+describe("Destination DO: catch-up keeps sticky events (MSC4354)", () => {
+  it("an unexpired sticky event stays in a collapsed queue; an expired one is dropped like any other", async () => {
+    const server = uniqueServer("stickycatchup");
+    const stub = destinationStub(server);
+    await stub.setTuning({ catchUpAfterMs: 0 });
+    await failNext(server, 1);
+    const a1 = pdu("!s:test.local");
+    const sticky = (prev: string, ts: number, duration: number) => {
+      const p = pdu("!s:test.local", [prev]);
+      const json = { ...p.json, origin_server_ts: ts, msc4354_sticky: { duration_ms: duration } };
+      return { item: { ...p.item, json: JSON.stringify(json) }, json };
+    };
+    const live = sticky(a1.item.eventId, Date.now(), 600_000);
+    const expired = sticky(live.item.eventId, Date.now() - 3_600_000, 3_600_000); // ended just now
+    const last = pdu("!s:test.local", [expired.item.eventId]);
+    await enqueueAndSettle(server, [a1.item]);
+    await stub.enqueue(server, [live, expired, last].map((p) => p.item));
+    await runDurableObjectAlarm(stub);
+    expect((await stub.queueState()).pdusDroppedByCatchUp).toBe(2);
+    expect((await received(server)).at(-1)!.body.pdus).toEqual([live.json, last.json]);
+  });
+});
+
 describe("Destination DO: the peer contacts us", () => {
   /** A signed request from `server` to this server, through the Worker, waiting for its background work. */
   // An authenticated endpoint that answers 404 (unknown event): unknown endpoints answer 404 before any
