@@ -696,7 +696,9 @@ export class SlidingSync {
       (extensions.accountData !== undefined && (extensions.accountData.global.length > 0 || Object.keys(extensions.accountData.rooms).length > 0)) ||
       (extensions.receipts !== undefined && Object.keys(extensions.receipts.rooms).length > 0) ||
       (extensions.typing !== undefined && Object.keys(extensions.typing.rooms).length > 0) ||
-      (extensions.stickyEvents !== undefined && extensions.stickyEvents.rooms.length > 0);
+      // Sticky events: rooms with events after the extension's `since` (without a `since` the rooms are
+      // only those with recent events, which is no news: a client that never sends one must not spin).
+      (extensions.stickyEvents !== undefined && body.extensions.stickyEvents?.since !== undefined && extensions.stickyEvents.rooms.length > 0);
     return { plan: { pos: "", lists, rooms, extensions }, rooms: nextRooms, streamPosition: Q, hasNews };
   }
 

@@ -110,3 +110,22 @@ describe("sliding sync: sticky events extension", () => {
     expect(bad.body.errcode).toBe("M_INVALID_PARAM");
   });
 });
+
+describe("sliding sync: sticky events extension and long-polling", () => {
+  it("a waiting request without the extension's since is not answered early for recent rooms", async () => {
+    const alice = await newUser("sssw");
+    const roomId = await createRoom(alice);
+    await sendSticky(alice, roomId, 600_000, "k");
+    const body = { lists: { all: { ranges: [[0, 9]], timeline_limit: 1, required_state: [] } }, extensions: { [EXT]: { enabled: true } } };
+    const first = await api("POST", SS, { token: alice.access_token, body });
+    expect(first.status).toBe(200);
+    // No since (a client that never sends one): a room with recent events is no news, the request waits
+    // until the message wakes it (answered at once, it would not carry the message).
+    const poll = api("POST", `${SS}?pos=${first.body.pos}&timeout=30000`, { token: alice.access_token, body });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const sent = await send(alice, roomId, text("wake"));
+    const waited = await poll;
+    expect(waited.status).toBe(200);
+    expect(waited.body.rooms[roomId].timeline.map((e: Body) => e.event_id)).toEqual([sent.body.event_id]);
+  });
+});
