@@ -176,6 +176,11 @@ export function sendJoinResponse(
   if (!m) throw notFound("Event not found");
   const before = engine.stateGroups.load(m.stateGroupBefore);
   const kept = omitMembers ? heroMembers(engine, before, result.eventId) : new Set<string>();
+  // The joining user's own membership before the join (an invite, a knock, an earlier leave) stays too, as
+  // Synapse keeps it: the join is authorised against it (an invited user joining an invite-only room).
+  const joiner = engine.events.pdu(result.eventId)?.state_key;
+  const ownBefore = typeof joiner === "string" ? before.get(`m.room.member\u0000${joiner}`) : undefined;
+  if (ownBefore !== undefined) kept.add(ownBefore);
   const state = [...before].filter(([key, id]) => !(omitMembers && key.startsWith("m.room.member\u0000") && !kept.has(id)));
   const stateIds = state.map(([, id]) => id);
   let authIds = authChainIds(engine, [...stateIds, result.eventId]);

@@ -8,6 +8,7 @@ import type { Pdu } from "../../protocol/pdu.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { roomVersionRules } from "../../protocol/room-versions.js";
 import { federationApi, remotePdu, signTemplate } from "./federation-room-helpers.js";
+import { remoteControl } from "./federation-helpers.js";
 import { api, SERVER_NAME } from "./helpers.js";
 import { V3, createRoom, newUser, r, send } from "./room-helpers.js";
 
@@ -93,6 +94,20 @@ describe("make_join / send_join (resident side)", () => {
     const sent2 = await federationApi(remote, "PUT", `${F2}/send_join/${enc(named)}/${enc(join2.eventId)}?omit_members=true`, join2.pdu);
     expect(sent2.status).toBe(200);
     expect((sent2.body.state as Pdu[]).some((e) => e.type === "m.room.member")).toBe(false);
+
+    // The joiner's own membership before the join stays (as Synapse): an invited user's join is authorised
+    // against the invite, which the joining server must be able to check.
+    const dave = `@dave:${remote}`;
+    const invited = await createRoom(alice, { preset: "private_chat", name: "Invite only" });
+    await remoteControl("/_test/answer", { server: remote, method: "PUT", path: `${F2}/invite/*`, body: { event: {} } });
+    expect((await api("POST", `${r(invited)}/invite`, { token: alice.access_token, body: { user_id: dave } })).status).toBe(200);
+    const made3 = await federationApi(remote, "GET", `${F1}/make_join/${enc(invited)}/${enc(dave)}?ver=12`);
+    expect(made3.status).toBe(200);
+    const join3 = await signTemplate(remote, "12", made3.body.event as JsonObject);
+    const sent3 = await federationApi(remote, "PUT", `${F2}/send_join/${enc(invited)}/${enc(join3.eventId)}?omit_members=true`, join3.pdu);
+    expect(sent3.status).toBe(200);
+    const members = (sent3.body.state as Pdu[]).filter((e) => e.type === "m.room.member");
+    expect(members.map((e) => [e.state_key, (e.content as { membership: string }).membership])).toEqual([[dave, "invite"]]);
   });
 
   it("refuses what the spec lists: unknown room 404, another server's user 403, unsupported version 400, an invite-only room 403", async () => {
