@@ -185,7 +185,7 @@ function rowsAt(engine: RoomEngine, orderings: number[]): Row[] {
 /** The room's part of a /sync response (see RoomSyncRequest). */
 export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Date.now()): RoomSyncResult {
   const meta = engine.meta();
-  if (!meta) return { timeline: { events: [], limited: false, prev_batch: roomToken(0) }, state: [] };
+  if (!meta) return { timeline: { events: outOfBandTimeline(engine, request), limited: false, prev_batch: roomToken(0) }, state: [] };
   const visibility = new Visibility(engine, request.userId);
   const limit = Math.max(0, request.limit);
 
@@ -310,6 +310,21 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     if (sticky.length > 0) result.sticky = format(sticky);
   }
   return result;
+}
+
+/**
+ * A room this server is not in: the user's out-of-band leave (a rejected or rescinded invite, a withdrawn
+ * knock) is the whole timeline of their left room, as Synapse shows it, so that clients see the membership
+ * change (Complement's SyncLeftFrom reads it there).
+ */
+function outOfBandTimeline(engine: RoomEngine, request: RoomSyncRequest): SyncEvent[] {
+  if (request.eventFormat === "federation") return [];
+  const own = engine.outOfBandMembership(request.userId);
+  if (!own || (own.membership !== "leave" && own.membership !== "ban")) return [];
+  const pdu = engine.events.pdu(own.eventId);
+  if (!pdu || typeof pdu.state_key !== "string") return [];
+  const event = { event_id: own.eventId, type: pdu.type, state_key: pdu.state_key, sender: pdu.sender, content: pdu.content, origin_server_ts: pdu.origin_server_ts, unsigned: {} };
+  return [event as unknown as SyncEvent];
 }
 
 /** Sticky-index rows a scan reads at most, and sticky events one response carries at most. */

@@ -107,7 +107,10 @@ describe("an invite rescinded by the inviter's server", () => {
     const accepted = await send(rescind.pdu);
     expect(accepted.body.pdus[rescind.eventId]).toEqual({});
     const after = await api("GET", `${V3}/sync?timeout=0&since=${still.body.next_batch}`, { token: carol.access_token });
-    expect(after.body.rooms.leave[roomId]).toBeDefined();
+    // The leave itself is in the left room's timeline (what clients and Complement's SyncLeftFrom read).
+    const left = after.body.rooms.leave[roomId];
+    const leaveEvent = left.timeline.events.find((e: { type: string; state_key?: string }) => e.type === "m.room.member" && e.state_key === carol.user_id);
+    expect(leaveEvent).toMatchObject({ sender: inviter, content: { membership: "leave", reason: "oops" } });
     const initial = await api("GET", `${V3}/sync?timeout=0`, { token: carol.access_token });
     expect(initial.body.rooms?.invite?.[roomId]).toBeUndefined();
   });
