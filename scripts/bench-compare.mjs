@@ -10,6 +10,10 @@
 import { startMyelin } from "./myelin-server.mjs";
 import { registerWithSharedSecret, startSynapse, SYNAPSE_VERSION } from "./synapse.mjs";
 import * as workload from "../bench/compare/workload.mjs";
+import { startBenchBridge } from "../bench/compare/appservice-listener.mjs";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 
 const arg = (name) => {
   const i = process.argv.indexOf(name);
@@ -74,15 +78,35 @@ const scenarios = [
     ],
   },
   { key: "restart", run: (srv, tag) => workload.delayedRestart(srv, tag), figures: latency("delayed event restart request") },
+  // Application services (issue 16): both servers push to one listener on loopback (appservice-listener.mjs).
+  { key: "appservice", run: (srv, tag) => workload.appserviceLatency(srv, tag), figures: latency("send → application service (1 room, 100 messages)") },
+  {
+    key: "appservice8",
+    run: (srv, tag) => workload.appserviceThroughput(srv, tag),
+    figures: [{ label: "delivered to an application service, 8 senders in 1 room", unit: "events/s", of: mean }],
+  },
 ];
 
 const stamp = Date.now().toString(36);
 const secret = `bench-${stamp}`;
 console.log(`[bench:compare] starting Synapse ${SYNAPSE_VERSION} and Myelin…`);
-const [synapse, myelinServer] = await Promise.all([startSynapse({ registrationSharedSecret: secret, extraConfig: { max_event_delay_duration: "24h" } }), startMyelin({ secret })]);
+// The application service scenarios need a registration on both servers at start (Synapse's
+// app_service_config_files, Myelin's APPSERVICE_CONFIG_FILES) and the listener that plays the service.
+const withAppservice = !only || only.some((k) => k.startsWith("appservice"));
+const bridge = withAppservice ? await startBenchBridge() : null;
+const registrationDir = withAppservice ? mkdtempSync(path.join(os.tmpdir(), "myelin-bench-as-")) : null;
+const registrations = bridge ? { myelin: bridge.registrationFor("myelin", registrationDir), synapse: bridge.registrationFor("synapse", registrationDir) } : null;
+const [synapse, myelinServer] = await Promise.all([
+  startSynapse({
+    registrationSharedSecret: secret,
+    extraConfig: { max_event_delay_duration: "24h", ...(registrations ? { app_service_config_files: [registrations.synapse.file] } : {}) },
+  }),
+  startMyelin({ secret, env: registrations ? { APPSERVICE_CONFIG_FILES: registrations.myelin.file } : {} }),
+]);
+const appservice = (who) => (registrations ? { who, bridge, asToken: registrations[who].asToken, prefix: registrations[who].prefix } : undefined);
 const servers = {
-  myelin: { name: "Myelin", baseUrl: myelinServer.baseUrl, register: (l, p) => registerWithSharedSecret(myelinServer.baseUrl, secret, l, p) },
-  synapse: { name: "Synapse", baseUrl: synapse.baseUrl, register: (l, p) => synapse.registerUser(l, p) },
+  myelin: { name: "Myelin", baseUrl: myelinServer.baseUrl, register: (l, p) => registerWithSharedSecret(myelinServer.baseUrl, secret, l, p), appservice: appservice("myelin") },
+  synapse: { name: "Synapse", baseUrl: synapse.baseUrl, register: (l, p) => synapse.registerUser(l, p), appservice: appservice("synapse") },
 };
 const order = ["myelin", "synapse", "synapse", "myelin"];
 const rows = [];
@@ -120,7 +144,8 @@ try {
     }
   }
 } finally {
-  await Promise.all([synapse.stop(), myelinServer.stop()]);
+  await Promise.all([synapse.stop(), myelinServer.stop(), bridge?.stop()]);
+  if (registrationDir) rmSync(registrationDir, { recursive: true, force: true });
 }
 
 const fmt = (x) => (Number.isNaN(x) ? "failed" : x >= 100 ? x.toFixed(0) : x.toFixed(1));

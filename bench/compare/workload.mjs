@@ -350,3 +350,65 @@ export async function delayedRestart(server, tag, { count = 200 } = {}) {
   }
   return samples;
 }
+
+// ---- application services (issue 16): the time from a client's send to the service receiving the event ----
+// `server.appservice` is { who, asToken, prefix, bridge } (scripts/bench-compare.mjs; the listener is
+// bench/compare/appservice-listener.mjs). A room becomes the service's when one of its users joins it.
+
+async function bridgedRoom(server, owner, tag) {
+  const { asToken, prefix } = server.appservice;
+  const service = new Client(server.baseUrl, null, asToken);
+  const puppet = await service.request("POST", "/_matrix/client/v3/register", { type: "m.login.application_service", username: `${prefix}${tag}`, inhibit_login: true });
+  const room = await owner.createRoom();
+  await service.request("POST", `/_matrix/client/v3/join/${encodeURIComponent(room)}?user_id=${encodeURIComponent(puppet.user_id)}`, {});
+  return room;
+}
+
+/** One user sends 100 messages one after another, each after the service received the one before: the time
+ * from the start of each send to its arrival at the service. */
+export async function appserviceLatency(server, tag) {
+  const { bridge, who } = server.appservice;
+  const a = await user(server, `${tag}a`);
+  const room = await bridgedRoom(server, a, tag);
+  for (let i = 0; i < 5; i++) {
+    const marker = `${tag} warm-up ${i}`;
+    await a.send(room, marker);
+    await bridge.waitFor(who, marker);
+  }
+  const samples = [];
+  for (let i = 0; i < 100; i++) {
+    const marker = `${tag} latency ${i}`;
+    const t = now();
+    await a.send(room, marker);
+    samples.push((await bridge.waitFor(who, marker)) - t);
+  }
+  return samples;
+}
+
+/** 8 users in one bridged room each send 50 messages as fast as their sends return: events per second
+ * delivered to the service, from the first send to the last arrival. */
+export async function appserviceThroughput(server, tag, { senders = 8, perSender = 50 } = {}) {
+  const { bridge, who } = server.appservice;
+  const users = [];
+  for (let i = 0; i < senders; i++) users.push(await user(server, `${tag}u${i}`));
+  const room = await bridgedRoom(server, users[0], tag);
+  for (let i = 0; i < senders; i++) {
+    if (i > 0) await users[i].join(room);
+    const marker = `${tag} warm-up ${i}`;
+    await users[i].send(room, marker);
+    await bridge.waitFor(who, marker);
+  }
+  const markers = [];
+  const t = now();
+  const results = await Promise.allSettled(users.map(async (u, i) => {
+    for (let m = 0; m < perSender; m++) {
+      const marker = `${tag} burst ${i}.${m}`;
+      markers.push(marker);
+      await u.send(room, marker);
+    }
+  }));
+  const failure = results.find((r) => r.status === "rejected");
+  if (failure) throw failure.reason;
+  const arrivals = await Promise.all(markers.map((m) => bridge.waitFor(who, m)));
+  return [markers.length / ((Math.max(...arrivals) - t) / 1000)];
+}
