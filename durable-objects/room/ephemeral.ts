@@ -15,6 +15,8 @@ import type { Env } from "../../worker/env.js";
 import type { ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
 import type { RoomEngine } from "./engine.js";
 import { serversInRoom } from "./federation-reads.js";
+import { partialStateServers } from "./partial-state.js";
+import { serverNameOf } from "../../protocol/pdu.js";
 
 /** Spec/Synapse: a remote user's typing lasts this long unless refreshed or stopped (Synapse's
  * FEDERATION_TIMEOUT in handlers/typing.py); the EDU itself carries no timeout. */
@@ -62,8 +64,13 @@ export class RoomEphemeral {
   private requireJoined(userId: string): string {
     const meta = this.engine.meta();
     if (!meta) throw forbidden("Unknown room");
-    if (this.engine.membershipOf(userId)?.membership !== "join") throw forbidden(`User ${userId} not in room ${meta.roomId}`);
-    return meta.roomId;
+    const member = this.engine.membershipOf(userId);
+    if (member?.membership === "join") return meta.roomId;
+    // Partial state (room/partial-state.ts): a user of another server whose membership we do not know yet
+    // counts as in the room when the resident named their server (Synapse checks the server against
+    // `servers_in_room` then), so typing and receipts arrive during the resync.
+    if (member == null && !this.engine.isLocalUser(userId) && partialStateServers(this.engine).includes(serverNameOf(userId))) return meta.roomId;
+    throw forbidden(`User ${userId} not in room ${meta.roomId}`);
   }
 
   // -------------------------------------------------------------------------------------------

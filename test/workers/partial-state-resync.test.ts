@@ -55,4 +55,25 @@ describe("partial-state resync", () => {
     expect(recorded.lockedPhases).toEqual(["check", "apply"]);
     expect(recorded.left).toBe(0);
   });
+
+  it("takes typing from a user of a server the resident named while the members are unknown, and no other", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = engineOf(instance);
+      beginPartialState(engine, [...engine.currentState().values()][0]!, ["named.test"], SERVER_NAME);
+    });
+    const room = env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as {
+      setTyping(u: string, t: boolean, ms: number): Promise<{ ok?: null; error?: { errcode: string } }>;
+      typingUsers(): Promise<string[]>;
+    };
+    expect(await room.setTyping("@typist:named.test", true, 30_000)).toEqual({ ok: null });
+    expect((await room.setTyping("@stranger:unnamed.test", true, 30_000)).error?.errcode).toBe("M_FORBIDDEN");
+    expect(await room.typingUsers()).toEqual(["@typist:named.test"]);
+    await runInDurableObject(rawRoom(roomId), async (instance) => {
+      engineOf(instance).sql.exec("DELETE FROM partial_state");
+    });
+    // Complete again: an unknown remote user is refused whatever their server.
+    expect((await room.setTyping("@other:named.test", true, 30_000)).error?.errcode).toBe("M_FORBIDDEN");
+  });
 });
