@@ -5,7 +5,7 @@
 // SERVER_NOTICES_AVATAR_URL, SERVER_NOTICES_ROOM_NAME (default "Server Notices"), SERVER_NOTICES_ROOM_TOPIC,
 // SERVER_NOTICES_ROOM_AVATAR_URL, SERVER_NOTICES_AUTO_JOIN ("true": the user is joined, not invited).
 // The system user is a real account without a password (it cannot log in). D1 `server_notice_rooms` remembers
-// each user's room; a new one is made when the user has left it.
+// each user's room; a user who left it is invited back (a new one is made when that is not possible).
 import { Hono, type Context } from "hono";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { MatrixError, badJson, missingParam, notFound } from "../../protocol/errors.js";
@@ -85,7 +85,19 @@ async function noticeRoomFor(env: Env, config: ServerNoticesConfig, userId: stri
   if (row) {
     const room = roomStub(env, row.room_id);
     const [mine, theirs] = await Promise.all([room.membership(config.systemUserId), room.membership(userId)]);
-    if (mine?.membership === "join" && (theirs?.membership === "join" || theirs?.membership === "invite")) return row.room_id;
+    if (mine?.membership === "join") {
+      if (theirs?.membership === "join" || theirs?.membership === "invite") return row.room_id;
+      // A user who left their notices room is invited back into it, not given a new one (Synapse's
+      // `maybe_invite_user_to_room`; Complement's TestServerNotices). A ban needs a new room.
+      if (theirs === null || theirs.membership === "leave") {
+        const profile = await localProfile(env, userId);
+        const invited = await room.updateMembership({ sender: config.systemUserId, target: userId, action: "invite", profile });
+        if ("ok" in invited) {
+          if (config.autoJoin) unwrap(await room.updateMembership({ sender: userId, target: userId, action: "join", profile }));
+          return row.room_id;
+        }
+      }
+    }
   }
   await ensureSystemUser(env, config);
   const initialState: JsonObject[] = [];
