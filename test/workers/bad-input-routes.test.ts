@@ -335,13 +335,15 @@ describe("no input produces a 500", () => {
         return;
       }
       if (status >= 400 && text.startsWith("{")) {
-        let body: { errcode?: unknown; error?: unknown } | undefined;
+        let body: { errcode?: unknown; error?: unknown; flows?: unknown } | undefined;
         try {
           body = JSON.parse(text);
         } catch {
           body = undefined;
         }
-        if (typeof body?.errcode !== "string" || !body.errcode.startsWith("M_")) {
+        // A user-interactive auth challenge (401 with `flows`) carries an errcode only after a failed stage.
+        const uiaChallenge = status === 401 && Array.isArray(body?.flows);
+        if (!uiaChallenge && (typeof body?.errcode !== "string" || !body.errcode.startsWith("M_"))) {
           failures.push({ probe: label, status, answer: `not a Matrix error: ${text.slice(0, 200)}` });
           console.log(`FAILURE ${status} ${label} not a Matrix error: ${text.slice(0, 200)}`);
         }
