@@ -27,6 +27,10 @@ import {
   serverKeyOfUser,
 } from "./participation.js";
 
+/** The v12 rejection of a power levels event that names a room creator in `users`. A client that sends one
+ * gets 400 rather than 403, as from Synapse (it is a malformed request, not a lack of power). */
+export const CREATOR_IN_USERS = "must not appear in users";
+
 /** Looks up the current state event for (type, state_key) in the state the event is checked against. */
 export type AuthStateLookup = (type: string, stateKey: string) => IdentifiedPdu | undefined;
 
@@ -782,7 +786,7 @@ function checkPowerLevels(
   // v12: creators' power is implicit and cannot be written down.
   if (auth.explicitlyPrivilegeRoomCreators) {
     for (const creator of roomCreators(create, rules)) {
-      if (newUsers.has(creator)) return reject(`room creator ${creator} must not appear in users`);
+      if (newUsers.has(creator)) return reject(`room creator ${creator} ${CREATOR_IN_USERS}`);
     }
   }
 

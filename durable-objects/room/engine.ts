@@ -5,7 +5,7 @@
 //
 // The engine does no locking: the Room DO serialises every write through one queue (room.ts), so the
 // async checks of one event never interleave with another write.
-import { checkEventAgainstAuthEvents, checkEventAuth, redactionAllowedAtDelivery, redactsOf, thirdPartyInvitePublicKeys, verifyThirdPartyInviteSigned, type AuthStateLookup } from "../../protocol/auth-rules.js";
+import { CREATOR_IN_USERS, checkEventAgainstAuthEvents, checkEventAuth, redactionAllowedAtDelivery, redactsOf, thirdPartyInvitePublicKeys, verifyThirdPartyInviteSigned, type AuthStateLookup } from "../../protocol/auth-rules.js";
 import { MatrixError, badJson, forbidden, tooLarge } from "../../protocol/errors.js";
 import { checkContentHash, eventIdFor, roomIdFromCreateEvent, verifyEventSignature } from "../../protocol/event-hashes.js";
 import { MAX_PDU_BYTES, validatePduFormat } from "../../protocol/event-validation.js";
@@ -357,7 +357,10 @@ export class RoomEngine {
     // History is not checked against the present: soft failure only guards what happens now.
     if (options.backfillOrdering !== undefined) checked.softFailed = false;
     if (options.origin === "local") {
-      if (checked.rejectedReason !== null) throw forbidden(checked.rejectedReason);
+      if (checked.rejectedReason !== null) {
+        if (checked.rejectedReason.endsWith(CREATOR_IN_USERS)) throw badJson(checked.rejectedReason);
+        throw forbidden(checked.rejectedReason);
+      }
       if (checked.softFailed) throw forbidden("Event is not allowed by the room's current state");
     }
     return this.commit(checked, room, isCreate, options);

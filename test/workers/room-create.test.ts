@@ -75,9 +75,9 @@ describe("createRoom", () => {
       body: { users: { "@dave:test.local": 1000 }, events_default: 0, state_default: 50 },
     });
     expect(plBob.status, JSON.stringify(plBob.body)).toBe(200);
-    // Creators cannot be listed in users (v12 auth rules).
+    // Creators cannot be listed in users (v12 auth rules): a bad request, 400 as from Synapse.
     const listed = await api("PUT", `${r(v12)}/state/m.room.power_levels/`, { token: bob.access_token, body: { users: { [carol.user_id]: 100 } } });
-    expect(listed.status).toBe(403);
+    expect(listed.status).toBe(400);
 
     const v11 = await createRoom(alice, { preset: "trusted_private_chat", invite: [bob.user_id], room_version: "11" });
     const s11 = byKey((await allState(alice, v11)).body);
@@ -224,5 +224,20 @@ describe("createRoom", () => {
     expect(after!.n).toBe(ids!.n);
     const resolved = await api("GET", `${V3}/directory/room/${encodeURIComponent(`#${aliasName}:test.local`)}`);
     expect(resolved.status).toBe(404);
+  });
+  it("v12: power levels naming a creator in users get 400 M_BAD_JSON (as Synapse); naming anyone else is fine", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const carol = await newUser("carol");
+    const roomId = await createRoom(alice, { room_version: "12", creation_content: { additional_creators: [bob.user_id] } });
+    const pl = (await getState(alice, roomId, "m.room.power_levels")).body;
+    for (const creator of [alice.user_id, bob.user_id]) {
+      const res = await api("PUT", `${r(roomId)}/state/m.room.power_levels/`, { token: alice.access_token, body: { ...pl, users: { [creator]: 100 } } });
+      expect(res.status).toBe(400);
+      expect(res.body.errcode).toBe("M_BAD_JSON");
+    }
+    expect((await getState(alice, roomId, "m.room.power_levels")).body).toEqual(pl);
+    const ok = await api("PUT", `${r(roomId)}/state/m.room.power_levels/`, { token: alice.access_token, body: { ...pl, users: { [carol.user_id]: 50 } } });
+    expect(ok.status).toBe(200);
   });
 });
