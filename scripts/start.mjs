@@ -172,6 +172,26 @@ async function applyMigrations({ table, files }) {
   }
 }
 
+/**
+ * Runs start-up work that talks to D1 through Miniflare's proxy, again when workerd dropped the proxy's
+ * connection. With a state folder whose migrations are known applied, workerd listens on PORT while this
+ * runs, so a client's requests can keep workerd busy; a reused keep-alive connection it closed meanwhile
+ * fails with "other side closed", and a start that died of that would take the whole server down. The
+ * work is idempotent (CREATE IF NOT EXISTS, a migration and its record in one batch, upserts).
+ */
+async function retryingDropped(work) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (e) {
+      const dropped = /fetch failed|other side closed|ECONNRESET|socket hang up/i.test(`${e?.message} ${e?.cause?.message ?? ""}`);
+      if (!dropped || attempt >= 5) throw e;
+      log(`D1 proxy connection dropped during start-up (attempt ${attempt}); trying again`);
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
 /** Runs wrangler; its output is shown only when it fails. */
 function runWrangler(args, what) {
   return new Promise((resolve) => {
@@ -311,9 +331,9 @@ mf = new Miniflare(miniflareOptions(migrationsKnownApplied ? port : 0));
 let url;
 try {
   url = await mf.ready;
-  await applyMigrations(build.migrations);
+  await retryingDropped(() => applyMigrations(build.migrations));
   const { syncConfigFiles } = await import("./appservice-registrations.mjs");
-  const ids = await syncConfigFiles(await mf.getD1Database("DB"), appserviceEntries);
+  const ids = await retryingDropped(async () => syncConfigFiles(await mf.getD1Database("DB"), appserviceEntries));
   if (ids.length > 0) log(`application services from APPSERVICE_CONFIG_FILES: ${ids.join(", ")}`);
   if (!migrationsKnownApplied) {
     mkdirSync(path.dirname(migrationsMarker), { recursive: true });
