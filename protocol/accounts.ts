@@ -25,6 +25,15 @@ export function accountKeyUserId(accountKey: string): string {
   return `@${accountKey}`;
 }
 
+/**
+ * The `m.room.member` content field naming the server (by its server key) that speaks for the account
+ * in `org.matrix.msc4348` rooms. Myelin's reading (decision 13): the proposal says that the account's
+ * events are "cosigned by a participating server" but not which one, and an account has no server part;
+ * the account's own membership names it, so that a new membership naming another server is a move. It is
+ * protected from redaction (the rules read it).
+ */
+export const MEMBER_SERVER_KEY = "org.matrix.msc4348.server_key";
+
 /** The account key of an account-key user ID (`@<key>`), or undefined for any other form. */
 export function accountKeyOfUser(userId: string): string | undefined {
   const key = userId.startsWith("@") ? userId.slice(1) : "";

@@ -26,6 +26,7 @@ import {
   participationOf,
   serverKeyOfUser,
 } from "./participation.js";
+import { MEMBER_SERVER_KEY, accountKeyOfUser } from "./accounts.js";
 
 /** The v12 rejection of a power levels event that names a room creator in `users`. A client that sends one
  * gets 400 rather than 403, as from Synapse (it is a malformed request, not a lack of power). */
@@ -48,6 +49,12 @@ export interface AuthCheckOptions {
    * `m.room.third_party_invite` event in the state. Absent: such invites are rejected.
    */
   thirdPartyInviteVerifiedKeys?: ReadonlySet<string>;
+  /**
+   * The event is a template that is not signed yet (a make_join answer, a would-be event checked before
+   * it is built): the rules that ask for signatures being present (MSC4348's account key and co-signing
+   * server) are skipped. Never set for an event that is to be stored.
+   */
+  unsignedTemplate?: boolean;
 }
 
 export interface AuthEventsSelectionOptions {
@@ -132,6 +139,8 @@ export function isValidUserId(id: string): boolean {
  */
 export function isValidUserIdIn(id: string, rules: RoomVersionRules): boolean {
   if (isValidUserId(id)) return true;
+  // MSC4348: `@<account key>`, no server part.
+  if (rules.eventFormat.accountKeyIdentity && accountKeyOfUser(id) !== undefined) return true;
   if (!rules.eventFormat.serverKeyIdentity || serverKeyOfUser(id) === undefined) return false;
   return !id.slice(1, id.indexOf(":")).includes("\u0000") && utf8.encode(id).length <= 255;
 }
@@ -273,6 +282,8 @@ export function authEventTypesFor(
   sender: string,
   content: JsonObject,
   rules: RoomVersionRules,
+  /** MSC4348 rooms: the server key the sender's current membership names (`hostingServerKey`). */
+  senderServerKey?: string,
 ): [type: string, stateKey: string][] {
   if (type === CREATE) return [];
   const out: [string, string][] = [];
@@ -286,7 +297,10 @@ export function authEventTypesFor(
   // paths read it); for a participation event also the target's current participation and that of
   // the co-signing `request_authorised_via_server`.
   if (rules.authorization.serverParticipation) {
-    const senderKey = serverKeyOfUser(sender);
+    // MSC4348: the server that speaks for the account (`actingServerKey`): the one its own new
+    // membership names, or the one its current membership names.
+    const ownServerKey = type === MEMBER && stateKey === sender ? content[MEMBER_SERVER_KEY] : undefined;
+    const senderKey = !rules.authorization.portableAccounts ? serverKeyOfUser(sender) : isServerKey(ownServerKey) ? ownServerKey : senderServerKey;
     if (senderKey !== undefined) add(PARTICIPATION_EVENT_TYPE, senderKey);
     if (type === PARTICIPATION_EVENT_TYPE) {
       if (typeof stateKey === "string") add(PARTICIPATION_EVENT_TYPE, stateKey);
@@ -327,7 +341,10 @@ export function checkAuthEventsSelection(
 ): AuthResult {
   if (event.type === CREATE) return ALLOW;
   const byId = new Map(authEvents.map((e) => [e.event_id, e]));
-  const expected = authEventTypesFor(event.type, event.state_key, event.sender, event.content, rules);
+  // MSC4348: the sender's server is read from the sender's membership among the auth events.
+  const senderMember = authEvents.find((e) => e.type === MEMBER && e.state_key === event.sender && authEventIds(event).includes(e.event_id));
+  const senderServerKey = rules.authorization.portableAccounts && senderMember ? hostingServerKey(event.sender, stateLookupFrom([senderMember]), rules) : undefined;
+  const expected = authEventTypesFor(event.type, event.state_key, event.sender, event.content, rules, senderServerKey);
   const seen = new Set<string>();
   let sawCreate = false;
   for (const id of authEventIds(event)) {
@@ -391,7 +408,7 @@ export function checkEventAuth(
   const auth = rules.authorization;
 
   // Rule 1: m.room.create.
-  if (event.type === CREATE) return checkCreate(event, rules);
+  if (event.type === CREATE) return checkCreate(event, rules, options);
 
   const create = state(CREATE, "");
   if (!create) return reject("no m.room.create event in the state");
@@ -418,16 +435,28 @@ export function checkEventAuth(
   // MSC4345 (decision 5): the participation rule (rule 1 of the proposal) and the sender's
   // participation (its rule 2) come immediately before the m.room.member rule of version 12.
   if (auth.serverParticipation) {
-    if (event.type === PARTICIPATION_EVENT_TYPE) return checkParticipation(event, create, rules, state);
+    // MSC4348 rule A (Portable accounts, below): the sender is an account key that signed the event.
+    if (auth.portableAccounts) {
+      const account = checkAccountKeySignature(event, options);
+      if (!account.allowed) return account;
+    }
+    if (event.type === PARTICIPATION_EVENT_TYPE) return checkParticipation(event, create, rules, state, options);
     // Rule 2 (decision 4): the server key that signed the event, which is the server part of its
     // sender (decision 12), must be `accepted`. Every event but the create event and participation
     // events (whose own rules say who may send them). That key's signature is the signature check
     // before auth (the sender's server must sign); like the other rules this one does not look at
     // signatures, so that make_join templates can be checked unsigned.
-    const senderKey = serverKeyOfUser(event.sender);
-    if (senderKey === undefined) return reject("the sender's server part is not a server key");
+    // MSC4348 (rule B): the server speaking for the account is the one its membership names.
+    const senderKey = actingServerKey(event, state, rules);
+    if (senderKey === undefined) {
+      return reject(auth.portableAccounts ? "the account's membership names no server key" : "the sender's server part is not a server key");
+    }
     if (participationOf(state(PARTICIPATION_EVENT_TYPE, senderKey)) !== "accepted") {
       return reject("the sender's server key is not accepted in the room");
+    }
+    // MSC4348 rule C: that server co-signed the event ("cosigned by a participating server").
+    if (auth.portableAccounts && !options.unsignedTemplate && !isSignedByServerKey(event, senderKey)) {
+      return reject("the event is not co-signed by the account's server");
     }
   }
 
@@ -469,8 +498,13 @@ export function checkEventAuth(
 }
 
 /** Rule 1: the create event. */
-function checkCreate(event: IdentifiedPdu, rules: RoomVersionRules): AuthResult {
+function checkCreate(event: IdentifiedPdu, rules: RoomVersionRules, options: AuthCheckOptions): AuthResult {
   const auth = rules.authorization;
+  // MSC4348 rule A: the creator is an account too.
+  if (auth.portableAccounts) {
+    const account = checkAccountKeySignature(event, options);
+    if (!account.allowed) return account;
+  }
   if (prevEventIds(event).length > 0) return reject("m.room.create must not have prev_events");
   if (auth.roomCreateEventIdAsRoomId) {
     if (event.room_id !== undefined) return reject("m.room.create must not have a room_id");
@@ -510,7 +544,9 @@ function checkMember(
   if (auth.restrictedJoinRule && Object.hasOwn(event.content, "join_authorised_via_users_server")) {
     const via = event.content.join_authorised_via_users_server;
     if (typeof via !== "string" || !isValidUserIdIn(via, rules)) return reject("join_authorised_via_users_server is not a user ID");
-    const sigs = event.signatures?.[serverNameOf(via)];
+    // MSC4348: the co-signer is the server the authorising account's membership names.
+    const viaServer = auth.portableAccounts ? hostingServerKey(via, state, rules) : serverNameOf(via);
+    const sigs = viaServer === undefined ? undefined : event.signatures?.[viaServer];
     if (!isJsonObject(sigs) || Object.keys(sigs).length === 0) {
       return reject("event is not signed by the server of join_authorised_via_users_server");
     }
@@ -566,7 +602,7 @@ function checkJoin(event: IdentifiedPdu, target: string, create: IdentifiedPdu, 
   // the creator's first join follows its participation event, which itself follows only the create
   // event (the proposal is silent on this rule; without it no room could be created).
   if (auth.serverParticipation && prev.length === 1 && event.sender === target && target === create.sender) {
-    const key = serverKeyOfUser(target);
+    const key = actingServerKey(event, state, rules);
     const own = key === undefined ? undefined : state(PARTICIPATION_EVENT_TYPE, key);
     const ownPrev = own ? prevEventIds(own) : [];
     if (own && own.event_id === prev[0] && ownPrev.length === 1 && ownPrev[0] === create.event_id) return ALLOW;
@@ -629,7 +665,7 @@ function checkInvite(event: IdentifiedPdu, target: string, rules: RoomVersionRul
  */
 export function serverImplicitPowerLevel(serverKey: string, state: AuthStateLookup, rules: RoomVersionRules): number {
   const create = state(CREATE, "");
-  const creatorHere = create !== undefined && roomCreators(create, rules).some((c) => serverKeyOfUser(c) === serverKey);
+  const creatorHere = create !== undefined && roomCreators(create, rules).some((c) => hostingServerKey(c, state, rules) === serverKey);
   if (creatorHere && rules.authorization.explicitlyPrivilegeRoomCreators) return Infinity;
   const powerLevels = state(POWER_LEVELS, "");
   if (!powerLevels) return creatorHere ? 100 : 0;
@@ -637,7 +673,7 @@ export function serverImplicitPowerLevel(serverKey: string, state: AuthStateLook
   const users = powerLevels.content.users;
   if (isJsonObject(users)) {
     for (const user of Object.keys(users)) {
-      if (serverKeyOfUser(user) !== serverKey) continue;
+      if (hostingServerKey(user, state, rules) !== serverKey) continue;
       const n = readLevel(users, user, rules);
       if (n !== undefined && n > level) level = n;
     }
@@ -646,7 +682,13 @@ export function serverImplicitPowerLevel(serverKey: string, state: AuthStateLook
 }
 
 /** Rule 1 of MSC4345: an `org.matrix.msc4345.participation` event. */
-function checkParticipation(event: IdentifiedPdu, create: IdentifiedPdu, rules: RoomVersionRules, state: AuthStateLookup): AuthResult {
+function checkParticipation(
+  event: IdentifiedPdu,
+  create: IdentifiedPdu,
+  rules: RoomVersionRules,
+  state: AuthStateLookup,
+  options: AuthCheckOptions,
+): AuthResult {
   const target = event.state_key;
   if (!isServerKey(target)) return reject("a participation event's state_key must be a server key");
   const participation = participationOf(event);
@@ -657,10 +699,13 @@ function checkParticipation(event: IdentifiedPdu, create: IdentifiedPdu, rules: 
   }
   const current = state(PARTICIPATION_EVENT_TYPE, target);
   const currentParticipation = participationOf(current);
-  const senderKey = serverKeyOfUser(event.sender);
+  const portable = rules.authorization.portableAccounts;
+  const senderKey = hostingServerKey(event.sender, state, rules);
 
   // 1.1: the sender's signature matches the state_key: the key's controller speaks for itself.
-  if (senderKey === target && isSignedByServerKey(event, target)) {
+  // MSC4348 (decision 15): an account has no server part; the key's signature beside the account's
+  // is the key's controller speaking, through any account ("regardless of room membership").
+  if ((portable || senderKey === target) && isSignedByServerKey(event, target)) {
     if (current === undefined) {
       // 1.1.1.1: the room creator's server accepts itself.
       if (participation === "accepted" && roomCreators(create, rules).includes(event.sender)) return ALLOW;
@@ -690,6 +735,10 @@ function checkParticipation(event: IdentifiedPdu, create: IdentifiedPdu, rules: 
   if (senderKey === undefined || participationOf(state(PARTICIPATION_EVENT_TYPE, senderKey)) !== "accepted") {
     return reject("the sender's server key is not accepted in the room");
   }
+  // MSC4348 rule C: the admin's own server co-signs, as for any other event.
+  if (portable && !options.unsignedTemplate && !isSignedByServerKey(event, senderKey)) {
+    return reject("the event is not co-signed by the account's server");
+  }
   if (membershipOf(event.sender, state) !== "join") return reject("sender is not joined to the room");
   const senderLevel = powerLevelOf(event.sender, state, rules);
   const acceptLevel = namedPowerLevel("accept", state, rules);
@@ -697,7 +746,9 @@ function checkParticipation(event: IdentifiedPdu, create: IdentifiedPdu, rules: 
   if (participation === "revoked") {
     // 1.2.1, decision 3: a revocation by the key's own controller is final; an admin may still
     // revoke a server whose current state is its own request (or an admin's revocation).
-    if (currentParticipation === "revoked" && serverKeyOfUser(current!.sender) === target) {
+    // MSC4348 (decision 15): the key's controller is the one whose signature the revocation carries.
+    const byController = (c: IdentifiedPdu) => (portable ? isSignedByServerKey(c, target) : serverKeyOfUser(c.sender) === target);
+    if (currentParticipation === "revoked" && byController(current!)) {
       return reject("the server revoked its own key; that is final");
     }
     // 1.2.2, decision 2: at least `accept`, and strictly above the server's implicit level (as
@@ -726,6 +777,49 @@ function checkParticipation(event: IdentifiedPdu, create: IdentifiedPdu, rules: 
 
   // 1.4: `requested` is only ever sent by the key's controller.
   return reject("only the server itself may request participation");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable accounts (MSC4348, room version org.matrix.msc4348 = org.matrix.msc4345 + these rules).
+// The proposal gives no rules of its own; Myelin's reading, numbered after the twelve decisions of
+// ../shared/proposals/README.md:
+//  13. The server that speaks for an account is named by the account's own membership
+//      (`org.matrix.msc4348.server_key` in `m.room.member` content, kept by redaction). A later
+//      membership of the account naming another server moves it there: its user ID, and so its power,
+//      stay; the old server's later events for it fail rule C.
+//  A (14). Every event's sender is an account key (`@<key>`) and the event is signed by that key
+//      (entity: the key, as a server key in MSC4345 rooms). The create event too.
+//  B. MSC4345's rule 2 reads the acting server (`actingServerKey`) instead of the sender's server part.
+//  C. The acting server co-signed the event (proposal: "cosigned by a participating server").
+//  15. Participation events: the target key's signature beside the account's is the key's controller
+//      speaking (rule 1.1), through any account; the admin paths need the admin's own server as in C.
+// Signatures are checked for presence here; their validity is the signature check before auth, which in
+// these rooms verifies every key-form signature an event carries (room/verify-keys.ts).
+
+/** The server key that hosts `userId` in the room: in MSC4348 rooms the one its current membership
+ * names (none without a membership); in MSC4345 rooms the user ID's server part. */
+export function hostingServerKey(userId: string, state: AuthStateLookup, rules: RoomVersionRules): string | undefined {
+  if (!rules.authorization.portableAccounts) return serverKeyOfUser(userId);
+  const key = state(MEMBER, userId)?.content[MEMBER_SERVER_KEY];
+  return isServerKey(key) ? key : undefined;
+}
+
+/** The server key that speaks for `event` (MSC4345 rule 2, MSC4348 rule B): in MSC4348 rooms the one an
+ * account's own membership event names, else the sender's hosting server (`hostingServerKey`). */
+export function actingServerKey(event: Pdu, state: AuthStateLookup, rules: RoomVersionRules): string | undefined {
+  if (rules.authorization.portableAccounts && event.type === MEMBER && event.state_key === event.sender) {
+    const key = event.content[MEMBER_SERVER_KEY];
+    return isServerKey(key) ? key : undefined;
+  }
+  return hostingServerKey(event.sender, state, rules);
+}
+
+/** MSC4348 rule A: the sender is an account-key user ID and the event carries that key's signature. */
+function checkAccountKeySignature(event: Pdu, options: AuthCheckOptions): AuthResult {
+  const accountKey = accountKeyOfUser(event.sender);
+  if (accountKey === undefined) return reject("the sender must be an account key user ID (@<account key>)");
+  if (!options.unsignedTemplate && !isSignedByServerKey(event, accountKey)) return reject("the event is not signed by the sender's account key");
+  return ALLOW;
 }
 
 /** Validation result of a new power levels content: levels by key, or the reason it is invalid. */
@@ -845,6 +939,8 @@ export function redactionAllowedAtDelivery(
   if (redaction.type !== REDACTION || redactsOf(redaction, rules) !== redacted.event_id) return false;
   if (redaction.room_id !== redacted.room_id) return false;
   if (powerLevelOf(redaction.sender, state, rules) >= namedPowerLevel("redact", state, rules)) return true;
+  // MSC4348: an account has no server part; only the account itself redacts without the redact level.
+  if (rules.eventFormat.accountKeyIdentity) return redaction.sender === redacted.sender;
   if (rules.authorization.specialCaseRedactionSameDomain) return serverNameOf(redaction.event_id) === serverNameOf(redacted.event_id);
   return serverNameOf(redaction.sender) === serverNameOf(redacted.sender);
 }

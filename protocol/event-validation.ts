@@ -3,6 +3,7 @@
 // Client-Server API, "Size limits"; Appendices, "Canonical JSON" and "Identifier Grammar").
 // Only the shape is checked here: hashes, signatures and auth rules come later.
 import { CanonicalJsonError, MAX_SAFE, canonicalJson } from "./canonical-json.js";
+import { accountKeyOfUser } from "./accounts.js";
 import { isJsonObject } from "./json.js";
 import type { RoomVersionRules } from "./room-versions.js";
 
@@ -82,7 +83,9 @@ export function validatePduFormat(pdu: unknown, rules: RoomVersionRules): PduFor
   if (typeof type !== "string") return fail("type must be a string");
   if (byteLength(type) > MAX_ID_BYTES) return fail("type is longer than 255 bytes");
 
-  if (typeof sender !== "string" || !hasSigilAndDomain(sender, "@")) return fail("sender must be a user ID (@localpart:domain)");
+  // MSC4348 rooms (`accountKeyIdentity`): the sender may be `@<account key>`, with no server part.
+  const accountSender = rules.eventFormat.accountKeyIdentity && typeof sender === "string" && accountKeyOfUser(sender) !== undefined;
+  if (typeof sender !== "string" || !(accountSender || hasSigilAndDomain(sender, "@"))) return fail("sender must be a user ID (@localpart:domain)");
   if (byteLength(sender) > MAX_ID_BYTES) return fail("sender is longer than 255 bytes");
 
   // v12 (MSC4291): the create event has no room_id; its event ID defines the room ID.

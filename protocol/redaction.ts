@@ -2,6 +2,7 @@
 // The redacted form is what signatures and reference hashes (event IDs) cover, so it must match
 // other servers byte for byte. Behaviour per room version comes only from `rules.redaction`.
 import { isJsonObject, type JsonObject, type JsonValue } from "./json.js";
+import { MEMBER_SERVER_KEY } from "./accounts.js";
 import { PARTICIPATION_EVENT_TYPE } from "./participation.js";
 import type { Pdu } from "./pdu.js";
 import type { RedactionRules, RoomVersionRules } from "./room-versions.js";
@@ -52,6 +53,8 @@ export function redactContent(type: unknown, content: JsonObject, rules: Redacti
     case "m.room.member": {
       const keys = ["membership"];
       if (rules.keepsJoinAuthorisedViaUsersServer) keys.push("join_authorised_via_users_server");
+      // MSC4348: the server an account's membership names is what the auth rules read.
+      if (rules.keepsMemberServerKey) keys.push(MEMBER_SERVER_KEY);
       const out = pick(content, keys);
       // v11 (MSC3821): only `signed` of `third_party_invite` is kept. An object without `signed`
       // stays as `{}`; a non-object value is dropped (what Synapse does; ruma keeps `{}` too).

@@ -34,6 +34,11 @@ export interface AuthorizationRules {
    * its rules run before the member rule; every other event needs its sender's server key to be
    * `accepted`; power levels gain `accept`; the creator's first join follows its participation. */
   serverParticipation: boolean;
+  /** MSC4348: accounts take part by account key. Every event is sent by an account-key user ID and
+   * signed by that key; it is co-signed by the account's server, whose key the account's own
+   * membership names (`org.matrix.msc4348.server_key`), and that server must be `accepted`. A join
+   * naming another server moves the account there (auth-rules.ts "Portable accounts"). */
+  portableAccounts: boolean;
 }
 
 export interface RedactionRules {
@@ -56,6 +61,8 @@ export interface RedactionRules {
   /** MSC4345 (decision 9): `participation`, `unverified_domain` and `request_authorised_via_server`
    * of the participation event survive, and `accept` of `m.room.power_levels`. */
   keepsParticipation: boolean;
+  /** MSC4348: `org.matrix.msc4348.server_key` of `m.room.member` survives (the rules read it). */
+  keepsMemberServerKey: boolean;
 }
 
 export interface EventFormatRules {
@@ -66,6 +73,9 @@ export interface EventFormatRules {
   /** MSC4345 (decisions 11, 12): the server part of a user ID is the server key (unpadded URL-safe
    * base64 of the ed25519 public key) and signatures are keyed by that key, not by a server name. */
   serverKeyIdentity: boolean;
+  /** MSC4348: user IDs are `@<account key>` (unpadded URL-safe base64 of the account's ed25519 public
+   * key, no server part), and the account key signs the account's events (entity: the key itself). */
+  accountKeyIdentity: boolean;
 }
 
 export interface RoomVersionRules {
@@ -106,7 +116,7 @@ const V1: RoomVersionRules = {
   stateResolution: "v1",
   enforceKeyValidity: false,
   strictCanonicalJson: false,
-  eventFormat: { eventIdInPdu: true, redactsInContent: false, serverKeyIdentity: false },
+  eventFormat: { eventIdInPdu: true, redactsInContent: false, serverKeyIdentity: false, accountKeyIdentity: false },
   authorization: {
     specialCaseAliases: true,
     specialCaseRedactionSameDomain: true,
@@ -120,6 +130,7 @@ const V1: RoomVersionRules = {
     additionalRoomCreators: false,
     roomCreateEventIdAsRoomId: false,
     serverParticipation: false,
+    portableAccounts: false,
   },
   redaction: {
     keepsOriginMembershipPrevState: true,
@@ -131,6 +142,7 @@ const V1: RoomVersionRules = {
     keepsRedactsInContent: false,
     keepsThirdPartyInviteSigned: false,
     keepsParticipation: false,
+    keepsMemberServerKey: false,
   },
 };
 // v2: state resolution v2.
@@ -197,8 +209,16 @@ const MSC4345 = derive(V12, "org.matrix.msc4345", {
   redaction: { keepsParticipation: true },
 });
 
+// org.matrix.msc4348 (unstable): org.matrix.msc4345 plus portable accounts (MSC4348). Decisions 13-17
+// of Myelin's reading are written in auth-rules.ts "Portable accounts" and in the README.
+const MSC4348 = derive(MSC4345, "org.matrix.msc4348", {
+  eventFormat: { accountKeyIdentity: true },
+  authorization: { portableAccounts: true },
+  redaction: { keepsMemberServerKey: true },
+});
+
 export const ROOM_VERSIONS: ReadonlyMap<string, RoomVersionRules> = new Map(
-  [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, MSC4345].map((v) => [v.id, v]),
+  [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, MSC4345, MSC4348].map((v) => [v.id, v]),
 );
 
 export const DEFAULT_ROOM_VERSION = "12";

@@ -6,6 +6,8 @@ import { serverNameOf, type Pdu } from "../../protocol/pdu.js";
 import { encodeBase64 } from "../../protocol/base64.js";
 import { PARTICIPATION_EVENT_TYPE, isServerKey, serverKeyBytes } from "../../protocol/participation.js";
 import type { RoomVersionRules } from "../../protocol/room-versions.js";
+import { accountKeyOfUser } from "../../protocol/accounts.js";
+import { isJsonObject } from "../../protocol/json.js";
 import { verifyKeysFor as serverVerifyKeys, type KeyQuery, type VerifyKey } from "../../federation-client/server-keys.js";
 import type { Env } from "../../worker/env.js";
 
@@ -16,6 +18,16 @@ export type { VerifyKey } from "../../federation-client/server-keys.js";
  * ID; for a restricted join (v8+) the server of `join_authorised_via_users_server`.
  */
 export function requiredSigningServers(pdu: Pdu, rules: RoomVersionRules): string[] {
+  // MSC4348 rooms: the account key signs (its entity is the key itself), and every key-form signature
+  // the event carries is verified: the auth rules look for the co-signing server's signature by its
+  // presence (auth-rules.ts "Portable accounts"), so none may be present unverified.
+  if (rules.eventFormat.accountKeyIdentity) {
+    const accountKey = accountKeyOfUser(pdu.sender);
+    const signers = new Set<string>(accountKey === undefined ? [] : [accountKey]);
+    for (const entity of Object.keys(isJsonObject(pdu.signatures) ? pdu.signatures : {})) if (isServerKey(entity)) signers.add(entity);
+    if (signers.size === 0) signers.add(serverNameOf(pdu.sender));
+    return [...signers];
+  }
   const servers = new Set<string>([serverNameOf(pdu.sender)]);
   if (rules.eventFormat.eventIdInPdu && typeof pdu.event_id === "string") servers.add(serverNameOf(pdu.event_id));
   if (rules.authorization.restrictedJoinRule && pdu.type === "m.room.member" && pdu.content.membership === "join") {
