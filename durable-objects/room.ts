@@ -67,6 +67,8 @@ import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver, skipHandOver
 import { appservicesInterestedInRoom, enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 import { cancelDelayedStateEvents, watchDelayedState } from "./room/delayed-state-watch.js";
 import { ownServerKey } from "./room/key-identity.js";
+import { accountKeyOf, accountsOfKeys } from "./account-keys.js";
+import { accountKeyOfUser } from "../protocol/accounts.js";
 import { verifyServerDomains, type KeyDocumentFetch } from "./room/server-domains.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../protocol/participation.js";
 import { checkSentParticipation, makeParticipation, type MakeParticipationRequest } from "./room/federation-participation.js";
@@ -248,10 +250,30 @@ export class RoomDurableObject extends DurableObject<Env> {
   // MSC4345 rooms name this server's users by its server key (room/key-identity.ts): IDs from the worker
   // and the User DOs are translated on the way in, notifications to User DOs on the way out.
 
-  /** Loads this server's key when the room (being created, or stored) needs it. */
+  /** Loads this server's key when the room (being created, or stored) needs it; in MSC4348 rooms also
+   * the account keys of the local accounts among the members (room/key-identity.ts). */
   private async loadServerKey(rules: RoomVersionRules | undefined): Promise<void> {
     if (rules?.eventFormat.serverKeyIdentity && this.engine.ownServerKey === undefined) {
       this.engine.ownServerKey = ownServerKey(await signingKey(this.env));
+    }
+    if (rules?.eventFormat.accountKeyIdentity && this.engine.meta()) {
+      const keys = ["join", "invite", "knock"].flatMap((m) => this.engine.membersWith(m)).map(accountKeyOfUser).filter((k) => k !== undefined);
+      for (const a of await accountsOfKeys(this.env, keys)) this.engine.localAccounts.add(a.userId, a.accountKey, a.key);
+    }
+  }
+
+  /**
+   * MSC4348 rooms: loads (generating on first use, durable-objects/account-keys.ts) the account keys of
+   * the local accounts a request names, so that the room names them `@<account key>` and their events are
+   * signed by their keys. Other rooms: nothing.
+   */
+  private async loadAccounts(rules: RoomVersionRules | undefined, userIds: (string | undefined)[]): Promise<void> {
+    if (!rules?.eventFormat.accountKeyIdentity) return;
+    for (const userId of userIds) {
+      if (userId === undefined || !userId.startsWith("@") || serverNameOf(userId) !== this.env.SERVER_NAME) continue;
+      if (this.engine.localAccounts.has(userId)) continue;
+      const account = await accountKeyOf(this.env, userId);
+      this.engine.localAccounts.add(userId, account.accountKey, account.key);
     }
   }
 
@@ -405,6 +427,11 @@ export class RoomDurableObject extends DurableObject<Env> {
       const rules = typeof version === "string" ? roomVersionRules(version) : undefined;
       if (!rules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version");
       await this.loadServerKey(rules);
+      // MSC4348: the creator and the local invitees are named by their account keys already.
+      if (rules.eventFormat.accountKeyIdentity) {
+        const keys = [config.creator, ...config.invite].map(accountKeyOfUser).filter((k) => k !== undefined);
+        for (const a of await accountsOfKeys(this.env, keys)) this.engine.localAccounts.add(a.userId, a.accountKey, a.key);
+      }
       const create = { ...createEvent, event_id: await eventIdFor(createEvent, rules) } as IdentifiedPdu;
 
       // Dry run: build every event on the simulated state and check it, so a bad request stores nothing.
@@ -424,6 +451,7 @@ export class RoomDurableObject extends DurableObject<Env> {
           prevEvents: [prev],
           state: lookup,
           now: Date.now(),
+          accountKey: this.engine.localAccounts.signingKeyOf(template.sender),
         });
         const identified = { ...event.pdu, event_id: event.eventId } as IdentifiedPdu;
         const check = checkEventAuth(identified, rules, lookup);
@@ -458,6 +486,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     const outcome = await this.serialised(async () => {
       const meta = this.engine.meta();
       if (!meta) throw forbidden("Unknown room");
+      await this.loadAccounts(meta.rules, [request.sender, request.stateKey]);
       const sender = this.inRoom(request.sender);
       const { type, content } = request;
       // A state key naming a local user (m.room.member) names them as the room does.
@@ -520,7 +549,10 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** join, invite, leave, kick, ban, unban, knock by a local user (spec: "Room membership"). */
   async updateMembership(request: MembershipRequest): Promise<Outcome<SentEvent>> {
-    const outcome = await this.serialised(() => this.membershipLocked({ ...request, sender: this.inRoom(request.sender), target: this.inRoom(request.target) }));
+    const outcome = await this.serialised(async () => {
+      await this.loadAccounts(this.engine.meta()?.rules, [request.sender, request.target]);
+      return this.membershipLocked({ ...request, sender: this.inRoom(request.sender), target: this.inRoom(request.target) });
+    });
     if ("ok" in outcome) await this.membershipDelivered(outcome.ok.streamOrdering);
     return outcome;
   }

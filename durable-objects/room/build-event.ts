@@ -1,10 +1,11 @@
 // Building a local event (spec: Server-Server API, "Auth events selection", "Signing Events"; room versions,
 // "Event format"): prev_events, auth_events, depth, timestamp, content hash, this server's signature and
 // the event ID of the room version. The result is persisted like any other event (engine.ts).
-import { authEventTypesFor, type AuthStateLookup } from "../../protocol/auth-rules.js";
+import { authEventTypesFor, hostingServerKey, type AuthStateLookup } from "../../protocol/auth-rules.js";
+import { MEMBER_SERVER_KEY, accountKeyOfUser } from "../../protocol/accounts.js";
 import { encodeBase64 } from "../../protocol/base64.js";
 import { MAX_SAFE } from "../../protocol/canonical-json.js";
-import { hashAndSignEvent, referenceHash } from "../../protocol/event-hashes.js";
+import { hashAndSignEvent, referenceHash, signEventAsServer } from "../../protocol/event-hashes.js";
 import type { JsonObject } from "../../protocol/json.js";
 import type { EventReferenceV1, IdentifiedPdu, Pdu } from "../../protocol/pdu.js";
 import type { RoomVersionRules } from "../../protocol/room-versions.js";
@@ -39,6 +40,8 @@ export interface BuildContext {
   state: AuthStateLookup;
   /** Clock (ms). */
   now: number;
+  /** MSC4348 rooms: the sender's account key (a local account's), which signs beside the server key. */
+  accountKey?: SigningKey;
 }
 
 /** Synapse's cap on the prev_events of a new event (the PDU format allows 20). */
@@ -58,12 +61,28 @@ async function reference(pdu: IdentifiedPdu, rules: RoomVersionRules): Promise<s
 
 /** Builds, hashes and signs a local event. Auth rules are not checked here: persisting does that. */
 export async function buildLocalEvent(template: EventTemplate, ctx: BuildContext): Promise<BuiltEvent> {
-  const pdu = await unsignedEvent(template, ctx);
+  const pdu = await unsignedEvent(withAccountServer(template, ctx), ctx);
   // hashAndSignEvent adds `hashes` and `signatures`.
   // MSC4345 rooms (decision 11): the signature is keyed by the server key, not the server name.
   const entity = ctx.rules.eventFormat.serverKeyIdentity ? ownServerKey(ctx.key) : ctx.serverName;
   const signed = await hashAndSignEvent(pdu, entity, ctx.key, ctx.rules);
+  // MSC4348 (rule A): the account signs too, under its own key; the event ID does not cover signatures.
+  const accountKey = accountKeyOfUser(template.sender);
+  if (ctx.rules.eventFormat.accountKeyIdentity && ctx.accountKey && accountKey !== undefined) {
+    return { pdu: await signEventAsServer(signed.pdu, accountKey, ctx.accountKey, ctx.rules), eventId: signed.eventId };
+  }
   return { pdu: signed.pdu, eventId: signed.eventId };
+}
+
+/**
+ * MSC4348 (decision 13): an account's own membership names the server that speaks for it, this one for
+ * a local account's (an invite is about the account, not spoken by it, and names none). A join naming
+ * this server while the account's membership names another is how the account moves here.
+ */
+export function withAccountServer(template: EventTemplate, ctx: Pick<BuildContext, "rules" | "key">): EventTemplate {
+  if (!ctx.rules.authorization.portableAccounts || template.type !== "m.room.member" || template.stateKey !== template.sender) return template;
+  if (template.content.membership === "invite") return template;
+  return { ...template, content: { ...template.content, [MEMBER_SERVER_KEY]: ownServerKey(ctx.key) } };
 }
 
 /**
@@ -79,7 +98,8 @@ export async function unsignedEvent(template: EventTemplate, ctx: Omit<BuildCont
   }
 
   const authEvents: IdentifiedPdu[] = [];
-  for (const [type, sk] of authEventTypesFor(template.type, template.stateKey, template.sender, content, rules)) {
+  const senderServerKey = rules.authorization.portableAccounts ? hostingServerKey(template.sender, ctx.state, rules) : undefined;
+  for (const [type, sk] of authEventTypesFor(template.type, template.stateKey, template.sender, content, rules, senderServerKey)) {
     const e = ctx.state(type, sk);
     if (e) authEvents.push(e);
   }

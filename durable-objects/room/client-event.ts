@@ -20,6 +20,8 @@ export interface ClientEventUnsigned {
   msc4354_sticky_duration_ttl_ms?: number;
   /** MSC4345: the verified domain of the sender's server key (decision 12). */
   server_domain?: string;
+  /** MSC4348: the account name (not a user ID) of the sender's account, where this server knows it. */
+  account?: string;
   /** MSC4115: the reader's membership at the time of the event. */
   membership?: string;
 }
@@ -57,6 +59,8 @@ export interface ClientEventOptions {
   replacedState?: IdentifiedPdu;
   /** MSC4345 rooms: the domain this server verified for the sender's server key, if any. */
   serverDomainOf?: (userId: string) => string | undefined;
+  /** MSC4348 rooms: the account name of an `@<account key>` sender, if this server knows it. */
+  accountNameOf?: (userId: string) => string | undefined;
   /** MSC4115: the reader's membership at the time of the event (timeline reads only, not state lists). */
   membership?: string;
   /** MSC4354: when this server received a sticky event dated in the future (room/sticky-receipt.ts). */
@@ -95,6 +99,9 @@ export function toClientEvent(pdu: IdentifiedPdu, options: ClientEventOptions): 
   // MSC4345 (decision 12): `unsigned.server_domain` only once the server verified the domain.
   const domain = options.serverDomainOf?.(pdu.sender);
   if (domain !== undefined) unsigned.server_domain = domain;
+  // MSC4348 "Obtaining account and profile information as a client": `unsigned.account`.
+  const account = options.accountNameOf?.(pdu.sender);
+  if (account !== undefined) unsigned.account = account;
   if (options.membership !== undefined) unsigned.membership = options.membership;
   event.unsigned = unsigned;
   return event;

@@ -39,6 +39,8 @@ export interface CreateRoomConfig {
   inviteeProfiles: Record<string, MemberProfile>;
   /** MSC4345 rooms: the `unverified_domain` the creator's server advertises in its participation. */
   participationDomain?: string;
+  /** MSC4348 rooms: the creator's server key (an account ID has no server part to read it from). */
+  participationKey?: string;
 }
 
 /** The preset table of the spec. `guest_access` is only sent for `can_join`: without the event guests
@@ -133,7 +135,7 @@ export function initialEventTemplates(config: CreateRoomConfig, rules: RoomVersi
 
   // MSC4345 "Room creation flow": the creator's server accepts itself, with the domain it advertises,
   // before the creator's join (rule 1.1.1.1; the creator's first join then follows this event).
-  const creatorKey = rules.authorization.serverParticipation ? serverKeyOfUser(sender) : undefined;
+  const creatorKey = !rules.authorization.serverParticipation ? undefined : rules.authorization.portableAccounts ? config.participationKey : serverKeyOfUser(sender);
   if (creatorKey !== undefined) {
     const content: JsonObject = { participation: "accepted" };
     if (config.participationDomain !== undefined) content.unverified_domain = config.participationDomain;

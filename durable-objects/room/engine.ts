@@ -5,7 +5,7 @@
 //
 // The engine does no locking: the Room DO serialises every write through one queue (room.ts), so the
 // async checks of one event never interleave with another write.
-import { CREATOR_IN_USERS, checkEventAgainstAuthEvents, checkEventAuth, redactionAllowedAtDelivery, redactsOf, thirdPartyInvitePublicKeys, verifyThirdPartyInviteSigned, type AuthStateLookup } from "../../protocol/auth-rules.js";
+import { CREATOR_IN_USERS, checkEventAgainstAuthEvents, checkEventAuth, hostingServerKey, redactionAllowedAtDelivery, redactsOf, thirdPartyInvitePublicKeys, verifyThirdPartyInviteSigned, type AuthStateLookup } from "../../protocol/auth-rules.js";
 import { MatrixError, badJson, forbidden, tooLarge } from "../../protocol/errors.js";
 import { checkContentHash, eventIdFor, roomIdFromCreateEvent, verifyEventSignature } from "../../protocol/event-hashes.js";
 import { MAX_PDU_BYTES, validatePduFormat } from "../../protocol/event-validation.js";
@@ -22,7 +22,7 @@ import { createRoomSchema, roomSchemaExists } from "./schema.js";
 import { ServerDomains } from "./server-domains.js";
 import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
 import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
-import { KeyIdentity } from "./key-identity.js";
+import { KeyIdentity, LocalAccounts } from "./key-identity.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../../protocol/participation.js";
 
 export interface RoomMeta {
@@ -1048,7 +1048,9 @@ export class RoomEngine {
     if (this.ownServerKey === undefined) return serverNameOf(userId); // not an MSC4345 room
     const ids = this.keyIdentity();
     if (!ids.active) return serverNameOf(userId);
-    const key = serverKeyOfUser(userId);
+    // MSC4348: an account is reached through the server its membership names.
+    const rules = (this.meta() ?? this.pendingMeta())?.rules;
+    const key = rules?.eventFormat.accountKeyIdentity ? hostingServerKey(userId, this.currentLookup, rules) : serverKeyOfUser(userId);
     if (key === undefined) return serverNameOf(userId);
     if (key === this.ownServerKey) return this.env.SERVER_NAME;
     const domain = this.currentStateEvent(PARTICIPATION_EVENT_TYPE, key)?.content.unverified_domain;
@@ -1058,9 +1060,14 @@ export class RoomEngine {
   /** This server's key in MSC4345 rooms; set by the Room DO before it serves such a room. */
   ownServerKey: string | undefined;
 
+  /** MSC4348 rooms: the local accounts' keys this room has loaded (room/key-identity.ts). */
+  readonly localAccounts = new LocalAccounts();
+
   /** The ID translation of MSC4345 rooms (room/key-identity.ts); the identity in other rooms. */
   keyIdentity(): KeyIdentity {
-    return new KeyIdentity(this.env.SERVER_NAME, this.ownServerKey, (this.meta() ?? this.pendingMeta())?.rules, (key) => this.serverDomains.domainOf(key));
+    const rules = (this.meta() ?? this.pendingMeta())?.rules;
+    const hostOf = (userId: string) => (rules ? hostingServerKey(userId, this.currentLookup, rules) : undefined);
+    return new KeyIdentity(this.env.SERVER_NAME, this.ownServerKey, rules, (key) => this.serverDomains.domainOf(key), this.localAccounts, hostOf);
   }
 
   /** Outbox rows (the given IDs, or the oldest `limit`), oldest first. */

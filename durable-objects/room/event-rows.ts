@@ -129,7 +129,7 @@ export function formatRows(
       }
     }
   }
-  const serverDomainOf = engine.keyIdentity().serverDomainOf;
+  const { serverDomainOf, accountNameOf } = engine.keyIdentity();
   return rows.map((row) => {
     let redactedBecause: RedactionClientEvent | undefined;
     if (row.redacted_because !== null) {
@@ -141,6 +141,6 @@ export function formatRows(
       }
     }
     const replacedState = row.replaces_state === null ? undefined : engine.events.pdu(row.replaces_state);
-    return toClientEvent(pduOf(row), { roomId: meta.roomId, rules: meta.rules, now, transactionId: txnIds.get(row.event_id), redactedBecause, replacedState, serverDomainOf, membership: membership?.membershipAt(row) });
+    return toClientEvent(pduOf(row), { roomId: meta.roomId, rules: meta.rules, now, transactionId: txnIds.get(row.event_id), redactedBecause, replacedState, serverDomainOf, accountNameOf, membership: membership?.membershipAt(row) });
   });
 }

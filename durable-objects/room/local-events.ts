@@ -41,6 +41,7 @@ export async function createLocalEvent(engine: RoomEngine, env: Env, template: E
     prevEvents: choosePrevEvents(engine),
     state: engine.currentLookup,
     now: template.originServerTs ?? Date.now(),
+    accountKey: engine.localAccounts.signingKeyOf(template.sender),
   });
   return engine.persistEvent(built.pdu, { origin: "local", txn });
 }

@@ -66,6 +66,7 @@ function clientEvent(engine: RoomEngine, eventId: string, reader: Reader | undef
     redactedBecause,
     replacedState,
     serverDomainOf: engine.keyIdentity().serverDomainOf,
+    accountNameOf: engine.keyIdentity().accountNameOf,
     ...(stickyReceivedTs !== undefined ? { stickyReceivedTs } : {}),
   });
 }

@@ -17,6 +17,7 @@ describe("capabilities", () => {
     const expected: Record<string, string> = {};
     for (let v = 1; v <= 12; v++) expected[String(v)] = "stable";
     expected["org.matrix.msc4345"] = "unstable"; // MSC4345 server participation
+    expected["org.matrix.msc4348"] = "unstable"; // MSC4348 portable accounts
     expect(caps["m.room_versions"].available).toEqual(expected);
     expect(Object.keys(caps["m.room_versions"].available)).toHaveLength(ROOM_VERSIONS.size);
     expect((await api("GET", "/_matrix/client/r0/capabilities", { token: alice.access_token })).body).toEqual(res.body);

@@ -19,6 +19,9 @@ import { readJsonObject } from "../http.js";
 import { roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { signingKey } from "../server-identity.js";
+import { accountKeyOf } from "../account-keys.js";
+import { accountKeyUserId } from "../../protocol/accounts.js";
+import type { SigningKey } from "../../protocol/signing.js";
 import { localProfile } from "./profile.js";
 import { copyPushRulesFromPredecessor } from "./push-rules.js";
 
@@ -143,6 +146,25 @@ export async function createRoom(env: Env, creator: string, body: JsonObject): P
     config.inviteeProfiles = Object.fromEntries(Object.entries(config.inviteeProfiles).map(([u, p]) => [ids.inRoom(u), p]));
     config.participationDomain = env.SERVER_NAME;
   }
+  let creatorAccountKey: SigningKey | undefined;
+  if (rules.eventFormat.accountKeyIdentity) {
+    // MSC4348: members are named by their account keys (durable-objects/account-keys.ts: the server holds
+    // one per account, made on first use); the creator's server is named by its key in the participation.
+    const account = await accountKeyOf(env, creator);
+    creatorAccountKey = account.key;
+    config.creator = accountKeyUserId(account.accountKey);
+    if (config.remoteInvitees.length > 0) throw forbidden("Invites to users of other servers are not supported in this room version yet");
+    const profiles: Record<string, MemberProfile> = {};
+    const invitees: string[] = [];
+    for (const user of config.invite) {
+      const id = accountKeyUserId((await accountKeyOf(env, user)).accountKey);
+      invitees.push(id);
+      profiles[id] = config.inviteeProfiles[user] ?? {};
+    }
+    config.invite = invitees;
+    config.inviteeProfiles = profiles;
+    config.participationKey = ownServerKey(key);
+  }
 
   for (let attempt = 0; ; attempt++) {
     const roomIdBefore = rules.roomIdFormat === "server-generated" ? `!${randomToken(12)}:${env.SERVER_NAME}` : undefined;
@@ -157,6 +179,7 @@ export async function createRoom(env: Env, creator: string, body: JsonObject): P
         state: () => undefined,
         // A retry needs another create event hash (v12 room IDs): another timestamp.
         now: Date.now() - attempt * (1 + Math.floor(Math.random() * 10)),
+        accountKey: creatorAccountKey,
       },
     );
     const roomId = await roomIdFromCreateEvent(create.pdu, rules);
