@@ -74,6 +74,7 @@ import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../protocol/participa
 import { checkSentParticipation, makeParticipation, type MakeParticipationRequest } from "./room/federation-participation.js";
 import type { RoomVersionRules } from "../protocol/room-versions.js";
 import type { DeliveredRoomEventNotification } from "./notifications.js";
+import { sharedSince, sharingAnchor } from "./room/device-list-sharing.js";
 
 export type { CreateRoomConfig } from "./room/create-room.js";
 export type { MembershipAction, MembershipRequest } from "./room/membership.js";
@@ -953,6 +954,17 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** Whether a user is currently joined (restricted joins of other rooms ask this). */
   isJoined(userId: string): boolean {
     return this.engine.meta() !== null && this.engine.membershipOf(this.inRoom(userId))?.membership === "join";
+  }
+
+  /** Device list copies (room/device-list-sharing.ts): the room's position if `remoteUserId` and one of our
+   * users are joined now, "partial" while its state is partial, else null. */
+  deviceListAnchor(remoteUserId: string): number | "partial" | null {
+    return sharingAnchor(this.engine, remoteUserId);
+  }
+
+  /** Device list copies: whether `remoteUserId` and one of our users have been joined since `position`. */
+  deviceListSharedSince(remoteUserId: string, position: number): boolean {
+    return sharedSince(this.engine, remoteUserId, position);
   }
 
   /** The servers with a joined member (routing names), for checks of what a server may learn. */

@@ -387,17 +387,35 @@ export class UserDurableObject extends DurableObject<Env> {
     return this.federatedDeviceLists.diffOwn(userId, current, crossSigning);
   }
   /** A local user asked for this remote user's keys. */
-  watchRemoteDeviceList(localUserId: string): void {
-    this.federatedDeviceLists.watch(localUserId);
+  watchRemoteDeviceList(localUserId: string, roomId?: string): void {
+    this.federatedDeviceLists.watch(localUserId, roomId);
+  }
+  /** Rooms where this remote user was seen joined with a local user (anchor candidates for the copy). */
+  remoteSharedRooms(): string[] {
+    return this.federatedDeviceLists.sharedRooms();
+  }
+  /** A candidate room is no longer shared with this remote user. */
+  forgetRemoteSharedRoom(roomId: string): void {
+    this.federatedDeviceLists.forgetSharedRoom(roomId);
+  }
+  /** Our copy of this remote user's list is in doubt: the next query fetches it again. */
+  invalidateRemoteDeviceList(): void {
+    this.federatedDeviceLists.invalidateRemote();
   }
   /** Inbound m.device_list_update EDUs of this remote user, in order; with the local users to tell. */
   applyRemoteDeviceListUpdates(updates: DeviceListUpdate[]): { verdicts: RemoteUpdateVerdict[]; watchers: string[] } {
     return { verdicts: this.federatedDeviceLists.applyRemote(updates), watchers: this.federatedDeviceLists.watchers() };
   }
   /** A resync of this remote user's list (GET /user/devices); returns the local users to tell. */
-  replaceRemoteDeviceList(userId: string, streamId: number, devices: FederatedDevice[], crossSigning: FederatedCrossSigning): string[] {
-    this.federatedDeviceLists.replaceRemote(userId, streamId, devices, crossSigning);
-    return this.federatedDeviceLists.watchers();
+  replaceRemoteDeviceList(
+    userId: string,
+    streamId: number,
+    devices: FederatedDevice[],
+    crossSigning: FederatedCrossSigning,
+    anchor: { roomId: string; position: number } | null = null,
+  ): { kept: boolean; watchers: string[] } {
+    const kept = this.federatedDeviceLists.replaceRemote(userId, streamId, devices, crossSigning, anchor);
+    return { kept, watchers: this.federatedDeviceLists.watchers() };
   }
   /** An inbound m.signing_key_update of this remote user; returns whether it applied and who to tell. */
   applyRemoteSigningKeys(crossSigning: FederatedCrossSigning): { applied: boolean; watchers: string[] } {
@@ -429,7 +447,7 @@ export class UserDurableObject extends DurableObject<Env> {
     return this.federatedDeviceLists.watchers();
   }
   /** Our copy of this remote user's list (null: never fetched). */
-  remoteDeviceList(): { streamId: number; devices: FederatedDevice[]; crossSigning: FederatedCrossSigning } | null {
+  remoteDeviceList(): { streamId: number; devices: FederatedDevice[]; crossSigning: FederatedCrossSigning; anchor: { roomId: string; position: number } | null } | null {
     return this.federatedDeviceLists.remoteList();
   }
 

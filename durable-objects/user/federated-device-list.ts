@@ -22,7 +22,11 @@
 //   remote_device_list        one row: the remote user, the last stream_id applied (null: never synced).
 //   remote_devices            the remote user's devices: keys JSON (null: none) and display name.
 //   remote_cross_signing      the remote user's master and self-signing keys.
-//   remote_device_watchers    local users who asked for this remote user's keys.
+//   remote_device_watchers    local users who asked for this remote user's keys or share a room with them.
+//   remote_device_seen        stream_ids applied since the last resync (and the resync's): valid prev_ids.
+//   remote_device_highest     the highest stream_id seen in an update or resync.
+//   remote_device_anchor      the room (and its stream position) whose unbroken sharing keeps the copy current.
+//   remote_shared_rooms       rooms where the user was seen joined with a local user (anchor candidates).
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS own_device_list_feed (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id INTEGER NOT NULL);
@@ -32,6 +36,10 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS remote_devices (device_id TEXT PRIMARY KEY, keys TEXT, display_name TEXT);
   CREATE TABLE IF NOT EXISTS remote_cross_signing (key_type TEXT PRIMARY KEY, json TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS remote_device_watchers (user_id TEXT PRIMARY KEY, since_ts INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS remote_device_seen (stream_id INTEGER PRIMARY KEY);
+  CREATE TABLE IF NOT EXISTS remote_device_highest (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS remote_device_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), room_id TEXT NOT NULL, position INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS remote_shared_rooms (room_id TEXT PRIMARY KEY, since_ts INTEGER NOT NULL);
 `;
 
 /** One device as the federation sees it: keys (JSON text, or null when it has none) and display name. */
@@ -133,47 +141,94 @@ export class FederatedDeviceLists {
 
   // -------------------------------------------------------------------------------------------
   // A remote user's list.
+  //
+  // The copy answers a local /keys/query only while it is current (worker/federation/remote-keys.ts):
+  // synced (`stream_id` not null) and anchored in a room that has been shared with the user, without a
+  // break, since the copy was fetched (`remote_device_anchor`): only then has the user's server been
+  // sending us every update. Whatever casts doubt sets `stream_id` to null first, in the same transaction
+  // (Synapse marks the cache stale up front): a gap in the `prev_id` chain, an update we could not use,
+  // a signing key update we could not check.
 
   private remoteStreamId(): number | null {
     return this.sql.exec<{ stream_id: number | null }>("SELECT stream_id FROM remote_device_list WHERE id = 1").toArray()[0]?.stream_id ?? null;
   }
 
-  /** Registers a local user who wants to hear about this remote user's device changes. */
-  watch(localUserId: string, now = Date.now()): void {
+  /** The highest stream_id any update or resync has named (a resync older than it is not kept). */
+  private remoteHighestStreamId(): number {
+    return this.sql.exec<{ s: number }>("SELECT stream_id AS s FROM remote_device_highest WHERE id = 1").toArray()[0]?.s ?? -1;
+  }
+
+  private noteHighest(streamId: number): void {
+    this.sql.exec(
+      "INSERT INTO remote_device_highest (id, stream_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET stream_id = MAX(stream_id, excluded.stream_id)",
+      streamId,
+    );
+  }
+
+  /** Marks the copy as not current: it answers nothing and accepts no update until a resync replaces it. */
+  private markStale(): void {
+    this.sql.exec("UPDATE remote_device_list SET stream_id = NULL WHERE id = 1");
+    this.sql.exec("DELETE FROM remote_device_seen");
+    this.sql.exec("DELETE FROM remote_device_anchor");
+  }
+
+  /** Registers a local user who wants to hear about this remote user's device changes; `roomId`: a room
+   * where the two were seen joined together (a candidate anchor for the copy). */
+  watch(localUserId: string, roomId?: string, now = Date.now()): void {
     this.sql.exec("INSERT OR IGNORE INTO remote_device_watchers (user_id, since_ts) VALUES (?, ?)", localUserId, now);
+    if (roomId !== undefined) this.sql.exec("INSERT OR IGNORE INTO remote_shared_rooms (room_id, since_ts) VALUES (?, ?)", roomId, now);
   }
 
   watchers(): string[] {
     return this.sql.exec<{ user_id: string }>("SELECT user_id FROM remote_device_watchers ORDER BY user_id").toArray().map((r) => r.user_id);
   }
 
+  /** Rooms where this remote user was seen joined with a local user, newest first (anchor candidates). */
+  sharedRooms(limit = 20): string[] {
+    return this.sql
+      .exec<{ room_id: string }>("SELECT room_id FROM remote_shared_rooms ORDER BY since_ts DESC, room_id LIMIT ?", limit)
+      .toArray()
+      .map((r) => r.room_id);
+  }
+
+  /** A candidate room turned out not to be shared any more. */
+  forgetSharedRoom(roomId: string): void {
+    this.sql.exec("DELETE FROM remote_shared_rooms WHERE room_id = ?", roomId);
+  }
+
   /**
    * Applies updates of this remote user, in order (spec: "Device Management": a `prev_id` we have not
-   * seen means an update was missed). Stops at the first one that needs a resync. Updates of a user no
-   * local user watches are not tracked.
+   * seen means an update was missed). As Synapse's DeviceListUpdater `_need_to_do_resync`, an update
+   * applies only if each of its `prev_id`s is the stream_id our copy is at, one applied since the last
+   * resync, or one earlier in the same batch; otherwise (or without any `prev_id`) the copy is marked
+   * stale and must be fetched again. Where we differ from Synapse: an update whose stream_id is not above
+   * the copy's, or one already applied, is ignored (stream_ids grow, so the copy already holds it; Synapse
+   * would apply it again and move its copy back). Updates of a user no local user watches are not tracked.
    */
   applyRemote(updates: DeviceListUpdate[]): RemoteUpdateVerdict[] {
     return this.storage.transactionSync(() => {
       const verdicts: RemoteUpdateVerdict[] = [];
-      let known = this.remoteStreamId();
       const tracked = this.watchers().length > 0;
+      let known = this.remoteStreamId();
+      const seen = new Set(this.sql.exec<{ stream_id: number }>("SELECT stream_id FROM remote_device_seen").toArray().map((r) => r.stream_id));
+      if (known !== null) seen.add(known);
       let resync = false;
       for (const u of updates) {
         if (!tracked) {
           verdicts.push("untracked");
           continue;
         }
+        this.noteHighest(u.streamId);
         if (resync || known === null) {
           resync = true;
           verdicts.push("resync");
           continue;
         }
-        if (u.streamId <= known) {
+        if (u.streamId <= known || seen.has(u.streamId)) {
           verdicts.push("duplicate");
           continue;
         }
-        // Synapse: no prev_id at all also means "start again".
-        if (u.prevIds.length === 0 || !u.prevIds.every((p) => p <= known!)) {
+        if (u.prevIds.length === 0 || !u.prevIds.every((p) => seen.has(p))) {
           resync = true;
           verdicts.push("resync");
           continue;
@@ -189,39 +244,67 @@ export class FederatedDeviceLists {
           );
         }
         known = u.streamId;
+        seen.add(u.streamId);
+        this.sql.exec("INSERT OR IGNORE INTO remote_device_seen (stream_id) VALUES (?)", u.streamId);
         this.sql.exec("UPDATE remote_device_list SET stream_id = ? WHERE id = 1", known);
         verdicts.push("applied");
       }
+      if (resync) this.markStale();
       return verdicts;
     });
   }
 
-  /** Replaces the remote user's list with the answer of GET /user/devices (a resync). */
-  replaceRemote(userId: string, streamId: number, devices: FederatedDevice[], crossSigning: FederatedCrossSigning): void {
-    this.storage.transactionSync(() => {
+  /** The copy is in doubt (an update we could not use): it must be fetched again before it answers. */
+  invalidateRemote(): void {
+    this.storage.transactionSync(() => this.markStale());
+  }
+
+  /**
+   * Replaces the remote user's list with the answer of GET /user/devices (a resync), anchored in `anchor`
+   * (a room shared with the user when the fetch started, and its stream position then; null: none found,
+   * the copy then follows updates but answers no query). An answer older than an update we have seen is
+   * not kept (a slower, earlier resync): returns false.
+   */
+  replaceRemote(
+    userId: string,
+    streamId: number,
+    devices: FederatedDevice[],
+    crossSigning: FederatedCrossSigning,
+    anchor: { roomId: string; position: number } | null = null,
+  ): boolean {
+    return this.storage.transactionSync(() => {
+      if (streamId < this.remoteHighestStreamId()) return false;
+      this.noteHighest(streamId);
       this.sql.exec(
         "INSERT INTO remote_device_list (id, user_id, stream_id) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET stream_id = excluded.stream_id",
         userId,
         streamId,
       );
+      this.sql.exec("DELETE FROM remote_device_seen");
+      this.sql.exec("INSERT INTO remote_device_seen (stream_id) VALUES (?)", streamId);
+      this.sql.exec("DELETE FROM remote_device_anchor");
+      if (anchor) this.sql.exec("INSERT INTO remote_device_anchor (id, room_id, position) VALUES (1, ?, ?)", anchor.roomId, anchor.position);
       this.sql.exec("DELETE FROM remote_devices");
       for (const d of devices) this.sql.exec("INSERT INTO remote_devices (device_id, keys, display_name) VALUES (?, ?, ?)", d.deviceId, d.keys, d.displayName);
       this.sql.exec("DELETE FROM remote_cross_signing");
       for (const [type, json] of Object.entries(crossSigning)) this.sql.exec("INSERT INTO remote_cross_signing (key_type, json) VALUES (?, ?)", type, json);
+      return true;
     });
   }
 
   /** A signing key update: replaces the given cross-signing keys (if the user is tracked). */
   applyRemoteSigningKeys(crossSigning: FederatedCrossSigning): boolean {
-    if (this.remoteStreamId() === null) return false;
-    for (const [type, json] of Object.entries(crossSigning)) {
-      this.sql.exec("INSERT INTO remote_cross_signing (key_type, json) VALUES (?, ?) ON CONFLICT (key_type) DO UPDATE SET json = excluded.json", type, json);
-    }
-    return true;
+    return this.storage.transactionSync(() => {
+      if (this.remoteStreamId() === null) return false;
+      for (const [type, json] of Object.entries(crossSigning)) {
+        this.sql.exec("INSERT INTO remote_cross_signing (key_type, json) VALUES (?, ?) ON CONFLICT (key_type) DO UPDATE SET json = excluded.json", type, json);
+      }
+      return true;
+    });
   }
 
-  /** The cached list (null: never synced). */
-  remoteList(): { streamId: number; devices: FederatedDevice[]; crossSigning: FederatedCrossSigning } | null {
+  /** The cached list (null: never synced, or stale), with its anchor (null: none). */
+  remoteList(): { streamId: number; devices: FederatedDevice[]; crossSigning: FederatedCrossSigning; anchor: { roomId: string; position: number } | null } | null {
     const streamId = this.remoteStreamId();
     if (streamId === null) return null;
     const devices = this.sql
@@ -230,6 +313,7 @@ export class FederatedDeviceLists {
       .map((r) => ({ deviceId: r.device_id, keys: r.keys, displayName: r.display_name }));
     const crossSigning: FederatedCrossSigning = {};
     for (const r of this.sql.exec<{ key_type: "master" | "self_signing"; json: string }>("SELECT key_type, json FROM remote_cross_signing")) crossSigning[r.key_type] = r.json;
-    return { streamId, devices, crossSigning };
+    const a = this.sql.exec<{ room_id: string; position: number }>("SELECT room_id, position FROM remote_device_anchor WHERE id = 1").toArray()[0];
+    return { streamId, devices, crossSigning, anchor: a ? { roomId: a.room_id, position: a.position } : null };
   }
 }

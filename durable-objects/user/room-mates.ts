@@ -105,14 +105,15 @@ export async function fanOutDeviceListChange(env: Env, userId: string, rooms: st
 /**
  * Registers local user `me` with the DOs of remote users it now shares a room with (or asked keys of):
  * their servers' device list and presence updates are passed on to the registered local users
- * (durable-objects/user/federated-device-list.ts "watchers"). Failures are logged: the user is registered
- * again at their next key query.
+ * (durable-objects/user/federated-device-list.ts "watchers"); `roomId`, the room shared, becomes a candidate
+ * anchor of our copy of their device list. Failures are logged: the user is registered again at their next
+ * key query (without a room: their copy is then fetched at each query until a later join names one).
  */
-export async function watchRemoteUsers(env: Pick<Env, "USERS">, remoteUsers: string[], me: string): Promise<void> {
+export async function watchRemoteUsers(env: Pick<Env, "USERS">, remoteUsers: string[], me: string, roomId?: string): Promise<void> {
   await Promise.all(
     remoteUsers.map((u) =>
       env.USERS.get(env.USERS.idFromName(u))
-        .watchRemoteDeviceList(me)
+        .watchRemoteDeviceList(me, roomId)
         .catch((e: unknown) => console.warn("remote user watch failed", u, e instanceof Error ? e.message : e)),
     ),
   );

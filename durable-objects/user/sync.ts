@@ -256,7 +256,7 @@ export class SyncHub {
         // A new room-mate's presence is news even when it did not change (as Synapse's incremental sync).
         this.store.stampPresence(n.stateKey!, position);
         // A remote room-mate: their server's device list and presence updates must reach this user.
-        if (serverNameOf(n.stateKey!) !== this.env.SERVER_NAME) this.followUp(() => watchRemoteUsers(this.env, [n.stateKey!], me));
+        if (serverNameOf(n.stateKey!) !== this.env.SERVER_NAME) this.followUp(() => watchRemoteUsers(this.env, [n.stateKey!], me, n.roomId));
       }
       else if (n.membership === "leave" || n.membership === "ban") {
         const other = n.stateKey!;
@@ -382,7 +382,7 @@ export class SyncHub {
         for (const member of members) this.sources.recordDeviceListChange!(member, "changed");
       });
     }
-    await Promise.all([this.exchangePresence(roomId, me, members), watchRemoteUsers(this.env, members.filter((m) => serverNameOf(m) !== this.env.SERVER_NAME), me)]);
+    await Promise.all([this.exchangePresence(roomId, me, members), watchRemoteUsers(this.env, members.filter((m) => serverNameOf(m) !== this.env.SERVER_NAME), me, roomId)]);
   }
 
   /**

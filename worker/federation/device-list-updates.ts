@@ -8,7 +8,8 @@
 //
 // Checked before anything is kept: the user belongs to the sending server, and the device keys an update
 // carries are the device's own, self-signed (worker/federation/remote-keys.ts). An update that fails is
-// dropped; the chain then has a gap and the next update makes us resync.
+// dropped and our copy of the user's list is marked stale (it answers no query until fetched again; the
+// next update resyncs it).
 import type { DeviceListUpdate, FederatedCrossSigning } from "../../durable-objects/user/federated-device-list.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { serverNameOf } from "../../protocol/pdu.js";
@@ -46,10 +47,15 @@ async function parseUpdate(origin: string, content: JsonObject): Promise<DeviceL
 export async function applyDeviceListUpdates(env: Env, origin: string, contents: JsonObject[]): Promise<EduVerdict[]> {
   const verdicts: EduVerdict[] = [];
   const byUser = new Map<string, { index: number; update: DeviceListUpdate }[]>();
+  const doubted = new Set<string>();
   for (const [index, content] of contents.entries()) {
     const parsed = await parseUpdate(origin, content);
     if (typeof parsed === "string") {
       verdicts.push(`dropped: ${parsed}`);
+      // An update of one of the sender's users that we cannot use leaves our copy behind: it answers
+      // nothing until fetched again (the chain would show the gap only at the next update).
+      const userId = content.user_id;
+      if (isUserId(userId) && serverNameOf(userId) === origin) doubted.add(userId);
       continue;
     }
     verdicts.push("applied");
@@ -57,6 +63,14 @@ export async function applyDeviceListUpdates(env: Env, origin: string, contents:
     list.push({ index, update: parsed });
     byUser.set(parsed.userId, list);
   }
+  await Promise.all(
+    [...doubted].map(async (userId) => {
+      const store = userStore(env, userId);
+      await store.invalidateRemoteDeviceList();
+      // Something changed that we could not follow: the watchers' clients ask again (from their server).
+      if (!byUser.has(userId)) await tellWatchers(env, userId, await store.remoteWatchers());
+    }),
+  );
   await Promise.all(
     [...byUser].map(async ([userId, updates]) => {
       const store = userStore(env, userId);
@@ -67,9 +81,14 @@ export async function applyDeviceListUpdates(env: Env, origin: string, contents:
         else if (r === "duplicate") verdicts[index] = "ignored: already applied";
       });
       if (results.includes("resync")) {
-        // The resync tells the watchers itself.
-        const ok = await resyncRemoteDeviceList(env, userId);
-        if (!ok) results.forEach((r, i) => r === "resync" && (verdicts[updates[i]!.index] = "dropped: gap in prev_id and the resync failed"));
+        // The copy is marked stale already (the User DO did it with the verdicts). The resync tells the
+        // watchers itself; if it fails they are told all the same: their clients ask again, and with the
+        // copy stale the question goes to the user's server.
+        const copy = await resyncRemoteDeviceList(env, userId);
+        if (!copy) {
+          results.forEach((r, i) => r === "resync" && (verdicts[updates[i]!.index] = "dropped: gap in prev_id and the resync failed"));
+          await tellWatchers(env, userId, watchers);
+        }
       } else if (results.includes("applied")) await tellWatchers(env, userId, watchers);
     }),
   );
@@ -83,11 +102,22 @@ export async function applySigningKeyUpdate(env: Env, origin: string, content: J
   if (serverNameOf(userId) !== origin) return "dropped: user of another server";
   const store = userStore(env, userId);
   const cached = await store.remoteDeviceList();
-  if (!cached) return "ignored: no local user tracks this user";
+  if (!cached) {
+    // No copy to update (never fetched, or stale): the watchers' clients ask again, and that question goes
+    // to the user's server.
+    const watchers = await store.remoteWatchers();
+    if (watchers.length === 0) return "ignored: no local user tracks this user";
+    await tellWatchers(env, userId, watchers);
+    return "applied";
+  }
   // A self-signing key alone is checked against the master key we know.
   const masterKey = master ?? (cached.crossSigning.master !== undefined ? (JSON.parse(cached.crossSigning.master) as JsonObject) : undefined);
   const valid = await validCrossSigningKeys(userId, masterKey, selfSigning);
-  if ((master !== undefined && !valid.master) || (selfSigning !== undefined && !valid.self_signing)) return "dropped: invalid cross-signing key";
+  if ((master !== undefined && !valid.master) || (selfSigning !== undefined && !valid.self_signing)) {
+    // The keys changed in a way we cannot follow: the copy is no longer sure (doubt means fetch).
+    await store.invalidateRemoteDeviceList();
+    return "dropped: invalid cross-signing key";
+  }
   const update: FederatedCrossSigning = {};
   if (master !== undefined) update.master = JSON.stringify(valid.master);
   if (selfSigning !== undefined) update.self_signing = JSON.stringify(valid.self_signing);
