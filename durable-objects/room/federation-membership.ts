@@ -160,8 +160,10 @@ function serversBefore(engine: RoomEngine, group: number | null): string[] {
   const servers = new Set<string>();
   for (const [key, eventId] of engine.stateGroups.load(group)) {
     if (!key.startsWith("m.room.member\u0000")) continue;
-    if (engine.events.pdu(eventId)?.content.membership === "join") servers.add(serverNameOf(key.slice(key.indexOf("\u0000") + 1)));
+    // In MSC4345 rooms a user's server part is a key: the server is the domain it routes to.
+    if (engine.events.pdu(eventId)?.content.membership === "join") servers.add(engine.routingServerOf(key.slice(key.indexOf("\u0000") + 1)));
   }
+  servers.delete("");
   return [...servers].sort();
 }
 

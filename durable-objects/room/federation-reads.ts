@@ -9,7 +9,7 @@
 // at it (or invited, under `invited`). An invisible event is served in its redacted form, as Synapse does,
 // so that the requesting server still has the DAG.
 import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
-import { authEventIds, prevEventIds, serverNameOf, splitStateKey, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.js";
+import { authEventIds, prevEventIds, splitStateKey, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.js";
 import { redactPdu } from "../../protocol/redaction.js";
 import { createEventIdFromRoomId } from "../../protocol/state-res.js";
 import { wireForm, type RoomEngine } from "./engine.js";
@@ -26,8 +26,9 @@ export function assertServerInRoom(engine: RoomEngine, server: string): void {
 }
 
 export function serverInRoom(engine: RoomEngine, server: string): boolean {
-  // Member state keys are user IDs; the server name is everything after the first colon.
-  for (const userId of engine.membersWith("join")) if (serverNameOf(userId) === server) return true;
+  // Member state keys are user IDs; the server name is everything after the first colon. In MSC4345
+  // rooms that part is the server key: the server is the domain its participation routes to.
+  for (const userId of engine.membersWith("join")) if (engine.routingServerOf(userId) === server) return true;
   return false;
 }
 

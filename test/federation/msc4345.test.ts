@@ -9,6 +9,7 @@ import { registerWithSharedSecret } from "../../scripts/synapse.mjs";
 import { startServer, type RunningServer } from "../e2e/server.js";
 import type { TestCA } from "../e2e/tls.js";
 import { call, createRoom, enc, eventually, join, messageBodies, newUser, sendText, stateIds, type Server, type User } from "./client.js";
+import { keyHolder, newSeed, type KeyHolder, type Pdu } from "./key-holder.js";
 
 const VERSION = "org.matrix.msc4345";
 const P = "org.matrix.msc4345.participation";
@@ -20,16 +21,24 @@ function ca(): TestCA {
 }
 
 const started: RunningServer[] = [];
-async function startMyelin(secret: string): Promise<Server> {
-  const s = await startServer({ REGISTRATION_SHARED_SECRET: secret }, { https: ca() });
+async function startMyelin(secret: string, env: Record<string, string> = {}): Promise<Server> {
+  const s = await startServer({ REGISTRATION_SHARED_SECRET: secret, ...env }, { https: ca() });
   started.push(s);
   return { baseUrl: s.baseUrl, serverName: s.serverName, registrationSharedSecret: secret };
 }
 
 let B: Server;
 let C: Server;
+/** A fourth server: the one the three race over. */
+let D: Server;
+/** B's signing key, which the test holds too (key-holder.ts): it signs events B's server never made. */
+const seedB = newSeed();
 beforeAll(async () => {
-  [B, C] = await Promise.all([startMyelin("msc4345-b-secret"), startMyelin("msc4345-c-secret")]);
+  [B, C, D] = await Promise.all([
+    startMyelin("msc4345-b-secret", { SIGNING_KEY: seedB.signingKeyEnv }),
+    startMyelin("msc4345-c-secret"),
+    startMyelin("msc4345-d-secret"),
+  ]);
 }, 180_000);
 afterAll(async () => {
   await Promise.all(started.map((s) => s.stop()));
@@ -196,6 +205,104 @@ describe("concurrent accept and revoke", () => {
     // and C gets in only if the room ended with it accepted
     const carolJoin = await join(carol, roomId, [A.serverName]);
     expect(carolJoin.status).toBe(onA === "accepted" ? 200 : 403);
+  });
+});
+
+describe("forks: events B's server never made (signed with B's key) and events of a key no room accepted", () => {
+  /** Sends PDUs to `to` in one transaction, as B (the holder of B's key); the per-PDU results. */
+  async function sendAsB(holder: KeyHolder, to: Server, pdus: Pdu[]): Promise<Record<string, { error?: string }>> {
+    const res = await holder.request(to, "PUT", `/_matrix/federation/v1/send/forged-${Date.now()}-${Math.random().toString(36).slice(2)}`, { origin: B.serverName, origin_server_ts: Date.now(), pdus, edus: [] });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    return res.body.pdus;
+  }
+
+  it("a fork with a never-accepted key's events reaches A by /send, C by get_missing_events and a late-joining B by /backfill: rejected on all three; B's later events are soft-failed or rejected on A and C once B is revoked", async () => {
+    const holderB = await keyHolder(seedB.seed, B);
+    const stranger = await keyHolder(newSeed().seed); // a key no server holds and no room accepted
+    const keyC = await serverKeyOf(C);
+    expect(holderB.serverKey).toBe(await serverKeyOf(B));
+    const alice = await newUser(A, "alice");
+    const bob = await newUser(B, "bob");
+    const carol = await newUser(C, "carol");
+    const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
+    // B and C ask to take part and are accepted; only carol joins for now.
+    expect((await join(bob, roomId, [A.serverName])).status).toBe(403);
+    await setParticipation(alice, roomId, holderB.serverKey, { participation: "accepted", unverified_domain: B.serverName });
+    expect((await join(carol, roomId, [A.serverName])).status).toBe(403);
+    await setParticipation(alice, roomId, keyC, { participation: "accepted", unverified_domain: C.serverName });
+    expect((await join(carol, roomId, [A.serverName])).status).toBe(200);
+    await eventually("carol joined on A", async () => (await stateIds(alice, roomId)).has(`m.room.member|${inRoom(carol, keyC)}`));
+
+    // B's key (not B's server) joins a user, ghost, through A, and tells C as B would.
+    const ghost = holderB.user("ghost");
+    const made = await holderB.request(A, "GET", `/_matrix/federation/v1/make_join/${enc(roomId)}/${enc(ghost)}?ver=${enc(VERSION)}`);
+    expect(made.status, JSON.stringify(made.body)).toBe(200);
+    const ghostJoin = await holderB.sign({ ...(made.body.event as Record<string, unknown>), origin_server_ts: Date.now() });
+    const sentJoin = await holderB.request(A, "PUT", `/_matrix/federation/v2/send_join/${enc(roomId)}/${enc(ghostJoin.eventId)}`, ghostJoin.pdu);
+    expect(sentJoin.status, JSON.stringify(sentJoin.body)).toBe(200);
+    expect(await sendAsB(holderB, C, [ghostJoin.pdu])).toEqual({ [ghostJoin.eventId]: {} });
+    const state = await stateIds(alice, roomId);
+    const ghostAuth = [state.get("m.room.power_levels|")!, ghostJoin.eventId, state.get(`${P}|${holderB.serverKey}`)!];
+    const ghostSays = (body: string, prev: { pdu: Pdu; eventId: string }, auth = ghostAuth) =>
+      holderB.sign({ room_id: roomId, sender: ghost, type: "m.room.message", content: { msgtype: "m.text", body }, origin_server_ts: Date.now(), depth: prev.pdu.depth + 1, prev_events: [prev.eventId], auth_events: auth });
+
+    // The route works: what ghost says reaches A and C.
+    const before = await ghostSays("ghost before the fork", ghostJoin);
+    expect(await sendAsB(holderB, A, [before.pdu])).toEqual({ [before.eventId]: {} });
+    expect(await sendAsB(holderB, C, [before.pdu])).toEqual({ [before.eventId]: {} });
+    await eventually("ghost's message on A", () => seesMessage(alice, roomId, "ghost before the fork"));
+    await eventually("ghost's message on C", () => seesMessage(carol, roomId, "ghost before the fork"));
+
+    // The fork: a message of the stranger's key, and ghost's next message on top of it, sent to A only.
+    const fromStranger = await stranger.sign({
+      room_id: roomId, sender: stranger.user("eve"), type: "m.room.message", content: { msgtype: "m.text", body: "from a key no one accepted" },
+      origin_server_ts: Date.now(), depth: before.pdu.depth + 1, prev_events: [before.eventId], auth_events: [state.get("m.room.power_levels|")!],
+    });
+    const onFork = await ghostSays("ghost on the fork", fromStranger);
+    const results = await sendAsB(holderB, A, [fromStranger.pdu, onFork.pdu]);
+    expect(results[fromStranger.eventId]?.error).toMatch(/not accepted/);
+    expect(results[onFork.eventId]).toEqual({});
+    // alice's next message follows ghost's: C fetches the gap from A (get_missing_events), and B, joining
+    // now, gets the fork as history (backfill) when bob paginates back.
+    await sendText(alice, roomId, "after the fork");
+    await eventually("the fork's end on C", async () => (await seesMessage(carol, roomId, "after the fork")) && seesMessage(carol, roomId, "ghost on the fork"));
+    expect((await join(bob, roomId, [A.serverName])).status).toBe(200);
+    await eventually("the fork backfilled on B", async () => {
+      const seen = await messageBodies(bob, roomId);
+      return seen.includes("ghost on the fork") && seen.includes("ghost before the fork");
+    });
+    for (const [user, where] of [[alice, "A"], [carol, "C"], [bob, "B"]] as const) {
+      expect(await seesMessage(user, roomId, "from a key no one accepted"), where).toBe(false);
+      expect((await call(user, "GET", `/rooms/${enc(roomId)}/event/${enc(fromStranger.eventId)}`)).status, where).toBe(404);
+      expect(await participation(user, roomId, stranger.serverKey), where).toBeUndefined();
+    }
+
+    // An admin revokes B. B's server learns it and refuses its users' sends; B's key still signs:
+    const revocation = (await call(alice, "PUT", `/rooms/${enc(roomId)}/state/${P}/${enc(holderB.serverKey)}`, { participation: "revoked", reason: "forks" })).body.event_id as string;
+    await eventually("B's revocation on C", async () => (await participation(carol, roomId, holderB.serverKey)) === "revoked");
+    await eventually("B's revocation on B", async () => (await participation(bob, roomId, holderB.serverKey)) === "revoked");
+    expect((await call(bob, "PUT", `/rooms/${enc(roomId)}/send/m.room.message/late-${Date.now()}`, { msgtype: "m.text", body: "bob after revocation" })).status).toBe(403);
+    // - an event that does not know of the revocation (after ghost's last one): allowed where it stands,
+    //   soft-failed against the current state on A and C;
+    const unaware = await ghostSays("ghost after revocation, unaware", onFork);
+    // - an event after the revocation: rejected on A and C.
+    //   (B, revoked, is no longer served the room: its participation routes nowhere; the event's depth
+    //   is the sender's claim, which receivers do not recompute)
+    expect((await holderB.request(A, "GET", `/_matrix/federation/v1/event/${enc(revocation)}`)).status).toBe(403);
+    const aware = await ghostSays("ghost after revocation, aware", { pdu: { ...onFork.pdu, depth: onFork.pdu.depth + 10 }, eventId: revocation }, [ghostAuth[0]!, ghostJoin.eventId, revocation]);
+    for (const to of [A, C]) {
+      const res = await sendAsB(holderB, to, [unaware.pdu, aware.pdu]);
+      expect(res[aware.eventId]?.error, to.serverName).toMatch(/not accepted/);
+      expect(res[unaware.eventId]?.error ?? "soft-failed", to.serverName).toMatch(/soft-failed|not accepted/);
+    }
+    await sendText(carol, roomId, "C after the revocation");
+    await eventually("C's message on A", () => seesMessage(alice, roomId, "C after the revocation"));
+    for (const [user, where] of [[alice, "A"], [carol, "C"]] as const) {
+      const seen = await messageBodies(user, roomId);
+      expect(seen, where).not.toContain("ghost after revocation, unaware");
+      expect(seen, where).not.toContain("ghost after revocation, aware");
+      expect(seen, where).toContain("ghost on the fork");
+    }
   });
 });
 
