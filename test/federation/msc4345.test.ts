@@ -208,6 +208,76 @@ describe("concurrent accept and revoke", () => {
   });
 });
 
+describe("concurrent accept and revoke across three servers", () => {
+  it("admins on A, B and C accept, revoke and accept D's key at once: A, B and C end with the same state, D revoked; then B revokes itself and no admin on A or C can accept it again", async () => {
+    const [keyA, keyB, keyC, keyD] = await Promise.all([serverKeyOf(A), serverKeyOf(B), serverKeyOf(C), serverKeyOf(D)]);
+    const alice = await newUser(A, "alice");
+    const mod = await newUser(A, "mod");
+    const bob = await newUser(B, "bob");
+    const carol = await newUser(C, "carol");
+    const dave = await newUser(D, "dave");
+    const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
+    for (const [user, key, server] of [[bob, keyB, B], [carol, keyC, C]] as const) {
+      expect((await join(user, roomId, [A.serverName])).status).toBe(403);
+      await setParticipation(alice, roomId, key, { participation: "accepted", unverified_domain: server.serverName });
+      expect((await join(user, roomId, [A.serverName])).status).toBe(200);
+    }
+    expect((await join(mod, roomId)).status).toBe(200);
+    // mod (A), bob (B) and carol (C) may accept servers (power 100 = `accept`); D asks to take part
+    const pl = (await call(alice, "GET", `/rooms/${enc(roomId)}/state/m.room.power_levels/`)).body as { users: Record<string, number> };
+    const admins = { [inRoom(mod, keyA)]: 100, [inRoom(bob, keyB)]: 100, [inRoom(carol, keyC)]: 100 };
+    const plRes = await call(alice, "PUT", `/rooms/${enc(roomId)}/state/m.room.power_levels/`, { ...pl, users: { ...pl.users, ...admins } });
+    expect(plRes.status, JSON.stringify(plRes.body)).toBe(200);
+    expect((await join(dave, roomId, [A.serverName])).status).toBe(403);
+    for (const [user, where] of [[bob, "B"], [carol, "C"]] as const) {
+      await eventually(`the admins' power and D's request on ${where}`, async () => {
+        const p = (await call(user, "GET", `/rooms/${enc(roomId)}/state/m.room.power_levels/`)).body as { users?: Record<string, number> };
+        return p.users?.[inRoom(carol, keyC)] === 100 && p.users?.[inRoom(bob, keyB)] === 100 && (await participation(user, roomId, keyD)) === "requested";
+      });
+    }
+
+    // at once: an acceptance from A, a revocation from B, an acceptance from C
+    const path = `/rooms/${enc(roomId)}/state/${P}/${enc(keyD)}`;
+    const [fromA, fromB, fromC] = await Promise.all([
+      call(mod, "PUT", path, { participation: "accepted", unverified_domain: D.serverName }),
+      call(bob, "PUT", path, { participation: "revoked", reason: "race" }),
+      call(carol, "PUT", path, { participation: "accepted", unverified_domain: D.serverName }),
+    ]);
+    // A revocation is allowed whether or not an acceptance got there first; an acceptance is refused
+    // only if the revocation (or the other acceptance) got there first.
+    expect(fromB.status, JSON.stringify(fromB.body)).toBe(200);
+    expect([200, 403]).toContain(fromA.status);
+    expect([200, 403]).toContain(fromC.status);
+    // Each server sends once more, so that each one's next event joins the forks; all three resolve them
+    // to the same state, in which the revocation stands (participation events are power events: an
+    // acceptance ordered first is then revoked, one ordered after the revocation fails).
+    await Promise.all([sendText(mod, roomId, "after the race (A)"), sendText(bob, roomId, "after the race (B)"), sendText(carol, roomId, "after the race (C)")]);
+    await eventually("A, B and C converge", async () => {
+      const [sa, sb, sc] = await Promise.all([stateIds(alice, roomId), stateIds(bob, roomId), stateIds(carol, roomId)]);
+      const [ja, jb, jc] = [sa, sb, sc].map((s) => JSON.stringify([...s].sort()));
+      return ja === jb && jb === jc && sa.get(`${P}|${keyD}`) === fromB.body.event_id;
+    });
+    for (const user of [alice, bob, carol]) expect(await participation(user, roomId, keyD)).toBe("revoked");
+    expect((await join(dave, roomId, [A.serverName])).status).toBe(403);
+
+    // B's server admin revokes B's own key: final on every server. No admin on A (alice, the creator)
+    // or C (carol, power 100) can accept it again.
+    const bAdmin = await newAdmin(B, "badmin");
+    await setParticipation(bAdmin, roomId, keyB, { participation: "revoked", reason: "leaving" });
+    for (const [user, where] of [[alice, "A"], [carol, "C"]] as const) {
+      await eventually(`B's self-revocation on ${where}`, async () => (await participation(user, roomId, keyB)) === "revoked");
+      const id = (await stateIds(user, roomId)).get(`${P}|${keyB}`)!;
+      expect((await call(user, "GET", `/rooms/${enc(roomId)}/event/${enc(id)}`)).body.sender, where).toBe(inRoom(bAdmin, keyB));
+      const again = await call(user, "PUT", `/rooms/${enc(roomId)}/state/${P}/${enc(keyB)}`, { participation: "accepted", unverified_domain: B.serverName });
+      expect(again.status, where).toBe(403);
+      expect(await participation(user, roomId, keyB), where).toBe("revoked");
+    }
+    expect((await call(bob, "PUT", `/rooms/${enc(roomId)}/send/m.room.message/late-${Date.now()}`, { msgtype: "m.text", body: "bob after B left" })).status).toBe(403);
+    await sendText(carol, roomId, "C goes on");
+    await eventually("C's message on A", () => seesMessage(alice, roomId, "C goes on"));
+  });
+});
+
 describe("forks: events B's server never made (signed with B's key) and events of a key no room accepted", () => {
   /** Sends PDUs to `to` in one transaction, as B (the holder of B's key); the per-PDU results. */
   async function sendAsB(holder: KeyHolder, to: Server, pdus: Pdu[]): Promise<Record<string, { error?: string }>> {
