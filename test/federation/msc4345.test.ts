@@ -259,6 +259,13 @@ describe("concurrent accept and revoke across three servers", () => {
     });
     for (const user of [alice, bob, carol]) expect(await participation(user, roomId, keyD)).toBe("revoked");
     expect((await join(dave, roomId, [A.serverName])).status).toBe(403);
+    // Invites to another server's users (by key) are not built: refused, and nothing changes (403 from
+    // the room; 400 M_INVALID_PARAM from the client API's user ID check when the key holds a "_", which
+    // the server name grammar refuses).
+    const newcomer = `@newcomer:${keyC}`;
+    const invited = await call(alice, "POST", `/rooms/${enc(roomId)}/invite`, { user_id: newcomer });
+    expect(keyC.includes("_") ? [400, "M_INVALID_PARAM"] : [403, "M_FORBIDDEN"], JSON.stringify(invited.body)).toEqual([invited.status, invited.body.errcode]);
+    expect((await stateIds(alice, roomId)).has(`m.room.member|${newcomer}`)).toBe(false);
 
     // B's server admin revokes B's own key: final on every server. No admin on A (alice, the creator)
     // or C (carol, power 100) can accept it again.
