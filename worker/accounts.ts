@@ -9,6 +9,7 @@ import { onAllDevicesDeleted, onDevicesDeleted } from "./device-lists.js";
 import { removePushersOfDevicesStatement } from "../durable-objects/user/pushers.js";
 import { pushersChanged } from "./user-store.js";
 import type { Env } from "./env.js";
+import { forgetCachedTokens } from "./token-cache.js";
 
 /** Lifetime of an access token issued with a refresh token (Synapse's `refreshable_access_token_lifetime`). */
 export const REFRESHABLE_ACCESS_TOKEN_LIFETIME_MS = 5 * 60 * 1000;
@@ -100,6 +101,8 @@ export async function createSession(
     );
   }
   await db.batch(statements);
+  // A reused device ID has just lost its previous tokens (worker/token-cache.ts).
+  if (options.deviceId !== undefined) forgetCachedTokens();
   return session;
 }
 
@@ -116,6 +119,7 @@ export async function deleteDevices(env: Env, userId: string, deviceIds: string[
       db.delete(refreshTokens).where(and(eq(refreshTokens.userId, userId), inArray(refreshTokens.deviceId, chunk))),
       db.delete(devices).where(and(eq(devices.userId, userId), inArray(devices.deviceId, chunk))),
     ]);
+    forgetCachedTokens(); // their tokens are gone (worker/token-cache.ts)
     // The devices' pushers go too (Synapse: remove_pushers_by_devices).
     pushersRemoved += (await removePushersOfDevicesStatement(env.DB, userId, chunk).run()).meta.changes;
   }
@@ -134,6 +138,7 @@ export async function deleteAllDevices(env: Env, userId: string, keepDeviceId?: 
     db.prepare(`DELETE FROM refresh_tokens WHERE user_id = ?${except}`).bind(...params),
     db.prepare(`DELETE FROM devices WHERE user_id = ?${except}`).bind(...params),
   ]);
+  forgetCachedTokens(); // worker/token-cache.ts
   // Their pushers go too (Synapse: remove_pushers_by_devices), e.g. all but the requester's on a password
   // change with logout_devices.
   if ((await removePushersOfDevicesStatement(db, userId, null, keepDeviceId).run()).meta.changes > 0) await pushersChanged(env, [userId]);
@@ -152,5 +157,6 @@ export async function deactivateUser(env: Env, userId: string, erase: boolean): 
     .update(users)
     .set(erase ? { deactivated: true, erased: true, passwordHash: null, displayname: null, avatarUrl: null } : { deactivated: true, passwordHash: null })
     .where(eq(users.userId, userId));
+  forgetCachedTokens(); // worker/token-cache.ts
   await deleteAllDevices(env, userId);
 }

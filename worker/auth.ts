@@ -7,6 +7,7 @@ import { MatrixError } from "../protocol/errors.js";
 import { encodeBase64Url } from "../protocol/base64.js";
 import type { AppEnv, Env } from "./env.js";
 import { appserviceRequester } from "./appservice/auth.js";
+import { cachedTokenRow, forgetCachedTokens, rememberTokenRow, tokenCacheGeneration } from "./token-cache.js";
 
 /** Who made an authenticated request. */
 export interface Requester {
@@ -57,16 +58,23 @@ interface TokenRow {
 /** Resolves an access token to its requester, or throws M_UNKNOWN_TOKEN (soft_logout when expired). */
 export async function authenticateToken(env: Env, token: string, clientIp?: string, waitUntil?: (p: Promise<unknown>) => void): Promise<Requester> {
   const tokenHash = await sha256Hex(token);
-  const row = await env.DB.prepare(
-    `SELECT t.user_id, t.device_id, t.expires_ts, t.refresh_token_hash, t.used, u.admin, u.deactivated,
-            d.last_seen_ts, d.last_seen_ip
-       FROM access_tokens t
-       JOIN users u ON u.user_id = t.user_id
-       LEFT JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
-      WHERE t.token_hash = ?`,
-  )
-    .bind(tokenHash)
-    .first<TokenRow>();
+  // The isolate's memory of recent look-ups first (worker/token-cache.ts: what it changes and why).
+  let row = cachedTokenRow<TokenRow>(tokenHash, Date.now());
+  if (!row) {
+    const generation = tokenCacheGeneration();
+    row = await env.DB.prepare(
+      `SELECT t.user_id, t.device_id, t.expires_ts, t.refresh_token_hash, t.used, u.admin, u.deactivated,
+              d.last_seen_ts, d.last_seen_ip
+         FROM access_tokens t
+         JOIN users u ON u.user_id = t.user_id
+         LEFT JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
+        WHERE t.token_hash = ?`,
+    )
+      .bind(tokenHash)
+      .first<TokenRow>() ?? undefined;
+    // Not kept: unknown tokens, deactivated users, and a refreshed token before its first use (below).
+    if (row && !row.deactivated && (row.used || row.refresh_token_hash === null)) rememberTokenRow(tokenHash, row, generation, Date.now());
+  }
   if (!row || row.deactivated) throw unknownToken();
   const now = Date.now();
   if (row.expires_ts !== null && row.expires_ts <= now) throw unknownToken(true);
@@ -77,9 +85,13 @@ export async function authenticateToken(env: Env, token: string, clientIp?: stri
   }
   const stale = row.last_seen_ts === null || now - row.last_seen_ts > LAST_SEEN_INTERVAL_MS;
   if (stale || (clientIp !== undefined && clientIp !== row.last_seen_ip)) {
+    const ip = clientIp ?? row.last_seen_ip;
     const update = env.DB.prepare("UPDATE devices SET last_seen_ts = ?, last_seen_ip = ? WHERE user_id = ? AND device_id = ?")
-      .bind(now, clientIp ?? row.last_seen_ip, row.user_id, row.device_id)
+      .bind(now, ip, row.user_id, row.device_id)
       .run();
+    // The remembered row (if any) follows, so the next requests within the interval write nothing.
+    row.last_seen_ts = now;
+    row.last_seen_ip = ip;
     if (waitUntil) waitUntil(update);
     else await update;
   }
@@ -100,6 +112,7 @@ export async function revokePredecessor(db: D1Database, accessTokenHash: string 
     statements.push(db.prepare("UPDATE access_tokens SET used = 1 WHERE token_hash = ?").bind(accessTokenHash));
   }
   await db.batch(statements);
+  forgetCachedTokens();
 }
 
 /** The client's address: Cloudflare's `CF-Connecting-IP` (absent in local tests). */

@@ -8,6 +8,7 @@ import { parseRoomAlias, validateCanonicalAlias } from "../../worker/directory-s
 import { orderedChildren } from "../../worker/client/space-hierarchy.js";
 import { RoomStateSnapshot, type StateEventView } from "../../worker/room-summary.js";
 import { api, registerUser, uniqueLocalpart, SERVER_NAME } from "./helpers.js";
+import { forgetCachedTokens } from "../../worker/token-cache.js";
 
 const aliasPath = (alias: string) => `/_matrix/client/v3/directory/room/${encodeURIComponent(alias)}`;
 const visibilityPath = (roomId: string) => `/_matrix/client/v3/directory/list/room/${encodeURIComponent(roomId)}`;
@@ -23,6 +24,7 @@ async function insertAliasRow(alias: string, roomId: string, creator: string): P
 
 async function makeAdmin(userId: string): Promise<void> {
   await env.DB.prepare("UPDATE users SET admin = 1 WHERE user_id = ?").bind(userId).run();
+  forgetCachedTokens(); // a direct D1 edit is otherwise seen within TOKEN_CACHE_TTL_MS (worker/token-cache.ts)
 }
 
 describe("room alias grammar", () => {

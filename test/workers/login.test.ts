@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../worker/auth.js";
 import { api, login, registerUser, uniqueLocalpart } from "./helpers.js";
+import { forgetCachedTokens } from "../../worker/token-cache.js";
 
 const WHOAMI = "/_matrix/client/v3/account/whoami";
 
@@ -128,6 +129,7 @@ describe("access tokens", () => {
     await env.DB.prepare("UPDATE access_tokens SET expires_ts = ? WHERE token_hash = ?")
       .bind(Date.now() - 1, await sha256Hex(user.access_token))
       .run();
+    forgetCachedTokens(); // a direct D1 edit is otherwise seen within TOKEN_CACHE_TTL_MS (worker/token-cache.ts)
     const res = await api("GET", WHOAMI, { token: user.access_token });
     expect(res.status).toBe(401);
     expect(res.body).toMatchObject({ errcode: "M_UNKNOWN_TOKEN", soft_logout: true });

@@ -15,6 +15,7 @@ import { MAX_PASSWORD_LENGTH, userInUse, validateNewLocalpart } from "../client/
 import { userStore } from "../user-store.js";
 import { pushersOf } from "../../durable-objects/user/pushers.js";
 import { boolQuery, containsPattern, dirQuery, pageQuery, requireAdmin } from "./auth.js";
+import { forgetCachedTokens } from "../token-cache.js";
 
 export const adminUserRoutes = new Hono<AppEnv>();
 
@@ -236,7 +237,10 @@ adminUserRoutes.put("/_synapse/admin/v2/users/:userId", requireAdmin, async (c) 
   const profileChanged = (displayname !== undefined && (displayname || null) !== existing.displayname) || (avatarUrl !== undefined && (avatarUrl || null) !== existing.avatar_url);
   if (displayname !== undefined) (sets.push("displayname = ?"), params.push(displayname === "" ? null : displayname));
   if (avatarUrl !== undefined) (sets.push("avatar_url = ?"), params.push(avatarUrl === "" ? null : avatarUrl));
-  if (sets.length) await env.DB.prepare(`UPDATE users SET ${sets.join(", ")} WHERE user_id = ?`).bind(...params, userId).run();
+  if (sets.length) {
+    await env.DB.prepare(`UPDATE users SET ${sets.join(", ")} WHERE user_id = ?`).bind(...params, userId).run();
+    if (admin !== undefined) forgetCachedTokens(); // the user's tokens grant another role now (worker/token-cache.ts)
+  }
   if (password !== undefined) {
     await setPasswordHash(env, userId, await hashPassword(password));
     if (logoutDevices) await deleteAllDevices(env, userId);
@@ -293,6 +297,7 @@ adminUserRoutes.put("/_synapse/admin/v1/users/:userId/admin", requireAdmin, asyn
   await existingUser(c.env, userId);
   if (!body.admin && userId === requester(c).userId) throw new MatrixError(400, "M_UNKNOWN", "You may not demote yourself.");
   await c.env.DB.prepare("UPDATE users SET admin = ? WHERE user_id = ?").bind(body.admin ? 1 : 0, userId).run();
+  forgetCachedTokens(); // worker/token-cache.ts
   return c.json({});
 });
 

@@ -19,6 +19,7 @@ import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from "..
 import { rateLimit, rateLimitAddress, recordAction } from "../ratelimit.js";
 import { passwordIdentifierUser } from "../uia.js";
 import { MAX_DEVICE_DISPLAY_NAME_LENGTH, MAX_PASSWORD_LENGTH } from "./registration.js";
+import { forgetCachedTokens } from "../token-cache.js";
 
 export const loginRoutes = new Hono<AppEnv>();
 
@@ -132,5 +133,6 @@ loginRoutes.post("/_matrix/client/v3/refresh", async (c) => {
     db.prepare("UPDATE refresh_tokens SET next_token_hash = ? WHERE token_hash = ?").bind(newHash, oldHash),
   );
   await db.batch(statements);
+  forgetCachedTokens(); // a retry deleted the successor's access token (worker/token-cache.ts)
   return c.json({ access_token: accessToken, refresh_token: newRefresh, expires_in_ms: REFRESHABLE_ACCESS_TOKEN_LIFETIME_MS });
 });
