@@ -17,7 +17,7 @@ import { DurableObject } from "cloudflare:workers";
 import { checkEventAuth, namedPowerLevel, powerLevelOf } from "../protocol/auth-rules.js";
 import { eventIdFor } from "../protocol/event-hashes.js";
 import { MatrixError, badJson, forbidden, notFound } from "../protocol/errors.js";
-import type { JsonObject } from "../protocol/json.js";
+import { isJsonObject, type JsonObject } from "../protocol/json.js";
 import { serverNameOf, splitStateKey, type IdentifiedPdu, type Pdu } from "../protocol/pdu.js";
 import { roomVersionRules } from "../protocol/room-versions.js";
 import { signingKey } from "../worker/server-identity.js";
@@ -196,6 +196,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     await enqueueForAppservices(this.ctx, this.engine, this.env, results); // room/appservice-outbound.ts
     this.ctx.waitUntil(cancelDelayedStateEvents(this.engine, this.env, results)); // room/delayed-state-watch.ts (MSC4140)
     if (!results.some((r) => r.fanOut)) return;
+    if (isPartialState(this.engine)) await this.tellPartialStateJoins(results);
     if (!this.alarmPending) {
       this.alarmPending = true;
       // Set before the delivery is started: written together with the commit. Never later than an alarm
@@ -203,6 +204,44 @@ export class RoomDurableObject extends DurableObject<Env> {
       await this.armAlarmWithin(this.retryDelay);
     }
     if (this.deliverAfterCommit) void this.startDelivery();
+  }
+
+  /**
+   * Local users who join while the room is in partial state (the remote join itself, or a join after it)
+   * are told, before their join is answered, so that their eager syncs leave the room out until the resync
+   * completes (user/partial-state-rooms.ts; as Synapse).
+   */
+  private async tellPartialStateJoins(results: PersistResult[]): Promise<void> {
+    const roomId = this.engine.meta()!.roomId;
+    for (const r of results) {
+      if (!r.fanOut) continue;
+      const pdu = this.engine.events.pdu(r.eventId);
+      if (!pdu || pdu.type !== "m.room.member" || typeof pdu.state_key !== "string" || !this.engine.isLocalUser(pdu.state_key)) continue;
+      if (!isJsonObject(pdu.content) || pdu.content.membership !== "join") continue;
+      try {
+        await this.userStub(pdu.state_key).roomPartialState(roomId, r.eventId);
+      } catch (e) {
+        console.warn("partial state: could not tell", pdu.state_key, e instanceof Error ? e.message : e);
+      }
+    }
+  }
+
+  /** The resync completed: the local members' eager syncs show the room from now on (see above). */
+  private async tellFullState(): Promise<void> {
+    const meta = this.engine.meta();
+    if (!meta) return;
+    const members = this.engine.membersWith("join").filter((u) => this.engine.isLocalUser(u));
+    await Promise.all(
+      members.map(async (userId) => {
+        const joinEventId = this.engine.membershipOf(userId)?.eventId;
+        if (joinEventId === undefined) return;
+        try {
+          await this.userStub(userId).roomFullState(meta.roomId, joinEventId);
+        } catch (e) {
+          console.warn("partial state: could not tell", userId, "that the resync completed", e instanceof Error ? e.message : e);
+        }
+      }),
+    );
   }
 
   /** The room's newest activity after a commit, for D1's `room_activity` hint (room/event-index.ts). */
@@ -372,6 +411,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     // A partial-state join's background resync: one bounded step per alarm (room/partial-state.ts). Only
     // its steps that change the room run in the write queue; waiting for other servers does not.
+    const wasPartial = isPartialState(this.engine);
     const step = await resyncStep(this.engine, this.remote, this.remoteStream, async (fn) => {
       const outcome = await this.serialised(fn);
       if ("ok" in outcome) return outcome.ok;
@@ -379,6 +419,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     }).then((ok) => ({ ok }), errorOutcome);
     const nextStep: number | null = "ok" in step ? step.ok : 5_000;
     if (nextStep === null) for (const wake of [...this.fullStateWaiters]) wake();
+    if (wasPartial && !isPartialState(this.engine)) await this.tellFullState();
     if (!("ok" in step)) console.warn("partial-state resync step failed; retried", step.error.error);
     await this.runAlarmTasks();
     if (nextStep !== null) await this.armAlarmWithin(nextStep);

@@ -645,6 +645,15 @@ export class UserDurableObject extends DurableObject<Env> {
   onPresence(userId: string, state: PresenceState): void {
     this.syncHub.onPresence(userId, state);
   }
+  /** The user's join `joinEventId` is in a room held with partial state: eager syncs leave the room out
+   * until `roomFullState` (user/partial-state-rooms.ts). */
+  roomPartialState(roomId: string, joinEventId: string): void {
+    this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.joinedPartial(roomId, joinEventId));
+  }
+  /** The resync of a room the user joined with partial state completed: the next eager sync shows it. */
+  roomFullState(roomId: string, joinEventId: string): void {
+    this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.becameFull(roomId, joinEventId));
+  }
   /** POST /rooms/{roomId}/forget (after the Room DO accepted it): sync stops listing the left room. */
   forgetRoom(roomId: string): boolean {
     return this.syncHub.store.forgetRoom(roomId);

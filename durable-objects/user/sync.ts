@@ -23,6 +23,7 @@ import type { UserStream } from "./stream.js";
 import { encodeSyncToken, type SyncToken } from "./sync-token.js";
 import { MAIN_THREAD, SyncStore, type InboxRow, type PresenceState, type UnreadCounts } from "./sync-stream.js";
 import type { ToDeviceBatch } from "./to-device.js";
+import { PartialStateRooms } from "./partial-state-rooms.js";
 
 /** What the hub needs from the rest of the User DO (user.ts and the encryption modules). */
 export interface SyncSources {
@@ -154,6 +155,8 @@ export const PRESENCE_SYNC_TIMEOUT_MS = 30_000;
 
 export class SyncHub {
   readonly store: SyncStore;
+  /** Rooms joined with partial state: left out of eager syncs until their resync completes. */
+  readonly partialStateRooms: PartialStateRooms;
   private readonly waiters = new Set<() => void>();
   /** Rooms whose Room DO pushes every event to this DO, and when that lease ends (the room's clock). In
    * memory: after a restart the first sync asks each joined room again (docs/fan-out.md). */
@@ -168,6 +171,7 @@ export class SyncHub {
     private readonly clock: AlarmClock,
   ) {
     this.store = new SyncStore(ctx.storage.sql, stream);
+    this.partialStateRooms = new PartialStateRooms(ctx.storage.sql, () => stream.next());
   }
 
   /** The DO's user (learned from the first RPC that names it). */
@@ -684,6 +688,11 @@ export class SyncHub {
     const typing = this.store.typingSince(initial ? null : after, Q);
     const receipts = this.store.receiptsSince(initial ? null : after, Q);
     const marked = initial ? new Set<string>() : this.store.markedRooms(after, Q);
+    // Partial-state rooms (user/partial-state-rooms.ts): a sync that does not lazy-load members does not see
+    // them until their resync completes, and then sees them as newly joined (as Synapse).
+    const eager = !f.lazyLoadMembers;
+    const partialNow = eager ? this.partialStateRooms.partialNow() : new Set<string>();
+    const becameFull = eager && !initial ? this.partialStateRooms.becameFullIn(after, Q) : new Set<string>();
 
     const candidates = new Set<string>();
     if (initial || request.fullState) for (const roomId of membershipsNow.keys()) candidates.add(roomId);
@@ -693,6 +702,7 @@ export class SyncHub {
     for (const roomId of typing.keys()) candidates.add(roomId);
     for (const roomId of receipts.keys()) candidates.add(roomId);
     for (const roomId of marked) candidates.add(roomId);
+    for (const roomId of becameFull) candidates.add(roomId);
 
     const rooms: SyncRoomPlan[] = [];
     let ignored: Set<string> | undefined;
@@ -705,10 +715,11 @@ export class SyncHub {
       const plan: SyncRoomPlan = { roomId, section: "join", accountData: [] };
 
       if (m.membership === "join") {
+        if (partialNow.has(roomId)) continue;
         // A profile change is a join → join member event: only a membership that was something else in
         // between (left and joined again) makes the room new to the client.
         const rejoined = changedInRange.some((c) => c.membership !== "join");
-        const newlyJoined = initial || membershipsThen.get(roomId)?.membership !== "join" || rejoined;
+        const newlyJoined = initial || membershipsThen.get(roomId)?.membership !== "join" || rejoined || becameFull.has(roomId);
         if (newlyJoined) {
           plan.timeline = { mode: "latest", upto: this.store.roomOrderingAt(roomId, Q) };
           if (!initial) plan.timeline.newlyJoined = true;
