@@ -1021,14 +1021,20 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** GET /rooms/{roomId}/state: the state the user may see (403 otherwise), in the client format. */
-  stateForUser(account: Reader): Promise<Outcome<ClientEvent[]>> {
+  async stateForUser(account: Reader): Promise<Outcome<ClientEvent[]>> {
     const reader = this.readerInRoom(account);
+    // The whole state includes the members a partial-state join lacks: wait for the resync, as Synapse's
+    // `get_current_state_ids` does for a filter that may include remote members.
+    await this.fullState();
     return outcomeOf(() => stateClientEvents(this.engine, visibleState(this.engine, reader.userId), reader));
   }
 
   /** GET /rooms/{roomId}/state/{type}/{stateKey}: one state event the user may see; null if there is none. */
-  stateEventForUser(account: Reader, type: string, stateKey: string): Promise<Outcome<ClientEvent | null>> {
+  async stateEventForUser(account: Reader, type: string, stateKey: string): Promise<Outcome<ClientEvent | null>> {
     const reader = this.readerInRoom(account);
+    // Another server's member may be missing from a partial state: wait for the resync (as Synapse's
+    // StateFilter.must_await_full_state: only remote members' events wait).
+    if (type === "m.room.member" && !this.engine.isLocalUser(stateKey)) await this.fullState();
     if (stateKey.startsWith("@")) stateKey = this.inRoom(stateKey);
     return outcomeOf(() => {
       const state = visibleState(this.engine, reader.userId);

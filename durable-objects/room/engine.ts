@@ -837,6 +837,13 @@ export class RoomEngine {
     return result;
   }
 
+  /** State resolution over state maps (the states after an event's prev events when some of them came
+   * from another server: room/federation-inbound.ts). */
+  resolveStates(states: ReadonlyStateMap[]): ReadonlyStateMap {
+    const rules = this.meta()!.rules;
+    return resolveState({ rules, stateSets: states.map((s) => s as StateMap), getEvent: (id) => this.events.pdu(id), isRejected: this.isRejected });
+  }
+
   /** State resolution over stored groups (spec: the room version's state resolution algorithm). */
   private resolve(groups: number[], rules: RoomVersionRules): ReadonlyStateMap {
     const stateSets = groups.map((g) => this.stateGroups.load(g) as StateMap);

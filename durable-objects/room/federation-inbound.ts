@@ -9,7 +9,8 @@ import { eventIdFor } from "../../protocol/event-hashes.js";
 import { isJsonObject } from "../../protocol/json.js";
 import { authEventIds, prevEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
 import { recordStickyReceipt } from "./sticky-receipt.js";
-import { MISSING_PREV_ERRCODE, REMOTE_ROOM_FIRST_ORDERING, type PersistResult, type RoomEngine } from "./engine.js";
+import { REMOTE_ROOM_FIRST_ORDERING, type PersistResult, type RoomEngine } from "./engine.js";
+import type { ReadonlyStateMap } from "./state-groups.js";
 
 /** The per-PDU answer of /send: empty on success, `error` otherwise (spec: "PDU Processing Result"). */
 export type PduResult = { error?: string };
@@ -62,8 +63,10 @@ export async function receivePdus(engine: RoomEngine, origin: string, pdus: Pdu[
       persisted.push(result);
       // MSC4354: a sticky event dated in the future counts from its arrival (room/sticky-receipt.ts).
       if (!result.duplicate && result.rejectedReason === null) recordStickyReceipt(engine, eventId, pdu, Date.now());
-      if (result.rejectedReason !== null) results[eventId] = { error: `Event rejected: ${result.rejectedReason}` };
-      else results[eventId] = {};
+      // An event stored as rejected was processed: its result is empty, as Synapse answers (only an event it
+      // could not process gets an `error`; Complement msc3902 "Rejected events remain rejected after resync"
+      // sends one in a transaction whose results must all be empty).
+      results[eventId] = {};
     } catch (e) {
       if (!(e instanceof MatrixError)) throw e;
       results[eventId] = { error: e.message };
@@ -72,12 +75,23 @@ export async function receivePdus(engine: RoomEngine, origin: string, pdus: Pdu[
   return { results, persisted };
 }
 
+/** Whether every prev event of `pdu` has its place in the room's DAG (stored, and not as an outlier). */
+function prevEventsKnown(engine: RoomEngine, pdu: Pdu): boolean {
+  return prevEventIds(pdu).every((id) => engine.events.meta(id)?.outlier === false);
+}
+
+/**
+ * The order Synapse follows (`FederationEventHandler.on_receive_pdu`, `_process_pulled_event`): first the
+ * prev events (a short gap through `get_missing_events`, each event it brings processed as a pulled event),
+ * then, when some are still missing, the state after each missing prev event from the origin
+ * (`_compute_event_context_with_maybe_missing_prevs`), and only then the auth events the event still lacks
+ * (`/event_auth`). Fetching state first often brings the auth events too (a room joined with partial state
+ * lacks the senders' member events; Complement msc3902 "CanReceiveEventsWith...MissingParents...").
+ */
 async function persistFillingGaps(engine: RoomEngine, origin: string, pdu: Pdu, remote: RemoteFetch | undefined, persisted: PersistResult[]): Promise<PersistResult> {
-  if (remote) await fetchMissingAuthEvents(engine, origin, pdu, remote);
-  try {
-    return await engine.persistEvent(pdu, { origin: "federation" });
-  } catch (e) {
-    if (!(e instanceof MatrixError) || e.errcode !== MISSING_PREV_ERRCODE || !remote) throw e;
+  if (!remote || prevEventsKnown(engine, pdu)) {
+    if (remote) await fetchMissingAuthEvents(engine, origin, pdu, remote);
+    return engine.persistEvent(pdu, { origin: "federation" });
   }
   const meta = engine.meta()!;
   const eventId = await eventIdFor(pdu, meta.rules);
@@ -96,31 +110,66 @@ async function persistFillingGaps(engine: RoomEngine, origin: string, pdu: Pdu, 
     const events = (missing.body.events.filter(isJsonObject) as unknown as Pdu[]).sort((a, b) => a.depth - b.depth);
     for (const e of events) {
       try {
-        persisted.push(await engine.persistEvent(e, { origin: "federation" }));
+        persisted.push(await persistPulled(engine, origin, e, remote));
       } catch (err) {
-        // Still a gap below this one: the state fetch below covers the event we were sent.
+        // This one could not be placed: the state fetch below covers the event we were sent.
         if (!(err instanceof MatrixError)) throw err;
       }
     }
   }
-  if (prevEventIds(pdu).every((id) => engine.events.meta(id)?.outlier === false)) {
+  // 2. Whatever is still missing: the state after each missing prev event, from the origin.
+  return persistPulled(engine, origin, pdu, remote);
+}
+
+/**
+ * An event whose prev events may be missing (one that `get_missing_events` brought, or the event we were
+ * sent once that is done): with every prev event known it is persisted as usual; otherwise the state
+ * before it is resolved from the states after its prev events, those we lack fetched from the origin.
+ */
+async function persistPulled(engine: RoomEngine, origin: string, pdu: Pdu, remote: RemoteFetch): Promise<PersistResult> {
+  if (prevEventsKnown(engine, pdu)) {
+    await fetchMissingAuthEvents(engine, origin, pdu, remote);
     return engine.persistEvent(pdu, { origin: "federation" });
   }
-
-  // 2. A wide gap: the state before this event, from the origin, with the events we lack.
-  const stateBefore = await fetchStateBefore(engine, origin, eventId, remote);
+  const stateBefore = await stateFromPrevEvents(engine, origin, pdu, remote);
+  await fetchMissingAuthEvents(engine, origin, pdu, remote);
   return engine.persistEvent(pdu, { origin: "federation", stateBefore });
+}
+
+/**
+ * The state before `pdu` from the states after its prev events: ours for the prev events we have, the
+ * origin's (`/state_ids` at the prev event, plus the event itself) for those we lack, resolved together
+ * (Synapse: `_resolve_state_at_missing_prevs`). Resolving against our own states keeps a server from
+ * taking over a room by withholding prev events and claiming a state of its choosing.
+ */
+async function stateFromPrevEvents(engine: RoomEngine, origin: string, pdu: Pdu, remote: RemoteFetch): Promise<ReadonlyStateMap> {
+  const states: ReadonlyStateMap[] = [];
+  for (const prev of prevEventIds(pdu)) {
+    const known = engine.events.meta(prev)?.outlier === false ? engine.stateAtEvent(prev) : null;
+    states.push(known ? known.after : await fetchStateAt(engine, origin, prev, remote, "after"));
+  }
+  if (states.length === 0) throw new MatrixError(400, "M_BAD_JSON", "Event has no prev events");
+  return states.length === 1 ? states[0]! : engine.resolveStates(states);
 }
 
 /**
  * The state before `eventId` as the origin sees it (/state_ids), after storing every state and auth
  * event we lack as an outlier (each checked: signatures, hashes, auth events).
  */
-export async function fetchStateBefore(engine: RoomEngine, origin: string, eventId: string, remote: RemoteFetch): Promise<Map<string, string>> {
+export function fetchStateBefore(engine: RoomEngine, origin: string, eventId: string, remote: RemoteFetch): Promise<Map<string, string>> {
+  return fetchStateAt(engine, origin, eventId, remote, "before");
+}
+
+/**
+ * The state before (or after) `eventId` as the origin sees it: /state_ids, then the events we lack
+ * (/state when many, /event each otherwise), stored as outliers after their checks. The state after an
+ * event is the state before it with the event itself when it is a state event (it is fetched too).
+ */
+async function fetchStateAt(engine: RoomEngine, origin: string, eventId: string, remote: RemoteFetch, at: "before" | "after"): Promise<Map<string, string>> {
   const roomId = engine.meta()!.roomId;
   const ids = await remote(origin, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(eventId)}`);
   if (!ids.ok || !isJsonObject(ids.body) || !Array.isArray(ids.body.pdu_ids) || !Array.isArray(ids.body.auth_chain_ids)) {
-    throw new MatrixError(502, "M_UNKNOWN", `Could not fetch the state before ${eventId} from ${origin}`);
+    throw new MatrixError(502, "M_UNKNOWN", `Could not fetch the state ${at} ${eventId} from ${origin}`);
   }
   const stateIds = ids.body.pdu_ids.filter((x): x is string => typeof x === "string");
   const authIds = ids.body.auth_chain_ids.filter((x): x is string => typeof x === "string");
@@ -128,23 +177,33 @@ export async function fetchStateBefore(engine: RoomEngine, origin: string, event
   const fetched: Pdu[] = [];
   if (lacking.length > SINGLE_FETCH_LIMIT) {
     const full = await remote(origin, "GET", `/_matrix/federation/v1/state/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(eventId)}`);
-    if (!full.ok || !isJsonObject(full.body)) throw new MatrixError(502, "M_UNKNOWN", `Could not fetch the state before ${eventId} from ${origin}`);
+    if (!full.ok || !isJsonObject(full.body)) throw new MatrixError(502, "M_UNKNOWN", `Could not fetch the state ${at} ${eventId} from ${origin}`);
     for (const list of [full.body.auth_chain, full.body.pdus]) if (Array.isArray(list)) fetched.push(...(list.filter(isJsonObject) as unknown as Pdu[]));
   } else {
     for (const id of lacking) {
-      const one = await remote(origin, "GET", `/_matrix/federation/v1/event/${encodeURIComponent(id)}`);
-      if (one.ok && isJsonObject(one.body) && Array.isArray(one.body.pdus) && isJsonObject(one.body.pdus[0])) fetched.push(one.body.pdus[0] as unknown as Pdu);
+      const one = await fetchEvent(origin, id, remote);
+      if (one) fetched.push(one);
     }
+  }
+  // The event itself, for the state after it (its own auth events are in the state or the auth chain).
+  if (at === "after" && !engine.events.has(eventId)) {
+    const self = await fetchEvent(origin, eventId, remote);
+    if (self) fetched.push(self);
   }
   await engine.persistOutliers(fetched);
   const state = new Map<string, string>();
-  for (const id of stateIds) {
+  for (const id of at === "after" ? [...stateIds, eventId] : stateIds) {
     const e = engine.events.meta(id);
     // Events we could not fetch or that failed their checks are left out of the state, as Synapse does.
     if (!e || e.rejectedReason !== null || e.stateKey === null) continue;
     state.set(stateKey(e.type, e.stateKey), id);
   }
   return state;
+}
+
+async function fetchEvent(origin: string, eventId: string, remote: RemoteFetch): Promise<Pdu | undefined> {
+  const one = await remote(origin, "GET", `/_matrix/federation/v1/event/${encodeURIComponent(eventId)}`);
+  return one.ok && isJsonObject(one.body) && Array.isArray(one.body.pdus) && isJsonObject(one.body.pdus[0]) ? (one.body.pdus[0] as unknown as Pdu) : undefined;
 }
 
 /** Events asked for per backfill request (Synapse asks for 100 when a client paginates). */

@@ -11,13 +11,14 @@
 import type { RoomEventFilter } from "../../protocol/filter.js";
 import { eventPasses } from "../../protocol/event-filter.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
-import { splitStateKey, stateKey, type IdentifiedPdu, type StateKey } from "../../protocol/pdu.js";
+import { authEventIds, splitStateKey, stateKey, type IdentifiedPdu, type Pdu, type StateKey } from "../../protocol/pdu.js";
 import { roomToken, type ReceiptUpdate } from "../notifications.js";
 import { MAX_STICKY_DURATION_MS, stickyDurationMs, stickyUntil, type ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, formatRows, type EventRow } from "./event-rows.js";
 import { VisibilityChecker } from "./history-visibility.js";
 import { clientEvents } from "./reads.js";
+import { isPartialState } from "./partial-state.js";
 import { stickyReceivedAt } from "./sticky-receipt.js";
 import { passesFilter } from "./timeline.js";
 
@@ -264,6 +265,7 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
   // senders), the user's own membership when the state is full, and the heroes.
   const summary = request.section === "join" ? roomSummary(engine, request.userId) : undefined;
   if (request.lazyLoadMembers) {
+    const partial = isPartialState(engine);
     const wanted = new Set(timelineRows.map((r) => r.sender));
     if (fullState) wanted.add(request.userId);
     for (const hero of summary?.["m.heroes"] ?? []) wanted.add(hero);
@@ -281,6 +283,13 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
       const id = rewinder.valueAt(k, at);
       // Spec (include_redundant_members false): a member event the client already has is not sent again.
       if (id !== undefined && id !== sent[user] && (request.stateAfter || !inTimeline.has(id))) stateIds.set(k, id);
+      else if (id === undefined && partial) {
+        // A partial-state join lacks most members: the sender's membership is taken from the auth events
+        // of their timeline events, as Synapse's `_find_missing_partial_state_memberships` does (Complement
+        // msc3902 "Lazy-loading ... includes remote memberships during partial state join").
+        const fromAuth = memberFromAuthEvents(engine, timelineRows, user);
+        if (fromAuth !== undefined && fromAuth !== sent[user]) stateIds.set(k, fromAuth);
+      }
     }
   }
 
@@ -310,6 +319,19 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     if (sticky.length > 0) result.sticky = format(sticky);
   }
   return result;
+}
+
+/** The member event of `user` among the auth events of their events in `rows` (the latest first). */
+function memberFromAuthEvents(engine: RoomEngine, rows: Row[], user: string): string | undefined {
+  for (let i = rows.length - 1; i >= 0; i--) {
+    const row = rows[i]!;
+    if (row.sender !== user) continue;
+    for (const authId of authEventIds(engine.events.pdu(row.event_id) ?? ({} as Pdu))) {
+      const m = engine.events.meta(authId);
+      if (m && m.type === "m.room.member" && m.stateKey === user && m.rejectedReason === null) return authId;
+    }
+  }
+  return undefined;
 }
 
 /**
