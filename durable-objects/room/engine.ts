@@ -790,6 +790,11 @@ export class RoomEngine {
     if (stateBefore) {
       result.before = { resolvedFrom: null, changes: stateBefore, state: stateBefore };
       beforeLookup = this.lookupInMap(stateBefore);
+      // A gap in the DAG (the state before came from another server): the event will be a forward
+      // extremity beside ours, so it is soft-failed against the resolution of the current state and its own
+      // state, as Synapse's `_check_for_soft_fail` does for an event with missing prev events (a member
+      // whose join we never saw is in it; a ban we know of still wins, state res v2).
+      if (room.currentStateGroup !== null) currentLookup = this.lookupInMap(this.resolveStates([this.currentState(), stateBefore]));
     } else if (groups.length <= 1) {
       const group = groups[0] ?? null;
       result.before = { group };
