@@ -18,7 +18,7 @@ import { authOrder } from "../../protocol/auth-chain.js";
 import type { Env } from "../../worker/env.js";
 import type { RoomEventNotification } from "../notifications.js";
 import { EventStore, type EventMeta } from "./event-store.js";
-import { createRoomSchema, roomSchemaExists } from "./schema.js";
+import { createRoomSchema, openRoomSchema } from "./schema.js";
 import { ServerDomains } from "./server-domains.js";
 import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
 import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
@@ -134,9 +134,8 @@ export class RoomEngine {
     this.stateGroups = new StateGroupStore(this.sql);
     this.events = new EventStore(this.sql);
     this.serverDomains = new ServerDomains(this.sql);
-    this.schemaReady = roomSchemaExists(this.sql);
-    // Idempotent: brings an existing room's schema up to date (new tables, new indexes).
-    if (this.schemaReady) createRoomSchema(this.sql);
+    // Brings an existing room's schema up to date (new tables, new indexes) when its DDL changed.
+    this.schemaReady = openRoomSchema(this.sql);
   }
 
   // -------------------------------------------------------------------------------------------

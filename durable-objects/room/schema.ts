@@ -35,7 +35,8 @@
 //   search_backlog       the range of events stored before the index existed, indexed on the first search.
 //   verified_server_domains  MSC4345: server key -> the domain whose key/v3 document lists it, and when
 //                        that was checked (server-domains.ts); `unsigned.server_domain` comes from here.
-import { createSearchSchema } from "./search-index.js";
+import { createSearchSchema, SEARCH_SCHEMA } from "./search-index.js";
+import { recordSchemaFingerprint, schemaFingerprint, storedSchemaFingerprint } from "../schema-fingerprint.js";
 import { SERVER_DOMAINS_SCHEMA } from "./server-domains.js";
 
 export const ROOM_SCHEMA = `
@@ -171,13 +172,29 @@ export const ROOM_SCHEMA = `
   );
 `;
 
-/** Creates the tables (idempotent). A later change to an existing table needs an upgrade step here. */
+/** The fingerprint of all the DDL createRoomSchema runs (durable-objects/schema-fingerprint.ts). */
+const ROOM_SCHEMA_FINGERPRINT = schemaFingerprint(ROOM_SCHEMA + SERVER_DOMAINS_SCHEMA + SEARCH_SCHEMA);
+
+/** Creates the tables (idempotent) and records the schema's fingerprint. A later change to an existing
+ * table needs an upgrade step here. */
 export function createRoomSchema(sql: SqlStorage): void {
   sql.exec(ROOM_SCHEMA);
   // MSC4345: verified server domains (server-domains.ts).
   sql.exec(SERVER_DOMAINS_SCHEMA);
   // The full-text index of POST /search (search-index.ts): its own module, as it may be unavailable.
   createSearchSchema(sql);
+  recordSchemaFingerprint(sql, "room", ROOM_SCHEMA_FINGERPRINT);
+}
+
+/**
+ * At a DO's start: whether it holds a room's schema, brought up to date if its DDL changed since it last
+ * ran. One read when nothing changed (schema-fingerprint.ts); a DO that never held a room gets no storage.
+ */
+export function openRoomSchema(sql: SqlStorage): boolean {
+  if (storedSchemaFingerprint(sql, "room") === ROOM_SCHEMA_FINGERPRINT) return true;
+  if (!roomSchemaExists(sql)) return false;
+  createRoomSchema(sql);
+  return true;
 }
 
 /** True once the schema exists, i.e. this DO has held a room. Reads on a DO that was only addressed by

@@ -31,7 +31,7 @@ export type SearchKey = keyof typeof KEY_TYPES;
 
 const FIELD_OF_TYPE: Record<string, string> = { "m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic" };
 
-const SEARCH_SCHEMA = `
+export const SEARCH_SCHEMA = `
   CREATE VIRTUAL TABLE IF NOT EXISTS event_search USING fts5(value, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2');
   CREATE TABLE IF NOT EXISTS search_backlog (
     id INTEGER PRIMARY KEY CHECK (id = 1),

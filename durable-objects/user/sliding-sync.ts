@@ -420,7 +420,7 @@ export class SlidingSync {
     for (const [roomId, hint] of hints) {
       if (hint.bumpTs !== null && hint.bumpTs > (this.bumpHints.get(roomId) ?? 0)) this.bumpHints.set(roomId, hint.bumpTs);
     }
-    const { plan } = this.plan(request, previous);
+    const { plan } = this.plan(request, previous, true);
     const shown = new Set<string>(Object.keys(request.body.roomSubscriptions));
     for (const list of Object.values(plan.lists)) for (const op of list.ops) for (const id of op.room_ids) shown.add(id);
     return shown;
@@ -522,6 +522,7 @@ export class SlidingSync {
   private plan(
     request: SlidingSyncRequest,
     previous: PositionRow | null,
+    listsOnly = false,
   ): { plan: SlidingPlan; rooms: ConnectionRooms; streamPosition: number; hasNews: boolean } {
     const { userId: me, body } = request;
     const Q = this.stream.current();
@@ -600,6 +601,9 @@ export class SlidingSync {
       subscribed.push(roomId);
       addConfig(roomId, config);
     }
+
+    // Only the lists' rooms were asked for (roomsShown): the rooms' plans and the extensions are not needed.
+    if (listsOnly) return { plan: { pos: "", lists, rooms: [], extensions: {} }, rooms: sent, streamPosition: Q, hasNews: false };
 
     // Rooms with something to send, and what each one was last sent with.
     const nextRooms: ConnectionRooms = { configs: [...sent.configs], rooms: { ...sent.rooms } };

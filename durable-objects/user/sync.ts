@@ -482,16 +482,20 @@ export class SyncHub {
       if (due.length >= BACKGROUND_CATCH_UP_MIN_ROOMS) {
         const hints = await this.activityHints(due);
         const narrowed = urgent?.(due, hints);
-        // A room with news since this DO's position there, or one the hint does not know, is waited for.
-        waitFor = due.filter((roomId) => {
+        // The rooms the caller needs now (sliding sync: those its response shows); otherwise a room with
+        // news since this DO's position there, or one the hint does not know.
+        const wanted = (roomId: string): boolean => {
+          if (narrowed) return narrowed.has(roomId);
           const hint = hints.get(roomId);
-          const news = hint === undefined || hint.streamOrdering > this.store.roomCursor(roomId);
-          return narrowed ? narrowed.has(roomId) : news;
-        });
-        const later = due.filter((roomId) => !waitFor.includes(roomId));
-        for (const roomId of later) {
-          this.catchingUp.add(roomId);
-          this.backgroundQueue.add(roomId);
+          return hint === undefined || hint.streamOrdering > this.store.roomCursor(roomId);
+        };
+        waitFor = [];
+        for (const roomId of due) {
+          if (wanted(roomId)) waitFor.push(roomId);
+          else {
+            this.catchingUp.add(roomId);
+            this.backgroundQueue.add(roomId);
+          }
         }
         if (!deferBackground) this.startBackgroundCatchUps(me);
       }
