@@ -649,6 +649,12 @@ export class RoomDurableObject extends DurableObject<Env> {
         userId: request.target,
         servers: request.servers ?? [],
         content,
+        // MSC4348 rooms: the account key names and signs for the user (room/key-identity.ts).
+        accountFor: async (userId) => {
+          const account = await accountKeyOf(this.env, userId);
+          this.engine.localAccounts.add(userId, account.accountKey, account.key);
+          return account;
+        },
       });
       // The resident has our join from send_join and passes it on: it is not sent again.
       skipHandOver(this.engine, result.eventId);
@@ -862,6 +868,9 @@ export class RoomDurableObject extends DurableObject<Env> {
     return this.serialised(async () => {
       const key = await signingKey(this.env);
       const { event, cosigned } = await checkSentMembership(this.engine, this.env.SERVER_NAME, key, request);
+      // MSC4348: the server an account moves away from has no member left to count it in the room, but
+      // must learn of the move (room/outbound.ts does the same for local senders).
+      const hostBefore = this.engine.routingServerOf(event.sender);
       const result = await this.engine.persistEvent(event, { origin: "federation" });
       await this.afterCommit([result]);
       if (result.rejectedReason !== null) throw forbidden(`The event was rejected: ${result.rejectedReason}`);
@@ -870,7 +879,7 @@ export class RoomDurableObject extends DurableObject<Env> {
         // As the resident server we pass the remote user's membership on to the other servers in the room
         // (room/outbound.ts sends only events of local senders by itself). Before answering: the joining
         // server retries send_join if this fails.
-        const destinations = serversInRoom(this.engine).filter((s) => s !== request.origin);
+        const destinations = [...new Set([...serversInRoom(this.engine), hostBefore])].filter((s) => s !== request.origin && s !== "" && s !== this.env.SERVER_NAME);
         const json = JSON.stringify(wirePdu(this.engine, result.eventId));
         try {
           await enqueuePdus(this.env, destinations, this.engine.meta()!.roomId, [{ eventId: result.eventId, json }]);

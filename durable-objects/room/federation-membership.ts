@@ -13,7 +13,8 @@ import { unsignedEvent } from "./build-event.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
 import { authChainIds, pdusOf, wirePdu } from "./federation-reads.js";
 import { choosePrevEvents } from "./local-events.js";
-import { originSpeaksFor } from "./federation-participation.js";
+import { acceptedKeyOfDomain, originSpeaksFor } from "./federation-participation.js";
+import { MEMBER_SERVER_KEY, accountKeyOfUser } from "../../protocol/accounts.js";
 import { chooseAuthoriser, inAllowedRoom, isRestrictedJoinRule, type JoinedElsewhere } from "./membership.js";
 
 export type RemoteMembership = "join" | "leave" | "knock";
@@ -33,8 +34,15 @@ export interface MakeMembershipResult {
 }
 
 /** The first checks of every make_* and send_* request: a known room, a user of the asking server. */
-function checkRequester(engine: RoomEngine, origin: string, userId: string): void {
-  if (!engine.meta()) throw notFound("Unknown room");
+function checkRequester(engine: RoomEngine, origin: string, userId: string, membership?: RemoteMembership): void {
+  const meta = engine.meta();
+  if (!meta) throw notFound("Unknown room");
+  // MSC4348 rooms: an account joins (or moves) through any accepted server; the template names the
+  // requesting server's key, and the account's signature on the join is its consent (decision 13).
+  if (meta.rules.eventFormat.accountKeyIdentity && membership === "join" && accountKeyOfUser(userId) !== undefined) {
+    if (acceptedKeyOfDomain(engine, origin) === undefined) throw forbidden("The requesting server is not accepted in the room");
+    return;
+  }
   // MSC4345 rooms: the origin is the domain the user's server key advertises (federation-participation.ts).
   if (!originSpeaksFor(engine, origin, userId)) throw forbidden("User is not of the requesting server");
 }
@@ -50,8 +58,10 @@ export async function makeMembership(
   request: MakeMembershipRequest,
   joinedElsewhere: JoinedElsewhere,
 ): Promise<MakeMembershipResult> {
-  checkRequester(engine, request.origin, request.userId);
-  const meta = engine.meta()!;
+  const meta = engine.meta();
+  if (!meta) throw notFound("Unknown room");
+  // MSC4348 rooms check the requester once the user ID has the room's form (below).
+  if (!meta.rules.eventFormat.accountKeyIdentity) checkRequester(engine, request.origin, request.userId);
   if (request.supportedVersions && !request.supportedVersions.includes(meta.roomVersion)) {
     throw new MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Your homeserver does not support the features required to interact with this room", {
       room_version: meta.roomVersion,
@@ -60,12 +70,18 @@ export async function makeMembership(
   // MSC4345 rooms name users by server key: a joining server that asked with its domain-form ID is told
   // so (and asks again with `@user:<its key>`, room/remote-join.ts). Myelin's reading: the proposal has no
   // way for a joining server to learn this before it has a template.
-  if (meta.rules.eventFormat.serverKeyIdentity && serverKeyOfUser(request.userId) === undefined) {
-    throw new MatrixError(400, KEY_USER_ID_REQUIRED, "This room names users by their server key: ask with @user:<your server key>", {
+  if (meta.rules.eventFormat.accountKeyIdentity ? accountKeyOfUser(request.userId) === undefined : meta.rules.eventFormat.serverKeyIdentity && serverKeyOfUser(request.userId) === undefined) {
+    // MSC4348 rooms name users by account key (`@<account key>`): the same answer, read by room_version.
+    const form = meta.rules.eventFormat.accountKeyIdentity ? "@<account key>" : "@user:<your server key>";
+    throw new MatrixError(400, KEY_USER_ID_REQUIRED, `This room names users by key: ask with ${form}`, {
       room_version: meta.roomVersion,
     });
   }
+  if (meta.rules.eventFormat.accountKeyIdentity) checkRequester(engine, request.origin, request.userId, request.membership);
   const content: JsonObject = { membership: request.membership };
+  // MSC4348 (decision 13): a join names the server that speaks for the account: the requesting one.
+  const joiningServerKey = meta.rules.authorization.portableAccounts && request.membership === "join" ? acceptedKeyOfDomain(engine, request.origin) : undefined;
+  if (joiningServerKey !== undefined) content[MEMBER_SERVER_KEY] = joiningServerKey;
   const current = engine.membershipOf(request.userId)?.membership;
   if (request.membership === "join" && current !== "join" && current !== "invite") {
     if (isRestrictedJoinRule(engine)) {
@@ -80,7 +96,7 @@ export async function makeMembership(
     { roomId: meta.roomId, rules: meta.rules, serverName: request.origin, prevEvents: choosePrevEvents(engine), state: engine.currentLookup, now: Date.now() },
   );
   // Check the would-be event (unsigned: the auth rules do not look at signatures) on the current state.
-  const check = checkEventAuth({ ...template, event_id: "$template" } as IdentifiedPdu, meta.rules, engine.currentLookup);
+  const check = checkEventAuth({ ...template, event_id: "$template" } as IdentifiedPdu, meta.rules, engine.currentLookup, { unsignedTemplate: true });
   if (!check.allowed) throw forbidden(`You are not allowed to ${request.membership} this room: ${check.reason}`);
   // Room versions 1-10 carry `origin`; Synapse's templates have it, so the joining server keeps it.
   if (!meta.rules.eventFormat.redactsInContent) template.origin = request.origin;
@@ -116,7 +132,7 @@ export async function checkSentMembership(
   if (!isJsonObject(event.content) || event.content.membership !== request.membership) {
     throw new MatrixError(400, "M_INVALID_PARAM", `Not a ${request.membership} event`);
   }
-  if (typeof event.sender !== "string" || !originSpeaksFor(engine, request.origin, event.sender)) {
+  if (typeof event.sender !== "string" || !originSpeaksFor(engine, request.origin, event.sender, event)) {
     throw new MatrixError(400, "M_INVALID_PARAM", "The sender is not a user of the origin server");
   }
   if (event.state_key !== event.sender) throw new MatrixError(400, "M_INVALID_PARAM", "The state_key is not the sender");

@@ -5,7 +5,8 @@
 // co-signer; `send_participation` takes it back signed by the requesting key, checks that the origin
 // owns the key and the domain, co-signs it with this server's key and persists it like any other event.
 // An admin then accepts (or revokes) the key with a participation state event.
-import { checkEventAuth } from "../../protocol/auth-rules.js";
+import { actingServerKey, checkEventAuth, hostingServerKey } from "../../protocol/auth-rules.js";
+import { accountKeyOfUser } from "../../protocol/accounts.js";
 import { MatrixError, forbidden, notFound } from "../../protocol/errors.js";
 import { eventIdFor, signEventAsServer } from "../../protocol/event-hashes.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
@@ -31,10 +32,30 @@ export interface MakeParticipationRequest {
  * the `unverified_domain` of the key's current participation (the routing the key's controller chose;
  * X-Matrix proves the origin holds that domain, the event's signature proves the key).
  */
-export function originSpeaksFor(engine: RoomEngine, origin: string, userId: string): boolean {
+export function originSpeaksFor(engine: RoomEngine, origin: string, userId: string, event?: Pdu): boolean {
+  const rules = engine.meta()?.rules;
+  // MSC4348 rooms: an account is spoken for by the server its membership names; for its own new
+  // membership event, by the server that event names (a move names the new server).
+  if (rules?.eventFormat.accountKeyIdentity && engine.keyIdentity().active) {
+    const key = event ? actingServerKey(event, engine.currentLookup, rules) : hostingServerKey(userId, engine.currentLookup, rules);
+    return key !== undefined && engine.currentStateEvent(PARTICIPATION_EVENT_TYPE, key)?.content.unverified_domain === origin;
+  }
   const key = serverKeyOfUser(userId);
   if (!engine.keyIdentity().active || key === undefined) return serverNameOf(userId) === origin;
   return engine.currentStateEvent(PARTICIPATION_EVENT_TYPE, key)?.content.unverified_domain === origin;
+}
+
+/**
+ * MSC4348: the accepted server key whose participation advertises `origin` (the authenticated requesting
+ * server), which a make_join template names for the joining account (decision 13), or undefined.
+ */
+export function acceptedKeyOfDomain(engine: RoomEngine, origin: string): string | undefined {
+  for (const [key, eventId] of engine.currentState()) {
+    if (!key.startsWith(`${PARTICIPATION_EVENT_TYPE}\u0000`)) continue;
+    const event = engine.events.pdu(eventId);
+    if (event && participationOf(event) === "accepted" && event.content.unverified_domain === origin && isServerKey(event.state_key)) return event.state_key;
+  }
+  return undefined;
 }
 
 function participationRoom(engine: RoomEngine): RoomMeta {
@@ -57,7 +78,11 @@ export async function makeParticipation(engine: RoomEngine, request: MakePartici
   const { serverKey, origin } = request;
   if (!isServerKey(serverKey)) throw new MatrixError(400, "M_INVALID_PARAM", "Not a server key");
   const userId = request.userId ?? `@server:${serverKey}`;
-  if (serverKeyOfUser(userId) !== serverKey) throw new MatrixError(400, "M_INVALID_PARAM", "user_id is not a user of that server key");
+  // MSC4348 rooms: the request is spoken through an account (decision 15), named by its account key.
+  const accounts = meta.rules.eventFormat.accountKeyIdentity;
+  if (accounts ? accountKeyOfUser(userId) === undefined : serverKeyOfUser(userId) !== serverKey) {
+    throw new MatrixError(400, "M_INVALID_PARAM", accounts ? "user_id must be an account key user ID (@<account key>)" : "user_id is not a user of that server key");
+  }
   const current = participationOf(engine.currentStateEvent(PARTICIPATION_EVENT_TYPE, serverKey));
   if (current !== undefined) throw forbidden(`That server key's participation is already ${current}`);
   const membership = engine.membershipOf(userId)?.membership;
@@ -71,7 +96,9 @@ export async function makeParticipation(engine: RoomEngine, request: MakePartici
     { roomId: meta.roomId, rules: meta.rules, serverName: origin, prevEvents: choosePrevEvents(engine), state: engine.currentLookup, now: Date.now() },
   );
   // The would-be event, with the two signatures it will carry (the rules only look for them).
-  const wouldBe = { ...template, event_id: "$template", signatures: { [serverKey]: { "ed25519:x": "" }, [engine.ownServerKey!]: { "ed25519:x": "" } } };
+  const signatures: JsonObject = { [serverKey]: { "ed25519:x": "" }, [engine.ownServerKey!]: { "ed25519:x": "" } };
+  if (accounts) signatures[accountKeyOfUser(userId)!] = { "ed25519:1": "" };
+  const wouldBe = { ...template, event_id: "$template", signatures };
   const check = checkEventAuth(wouldBe as IdentifiedPdu, meta.rules, engine.currentLookup);
   if (!check.allowed) throw forbidden(`You may not request participation: ${check.reason}`);
   return { event: template, room_version: meta.roomVersion };
@@ -98,7 +125,8 @@ export async function checkSentParticipation(
     throw new MatrixError(400, "M_INVALID_PARAM", "Not a participation event for a server key");
   }
   const serverKey = event.state_key;
-  if (typeof event.sender !== "string" || serverKeyOfUser(event.sender) !== serverKey) {
+  const accountSender = meta.rules.eventFormat.accountKeyIdentity && typeof event.sender === "string" && accountKeyOfUser(event.sender) !== undefined;
+  if (typeof event.sender !== "string" || !(accountSender || serverKeyOfUser(event.sender) === serverKey)) {
     throw new MatrixError(400, "M_INVALID_PARAM", "The sender is not a user of the requesting key");
   }
   if (!isJsonObject(event.content) || event.content.participation !== "requested") throw new MatrixError(400, "M_INVALID_PARAM", "Not a request to participate");

@@ -19,6 +19,7 @@
 // ignores a PDU it still holds, and a peer deduplicates one it already has (by event ID).
 import { federationAllowed } from "../../federation-client/config.js";
 import { PARTICIPATION_EVENT_TYPE, isServerKey } from "../../protocol/participation.js";
+import { hostingServerKey } from "../../protocol/auth-rules.js";
 import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { QueuedPdu } from "../destination/queue.js";
@@ -144,6 +145,9 @@ class RoomOutbound {
     if (row.type === "m.room.member" && row.state_key !== null && row.state_key.startsWith("@")) {
       const target = this.engine.routingServerOf(row.state_key);
       if (target !== "" && target !== this.env.SERVER_NAME) out.add(target);
+      // MSC4348: an account that moved here from another server: that server learns of the move.
+      const before = this.accountServerBefore(row.event_id, row.state_key);
+      if (before !== undefined && before !== "" && before !== this.env.SERVER_NAME) out.add(before);
     }
     // MSC4345: a change of a server's participation also goes to that server (at the domain it had
     // before the change, which a revocation may leave out), so that a revoked server learns it and stops.
@@ -152,6 +156,18 @@ class RoomOutbound {
       if (target !== undefined && target !== "" && target !== this.env.SERVER_NAME) out.add(target);
     }
     return [...out].filter((server) => federationAllowed(this.env, server));
+  }
+
+  /** MSC4348 rooms: the domain of the server that hosted `userId` (its membership's server key) before
+   * `eventId`; undefined in other rooms or without one. */
+  private accountServerBefore(eventId: string, userId: string): string | undefined {
+    const rules = this.engine.meta()?.rules;
+    if (!rules?.eventFormat.accountKeyIdentity) return undefined;
+    const group = this.engine.sql.exec<{ g: number | null }>("SELECT state_group_before AS g FROM events WHERE event_id = ?", eventId).toArray()[0]?.g ?? null;
+    const before = this.engine.lookupInGroup(group);
+    const key = hostingServerKey(userId, before, rules);
+    const domain = key === undefined ? undefined : before(PARTICIPATION_EVENT_TYPE, key)?.content.unverified_domain;
+    return typeof domain === "string" ? domain : undefined;
   }
 
   /** The `unverified_domain` of `serverKey`'s participation in the state before `eventId`, or this event's. */

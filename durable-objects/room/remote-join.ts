@@ -7,7 +7,8 @@
 // Built for size (DESIGN.md, "Federation"): the events are processed in auth order in one pass with
 // bounded look-ups; a partial-state join (`omit_members`, issue 19) adds a resync cursor on alarms later.
 import { MatrixError, forbidden } from "../../protocol/errors.js";
-import { eventIdFor, hashAndSignEvent } from "../../protocol/event-hashes.js";
+import { eventIdFor, hashAndSignEvent, signEventAsServer } from "../../protocol/event-hashes.js";
+import { MEMBER_SERVER_KEY, accountKeyOfUser, accountKeyUserId } from "../../protocol/accounts.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { KEY_USER_ID_REQUIRED, PARTICIPATION_EVENT_TYPE, isServerKey, keyFormUserId } from "../../protocol/participation.js";
 import { stateKey, type Pdu } from "../../protocol/pdu.js";
@@ -25,6 +26,8 @@ export interface RemoteJoinRequest {
   servers: string[];
   /** Extra content of the join (displayname, avatar_url, reason). */
   content: JsonObject;
+  /** MSC4348 rooms: the account key of the (local) joining user, loaded or made on first use. */
+  accountFor?: (userId: string) => Promise<{ accountKey: string; key: SigningKey }>;
 }
 
 /** Why a remote join failed, as the client sees it (the last server's answer). */
@@ -53,6 +56,7 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
   let lastError: MatrixError = new MatrixError(404, "M_NOT_FOUND", "No known servers");
   for (const server of servers) {
     let joining = request;
+    let accountKey: SigningKey | undefined;
     let made = await makeJoin(remote, server, joining);
     if (!made.ok && made.errcode === KEY_USER_ID_REQUIRED) {
       // MSC4345: the room names users by server key. Ask again as `@user:<our key>`; a 403 then means
@@ -60,7 +64,14 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
       // a room admin accepts the key.
       joining = { ...request, userId: keyFormUserId(request.userId, ownServerKey(key)) };
       made = await makeJoin(remote, server, joining);
-      if (!made.ok && made.status === 403) await requestParticipation(server, serverName, key, remote, joining, made.error);
+      if (!made.ok && made.errcode === KEY_USER_ID_REQUIRED && request.accountFor) {
+        // MSC4348: the room names users by account key (`@<account key>`); the account signs its events.
+        const account = await request.accountFor(request.userId);
+        accountKey = account.key;
+        joining = { ...request, userId: accountKeyUserId(account.accountKey) };
+        made = await makeJoin(remote, server, joining);
+      }
+      if (!made.ok && made.status === 403) await requestParticipation(server, serverName, key, remote, joining, made.error, accountKey);
     }
     if (!made.ok) {
       lastError = errorFrom(server, made);
@@ -73,7 +84,7 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
       lastError = new MatrixError(502, "M_UNKNOWN", `${server} sent a bad join template: ${template}`);
       continue;
     }
-    const { event, eventId, roomVersion } = await signJoin(template.event, template.roomVersion, joining, serverName, key);
+    const { event, eventId, roomVersion } = await signJoin(template.event, template.roomVersion, joining, serverName, key, accountKey);
     // Ask for partial state (omit_members): the join answers without the member list, which is fetched in
     // the background (room/partial-state.ts).
     const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(eventId)}?omit_members=true`, event as unknown as Record<string, unknown>);
@@ -118,7 +129,15 @@ export const PARTICIPATION_PENDING = "ORG.MATRIX.MSC4345_PARTICIPATION_PENDING";
  * acceptance, as after a knock), 403 M_FORBIDDEN when the resident refuses the request (an earlier
  * request is pending, the key is revoked, the user is banned or not invited).
  */
-async function requestParticipation(server: string, serverName: string, key: SigningKey, remote: RemoteFetch, request: RemoteJoinRequest, joinRefusal: string): Promise<never> {
+async function requestParticipation(
+  server: string,
+  serverName: string,
+  key: SigningKey,
+  remote: RemoteFetch,
+  request: RemoteJoinRequest,
+  joinRefusal: string,
+  accountKey?: SigningKey,
+): Promise<never> {
   const serverKey = ownServerKey(key);
   const made = await remote(
     server,
@@ -146,7 +165,7 @@ async function requestParticipation(server: string, serverName: string, key: Sig
   ) {
     throw new MatrixError(502, "M_UNKNOWN", `${server} sent a bad participation template`);
   }
-  const signed = await signTemplate(t, content, rules, serverName, key);
+  const signed = await signTemplate(t, content, rules, serverName, key, accountKey);
   const sent = await remote(
     server,
     "PUT",
@@ -173,13 +192,22 @@ function checkTemplate(body: unknown, request: RemoteJoinRequest): { event: Json
   return { event: e, roomVersion };
 }
 
-async function signJoin(template: JsonObject, roomVersion: string, request: RemoteJoinRequest, serverName: string, key: SigningKey): Promise<{ event: Pdu; eventId: string; roomVersion: string }> {
+async function signJoin(
+  template: JsonObject,
+  roomVersion: string,
+  request: RemoteJoinRequest,
+  serverName: string,
+  key: SigningKey,
+  accountKey?: SigningKey,
+): Promise<{ event: Pdu; eventId: string; roomVersion: string }> {
   const rules = roomVersionRules(roomVersion)!;
   const content: JsonObject = { ...(template.content as JsonObject), ...request.content, membership: "join" };
+  // MSC4348 (decision 13): the join names this server as the one that speaks for the account.
+  if (rules.authorization.portableAccounts) content[MEMBER_SERVER_KEY] = ownServerKey(key);
   // Keep the resident's authorising user of a restricted join (it chose one that may invite).
   const via = (template.content as JsonObject).join_authorised_via_users_server;
   if (via !== undefined) content.join_authorised_via_users_server = via;
-  const signed = await signTemplate(template, content, rules, serverName, key);
+  const signed = await signTemplate(template, content, rules, serverName, key, accountKey);
   return { event: signed.pdu, eventId: signed.eventId, roomVersion };
 }
 
@@ -231,7 +259,15 @@ function membershipTemplate(body: unknown, request: { roomId: string; userId: st
 }
 
 /** Fills in a make_* template (our content, our timestamp, a v1-v2 event ID of ours) and hashes and signs it. */
-async function signTemplate(template: JsonObject, content: JsonObject, rules: RoomVersionRules, serverName: string, key: SigningKey): Promise<{ pdu: Pdu; eventId: string }> {
+async function signTemplate(
+  template: JsonObject,
+  content: JsonObject,
+  rules: RoomVersionRules,
+  serverName: string,
+  key: SigningKey,
+  /** MSC4348 rooms: the account's key, which signs beside the server's (rule A). */
+  accountKey?: SigningKey,
+): Promise<{ pdu: Pdu; eventId: string }> {
   const { signatures: _s, hashes: _h, unsigned: _u, ...rest } = template;
   const unsigned: JsonObject = { ...rest, content, origin_server_ts: Date.now() };
   if (rules.eventFormat.eventIdInPdu) unsigned.event_id = `$${randomToken(18)}:${serverName}`;
@@ -239,7 +275,10 @@ async function signTemplate(template: JsonObject, content: JsonObject, rules: Ro
   // MSC4345 rooms (decision 11): signed under the server key, not the server name.
   const entity = rules.eventFormat.serverKeyIdentity ? ownServerKey(key) : serverName;
   try {
-    return await hashAndSignEvent(unsigned as unknown as Pdu, entity, key, rules);
+    const signed = await hashAndSignEvent(unsigned as unknown as Pdu, entity, key, rules);
+    const account = typeof unsigned.sender === "string" ? accountKeyOfUser(unsigned.sender) : undefined;
+    if (!accountKey || account === undefined || !rules.eventFormat.accountKeyIdentity) return signed;
+    return { pdu: await signEventAsServer(signed.pdu, account, accountKey, rules), eventId: signed.eventId };
   } catch {
     // A template canonical JSON refuses (a float, a too-large integer): the resident's fault, not a 500.
     throw new MatrixError(502, "M_UNKNOWN", "The resident server sent a template that cannot be signed");

@@ -7,6 +7,7 @@ import type { RemoteMembership } from "../../durable-objects/room/federation-mem
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { isValidUserId } from "../../protocol/auth-rules.js";
 import { serverKeyOfUser } from "../../protocol/participation.js";
+import { accountKeyOfUser } from "../../protocol/accounts.js";
 import { invalidParam } from "../../protocol/errors.js";
 import type { AppEnv } from "../env.js";
 import { readJsonObject } from "../http.js";
@@ -19,8 +20,9 @@ async function make(c: Context<AppEnv>, membership: RemoteMembership) {
   const origin = requestOrigin(c);
   const roomId = requireRoomId(c.req.param("roomId"));
   const userId = c.req.param("userId") ?? "";
-  // MSC4345 rooms name users by server key (`@bob:<key>`), which the server name grammar refuses.
-  if (!isValidUserId(userId) && serverKeyOfUser(userId) === undefined) throw invalidParam("Invalid user ID");
+  // MSC4345 rooms name users by server key (`@bob:<key>`), which the server name grammar refuses;
+  // MSC4348 rooms by account key (`@<key>`, no server part).
+  if (!isValidUserId(userId) && serverKeyOfUser(userId) === undefined && accountKeyOfUser(userId) === undefined) throw invalidParam("Invalid user ID");
   // make_join and make_knock list the room versions the joining server supports (`ver`, repeated);
   // without any, the spec's default is version 1 only.
   const supportedVersions = membership === "leave" ? undefined : c.req.queries("ver") ?? ["1"];
