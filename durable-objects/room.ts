@@ -854,8 +854,19 @@ export class RoomDurableObject extends DurableObject<Env> {
   makeMembership(request: MakeMembershipRequest): Promise<Outcome<MakeMembershipResult>> {
     if (request.membership !== "leave" && isPartialState(this.engine)) return Promise.resolve(notFullyJoined());
     return outcomeOf(() =>
-      makeMembership(this.engine, this.env.SERVER_NAME, request, (roomId, userId) => this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).isJoined(userId)),
+      makeMembership(
+        this.engine,
+        this.env.SERVER_NAME,
+        request,
+        (roomId, userId) => this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).isJoined(userId),
+        (roomId) => this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).hasLocalMember(),
+      ),
     );
+  }
+
+  /** Whether this server is in the room (a local user is joined): restricted joins ask it of allowed rooms. */
+  hasLocalMember(): boolean {
+    return this.engine.meta() !== null && this.hasLocalJoinedMember();
   }
 
   /**

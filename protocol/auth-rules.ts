@@ -52,7 +52,7 @@ export interface AuthCheckOptions {
   /**
    * The event is a template that is not signed yet (a make_join answer, a would-be event checked before
    * it is built): the rules that ask for signatures being present (MSC4348's account key and co-signing
-   * server) are skipped. Never set for an event that is to be stored.
+   * server, v8+ restricted joins' authorising server) are skipped. Never set for an event that is to be stored.
    */
   unsignedTemplate?: boolean;
 }
@@ -547,7 +547,8 @@ function checkMember(
     // MSC4348: the co-signer is the server the authorising account's membership names.
     const viaServer = auth.portableAccounts ? hostingServerKey(via, state, rules) : serverNameOf(via);
     const sigs = viaServer === undefined ? undefined : event.signatures?.[viaServer];
-    if (!isJsonObject(sigs) || Object.keys(sigs).length === 0) {
+    // A make_join template is checked before that server (the resident answering it) co-signs it.
+    if (!options.unsignedTemplate && (!isJsonObject(sigs) || Object.keys(sigs).length === 0)) {
       return reject("event is not signed by the server of join_authorised_via_users_server");
     }
   }

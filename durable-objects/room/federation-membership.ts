@@ -15,7 +15,7 @@ import { authChainIds, pdusOf, wirePdu } from "./federation-reads.js";
 import { choosePrevEvents } from "./local-events.js";
 import { acceptedKeyOfDomain, originSpeaksFor } from "./federation-participation.js";
 import { MEMBER_SERVER_KEY, accountKeyOfUser } from "../../protocol/accounts.js";
-import { chooseAuthoriser, inAllowedRoom, isRestrictedJoinRule, type JoinedElsewhere } from "./membership.js";
+import { allowedRooms, chooseAuthoriser, inAllowedRoom, isRestrictedJoinRule, type JoinedElsewhere } from "./membership.js";
 
 export type RemoteMembership = "join" | "leave" | "knock";
 
@@ -57,6 +57,8 @@ export async function makeMembership(
   serverName: string,
   request: MakeMembershipRequest,
   joinedElsewhere: JoinedElsewhere,
+  /** Whether this server is in a room (a local member is joined): without it, membership there is unknown. */
+  serverInRoom: (roomId: string) => Promise<boolean>,
 ): Promise<MakeMembershipResult> {
   const meta = engine.meta();
   if (!meta) throw notFound("Unknown room");
@@ -85,7 +87,17 @@ export async function makeMembership(
   const current = engine.membershipOf(request.userId)?.membership;
   if (request.membership === "join" && current !== "join" && current !== "invite") {
     if (isRestrictedJoinRule(engine)) {
-      if (!(await inAllowedRoom(engine, request.userId, joinedElsewhere))) throw new MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", "Failed to find a room the user is joined to among the allowed rooms");
+      if (!(await inAllowedRoom(engine, request.userId, joinedElsewhere))) {
+        // As Synapse (EventAuthHandler.check_restricted_join_rules): when this server is not in one of the
+        // allowed rooms, the user may be in it unbeknown to us: 400 M_UNABLE_TO_AUTHORISE_JOIN lets the joining
+        // server try another resident. Otherwise the user is not allowed: 403.
+        for (const roomId of allowedRooms(engine.currentStateEvent("m.room.join_rules", "")?.content)) {
+          if (roomId !== meta.roomId && !(await serverInRoom(roomId))) {
+            throw new MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", `Unable to check if ${request.userId} is in allowed rooms.`);
+          }
+        }
+        throw forbidden("You do not belong to any of the required rooms/spaces to join this room.");
+      }
       const authoriser = chooseAuthoriser(engine);
       if (authoriser === undefined) throw new MatrixError(400, "M_UNABLE_TO_GRANT_JOIN", "Unable to find a user which could issue an invite");
       content.join_authorised_via_users_server = authoriser;
@@ -95,7 +107,8 @@ export async function makeMembership(
     { type: "m.room.member", stateKey: request.userId, sender: request.userId, content },
     { roomId: meta.roomId, rules: meta.rules, serverName: request.origin, prevEvents: choosePrevEvents(engine), state: engine.currentLookup, now: Date.now() },
   );
-  // Check the would-be event (unsigned: the auth rules do not look at signatures) on the current state.
+  // Check the would-be event (unsigned: the auth rules do not look at signatures, and a restricted join's
+  // co-signature by this server is added at send_join) on the current state.
   const check = checkEventAuth({ ...template, event_id: "$template" } as IdentifiedPdu, meta.rules, engine.currentLookup, { unsignedTemplate: true });
   if (!check.allowed) throw forbidden(`You are not allowed to ${request.membership} this room: ${check.reason}`);
   // Room versions 1-10 carry `origin`; Synapse's templates have it, so the joining server keeps it.

@@ -11,7 +11,7 @@ import { eventIdFor, hashAndSignEvent, signEventAsServer } from "../../protocol/
 import { MEMBER_SERVER_KEY, accountKeyOfUser, accountKeyUserId } from "../../protocol/accounts.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { KEY_USER_ID_REQUIRED, PARTICIPATION_EVENT_TYPE, isServerKey, keyFormUserId } from "../../protocol/participation.js";
-import { stateKey, type Pdu } from "../../protocol/pdu.js";
+import { authEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
 import { ROOM_VERSIONS, roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import { randomToken, type SigningKey } from "../../protocol/signing.js";
 import type { PersistResult, RoomEngine } from "./engine.js";
@@ -103,8 +103,9 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
     if (isJsonObject(returned) && (await eventIdFor(returned as unknown as Pdu, roomVersionRules(roomVersion)!).catch(() => null)) === eventId) {
       joinEvent = returned as unknown as Pdu;
     }
-    const result = await persistJoin(engine, request.roomId, roomVersion, joinEvent, sent.body.state as unknown[], sent.body.auth_chain as unknown[]);
-    if (sent.body.members_omitted !== true) return { result };
+    const membersOmitted = sent.body.members_omitted === true;
+    const result = await persistJoin(engine, request.roomId, roomVersion, joinEvent, sent.body.state as unknown[], sent.body.auth_chain as unknown[], membersOmitted);
+    if (!membersOmitted) return { result };
     const listed = Array.isArray(sent.body.servers_in_room) ? sent.body.servers_in_room.filter((x): x is string => typeof x === "string") : [];
     // The server that answered first: it has the state.
     return { result, partialStateServers: [server, ...listed.filter((s) => s !== server)] };
@@ -215,7 +216,15 @@ async function signJoin(
  * Stores the send_join answer and the join on it. The room's meta exists from the start (so outliers can
  * be checked) but has no create event, and so is unknown to readers, until the join commits.
  */
-async function persistJoin(engine: RoomEngine, roomId: string, roomVersion: string, joinEvent: Pdu, state: unknown[], authChain: unknown[]): Promise<PersistResult> {
+async function persistJoin(
+  engine: RoomEngine,
+  roomId: string,
+  roomVersion: string,
+  joinEvent: Pdu,
+  state: unknown[],
+  authChain: unknown[],
+  membersOmitted: boolean,
+): Promise<PersistResult> {
   const hadRoom = engine.meta() !== null;
   if (hadRoom && engine.meta()!.roomVersion !== roomVersion) throw new MatrixError(502, "M_UNKNOWN", "The resident server reports another room version");
   if (!hadRoom) engine.beginRemoteRoom(roomId, roomVersion);
@@ -235,6 +244,19 @@ async function persistJoin(engine: RoomEngine, roomId: string, roomVersion: stri
     if (raw.type === "m.room.create" && raw.state_key === "") createEventId = id!;
   }
   if (createEventId === undefined) throw new MatrixError(502, "M_UNKNOWN", "The resident server's state has no valid create event");
+  if (membersOmitted) {
+    // A partial-state answer leaves out member events, among them the join's other member auth event: a
+    // restricted join's authorising user (v8+). Synapse authorises an event in a partial-state room against
+    // its own auth events resolved with the state it knows; here the join's verified member auth events
+    // fill the member keys the partial state lacks (the resync replaces the whole state later).
+    for (const id of authEventIds(joinEvent)) {
+      const m = engine.events.meta(id);
+      const pdu = m && m.rejectedReason === null ? engine.events.pdu(id) : undefined;
+      if (pdu?.type !== "m.room.member" || typeof pdu.state_key !== "string") continue;
+      const key = stateKey(pdu.type, pdu.state_key);
+      if (!stateBefore.has(key)) stateBefore.set(key, id);
+    }
+  }
   if (!hadRoom) engine.setCreateEvent(createEventId);
   try {
     const result = await engine.persistRemoteJoin(joinEvent, stateBefore);

@@ -177,6 +177,49 @@ describe("make_join / send_join (resident side)", () => {
   });
 });
 
+describe("make_join / send_join of a restricted room (resident side, v8+)", () => {
+  it("refuses a remote user outside the allowed rooms (403, or 400 when this server is not in one); once they joined one, the template names our authoriser, passes the auth check and send_join co-signs it", async () => {
+    const remote = "r1.remote.test";
+    const alice = await newUser("alice");
+    const allowed = await createRoom(alice, { preset: "public_chat", room_version: "8" });
+    const roomId = await createRoom(alice, {
+      preset: "public_chat",
+      room_version: "8",
+      initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: allowed }] } }],
+    });
+    const bob = `@bob:${remote}`;
+    // Not in the allowed room, which this server is in: 403, as Synapse (the joining server stops there).
+    const outside = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=8`);
+    expect(outside.status).toBe(403);
+    expect(outside.body.errcode).toBe("M_FORBIDDEN");
+    // An allowed room this server is not in: it cannot tell, 400 M_UNABLE_TO_AUTHORISE_JOIN (try another server).
+    const unknownAllowed = await createRoom(alice, {
+      preset: "public_chat",
+      room_version: "8",
+      initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: allowed }, { type: "m.room_membership", room_id: "!elsewhere:r2.remote.test" }] } }],
+    });
+    const cannotTell = await federationApi(remote, "GET", `${F1}/make_join/${enc(unknownAllowed)}/${enc(bob)}?ver=8`);
+    expect(cannotTell.status).toBe(400);
+    expect(cannotTell.body.errcode).toBe("M_UNABLE_TO_AUTHORISE_JOIN");
+
+    const madeAllowed = await federationApi(remote, "GET", `${F1}/make_join/${enc(allowed)}/${enc(bob)}?ver=8`);
+    const joinAllowed = await signTemplate(remote, "8", madeAllowed.body.event as JsonObject, { origin_server_ts: Date.now() });
+    expect((await federationApi(remote, "PUT", `${F2}/send_join/${enc(allowed)}/${enc(joinAllowed.eventId)}`, joinAllowed.pdu)).status).toBe(200);
+
+    // The template carries our authorising user; the make_join check must not ask for the co-signature
+    // that only send_join adds (it answered 403 "not signed by the server of join_authorised_via_users_server").
+    const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=8`);
+    expect(made.status).toBe(200);
+    expect((made.body.event as { content: JsonObject }).content.join_authorised_via_users_server).toBe(alice.user_id);
+    const join = await signTemplate(remote, "8", made.body.event as JsonObject, { origin_server_ts: Date.now() });
+    const sent = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu);
+    expect(sent.status).toBe(200);
+    expect(Object.keys((sent.body.event as Pdu).signatures)).toEqual(expect.arrayContaining([remote, SERVER_NAME]));
+    const members = await api("GET", `${r(roomId)}/joined_members`, { token: alice.access_token });
+    expect(Object.keys(members.body.joined)).toContain(bob);
+  });
+});
+
 describe("PUT /send/{txnId} (inbound PDUs)", () => {
   it("persists a remote member's message; every PDU gets a result; bad PDUs change nothing else", async () => {
     const { alice, roomId, bob, remote, join, roomVersion } = await roomWithRemoteMember();
