@@ -30,7 +30,7 @@ import { initialEventTemplates, type CreateRoomConfig } from "./room/create-room
 import { RoomEngine, type OutboxEntry, type PersistResult, type StateDeltaEntry, type StateEntry } from "./room/engine.js";
 import { BUMP_EVENT_TYPES } from "../protocol/sliding-sync.js";
 import { createLocalEvent } from "./room/local-events.js";
-import { prepareMembership, sameContent, type MembershipAction, type MembershipRequest } from "./room/membership.js";
+import { prepareMembership, remoteAuthorisingServers, sameContent, type MembershipAction, type MembershipRequest } from "./room/membership.js";
 import { clientEvents, stateClientEvents, visibleState, type Reader } from "./room/reads.js";
 import { errorOutcome, outcomeOf, type Outcome } from "./room/outcome.js";
 import type { ReadonlyStateMap } from "./room/state-groups.js";
@@ -632,7 +632,10 @@ export class RoomDurableObject extends DurableObject<Env> {
       await this.notifyOutOfBand({ roomId: request.roomId ?? "", streamOrdering: ordering, eventId: knock.eventId, type: "m.room.member", stateKey: request.target, sender: request.target, membership: "knock" });
       return { eventId: knock.eventId, streamOrdering: ordering };
     }
-    if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember()) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
+    // In the room, a restricted join that no local member may authorise goes through a server whose member may.
+    const authorisingServers = request.action === "join" && meta && this.hasLocalJoinedMember() ? remoteAuthorisingServers(this.engine, request.target) : undefined;
+    if (authorisingServers) request = { ...request, servers: authorisingServers };
+    if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember() || authorisingServers) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
       // This server is not in the room: join through a resident server (room/remote-join.ts). The client's
       // extra keys come first; the server's own keys win.
       const content: JsonObject = { ...(request.content ?? {}) };
@@ -655,6 +658,8 @@ export class RoomDurableObject extends DurableObject<Env> {
           this.engine.localAccounts.add(userId, account.accountKey, account.key);
           return account;
         },
+        // A server in the room has its full state: no partial-state join.
+        partialState: authorisingServers === undefined,
       });
       // The resident has our join from send_join and passes it on: it is not sent again.
       skipHandOver(this.engine, result.eventId);

@@ -6,6 +6,7 @@ import { namedPowerLevel, powerLevelOf } from "../../protocol/auth-rules.js";
 import { MatrixError, forbidden } from "../../protocol/errors.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { canonicalJson } from "../../protocol/canonical-json.js";
+import { serverNameOf } from "../../protocol/pdu.js";
 import type { EventTemplate } from "./build-event.js";
 import type { MemberProfile } from "./create-room.js";
 import type { RoomEngine } from "./engine.js";
@@ -145,4 +146,26 @@ export function chooseAuthoriser(engine: RoomEngine): string | undefined {
     if (!best || level > best.level || (level === best.level && userId < best.userId)) best = { userId, level };
   }
   return best?.userId;
+}
+
+/**
+ * A restricted join through another server although this one is in the room (Synapse's
+ * `_should_perform_remote_join`): the user is neither joined nor invited and no local member may invite, so
+ * a server whose member may invite must authorise the join. Returns those servers (their most powerful
+ * member first), or undefined when the join is local (not restricted, already a member, or a local authoriser).
+ */
+export function remoteAuthorisingServers(engine: RoomEngine, userId: string): string[] | undefined {
+  const current = engine.membershipOf(userId)?.membership;
+  if (current === "join" || current === "invite") return undefined;
+  if (!isRestrictedJoinRule(engine) || chooseAuthoriser(engine) !== undefined) return undefined;
+  const meta = engine.meta()!;
+  const lookup = engine.currentLookup;
+  const inviteLevel = namedPowerLevel("invite", lookup, meta.rules);
+  const candidates: { server: string; level: number }[] = [];
+  for (const member of engine.membersWith("join")) {
+    const level = powerLevelOf(member, lookup, meta.rules);
+    if (level >= inviteLevel && !engine.isLocalUser(member)) candidates.push({ server: serverNameOf(member), level });
+  }
+  candidates.sort((a, b) => b.level - a.level || (a.server < b.server ? -1 : 1));
+  return [...new Set(candidates.map((c) => c.server))];
 }

@@ -28,6 +28,8 @@ export interface RemoteJoinRequest {
   content: JsonObject;
   /** MSC4348 rooms: the account key of the (local) joining user, loaded or made on first use. */
   accountFor?: (userId: string) => Promise<{ accountKey: string; key: SigningKey }>;
+  /** Ask for partial state (`omit_members`); false when this server is in the room already. Default true. */
+  partialState?: boolean;
 }
 
 /** Why a remote join failed, as the client sees it (the last server's answer). */
@@ -87,7 +89,7 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
     const { event, eventId, roomVersion } = await signJoin(template.event, template.roomVersion, joining, serverName, key, accountKey);
     // Ask for partial state (omit_members): the join answers without the member list, which is fetched in
     // the background (room/partial-state.ts).
-    const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(eventId)}?omit_members=true`, event as unknown as Record<string, unknown>);
+    const sent = await remote(server, "PUT", `/_matrix/federation/v2/send_join/${encodeURIComponent(request.roomId)}/${encodeURIComponent(eventId)}${request.partialState === false ? "" : "?omit_members=true"}`, event as unknown as Record<string, unknown>);
     if (!sent.ok) {
       lastError = errorFrom(server, sent);
       if (sent.status === 403) throw lastError;
