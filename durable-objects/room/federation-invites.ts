@@ -12,7 +12,7 @@ import { MatrixError, forbidden } from "../../protocol/errors.js";
 import { signEventAsServer } from "../../protocol/event-hashes.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { serverNameOf, type IdentifiedPdu, type Pdu } from "../../protocol/pdu.js";
-import { roomVersionRules } from "../../protocol/room-versions.js";
+import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import type { SigningKey } from "../../protocol/signing.js";
 import type { RoomEventNotification } from "../notifications.js";
 import { buildLocalEvent } from "./build-event.js";
@@ -63,7 +63,7 @@ export async function receiveInvite(engine: RoomEngine, serverName: string, key:
 
   // MSC4311 asks the inviting server to include the create event in v12 rooms; an invite without it is
   // still accepted, as Synapse accepts it (Complement's TestIsDirectFlagFederation sends none).
-  const stripped = strippedStateOf(body.invite_room_state);
+  const stripped = strippedStateOf(body.invite_room_state, rules);
   const signed = await signEventAsServer(verified.wire, serverName, key, rules);
 
   if (held && engine.membershipOf(event.state_key)?.membership !== "join") {
@@ -87,13 +87,24 @@ export async function receiveInvite(engine: RoomEngine, serverName: string, key:
 }
 
 /** Stripped state for clients (spec: "Stripped state": type, state_key, content, sender) from what another
- * server sent (full PDUs in v12, stripped events before). Malformed entries are dropped. */
-function strippedStateOf(value: unknown): JsonObject[] {
+ * server sent (full PDUs in v12, stripped events before). Malformed entries are dropped. In v12 rooms the
+ * create event stays whole (MSC4311, as Synapse's strip_event gives it to clients). */
+function strippedStateOf(value: unknown, rules: RoomVersionRules): JsonObject[] {
   if (!Array.isArray(value)) return [];
   const out: JsonObject[] = [];
   for (const e of value) {
     if (!isJsonObject(e) || typeof e.type !== "string" || typeof e.state_key !== "string" || !isJsonObject(e.content) || typeof e.sender !== "string") continue;
-    out.push({ type: e.type, state_key: e.state_key, content: e.content, sender: e.sender });
+    const whole = rules.authorization.roomCreateEventIdAsRoomId && e.type === "m.room.create" && e.state_key === "";
+    out.push(whole ? wholeCreateEvent(e) : { type: e.type, state_key: e.state_key, content: e.content, sender: e.sender });
+  }
+  return out;
+}
+
+/** A received create event's PDU fields (anything else, such as `unsigned`, is left out). */
+function wholeCreateEvent(e: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const key of ["type", "state_key", "content", "sender", "origin_server_ts", "depth", "prev_events", "auth_events", "hashes", "signatures"]) {
+    if (e[key] !== undefined) out[key] = e[key];
   }
   return out;
 }

@@ -17,6 +17,7 @@ import { MAX_STICKY_DURATION_MS, stickyDurationMs, stickyUntil, type ClientEvent
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, formatRows, type EventRow } from "./event-rows.js";
 import { VisibilityChecker } from "./history-visibility.js";
+import { wirePdu } from "./federation-reads.js";
 import { clientEvents } from "./reads.js";
 import { isPartialState } from "./partial-state.js";
 import { stickyReceivedAt } from "./sticky-receipt.js";
@@ -436,8 +437,13 @@ export function strippedState(engine: RoomEngine, userId: string): StrippedState
   if (outOfBand && (!engine.meta() || engine.membershipOf(userId) === null)) return outOfBand.strippedState as unknown as StrippedStateEvent[];
   if (!engine.meta()) return [];
   const out: StrippedStateEvent[] = [];
+  const wholeCreate = engine.meta()!.rules.authorization.roomCreateEventIdAsRoomId;
   const add = (pdu: IdentifiedPdu | undefined) => {
-    if (pdu && typeof pdu.state_key === "string") out.push({ type: pdu.type, state_key: pdu.state_key, content: pdu.content, sender: pdu.sender });
+    if (!pdu || typeof pdu.state_key !== "string") return;
+    // MSC4311, as Synapse's strip_event: where the room ID is the create event's hash (v12), the create
+    // event is given whole (its PDU), so that clients and servers can check the room ID and its creator.
+    const whole = wholeCreate && pdu.type === "m.room.create" ? wirePdu(engine, pdu.event_id) : undefined;
+    out.push(whole ? (whole as unknown as StrippedStateEvent) : { type: pdu.type, state_key: pdu.state_key, content: pdu.content, sender: pdu.sender });
   };
   for (const type of STRIPPED_STATE_TYPES) add(engine.currentStateEvent(type, ""));
   add(engine.currentStateEvent("m.room.member", userId));

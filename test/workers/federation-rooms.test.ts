@@ -8,9 +8,9 @@ import type { Pdu } from "../../protocol/pdu.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { roomVersionRules } from "../../protocol/room-versions.js";
 import { federationApi, remotePdu, signTemplate } from "./federation-room-helpers.js";
-import { remoteControl } from "./federation-helpers.js";
+import { remoteControl, uniqueServer } from "./federation-helpers.js";
 import { api, SERVER_NAME } from "./helpers.js";
-import { V3, createRoom, newUser, r, send } from "./room-helpers.js";
+import { V3, createRoom, membership, newUser, r, send } from "./room-helpers.js";
 
 const F1 = "/_matrix/federation/v1";
 const F2 = "/_matrix/federation/v2";
@@ -220,6 +220,39 @@ describe("make_join / send_join of a restricted room (resident side, v8+)", () =
   });
 });
 
+describe("restricted joins that this server cannot authorise itself", () => {
+  it("a local user's join goes to the server of a member who may invite when no local member may (Synapse's _should_perform_remote_join)", async () => {
+    const remote = uniqueServer("authoriser");
+    const alice = await newUser("alice");
+    const carol = await newUser("carol");
+    const allowed = await createRoom(alice, { preset: "public_chat", room_version: "8" });
+    const roomId = await createRoom(alice, {
+      preset: "public_chat",
+      room_version: "8",
+      initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: allowed }] } }],
+    });
+    // A remote member joins the restricted room (authorised by alice) and gets the invite power; alice loses it.
+    const bob = `@bob:${remote}`;
+    for (const room of [allowed, roomId]) {
+      const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(room)}/${enc(bob)}?ver=8`);
+      const join = await signTemplate(remote, "8", made.body.event as JsonObject, { origin_server_ts: Date.now() });
+      expect((await federationApi(remote, "PUT", `${F2}/send_join/${enc(room)}/${enc(join.eventId)}`, join.pdu)).status).toBe(200);
+    }
+    await remoteControl("/_test/answer", { server: remote, method: "PUT", path: `${F1}/send/*`, body: { pdus: {} } });
+    const levels = (await api("GET", `${r(roomId)}/state/m.room.power_levels/`, { token: alice.access_token })).body as JsonObject;
+    const demoted = { ...levels, invite: 100, users: { [bob]: 100, [alice.user_id]: 50 } };
+    expect((await api("PUT", `${r(roomId)}/state/m.room.power_levels/`, { token: alice.access_token, body: demoted })).status).toBe(200);
+    expect((await membership(carol, allowed, "join")).status).toBe(200);
+
+    // The remote server refuses; what matters is that it was asked (before: 400 M_UNABLE_TO_GRANT_JOIN here).
+    await remoteControl("/_test/answer", { server: remote, method: "GET", path: `${F1}/make_join/*`, status: 403, body: { errcode: "M_FORBIDDEN", error: "no" } });
+    const res = await membership(carol, roomId, "join");
+    expect(res.status).toBe(403);
+    const asked = (await remoteControl<{ method: string; path: string }[]>(`/_test/answered?server=${remote}`)).filter((a) => a.path.startsWith(`${F1}/make_join/`));
+    expect(asked.map((a) => a.path)).toEqual([`${F1}/make_join/${enc(roomId)}/${enc(carol.user_id)}`]);
+  });
+});
+
 describe("PUT /send/{txnId} (inbound PDUs)", () => {
   it("persists a remote member's message; every PDU gets a result; bad PDUs change nothing else", async () => {
     const { alice, roomId, bob, remote, join, roomVersion } = await roomWithRemoteMember();
@@ -398,6 +431,56 @@ describe("invites from other servers", () => {
     const after = await api("GET", `${V3}/sync?timeout=0&since=${sync.body.next_batch}`, { token: carol.access_token });
     expect(after.body.rooms.invite?.[roomId]).toBeUndefined();
     expect(after.body.rooms.leave?.[roomId]).toBeDefined();
+  });
+
+  it("v12 (MSC4311, as Synapse): the create event in invite_state is the whole event, for a local invite and one from another server", async () => {
+    // Local: alice invites dave in a v12 room of ours.
+    const alice = await newUser("alice");
+    const dave = await newUser("dave");
+    const local = await createRoom(alice, { preset: "public_chat", room_version: "12" });
+    expect((await membership(alice, local, "invite", { user_id: dave.user_id })).status).toBe(200);
+    // From another server: a v12 room whose ID is its create event's hash.
+    const inviteServer = uniqueServer("v12-inviter");
+    const inviter = `@inviter:${inviteServer}`;
+    const create = await remotePdu(inviteServer, "12", {
+      sender: inviter,
+      type: "m.room.create",
+      state_key: "",
+      content: { room_version: "12" },
+      origin_server_ts: Date.now(),
+      depth: 1,
+      prev_events: [],
+      auth_events: [],
+    } as unknown as Pdu);
+    const remoteRoom = `!${create.eventId.slice(1)}`;
+    const invite = await remotePdu(inviteServer, "12", {
+      room_id: remoteRoom,
+      sender: inviter,
+      type: "m.room.member",
+      state_key: dave.user_id,
+      content: { membership: "invite" },
+      origin_server_ts: Date.now(),
+      depth: 5,
+      prev_events: ["$p"],
+      auth_events: ["$a"],
+    });
+    const res = await federationApi(inviteServer, "PUT", `${F2}/invite/${enc(remoteRoom)}/${enc(invite.eventId)}`, {
+      room_version: "12",
+      event: invite.pdu,
+      invite_room_state: [{ ...create.pdu, unsigned: { age: 5 } }],
+    });
+    expect(res.status).toBe(200);
+
+    const sync = await api("GET", `${V3}/sync?timeout=0`, { token: dave.access_token });
+    for (const roomId of [local, remoteRoom]) {
+      const events = sync.body.rooms.invite[roomId].invite_state.events as JsonObject[];
+      const createEvent = events.find((e) => e.type === "m.room.create")!;
+      expect(typeof createEvent.origin_server_ts).toBe("number");
+      expect(createEvent.hashes).toBeDefined();
+      expect(createEvent.unsigned).toBeUndefined();
+      // Other stripped events stay stripped.
+      expect(Object.keys(events.find((e) => e.type === "m.room.member")!).sort()).toEqual(["content", "sender", "state_key", "type"]);
+    }
   });
 
   it("refuses invites that are not for one of our users, not from the origin, or not invites", async () => {
