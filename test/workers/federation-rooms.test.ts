@@ -253,6 +253,26 @@ describe("restricted joins that this server cannot authorise itself", () => {
   });
 });
 
+describe("POST /join through named servers", () => {
+  it("tries only the servers the client named, not also the room ID's server (as Synapse); with none named, the room ID's server", async () => {
+    const carol = await newUser("carol");
+    const home = uniqueServer("home");
+    const named = uniqueServer("named");
+    const roomId = `!far:${home}`;
+    for (const server of [home, named]) {
+      await remoteControl("/_test/answer", { server, method: "GET", path: `${F1}/make_join/*`, status: 400, body: { errcode: "M_UNABLE_TO_GRANT_JOIN", error: `no one on ${server}` } });
+    }
+    const madeJoins = async (server: string) => (await remoteControl<{ path: string }[]>(`/_test/answered?server=${server}`)).filter((a) => a.path.startsWith(`${F1}/make_join/`)).length;
+    const res = await api("POST", `${V3}/join/${enc(roomId)}?server_name=${enc(named)}`, { token: carol.access_token, body: {} });
+    expect(res.status).toBe(400);
+    expect(res.body.errcode).toBe("M_UNABLE_TO_GRANT_JOIN");
+    expect([await madeJoins(named), await madeJoins(home)]).toEqual([1, 0]);
+    const bare = await api("POST", `${V3}/join/${enc(roomId)}`, { token: carol.access_token, body: {} });
+    expect(bare.status).toBe(400);
+    expect([await madeJoins(named), await madeJoins(home)]).toEqual([1, 1]);
+  });
+});
+
 describe("PUT /send/{txnId} (inbound PDUs)", () => {
   it("persists a remote member's message; every PDU gets a result; bad PDUs change nothing else", async () => {
     const { alice, roomId, bob, remote, join, roomVersion } = await roomWithRemoteMember();

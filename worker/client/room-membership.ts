@@ -60,12 +60,16 @@ async function changeMembership(
 
 /**
  * The servers to join a room through when this server is not in it (spec: POST /join/{roomIdOrAlias}
- * `via`, and the deprecated `server_name`): those named, then the servers the alias resolved to, then the
- * room ID's own server (room versions before 12 name the creating server in the ID).
+ * `via`, and the deprecated `server_name`): those named, then the servers the alias resolved to. Only when
+ * there are none, the room ID's own server (room versions before 12 name the creating server in the ID):
+ * servers the client named are the only ones tried, as Synapse (Complement's
+ * TestRestrictedRoomsRemoteJoinFailOver expects a join through a server that cannot authorise it to fail).
  */
-function joinServers(c: Context<AppEnv>, roomId: string, aliasServers: string[] = []): string[] {
+function joinServers(c: Context<AppEnv>, roomId: string, aliasServers: string[] = [], knock = false): string[] {
   const named = [...(c.req.queries("via") ?? []), ...(c.req.queries("server_name") ?? [])];
-  const fromId = roomId.includes(":") ? [roomId.slice(roomId.indexOf(":") + 1)] : [];
+  // A knock always tries the room ID's server last, as Synapse does.
+  const useId = knock || (named.length === 0 && aliasServers.length === 0);
+  const fromId = roomId.includes(":") && useId ? [roomId.slice(roomId.indexOf(":") + 1)] : [];
   return [...new Set([...named, ...aliasServers, ...fromId])].filter((s) => s !== "" && s !== c.env.SERVER_NAME);
 }
 
@@ -114,7 +118,7 @@ roomMembershipRoutes.post(`${V}/knock/:roomIdOrAlias`, requireAuth, async (c) =>
   const body = await readJsonObject(c, { allowEmpty: true });
   const reason = optionalReason(body);
   const { roomId, servers } = await resolveRoomIdOrAlias(c.env, c.req.param("roomIdOrAlias"));
-  await changeMembership(c, roomId, "knock", requester(c).userId, reason, joinServers(c, roomId, servers));
+  await changeMembership(c, roomId, "knock", requester(c).userId, reason, joinServers(c, roomId, servers, true));
   return c.json({ room_id: roomId });
 });
 
