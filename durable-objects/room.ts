@@ -1331,15 +1331,21 @@ export class RoomDurableObject extends DurableObject<Env> {
     return this.fanOut.listeners();
   }
 
-  /** Who hears of a member's presence (user/room-mates.ts): every joined member in a room of at most
-   * `maxMembers` joined members, only the listeners (members whose users sync now) in a bigger one. */
-  presenceAudience(maxMembers: number): string[] {
-    if (!this.engine.meta()) return [];
-    const joined = this.engine.sql
-      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = 'join'")
-      .one().n;
+  /**
+   * Where a member's presence goes from this room, in one call (durable-objects/user/room-mates.ts): who
+   * hears of it here (every joined member in a room of at most `maxMembers` joined members, only the
+   * listeners, members whose users sync now, in a bigger one) and the other servers with joined members
+   * (each gets one EDU). A user in 1,000 rooms who comes online asks each room once, not twice.
+   */
+  presenceTargets(maxMembers: number): { audience: string[]; servers: string[] } {
+    if (!this.engine.meta()) return { audience: [], servers: [] };
     const ids = this.engine.keyIdentity();
-    return (joined <= maxMembers ? this.engine.membersWith("join") : this.fanOut.listeners()).map((u) => ids.local(u));
+    const joined = this.engine.membersWith("join").map((u) => ids.local(u));
+    const servers = new Set<string>();
+    for (const member of joined) servers.add(serverNameOf(member));
+    servers.delete(this.env.SERVER_NAME);
+    const audience = joined.length <= maxMembers ? joined : this.fanOut.listeners().map((u) => ids.local(u));
+    return { audience, servers: [...servers] };
   }
 }
 

@@ -16,19 +16,32 @@ export async function joinedMembersOf(env: Pick<Env, "ROOMS">, roomId: string): 
 /** Rooms with more joined members than this send presence only to members whose users sync now. */
 export const PRESENCE_ALL_MEMBERS_MAX = 100;
 
-/** Who in a room hears of a member's presence: everyone in a small room; in a big one, the members
- * whose users sync now (the room's listeners, docs/fan-out.md). */
-export async function presenceAudienceOf(env: Pick<Env, "ROOMS">, roomId: string): Promise<string[]> {
-  return env.ROOMS.get(env.ROOMS.idFromName(roomId)).presenceAudience(PRESENCE_ALL_MEMBERS_MAX);
+/** Local users joined to any of `rooms`, without `userId`. */
+export async function localRoomMates(env: Pick<Env, "ROOMS" | "SERVER_NAME">, userId: string, rooms: string[]): Promise<Set<string>> {
+  const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
+  return localOnly(env, userId, lists);
 }
 
-/** Local users joined to any of `rooms` (`presence`: their presence audiences), without `userId`. */
-export async function localRoomMates(env: Pick<Env, "ROOMS" | "SERVER_NAME">, userId: string, rooms: string[], presence = false): Promise<Set<string>> {
-  const membersOf = presence ? presenceAudienceOf : joinedMembersOf;
-  const lists = await Promise.all(rooms.map((roomId) => membersOf(env, roomId).catch(() => [] as string[])));
+function localOnly(env: Pick<Env, "SERVER_NAME">, userId: string, lists: string[][]): Set<string> {
   const mates = new Set<string>();
   for (const list of lists) for (const member of list) if (member !== userId && serverNameOf(member) === env.SERVER_NAME) mates.add(member);
   return mates;
+}
+
+/**
+ * Where `userId`'s presence goes, one call per room (Room DO `presenceTargets`): the local room-mates who
+ * hear of it (everyone in a small room; in a big one, the members whose users sync now, the room's
+ * listeners: docs/fan-out.md) and the other servers with joined members.
+ */
+async function presenceTargetsOf(env: Pick<Env, "ROOMS" | "SERVER_NAME">, userId: string, rooms: string[]): Promise<{ mates: Set<string>; servers: Set<string> }> {
+  const empty = { audience: [] as string[], servers: [] as string[] };
+  const targets = await Promise.all(
+    rooms.map((roomId) => env.ROOMS.get(env.ROOMS.idFromName(roomId)).presenceTargets(PRESENCE_ALL_MEMBERS_MAX).catch(() => empty)),
+  );
+  const servers = new Set<string>();
+  for (const t of targets) for (const server of t.servers) servers.add(server);
+  servers.delete(env.SERVER_NAME);
+  return { mates: localOnly(env, userId, targets.map((t) => t.audience)), servers };
 }
 
 /**
@@ -45,10 +58,10 @@ export async function localRoomMates(env: Pick<Env, "ROOMS" | "SERVER_NAME">, us
  * once, not every step.
  */
 export async function fanOutPresence(env: Env, userId: string, rooms: string[], state: PresenceState): Promise<void> {
-  const [mates, servers] = await Promise.all([
-    localRoomMates(env, userId, rooms, true),
-    serverNameOf(userId) === env.SERVER_NAME ? remoteServersIn(env, rooms) : Promise.resolve(new Set<string>()),
-  ]);
+  const targets = await presenceTargetsOf(env, userId, rooms);
+  const mates = targets.mates;
+  // Only our own users' presence goes to other servers (a remote user's came from their server).
+  const servers = serverNameOf(userId) === env.SERVER_NAME ? targets.servers : new Set<string>();
   const plain: PresenceState = { presence: state.presence, lastActiveTs: state.lastActiveTs, currentlyActive: state.currentlyActive };
   if (state.statusMsg !== undefined) plain.statusMsg = state.statusMsg;
   if (servers.size > 0) {
@@ -79,15 +92,6 @@ export async function fanOutPresence(env: Env, userId: string, rooms: string[], 
         .catch((e: unknown) => console.warn("presence fan-out failed", mate, e instanceof Error ? e.message : e)),
     )],
   );
-}
-
-/** The other servers with joined members in any of `rooms`. */
-async function remoteServersIn(env: Pick<Env, "ROOMS" | "SERVER_NAME">, rooms: string[]): Promise<Set<string>> {
-  const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
-  const servers = new Set<string>();
-  for (const list of lists) for (const member of list) servers.add(serverNameOf(member));
-  servers.delete(env.SERVER_NAME);
-  return servers;
 }
 
 /** Records `userId`'s device list change in the User DOs of their local room-mates. */

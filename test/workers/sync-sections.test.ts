@@ -473,7 +473,8 @@ describe("/sync presence timeout", () => {
 });
 
 describe("/sync to-device and device lists", () => {
-  it("delivers to-device messages exactly once, in batches of at most 100", { timeout: 30_000 }, async () => {
+  // 105 sends in order, one request each: seconds on a quiet machine, over 30 s when the machine is busy.
+  it("delivers to-device messages exactly once, in batches of at most 100", { timeout: 120_000 }, async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
     let since = (await sync(bob)).next_batch;
