@@ -64,23 +64,7 @@ export async function fanOutPresence(env: Env, userId: string, rooms: string[], 
   const servers = serverNameOf(userId) === env.SERVER_NAME ? targets.servers : new Set<string>();
   const plain: PresenceState = { presence: state.presence, lastActiveTs: state.lastActiveTs, currentlyActive: state.currentlyActive };
   if (state.statusMsg !== undefined) plain.statusMsg = state.statusMsg;
-  if (servers.size > 0) {
-    const push: Record<string, unknown> = {
-      user_id: userId,
-      presence: state.presence,
-      last_active_ago: Math.max(0, Date.now() - state.lastActiveTs),
-      currently_active: state.currentlyActive,
-    };
-    if (state.statusMsg !== undefined && state.statusMsg !== null) push.status_msg = state.statusMsg;
-    const edu = { eduType: "m.presence", content: JSON.stringify({ push: [push] }), dedupeKey: `presence:${userId}` };
-    await Promise.all(
-      [...servers].map((server) =>
-        env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server))
-          .enqueue(server, [], [edu])
-          .catch((e: unknown) => console.warn("presence EDU not queued", server, e instanceof Error ? e.message : e)),
-      ),
-    );
-  }
+  await federatePresence(env, userId, servers, state);
   // Application services with receive_ephemeral interested in the user or one of their rooms (MSC2409).
   const toServices = pushPresenceToAppservices(env, userId, rooms, plain).catch((e: unknown) =>
     console.warn("presence not queued for application services", userId, e instanceof Error ? e.message : e),
@@ -92,6 +76,36 @@ export async function fanOutPresence(env: Env, userId: string, rooms: string[], 
         .catch((e: unknown) => console.warn("presence fan-out failed", mate, e instanceof Error ? e.message : e)),
     )],
   );
+}
+
+/**
+ * Queues a local user's presence as an `m.presence` EDU for each of `servers` (spec: Server-Server API,
+ * "Presence"). A waiting presence EDU of the user is replaced by this one (dedupe key), so a burst of
+ * changes or re-sends reaches a slow peer once.
+ */
+export async function federatePresence(env: Pick<Env, "DESTINATIONS">, userId: string, servers: Iterable<string>, state: PresenceState): Promise<void> {
+  const list = [...servers];
+  if (list.length === 0) return;
+  const push: Record<string, unknown> = {
+    user_id: userId,
+    presence: state.presence,
+    last_active_ago: Math.max(0, Date.now() - state.lastActiveTs),
+    currently_active: state.currentlyActive,
+  };
+  if (state.statusMsg !== undefined && state.statusMsg !== null) push.status_msg = state.statusMsg;
+  const edu = { eduType: "m.presence", content: JSON.stringify({ push: [push] }), dedupeKey: `presence:${userId}` };
+  await Promise.all(
+    list.map((server) =>
+      env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server))
+        .enqueue(server, [], [edu])
+        .catch((e: unknown) => console.warn("presence EDU not queued", server, e instanceof Error ? e.message : e)),
+    ),
+  );
+}
+
+/** The other servers with joined members in any of `rooms` (one call per room, as presence fan-out). */
+export async function remoteServersIn(env: Pick<Env, "ROOMS" | "SERVER_NAME">, rooms: string[]): Promise<Set<string>> {
+  return (await presenceTargetsOf(env, "", rooms)).servers;
 }
 
 /** Records `userId`'s device list change in the User DOs of their local room-mates. */

@@ -18,7 +18,8 @@ import type { AccountDataDelta } from "../user.js";
 import { roomActivityOf, type RoomActivity } from "../room/event-index.js";
 import type { AlarmClock } from "./alarm-clock.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
-import { fanOutPresence, joinedMembersOf, watchRemoteUsers } from "./room-mates.js";
+import { fanOutPresence, federatePresence, joinedMembersOf, remoteServersIn, watchRemoteUsers } from "./room-mates.js";
+import { PresenceFederationLog, presencePingDue, presenceWorthSendingOnJoin } from "./presence-federation.js";
 import type { UserStream } from "./stream.js";
 import { encodeSyncToken, type SyncToken } from "./sync-token.js";
 import { MAIN_THREAD, SyncStore, type InboxRow, type PresenceState, type UnreadCounts } from "./sync-stream.js";
@@ -172,7 +173,11 @@ export class SyncHub {
   ) {
     this.store = new SyncStore(ctx.storage.sql, stream);
     this.partialStateRooms = new PartialStateRooms(ctx.storage.sql, () => stream.next());
+    this.presenceFederation = new PresenceFederationLog(ctx.storage.sql);
   }
+
+  /** When this user's presence last went to other servers (user/presence-federation.ts). */
+  private readonly presenceFederation: PresenceFederationLog;
 
   /** The DO's user (learned from the first RPC that names it). */
   userId(): string | undefined {
@@ -259,8 +264,14 @@ export class SyncHub {
         this.sources.recordDeviceListChange?.(n.stateKey!, "changed");
         // A new room-mate's presence is news even when it did not change (as Synapse's incremental sync).
         this.store.stampPresence(n.stateKey!, position);
-        // A remote room-mate: their server's device list and presence updates must reach this user.
-        if (serverNameOf(n.stateKey!) !== this.env.SERVER_NAME) this.followUp(() => watchRemoteUsers(this.env, [n.stateKey!], me, n.roomId));
+        // A remote room-mate: their server's device list and presence updates must reach this user, and
+        // this user's presence reaches their server (Synapse's `_on_user_joined_room`).
+        if (serverNameOf(n.stateKey!) !== this.env.SERVER_NAME) {
+          const remote = n.stateKey!;
+          this.followUp(() => watchRemoteUsers(this.env, [remote], me, n.roomId));
+          const mine = this.store.presenceOf(me);
+          if (mine && presenceWorthSendingOnJoin(mine, Date.now())) this.followUp(() => federatePresence(this.env, me, [serverNameOf(remote)], presenceStateOf(mine)));
+        }
       }
       else if (n.membership === "leave" || n.membership === "ban") {
         const other = n.stateKey!;
@@ -354,7 +365,12 @@ export class SyncHub {
     // `status_msg` absent keeps the old one (PUT /presence always sends what it wants; sync never does).
     const msg = statusMsg === undefined ? old?.statusMsg : (statusMsg ?? undefined);
     if (msg !== undefined) state.statusMsg = msg;
-    return this.ctx.storage.transactionSync(() => this.store.setPresence(userId, state)) !== null;
+    return this.ctx.storage.transactionSync(() => {
+      const changed = this.store.setPresence(userId, state) !== null;
+      // Every caller sends a change to the servers sharing a room (fanOutPresence): the ping clock restarts.
+      if (changed) this.presenceFederation.markSent(now);
+      return changed;
+    });
   }
 
   /** Another user's presence, fanned out to the users who share a room with them. */
@@ -386,7 +402,15 @@ export class SyncHub {
         for (const member of members) this.sources.recordDeviceListChange!(member, "changed");
       });
     }
-    await Promise.all([this.exchangePresence(roomId, me, members), watchRemoteUsers(this.env, members.filter((m) => serverNameOf(m) !== this.env.SERVER_NAME), me, roomId)]);
+    const remoteMembers = members.filter((m) => serverNameOf(m) !== this.env.SERVER_NAME);
+    // The user's presence goes to the room's other servers (Synapse's `_on_user_joined_room`).
+    const mine = this.store.presenceOf(me);
+    const servers = new Set(remoteMembers.map((m) => serverNameOf(m)));
+    await Promise.all([
+      this.exchangePresence(roomId, me, members),
+      watchRemoteUsers(this.env, remoteMembers, me, roomId),
+      mine ? federatePresence(this.env, me, servers, presenceStateOf(mine)) : undefined,
+    ]);
   }
 
   /**
@@ -627,6 +651,16 @@ export class SyncHub {
             await fanOutPresence(this.env, userId, rooms, row);
           });
         }
+      }
+      // Nothing changed for a long time: re-send to the servers sharing a room (user/presence-federation.ts).
+      const row = this.store.presenceOf(userId);
+      if (row && row.presence !== "offline" && presencePingDue(this.presenceFederation.lastSent(), now)) {
+        const rooms = this.store.joinedRooms();
+        this.presenceFederation.markSent(now);
+        this.followUp(async () => {
+          if (rooms.length >= BACKGROUND_CATCH_UP_MIN_ROOMS) await afterTheResponse();
+          await federatePresence(this.env, userId, await remoteServersIn(this.env, rooms), presenceStateOf(row));
+        });
       }
     }
     this.activeSyncs += 1;
