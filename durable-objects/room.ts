@@ -1141,6 +1141,8 @@ export class RoomDurableObject extends DurableObject<Env> {
   purge(): Promise<Outcome<null>> {
     return this.serialised(async () => {
       while (this.draining) await this.draining;
+      // The event index's waiting write must not land after the caller deleted the room's rows.
+      await this.eventIndex.settled();
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
       this.alarmPending = false;

@@ -7,6 +7,12 @@
 // The same background write keeps the room's row of `room_activity` (schema/d1.ts) up to date: its newest
 // stream ordering and bump time, which a User DO that was not listening reads to tell which of its rooms
 // have news without asking each Room DO (docs/fan-out.md, "Many rooms").
+//
+// One D1 write per commit cost as much as the rest of a send (issue 13: locally a D1 batch is a round trip
+// to another isolate and a transaction there; on Cloudflare a billed write to the primary). So a room writes
+// at most once per FLUSH_INTERVAL_MS: the first commit after a quiet interval is written at once, commits
+// within the interval after a write wait for its end and go together. The index and the hint lag a commit
+// by at most that interval (plus the write itself); `settled()` writes what is waiting at once.
 
 /** A room's newest activity after a commit: the latest stream ordering and, if the commit had one, the
  * time of its newest event of a type that bumps the room in sliding sync's lists. */
@@ -17,15 +23,41 @@ export interface RoomActivity {
 
 /** D1 allows 100 bound parameters per statement: 2 per row. */
 const ROWS_PER_STATEMENT = 40;
+/** The least time between the starts of two writes of one room (see above). */
+export const FLUSH_INTERVAL_MS = 50;
+
+/** The writer's clock: real time, or a test's. `sleep` can be cut short (`settled()`). */
+export interface IndexClock {
+  now(): number;
+  sleep(ms: number): { done: Promise<void>; wake(): void };
+}
+
+const realClock: IndexClock = {
+  now: () => Date.now(),
+  sleep(ms) {
+    let wake = () => {};
+    const done = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => (clearTimeout(timer), resolve());
+    });
+    return { done, wake };
+  },
+};
 
 export class EventIndexWriter {
   private pending: string[] = [];
   private activity: RoomActivity | undefined;
   private flushing: Promise<void> | undefined;
+  /** When the last write started (ms), and the wake-up of a flush waiting for its interval to end. */
+  private lastWriteAt = -Infinity;
+  private wakeEarly: (() => void) | undefined;
+  /** Set while `settled()` waits: writes go out without waiting for the interval. */
+  private urgent = false;
 
   constructor(
     private readonly db: D1Database,
     private readonly waitUntil: (p: Promise<unknown>) => void,
+    private readonly clock: IndexClock = realClock,
   ) {}
 
   /** Queues event IDs of `roomId` for the index; the write happens soon after, in the background. */
@@ -48,8 +80,28 @@ export class EventIndexWriter {
 
   private room = "";
 
+  /** Writes what is waiting now (no interval) and resolves when every write started so far is done: before
+   * the room's rows are deleted (purge), so that no late write brings them back. */
+  async settled(): Promise<void> {
+    this.urgent = true;
+    try {
+      this.wakeEarly?.();
+      while (this.flushing) await this.flushing;
+    } finally {
+      this.urgent = false;
+    }
+  }
+
   private async flush(): Promise<void> {
     while (this.pending.length > 0 || this.activity !== undefined) {
+      const wait = this.lastWriteAt + FLUSH_INTERVAL_MS - this.clock.now();
+      if (wait > 0 && !this.urgent) {
+        const sleep = this.clock.sleep(wait);
+        this.wakeEarly = sleep.wake;
+        await sleep.done;
+        this.wakeEarly = undefined;
+      }
+      this.lastWriteAt = this.clock.now();
       const batch = this.pending.splice(0, this.pending.length);
       const activity = this.activity;
       this.activity = undefined;
