@@ -863,7 +863,12 @@ export class RoomDurableObject extends DurableObject<Env> {
         this.engine,
         this.env.SERVER_NAME,
         request,
-        (roomId, userId) => this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).isJoined(userId),
+        // A remote user's membership of a room this server has left is stale: it counts only while we are in
+        // it (Synapse clears the current state of rooms it leaves).
+        async (roomId, userId) => {
+          const allowed = this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId));
+          return (await allowed.hasLocalMember()) && (await allowed.isJoined(userId));
+        },
         (roomId) => this.env.ROOMS.get(this.env.ROOMS.idFromName(roomId)).hasLocalMember(),
       ),
     );

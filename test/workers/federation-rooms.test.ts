@@ -220,6 +220,29 @@ describe("make_join / send_join of a restricted room (resident side, v8+)", () =
   });
 });
 
+describe("make_join of a restricted room whose allowed room this server left", () => {
+  it("a remote member of the allowed room no longer counts: 400 M_UNABLE_TO_AUTHORISE_JOIN (the joining server tries another resident)", async () => {
+    const remote = uniqueServer("stale");
+    const alice = await newUser("alice");
+    const allowed = await createRoom(alice, { preset: "public_chat", room_version: "8" });
+    const roomId = await createRoom(alice, {
+      preset: "public_chat",
+      room_version: "8",
+      initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: allowed }] } }],
+    });
+    const bob = `@bob:${remote}`;
+    const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(allowed)}/${enc(bob)}?ver=8`);
+    const join = await signTemplate(remote, "8", made.body.event as JsonObject, { origin_server_ts: Date.now() });
+    expect((await federationApi(remote, "PUT", `${F2}/send_join/${enc(allowed)}/${enc(join.eventId)}`, join.pdu)).status).toBe(200);
+    expect((await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=8`)).status).toBe(200);
+    // Our last member leaves the allowed room: bob's membership there is no longer known to this server.
+    expect((await membership(alice, allowed, "leave")).status).toBe(200);
+    const stale = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=8`);
+    expect(stale.status).toBe(400);
+    expect(stale.body.errcode).toBe("M_UNABLE_TO_AUTHORISE_JOIN");
+  });
+});
+
 describe("restricted joins that this server cannot authorise itself", () => {
   it("a local user's join goes to the server of a member who may invite when no local member may (Synapse's _should_perform_remote_join)", async () => {
     const remote = uniqueServer("authoriser");
