@@ -59,7 +59,7 @@ import { backfill, receivePdus, type PduResult, type RemoteFetch, type RemoteStr
 import { joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
 import { EventIndexWriter, type RoomActivity } from "./room/event-index.js";
 import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
-import { beginPartialState, isPartialState, resyncStep } from "./room/partial-state.js";
+import { beginPartialState, isPartialState, partialStateServers, resyncStep } from "./room/partial-state.js";
 import { federationRawRequest, federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
@@ -1041,6 +1041,13 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** The servers with a joined member (routing names), for checks of what a server may learn. */
   joinedServers(): string[] {
     return this.engine.meta() ? serversInRoom(this.engine) : [];
+  }
+
+  /** While the room is held with partial state, the servers the resident named in its send_join answer
+   * (`servers_in_room`): they stand for the members not known yet, e.g. for our users' device list
+   * updates (worker/device-lists.ts), as Synapse's `get_partial_state_servers_at`. Empty once complete. */
+  partialStateServers(): string[] {
+    return this.engine.meta() ? partialStateServers(this.engine).filter((s) => s !== this.env.SERVER_NAME) : [];
   }
 
   /** Users with a given current membership (e.g. "join"). */

@@ -51,10 +51,12 @@ export async function federatedDeviceList(env: Env, userId: string): Promise<{ d
   return { devices, crossSigning };
 }
 
-/** Other servers with members in any of `rooms`. */
+/** Other servers with members in any of `rooms` (in a room held with partial state, also the servers the
+ * resident named for the members not known yet: Complement msc3902 "Outgoing device list updates"). */
 export async function serversSharingRooms(env: Env, rooms: string[]): Promise<string[]> {
   const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
-  const servers = new Set<string>();
+  const partial = await Promise.all(rooms.map((roomId) => env.ROOMS.get(env.ROOMS.idFromName(roomId)).partialStateServers().catch(() => [] as string[])));
+  const servers = new Set<string>(partial.flat());
   for (const list of lists) for (const member of list) servers.add(serverNameOf(member));
   servers.delete(env.SERVER_NAME);
   return [...servers].sort();
