@@ -632,10 +632,16 @@ export class RoomDurableObject extends DurableObject<Env> {
       await this.notifyOutOfBand({ roomId: request.roomId ?? "", streamOrdering: ordering, eventId: knock.eventId, type: "m.room.member", stateKey: request.target, sender: request.target, membership: "knock" });
       return { eventId: knock.eventId, streamOrdering: ordering };
     }
+    // A room held with partial state cannot tell whether a join is allowed (members are missing): the join
+    // goes through a resident as a second partial join, as Synapse's `_should_perform_remote_join` does
+    // (Complement msc3902 "Leave during resync/works after a second partial join"); the resync goes on.
+    // A member already joined (a profile change) stays local.
+    const partial = request.action === "join" && meta !== null && isPartialState(this.engine) && this.engine.membershipOf(this.inRoom(request.target))?.membership !== "join";
+    if (partial) request = { ...request, servers: [...new Set([...(request.servers ?? []), ...partialStateServers(this.engine)])] };
     // In the room, a restricted join that no local member may authorise goes through a server whose member may.
-    const authorisingServers = request.action === "join" && meta && this.hasLocalJoinedMember() ? remoteAuthorisingServers(this.engine, request.target) : undefined;
+    const authorisingServers = !partial && request.action === "join" && meta && this.hasLocalJoinedMember() ? remoteAuthorisingServers(this.engine, request.target) : undefined;
     if (authorisingServers) request = { ...request, servers: authorisingServers };
-    if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember() || authorisingServers) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
+    if (request.action === "join" && this.remote && (!meta || !this.hasLocalJoinedMember() || authorisingServers || partial) && (request.servers ?? []).some((s) => s !== this.env.SERVER_NAME)) {
       // This server is not in the room: join through a resident server (room/remote-join.ts). The client's
       // extra keys come first; the server's own keys win.
       const content: JsonObject = { ...(request.content ?? {}) };

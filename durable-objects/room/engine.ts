@@ -587,6 +587,10 @@ export class RoomEngine {
     if (!meta || additions.size === 0) return;
     const firstGroupId = (this.sql.exec<{ m: number | null }>("SELECT MAX(id) AS m FROM state_groups").one().m ?? 0) + 1;
     const at = this.maxStreamOrdering();
+    // The entries were in the state all along (the state before our join lacked them only here): their
+    // deltas sit just before the join, so that the state at any point from the join on (a sync showing the
+    // room from its join, once the resync made it whole: user/partial-state-rooms.ts) has them.
+    const deltaAt = fromOrdering !== undefined ? fromOrdering - 1 : at;
     try {
       this.storage.transactionSync(() => {
         if (fromOrdering !== undefined) this.completeStateGroups(additions, fromOrdering);
@@ -597,7 +601,7 @@ export class RoomEngine {
           this.setCurrentStateRow(type, sk, eventId, at);
           this.sql.exec(
             "INSERT OR IGNORE INTO state_deltas (stream_ordering, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, NULL)",
-            at,
+            deltaAt,
             type,
             sk,
             eventId,

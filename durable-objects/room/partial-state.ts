@@ -104,10 +104,21 @@ function stateQueryEvent(engine: RoomEngine, joinEventId: string): string {
   return prev.length === 1 ? prev[0]! : joinEventId;
 }
 
-/** Records that the room was joined with partial state; the resync starts on the next alarm. */
+/**
+ * Records that the room was joined with partial state; the resync starts on the next alarm. A second partial
+ * join while the first one's resync runs (another local user, or a rejoin) keeps that resync, as Synapse
+ * does (the state at the first join is as good as any): only servers not listed yet are added.
+ */
 export function beginPartialState(engine: RoomEngine, joinEventId: string, serversInRoom: string[], ownServer: string): void {
   ensureSchema(engine);
   const servers = serversInRoom.filter((s) => s !== ownServer);
+  const running = row(engine);
+  if (running) {
+    const known = JSON.parse(running.servers) as string[];
+    const more = servers.filter((s) => !known.includes(s));
+    if (more.length > 0) engine.sql.exec("UPDATE partial_state SET servers = ? WHERE id = 1", JSON.stringify([...known, ...more]));
+    return;
+  }
   engine.sql.exec(
     "INSERT OR REPLACE INTO partial_state (id, join_event_id, servers, server_index, phase, state_ids) VALUES (1, ?, ?, 0, 'ids', NULL)",
     joinEventId,
@@ -136,6 +147,10 @@ export async function resyncStep(
   }
   const server = servers[state.server_index % servers.length]!;
   const nextServer = () => engine.sql.exec("UPDATE partial_state SET server_index = server_index + 1 WHERE id = 1");
+  // After a server failed: the next one at once while this round of servers lasts, as Synapse's resync
+  // goes down its list (Complement msc3902 "PartialStateJoinSyncsUsingOtherHomeservers"); after a whole
+  // round failed, wait before starting the next.
+  const failoverDelay = () => ((state.server_index + 1) % servers.length === 0 ? RETRY_DELAY_MS : STEP_DELAY_MS);
   switch (state.phase) {
     case "ids": {
       const roomId = engine.meta()!.roomId;
@@ -143,7 +158,7 @@ export async function resyncStep(
       const answer = await remote(server, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(at)}`);
       if (!answer.ok || !isJsonObject(answer.body) || !Array.isArray(answer.body.pdu_ids) || !Array.isArray(answer.body.auth_chain_ids)) {
         nextServer();
-        return RETRY_DELAY_MS;
+        return failoverDelay();
       }
       const stateIds = answer.body.pdu_ids.filter((x): x is string => typeof x === "string");
       // The state after the join's prev event is the state before it plus the prev event itself (a state
@@ -201,7 +216,7 @@ export async function resyncStep(
         if ((state.server_index + 1) % servers.length === 0) {
           for (const id of ids) engine.sql.exec("DELETE FROM partial_state_missing WHERE event_id = ?", id);
         }
-        return RETRY_DELAY_MS;
+        return failoverDelay();
       }
       return STEP_DELAY_MS;
     }

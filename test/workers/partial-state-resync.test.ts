@@ -56,6 +56,47 @@ describe("partial-state resync", () => {
     expect(recorded.left).toBe(0);
   });
 
+  it("fails over to the next server at once while the round lasts, waits after a whole round failed, and continues with the one that answers", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const result = await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = engineOf(instance);
+      const stateIds = [...engine.currentState().values()];
+      const asked: string[] = [];
+      let answering = new Set<string>();
+      const remote: RemoteFetch = async (destination) => {
+        asked.push(destination);
+        // A bogus answer (Complement's PartialStateJoinSyncsUsingOtherHomeservers sends `{}`), or a good one.
+        return answering.has(destination) ? { ok: true, status: 200, body: { pdu_ids: stateIds, auth_chain_ids: [] } } : { ok: true, status: 200, body: {} };
+      };
+      beginPartialState(engine, stateIds.at(-1)!, ["a.test", "b.test", SERVER_NAME], SERVER_NAME);
+      const delays = [await resyncStep(engine, remote), await resyncStep(engine, remote), await resyncStep(engine, remote)];
+      answering = new Set(["b.test"]);
+      delays.push(await resyncStep(engine, remote));
+      const phase = engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").one().phase;
+      return { asked, delays, phase };
+    });
+    // a (bogus: next at once), b (bogus: the round is over, wait), a again (next at once), then b answers.
+    expect(result.asked).toEqual(["a.test", "b.test", "a.test", "b.test"]);
+    expect(result.delays.slice(0, 3)).toEqual([10, 5_000, 10]);
+    expect(result.phase).toBe("fetch");
+  });
+
+  it("a second partial join while the resync runs keeps it, adding only servers it did not know", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const row = await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = engineOf(instance);
+      const ids = [...engine.currentState().values()];
+      beginPartialState(engine, ids[0]!, ["a.test"], SERVER_NAME);
+      engine.sql.exec("UPDATE partial_state SET phase = 'fetch'");
+      beginPartialState(engine, ids[1]!, ["b.test", "a.test", SERVER_NAME], SERVER_NAME);
+      return engine.sql.exec<{ join_event_id: string; servers: string; phase: string }>("SELECT join_event_id, servers, phase FROM partial_state").one();
+    });
+    expect(JSON.parse(row.servers)).toEqual(["a.test", "b.test"]);
+    expect(row.phase).toBe("fetch");
+  });
+
   it("takes typing from a user of a server the resident named while the members are unknown, and no other", async () => {
     const alice = await newUser("alice");
     const roomId = await createRoom(alice, { preset: "public_chat" });

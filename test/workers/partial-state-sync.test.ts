@@ -12,8 +12,9 @@ import { describe, expect, it } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import type { RemoteFetch } from "../../durable-objects/room/federation-inbound.js";
 import { beginPartialState } from "../../durable-objects/room/partial-state.js";
+import { remoteControl, uniqueServer } from "./federation-helpers.js";
 import { api, SERVER_NAME, type RegisteredUser } from "./helpers.js";
-import { createRoom, join, newUser, send } from "./room-helpers.js";
+import { createRoom, getState, join, newUser, putState, send } from "./room-helpers.js";
 
 const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
 type RoomInstance = { engine: RoomEngine; alarm(): Promise<void> };
@@ -56,9 +57,11 @@ describe("partial-state rooms in /sync", () => {
     const bob = await newUser("bob");
     const roomId = await createRoom(alice, { preset: "public_chat" });
     const before = (await sync(bob)).next_batch;
-    await makePartial(roomId);
-    // Bob joins while the room is partial: the room tells his User DO before his join is answered.
     expect((await join(bob, roomId)).status).toBe(200);
+    await makePartial(roomId);
+    // A join of Bob's while the room is partial (a new join goes through a resident, as a second partial
+    // join; a profile change, as here, is local): the room tells his User DO before it answers.
+    expect((await putState(bob, roomId, "m.room.member", bob.user_id, { membership: "join", displayname: "Bob" })).status).toBe(200);
     const message = (await send(bob, roomId, { msgtype: "m.text", body: "during the resync" })).body.event_id as string;
 
     // Lazy-loading syncs see the room, initial and incremental.
@@ -126,5 +129,23 @@ describe("partial-state rooms in /sync", () => {
     expect(after.rooms?.join?.[roomId]).toBeDefined();
     await user.roomFullState(roomId, "$b");
     expect((await sync(alice, { since: after.next_batch })).rooms?.join?.[roomId]).toBeUndefined();
+  });
+
+  it("a new local join while the room is partial goes through the resident (a second partial join), not around it", async () => {
+    const alice = await newUser("alice");
+    const carol = await newUser("carol");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const resident = uniqueServer("psjoin");
+    await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = (instance as unknown as RoomInstance).engine;
+      beginPartialState(engine, [...engine.currentState().values()].at(-1)!, [resident], SERVER_NAME);
+    });
+    // The resident refuses: the join fails with its answer (a local join would have succeeded).
+    await remoteControl("/_test/answer", { server: resident, method: "GET", path: `/_matrix/federation/v1/make_join/*`, status: 403, body: { errcode: "M_FORBIDDEN", error: "not you" } });
+    expect((await join(carol, roomId)).status).toBe(403);
+    const asked = await remoteControl<{ path: string }[]>(`/_test/answered?server=${encodeURIComponent(resident)}`);
+    expect(asked.map((a) => a.path.split("/").slice(0, 5).join("/"))).toEqual(["/_matrix/federation/v1/make_join"]);
+    // (A local member's state does not wait for the resync; /joined_members would.)
+    expect((await getState(alice, roomId, "m.room.member", carol.user_id)).status).toBe(404);
   });
 });
