@@ -56,7 +56,8 @@ import { upgradeSource, type UpgradeSource } from "./room/upgrade.js";
 import { backfillForServer, eventAuthForServer, eventForServer, missingEventsForServer, serversInRoom, stateForServer, stateIdsForServer, wirePdu } from "./room/federation-reads.js";
 import { checkSentMembership, makeMembership, sendJoinResponse, type MakeMembershipRequest, type MakeMembershipResult, type RemoteMembership } from "./room/federation-membership.js";
 import { backfill, receivePdus, type PduResult, type RemoteFetch, type RemoteStream } from "./room/federation-inbound.js";
-import { joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
+import { PARTICIPATION_PENDING, joinRemoteRoom, knockRemoteRoom, leaveRemoteRoom } from "./room/remote-join.js";
+import { acceptsServerKey, forgetPendingJoin, pendingJoins, rememberPendingJoin } from "./room/pending-joins.js";
 import { EventIndexWriter, type RoomActivity } from "./room/event-index.js";
 import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
 import { beginPartialState, isPartialState, partialStateServers, resyncStep } from "./room/partial-state.js";
@@ -596,7 +597,21 @@ export class RoomDurableObject extends DurableObject<Env> {
       return this.membershipLocked({ ...request, sender: this.inRoom(request.sender), target: this.inRoom(request.target) });
     });
     if ("ok" in outcome) await this.membershipDelivered(outcome.ok.streamOrdering);
+    // MSC4345: a join waiting for this server's acceptance is made again when it comes (room/pending-joins.ts).
+    if (request.action === "join" && request.sender === request.target) {
+      if ("error" in outcome && outcome.error.errcode === PARTICIPATION_PENDING) await rememberPendingJoin(this.ctx.storage, request);
+      else if ("ok" in outcome) await forgetPendingJoin(this.ctx.storage, request.target);
+    }
     return outcome;
+  }
+
+  /** MSC4345: the joins kept while this server's participation was pending, made again now that an
+   * acceptance of its key arrived. One still pending (the cue was not the acceptance) stays kept. */
+  private async completePendingJoins(): Promise<void> {
+    for (const request of await pendingJoins(this.ctx.storage)) {
+      const outcome = await this.updateMembership(request);
+      if ("error" in outcome && outcome.error.errcode !== PARTICIPATION_PENDING) await forgetPendingJoin(this.ctx.storage, request.target);
+    }
   }
 
   /**
@@ -963,6 +978,11 @@ export class RoomDurableObject extends DurableObject<Env> {
       if (!this.engine.meta()) {
         const rescinded = await this.receiveRescindedInvites(origin, pdus);
         if (rescinded !== null) return rescinded;
+        // MSC4345: our key accepted in a room where a local user's join waits for it (room/pending-joins.ts);
+        // the joins go through the write queue after this.
+        if (acceptsServerKey(pdus, ownServerKey(await signingKey(this.env))) && (await pendingJoins(this.ctx.storage)).length > 0) {
+          this.ctx.waitUntil(this.completePendingJoins());
+        }
       }
       const { results, persisted } = await receivePdus(this.engine, origin, pdus, this.remote);
       await this.afterCommit(persisted);

@@ -101,12 +101,14 @@ describe("org.matrix.msc4345 between three Myelin servers", () => {
     expect(await participation(alice, roomId, keyB)).toBe("requested");
     expect((await stateIds(alice, roomId)).has(`m.room.member|${inRoom(bob, keyB)}`)).toBe(false);
 
-    // An admin on A accepts B's key (with the domain B advertised); bob joins and they chat.
+    // An admin on A accepts B's key (with the domain B advertised). The acceptance reaches B, whose server
+    // makes bob's waiting join by itself (durable-objects/room/pending-joins.ts); they chat.
     await setParticipation(alice, roomId, keyB, { participation: "accepted", unverified_domain: B.serverName });
-    const joined = await join(bob, roomId, [A.serverName]);
+    await eventually("bob's waiting join made once B is accepted", async () => (await stateIds(alice, roomId)).has(`m.room.member|${inRoom(bob, keyB)}`));
+    await eventually("the room in bob's joined rooms", async () => ((await call(bob, "GET", "/joined_rooms")).body.joined_rooms as string[]).includes(roomId));
+    const joined = await join(bob, roomId, [A.serverName]); // joining again changes nothing
     expect(joined.status, JSON.stringify(joined.body)).toBe(200);
     const aliceOnA = inRoom(alice, keyA);
-    await eventually("bob joined on A", async () => (await stateIds(alice, roomId)).has(`m.room.member|${inRoom(bob, keyB)}`));
     await sendText(alice, roomId, "hello B");
     await eventually("A's message on B", () => seesMessage(bob, roomId, "hello B"));
     await sendText(bob, roomId, "hello A");
@@ -302,8 +304,13 @@ describe("forks: events B's server never made (signed with B's key) and events o
     const bob = await newUser(B, "bob");
     const carol = await newUser(C, "carol");
     const roomId = await createRoom(alice, { room_version: VERSION, preset: "public_chat" });
-    // B and C ask to take part and are accepted; only carol joins for now.
-    expect((await join(bob, roomId, [A.serverName])).status).toBe(403);
+    // B and C ask to take part and are accepted; only carol joins for now. B's request is made by the
+    // key's holder (no user of B's server waits to join, so B's server joins only when bob asks, below).
+    const U = "/_matrix/federation/unstable/org.matrix.msc4345";
+    const template = await holderB.request(A, "GET", `${U}/make_participation/${enc(roomId)}/${enc(holderB.serverKey)}?user_id=${enc(holderB.user("ghost"))}`);
+    expect(template.status, JSON.stringify(template.body)).toBe(200);
+    const request = await holderB.sign({ ...(template.body.event as Record<string, unknown>), origin_server_ts: Date.now() });
+    expect((await holderB.request(A, "PUT", `${U}/send_participation/${enc(roomId)}/${enc(request.eventId)}`, request.pdu)).status).toBe(200);
     await setParticipation(alice, roomId, holderB.serverKey, { participation: "accepted", unverified_domain: B.serverName });
     expect((await join(carol, roomId, [A.serverName])).status).toBe(403);
     await setParticipation(alice, roomId, keyC, { participation: "accepted", unverified_domain: C.serverName });
