@@ -23,6 +23,7 @@ import { ServerDomains } from "./server-domains.js";
 import { StateGroupStore, diffStates, type ReadonlyStateMap, type StateChanges } from "./state-groups.js";
 import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
 import { KeyIdentity, LocalAccounts } from "./key-identity.js";
+import { recordTimelineGap } from "./timeline-gaps.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../../protocol/participation.js";
 
 export interface RoomMeta {
@@ -53,6 +54,9 @@ export interface PersistOptions {
   /** Backfilled history (spec: "Backfilling"): stored at this stream ordering, below the room's existing
    * events; it changes neither the forward extremities nor the current state, and notifies nobody. */
   backfillOrdering?: number;
+  /** The event follows a hole in the DAG (prev events that could not be fetched): recorded with it, so
+   * that an incremental /sync over it is limited to the events from here on (room/timeline-gaps.ts). */
+  afterGap?: boolean;
 }
 
 export interface PersistResult {
@@ -920,6 +924,7 @@ export class RoomEngine {
           if (redacts !== null) this.applyRedactionOf(event, groupBefore, rules);
           this.applyEarlierRedactions(event, rules);
         }
+        if (accepted && options.afterGap && options.backfillOrdering === undefined) recordTimelineGap(this.sql, streamOrdering);
         if (options.txn) {
           const { userId, deviceId, txnId } = options.txn;
           this.sql.exec("INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)", userId, deviceId, txnId, eventId);

@@ -133,7 +133,8 @@ async function persistPulled(engine: RoomEngine, origin: string, pdu: Pdu, remot
   }
   const stateBefore = await stateFromPrevEvents(engine, origin, pdu, remote);
   await fetchMissingAuthEvents(engine, origin, pdu, remote);
-  return engine.persistEvent(pdu, { origin: "federation", stateBefore });
+  // Its missing prev events stay missing: the timeline has a hole before it (room/timeline-gaps.ts).
+  return engine.persistEvent(pdu, { origin: "federation", stateBefore, afterGap: true });
 }
 
 /**

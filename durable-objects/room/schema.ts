@@ -33,11 +33,14 @@
 //                        server sent, which is all /sync can show of such a room.
 //   event_search         the FTS5 full-text index of POST /search (search-index.ts): rowid = stream ordering.
 //   search_backlog       the range of events stored before the index existed, indexed on the first search.
+//   timeline_gaps        stream orderings of events stored after a hole in the DAG (timeline-gaps.ts): an
+//                        incremental /sync over one is limited to the events after it.
 //   verified_server_domains  MSC4345: server key -> the domain whose key/v3 document lists it, and when
 //                        that was checked (server-domains.ts); `unsigned.server_domain` comes from here.
 import { createSearchSchema, SEARCH_SCHEMA } from "./search-index.js";
 import { recordSchemaFingerprint, schemaFingerprint, storedSchemaFingerprint } from "../schema-fingerprint.js";
 import { SERVER_DOMAINS_SCHEMA } from "./server-domains.js";
+import { TIMELINE_GAPS_SCHEMA } from "./timeline-gaps.js";
 
 export const ROOM_SCHEMA = `
   CREATE TABLE IF NOT EXISTS room_meta (
@@ -173,7 +176,7 @@ export const ROOM_SCHEMA = `
 `;
 
 /** The fingerprint of all the DDL createRoomSchema runs (durable-objects/schema-fingerprint.ts). */
-const ROOM_SCHEMA_FINGERPRINT = schemaFingerprint(ROOM_SCHEMA + SERVER_DOMAINS_SCHEMA + SEARCH_SCHEMA);
+const ROOM_SCHEMA_FINGERPRINT = schemaFingerprint(ROOM_SCHEMA + SERVER_DOMAINS_SCHEMA + TIMELINE_GAPS_SCHEMA + SEARCH_SCHEMA);
 
 /** Creates the tables (idempotent) and records the schema's fingerprint. A later change to an existing
  * table needs an upgrade step here. */
@@ -181,6 +184,7 @@ export function createRoomSchema(sql: SqlStorage): void {
   sql.exec(ROOM_SCHEMA);
   // MSC4345: verified server domains (server-domains.ts).
   sql.exec(SERVER_DOMAINS_SCHEMA);
+  sql.exec(TIMELINE_GAPS_SCHEMA);
   // The full-text index of POST /search (search-index.ts): its own module, as it may be unavailable.
   createSearchSchema(sql);
   recordSchemaFingerprint(sql, "room", ROOM_SCHEMA_FINGERPRINT);

@@ -18,6 +18,7 @@ import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, formatRows, type EventRow } from "./event-rows.js";
 import { VisibilityChecker } from "./history-visibility.js";
 import { wirePdu } from "./federation-reads.js";
+import { newestTimelineGap } from "./timeline-gaps.js";
 import { clientEvents } from "./reads.js";
 import { isPartialState } from "./partial-state.js";
 import { stickyReceivedAt } from "./sticky-receipt.js";
@@ -200,6 +201,13 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     );
     limited = request.limited === true || timelineRows.length > limit;
     if (timelineRows.length > limit) timelineRows = timelineRows.slice(timelineRows.length - limit);
+    // A hole in the DAG inside the range (room/timeline-gaps.ts): only the events from it on, limited, as
+    // Synapse's `_load_filtered_recents` does with `get_timeline_gaps`.
+    const gap = request.sinceOrdering === undefined ? undefined : newestTimelineGap(engine, request.sinceOrdering, request.upto);
+    if (gap !== undefined) {
+      timelineRows = timelineRows.filter((r) => r.stream_ordering >= gap);
+      limited = true;
+    }
   } else {
     timelineRows = [];
     limited = false;
