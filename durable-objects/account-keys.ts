@@ -77,3 +77,8 @@ export async function accountsOfKeys(env: Pick<Env, "DB">, accountKeys: readonly
   }
   return out;
 }
+
+/** Forgets the account's key (exported with `release`): this server keeps no copy. */
+export async function releaseAccountKey(env: Pick<Env, "DB">, userId: string): Promise<void> {
+  await env.DB.prepare("DELETE FROM account_keys WHERE user_id = ?").bind(userId).run();
+}

@@ -308,11 +308,12 @@ export class RoomDurableObject extends DurableObject<Env> {
    * the local accounts a request names, so that the room names them `@<account key>` and their events are
    * signed by their keys. Other rooms: nothing.
    */
-  private async loadAccounts(rules: RoomVersionRules | undefined, userIds: (string | undefined)[]): Promise<void> {
+  private async loadAccounts(rules: RoomVersionRules | undefined, userIds: (string | undefined)[], fresh = false): Promise<void> {
     if (!rules?.eventFormat.accountKeyIdentity) return;
     for (const userId of userIds) {
       if (userId === undefined || !userId.startsWith("@") || serverNameOf(userId) !== this.env.SERVER_NAME) continue;
-      if (this.engine.localAccounts.has(userId)) continue;
+      // Membership changes read the key afresh: a key released (exported away) must not sign a join.
+      if (!fresh && this.engine.localAccounts.has(userId)) continue;
       const account = await accountKeyOf(this.env, userId);
       this.engine.localAccounts.add(userId, account.accountKey, account.key);
     }
@@ -529,7 +530,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     const outcome = await this.serialised(async () => {
       const meta = this.engine.meta();
       if (!meta) throw forbidden("Unknown room");
-      await this.loadAccounts(meta.rules, [request.sender, request.stateKey]);
+      await this.loadAccounts(meta.rules, [request.sender, request.stateKey], request.type === "m.room.member");
       const sender = this.inRoom(request.sender);
       const { type, content } = request;
       // A state key naming a local user (m.room.member) names them as the room does.
@@ -593,7 +594,7 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** join, invite, leave, kick, ban, unban, knock by a local user (spec: "Room membership"). */
   async updateMembership(request: MembershipRequest): Promise<Outcome<SentEvent>> {
     const outcome = await this.serialised(async () => {
-      await this.loadAccounts(this.engine.meta()?.rules, [request.sender, request.target]);
+      await this.loadAccounts(this.engine.meta()?.rules, [request.sender, request.target], true);
       return this.membershipLocked({ ...request, sender: this.inRoom(request.sender), target: this.inRoom(request.target) });
     });
     if ("ok" in outcome) await this.membershipDelivered(outcome.ok.streamOrdering);
@@ -674,6 +675,7 @@ export class RoomDurableObject extends DurableObject<Env> {
         servers: request.servers ?? [],
         content,
         // MSC4348 rooms: the account key names and signs for the user (room/key-identity.ts).
+        accountKey: this.engine.localAccounts.signingKeyOf(request.target),
         accountFor: async (userId) => {
           const account = await accountKeyOf(this.env, userId);
           this.engine.localAccounts.add(userId, account.accountKey, account.key);

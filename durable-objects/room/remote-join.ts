@@ -30,6 +30,8 @@ export interface RemoteJoinRequest {
   accountFor?: (userId: string) => Promise<{ accountKey: string; key: SigningKey }>;
   /** Ask for partial state (`omit_members`); false when this server is in the room already. Default true. */
   partialState?: boolean;
+  /** MSC4348 rooms this server already holds: `userId` is the account's `@<account key>`, and this its key. */
+  accountKey?: SigningKey;
 }
 
 /** Why a remote join failed, as the client sees it (the last server's answer). */
@@ -58,7 +60,7 @@ export async function joinRemoteRoom(engine: RoomEngine, serverName: string, key
   let lastError: MatrixError = new MatrixError(404, "M_NOT_FOUND", "No known servers");
   for (const server of servers) {
     let joining = request;
-    let accountKey: SigningKey | undefined;
+    let accountKey: SigningKey | undefined = request.accountKey;
     let made = await makeJoin(remote, server, joining);
     if (!made.ok && made.errcode === KEY_USER_ID_REQUIRED) {
       // MSC4345: the room names users by server key. Ask again as `@user:<our key>`; a 403 then means

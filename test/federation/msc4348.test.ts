@@ -113,9 +113,11 @@ describe("org.matrix.msc4348 between three Myelin servers", () => {
       return (await messageEvent(bob, roomId, "ping"))?.sender === aliceId;
     });
 
-    // The move: bob exports his account key on B (after his password); an account on C imports it.
-    const exported = await withPassword(bob, "POST", `${ACCOUNT_KEY}/export`, {});
+    // The move: bob exports his account key on B (after his password), releasing it (B keeps no copy);
+    // an account on C imports it.
+    const exported = await withPassword(bob, "POST", `${ACCOUNT_KEY}/export`, { release: true });
     expect(exported.status, JSON.stringify(exported.body)).toBe(200);
+    expect(exported.body.released).toBe(true);
     const bobOnC = await newUser(C, "bob");
     const imported = await withPassword(bobOnC, "PUT", ACCOUNT_KEY, { seed: exported.body.seed });
     expect(imported.status, JSON.stringify(imported.body)).toBe(200);
@@ -149,6 +151,16 @@ describe("org.matrix.msc4348 between three Myelin servers", () => {
     await eventually("A's later message on C", async () => (await messageBodies(bobOnC, roomId)).includes("after the move"));
     expect(await messageBodies(alice, roomId)).not.toContain("stale from B");
     expect(await messageBodies(bobOnC, roomId)).not.toContain("stale from B");
+
+    // B released the key: its account now has a new one, and joining again makes a new identity there,
+    // without bob's power; bob's account stays on C.
+    const newId = await accountId(bob);
+    expect(newId).not.toBe(bobId);
+    const rejoin = await join(bob, roomId, [A.serverName]);
+    expect(rejoin.status, JSON.stringify(rejoin.body)).toBe(200);
+    await eventually("B's new identity on A", async () => (await stateEvent(alice, roomId, "m.room.member", newId))?.[SERVER_KEY_FIELD] === keyB);
+    expect(((await stateEvent(alice, roomId, "m.room.power_levels", ""))?.users as Record<string, number>)[newId]).toBeUndefined();
+    expect((await stateEvent(alice, roomId, "m.room.member", bobId))?.[SERVER_KEY_FIELD]).toBe(keyC);
     void keyA;
   });
 });

@@ -93,4 +93,25 @@ describe("room version org.matrix.msc4348", () => {
     expect((await join(carol, roomId)).status).toBe(200);
     expect((await send(carol, roomId, { msgtype: "m.text", body: "in" })).status).toBe(200);
   });
+
+  it("export with release: the server keeps no copy; the account's next key is a new identity; a bad release changes nothing", async () => {
+    const dave = await newUser("dave");
+    const before = await accountKey(dave);
+    const auth = { type: "m.login.password", identifier: { type: "m.id.user", user: dave.user_id }, password: `password-${dave.user_id.slice(1, dave.user_id.indexOf(":"))}` };
+    const bad = await api("POST", "/_matrix/client/unstable/org.matrix.msc4348/account_key/export", { token: dave.access_token, body: { release: "yes", auth } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.errcode).toBe("M_INVALID_PARAM");
+    expect(await accountKey(dave)).toBe(before);
+    // without release the key stays
+    const kept = await api("POST", "/_matrix/client/unstable/org.matrix.msc4348/account_key/export", { token: dave.access_token, body: { auth } });
+    expect(kept.status).toBe(200);
+    expect(kept.body.released).toBeUndefined();
+    expect(await accountKey(dave)).toBe(before);
+    const released = await api("POST", "/_matrix/client/unstable/org.matrix.msc4348/account_key/export", { token: dave.access_token, body: { release: true, auth } });
+    expect(released.status, JSON.stringify(released.body)).toBe(200);
+    expect(released.body).toMatchObject({ account_key: before, released: true });
+    expect(typeof released.body.seed).toBe("string");
+    const after = await accountKey(dave);
+    expect(after).not.toBe(before);
+  });
 });

@@ -9,7 +9,7 @@ import { Hono } from "hono";
 import { ACCOUNTS_QUERY_PATH, accountKeyUserId, isAccountKey, signAccountRecord } from "../../protocol/accounts.js";
 import { MatrixError } from "../../protocol/errors.js";
 import type { JsonObject } from "../../protocol/json.js";
-import { accountKeyOf, accountOfKey, importAccountKey } from "../account-keys.js";
+import { accountKeyOf, accountOfKey, importAccountKey, releaseAccountKey } from "../account-keys.js";
 import { localpartOf, requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
@@ -32,11 +32,16 @@ accountKeyRoutes.get(BASE, requireAuth, async (c) => {
 accountKeyRoutes.post(`${BASE}/export`, requireAuth, async (c) => {
   const { userId } = requester(c);
   const body = await readJsonObject(c);
+  if (body.release !== undefined && typeof body.release !== "boolean") throw new MatrixError(400, "M_INVALID_PARAM", "release must be a boolean");
   // The seed is the account itself: its owner proves the password, as for deleting a device.
   const auth = await userInteractiveAuth(c.env, body, { method: "POST", operation: "msc4348_export_account_key", flows: [["m.login.password"]], userId });
   const { accountKey, seed } = await accountKeyOf(c.env, userId);
+  // `release: true` (Myelin's, for a move): the key leaves this server with the export, so this server can
+  // never sign for that account again (not even a membership moving it back); this account gets a new key
+  // (a new identity in org.matrix.msc4348 rooms) the next time it needs one.
+  if (body.release === true) await releaseAccountKey(c.env, userId);
   await finishUiaSession(c.env, auth);
-  return c.json({ account_key: accountKey, seed });
+  return c.json({ account_key: accountKey, seed, ...(body.release === true ? { released: true } : {}) });
 });
 
 // PUT /_matrix/client/unstable/org.matrix.msc4348/account_key {seed}
