@@ -260,6 +260,13 @@ async function persistJoin(
       const key = stateKey(pdu.type, pdu.state_key);
       if (!stateBefore.has(key)) stateBefore.set(key, id);
     }
+    // A second partial join into a room we hold partially (another local user joining during the resync,
+    // room.ts): the members the room already knows (our first joiner among them) stay in its state.
+    if (hadRoom) {
+      for (const [key, id] of engine.currentState()) {
+        if (!stateBefore.has(key) && engine.events.meta(id)?.type === "m.room.member") stateBefore.set(key, id);
+      }
+    }
   }
   if (!hadRoom) engine.setCreateEvent(createEventId);
   try {
