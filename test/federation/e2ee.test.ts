@@ -1,5 +1,6 @@
-// End-to-end encryption between two Myelin servers (issue 9 §2, §5): real clients, matrix-js-sdk with its
-// Rust crypto (matrix-sdk-crypto-wasm, as Element Web), one user on each server in an encrypted room. The
+// End-to-end encryption across servers (issue 9 §2, §5), between two Myelins and between Myelin and
+// Synapse: real clients, matrix-js-sdk with its Rust crypto (matrix-sdk-crypto-wasm, as Element Web), one
+// user on each server in an encrypted room that the Myelin user (on A) created. The
 // megolm keys travel as to-device messages across (m.direct_to_device), each client finds the other's
 // devices with /keys/query (for the remote user: our copy of their device list, fetched with
 // /user/devices, or their server), and each side decrypts the other's message. Then the remote user adds a
@@ -89,61 +90,74 @@ async function decrypted(client: sdk.MatrixClient, roomId: string, eventId: stri
   return event;
 }
 
-describe("end-to-end encryption between two Myelin servers, with matrix-js-sdk's Rust crypto", () => {
-  it("each side decrypts the other's message; a second device added on one side decrypts the next message from the other", async () => {
-    onTestFailed(() => console.error(TRACE.join("\n")));
-    const aliceUser = await newUser(A, "alice");
-    const bobUser = await newUser(B, "bob");
-    const alice = await startClient(aliceUser);
-    const bob = await startClient(bobUser);
+/**
+ * alice on A and bob on `other` in an encrypted room: each decrypts the other's message; bob adds a second
+ * device, which decrypts alice's next message.
+ */
+async function encryptedExchange(other: Server): Promise<void> {
+  const aliceUser = await newUser(A, "alice");
+  const bobUser = await newUser(other, "bob");
+  const alice = await startClient(aliceUser);
+  const bob = await startClient(bobUser);
 
-    const { room_id: roomId } = await alice.createRoom({
-      name: "secret across servers",
-      invite: [bobUser.userId],
-      initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
-    });
-    await until("the invite on B", () => bob.getRoom(roomId)?.getMyMembership() === "invite");
-    await bob.joinRoom(roomId, { viaServers: [A.serverName] });
-    await until("bob's join at alice", () => alice.getRoom(roomId)?.getMember(bobUser.userId)?.membership === "join");
-    await until("the encryption state at bob", () => bob.getRoom(roomId)?.hasEncryptionStateEvent());
-    // B joined with partial state (omit_members): its copy of the room learns alice's membership from the
-    // background resync. Element loads a room's members (/members) before it encrypts (lazy loading, its
-    // default, as these clients); wait until B's copy has her.
-    await until("alice in B's copy of the room", async () => {
-      const res = await call(bobUser, "GET", `/rooms/${encodeURIComponent(roomId)}/joined_members`);
-      return res.status === 200 && aliceUser.userId in (res.body.joined as Record<string, unknown>);
-    });
-    // alice → bob: alice's client finds bob's device on B and sends it the room key across.
-    const first = await alice.sendTextMessage(roomId, "hello bob, from A");
-    const atBob = await decrypted(bob, roomId, first.event_id, "hello bob, from A");
-    expect(atBob.isDecryptionFailure()).toBe(false);
-    expect(atBob.getContent().body).toBe("hello bob, from A");
-
-    // bob → alice.
-    const reply = await bob.sendTextMessage(roomId, "hello alice, from B");
-    const atAlice = await decrypted(alice, roomId, reply.event_id, "hello alice, from B");
-    expect(atAlice.isDecryptionFailure()).toBe(false);
-    expect(atAlice.getContent().body).toBe("hello alice, from B");
-
-    // bob logs in on a second device. B sends the new device to A (m.device_list_update); alice's client
-    // sees bob in device_lists.changed, asks for his keys again and learns the new device.
-    const login = await fetch(`${B.baseUrl}/_matrix/client/v3/login`, {
-      method: "POST",
-      body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: bobUser.userId }, password: "pw-federation-1" }),
-    });
-    expect(login.status).toBe(200);
-    const second = (await login.json()) as { access_token: string; device_id: string };
-    const bob2 = await startClient(bobUser, second.access_token);
-    await until("bob's second device known to alice's client", async () => {
-      const devices = await alice.getCrypto()!.getUserDeviceInfo([bobUser.userId]);
-      return devices.get(bobUser.userId)?.has(second.device_id);
-    });
-
-    const third = await alice.sendTextMessage(roomId, "for both of bob's devices");
-    const atBob2 = await decrypted(bob2, roomId, third.event_id, "for both of bob's devices");
-    expect(atBob2.isDecryptionFailure()).toBe(false);
-    expect(atBob2.getContent().body).toBe("for both of bob's devices");
-    const atBob1 = await decrypted(bob, roomId, third.event_id, "for both of bob's devices");
-    expect(atBob1.getContent().body).toBe("for both of bob's devices");
+  const { room_id: roomId } = await alice.createRoom({
+    name: "secret across servers",
+    invite: [bobUser.userId],
+    initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
   });
+  await until("the invite at bob", () => bob.getRoom(roomId)?.getMyMembership() === "invite");
+  await bob.joinRoom(roomId, { viaServers: [A.serverName] });
+  await until("bob's join at alice", () => alice.getRoom(roomId)?.getMember(bobUser.userId)?.membership === "join");
+  await until("the encryption state at bob", () => bob.getRoom(roomId)?.hasEncryptionStateEvent());
+  // The other server joined with partial state (omit_members): its copy of the room learns alice's
+  // membership from the background resync. Element loads a room's members (/members) before it encrypts
+  // (lazy loading, its default, as these clients); wait until that copy has her.
+  await until("alice in the other server's copy of the room", async () => {
+    const res = await call(bobUser, "GET", `/rooms/${encodeURIComponent(roomId)}/joined_members`);
+    return res.status === 200 && aliceUser.userId in (res.body.joined as Record<string, unknown>);
+  });
+  // alice → bob: alice's client finds bob's device on the other server and sends it the room key across.
+  const first = await alice.sendTextMessage(roomId, "hello bob, from A");
+  const atBob = await decrypted(bob, roomId, first.event_id, "hello bob, from A");
+  expect(atBob.isDecryptionFailure()).toBe(false);
+  expect(atBob.getContent().body).toBe("hello bob, from A");
+
+  // bob → alice.
+  const reply = await bob.sendTextMessage(roomId, "hello alice, from bob");
+  const atAlice = await decrypted(alice, roomId, reply.event_id, "hello alice, from bob");
+  expect(atAlice.isDecryptionFailure()).toBe(false);
+  expect(atAlice.getContent().body).toBe("hello alice, from bob");
+
+  // bob logs in on a second device. His server sends the new device to A (m.device_list_update); alice's client
+  // sees bob in device_lists.changed, asks for his keys again and learns the new device.
+  const login = await fetch(`${other.baseUrl}/_matrix/client/v3/login`, {
+    method: "POST",
+    body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: bobUser.userId }, password: "pw-federation-1" }),
+  });
+  expect(login.status).toBe(200);
+  const second = (await login.json()) as { access_token: string; device_id: string };
+  const bob2 = await startClient(bobUser, second.access_token);
+  await until("bob's second device known to alice's client", async () => {
+    const devices = await alice.getCrypto()!.getUserDeviceInfo([bobUser.userId]);
+    return devices.get(bobUser.userId)?.has(second.device_id);
+  });
+
+  const third = await alice.sendTextMessage(roomId, "for both of bob's devices");
+  const atBob2 = await decrypted(bob2, roomId, third.event_id, "for both of bob's devices");
+  expect(atBob2.isDecryptionFailure()).toBe(false);
+  expect(atBob2.getContent().body).toBe("for both of bob's devices");
+  const atBob1 = await decrypted(bob, roomId, third.event_id, "for both of bob's devices");
+  expect(atBob1.getContent().body).toBe("for both of bob's devices");
+}
+
+describe("end-to-end encryption across servers, with matrix-js-sdk's Rust crypto", () => {
+  it("between two Myelins: each side decrypts the other's message; a second device added on one side decrypts the next message from the other", async () => {
+    onTestFailed(() => console.error(TRACE.join("\n")));
+    await encryptedExchange(B);
+  }, 120_000);
+
+  it("between Myelin and Synapse: the same, with the second device on Synapse", async () => {
+    onTestFailed(() => console.error(TRACE.join("\n")));
+    await encryptedExchange(inject("synapse"));
+  }, 120_000);
 });
