@@ -413,9 +413,9 @@ export class UserDurableObject extends DurableObject<Env> {
     devices: FederatedDevice[],
     crossSigning: FederatedCrossSigning,
     anchor: { roomId: string; position: number } | null = null,
-  ): { kept: boolean; watchers: string[] } {
-    const kept = this.federatedDeviceLists.replaceRemote(userId, streamId, devices, crossSigning, anchor);
-    return { kept, watchers: this.federatedDeviceLists.watchers() };
+  ): { kept: boolean; changed: boolean; watchers: string[] } {
+    const { kept, changed } = this.federatedDeviceLists.replaceRemote(userId, streamId, devices, crossSigning, anchor);
+    return { kept, changed, watchers: this.federatedDeviceLists.watchers() };
   }
   /** An inbound m.signing_key_update of this remote user; returns whether it applied and who to tell. */
   applyRemoteSigningKeys(crossSigning: FederatedCrossSigning): { applied: boolean; watchers: string[] } {

@@ -263,7 +263,8 @@ export class FederatedDeviceLists {
    * Replaces the remote user's list with the answer of GET /user/devices (a resync), anchored in `anchor`
    * (a room shared with the user when the fetch started, and its stream position then; null: none found,
    * the copy then follows updates but answers no query). An answer older than an update we have seen is
-   * not kept (a slower, earlier resync): returns false.
+   * not kept (a slower, earlier resync). Returns whether it was kept and whether the devices or
+   * cross-signing keys differ from the copy before (Synapse tells room-mates only then).
    */
   replaceRemote(
     userId: string,
@@ -271,9 +272,10 @@ export class FederatedDeviceLists {
     devices: FederatedDevice[],
     crossSigning: FederatedCrossSigning,
     anchor: { roomId: string; position: number } | null = null,
-  ): boolean {
+  ): { kept: boolean; changed: boolean } {
     return this.storage.transactionSync(() => {
-      if (streamId < this.remoteHighestStreamId()) return false;
+      if (streamId < this.remoteHighestStreamId()) return { kept: false, changed: false };
+      const before = this.snapshot();
       this.noteHighest(streamId);
       this.sql.exec(
         "INSERT INTO remote_device_list (id, user_id, stream_id) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET stream_id = excluded.stream_id",
@@ -288,8 +290,15 @@ export class FederatedDeviceLists {
       for (const d of devices) this.sql.exec("INSERT INTO remote_devices (device_id, keys, display_name) VALUES (?, ?, ?)", d.deviceId, d.keys, d.displayName);
       this.sql.exec("DELETE FROM remote_cross_signing");
       for (const [type, json] of Object.entries(crossSigning)) this.sql.exec("INSERT INTO remote_cross_signing (key_type, json) VALUES (?, ?)", type, json);
-      return true;
+      return { kept: true, changed: this.snapshot() !== before };
     });
+  }
+
+  /** The stored devices and cross-signing keys as one comparable text (stale or not). */
+  private snapshot(): string {
+    const devices = this.sql.exec("SELECT device_id, keys, display_name FROM remote_devices ORDER BY device_id").toArray();
+    const cross = this.sql.exec("SELECT key_type, json FROM remote_cross_signing ORDER BY key_type").toArray();
+    return JSON.stringify([devices, cross]);
   }
 
   /** A signing key update: replaces the given cross-signing keys (if the user is tracked). */

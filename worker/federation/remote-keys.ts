@@ -259,7 +259,7 @@ export async function claimRemoteKeys(
  * our copy (a resync: spec, "Device Management", when an update's `prev_id` names one we never saw),
  * anchored in `anchor` (looked up among the rooms shared with the user when not given; none: the copy
  * follows updates but answers no query). The anchor is taken before the request, so a membership change
- * during it fails the anchor's proof later. Tells the watching local users. Returns the copy, or null when
+ * during it fails the anchor's proof later. Tells the watching local users if the list changed. Returns the copy, or null when
  * the server did not answer usably or the answer is older than an update we have seen.
  */
 export async function resyncRemoteDeviceList(
@@ -297,8 +297,9 @@ export async function resyncRemoteDeviceList(
   const crossSigning: FederatedCrossSigning = {};
   if (cross.master) crossSigning.master = JSON.stringify(cross.master);
   if (cross.self_signing) crossSigning.self_signing = JSON.stringify(cross.self_signing);
-  const { kept, watchers } = await userStore(env, userId).replaceRemoteDeviceList(userId, streamId, devices, crossSigning, anchor);
-  await tellWatchers(env, userId, watchers);
+  const { kept, changed, watchers } = await userStore(env, userId).replaceRemoteDeviceList(userId, streamId, devices, crossSigning, anchor);
+  // As Synapse: room-mates hear of a resync only when it changed something (no churn of re-queries).
+  if (kept && changed) await tellWatchers(env, userId, watchers);
   return kept ? { streamId, devices, crossSigning } : null;
 }
 
