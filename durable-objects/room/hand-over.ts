@@ -82,6 +82,22 @@ export class RoomHandOver {
     this.cursorReady = true;
   }
 
+  /**
+   * Moves the cursor past `results` (a commit's new accepted events, in stream order) without a round, for
+   * a target to whom they can go nowhere (issue 13: a round read every event's JSON and its recipients
+   * after every send of a room without remote servers). Only when no hand-over is queued or running and
+   * the cursor stands right before them, so that nothing still waiting is skipped; the update is part of
+   * the commit's storage write (same turn). Returns whether it moved; if not, the caller kicks a round.
+   */
+  skipPast(results: readonly PersistResult[]): boolean {
+    if (this.pending > 0 || !this.cursorReady || results.length === 0) return false;
+    const first = results[0]!.streamOrdering;
+    const last = results[results.length - 1]!.streamOrdering;
+    if (last - first + 1 !== results.length) return false; // not one contiguous run: let a round decide
+    this.engine.sql.exec(`UPDATE ${this.target.table} SET position = ? WHERE id = 1 AND position = ?`, last, first - 1);
+    return this.position() === last;
+  }
+
   /** Arms the room's alarm for a retry (before a hand-over starts: a crash from then on is retried). */
   armRetry(): Promise<void> {
     return this.armAlarm(Date.now() + this.retryMs);

@@ -67,6 +67,9 @@ class RoomOutbound {
         // Armed before the hand-over starts (and before the write is acknowledged): a crash from here on
         // still hands the event over from alarm().
         await this.handOver.armRetry();
+      } else if (!fresh.some((r) => this.mayReachServers(r.eventId)) && this.handOver.skipPast(fresh)) {
+        // No remote server in the room and no event that names one: nothing to hand over, no round.
+        return;
       }
     } catch (e) {
       console.warn("federation hand-over not prepared; the next commit or the alarm retries it", e instanceof Error ? e.message : e);
@@ -178,6 +181,13 @@ class RoomOutbound {
       if (typeof domain === "string") return domain;
     }
     return undefined;
+  }
+
+  /** Whether an event can go to a server other than those of the joined members: a membership event (its
+   * `state_key` user's server; a remote join also schedules sticky pushes) or an MSC4345 participation. */
+  private mayReachServers(eventId: string): boolean {
+    const m = this.engine.eventMeta(eventId);
+    return m === undefined || m.type === "m.room.member" || m.type === PARTICIPATION_EVENT_TYPE;
   }
 
   private hasRemoteTarget(eventId: string): boolean {

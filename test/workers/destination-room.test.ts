@@ -136,6 +136,30 @@ describe("Room DO: events to remote servers", () => {
     expect(await receivedPdus(server)).toEqual([await wire(roomId, eventId), await wire(roomId, next.body.event_id)]);
   });
 
+  it("a room without remote servers moves its cursor without a round, but never past an event still waiting", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const server = uniqueServer("waiting");
+    // A ban of a remote user who was never here goes to that user's server; committed without the hook
+    // that follows (a crash), it waits behind the cursor.
+    const ban = await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const result = await createLocalEvent(engineOf(instance), env as never, { type: "m.room.member", stateKey: `@x:${server}`, sender: alice.user_id, content: { membership: "ban" } });
+      return result.eventId;
+    });
+    // The next message goes nowhere (no remote server in the room): no round is needed for it, but the
+    // cursor must not jump over the ban.
+    const message = await send(alice, roomId, { msgtype: "m.text", body: "local only" });
+    await settle(roomId, [server]);
+    expect(await receivedPdus(server)).toEqual([await wire(roomId, ban)]);
+    const cursor = () => runInDurableObject(rawRoom(roomId), (_i, state) => state.storage.sql.exec<{ p: number }>("SELECT position AS p FROM federation_outbound").one().p);
+    const ordering = (eventId: string) =>
+      runInDurableObject(rawRoom(roomId), (_i, state) => state.storage.sql.exec<{ o: number }>("SELECT stream_ordering AS o FROM events WHERE event_id = ?", eventId).one().o);
+    expect(await cursor()).toBe(await ordering(message.body.event_id));
+    // With nothing waiting, the next message moves it at once.
+    const later = await send(alice, roomId, { msgtype: "m.text", body: "still local" });
+    expect(await cursor()).toBe(await ordering(later.body.event_id));
+  });
+
   it("leaves out an event marked skipHandOver (our join made through a resident's send_join) and sends the next", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
