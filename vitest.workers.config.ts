@@ -64,7 +64,11 @@ export default defineConfig(async () => {
       // A bound on a hung test, not a speed requirement: on a loaded 2-core machine a test of many requests
       // can pass vitest's 5 s default without anything being wrong.
       testTimeout: 60_000,
-      setupFiles: ["./test/workers/apply-migrations.ts"],
+      // One workerd runs many test files in turn instead of one workerd per file: starting workerd and
+      // loading the Worker into it cost 3-5 s per file. test/workers/fresh-state.ts gives each file the state
+      // a fresh workerd had (storage, module state, the remote stand-in) and applies the D1 migrations.
+      isolate: false,
+      setupFiles: ["./test/workers/fresh-state.ts"],
     },
   };
 });

@@ -20,7 +20,7 @@
 // - `/.well-known/matrix/server` for hosts listed in WELL_KNOWN, and a DNS-over-HTTPS resolver at `doh.test`.
 // - `/_test/...` control endpoints on any host: sign a request as one of the remote servers, read counters,
 //   read the transactions a server received (`/_test/transactions`), make a server fail the next ones
-//   (`/_test/fail`).
+//   (`/_test/fail`), forget everything tests set and recorded (`/_test/reset`, done before every test file).
 // - end-to-end keys of its users (federation part 2): answers POST /user/keys/query and /user/keys/claim and
 //   GET /user/devices/{userId} with what a test stored for that server (`/_test/user-keys`, POST {server,
 //   query?, claim?, devices?: {userId: answer}}); the requests it got are at `/_test/key-requests?server=`.
@@ -196,6 +196,11 @@ const pushes = new Map();
 const pushFailures = new Map();
 const pushRejections = new Map();
 
+/** Everything above that tests change. The workers stage runs many test files in one workerd, and its set-up
+ * (test/workers/fresh-state.ts) empties these before each file (POST /_test/reset), so that a file sees the
+ * state a fresh worker starts with: add any new state here. */
+const STATE = [counters, transactions, failures, rotations, userKeys, keyRequests, answers, answered, seen, pushes, pushFailures, pushRejections];
+
 export default {
   async fetch(request, env) {
     const arrivedAt = Date.now();
@@ -206,6 +211,10 @@ export default {
     seen.push({ method: request.method, url: request.url, host, authorization: request.headers.get("Authorization") });
 
     // Control endpoints.
+    if (url.pathname === "/_test/reset") {
+      for (const item of STATE) Array.isArray(item) ? item.splice(0) : item.clear();
+      return json({});
+    }
     if (url.pathname === "/_test/sign") {
       const { name, method, uri, destination, content, version } = await request.json();
       const id = version ? await identity(name, String(version)) : await currentIdentity(name);
