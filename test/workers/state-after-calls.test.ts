@@ -3,15 +3,13 @@
 // user's change of the same state (M_CANCELLED_BY_STATE_UPDATE), and sticky events (MSC4354), which are not
 // state. state_after is the state at the end of the timeline: every state change after the since token,
 // including those the timeline shows and those a limited timeline leaves out.
-import { runDurableObjectAlarm } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { runDueNow } from "./delayed-helpers.js";
 import { api, type RegisteredUser } from "./helpers.js";
 import { createRoom, join, newUser, r, send } from "./room-helpers.js";
 import { sync, timeline, type SyncBody } from "./sync-helpers.js";
 
 const TYPE = "org.matrix.msc3401.call.member";
-const delayedStub = (userId: string) => env.DELAYED_EVENTS.get(env.DELAYED_EVENTS.idFromName(userId));
 const UNSTABLE = "/_matrix/client/unstable/org.matrix.msc4140/delayed_events";
 
 let txn = 0;
@@ -50,9 +48,10 @@ describe("state_after with delayed and sticky events", () => {
     const first = await sync(bob, { use_state_after: true });
     expect(callState(first, roomId)).toEqual([["_alice_DEVICE", { joined: true }]]);
 
-    // Due at once: the alarm sends it (the pool may already have run it; running it again does nothing).
-    expect((await stateDelayed(alice, roomId, "_alice_DEVICE", 0, {})).status).toBe(200);
-    await runDurableObjectAlarm(delayedStub(alice.user_id));
+    // Made due and sent by the alarm (runDueNow: the test's own alarm run, delayed-helpers.ts says why).
+    const leave = await stateDelayed(alice, roomId, "_alice_DEVICE", 60_000, {});
+    expect(leave.status).toBe(200);
+    await runDueNow(alice.user_id, leave.body.delay_id);
     const leaveId = await currentId(alice, roomId, "_alice_DEVICE");
     const second = await sync(bob, { since: first.next_batch, use_state_after: true });
     expect(timeline(second, roomId).map((e) => e.event_id)).toContain(leaveId);
@@ -62,8 +61,9 @@ describe("state_after with delayed and sticky events", () => {
     // Again, now followed by messages beyond the timeline limit.
     expect((await putState(alice, roomId, "_alice_DEVICE", { joined: true, n: 2 })).status).toBe(200);
     const third = await sync(bob, { since: second.next_batch, use_state_after: true });
-    expect((await stateDelayed(alice, roomId, "_alice_DEVICE", 0, { n: 2 })).status).toBe(200);
-    await runDurableObjectAlarm(delayedStub(alice.user_id));
+    const leaveAgain = await stateDelayed(alice, roomId, "_alice_DEVICE", 60_000, { n: 2 });
+    expect(leaveAgain.status).toBe(200);
+    await runDueNow(alice.user_id, leaveAgain.body.delay_id);
     const leave2 = await currentId(alice, roomId, "_alice_DEVICE");
     for (let i = 0; i < 3; i++) await send(alice, roomId, { msgtype: "m.text", body: `after ${i}` });
     const fourth = await sync(bob, { since: third.next_batch, use_state_after: true, filter: { room: { timeline: { limit: 2 } } } });
@@ -104,12 +104,12 @@ describe("state_after with delayed and sticky events", () => {
     expect(stateAfter(second, roomId).map((e) => e.event_id)).toEqual([joinedId]);
     expect(room.msc4354_sticky.events.map((e: Ev) => e.event_id)).toEqual([sticky]);
     // A delayed sticky event (MSC4140 with MSC4354) that fires: sticky, and still not state.
-    const delayed = await api("PUT", `${r(roomId)}/send/org.matrix.msc4143.rtc.member/sa${++txn}?org.matrix.msc4354.sticky_duration_ms=600000&org.matrix.msc4140.delay=0`, {
+    const delayed = await api("PUT", `${r(roomId)}/send/org.matrix.msc4143.rtc.member/sa${++txn}?org.matrix.msc4354.sticky_duration_ms=600000&org.matrix.msc4140.delay=60000`, {
       token: alice.access_token,
       body: { msc4354_sticky_key: "alice-laptop", left: true },
     });
     expect(delayed.status).toBe(200);
-    await runDurableObjectAlarm(delayedStub(alice.user_id));
+    await runDueNow(alice.user_id, delayed.body.delay_id);
     for (let i = 0; i < 3; i++) await send(alice, roomId, { msgtype: "m.text", body: `n${i}` });
     const third = await sync(bob, { since: second.next_batch, use_state_after: true, filter: { room: { timeline: { limit: 2 } } } });
     expect(stateAfter(third, roomId)).toEqual([]);
