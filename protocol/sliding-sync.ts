@@ -207,6 +207,26 @@ export function wantsState(rs: RequiredState, type: string, stateKey: string): b
   return false;
 }
 
+
+/**
+ * Whether a room config needs a room's full state, so that a room joined with partial state (members
+ * omitted, MSC3706) is left out of the list or subscription until its resync completes. As Synapse's
+ * `RoomSyncConfig.must_await_full_state`: a partial state has every state event except other servers'
+ * memberships, so only these need it: `["*", "*"]`; the wildcard type with another server's user ID as
+ * state key; an `m.room.member` entry naming another server's user. Lazy-loaded members (`$LAZY`) do not
+ * (the timeline's senders are in its events' auth events), nor does `["m.room.member", "*"]`: Synapse's
+ * loop answers false on it (also when another server's user is listed beside it, which our normalised
+ * form, where `*` covers the type's other keys, always gives).
+ */
+export function mustAwaitFullState(rs: RequiredState, isMine: (userId: string) => boolean): boolean {
+  const anyType = rs.entries[WILDCARD];
+  if (anyType?.includes(WILDCARD)) return true;
+  const otherServersUser = (key: string) => key.startsWith("@") && key.includes(":") && !isMine(key);
+  if (anyType?.some(otherServersUser)) return true;
+  const members = rs.entries["m.room.member"];
+  if (!members || members.includes(WILDCARD)) return false;
+  return members.some(otherServersUser);
+}
 /** Whether `rs` wants everything `old` wants (so changing from `old` to `rs` sends no new state). */
 export function requiredStateCovers(rs: RequiredState, old: RequiredState): boolean {
   if (old.lazyMembers && !rs.lazyMembers) return false;

@@ -28,6 +28,7 @@ import {
   combineConfigs,
   effectiveRequiredState,
   extensionRooms,
+  mustAwaitFullState,
   parsePos,
   requiredStateCovers,
   requiredStateKey,
@@ -39,6 +40,7 @@ import {
   type SlidingRequest,
 } from "../../protocol/sliding-sync.js";
 import { MatrixError } from "../../protocol/errors.js";
+import { serverNameOf } from "../../protocol/pdu.js";
 import type { RoomDurableObject } from "../room.js";
 import { MAX_STICKY_DURATION_MS } from "../room/client-event.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate } from "../notifications.js";
@@ -570,10 +572,18 @@ export class SlidingSync {
         if (list !== undefined && !old.lists.includes(list)) old.lists.push(list);
       }
     };
+    // Rooms joined with partial state (a remote join with omit_members; user/partial-state-rooms.ts) are
+    // left out of lists and subscriptions whose required_state needs other servers' members until the
+    // resync completes (Synapse's `must_await_full_state`, protocol/sliding-sync.ts); the completion takes
+    // a stream position, which wakes a waiting request, and the room then comes as new to the connection.
+    const partial = this.hub.partialStateRooms.partialNow();
+    const isMine = (userId: string) => serverNameOf(userId) === serverNameOf(me);
+    // (Joined rooms only, as /sync: a room left meanwhile is shown with its leave.)
+    const hidden = (m: MembershipRow, config: RoomConfig) => m.membership === "join" && partial.has(m.roomId) && mustAwaitFullState(config.requiredState, isMine);
     // Every room a list matches, in range or not (Synapse's all_interested_room_ids, for sticky events).
     const interested = new Set<string>();
     for (const [key, list] of Object.entries(body.lists)) {
-      const matching = candidates.filter((c) => this.passes(list.filters, c, direct, facts, tags));
+      const matching = candidates.filter((c) => this.passes(list.filters, c, direct, facts, tags) && !hidden(c.m, list));
       for (const c of matching) interested.add(c.roomId);
       const ranges = list.ranges ?? [[0, Math.max(0, matching.length - 1)] as [number, number]];
       const result: SlidingListResult = { count: matching.length, ops: [] };
@@ -597,6 +607,7 @@ export class SlidingSync {
       const m = memberships.get(roomId);
       if (!m) continue;
       if (m.membership === "ban" && !this.everJoined(roomId)) continue;
+      if (hidden(m, config)) continue;
       if (!byRoom.has(roomId)) byRoom.set(roomId, { roomId, m, sortKey: activity.get(roomId)?.memberTs ?? 0, arrival: m.position });
       subscribed.push(roomId);
       addConfig(roomId, config);

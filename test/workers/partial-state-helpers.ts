@@ -1,0 +1,42 @@
+// Putting a room of this server into partial state and completing its resync inside the Room DO, with a
+// stand-in for the resident server (as test/workers/partial-state-sync.test.ts does): the room's real
+// alarm runs the resync, so whatever happens when a resync completes (room.ts) happens here too.
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { expect } from "vitest";
+import type { RoomEngine } from "../../durable-objects/room/engine.js";
+import type { RemoteFetch } from "../../durable-objects/room/federation-inbound.js";
+import { beginPartialState } from "../../durable-objects/room/partial-state.js";
+import { SERVER_NAME } from "./helpers.js";
+
+export const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
+type RoomInstance = { engine: RoomEngine; alarm(): Promise<void> };
+
+/**
+ * Puts the room into partial state, `servers` standing for the resident's `servers_in_room`. Local users
+ * who join (or change their profile) afterwards are told by the room that it is partial for them.
+ */
+export async function makePartial(roomId: string, servers: string[] = ["resident.test"]): Promise<void> {
+  await runInDurableObject(rawRoom(roomId), async (instance) => {
+    const engine = (instance as unknown as RoomInstance).engine;
+    beginPartialState(engine, [...engine.currentState().values()].at(-1)!, servers, SERVER_NAME);
+  });
+}
+
+/**
+ * Runs the room's alarm until the resync is complete. The resident answers /state_ids with the state we
+ * hold plus `extraStateIds` (events already stored in the room, e.g. as outliers, that the current state
+ * lacks: the members a partial join left out).
+ */
+export async function completeResync(roomId: string, extraStateIds: string[] = []): Promise<void> {
+  await runInDurableObject(rawRoom(roomId), async (instance) => {
+    const room = instance as unknown as RoomInstance;
+    const stateIds = [...room.engine.currentState().values(), ...extraStateIds];
+    const remote: RemoteFetch = async () => ({ ok: true, status: 200, body: { pdu_ids: stateIds, auth_chain_ids: [] } });
+    // The room's own getters reach the network; this room's resync asks the stand-in instead.
+    Object.defineProperty(instance, "remote", { get: () => remote, configurable: true });
+    Object.defineProperty(instance, "remoteStream", { get: () => undefined, configurable: true });
+    for (let i = 0; i < 10 && room.engine.sql.exec("SELECT 1 FROM partial_state").toArray().length > 0; i++) await room.alarm();
+    expect(room.engine.sql.exec("SELECT 1 FROM partial_state").toArray()).toEqual([]);
+  });
+}
