@@ -101,8 +101,8 @@ export async function localAliasesOf(env: Pick<Env, "DB">, roomId: string): Prom
  * Resolves a room alias to its room ID and the servers that know the room (spec: GET
  * /directory/room/{roomAlias}). Only this server's aliases resolve: asking the alias's server over
  * federation (`GET /_matrix/federation/v1/query/directory`) is not implemented yet, so a remote alias
- * resolves to null. `servers` lists this server first, then the servers of the room's joined members,
- * as Synapse does. Used by `/join/{roomIdOrAlias}` as well.
+ * resolves to null. `servers` lists this server first, then the servers of the room's joined members
+ * (and, while the room is partial, those the resident named), as Synapse does. Used by `/join/{roomIdOrAlias}` as well.
  */
 export async function resolveRoomAlias(env: Env, alias: string): Promise<{ roomId: string; servers: string[] } | null> {
   const parsed = parseRoomAlias(alias);
@@ -112,10 +112,13 @@ export async function resolveRoomAlias(env: Env, alias: string): Promise<{ roomI
   if (!row && (await queryAppservicesForAlias(env, alias))) row = await getAlias(env, alias);
   if (!row) return null;
   const servers = [env.SERVER_NAME];
-  // Only the joined member list is needed, not the whole state.
-  const joined = await env.ROOMS.get(env.ROOMS.idFromName(row.room_id)).members("join");
-  for (const userId of joined) {
-    const server = serverNameOf(userId);
+  // Only the joined member list is needed, not the whole state. A room held with partial state (joined
+  // with omit_members, durable-objects/room/partial-state.ts) knows few of its members yet: the servers the
+  // resident named (`servers_in_room`) are added, as Synapse's
+  // `get_current_hosts_in_room_or_partial_state_approximation` does (handlers/directory.py).
+  const room = env.ROOMS.get(env.ROOMS.idFromName(row.room_id));
+  const [joined, partial] = await Promise.all([room.members("join"), room.partialStateServers()]);
+  for (const server of [...joined.map(serverNameOf), ...partial]) {
     if (server !== "" && !servers.includes(server)) servers.push(server);
   }
   return { roomId: row.room_id, servers };
