@@ -7,6 +7,7 @@ import { expect } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import type { RemoteFetch } from "../../durable-objects/room/federation-inbound.js";
 import { beginPartialState } from "../../durable-objects/room/partial-state.js";
+import type { Pdu } from "../../protocol/pdu.js";
 import { SERVER_NAME } from "./helpers.js";
 
 export const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
@@ -25,18 +26,22 @@ export async function makePartial(roomId: string, servers: string[] = ["resident
 
 /**
  * Runs the room's alarm until the resync is complete. The resident answers /state_ids with the state we
- * hold plus `extraStateIds` (events already stored in the room, e.g. as outliers, that the current state
- * lacks: the members a partial join left out).
+ * hold plus the events of `missing` (the members a partial join left out), and /event with those events,
+ * which the resync then fetches, checks and adds to the current state.
  */
-export async function completeResync(roomId: string, extraStateIds: string[] = []): Promise<void> {
+export async function completeResync(roomId: string, missing: { eventId: string; pdu: Pdu }[] = []): Promise<void> {
   await runInDurableObject(rawRoom(roomId), async (instance) => {
     const room = instance as unknown as RoomInstance;
-    const stateIds = [...room.engine.currentState().values(), ...extraStateIds];
-    const remote: RemoteFetch = async () => ({ ok: true, status: 200, body: { pdu_ids: stateIds, auth_chain_ids: [] } });
+    const stateIds = [...room.engine.currentState().values(), ...missing.map((m) => m.eventId)];
+    const remote: RemoteFetch = async (_server, _method, path) => {
+      const event = missing.find((m) => path === `/_matrix/federation/v1/event/${encodeURIComponent(m.eventId)}`);
+      if (event) return { ok: true, status: 200, body: { origin: "resident.test", origin_server_ts: Date.now(), pdus: [event.pdu] } };
+      return { ok: true, status: 200, body: { pdu_ids: stateIds, auth_chain_ids: [] } };
+    };
     // The room's own getters reach the network; this room's resync asks the stand-in instead.
     Object.defineProperty(instance, "remote", { get: () => remote, configurable: true });
     Object.defineProperty(instance, "remoteStream", { get: () => undefined, configurable: true });
-    for (let i = 0; i < 10 && room.engine.sql.exec("SELECT 1 FROM partial_state").toArray().length > 0; i++) await room.alarm();
+    for (let i = 0; i < 20 && room.engine.sql.exec("SELECT 1 FROM partial_state").toArray().length > 0; i++) await room.alarm();
     expect(room.engine.sql.exec("SELECT 1 FROM partial_state").toArray()).toEqual([]);
   });
 }
