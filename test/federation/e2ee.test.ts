@@ -16,12 +16,10 @@ import { rmSync } from "node:fs";
 import * as sdk from "matrix-js-sdk";
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed, vi } from "vitest";
 import { startServer, type RunningServer } from "../e2e/server.js";
-import type { TestCA } from "../e2e/tls.js";
 import { call, newUser, type Server, type User } from "./client.js";
+import { stageCA } from "./more-myelins.js";
 
 const A: Server = inject("myelin");
-const caDir = inject("caDir");
-const ca = (): TestCA => ({ dir: caDir, caCert: `${caDir}/ca.crt`, serverKey: `${caDir}/server.key`, serverCert: `${caDir}/server.crt`, caPem: inject("caPem"), remove() {} });
 
 let b: RunningServer | undefined;
 let B: Server;
@@ -32,7 +30,7 @@ const TRACE: string[] = [];
 beforeAll(async () => {
   // The SDK and its crypto log every step; keep the output readable.
   for (const level of ["log", "info", "debug"] as const) vi.spyOn(console, level).mockImplementation(() => {});
-  b = await startServer({ REGISTRATION_SHARED_SECRET: "e2ee-b-secret" }, { https: ca() });
+  b = await startServer({ REGISTRATION_SHARED_SECRET: "e2ee-b-secret" }, { https: stageCA() });
   B = { baseUrl: b.baseUrl, serverName: b.serverName, registrationSharedSecret: "e2ee-b-secret" };
 }, 180_000);
 

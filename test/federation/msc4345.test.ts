@@ -3,30 +3,17 @@
 // cannot join until an admin on A accepts B's key, then joins and chats; C is refused the same way until
 // accepted; an admin revokes B and B's later events go nowhere. Everything goes through the client APIs;
 // federation (make/send participation, make/send join, /send) is what carries it.
-import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { registerWithSharedSecret } from "../../scripts/synapse.mjs";
-import { startServer, type RunningServer } from "../e2e/server.js";
-import type { TestCA } from "../e2e/tls.js";
 import { call, createRoom, enc, eventually, join, messageBodies, newUser, sendText, stateIds, type Server, type User } from "./client.js";
+import { messageEvent, moreMyelins, serverKeyOf } from "./more-myelins.js";
 import { keyHolder, newSeed, type KeyHolder, type Pdu } from "./key-holder.js";
 
 const VERSION = "org.matrix.msc4345";
 const P = "org.matrix.msc4345.participation";
 const A: Server = inject("myelin");
-const caDir = inject("caDir");
 
-function ca(): TestCA {
-  return { dir: caDir, caCert: `${caDir}/ca.crt`, serverKey: `${caDir}/server.key`, serverCert: `${caDir}/server.crt`, caPem: inject("caPem"), remove() {} };
-}
-
-const started: RunningServer[] = [];
-async function startMyelin(secret: string, env: Record<string, string> = {}): Promise<Server> {
-  const s = await startServer({ REGISTRATION_SHARED_SECRET: secret, ...env }, { https: ca() });
-  started.push(s);
-  return { baseUrl: s.baseUrl, serverName: s.serverName, registrationSharedSecret: secret };
-}
-
+const servers = moreMyelins();
 let B: Server;
 let C: Server;
 /** A fourth server: the one the three race over. */
@@ -35,22 +22,12 @@ let D: Server;
 const seedB = newSeed();
 beforeAll(async () => {
   [B, C, D] = await Promise.all([
-    startMyelin("msc4345-b-secret", { SIGNING_KEY: seedB.signingKeyEnv }),
-    startMyelin("msc4345-c-secret"),
-    startMyelin("msc4345-d-secret"),
+    servers.start("msc4345-b-secret", { SIGNING_KEY: seedB.signingKeyEnv }),
+    servers.start("msc4345-c-secret"),
+    servers.start("msc4345-d-secret"),
   ]);
 }, 180_000);
-afterAll(async () => {
-  await Promise.all(started.map((s) => s.stop()));
-  for (const s of started) rmSync(s.dataDir, { recursive: true, force: true });
-});
-
-/** A server's key in these rooms, from its key/v3 document. */
-async function serverKeyOf(server: Server): Promise<string> {
-  const res = await fetch(`${server.baseUrl}/_matrix/key/v3/org.matrix.msc4345/query`);
-  const doc = (await res.json()) as { verify_keys: Record<string, { key: string }> };
-  return Object.values(doc.verify_keys)[0]!.key;
-}
+afterAll(() => servers.stopAll());
 
 const inRoom = (user: User, serverKey: string) => `${user.userId.slice(0, user.userId.indexOf(":"))}:${serverKey}`;
 
@@ -73,12 +50,6 @@ async function newAdmin(server: Server, prefix: string): Promise<User> {
   const localpart = `${prefix}${Math.random().toString(36).slice(2, 8)}`;
   const r = (await registerWithSharedSecret(server.baseUrl, server.registrationSharedSecret, localpart, "pw-federation-1", true)) as { userId: string; accessToken: string };
   return { userId: r.userId, accessToken: r.accessToken, server };
-}
-
-type ClientEvent = { sender: string; content: { body?: string }; unsigned?: { server_domain?: string } };
-async function messageEvent(user: User, roomId: string, body: string): Promise<ClientEvent | undefined> {
-  const res = await call(user, "GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
-  return (res.body.chunk as ClientEvent[]).find((e) => e.content.body === body);
 }
 
 describe("org.matrix.msc4345 between three Myelin servers", () => {

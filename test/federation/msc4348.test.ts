@@ -3,45 +3,23 @@
 // `@<account key>` and is given power; bob's account then moves to C (its key exported on B, imported by
 // an account on C, C accepted): C co-signs bob's next membership, bob keeps his user ID and his power on
 // every server, and B can no longer send for him. Everything goes through the client APIs.
-import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startServer, type RunningServer } from "../e2e/server.js";
-import type { TestCA } from "../e2e/tls.js";
 import { call, createRoom, enc, eventually, join, messageBodies, newUser, sendText, type Server, type User } from "./client.js";
+import { messageEvent, moreMyelins, serverKeyOf } from "./more-myelins.js";
 
 const VERSION = "org.matrix.msc4348";
 const P = "org.matrix.msc4345.participation";
 const SERVER_KEY_FIELD = "org.matrix.msc4348.server_key";
 const ACCOUNT_KEY = "/_matrix/client/unstable/org.matrix.msc4348/account_key";
 const A: Server = inject("myelin");
-const caDir = inject("caDir");
 
-function ca(): TestCA {
-  return { dir: caDir, caCert: `${caDir}/ca.crt`, serverKey: `${caDir}/server.key`, serverCert: `${caDir}/server.crt`, caPem: inject("caPem"), remove() {} };
-}
-
-const started: RunningServer[] = [];
-async function startMyelin(secret: string): Promise<Server> {
-  const s = await startServer({ REGISTRATION_SHARED_SECRET: secret }, { https: ca() });
-  started.push(s);
-  return { baseUrl: s.baseUrl, serverName: s.serverName, registrationSharedSecret: secret };
-}
-
+const servers = moreMyelins();
 let B: Server;
 let C: Server;
 beforeAll(async () => {
-  [B, C] = await Promise.all([startMyelin("msc4348-b-secret"), startMyelin("msc4348-c-secret")]);
+  [B, C] = await Promise.all([servers.start("msc4348-b-secret"), servers.start("msc4348-c-secret")]);
 }, 180_000);
-afterAll(async () => {
-  await Promise.all(started.map((s) => s.stop()));
-  for (const s of started) rmSync(s.dataDir, { recursive: true, force: true });
-});
-
-async function serverKeyOf(server: Server): Promise<string> {
-  const res = await fetch(`${server.baseUrl}/_matrix/key/v3/org.matrix.msc4345/query`);
-  const doc = (await res.json()) as { verify_keys: Record<string, { key: string }> };
-  return Object.values(doc.verify_keys)[0]!.key;
-}
+afterAll(() => servers.stopAll());
 
 /** The account's `@<account key>` ID (its server holds the key: made on first use). */
 async function accountId(user: User): Promise<string> {
@@ -79,12 +57,6 @@ async function joinThroughAcceptance(user: User, admin: User, roomId: string, se
   await accept(admin, roomId, serverKey, user.server.serverName);
   const joined = await join(user, roomId, [A.serverName]);
   expect(joined.status, JSON.stringify(joined.body)).toBe(200);
-}
-
-type ClientEvent = { sender: string; content: { body?: string }; unsigned?: { server_domain?: string; account?: string } };
-async function messageEvent(user: User, roomId: string, body: string): Promise<ClientEvent | undefined> {
-  const res = await call(user, "GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
-  return (res.body.chunk as ClientEvent[]).find((e) => e.content.body === body);
 }
 
 describe("org.matrix.msc4348 between three Myelin servers", () => {

@@ -6,12 +6,11 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startServer, type RunningServer } from "../e2e/server.js";
-import type { TestCA } from "../e2e/tls.js";
 import { call, createRoom, enc, eventually, join, membership, messageBodies, newUser, sendText, stateIds, type Server, type User } from "./client.js";
+import { stageCA } from "./more-myelins.js";
 
 const A: Server = inject("myelin");
 const S: Server = inject("synapse");
-const caDir = inject("caDir");
 const B_SECRET = "second-myelin-secret";
 
 let b: RunningServer;
@@ -20,12 +19,8 @@ let bPort: number;
 /** B's state folder, kept across its restart (startServer keeps a folder it was given). */
 const bDataDir = mkdtempSync(path.join(os.tmpdir(), "myelin-fed-b-"));
 
-function ca(): TestCA {
-  return { dir: caDir, caCert: `${caDir}/ca.crt`, serverKey: `${caDir}/server.key`, serverCert: `${caDir}/server.crt`, caPem: inject("caPem"), remove() {} };
-}
-
 async function startB(port?: number, dataDir?: string): Promise<RunningServer> {
-  return startServer({ REGISTRATION_SHARED_SECRET: B_SECRET }, { https: ca(), port, dataDir });
+  return startServer({ REGISTRATION_SHARED_SECRET: B_SECRET }, { https: stageCA(), port, dataDir });
 }
 
 beforeAll(async () => {

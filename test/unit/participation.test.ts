@@ -6,11 +6,9 @@ import { describe, expect, it } from "vitest";
 import {
   authEventTypesFor,
   checkAuthEventsSelection,
-  checkEventAgainstAuthEvents,
   checkEventAuth,
   isValidUserIdIn,
   serverImplicitPowerLevel,
-  type AuthResult,
   type AuthStateLookup,
 } from "../../protocol/auth-rules.js";
 import { encodeBase64 } from "../../protocol/base64.js";
@@ -24,20 +22,13 @@ import {
 } from "../../protocol/participation.js";
 import { stateKey, type IdentifiedPdu, type StateMap } from "../../protocol/pdu.js";
 import { redactPdu } from "../../protocol/redaction.js";
-import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import { isPowerEvent, resolveState } from "../../protocol/state-res.js";
+import { DagRoom, allowed, keyOf, rejected, rulesOf, type SendOptions } from "./dag-room.js";
 
 const P = PARTICIPATION_EVENT_TYPE;
-const rulesOf = (v: string): RoomVersionRules => {
-  const r = roomVersionRules(v);
-  if (!r) throw new Error(`no room version ${v}`);
-  return r;
-};
 const MSC4345 = rulesOf("org.matrix.msc4345");
 const V12 = rulesOf("12");
 
-/** A server key made of one repeated byte (the rules only read keys structurally). */
-const keyOf = (byte: number): string => serverKeyFromPublicKey(encodeBase64(new Uint8Array(32).fill(byte)));
 const KA = keyOf(0xa1);
 const KB = keyOf(0xb2);
 const KC = keyOf(0xc3);
@@ -47,101 +38,25 @@ const BOB = `@bob:${KB}`;
 const BOB_ADMIN = `@admin:${KB}`;
 const CAROL = `@carol:${KC}`;
 
-let counter = 0;
-
-interface SendOptions {
-  stateKey?: string;
-  prev?: string[];
-  /** Server keys whose signatures the event carries (default: the sender's). */
-  signers?: string[];
-  /** Auth events to list instead of those chosen from the current state. */
-  auth?: string[];
-}
-
-/**
- * A room of version org.matrix.msc4345 built as a real DAG: every event lists the auth events the
- * selection rules choose from the current state, so the same events serve the auth rules, the
- * auth events selection and state resolution. `send` builds an event, `apply` checks it (against
- * its auth events and against the current state) and adds it, throwing if it is rejected.
- */
-class Room {
-  readonly rules = MSC4345;
-  readonly events = new Map<string, IdentifiedPdu>();
-  state = new Map<string, IdentifiedPdu>();
-  readonly create: IdentifiedPdu;
-  readonly roomId: string;
-  last = "";
-
+/** An org.matrix.msc4345 room (dag-room.ts): the creator's server accepted, the creator joined, power
+ * levels and join rules set. An event is signed by its sender's server unless the test says otherwise. */
+class Room extends DagRoom {
   constructor(opts: { powerLevels?: JsonObject; joinRule?: string; creator?: string } = {}) {
+    super(MSC4345);
     const creator = opts.creator ?? ALICE;
-    const createId = `$create${++counter}`;
-    this.roomId = "!" + createId.slice(1);
-    this.create = this.build("m.room.create", creator, { room_version: this.rules.id }, { stateKey: "", prev: [] }, createId);
-    delete this.create.room_id;
-    this.create.auth_events = [];
-    this.add(this.create);
+    this.addCreate(creator);
     this.apply(this.send(P, creator, { participation: "accepted", unverified_domain: "a.example" }, { stateKey: serverKeyOfUser(creator)! }));
     this.apply(this.send("m.room.member", creator, { membership: "join" }, { stateKey: creator }));
     this.apply(this.send("m.room.power_levels", creator, opts.powerLevels ?? { users: { [MOD]: 50 } }, { stateKey: "" }));
     this.apply(this.send("m.room.join_rules", creator, { join_rule: opts.joinRule ?? "public" }, { stateKey: "" }));
   }
 
-  readonly lookup: AuthStateLookup = (type, key) => this.state.get(stateKey(type, key));
-
-  private build(type: string, sender: string, content: JsonObject, opts: SendOptions, id?: string): IdentifiedPdu {
-    const signers = opts.signers ?? [serverKeyOfUser(sender) ?? sender.slice(sender.indexOf(":") + 1)];
-    const signatures: Record<string, Record<string, string>> = {};
-    for (const k of signers) signatures[k] = { "ed25519:k": "fake" };
-    const auth =
-      opts.auth ??
-      authEventTypesFor(type, opts.stateKey, sender, content, this.rules)
-        .map(([t, k]) => this.lookup(t, k)?.event_id)
-        .filter((x): x is string => x !== undefined);
-    const e: IdentifiedPdu = {
-      event_id: id ?? `$p${++counter}`,
-      room_id: this.roomId,
-      sender,
-      type,
-      content,
-      origin_server_ts: counter,
-      prev_events: opts.prev ?? (this.last ? [this.last] : []),
-      auth_events: auth,
-      depth: counter,
-      hashes: { sha256: "" },
-      signatures,
-    };
-    if (opts.stateKey !== undefined) e.state_key = opts.stateKey;
-    return e;
-  }
-
-  send(type: string, sender: string, content: JsonObject, opts: SendOptions = {}): IdentifiedPdu {
-    return this.build(type, sender, content, opts);
+  protected defaultSigners(e: IdentifiedPdu): string[] {
+    return [serverKeyOfUser(e.sender) ?? e.sender.slice(e.sender.indexOf(":") + 1)];
   }
 
   participation(sender: string, target: string, content: JsonObject, opts: SendOptions = {}): IdentifiedPdu {
     return this.send(P, sender, content, { stateKey: target, ...opts });
-  }
-
-  /** The event against the current state, and against its own auth events. Both must agree. */
-  check(e: IdentifiedPdu): AuthResult {
-    const current = checkEventAuth(e, this.rules, this.lookup);
-    const authEvents = e.auth_events.map((id) => this.events.get(id as string)!);
-    const own = checkEventAgainstAuthEvents(e, authEvents, this.rules, { createEvent: this.create });
-    expect(own.allowed).toBe(current.allowed);
-    return current;
-  }
-
-  add(e: IdentifiedPdu): IdentifiedPdu {
-    this.events.set(e.event_id, e);
-    if (e.state_key !== undefined) this.state.set(stateKey(e.type, e.state_key), e);
-    this.last = e.event_id;
-    return e;
-  }
-
-  apply(e: IdentifiedPdu): IdentifiedPdu {
-    const r = this.check(e);
-    if (!r.allowed) throw new Error(`setup event rejected: ${r.reason}`);
-    return this.add(e);
   }
 
   /** B requests through A (co-signed by A), optionally accepted by the creator, then bob joins. */
@@ -150,18 +65,6 @@ class Room {
     if (opts.accept ?? true) this.apply(this.participation(ALICE, KB, { participation: "accepted", unverified_domain: "b.example" }));
     if (opts.join ?? true) this.apply(this.send("m.room.member", BOB, { membership: "join" }, { stateKey: BOB }));
   }
-
-  stateMap(): StateMap {
-    return new Map([...this.state.values()].map((e) => [stateKey(e.type, e.state_key!), e.event_id]));
-  }
-}
-
-function allowed(r: AuthResult): void {
-  expect(r).toEqual({ allowed: true });
-}
-function rejected(r: AuthResult, reason: RegExp): void {
-  expect(r.allowed).toBe(false);
-  if (!r.allowed) expect(r.reason).toMatch(reason);
 }
 
 const request = (via: string = KA): JsonObject => ({ participation: "requested", unverified_domain: "b.example", request_authorised_via_server: via });

@@ -28,20 +28,13 @@ import type { JsonObject } from "../../protocol/json.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyFromPublicKey } from "../../protocol/participation.js";
 import { stateKey, type IdentifiedPdu } from "../../protocol/pdu.js";
 import { redactPdu } from "../../protocol/redaction.js";
-import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import { requiredSigningServers } from "../../durable-objects/room/verify-keys.js";
+import { DagRoom, allowed, keyOf, rejected, rulesOf, type SendOptions } from "./dag-room.js";
 
 const P = PARTICIPATION_EVENT_TYPE;
-const rulesOf = (v: string): RoomVersionRules => {
-  const r = roomVersionRules(v);
-  if (!r) throw new Error(`no room version ${v}`);
-  return r;
-};
 const MSC4348 = rulesOf("org.matrix.msc4348");
 const MSC4345 = rulesOf("org.matrix.msc4345");
 
-/** A key made of one repeated byte (server keys and account keys have the same form). */
-const keyOf = (byte: number): string => serverKeyFromPublicKey(encodeBase64(new Uint8Array(32).fill(byte)));
 const KA = keyOf(0xa1); // server A
 const KB = keyOf(0xb2); // server B
 const KC = keyOf(0xc3); // server C
@@ -54,34 +47,13 @@ const BOB = accountKeyUserId(BOB_KEY); // 60 in the power levels, on B, moves to
 const MOD = accountKeyUserId(MOD_KEY); // 50, on A
 const accountKey = (userId: string): string => userId.slice(1);
 
-let counter = 0;
-
-interface SendOptions {
-  stateKey?: string;
-  prev?: string[];
-  /** Every entity whose signature the event carries (default: the sender's account key and its server). */
-  signers?: string[];
-  /** Auth events to list instead of those chosen from the current state. */
-  auth?: string[];
-}
-
-/** A real DAG of an org.matrix.msc4348 room (as in participation.test.ts): `send` builds, `apply` checks
- * against the current state and the event's own auth events (both must agree) and adds it. */
-class Room {
-  readonly rules = MSC4348;
-  readonly events = new Map<string, IdentifiedPdu>();
-  state = new Map<string, IdentifiedPdu>();
-  readonly create: IdentifiedPdu;
-  readonly roomId: string;
-  last = "";
-
+/** An org.matrix.msc4348 room (dag-room.ts): A accepted, alice and mod joined from A, power levels and
+ * join rules set. An event is signed by its sender's account key and the server acting for it unless the
+ * test says otherwise. */
+class Room extends DagRoom {
   constructor() {
-    const createId = `$create${++counter}`;
-    this.roomId = "!" + createId.slice(1);
-    this.create = this.build("m.room.create", ALICE, { room_version: this.rules.id }, { stateKey: "", prev: [], signers: [ALICE_KEY, KA] }, createId);
-    delete this.create.room_id;
-    this.create.auth_events = [];
-    this.add(this.create);
+    super(MSC4348);
+    this.addCreate(ALICE, [ALICE_KEY, KA]);
     this.apply(this.send(P, ALICE, { participation: "accepted", unverified_domain: "a.example" }, { stateKey: KA, signers: [ALICE_KEY, KA] }));
     this.apply(this.join(ALICE, KA));
     this.apply(this.send("m.room.power_levels", ALICE, { users: { [MOD]: 50, [BOB]: 60 } }, { stateKey: "" }));
@@ -89,37 +61,12 @@ class Room {
     this.apply(this.join(MOD, KA));
   }
 
-  readonly lookup: AuthStateLookup = (type, key) => this.state.get(stateKey(type, key));
-
-  private build(type: string, sender: string, content: JsonObject, opts: SendOptions, id?: string): IdentifiedPdu {
-    const probe = { type, sender, content, state_key: opts.stateKey } as unknown as IdentifiedPdu;
-    const signers = opts.signers ?? [accountKey(sender), actingServerKey(probe, this.lookup, this.rules) ?? KA];
-    const signatures: Record<string, Record<string, string>> = {};
-    for (const k of signers) signatures[k] = { "ed25519:1": "fake" };
-    const auth =
-      opts.auth ??
-      authEventTypesFor(type, opts.stateKey, sender, content, this.rules, hostingServerKey(sender, this.lookup, this.rules))
-        .map(([t, k]) => this.lookup(t, k)?.event_id)
-        .filter((x): x is string => x !== undefined);
-    const e: IdentifiedPdu = {
-      event_id: id ?? `$p${++counter}`,
-      room_id: this.roomId,
-      sender,
-      type,
-      content,
-      origin_server_ts: counter,
-      prev_events: opts.prev ?? (this.last ? [this.last] : []),
-      auth_events: auth,
-      depth: counter,
-      hashes: { sha256: "" },
-      signatures,
-    };
-    if (opts.stateKey !== undefined) e.state_key = opts.stateKey;
-    return e;
+  protected defaultSigners(e: IdentifiedPdu): string[] {
+    return [accountKey(e.sender), actingServerKey(e, this.lookup, this.rules) ?? KA];
   }
 
-  send(type: string, sender: string, content: JsonObject, opts: SendOptions = {}): IdentifiedPdu {
-    return this.build(type, sender, content, opts);
+  protected override hostingKey(sender: string): string | undefined {
+    return hostingServerKey(sender, this.lookup, this.rules);
   }
 
   /** The account's join naming `server` (signed by the account and that server unless told). */
@@ -127,27 +74,6 @@ class Room {
     const content: JsonObject = { membership: "join" };
     if (server !== undefined) content[MEMBER_SERVER_KEY] = server;
     return this.send("m.room.member", user, content, { stateKey: user, signers: [accountKey(user), ...(server ? [server] : [])], ...opts });
-  }
-
-  check(e: IdentifiedPdu, options: AuthCheckOptions = {}): AuthResult {
-    const current = checkEventAuth(e, this.rules, this.lookup, options);
-    const authEvents = e.auth_events.map((id) => this.events.get(id as string)!);
-    const own = checkEventAgainstAuthEvents(e, authEvents, this.rules, { ...options, createEvent: this.create });
-    expect(own.allowed).toBe(current.allowed);
-    return current;
-  }
-
-  add(e: IdentifiedPdu): IdentifiedPdu {
-    this.events.set(e.event_id, e);
-    if (e.state_key !== undefined) this.state.set(stateKey(e.type, e.state_key), e);
-    this.last = e.event_id;
-    return e;
-  }
-
-  apply(e: IdentifiedPdu): IdentifiedPdu {
-    const r = this.check(e);
-    if (!r.allowed) throw new Error(`setup event rejected: ${r.reason}`);
-    return this.add(e);
   }
 
   /** Server `key` requests through A (co-signed by A) with `via`'s account, and the creator accepts it. */
@@ -165,14 +91,6 @@ class Room {
     room.bringIn(KC, "c.example");
     return room;
   }
-}
-
-function allowed(r: AuthResult): void {
-  expect(r).toEqual({ allowed: true });
-}
-function rejected(r: AuthResult, reason: RegExp): void {
-  expect(r.allowed).toBe(false);
-  if (!r.allowed) expect(r.reason).toMatch(reason);
 }
 
 // -------------------------------------------------------------------------------------------------
