@@ -8,26 +8,14 @@ import path from "node:path";
 import * as sdk from "matrix-js-sdk";
 import { MatrixRTCSessionEvent, type MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import { afterAll, describe, expect, inject, it } from "vitest";
+import { registerAccount, unique, type Account } from "./register.js";
 
 const baseUrl = inject("baseUrl");
 const LEAVE_DELAY_MS = 4000;
 const RESTART_MS = 1500;
 
-interface Account {
-  user_id: string;
-  access_token: string;
-  device_id: string;
-}
 
-async function register(prefix: string): Promise<Account> {
-  const username = `${prefix}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
-  const res = await fetch(`${baseUrl}/_matrix/client/v3/register`, {
-    method: "POST",
-    body: JSON.stringify({ username, password: `pw-${username}`, auth: { type: "m.login.dummy" } }),
-  });
-  expect(res.status).toBe(200);
-  return (await res.json()) as Account;
-}
+const register = (prefix: string): Promise<Account> => registerAccount(baseUrl, unique(prefix));
 
 /** Resolves once `check()` holds, looking every 100 ms; rejects after `limitMs` (a hang bound, not a timing claim). */
 async function until(what: string, check: () => boolean | Promise<boolean>, limitMs = 60_000): Promise<void> {

@@ -8,6 +8,7 @@ import http from "node:http";
 import * as sdk from "matrix-js-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type RunningServer } from "./server.js";
+import { registerAccount, unique, type Account } from "./register.js";
 
 let server: RunningServer;
 const FREEZE = Date.now() + 365 * 24 * 3600 * 1000;
@@ -19,20 +20,12 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const unique = (p: string) => `${p}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
 
-async function register(username: string): Promise<{ user_id: string; access_token: string }> {
+async function register(username: string): Promise<Account> {
   return registerAt(server.baseUrl, username);
 }
 
-async function registerAt(baseUrl: string, username: string): Promise<{ user_id: string; access_token: string }> {
-  const url = `${baseUrl}/_matrix/client/v3/register`;
-  const first = await fetch(url, { method: "POST", body: JSON.stringify({ username, password: "media password" }) });
-  const { session } = (await first.json()) as { session: string };
-  const res = await fetch(url, { method: "POST", body: JSON.stringify({ username, password: "media password", auth: { type: "m.login.dummy", session } }) });
-  expect(res.status).toBe(200);
-  return (await res.json()) as { user_id: string; access_token: string };
-}
+const registerAt = (baseUrl: string, username: string): Promise<Account> => registerAccount(baseUrl, username);
 
 /** The workerd process serving `port` (it listens itself) and its resident and peak memory in KiB. */
 function workerdMemory(port: number): { rss: number; peak: number } {

@@ -5,9 +5,9 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { registerAccount, unique } from "./register.js";
 
 const baseUrl = inject("baseUrl");
-const unique = (p: string) => `${p}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -88,11 +88,8 @@ async function call(method: string, path: string, token?: string, body?: unknown
 }
 
 async function register(prefix: string): Promise<{ userId: string; token: string }> {
-  const username = unique(prefix);
-  const first = await fetch(`${baseUrl}/_matrix/client/v3/register`, { method: "POST", body: JSON.stringify({ username, password: "pw-push-e2e" }) });
-  const { session } = (await first.json()) as { session: string };
-  const reg = await call("POST", "/_matrix/client/v3/register", undefined, { username, password: "pw-push-e2e", auth: { type: "m.login.dummy", session } });
-  return { userId: reg.user_id, token: reg.access_token };
+  const a = await registerAccount(baseUrl, unique(prefix));
+  return { userId: a.user_id, token: a.access_token };
 }
 
 const room = (roomId: string) => `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`;

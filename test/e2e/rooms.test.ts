@@ -2,23 +2,11 @@
 // create a private room, invite, join, talk, read history, kick, and the 403s a client meets.
 import * as sdk from "matrix-js-sdk";
 import { describe, expect, inject, it } from "vitest";
+import { newClient, unique } from "./register.js";
 
 const baseUrl = inject("baseUrl");
-const unique = (p: string) => `${p}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
 
-async function newUser(prefix: string): Promise<sdk.MatrixClient> {
-  const anon = sdk.createClient({ baseUrl });
-  const username = unique(prefix);
-  const password = `pw-${username}`;
-  let session: string | undefined;
-  try {
-    await anon.registerRequest({ username, password });
-  } catch (e) {
-    session = ((e as sdk.MatrixError).data as { session?: string }).session;
-  }
-  const reg = await anon.registerRequest({ username, password, auth: { type: "m.login.dummy", session } });
-  return sdk.createClient({ baseUrl, accessToken: reg.access_token, userId: reg.user_id, deviceId: reg.device_id });
-}
+const newUser = (prefix: string): Promise<sdk.MatrixClient> => newClient(baseUrl, prefix);
 
 describe("two users in a room", () => {
   it("create, invite, join, talk, paginate, kick", async () => {

@@ -10,30 +10,15 @@
 import * as sdk from "matrix-js-sdk";
 import { SlidingSync, type MSC3575List } from "matrix-js-sdk/lib/sliding-sync.js";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { ROOM_LIST_STATE } from "../fixtures/room-list-state.js";
+import { registerAccount, unique, type Account } from "./register.js";
 
 const baseUrl = inject("baseUrl");
-const unique = (p: string) => `${p}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
 
 // The SDK and its crypto log every step at debug and info level; keep the test's output readable.
 beforeAll(() => {
   for (const level of ["log", "info", "debug"] as const) vi.spyOn(console, level).mockImplementation(() => {});
 });
-
-/** The room list's required state (matrix-rust-sdk's RoomListService `all_rooms` list). */
-const ROOM_LIST_STATE = [
-  ["m.room.encryption", ""],
-  ["m.room.member", "$LAZY"],
-  ["m.room.member", "$ME"],
-  ["m.room.name", ""],
-  ["m.room.canonical_alias", ""],
-  ["m.room.power_levels", ""],
-  ["m.room.create", ""],
-  ["m.room.avatar", ""],
-  ["m.room.topic", ""],
-  ["m.room.join_rules", ""],
-  ["m.room.history_visibility", ""],
-  ["m.room.tombstone", ""],
-];
 
 interface Session {
   client: sdk.MatrixClient;
@@ -45,15 +30,7 @@ interface Session {
 
 const sessions: Session[] = [];
 
-async function register(prefix: string): Promise<{ user_id: string; access_token: string; device_id: string }> {
-  const username = unique(prefix);
-  const res = await fetch(`${baseUrl}/_matrix/client/v3/register`, {
-    method: "POST",
-    body: JSON.stringify({ username, password: `pw-${username}`, auth: { type: "m.login.dummy" } }),
-  });
-  expect(res.status).toBe(200);
-  return (await res.json()) as { user_id: string; access_token: string; device_id: string };
-}
+const register = (prefix: string): Promise<Account> => registerAccount(baseUrl, unique(prefix));
 
 /** A logged-in client with Rust crypto, started on sliding sync only. */
 async function start(prefix: string): Promise<Session> {

@@ -4,43 +4,16 @@
 // e2ee, account data, receipts, typing), and long-polls that the other user's actions wake.
 import * as sdk from "matrix-js-sdk";
 import { describe, expect, inject, it } from "vitest";
+import { newClient } from "./register.js";
+import { ROOM_LIST_STATE } from "../fixtures/room-list-state.js";
 
 const baseUrl = inject("baseUrl");
-const unique = (p: string) => `${p}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
 const SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Body = any;
 
-async function newUser(prefix: string): Promise<sdk.MatrixClient> {
-  const anon = sdk.createClient({ baseUrl });
-  const username = unique(prefix);
-  const password = `pw-${username}`;
-  let session: string | undefined;
-  try {
-    await anon.registerRequest({ username, password });
-  } catch (e) {
-    session = ((e as sdk.MatrixError).data as { session?: string }).session;
-  }
-  const reg = await anon.registerRequest({ username, password, auth: { type: "m.login.dummy", session } });
-  return sdk.createClient({ baseUrl, accessToken: reg.access_token, userId: reg.user_id, deviceId: reg.device_id });
-}
-
-/** The room list's required state (matrix-rust-sdk's RoomListService `all_rooms` list). */
-const ROOM_LIST_STATE = [
-  ["m.room.encryption", ""],
-  ["m.room.member", "$LAZY"],
-  ["m.room.member", "$ME"],
-  ["m.room.name", ""],
-  ["m.room.canonical_alias", ""],
-  ["m.room.power_levels", ""],
-  ["m.room.create", ""],
-  ["m.room.avatar", ""],
-  ["m.room.topic", ""],
-  ["m.room.join_rules", ""],
-  ["m.room.history_visibility", ""],
-  ["m.room.tombstone", ""],
-];
+const newUser = (prefix: string): Promise<sdk.MatrixClient> => newClient(baseUrl, prefix);
 
 /** One sliding sync connection: remembers `pos`, merges what the responses say about rooms. */
 class Connection {

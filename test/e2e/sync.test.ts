@@ -3,22 +3,11 @@
 // messages as they happen.
 import * as sdk from "matrix-js-sdk";
 import { afterAll, describe, expect, inject, it } from "vitest";
+import { newClient } from "./register.js";
 
 const baseUrl = inject("baseUrl");
-const unique = (p: string) => `${p}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
 
-async function registeredClient(prefix: string): Promise<sdk.MatrixClient> {
-  const username = unique(prefix);
-  const anon = sdk.createClient({ baseUrl });
-  let session: string | undefined;
-  try {
-    await anon.registerRequest({ username, password: "pw-sync-e2e" });
-  } catch (e) {
-    session = ((e as sdk.MatrixError).data as { session?: string }).session;
-  }
-  const reg = await anon.registerRequest({ username, password: "pw-sync-e2e", auth: { type: "m.login.dummy", session } });
-  return sdk.createClient({ baseUrl, accessToken: reg.access_token!, userId: reg.user_id, deviceId: reg.device_id! });
-}
+const registeredClient = (prefix: string): Promise<sdk.MatrixClient> => newClient(baseUrl, prefix);
 
 /** Starts the client's sync loop and resolves when it is PREPARED. */
 function startAndPrepare(client: sdk.MatrixClient): Promise<void> {
