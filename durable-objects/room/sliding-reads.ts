@@ -13,7 +13,8 @@ import type { ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, formatRows, type EventRow } from "./event-rows.js";
 import { clientEvents } from "./reads.js";
-import { StateRewinder, Visibility, roomSummary, stickyEventIds } from "./sync-reads.js";
+import { isPartialState } from "./partial-state.js";
+import { StateRewinder, Visibility, memberFromAuthEvents, roomSummary, stickyEventIds } from "./sync-reads.js";
 
 export interface SlidingRoomRequest {
   userId: string;
@@ -158,9 +159,13 @@ export function slidingRoom(engine: RoomEngine, request: SlidingRoomRequest, now
       needed.add(r.sender);
       if (r.type === "m.room.member" && r.state_key !== null && r.state_key !== undefined) needed.add(r.state_key);
     }
+    // A room joined with partial state lacks most members: a sender's membership is then taken from the
+    // auth events of their timeline events, as /sync does (sync-reads.ts memberFromAuthEvents; Synapse's
+    // sliding sync leaves it out, its /sync does not).
+    const partial = isPartialState(engine);
     for (const userId of needed) {
       const k = stateKey("m.room.member", userId);
-      const id = rewinder.valueAt(k, upto);
+      const id = rewinder.valueAt(k, upto) ?? (partial ? memberFromAuthEvents(engine, rows, userId) : undefined);
       if (id === undefined) continue;
       if (!ids.has(k) && !inTimeline.has(id) && !sent.has(userId)) ids.set(k, id);
       // Sent now, or carried by the timeline, or sent before and unchanged: the client has it.

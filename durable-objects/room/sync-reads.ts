@@ -331,7 +331,7 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
 }
 
 /** The member event of `user` among the auth events of their events in `rows` (the latest first). */
-function memberFromAuthEvents(engine: RoomEngine, rows: Row[], user: string): string | undefined {
+export function memberFromAuthEvents(engine: RoomEngine, rows: Row[], user: string): string | undefined {
   for (let i = rows.length - 1; i >= 0; i--) {
     const row = rows[i]!;
     if (row.sender !== user) continue;

@@ -8,22 +8,12 @@
 // The member the partial join "left out" is a real signed join of a remote stand-in's user, made with
 // make_join before the room became partial and served to the resync by the stand-in resident.
 import { describe, expect, it } from "vitest";
-import type { Pdu } from "../../protocol/pdu.js";
 import { signedInbound, uniqueServer } from "./federation-helpers.js";
-import { federationApi, signTemplate } from "./federation-room-helpers.js";
 import { api, SERVER_NAME, type RegisteredUser } from "./helpers.js";
-import { completeResync, makePartial } from "./partial-state-helpers.js";
+import { completeResync, makePartial, remoteJoin } from "./partial-state-helpers.js";
 import { createRoom, join, newUser } from "./room-helpers.js";
 
 const enc = encodeURIComponent;
-
-/** A join of `userId` (of a stand-in server) to the room, signed by its server but not sent to us. */
-async function remoteJoin(roomId: string, userId: string, displayname: string): Promise<{ eventId: string; pdu: Pdu }> {
-  const server = userId.slice(userId.indexOf(":") + 1);
-  const made = await federationApi(server, "GET", `/_matrix/federation/v1/make_join/${enc(roomId)}/${enc(userId)}?ver=12&ver=11&ver=10`);
-  expect(made.status).toBe(200);
-  return signTemplate(server, made.body.room_version as string, made.body.event, { content: { membership: "join", displayname } });
-}
 
 /** Whether a request's promise is still unanswered after `meanwhile` ran (a round trip through the worker). */
 async function stillWaiting(promise: Promise<unknown>, meanwhile: () => Promise<unknown>): Promise<boolean> {

@@ -8,6 +8,7 @@ import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import type { RemoteFetch } from "../../durable-objects/room/federation-inbound.js";
 import { beginPartialState } from "../../durable-objects/room/partial-state.js";
 import type { Pdu } from "../../protocol/pdu.js";
+import { federationApi, signTemplate } from "./federation-room-helpers.js";
 import { SERVER_NAME } from "./helpers.js";
 
 export const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
@@ -43,5 +44,23 @@ export async function completeResync(roomId: string, missing: { eventId: string;
     Object.defineProperty(instance, "remoteStream", { get: () => undefined, configurable: true });
     for (let i = 0; i < 20 && room.engine.sql.exec("SELECT 1 FROM partial_state").toArray().length > 0; i++) await room.alarm();
     expect(room.engine.sql.exec("SELECT 1 FROM partial_state").toArray()).toEqual([]);
+  });
+}
+
+/** A join of `userId` (a user of a remote stand-in server) to the room, signed by its server (through
+ * make_join, so before the room is partial) but not sent to us: a member a partial join leaves out. */
+export async function remoteJoin(roomId: string, userId: string, displayname: string): Promise<{ eventId: string; pdu: Pdu; roomVersion: string }> {
+  const server = userId.slice(userId.indexOf(":") + 1);
+  const made = await federationApi(server, "GET", `/_matrix/federation/v1/make_join/${encodeURIComponent(roomId)}/${encodeURIComponent(userId)}?ver=12&ver=11&ver=10`);
+  expect(made.status).toBe(200);
+  const roomVersion = made.body.room_version as string;
+  return { ...(await signTemplate(server, roomVersion, made.body.event, { content: { membership: "join", displayname } })), roomVersion };
+}
+
+/** Stores events in the room as outliers, as the resync's check step does with what it fetched. */
+export async function storeOutliers(roomId: string, pdus: Pdu[]): Promise<void> {
+  await runInDurableObject(rawRoom(roomId), async (instance) => {
+    const { stored } = await (instance as unknown as RoomInstance).engine.persistOutliers(pdus);
+    expect(stored.length).toBe(pdus.length);
   });
 }

@@ -5,8 +5,13 @@
 // shown at once where it does not (no state, lazy-loaded members, local users only). The completion wakes
 // a waiting request, which then carries the room as new to the connection, with its whole required_state.
 import { describe, expect, it } from "vitest";
+import { runInDurableObject } from "cloudflare:test";
+import type { RoomEngine } from "../../durable-objects/room/engine.js";
+import { stateKey, type Pdu } from "../../protocol/pdu.js";
+import { uniqueServer } from "./federation-helpers.js";
+import { federationApi, remotePdu } from "./federation-room-helpers.js";
 import { api, type RegisteredUser } from "./helpers.js";
-import { completeResync, makePartial } from "./partial-state-helpers.js";
+import { completeResync, makePartial, rawRoom, remoteJoin, storeOutliers } from "./partial-state-helpers.js";
 import { createRoom, join, newUser, putState, send } from "./room-helpers.js";
 
 const SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
@@ -115,5 +120,40 @@ describe("partial-state rooms in sliding sync", () => {
     const after = await ss(bob, request, { pos: woken.pos });
     expect(after.rooms?.[partial]).toBeUndefined();
     expect(roomIds(after, "all")).toEqual([partial, full]);
+  });
+
+  it("with lazy-loaded members, a remote sender's membership comes from their event's auth events while the room is partial", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    expect((await join(bob, roomId)).status).toBe(200);
+    const server = uniqueServer("resident");
+    const carol = `@carol:${server}`;
+    const carolJoin = await remoteJoin(roomId, carol, "Carol");
+    await makePartial(roomId, [server]);
+    expect((await putState(bob, roomId, "m.room.member", bob.user_id, { membership: "join", displayname: "Bob" })).status).toBe(200);
+    // Carol's join reached us only as an auth event (an outlier): the partial state does not list her.
+    await storeOutliers(roomId, [carolJoin.pdu]);
+    const joinRules = await runInDurableObject(rawRoom(roomId), async (instance) => (instance as unknown as { engine: RoomEngine }).engine.currentState().get(stateKey("m.room.join_rules", "")));
+    const message = await remotePdu(server, carolJoin.roomVersion, {
+      room_id: roomId,
+      type: "m.room.message",
+      sender: carol,
+      content: { msgtype: "m.text", body: "hello from the resident" },
+      auth_events: [...(carolJoin.pdu.auth_events as string[]).filter((id) => id !== joinRules), carolJoin.eventId],
+      prev_events: carolJoin.pdu.prev_events,
+      depth: carolJoin.pdu.depth,
+      origin_server_ts: Date.now(),
+    } as Omit<Pdu, "hashes" | "signatures">);
+    const sent = await federationApi(server, "PUT", `/_matrix/federation/v1/send/txn-${Date.now()}`, { origin: server, origin_server_ts: Date.now(), pdus: [message.pdu] });
+    expect(sent.status).toBe(200);
+    expect(sent.body.pdus[message.eventId]).toEqual({});
+
+    const body = await ss(bob, { lists: { lazy: { ranges: [[0, 9]], timeline_limit: 1, required_state: [["m.room.member", "$LAZY"]] } } });
+    expect(roomIds(body, "lazy")).toEqual([roomId]);
+    const room = body.rooms[roomId];
+    expect(room.timeline.map((e: Body) => e.event_id)).toEqual([message.eventId]);
+    const members = room.required_state.filter((e: Body) => e.type === "m.room.member");
+    expect(members.map((e: Body) => [e.state_key, e.event_id, e.content.displayname])).toEqual([[carol, carolJoin.eventId, "Carol"]]);
   });
 });
