@@ -50,3 +50,37 @@ describe("threaded receipts", () => {
     expect(await receipt(h, "main")).toBe("400 M_INVALID_PARAM");
   });
 });
+
+describe("a user's unthreaded and threaded receipts on one event (MSC4102)", () => {
+  /** The m.read receipt data of `userId` on `eventId` in `roomId`'s ephemeral events of a sync. */
+  async function readReceiptIn(user: RegisteredUser, roomId: string, userId: string, eventId: string, since?: string) {
+    const res = await api("GET", `/_matrix/client/v3/sync${since ? `?since=${encodeURIComponent(since)}&timeout=0` : ""}`, { token: user.access_token });
+    expect(res.status).toBe(200);
+    const events = (res.body.rooms?.join?.[roomId]?.ephemeral?.events ?? []) as { type: string; content: Record<string, Record<string, Record<string, unknown>>> }[];
+    const receipt = events.find((e) => e.type === "m.receipt");
+    return { data: receipt?.content[eventId]?.["m.read"]?.[userId], next: res.body.next_batch as string };
+  }
+
+  for (const order of ["unthreaded first", "threaded first"] as const) {
+    it(`sync shows the unthreaded one (${order})`, async () => {
+      const alice = await newUser("clash");
+      const bob = await newUser("clash");
+      const roomId = await createRoom(alice, { preset: "public_chat" });
+      expect((await join(bob, roomId)).status).toBe(200);
+      const a = await text(alice, roomId, "root");
+      const b = await text(alice, roomId, "in thread", { rel_type: "m.thread", event_id: a });
+      const before = await readReceiptIn(alice, roomId, alice.user_id, b);
+      const post = async (body: Record<string, unknown>) =>
+        expect((await api("POST", `${r(roomId)}/receipt/m.read/${encodeURIComponent(b)}`, { token: alice.access_token, body })).status).toBe(200);
+      const bodies = [{}, { thread_id: a }];
+      if (order === "threaded first") bodies.reverse();
+      for (const body of bodies) await post(body);
+
+      // Initial sync (the room's receipts), for the sender and for another member.
+      expect((await readReceiptIn(alice, roomId, alice.user_id, b)).data).toEqual({ ts: expect.any(Number) });
+      expect((await readReceiptIn(bob, roomId, alice.user_id, b)).data).toEqual({ ts: expect.any(Number) });
+      // Incremental sync covering both receipts (the User DO's copies).
+      expect((await readReceiptIn(alice, roomId, alice.user_id, b, before.next)).data).toEqual({ ts: expect.any(Number) });
+    });
+  }
+});

@@ -231,6 +231,12 @@ export function receiptContent(receipts: ReceiptUpdate[]): Json {
     seen.add(key);
     const byType = (content[r.eventId] ??= {});
     const byUser = (byType[r.receiptType] ??= {});
+    // The format has room for one receipt per user, type and event: when a user's unthreaded and threaded
+    // receipts name the same event, the unthreaded one is shown whatever the order (MSC4102, spec issue
+    // 1727; Synapse and Complement TestThreadReceiptsInSyncMSC4102), as a client reading it as unthreaded
+    // is never wrong about the main timeline.
+    const shown = byUser[r.userId];
+    if (shown !== undefined && shown.thread_id === undefined) continue;
     const data: Json = { ts: r.ts };
     if (r.threadId !== undefined) data.thread_id = r.threadId;
     byUser[r.userId] = data;
