@@ -33,6 +33,8 @@ export default defineConfig(async () => {
     test: {
       include: ["bench/**/*.bench.ts"],
       setupFiles: ["./test/workers/apply-migrations.ts"],
+      // CPU time of workerd for figures per core on a loaded machine (bench/cpu-clock.ts).
+      globalSetup: ["./bench/cpu-clock.global.mjs"],
       testTimeout: 600_000,
       fileParallelism: false,
     },

@@ -24,38 +24,18 @@ export function compareCodePoints(a: string, b: string): number {
   return a.length - b.length;
 }
 
+// Strings: JSON.stringify escapes exactly what canonical JSON escapes (`"`, `\\`, \b \t \n \f \r and the
+// other C0 controls as lowercase \u00XX) and leaves everything else raw, except lone surrogates, which it
+// writes as \udXXX escapes (ES2019 "well-formed JSON.stringify") and canonical JSON refuses. So a
+// well-formed string is encoded natively; this is most of the work of hashing and signing an event.
+// (String.prototype.isWellFormed is ES2024, newer than the lib this project targets; V8 has it.)
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+/** A character at or above U+D800 in a key: only then do UTF-16 order and code point order differ. */
+const HIGH_UNIT = /[\ud800-\uffff]/;
+
 function encodeString(s: string): string {
-  let out = '"';
-  let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    let esc: string | undefined;
-    if (c < 0x20 || c === 0x22 || c === 0x5c) {
-      switch (c) {
-        case 0x08: esc = "\\b"; break;
-        case 0x09: esc = "\\t"; break;
-        case 0x0a: esc = "\\n"; break;
-        case 0x0c: esc = "\\f"; break;
-        case 0x0d: esc = "\\r"; break;
-        case 0x22: esc = '\\"'; break;
-        case 0x5c: esc = "\\\\"; break;
-        default: esc = "\\u00" + c.toString(16).padStart(2, "0");
-      }
-    } else if (c >= 0xd800 && c <= 0xdfff) {
-      // A high surrogate must be followed by a low one; anything else is a lone surrogate.
-      const next = s.charCodeAt(i + 1);
-      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
-        i++;
-        continue;
-      }
-      throw new CanonicalJsonError("lone surrogate in string");
-    }
-    if (esc !== undefined) {
-      out += s.slice(start, i) + esc;
-      start = i + 1;
-    }
-  }
-  return out + s.slice(start) + '"';
+  if (!isWellFormed(s)) throw new CanonicalJsonError("lone surrogate in string");
+  return JSON.stringify(s);
 }
 
 /** Serialises a value as canonical JSON. Throws CanonicalJsonError for floats, out-of-range
@@ -72,12 +52,28 @@ export function canonicalJson(value: JsonValue | unknown): string {
       return value ? "true" : "false";
     case "object": {
       if (value === null) return "null";
-      if (Array.isArray(value)) return "[" + value.map((v) => canonicalJson(v)).join(",") + "]";
+      if (Array.isArray(value)) {
+        let out = "[";
+        for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + canonicalJson(value[i]);
+        return out + "]";
+      }
       const obj = value as Record<string, unknown>;
-      const keys = Object.keys(obj)
-        .filter((k) => obj[k] !== undefined)
-        .sort(compareCodePoints);
-      return "{" + keys.map((k) => encodeString(k) + ":" + canonicalJson(obj[k])).join(",") + "}";
+      const keys = Object.keys(obj).sort();
+      for (const k of keys) {
+        if (HIGH_UNIT.test(k)) {
+          keys.sort(compareCodePoints);
+          break;
+        }
+      }
+      let out = "{";
+      let first = true;
+      for (const k of keys) {
+        const v = obj[k];
+        if (v === undefined) continue;
+        out += (first ? "" : ",") + encodeString(k) + ":" + canonicalJson(v);
+        first = false;
+      }
+      return out + "}";
     }
     default:
       throw new CanonicalJsonError(`not a JSON value: ${typeof value}`);

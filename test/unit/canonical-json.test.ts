@@ -141,3 +141,27 @@ describe("unpadded base64", () => {
     expect(() => decodeBase64("Zm9vé")).toThrow();
   });
 });
+
+describe("canonical JSON: every UTF-16 code unit", () => {
+  // The encoder leans on JSON.stringify for strings (protocol/canonical-json.ts): check it against the
+  // rule itself for every code unit on its own and between other characters.
+  const expected = (c: number): string => {
+    const short: Record<number, string> = { 0x08: "\\b", 0x09: "\\t", 0x0a: "\\n", 0x0c: "\\f", 0x0d: "\\r", 0x22: '\\"', 0x5c: "\\\\" };
+    if (short[c] !== undefined) return short[c]!;
+    if (c < 0x20) return "\\u00" + c.toString(16).padStart(2, "0");
+    return String.fromCharCode(c);
+  };
+  it("escapes exactly the rule's characters and refuses every lone surrogate", () => {
+    for (let c = 0; c <= 0xffff; c++) {
+      const s = "a" + String.fromCharCode(c) + "b";
+      if (c >= 0xd800 && c <= 0xdfff) expect(() => canonicalJson(s)).toThrow(CanonicalJsonError);
+      else expect(canonicalJson(s)).toBe('"a' + expected(c) + 'b"');
+    }
+  });
+
+  it("orders keys by code point when keys have surrogates and characters above them", () => {
+    const obj = { "\uffff": 1, "😀": 2, "\ue000x": 3, a: 4, "\ud7ff": 5 };
+    expect(canonicalJson(obj)).toBe('{"a":4,"\ud7ff":5,"\ue000x":3,"\uffff":1,"😀":2}');
+    expect(canonicalJson({ b: 1, a: undefined, c: [undefined === undefined, null] })).toBe('{"b":1,"c":[true,null]}');
+  });
+});
