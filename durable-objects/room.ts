@@ -191,6 +191,9 @@ export class RoomDurableObject extends DurableObject<Env> {
    * crash leaves, then starts (or extends) the delivery that runs outside the queue.
    */
   private async afterCommit(results: PersistResult[]): Promise<void> {
+    // A fan-out cursor moved in memory (room/fan-out.ts finishRound) is written with this commit: before
+    // any await, so that it joins the commit's write instead of costing one of its own.
+    this.fanOut.storeCursor();
     const meta = this.engine.meta();
     // The /event index (room/event-index.ts): in the background, never on the client's path.
     if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId), this.activityOf(results));
@@ -436,6 +439,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     await this.draining;
     await this.retryOutbox();
     await this.startDelivery();
+    this.fanOut.storeCursor();
     if (this.fanOut.hasWork()) {
       this.retryDelay = this.failedDeliveries > 0 ? Math.min(this.retryDelay * 2, OUTBOX_MAX_RETRY_MS) : OUTBOX_RETRY_MS;
       this.alarmPending = true;
