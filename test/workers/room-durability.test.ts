@@ -110,6 +110,48 @@ describe("Room DO durability", () => {
     expect(delivered[0]!.stream_ordering).toBe(await roomStub(roomId).currentStreamOrdering());
   });
 
+  it("a round that delivered everything stores its cursor with the next commit or the alarm; a restart repeats at most that round", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+    await sync(bob);
+    await roomStub(roomId).deliveriesSettled();
+    const stored = () =>
+      runInDurableObject(rawRoom(roomId), (_i, state) => state.storage.sql.exec<{ d: number }>("SELECT delivered_upto AS d FROM fan_out WHERE id = 1").one().d);
+
+    const first = await send(alice, roomId, { msgtype: "m.text", body: "first" });
+    await roomStub(roomId).deliveriesSettled();
+    const firstOrdering = await roomStub(roomId).currentStreamOrdering();
+    // Delivered (nothing pending), but the round wrote nothing: the stored cursor is still before it.
+    expect(await roomStub(roomId).pendingNotifications()).toEqual([]);
+    expect(await stored()).toBeLessThan(firstOrdering);
+    expect((await inbox(bob.user_id, roomId)).map((n) => n.event_id)).toContain(first.body.event_id);
+
+    // The next commit stores it (exactly up to the first message, not past the second).
+    const second = await send(alice, roomId, { msgtype: "m.text", body: "second" });
+    await roomStub(roomId).deliveriesSettled();
+    expect(await stored()).toBe(firstOrdering);
+
+    // A restart before anything stores the second round: the alarm repeats that round only, and bob's
+    // User DO keeps one copy of it.
+    await evictDurableObject(rawRoom(roomId));
+    expect(await roomStub(roomId).roomInfo()).not.toBeNull();
+    expect(await runInDurableObject(rawRoom(roomId), (_i, state) => state.storage.getAlarm())).not.toBeNull();
+    expect(await runDurableObjectAlarm(rawRoom(roomId))).toBe(true);
+    expect(await stored()).toBe(await roomStub(roomId).currentStreamOrdering());
+    const rows = await inbox(bob.user_id, roomId);
+    expect(rows.filter((n) => n.event_id === second.body.event_id)).toHaveLength(1);
+    expect(rows.filter((n) => n.event_id === first.body.event_id)).toHaveLength(1);
+
+    // Without a restart the alarm stores the cursor too.
+    await send(alice, roomId, { msgtype: "m.text", body: "third" });
+    await roomStub(roomId).deliveriesSettled();
+    expect(await stored()).toBeLessThan(await roomStub(roomId).currentStreamOrdering());
+    expect(await runDurableObjectAlarm(rawRoom(roomId))).toBe(true);
+    expect(await stored()).toBe(await roomStub(roomId).currentStreamOrdering());
+  });
+
   it("a send is acknowledged while delivery to a member is still pending; the member gets the events in order", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
