@@ -10,116 +10,13 @@
 // The big rooms are seeded inside the Room DO (runInDurableObject): every event is still built, signed and
 // persisted through the one entry point with all its checks; only the HTTP and RPC hops are skipped.
 import { runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { it } from "vitest";
-import type { RoomEngine } from "../durable-objects/room/engine.js";
 import { EVENT_ROW_COLUMNS, type EventRow } from "../durable-objects/room/event-rows.js";
 import { VisibilityChecker } from "../durable-objects/room/history-visibility.js";
-import { createLocalEvent } from "../durable-objects/room/local-events.js";
 import { roomMembers } from "../durable-objects/room/members.js";
 import { messages as messagesInDo } from "../durable-objects/room/timeline.js";
-import app from "../worker/index.js";
+import { api, createRoom, engineOf, registerUser, roomDo, seed, send, SERVER, settle, uniqueLocalpart, V3, type RegisteredUser } from "./app-client.js";
 import { percentile, report } from "./report.js";
-
-const V3 = "/_matrix/client/v3";
-
-// Requests go to the Worker's fetch handler directly, not through the test pool's `exports.default.fetch`
-// (test/workers/helpers.ts `api`): measured here, every request through that binding makes the following
-// ones slower (GET /versions: 3 ms fresh, 156 ms after 500 requests), which would swamp these figures.
-// The handler itself answers /versions in 0.1 ms either way.
-const pending: Promise<unknown>[] = [];
-const ctx = { waitUntil: (p: Promise<unknown>) => void pending.push(p.catch(() => undefined)), passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
-
-type Json = Record<string, unknown>;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function api(method: string, path: string, options: { token?: string; body?: unknown } = {}): Promise<{ status: number; body: any }> {
-  const headers = new Headers();
-  if (options.token !== undefined) headers.set("Authorization", `Bearer ${options.token}`);
-  let body: string | undefined;
-  if (options.body !== undefined) {
-    body = JSON.stringify(options.body);
-    headers.set("Content-Type", "application/json");
-  }
-  const res = await app.fetch(new Request(`https://${SERVER}${path}`, { method, headers, body }), env, ctx);
-  const text = await res.text();
-  return { status: res.status, body: text === "" ? null : JSON.parse(text) };
-}
-
-interface RegisteredUser {
-  user_id: string;
-  access_token: string;
-  device_id: string;
-}
-
-let users = 0;
-const uniqueLocalpart = (prefix: string) => `${prefix}-${crypto.randomUUID().slice(0, 8)}-${++users}`;
-
-/** Registers a user through the m.login.dummy flow. */
-async function registerUser(localpart: string): Promise<RegisteredUser> {
-  const request: Json = { username: localpart, password: `password-${localpart}` };
-  let res = await api("POST", `${V3}/register`, { body: request });
-  if (res.status === 401) res = await api("POST", `${V3}/register`, { body: { ...request, auth: { type: "m.login.dummy", session: res.body.session } } });
-  if (res.status !== 200) throw new Error(`register: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body as RegisteredUser;
-}
-const SERVER = "bench.local";
-let txn = 0;
-
-async function createRoom(user: RegisteredUser, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await api("POST", `${V3}/createRoom`, { token: user.access_token, body });
-  if (res.status !== 200) throw new Error(`createRoom: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body.room_id as string;
-}
-
-async function send(user: RegisteredUser, roomId: string, body: string): Promise<void> {
-  const res = await api("PUT", `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/r${++txn}`, {
-    token: user.access_token,
-    body: { msgtype: "m.text", body },
-  });
-  if (res.status !== 200) throw new Error(`send: ${res.status} ${JSON.stringify(res.body)}`);
-}
-
-const roomDo = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
-const engineOf = (instance: unknown) => (instance as { engine: RoomEngine }).engine;
-
-/**
- * Runs `make(i)` for i in [0, n) inside the room's DO, persisting each event; returns the seconds taken.
- * The seeded events are then marked as handed out (room/fan-out.ts cursor): the seeded members are local
- * users whose User DOs nothing here reads, and the fan-out of the seeding is not what is measured.
- */
-async function seed(
-  roomId: string,
-  n: number,
-  make: (i: number) => { type: string; stateKey?: string; sender: string; content: Record<string, unknown> },
-): Promise<number> {
-  const start = performance.now();
-  const CHUNK = 5000;
-  for (let done = 0; done < n; done += CHUNK) {
-    await runInDurableObject(roomDo(roomId), async (instance) => {
-      const engine = engineOf(instance);
-      for (let i = done; i < Math.min(n, done + CHUNK); i++) await createLocalEvent(engine, env, make(i) as never);
-      engine.sql.exec("UPDATE fan_out SET delivered_upto = (SELECT MAX(stream_ordering) FROM events) WHERE id = 1");
-    });
-  }
-  return (performance.now() - start) / 1000;
-}
-
-/**
- * Waits until the storage writes of a seeding have reached the disk: workerd flushes a DO's committed
- * writes in the background, and until that backlog is gone every request of the process waits on it
- * (measured here: ~11 s after 15,000 seeded events). Returns the seconds waited.
- */
-async function settle(roomId: string): Promise<number> {
-  const start = performance.now();
-  let quick = 0;
-  while (quick < 3 && performance.now() - start < 600_000) {
-    const t = performance.now();
-    await roomDo(roomId).roomInfo();
-    quick = performance.now() - t < 20 ? quick + 1 : 0;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return (performance.now() - start) / 1000;
-}
 
 /** The mean time of `fn` over `n` calls, in ms (workerd's clock has millisecond resolution: sub-millisecond
  * operations are timed in bulk). */

@@ -7,64 +7,26 @@
 //  - wake latency of a waiting connection: with the request parked in the User DO, the time from another
 //    user's send returning to the response arriving (p50 / p99 over 200 messages; aim: p50 under 10 ms).
 //
-// The harness's in-process fetch costs more per request as a file makes more requests (see sync.bench.ts);
-// GET /versions is reported next to the figures as that baseline.
+// Requests go to the Worker's fetch handler directly (app-client.ts); GET /versions is reported next to
+// the figures as the harness's baseline.
 import { env } from "cloudflare:workers";
 import { it } from "vitest";
-import { api, registerUser, uniqueLocalpart, type RegisteredUser } from "../test/workers/helpers.js";
 import { createRoom as createRoomDirect } from "../worker/client/rooms.js";
 import type { Env } from "../worker/env.js";
 import type { RoomRpc } from "../worker/room-store.js";
+import { api, createRoom, harnessBaseline, registerUser, send, uniqueLocalpart, type RegisteredUser, V3 } from "./app-client.js";
+import { ROOM_LIST_STATE } from "../test/fixtures/room-list-state.js";
 import { percentile, report } from "./report.js";
 
-const V3 = "/_matrix/client/v3";
 const SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
-let txn = 0;
-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Body = any;
-
-async function createRoom(user: RegisteredUser, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await api("POST", `${V3}/createRoom`, { token: user.access_token, body });
-  if (res.status !== 200) throw new Error(`createRoom: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body.room_id as string;
-}
-
-async function send(user: RegisteredUser, roomId: string, body: string): Promise<void> {
-  const res = await api("PUT", `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/s${++txn}`, { token: user.access_token, body: { msgtype: "m.text", body } });
-  if (res.status !== 200) throw new Error(`send: ${res.status} ${JSON.stringify(res.body)}`);
-}
 
 async function ss(user: RegisteredUser, body: unknown, query = ""): Promise<Body> {
   const res = await api("POST", `${SS}${query}`, { token: user.access_token, body });
   if (res.status !== 200) throw new Error(`sliding sync: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
 }
-
-async function harnessBaseline(): Promise<number> {
-  const t: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    await api("GET", "/_matrix/client/versions");
-    t.push(performance.now() - t0);
-  }
-  return t.sort((a, b) => a - b)[2]!;
-}
-
-const ROOM_LIST_STATE = [
-  ["m.room.encryption", ""],
-  ["m.room.member", "$LAZY"],
-  ["m.room.member", "$ME"],
-  ["m.room.name", ""],
-  ["m.room.canonical_alias", ""],
-  ["m.room.power_levels", ""],
-  ["m.room.create", ""],
-  ["m.room.avatar", ""],
-  ["m.room.topic", ""],
-  ["m.room.join_rules", ""],
-  ["m.room.history_visibility", ""],
-  ["m.room.tombstone", ""],
-];
 
 const roomList = (connId: string) => ({
   conn_id: connId,

@@ -4,51 +4,14 @@
 //  - long-poll wake-up: with one user already long-polling, the time from another user's send returning to
 //    the sync response arriving (p50 / p99 over 200 messages)
 //
-// Measured with the test pool's in-process fetch (`exports.default.fetch`), whose own cost per request grows
-// with the number of requests a file has made (about +0.5 ms per request here, also for GET /versions,
-// which touches no storage): the initial-sync test runs first, with few requests, and each test reports
-// the latency of GET /versions as the harness baseline next to its figures.
+// Requests go to the Worker's fetch handler directly (app-client.ts); each test reports the latency of GET
+// /versions as the harness baseline next to its figures.
 import { env } from "cloudflare:workers";
 import { it } from "vitest";
-import { api, registerUser, uniqueLocalpart, type RegisteredUser } from "../test/workers/helpers.js";
 import type { RoomRpc } from "../worker/room-store.js";
+import { api, createRoom, harnessBaseline, registerUser, send, sync, uniqueLocalpart, userDo, V3 } from "./app-client.js";
 import { percentile, report } from "./report.js";
 
-const V3 = "/_matrix/client/v3";
-let txn = 0;
-
-async function createRoom(user: RegisteredUser, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await api("POST", `${V3}/createRoom`, { token: user.access_token, body });
-  if (res.status !== 200) throw new Error(`createRoom: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body.room_id as string;
-}
-
-async function send(user: RegisteredUser, roomId: string, body: string): Promise<void> {
-  const res = await api("PUT", `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/b${++txn}`, {
-    token: user.access_token,
-    body: { msgtype: "m.text", body },
-  });
-  if (res.status !== 200) throw new Error(`send: ${res.status} ${JSON.stringify(res.body)}`);
-}
-
-async function sync(user: RegisteredUser, query = ""): Promise<{ next_batch: string; rooms?: { join?: Record<string, { timeline: { events: unknown[] } }> } }> {
-  const res = await api("GET", `${V3}/sync${query}`, { token: user.access_token });
-  if (res.status !== 200) throw new Error(`sync: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
-}
-
-/** Median latency of GET /versions: what a request costs the harness before any server work. */
-async function harnessBaseline(): Promise<number> {
-  const t: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    await api("GET", "/_matrix/client/versions");
-    t.push(performance.now() - t0);
-  }
-  return t.sort((a, b) => a - b)[2]!;
-}
-
-const userDo = (userId: string) => env.USERS.get(env.USERS.idFromName(userId));
 const roomRpc = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId)) as unknown as RoomRpc;
 
 it("initial sync: 100 rooms with 50 messages each", async () => {
