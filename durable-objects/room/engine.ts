@@ -625,6 +625,44 @@ export class RoomEngine {
     }
   }
 
+  /**
+   * Sets the current state to a stored state group: current_state rows, and state deltas at the latest
+   * stream position for every key that changed (room/partial-state-recheck.ts, once the events of a
+   * partial-state join were checked again against the whole state: Synapse's `update_current_state`).
+   * Call inside a storage transaction. Returns how many keys changed.
+   */
+  replaceCurrentState(group: number): number {
+    const meta = this.meta();
+    if (!meta) return 0;
+    const changes = diffStates(this.currentState(), this.stateGroups.load(group));
+    const at = this.maxStreamOrdering();
+    this.sql.exec("UPDATE room_meta SET current_state_group = ? WHERE id = 1", group);
+    this.metaCache = undefined;
+    for (const [key, eventId] of changes) {
+      const [type, sk] = splitStateKey(key);
+      // The latest position may hold the delta of the event there (the one now rejected, say): the row
+      // becomes the net change at that position (from what was there before it).
+      const earlier = this.sql.exec<{ prev_event_id: string | null }>("SELECT prev_event_id FROM state_deltas WHERE stream_ordering = ? AND type = ? AND state_key = ?", at, type, sk).toArray()[0];
+      const prevId = earlier ? earlier.prev_event_id : (this.currentStateEventId(type, sk) ?? null);
+      if (eventId === null) this.sql.exec("DELETE FROM current_state WHERE type = ? AND state_key = ?", type, sk);
+      else this.setCurrentStateRow(type, sk, eventId, at);
+      this.sql.exec(
+        "INSERT OR REPLACE INTO state_deltas (stream_ordering, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, ?)",
+        at,
+        type,
+        sk,
+        eventId,
+        prevId,
+      );
+    }
+    return changes.size;
+  }
+
+  /** Drops the cached room meta (after a rolled-back transaction that changed it). */
+  forgetMeta(): void {
+    this.metaCache = undefined;
+  }
+
   /** addToCurrentState's correction of the state groups of events from `fromOrdering` on (one new group
    * per distinct old group: messages share their group, so this grows with state changes, not events). */
   private completeStateGroups(additions: ReadonlyMap<StateKey, string>, fromOrdering: number): void {

@@ -16,12 +16,10 @@
 //              (engine.persistOutliers: signatures, hashes, auth), CHECK_PER_STEP per step, in auth order.
 //   5. apply:  the member events of the full state that the current state lacks (and that no event since the
 //              join has changed) are added to the current state, with state deltas, so /sync and /members
-//              see them; then the room leaves partial state.
+//              see them;
+//   6. recheck: the events from our join on are authorised again against the whole state, RECHECK_PER_STEP
+//              per step (room/partial-state-recheck.ts); then the room leaves partial state.
 // A restart continues where it left off: every step's progress is in SQLite.
-//
-// What is weaker than Synapse: events that arrived during the partial state were authorised against the
-// partial state and are not checked again against the full state afterwards (their state groups are
-// completed, engine.addToCurrentState).
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { JsonArrayElements } from "../../protocol/json-array-stream.js";
 import { isJsonObject } from "../../protocol/json.js";
@@ -29,6 +27,7 @@ import { authEventIds, prevEventIds, stateKey, type Pdu } from "../../protocol/p
 import type { RoomEngine } from "./engine.js";
 import { MAX_PARAMS } from "./event-rows.js";
 import type { RemoteFetch, RemoteStream } from "./federation-inbound.js";
+import { beginRecheck, endRecheck, recheckStep } from "./partial-state-recheck.js";
 
 /** Missing events are fetched with one /state when they are at least this share of the state and auth
  * chain (Synapse: `_get_state_ids_after_missing_prev_event`), else one /event each. */
@@ -57,7 +56,7 @@ export const PARTIAL_STATE_SCHEMA = `
   CREATE INDEX IF NOT EXISTS partial_state_staged_auth_by_auth ON partial_state_staged_auth (auth_event_id);
 `;
 
-type Phase = "ids" | "state" | "fetch" | "check" | "apply";
+type Phase = "ids" | "state" | "fetch" | "check" | "apply" | "recheck";
 
 type PartialRow = {
   join_event_id: string;
@@ -222,6 +221,7 @@ export async function resyncStep(
     }
     case "check":
     case "apply":
+    case "recheck":
       // The steps that change the room (outliers, then its state) run in the room's write queue; the
       // ones before only wait for other servers and fill the resync's own tables, so they run outside it:
       // a server that answers slowly (or a /state_ids held back, as Complement's tests do) never holds up
@@ -265,9 +265,15 @@ async function lockedStep(engine: RoomEngine): Promise<number | null> {
     }
     case "apply": {
       applyFullState(engine, JSON.parse(state.state_ids ?? "[]") as string[]);
-      finish(engine);
-      return null;
+      engine.transaction(() => {
+        beginRecheck(engine, state.join_event_id);
+        engine.sql.exec("UPDATE partial_state SET phase = 'recheck' WHERE id = 1");
+      });
+      // The first batch at once: a room with few events since the join is done in this invocation.
+      return recheckThenFinish(engine, state);
     }
+    case "recheck":
+      return recheckThenFinish(engine, state);
     default:
       return STEP_DELAY_MS;
   }
@@ -348,8 +354,16 @@ function applyFullState(engine: RoomEngine, stateIds: string[]): void {
   if (additions.size > 0) engine.addToCurrentState(additions, joinOrdering);
 }
 
+/** One step of the recheck; the room leaves partial state with its last one (same write-queue turn). */
+async function recheckThenFinish(engine: RoomEngine, state: PartialRow): Promise<number | null> {
+  if (!(await recheckStep(engine, () => JSON.parse(state.state_ids ?? "[]") as string[])).done) return STEP_DELAY_MS;
+  finish(engine);
+  return null;
+}
+
 function finish(engine: RoomEngine): void {
   engine.transaction(() => {
+    endRecheck(engine);
     engine.sql.exec("DELETE FROM partial_state");
     engine.sql.exec("DELETE FROM partial_state_missing");
     engine.sql.exec("DELETE FROM partial_state_staged");
