@@ -15,6 +15,7 @@ import { createEventIdFromRoomId } from "../../protocol/state-res.js";
 import { wireForm, type RoomEngine } from "./engine.js";
 import { MAX_PARAMS } from "./event-rows.js";
 import { historyVisibilityOf } from "./history-visibility.js";
+import { isPartialState } from "./partial-state.js";
 
 /** Spec: "get_missing_events" limit default 10; Synapse caps backfill and missing events at 100. */
 export const MAX_FEDERATION_PAGE = 100;
@@ -131,8 +132,21 @@ function stateIdsBefore(engine: RoomEngine, eventId: string): string[] {
   return [...engine.stateGroups.load(m.stateGroupBefore).values()];
 }
 
+/** Synapse's error code (MSC3895) for a request it cannot authorise while the room is partial-stated. */
+export const UNABLE_DUE_TO_PARTIAL_STATE = "ORG.MATRIX.MSC3895_UNABLE_DUE_TO_PARTIAL_STATE";
+
+/**
+ * While this server holds the room with partial state (room/partial-state.ts) it knows neither which servers
+ * are in the room nor the state at its events: /state and /state_ids are refused, as Synapse refuses them
+ * (`assert_host_in_room` without `allow_partial_state_rooms`: 403, MSC3895's code, its words).
+ */
+function refuseWhilePartial(engine: RoomEngine): void {
+  if (isPartialState(engine)) throw new MatrixError(403, UNABLE_DUE_TO_PARTIAL_STATE, "Unable to authorise you right now; room is partial-stated here.");
+}
+
 /** GET /_matrix/federation/v1/state_ids/{roomId}?event_id=. */
 export function stateIdsForServer(engine: RoomEngine, server: string, eventId: string): { pdu_ids: string[]; auth_chain_ids: string[] } {
+  refuseWhilePartial(engine);
   assertServerInRoom(engine, server);
   const stateIds = stateIdsBefore(engine, eventId);
   return { pdu_ids: stateIds, auth_chain_ids: authChainIds(engine, stateIds) };

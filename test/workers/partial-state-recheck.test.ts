@@ -17,6 +17,7 @@ import type { Pdu } from "../../protocol/pdu.js";
 import { signingKey } from "../../worker/server-identity.js";
 import type { Env } from "../../worker/env.js";
 import { SERVER_NAME, uniqueServer } from "./federation-helpers.js";
+import { federationApi } from "./federation-room-helpers.js";
 import { api, type RegisteredUser } from "./helpers.js";
 import { ResidentRoom } from "./partial-state-resident.js";
 import { newUser, r } from "./room-helpers.js";
@@ -94,6 +95,13 @@ describe("events of a partial-state join, checked again after the resync", () =>
     const { alice, room, derek, bad, sentinel } = await acceptedIncorrectly("psr-accept");
     expect(await currentOf(room, "m.room.test", "")).toBe(bad.eventId);
     expect(await eventStatus(alice, room.roomId, bad.eventId)).toBe(200);
+    // Meanwhile the state at our events is not ours to give: /state_ids and /state are refused as Synapse
+    // refuses them in a partial-state room.
+    const stateIds = () => federationApi(room.server, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(room.roomId)}?event_id=${encodeURIComponent(sentinel.eventId)}`);
+    for (const res of [await stateIds(), await federationApi(room.server, "GET", `/_matrix/federation/v1/state/${encodeURIComponent(room.roomId)}?event_id=${encodeURIComponent(sentinel.eventId)}`)]) {
+      expect(res.status).toBe(403);
+      expect(res.body).toEqual({ errcode: "ORG.MATRIX.MSC3895_UNABLE_DUE_TO_PARTIAL_STATE", error: "Unable to authorise you right now; room is partial-stated here." });
+    }
 
     const after = await resync(room);
     expect(after.partial).toBe(false);
@@ -104,6 +112,11 @@ describe("events of a partial-state join, checked again after the resync", () =>
     expect(await eventStatus(alice, room.roomId, bad.eventId)).toBe(404);
     expect(await eventStatus(alice, room.roomId, sentinel.eventId)).toBe(200);
     expect(await currentOf(room, "m.room.member", derek)).toBe(room.id("m.room.member", derek));
+    // Once whole, the state before charlie's message is served: derek's leave, without the bad event.
+    const served = await stateIds();
+    expect(served.status).toBe(200);
+    expect(served.body.pdu_ids).toContain(room.id("m.room.member", derek));
+    expect(served.body.pdu_ids).not.toContain(bad.eventId);
   });
 
   it("state rejected incorrectly (after a kick accepted incorrectly) is accepted, the kick rejected, and the current state follows", async () => {
