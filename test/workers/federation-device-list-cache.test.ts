@@ -10,14 +10,13 @@ import { describe, expect, it } from "vitest";
 import type { JsonObject } from "../../protocol/json.js";
 import { generateSigningKey, signJson } from "../../protocol/signing.js";
 import { counter, remoteControl, uniqueServer } from "./federation-helpers.js";
-import { federationApi, signTemplate } from "./federation-room-helpers.js";
+import { federationApi, joinFromRemote, leaveFromRemote } from "./federation-room-helpers.js";
 import { api, type RegisteredUser } from "./helpers.js";
 import { createRoom, membership, newUser } from "./room-helpers.js";
 import { sync } from "./sync-helpers.js";
 
 const V3 = "/_matrix/client/v3";
 const F1 = "/_matrix/federation/v1";
-const F2 = "/_matrix/federation/v2";
 const enc = encodeURIComponent;
 const userDo = (userId: string) => env.USERS.get(env.USERS.idFromName(userId));
 
@@ -51,15 +50,11 @@ async function until(check: () => Promise<boolean>): Promise<void> {
 }
 
 async function joinRemote(remote: string, roomId: string, userId: string): Promise<void> {
-  const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(userId)}?ver=12`);
-  const join = await signTemplate(remote, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
-  expect((await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu)).status).toBe(200);
+  await joinFromRemote(remote, roomId, userId);
 }
 
 async function leaveRemote(remote: string, roomId: string, userId: string): Promise<void> {
-  const made = await federationApi(remote, "GET", `${F1}/make_leave/${enc(roomId)}/${enc(userId)}`);
-  const leave = await signTemplate(remote, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
-  expect((await federationApi(remote, "PUT", `${F2}/send_leave/${enc(roomId)}/${enc(leave.eventId)}`, leave.pdu)).status).toBe(200);
+  await leaveFromRemote(remote, roomId, userId);
 }
 
 /** A room of `alice` that `bob` (of `remote`) joined, once alice's sync registered the room for bob. */

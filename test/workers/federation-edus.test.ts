@@ -4,15 +4,13 @@
 // records the transactions it receives); requests and PDUs are signed here as those servers.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { JsonObject } from "../../protocol/json.js";
 import { remoteControl, uniqueServer } from "./federation-helpers.js";
-import { federationApi, signTemplate } from "./federation-room-helpers.js";
+import { federationApi, joinFromRemote } from "./federation-room-helpers.js";
 import { api } from "./helpers.js";
 import { V3, createRoom, newUser, r, send } from "./room-helpers.js";
 import { sync } from "./sync-helpers.js";
 
 const F1 = "/_matrix/federation/v1";
-const F2 = "/_matrix/federation/v2";
 const enc = encodeURIComponent;
 const destinationStub = (server: string) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server));
 
@@ -38,11 +36,7 @@ async function roomWithRemoteMember(remote = uniqueServer("edu")) {
   const alice = await newUser("alice");
   const roomId = await createRoom(alice, { preset: "public_chat" });
   const bob = `@bob:${remote}`;
-  const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=12`);
-  expect(made.status).toBe(200);
-  const join = await signTemplate(remote, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
-  const sent = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu);
-  expect(sent.status).toBe(200);
+  await joinFromRemote(remote, roomId, bob);
   return { alice, roomId, bob, remote };
 }
 

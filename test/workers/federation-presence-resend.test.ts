@@ -5,15 +5,12 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { JsonObject } from "../../protocol/json.js";
 import { remoteControl, uniqueServer } from "./federation-helpers.js";
-import { federationApi, signTemplate } from "./federation-room-helpers.js";
+import { joinFromRemote } from "./federation-room-helpers.js";
 import type { RegisteredUser } from "./helpers.js";
 import { createRoom, join, newUser } from "./room-helpers.js";
 import { sync } from "./sync-helpers.js";
 
-const F1 = "/_matrix/federation/v1";
-const F2 = "/_matrix/federation/v2";
 const enc = encodeURIComponent;
 const destinationStub = (server: string) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server));
 
@@ -37,9 +34,7 @@ async function presenceCount(server: string, userId: string, n: number): Promise
 }
 
 async function remoteJoins(remote: string, roomId: string, userId: string): Promise<void> {
-  const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(userId)}?ver=12`);
-  const joined = await signTemplate(remote, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
-  expect((await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(joined.eventId)}`, joined.pdu)).status).toBe(200);
+  await joinFromRemote(remote, roomId, userId);
 }
 
 /** Moves the time this user's presence last went out back by `ms`. */

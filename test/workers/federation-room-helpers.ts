@@ -7,6 +7,7 @@ import type { JsonObject } from "../../protocol/json.js";
 import type { Pdu } from "../../protocol/pdu.js";
 import { roomVersionRules } from "../../protocol/room-versions.js";
 import { signJson, signingKeyFromSeed, type SigningKey } from "../../protocol/signing.js";
+import { expect } from "vitest";
 import { api, SERVER_NAME, type ApiResponse } from "./helpers.js";
 
 const keys = new Map<string, Promise<SigningKey>>();
@@ -49,3 +50,34 @@ export async function signTemplate(serverName: string, roomVersion: string, temp
 }
 
 export const canonical = canonicalJson;
+
+export interface RemoteMembership {
+  /** The signed membership event as the remote server sent it. */
+  pdu: Pdu;
+  eventId: string;
+  /** The body of our send_join / send_leave answer. */
+  answer: JsonObject;
+}
+
+/** `userId` of `remote` joins our room `roomId` as its server does: make_join, sign the template, send_join
+ * (v2), both expected to succeed. */
+export async function joinFromRemote(remote: string, roomId: string, userId: string, roomVersion = "12"): Promise<RemoteMembership> {
+  const enc = encodeURIComponent;
+  const made = await federationApi(remote, "GET", `/_matrix/federation/v1/make_join/${enc(roomId)}/${enc(userId)}?ver=${enc(roomVersion)}`);
+  expect(made.status, JSON.stringify(made.body)).toBe(200);
+  const join = await signTemplate(remote, roomVersion, made.body.event as JsonObject, { origin_server_ts: Date.now() });
+  const sent = await federationApi(remote, "PUT", `/_matrix/federation/v2/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu);
+  expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+  return { ...join, answer: sent.body as JsonObject };
+}
+
+/** `userId` of `remote` leaves our room `roomId` as its server does: make_leave, sign, send_leave (v2). */
+export async function leaveFromRemote(remote: string, roomId: string, userId: string, roomVersion = "12"): Promise<RemoteMembership> {
+  const enc = encodeURIComponent;
+  const made = await federationApi(remote, "GET", `/_matrix/federation/v1/make_leave/${enc(roomId)}/${enc(userId)}`);
+  expect(made.status, JSON.stringify(made.body)).toBe(200);
+  const leave = await signTemplate(remote, roomVersion, made.body.event as JsonObject, { origin_server_ts: Date.now() });
+  const sent = await federationApi(remote, "PUT", `/_matrix/federation/v2/send_leave/${enc(roomId)}/${enc(leave.eventId)}`, leave.pdu);
+  expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+  return { ...leave, answer: sent.body as JsonObject };
+}

@@ -7,7 +7,7 @@ import type { JsonObject } from "../../protocol/json.js";
 import type { Pdu } from "../../protocol/pdu.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import { roomVersionRules } from "../../protocol/room-versions.js";
-import { federationApi, remotePdu, signTemplate } from "./federation-room-helpers.js";
+import { federationApi, joinFromRemote, remotePdu, signTemplate } from "./federation-room-helpers.js";
 import { remoteControl, uniqueServer } from "./federation-helpers.js";
 import { api, SERVER_NAME } from "./helpers.js";
 import { V3, createRoom, membership, newUser, r, send } from "./room-helpers.js";
@@ -21,12 +21,9 @@ async function roomWithRemoteMember(remote = "r1.remote.test", preset = "public_
   const alice = await newUser("alice");
   const roomId = await createRoom(alice, { preset, room_version: roomVersion });
   const bob = `@bob:${remote}`;
-  const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=${roomVersion}`);
-  expect(made.status).toBe(200);
-  const join = await signTemplate(remote, roomVersion, made.body.event as JsonObject, { origin_server_ts: Date.now() });
-  const sent = await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu);
-  expect(sent.status).toBe(200);
-  return { alice, roomId, bob, remote, join, sendJoin: sent.body, roomVersion };
+  const join = await joinFromRemote(remote, roomId, bob, roomVersion);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  return { alice, roomId, bob, remote, join, sendJoin: join.answer as any, roomVersion };
 }
 
 async function remoteMessage(remote: string, roomVersion: string, roomId: string, sender: string, prev: string[], auth: string[], body: string, depth: number) {

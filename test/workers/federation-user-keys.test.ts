@@ -9,14 +9,13 @@ import { describe, expect, it } from "vitest";
 import type { JsonObject } from "../../protocol/json.js";
 import { generateSigningKey, signJson, type SigningKey } from "../../protocol/signing.js";
 import { counter, remoteControl, uniqueServer } from "./federation-helpers.js";
-import { federationApi, signTemplate } from "./federation-room-helpers.js";
+import { federationApi, joinFromRemote } from "./federation-room-helpers.js";
 import { api, login, registerUser, uniqueLocalpart, type RegisteredUser } from "./helpers.js";
 import { createRoom, newUser } from "./room-helpers.js";
 import { sync } from "./sync-helpers.js";
 
 const V3 = "/_matrix/client/v3";
 const F1 = "/_matrix/federation/v1";
-const F2 = "/_matrix/federation/v2";
 const enc = encodeURIComponent;
 const userDo = (userId: string) => env.USERS.get(env.USERS.idFromName(userId));
 const destinationStub = (server: string) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server));
@@ -204,9 +203,7 @@ describe("device list updates to other servers", () => {
     const roomId = await createRoom(alice, { preset: "public_chat" });
     const remote = uniqueServer("dl-out");
     const bob = `@bob:${remote}`;
-    const made = await federationApi(remote, "GET", `${F1}/make_join/${enc(roomId)}/${enc(bob)}?ver=12`);
-    const join = await signTemplate(remote, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
-    expect((await federationApi(remote, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu)).status).toBe(200);
+    await joinFromRemote(remote, roomId, bob);
 
     const keys1 = await uploadDeviceKeys(alice);
     let edus = await receivedEdus(remote, "m.device_list_update");

@@ -5,14 +5,12 @@
 import { describe, expect, it } from "vitest";
 import { ACCOUNTS_QUERY_PATH, accountRecordIsSigned, accountSigningKey } from "../../protocol/accounts.js";
 import { encodeBase64 } from "../../protocol/base64.js";
-import type { JsonObject } from "../../protocol/json.js";
 import { uniqueServer } from "./federation-helpers.js";
-import { federationApi, signTemplate } from "./federation-room-helpers.js";
+import { federationApi, joinFromRemote } from "./federation-room-helpers.js";
 import { SERVER_NAME, api, type RegisteredUser } from "./helpers.js";
 import { createRoom, newUser } from "./room-helpers.js";
 
 const KEY = "/_matrix/client/unstable/org.matrix.msc4348/account_key";
-const enc = encodeURIComponent;
 
 const localpart = (u: RegisteredUser) => u.user_id.slice(1, u.user_id.indexOf(":"));
 const passwordAuth = (u: RegisteredUser, password = `password-${localpart(u)}`) => ({
@@ -86,10 +84,7 @@ describe("MSC4348 account keys", () => {
 
     // a remote user joins a room of alice's: now the remote server learns alice's account
     const roomId = await createRoom(alice, { preset: "public_chat" });
-    const made = await federationApi(remote, "GET", `/_matrix/federation/v1/make_join/${enc(roomId)}/${enc(`@rob:${remote}`)}?ver=12`);
-    expect(made.status).toBe(200);
-    const join = await signTemplate(remote, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
-    expect((await federationApi(remote, "PUT", `/_matrix/federation/v2/send_join/${enc(roomId)}/${enc(join.eventId)}`, join.pdu)).status).toBe(200);
+    await joinFromRemote(remote, roomId, `@rob:${remote}`);
     const after = await q([key, unknownKey]);
     const record = after.body.account_keys[key];
     expect(record).toMatchObject({ account_name: localpart(alice), domain: SERVER_NAME });

@@ -8,18 +8,16 @@ import { describe, expect, it } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import { pushStickyEventsDue, remoteHandOverSettled } from "../../durable-objects/room/outbound.js";
 import { stickyEventIds } from "../../durable-objects/room/sync-reads.js";
-import type { JsonObject } from "../../protocol/json.js";
 import { eventIdFor } from "../../protocol/event-hashes.js";
 import type { Pdu } from "../../protocol/pdu.js";
 import { roomVersionRules } from "../../protocol/room-versions.js";
 import { remoteControl, uniqueServer } from "./federation-helpers.js";
-import { federationApi, remotePdu, signTemplate } from "./federation-room-helpers.js";
+import { federationApi, joinFromRemote, remotePdu } from "./federation-room-helpers.js";
 import { api, type RegisteredUser } from "./helpers.js";
 import { createRoom, join, newUser, r, send } from "./room-helpers.js";
 import { sync, timeline } from "./sync-helpers.js";
 
 const F1 = "/_matrix/federation/v1";
-const F2 = "/_matrix/federation/v2";
 const enc = encodeURIComponent;
 const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
 const destinationStub = (server: string) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server));
@@ -55,11 +53,7 @@ async function settle(roomId: string, servers: string[]): Promise<void> {
 /** `@<localpart>:<server>` joins through make_join/send_join (this server is the resident). */
 async function remoteJoin(roomId: string, server: string, localpart: string): Promise<{ userId: string; eventId: string; depth: number }> {
   const userId = `@${localpart}:${server}`;
-  const made = await federationApi(server, "GET", `${F1}/make_join/${enc(roomId)}/${enc(userId)}?ver=12`);
-  expect(made.status).toBe(200);
-  const signed = await signTemplate(server, "12", made.body.event as JsonObject, { origin_server_ts: Date.now() });
-  const sent = await federationApi(server, "PUT", `${F2}/send_join/${enc(roomId)}/${enc(signed.eventId)}`, signed.pdu);
-  expect(sent.status).toBe(200);
+  const signed = await joinFromRemote(server, roomId, userId);
   return { userId, eventId: signed.eventId, depth: signed.pdu.depth };
 }
 
