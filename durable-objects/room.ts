@@ -61,7 +61,7 @@ import { acceptsServerKey, forgetPendingJoin, pendingJoins, rememberPendingJoin 
 import { EventIndexWriter, type RoomActivity } from "./room/event-index.js";
 import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
 import { beginPartialState, isPartialState, partialStateServers, resyncStep } from "./room/partial-state.js";
-import { searchRemoteMembers, type DirectoryMember } from "./room/user-directory.js";
+import { isPublicForDirectory, searchRemoteMembers, type DirectoryMember } from "./room/user-directory.js";
 import { federationRawRequest, federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
@@ -1084,11 +1084,13 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** A user directory search (worker/client/user-directory.ts): this server's joined members (accounts),
-   * and the joined members of other servers who match `words` (room/user-directory.ts). */
-  directoryMembers(words: string[], limit: number): { local: string[]; remote: DirectoryMember[] } {
-    if (!this.engine.meta()) return { local: [], remote: [] };
+   * the joined members of other servers who match `words`, and whether the room is public for the
+   * directory (room/user-directory.ts). */
+  directoryMembers(words: string[], limit: number): { local: string[]; remote: DirectoryMember[]; public: boolean } {
+    if (!this.engine.meta()) return { local: [], remote: [], public: false };
     const local = this.members("join").filter((u) => serverNameOf(u) === this.env.SERVER_NAME);
-    return { local, remote: searchRemoteMembers(this.engine, Array.isArray(words) ? words : [], typeof limit === "number" ? limit : 0) };
+    const remote = searchRemoteMembers(this.engine, Array.isArray(words) ? words : [], typeof limit === "number" ? limit : 0);
+    return { local, remote, public: isPublicForDirectory(this.engine) };
   }
 
   /** Users with a given current membership (e.g. "join"). */

@@ -60,3 +60,13 @@ export function searchRemoteMembers(engine: RoomEngine, words: string[], limit: 
   }
   return out;
 }
+
+/**
+ * Whether the room's members are "in a public room" for the user directory: its join rule is public or
+ * its history is world-readable (Synapse's `is_room_world_readable_or_publicly_joinable`).
+ */
+export function isPublicForDirectory(engine: RoomEngine): boolean {
+  if (!engine.meta()) return false;
+  if (engine.currentStateEvent("m.room.join_rules", "")?.content.join_rule === "public") return true;
+  return engine.currentStateEvent("m.room.history_visibility", "")?.content.history_visibility === "world_readable";
+}

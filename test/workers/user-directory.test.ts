@@ -163,4 +163,15 @@ describe("user directory search (default scope)", () => {
       [alice, bob, carol, dave, eve].map((u) => u.user_id).sort(),
     );
   });
+
+  it("a member of a publicly joinable or world-readable room, published or not, finds themselves (as Synapse)", async () => {
+    const tag = `self${crypto.randomUUID().slice(0, 6)}`;
+    const [joinable, readable, hidden] = await Promise.all([newUser(`${tag}a`), newUser(`${tag}b`), newUser(`${tag}c`)]);
+    await createRoom(joinable, { preset: "public_chat" });
+    await createRoom(readable, { initial_state: [{ type: "m.room.history_visibility", state_key: "", content: { history_visibility: "world_readable" } }] });
+    await createRoom(hidden, { initial_state: [{ type: "m.room.history_visibility", state_key: "", content: { history_visibility: "shared" } }] });
+    expect(ids(await search(joinable.access_token, `${tag}a`))).toEqual([joinable.user_id]);
+    expect(ids(await search(readable.access_token, `${tag}b`))).toEqual([readable.user_id]);
+    expect(ids(await search(hidden.access_token, `${tag}c`))).toEqual([]);
+  });
 });

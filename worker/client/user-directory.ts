@@ -9,8 +9,9 @@
 // in scope, by their user ID and the display name of their member event (room/user-directory.ts), so the
 // members a partial-state join learns when its resync completes are found from then on (as Synapse).
 //
-// Weaker than Synapse's index: "public rooms" are the rooms published in the directory (Synapse counts
-// every room whose join rule is public), at most MAX_SCOPE_PUBLIC_ROOMS of them, and each search costs one
+// Weaker than Synapse's index: the public rooms whose members anyone finds are the rooms published in the
+// directory (Synapse counts every room whose join rule is public or whose history is world-readable; of the
+// searcher's own rooms, those count too), at most MAX_SCOPE_PUBLIC_ROOMS of them, and each search costs one
 // Room DO call per room in scope.
 import { Hono } from "hono";
 import { badJson, invalidParam, missingParam } from "../../protocol/errors.js";
@@ -128,13 +129,14 @@ export async function directoryScope(env: Env, searcher: string, words: string[]
   ]);
   const publicRooms = new Set(published.results.map((r) => r.room_id));
   const rooms = [...new Set([...joined, ...publicRooms])];
-  const empty = { local: [] as string[], remote: [] as DirectoryUser[] };
+  const empty = { local: [] as string[], remote: [] as DirectoryUser[], public: false };
   const answers = await Promise.all(rooms.map((roomId) => env.ROOMS.get(env.ROOMS.idFromName(roomId)).directoryMembers(words, limit).catch(() => empty)));
   const local = new Set<string>();
   const others: DirectoryUser[] = [];
-  // The searcher finds themselves only through a published room (as Synapse: sharing a room is with others).
+  // The searcher finds themselves only through a public room: published, or publicly joinable or
+  // world-readable (as Synapse: sharing a private room is with others).
   answers.forEach((answer, i) => {
-    for (const m of answer.local) if (m !== searcher || publicRooms.has(rooms[i]!)) local.add(m);
+    for (const m of answer.local) if (m !== searcher || answer.public || publicRooms.has(rooms[i]!)) local.add(m);
     others.push(...answer.remote);
   });
   return { local: [...local], others };
