@@ -94,6 +94,42 @@ async function federateDeviceListChange(env: Env, userId: string, rooms: string[
   }
 }
 
+/**
+ * A local user joined `roomId`. Its other servers may not be receiving the user's device list updates
+ * yet, and must now (spec: Server-Server API, "Device Management": updates are sent "when that user joins a
+ * room which contains servers which are not already receiving updates for that user's device list"). Any
+ * change not federated yet goes out as usual; then every device is announced as it stands to the room's
+ * servers, at the feed's current stream_id with no prev_id: a server that already follows the list has
+ * seen that stream_id and drops it as a duplicate, one that does not starts from it. (Complement
+ * TestDeviceListsUpdateOverFederationOnRoomJoin; Synapse does not do this and skips that test.)
+ * Best effort, like every device list EDU: a peer that missed it fetches the list when it needs it.
+ */
+export async function announceDeviceListOnJoin(env: Env, userId: string, roomId: string): Promise<void> {
+  try {
+    const store = userStore(env, userId);
+    const { devices, crossSigning } = await federatedDeviceList(env, userId);
+    const changes = await store.diffOwnDeviceList(userId, devices, crossSigning);
+    const pending = deviceListEdus(userId, changes);
+    const [roomServers, otherServers] = await Promise.all([
+      serversSharingRooms(env, [roomId]),
+      pending.length > 0 ? store.joinedRooms().then((rooms) => serversSharingRooms(env, rooms)) : Promise.resolve([] as string[]),
+    ]);
+    const enqueue = (servers: Iterable<string>, edus: QueuedEdu[]) =>
+      Promise.all([...servers].map((server) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server)).enqueue(server, [], edus)));
+    // Changes not federated yet: to every server sharing a room with the user, the new room's included.
+    if (pending.length > 0) await enqueue(new Set([...otherServers, ...roomServers]), pending);
+    // The devices those changes did not cover: as they stand, to the new room's servers.
+    const covered = new Set(changes.updates.map((u) => u.deviceId));
+    const rest = devices.filter((d) => !covered.has(d.deviceId));
+    if (roomServers.length === 0 || rest.length === 0) return;
+    const streamId = await store.ownDeviceListStreamId();
+    const snapshot = rest.map((d) => ({ userId, deviceId: d.deviceId, streamId, prevIds: [], deleted: false, keys: d.keys, displayName: d.displayName }));
+    await enqueue(roomServers, deviceListEdus(userId, { updates: snapshot, signingKeys: null }));
+  } catch (e) {
+    console.warn("device list not announced on join", userId, roomId, e instanceof Error ? e.message : e);
+  }
+}
+
 /** Called after devices were deleted (D1 rows gone): forgets their keys and to-device inboxes in the
  * user's DO, and signals the device list change if any of them had keys. */
 export async function onDevicesDeleted(env: Env, userId: string, deviceIds: string[]): Promise<void> {

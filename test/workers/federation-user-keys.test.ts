@@ -79,6 +79,15 @@ async function receivedEdus(server: string, type: string): Promise<Edu[]> {
   return txns.filter((t) => t.accepted).flatMap((t) => t.body.edus ?? []).filter((e) => e.edu_type === type);
 }
 
+/** Waits (bounded) until `check` holds: device list EDUs go out after the join's answer. */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 30));
+  }
+  throw new Error("condition not reached");
+}
+
 let txnCounter = 0;
 function sendEdus(origin: string, edus: unknown[]) {
   return federationApi(origin, "PUT", `${F1}/send/keys-${Date.now()}-${++txnCounter}`, { origin, origin_server_ts: Date.now(), pdus: [], edus });
@@ -230,6 +239,44 @@ describe("device list updates to other servers", () => {
     await uploadCrossSigning(alice, cs);
     const signing = await receivedEdus(remote, "m.signing_key_update");
     expect(signing.map((e) => e.content)).toEqual([{ user_id: alice.user_id, master_key: cs.master_key, self_signing_key: cs.self_signing_key }]);
+  });
+});
+
+describe("device list announced when a local user joins a room with other servers", () => {
+  // Spec (Server-Server API, "Device Management"): updates are sent "when that user joins a room which
+  // contains servers which are not already receiving updates for that user's device list".
+  it("a device never federated goes out as a change; one already federated as it stands, at the same stream_id", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const remote = uniqueServer("dl-join");
+    await joinFromRemote(remote, roomId, `@bob:${remote}`);
+
+    // carol (no keys; her device was never federated) joins: her device goes out as a change.
+    const carol = await newUser("carol");
+    expect((await api("POST", `${V3}/join/${enc(roomId)}`, { token: carol.access_token, body: {} })).status).toBe(200);
+    const forCarol = async () => (await receivedEdus(remote, "m.device_list_update")).map((e) => e.content).filter((c) => c.user_id === carol.user_id);
+    await until(async () => (await forCarol()).length > 0);
+    expect(await forCarol()).toEqual([{ user_id: carol.user_id, device_id: carol.device_id, stream_id: 1, prev_id: [], deleted: false }]);
+
+    // dave uploaded keys while sharing no room with anyone (stream_id 1, sent nowhere); his join announces
+    // the device as it stands, at stream_id 1.
+    const dave = await newUser("dave");
+    const daveKeys = await uploadDeviceKeys(dave);
+    expect((await api("POST", `${V3}/rooms/${enc(roomId)}/join`, { token: dave.access_token, body: {} })).status).toBe(200);
+    const forDave = async () => (await receivedEdus(remote, "m.device_list_update")).map((e) => e.content).filter((c) => c.user_id === dave.user_id);
+    await until(async () => (await forDave()).length > 0);
+    expect(await forDave()).toEqual([{ user_id: dave.user_id, device_id: dave.device_id, stream_id: 1, prev_id: [], deleted: false, keys: daveKeys }]);
+
+    // A server that follows dave's list already gets the same stream_id again (a duplicate it drops), and a
+    // server in no room with him gets nothing.
+    const second = await createRoom(alice, { preset: "public_chat" });
+    await joinFromRemote(remote, second, `@bob:${remote}`);
+    const elsewhere = uniqueServer("dl-none");
+    await createRoom(alice, { preset: "public_chat" }).then((other) => joinFromRemote(elsewhere, other, `@eve:${elsewhere}`));
+    expect((await api("POST", `${V3}/join/${enc(second)}`, { token: dave.access_token, body: {} })).status).toBe(200);
+    await until(async () => (await forDave()).length > 1);
+    expect((await forDave())[1]).toEqual({ user_id: dave.user_id, device_id: dave.device_id, stream_id: 1, prev_id: [], deleted: false, keys: daveKeys });
+    expect((await receivedEdus(elsewhere, "m.device_list_update")).filter((e) => e.content.user_id === dave.user_id)).toEqual([]);
   });
 });
 

@@ -16,6 +16,7 @@ import { requireRoomId, roomStub } from "../room-store.js";
 import { unwrap } from "../../durable-objects/room/outcome.js";
 import { localProfile } from "./profile.js";
 import { copyPushRulesFromPredecessor } from "./push-rules.js";
+import { announceDeviceListOnJoin } from "../device-lists.js";
 import { refuseIfRoomBlocked } from "../admin/blocked-rooms.js";
 import { refuseServerNoticeInviteRejection } from "../admin/server-notices.js";
 
@@ -55,7 +56,10 @@ async function changeMembership(
   const withProfile = action === "join" || action === "knock" || action === "invite";
   if (withProfile) await refuseIfRoomBlocked(c.env, roomId);
   const profile = withProfile ? await profileOf(c.env, target) : undefined;
-  return unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile, roomId, servers, content })).eventId;
+  const eventId = unwrap(await roomStub(c.env, roomId).updateMembership({ sender, target, action, reason, profile, roomId, servers, content })).eventId;
+  // The room's other servers learn the user's devices (worker/device-lists.ts), after the answer.
+  if (action === "join") c.executionCtx.waitUntil(announceDeviceListOnJoin(c.env, target, roomId));
+  return eventId;
 }
 
 /**
