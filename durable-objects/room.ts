@@ -131,6 +131,10 @@ const FULL_STATE_WAIT_MS = 60_000;
 const OUTBOX_MAX_RETRY_MS = 10 * 60_000;
 /** Outbox rows one retry round reads. */
 const OUTBOX_ROUND_ROWS = 1000;
+/** User DO calls of one big fan-out round in flight at once (docs/fan-out.md, "Big rooms"). */
+const FAN_OUT_CONCURRENCY = 16;
+/** How long a big round's next call waits at most for the room's queued writes. */
+const WRITES_FIRST_MAX_MS = 100;
 /** The most events a catch-up (`listen`) answers. */
 const MAX_CATCH_UP = 1000;
 
@@ -179,10 +183,13 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   /** Runs one write after the previous one finished; a MatrixError it throws becomes the error outcome. */
   private serialised<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
-    const run = this.writes.then(fn, fn);
+    this.queuedWrites += 1;
+    const run = this.writes.then(fn, fn).finally(() => (this.queuedWrites -= 1));
     this.writes = run.catch(() => undefined);
     return run.then((ok) => ({ ok }), errorOutcome);
   }
+  /** Writes queued or running (a big room's fan-out lets them go first: `fanOutRounds`). */
+  private queuedWrites = 0;
 
   /**
    * The one hook after a commit. It runs inside the write queue but does not wait for delivery: the write
@@ -356,23 +363,36 @@ export class RoomDurableObject extends DurableObject<Env> {
       const waiting = this.fanOut.usersWithRetries();
       const undelivered = new Map<string, RoomEventNotification[]>();
       const withPushInputs = pushInputsBuilder(this.engine); // room/push-inputs.ts: unread counts in the User DO
-      await Promise.all(
-        [...round.byUser].map(async ([userId, list]) => {
-          if (waiting.has(userId)) {
-            undelivered.set(userId, list);
-            return;
-          }
-          try {
-            await this.userStub(userId).onRoomEvents(list.map((notification) => this.toLocal(withPushInputs({ id: 0, userId, notification }))));
-          } catch (e) {
-            this.failedDeliveries += 1;
-            undelivered.set(userId, list);
-            console.warn("room event notification failed; the alarm retries it", userId, e instanceof Error ? e.message : e);
-          }
-        }),
-      );
+      // A round for many listeners (docs/fan-out.md, "Big rooms") keeps at most FAN_OUT_CONCURRENCY calls in
+      // flight and lets the room's queued writes go first between calls: a send then waits for a few
+      // deliveries, not for the whole round, and the events committed meanwhile go out together in the next
+      // round (one call per listener for all of them). Small rounds go out at once, as before.
+      const recipients = [...round.byUser];
+      const big = recipients.length > FAN_OUT_CONCURRENCY;
+      await inParallel(recipients, big ? FAN_OUT_CONCURRENCY : recipients.length, async ([userId, list]) => {
+        if (waiting.has(userId)) {
+          undelivered.set(userId, list);
+          return;
+        }
+        if (big && this.queuedWrites > 0) await this.writesFirst();
+        try {
+          await this.userStub(userId).onRoomEvents(list.map((notification) => this.toLocal(withPushInputs({ id: 0, userId, notification }))));
+        } catch (e) {
+          this.failedDeliveries += 1;
+          undelivered.set(userId, list);
+          console.warn("room event notification failed; the alarm retries it", userId, e instanceof Error ? e.message : e);
+        }
+      });
       this.fanOut.finishRound(round, undelivered);
     }
+  }
+
+  /** Waits for the writes queued now (not for later ones), at most WRITES_FIRST_MAX_MS: a write that waits
+   * for the fan-out itself (purge) or for another server must not stall delivery. */
+  private async writesFirst(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    await Promise.race([this.writes, new Promise<void>((resolve) => (timer = setTimeout(resolve, WRITES_FIRST_MAX_MS)))]);
+    if (timer !== null) clearTimeout(timer);
   }
 
   /** Retries the outbox: one call per user with their waiting notifications, oldest first, until it is
@@ -1337,7 +1357,7 @@ export class RoomDurableObject extends DurableObject<Env> {
       const timer = setTimeout(done, FULL_STATE_WAIT_MS);
       const waiters = this.fullStateWaiters;
       function done() {
-        clearTimeout(timer);
+        if (timer !== null) clearTimeout(timer);
         waiters.delete(done);
         resolve();
       }
@@ -1425,4 +1445,13 @@ function membershipActionFor(membership: unknown): MembershipAction {
     default:
       throw badJson("Invalid membership");
   }
+}
+
+/** Runs `fn` over `items` with at most `n` calls at once. */
+async function inParallel<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
 }

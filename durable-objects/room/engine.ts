@@ -218,6 +218,31 @@ export class RoomEngine {
     return row && row.membership !== null ? { membership: row.membership, eventId: row.event_id } : null;
   }
 
+  /**
+   * Bumped on every write to `current_state` and on a rolled-back commit: a cheap key for values derived
+   * from the current state (member counts below, the remote servers of room/outbound.ts), so that they are
+   * not recounted over every member on each event of a big room.
+   */
+  get currentStateVersion(): number {
+    return this.stateVersion;
+  }
+  private stateVersion = 0;
+  private memberCounts: { version: number; counts: Map<string, number> } | undefined;
+
+  /** How many members have the given current membership (counted once per change of the current state). */
+  memberCount(membership: string): number {
+    if (!this.schemaReady) return 0;
+    if (this.memberCounts?.version !== this.stateVersion) this.memberCounts = { version: this.stateVersion, counts: new Map() };
+    let n = this.memberCounts.counts.get(membership);
+    if (n === undefined) {
+      n = this.sql
+        .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = ?", membership)
+        .one().n;
+      this.memberCounts.counts.set(membership, n);
+    }
+    return n;
+  }
+
   /** Users with the given current membership. */
   membersWith(membership: string): string[] {
     if (!this.schemaReady) return [];
@@ -578,7 +603,12 @@ export class RoomEngine {
 
   /** Runs `fn` in one storage transaction (for modules that keep their own tables in the room's storage). */
   transaction<T>(fn: () => T): T {
-    return this.storage.transactionSync(fn);
+    try {
+      return this.storage.transactionSync(fn);
+    } catch (e) {
+      this.stateVersion += 1; // whatever it derived from the current state is void
+      throw e;
+    }
   }
 
   /**
@@ -619,6 +649,7 @@ export class RoomEngine {
       });
     } catch (e) {
       this.stateGroups.forgetFrom(firstGroupId);
+      this.stateVersion += 1;
       throw e;
     } finally {
       this.metaCache = undefined;
@@ -974,6 +1005,7 @@ export class RoomEngine {
       // The transaction rolled back: forget in-memory state derived from it.
       this.stateGroups.forgetFrom(firstGroupId);
       this.metaCache = undefined;
+      this.stateVersion += 1;
       this.events.forget(eventId);
       throw e;
     } finally {
@@ -1027,6 +1059,7 @@ export class RoomEngine {
       const [type, sk] = splitStateKey(key);
       const prevId = this.currentStateEventId(type, sk) ?? null;
       if (newId === null) {
+        this.stateVersion += 1;
         this.sql.exec("DELETE FROM current_state WHERE type = ? AND state_key = ?", type, sk);
       } else {
         this.setCurrentStateRow(type, sk, newId, streamOrdering);
@@ -1044,6 +1077,7 @@ export class RoomEngine {
 
   /** One current_state row (member rows carry their membership, for member lists in one indexed query). */
   private setCurrentStateRow(type: string, sk: string, eventId: string, streamOrdering: number): void {
+    this.stateVersion += 1;
     const membership = type === "m.room.member" ? membershipContent(this.events.pdu(eventId)) : null;
     this.sql.exec(
       `INSERT INTO current_state (type, state_key, event_id, stream_ordering, membership) VALUES (?, ?, ?, ?, ?)

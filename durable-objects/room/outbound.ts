@@ -40,7 +40,7 @@ type EventRow = HandOverRow;
  * the DO's state object). */
 class RoomOutbound {
   private readonly handOver: RoomHandOver;
-  private servers: { key: string; servers: string[] } | undefined;
+  private servers: { key: number; servers: string[] } | undefined;
 
   constructor(
     ctx: DurableObjectState,
@@ -197,10 +197,8 @@ class RoomOutbound {
 
   /** The other servers with joined members now, cached until the membership changes. */
   private remoteServers(): string[] {
-    const sig = this.engine.sql
-      .exec<{ m: number | null; n: number }>("SELECT MAX(stream_ordering) AS m, COUNT(*) AS n FROM current_state WHERE type IN ('m.room.member', ?)", PARTICIPATION_EVENT_TYPE)
-      .one();
-    const key = `${sig.m}:${sig.n}`;
+    // Recomputed only when the current state changed (not by counting the members on every send).
+    const key = this.engine.currentStateVersion;
     if (this.servers?.key === key) return this.servers.servers;
     const servers = new Set<string>();
     for (const userId of this.engine.membersWith("join")) {

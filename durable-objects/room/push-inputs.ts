@@ -50,10 +50,8 @@ function eventInputs(engine: RoomEngine, eventId: string): Omit<RoomEventPushInp
   }
   const inputs: Omit<RoomEventPushInputs, "displayName"> = {
     eventJson: JSON.stringify(event),
-    // Counted, not listed: one indexed count whatever the room's size.
-    roomMemberCount: engine.sql
-      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = 'join'")
-      .one().n,
+    // Counted once per change of the current state (RoomEngine.memberCount), not per event and recipient.
+    roomMemberCount: engine.memberCount("join"),
     senderPowerLevel: powerLevelOf(pdu.sender, engine.currentLookup, meta.rules),
     notificationPowerLevels,
   };

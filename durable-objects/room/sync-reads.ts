@@ -413,11 +413,8 @@ function federationEvents(engine: RoomEngine, ids: string[], now: number): Feder
  * alias, up to 5 heroes (joined or invited members other than the user, by stream ordering; left and
  * banned members when there are none). */
 export function roomSummary(engine: RoomEngine, userId: string): RoomSummary {
-  const count = (membership: string) =>
-    engine.sql
-      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = ?", membership)
-      .one().n;
-  const summary: RoomSummary = { "m.joined_member_count": count("join"), "m.invited_member_count": count("invite") };
+  // Counted once per change of the current state, not per sync (a big room's long-polls all ask at once).
+  const summary: RoomSummary = { "m.joined_member_count": engine.memberCount("join"), "m.invited_member_count": engine.memberCount("invite") };
   const name = engine.currentStateEvent("m.room.name", "")?.content.name;
   const alias = engine.currentStateEvent("m.room.canonical_alias", "")?.content.alias;
   if ((typeof name === "string" && name !== "") || (typeof alias === "string" && alias !== "")) return summary;
