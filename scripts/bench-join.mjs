@@ -16,9 +16,15 @@
 // limit; locally every DO runs in one workerd process, so the process's figures are an upper bound for
 // any single invocation (partial-state.ts bounds each alarm's batch; docs: README, rooms over federation).
 //
-// Options: --members M (default 2000), --full (M = 10000), --order myelin,synapse (who joins first).
+// Options: --members M (default 2000), --full (M = 10000), --order myelin,synapse (who joins first;
+// `--order myelin` runs Myelin only and starts no joining Synapse).
 // Building the room on Synapse takes most of the run (about 1 minute per 1,000 members here).
-import { readFileSync, readdirSync, mkdtempSync, rmSync } from "node:fs";
+// --resident DIR keeps the resident Synapse (its state, the CA and the built room) in DIR and reuses it
+// on later runs with the same M, so that a run costs only the joins; each joiner leaves the room at the
+// end so that the room's server list does not grow with dead servers. --ports P puts the servers on
+// fixed ports P.. P+5 (resident federation, resident client, Myelin, Myelin inspector, joining Synapse
+// federation and client); a reused resident needs the same P (its server name carries its port).
+import { existsSync, readFileSync, readdirSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
@@ -33,6 +39,9 @@ const arg = (name) => {
 const M = process.argv.includes("--full") ? 10_000 : Number(arg("--members") ?? 2000);
 const order = (arg("--order") ?? "myelin,synapse").split(",");
 if (!Number.isInteger(M) || M < 2) throw new Error("--members must be an integer of at least 2");
+const residentDir = arg("--resident") ? path.resolve(arg("--resident")) : undefined;
+const portBase = arg("--ports") ? Number(arg("--ports")) : undefined;
+const fixedPort = (i) => (portBase === undefined ? undefined : portBase + i);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now();
 const log = (m) => console.log(`[bench:join] ${m}`);
@@ -131,44 +140,75 @@ async function pool(items, n, fn) {
 // ---- the run ----
 
 const workDir = mkdtempSync(path.join(os.tmpdir(), "myelin-bench-join-"));
-const ca = makeCa(path.join(workDir, "ca"));
+const ca = makeCa(residentDir ? path.join(residentDir, "ca") : path.join(workDir, "ca"));
+const savedFile = residentDir && path.join(residentDir, "resident.json");
+const saved = savedFile && existsSync(savedFile) ? JSON.parse(readFileSync(savedFile, "utf8")) : undefined;
+if (saved && saved.members !== M) throw new Error(`${residentDir} holds a room of ${saved.members} members, not ${M}`);
+if (saved && portBase !== undefined && saved.port !== portBase) throw new Error(`${residentDir} needs --ports ${saved.port}`);
 const caPem = readFileSync(ca.caCert, "utf8");
 if (typeof tls.setDefaultCACertificates !== "function") throw new Error("run with the project's Node 22 (npm run bench:join)");
 tls.setDefaultCACertificates([...tls.getCACertificates("default"), caPem]);
 
-const secret = `join-${Date.now().toString(36)}`;
-log(`starting a resident Synapse ${SYNAPSE_VERSION}, a joining Synapse and Myelin…`);
+const secret = saved?.secret ?? `join-${Date.now().toString(36)}`;
+log(`starting a resident Synapse ${SYNAPSE_VERSION}${saved ? " (reused)" : ""}, ${order.join(" and ")} to join…`);
 // bcrypt_rounds 4: registering thousands of members must not spend minutes hashing passwords.
 const fast = { bcrypt_rounds: 4 };
+const residentPorts = saved ? { port: saved.port, clientPort: saved.port + 1 } : { port: fixedPort(0), clientPort: fixedPort(1) };
 const [resident, synapseJoiner, myelin] = await Promise.all([
-  startSynapse({ caDir: ca.dir, registrationSharedSecret: secret, extraConfig: fast }),
-  startSynapse({ caDir: ca.dir, registrationSharedSecret: secret, extraConfig: fast }),
-  startMyelin({ secret, ca }),
+  startSynapse({
+    caDir: ca.dir, registrationSharedSecret: secret, extraConfig: fast, ...residentPorts,
+    ...(residentDir ? { dataDir: path.join(residentDir, "synapse") } : {}),
+  }),
+  order.includes("synapse")
+    ? startSynapse({ caDir: ca.dir, registrationSharedSecret: secret, extraConfig: fast, port: fixedPort(4), clientPort: fixedPort(5) })
+    : undefined,
+  order.includes("myelin")
+    ? startMyelin({ secret, ca, port: fixedPort(2), env: portBase === undefined ? {} : { INSPECTOR_PORT: String(portBase + 3) } })
+    : undefined,
 ]);
 const joiners = {
-  myelin: { name: "Myelin", baseUrl: myelin.baseUrl, pgid: myelin.pid },
-  synapse: { name: "Synapse", baseUrl: synapseJoiner.baseUrl, pgid: synapseJoiner.pid },
+  myelin: myelin && { name: "Myelin", baseUrl: myelin.baseUrl, pgid: myelin.pid },
+  synapse: synapseJoiner && { name: "Synapse", baseUrl: synapseJoiner.baseUrl, pgid: synapseJoiner.pid },
 };
 
 const results = {};
 try {
-  const owner = await resident.registerUser("owner", "pw-owner-1");
-  const created = await call(resident, owner.accessToken, "POST", "/createRoom", { preset: "public_chat", name: `Big room of ${M}` });
-  if (created.status !== 200) throw new Error(`createRoom: ${JSON.stringify(created.body)}`);
-  const roomId = created.body.room_id;
-  const t0 = now();
-  let done = 1;
-  await pool(Array.from({ length: M - 1 }, (_, i) => i), 8, async (i) => {
-    const u = await resident.registerUser(`member${i}`, "pw-member-1");
-    const r = await call(resident, u.accessToken, "POST", `/join/${enc(roomId)}`, {});
-    if (r.status !== 200) throw new Error(`member ${i} join: ${JSON.stringify(r.body)}`);
-    if (++done % 500 === 0) log(`room: ${done}/${M} members (${((now() - t0) / 1000).toFixed(0)} s)`);
-  });
-  log(`room ${roomId} has ${M} members (built in ${((now() - t0) / 1000).toFixed(0)} s)`);
+  let owner;
+  let roomId;
+  if (saved) {
+    const login = await fetch(`${resident.baseUrl}/_matrix/client/v3/login`, {
+      method: "POST",
+      body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: "owner" }, password: "pw-owner-1" }),
+    }).then((r) => r.json());
+    if (!login.access_token) throw new Error(`owner login: ${JSON.stringify(login)}`);
+    owner = { accessToken: login.access_token };
+    roomId = saved.roomId;
+    log(`reusing room ${roomId} of ${M} members`);
+  } else {
+    owner = await resident.registerUser("owner", "pw-owner-1");
+    const created = await call(resident, owner.accessToken, "POST", "/createRoom", { preset: "public_chat", name: `Big room of ${M}` });
+    if (created.status !== 200) throw new Error(`createRoom: ${JSON.stringify(created.body)}`);
+    roomId = created.body.room_id;
+    const t0 = now();
+    let done = 1;
+    await pool(Array.from({ length: M - 1 }, (_, i) => i), 8, async (i) => {
+      const u = await resident.registerUser(`member${i}`, "pw-member-1");
+      const r = await call(resident, u.accessToken, "POST", `/join/${enc(roomId)}`, {});
+      if (r.status !== 200) throw new Error(`member ${i} join: ${JSON.stringify(r.body)}`);
+      if (++done % 500 === 0) log(`room: ${done}/${M} members (${((now() - t0) / 1000).toFixed(0)} s)`);
+    });
+    log(`room ${roomId} has ${M} members (built in ${((now() - t0) / 1000).toFixed(0)} s)`);
+    if (savedFile) {
+      mkdirSync(residentDir, { recursive: true });
+      writeFileSync(savedFile, JSON.stringify({ members: M, roomId, secret, port: resident.port }));
+    }
+  }
 
   for (const key of order) {
     const j = joiners[key];
-    const user = await registerWithSharedSecret(j.baseUrl, secret, "joiner", "pw-joiner-1");
+    // A new joiner each run: a reused room remembers the last run's joiner (a fresh server of the same name
+    // would have to learn its earlier membership).
+    const user = await registerWithSharedSecret(j.baseUrl, secret, residentDir ? `joiner-${Date.now().toString(36)}` : "joiner", "pw-joiner-1");
     const stop = watch(j.pgid);
     const start = now();
     const joined = await call(j, user.accessToken, "POST", `/join/${enc(roomId)}?via=${enc(resident.serverName)}`, {});
@@ -201,10 +241,15 @@ try {
     }
     const usage = stop();
     results[key] = { joinMs, messageMs, membersMs, ...usage };
+    if (residentDir) {
+      // A reused room must not collect the dead servers of earlier runs.
+      const left = await call(j, user.accessToken, "POST", `/rooms/${enc(roomId)}/leave`, {});
+      if (left.status !== 200) log(`${j.name}: leaving the room failed (${left.status} ${JSON.stringify(left.body)})`);
+    }
     log(`${j.name}: join ${joinMs.toFixed(0)} ms, first message ${messageMs?.toFixed(0)} ms, full members ${membersMs?.toFixed(0)} ms, CPU ${usage.cpu.toFixed(1)} s, peak RSS ${usage.peakRss.toFixed(0)} MiB`);
   }
 } finally {
-  await Promise.all([resident.stop(), synapseJoiner.stop(), myelin.stop()]);
+  await Promise.all([resident.stop(), synapseJoiner?.stop(), myelin?.stop()]);
   rmSync(workDir, { recursive: true, force: true });
 }
 

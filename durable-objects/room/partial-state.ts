@@ -37,6 +37,8 @@ const STAGE_BATCH = 500;
 const FETCH_PER_STEP = 100;
 const FETCH_CONCURRENCY = 20;
 const CHECK_PER_STEP = 500;
+/** Staged /state elements between two turns of the event loop (see `breathe`). */
+const ELEMENTS_PER_TURN = 100;
 /** Delay between steps (each step is its own invocation) and after a failed step. */
 const STEP_DELAY_MS = 10;
 const RETRY_DELAY_MS = 5_000;
@@ -291,6 +293,7 @@ async function stageFromState(engine: RoomEngine, stream: RemoteStream, server: 
   const reader = new JsonArrayElements();
   let batch: { id: string; json: string; auth: string[] }[] = [];
   let staged = 0;
+  let sinceTurn = 0;
   const flush = () => {
     const rows = batch;
     batch = [];
@@ -320,6 +323,10 @@ async function stageFromState(engine: RoomEngine, stream: RemoteStream, server: 
         }
         batch.push({ id, json: element.json, auth: authEventIds(pdu) });
         if (batch.length >= STAGE_BATCH) flush();
+        if (++sinceTurn >= ELEMENTS_PER_TURN) {
+          sinceTurn = 0;
+          await breathe();
+        }
       }
     }
   } catch (e) {
@@ -327,6 +334,16 @@ async function stageFromState(engine: RoomEngine, stream: RemoteStream, server: 
   }
   flush();
   return staged;
+}
+
+/**
+ * Lets the event loop run other work: reading a big room's /state is seconds of hashing, and while it runs
+ * nothing else of this Durable Object is served (locally, nothing of the whole workerd process). Without
+ * it, the resident's transactions waited until the whole answer was read (a message sent right after the
+ * join reached /sync after 10 s at 10,000 members, issue 19 §5), and Synapse dropped its connection.
+ */
+function breathe(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /**

@@ -6,7 +6,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
-import type { RemoteFetch } from "../../durable-objects/room/federation-inbound.js";
+import type { RemoteFetch, RemoteStream } from "../../durable-objects/room/federation-inbound.js";
 import { beginPartialState, resyncStep } from "../../durable-objects/room/partial-state.js";
 import { SERVER_NAME } from "./helpers.js";
 import { createRoom, membership, newUser, send } from "./room-helpers.js";
@@ -116,5 +116,28 @@ describe("partial-state resync", () => {
     });
     // Complete again: an unknown remote user is refused whatever their server.
     expect((await room.setTyping("@other:named.test", true, 30_000)).error?.errcode).toBe("M_FORBIDDEN");
+  });
+
+  it("lets other work of the Durable Object run while it reads a big /state answer", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const result = await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = engineOf(instance);
+      const pdus = [...engine.currentState().values()].map((id) => engine.events.pdu(id)!);
+      // 400 elements in one chunk of text, as a fast server's answer arrives.
+      const answer = JSON.stringify({ pdus: Array.from({ length: 400 }, (_, i) => pdus[i % pdus.length]), auth_chain: [] });
+      const stream: RemoteStream = async () => ({ ok: true, response: new Response(answer) });
+      beginPartialState(engine, pdus.at(-1)!.event_id, ["resident.test"], SERVER_NAME);
+      engine.sql.exec("UPDATE partial_state SET phase = 'state', state_ids = '[]'");
+      let finished = false;
+      let otherWorkRan: boolean | undefined;
+      // Other work (a transaction from the resident, a sync) queued as the step starts.
+      setTimeout(() => (otherWorkRan = !finished), 0);
+      await resyncStep(engine, async () => ({ ok: false, status: null, error: "unused" }), stream);
+      finished = true;
+      return { otherWorkRan, phase: engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").one().phase };
+    });
+    expect(result.otherWorkRan).toBe(true);
+    expect(result.phase).toBe("fetch");
   });
 });
