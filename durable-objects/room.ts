@@ -24,6 +24,7 @@ import { signingKey } from "../worker/server-identity.js";
 import type { Env } from "../worker/env.js";
 import type { RoomEventNotification } from "./notifications.js";
 import { RoomFanOut, type ListenResult } from "./room/fan-out.js";
+import { PUSHED_PART_MAX_RECIPIENTS, pushedSyncPart, type PushedSyncPart } from "./room/pushed-sync-part.js";
 import { buildLocalEvent } from "./room/build-event.js";
 import type { ClientEvent } from "./room/client-event.js";
 import { initialEventTemplates, type CreateRoomConfig } from "./room/create-room.js";
@@ -369,6 +370,8 @@ export class RoomDurableObject extends DurableObject<Env> {
       // round (one call per listener for all of them). Small rounds go out at once, as before.
       const recipients = [...round.byUser];
       const big = recipients.length > FAN_OUT_CONCURRENCY;
+      // Small rounds carry the room's part of the /sync response they wake (room/pushed-sync-part.ts).
+      const withPart = recipients.length <= PUSHED_PART_MAX_RECIPIENTS;
       await inParallel(recipients, big ? FAN_OUT_CONCURRENCY : recipients.length, async ([userId, list]) => {
         if (waiting.has(userId)) {
           undelivered.set(userId, list);
@@ -376,7 +379,8 @@ export class RoomDurableObject extends DurableObject<Env> {
         }
         if (big && this.queuedWrites > 0) await this.writesFirst();
         try {
-          await this.userStub(userId).onRoomEvents(list.map((notification) => this.toLocal(withPushInputs({ id: 0, userId, notification }))));
+          const part = withPart ? this.pushedPart(userId, list) : undefined;
+          await this.userStub(userId).onRoomEvents(list.map((notification) => this.toLocal(withPushInputs({ id: 0, userId, notification }))), part);
         } catch (e) {
           this.failedDeliveries += 1;
           undelivered.set(userId, list);
@@ -393,6 +397,16 @@ export class RoomDurableObject extends DurableObject<Env> {
     let timer: ReturnType<typeof setTimeout> | null = null;
     await Promise.race([this.writes, new Promise<void>((resolve) => (timer = setTimeout(resolve, WRITES_FIRST_MAX_MS)))]);
     if (timer !== null) clearTimeout(timer);
+  }
+
+  /** The part a push carries (room/pushed-sync-part.ts); a failure only means the woken sync asks the room. */
+  private pushedPart(userId: string, list: RoomEventNotification[]): PushedSyncPart | undefined {
+    try {
+      return pushedSyncPart(this.engine, userId, list);
+    } catch (e) {
+      console.warn("pushed sync part not built", e instanceof Error ? e.message : e);
+      return undefined;
+    }
   }
 
   /** Retries the outbox: one call per user with their waiting notifications, oldest first, until it is

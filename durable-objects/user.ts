@@ -46,6 +46,7 @@ import type { BackupKeyUpload, BackupKeysUpdate, BackupVersionInfo, StoredBackup
 import { outcome, type Outcome } from "./user/outcome.js";
 import type { ToDeviceBatch } from "./user/to-device.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification, RoomEventNotification } from "./notifications.js";
+import type { PushedSyncPart } from "./room/pushed-sync-part.js";
 import { SyncHub, type PresenceEvent, type SyncPlan, type SyncRequest } from "./user/sync.js";
 import { AlarmClock } from "./user/alarm-clock.js";
 import { PushDelivery, type PusherDeliveryState } from "./user/push-delivery.js";
@@ -514,12 +515,14 @@ export class UserDurableObject extends DurableObject<Env> {
    * call, in commit order) in one transaction; returns their inbox positions (the existing one for a
    * repeat). The long-polls wake once, after the whole batch.
    */
-  onRoomEvents(batch: (RoomEventNotification | DeliveredRoomEventNotification)[]): number[] {
+  onRoomEvents(batch: (RoomEventNotification | DeliveredRoomEventNotification)[], part?: PushedSyncPart): number[] {
     if (!this.roomEventsInboxReady) {
       this.sql.exec(INBOX_SCHEMA);
       this.roomEventsInboxReady = true;
     }
     const positions = this.ctx.storage.transactionSync(() => batch.map((n) => this.recordRoomEvent(n)));
+    // Before the woken long-polls run (they plan after this call returns): the room's part of their response.
+    if (part) this.syncHub.rememberPushedPart(part);
     // A user with pushers listens to a room they just joined at once (user/push-delivery.ts).
     const me = this.syncHubInstance?.userId();
     if (me !== undefined && batch.some((n) => n.type === "m.room.member" && n.stateKey === me)) this.pushDelivery.onOwnMembership(me);

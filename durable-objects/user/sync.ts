@@ -16,6 +16,7 @@ import type { Env } from "../../worker/env.js";
 import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEphemeralNotification } from "../notifications.js";
 import type { AccountDataDelta } from "../user.js";
 import { roomActivityOf, type RoomActivity } from "../room/event-index.js";
+import type { PushedSyncPart } from "../room/pushed-sync-part.js";
 import type { AlarmClock } from "./alarm-clock.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
 import { fanOutPresence, federatePresence, joinedMembersOf, remoteServersIn, watchRemoteUsers } from "./room-mates.js";
@@ -123,6 +124,10 @@ export interface SyncRoomPlan {
   /** Lazy-loading without redundant members: member events of the timeline's senders the device already
    * has (user ID → event ID); they are not sent again. */
   lazyMembersSent?: Record<string, string>;
+  /** The room's part of the response, carried by the push that woke this sync (room/pushed-sync-part.ts):
+   * its answer to `syncRoom` for exactly this timeline plan with no filters, as JSON text. The worker uses
+   * it instead of asking the room when its request has none of the options the part was not built for. */
+  pushed?: string;
 }
 
 export interface PresenceEvent {
@@ -163,6 +168,8 @@ export class SyncHub {
    * memory: after a restart the first sync asks each joined room again (docs/fan-out.md). */
   private readonly leases = new Map<string, number>();
   private readonly renewing = new Set<string>();
+  /** Per room, the part the latest push carried (room/pushed-sync-part.ts). In memory: a hint, never needed. */
+  private readonly pushedParts = new Map<string, PushedSyncPart>();
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -220,6 +227,14 @@ export class SyncHub {
 
   // -------------------------------------------------------------------------------------------
   // Writes from Room DOs.
+
+  /** Keeps the part a push carried for the plan of the sync it wakes (the room's latest part only). */
+  rememberPushedPart(part: PushedSyncPart): void {
+    this.pushedParts.delete(part.roomId);
+    this.pushedParts.set(part.roomId, part);
+    // A handful of rooms at a time is the case it is for; the oldest go first.
+    if (this.pushedParts.size > PUSHED_PARTS_KEPT) this.pushedParts.delete(this.pushedParts.keys().next().value!);
+  }
 
   /**
    * The sync side of a room event notification, inside the transaction that stored its inbox row at
@@ -771,6 +786,8 @@ export class SyncHub {
               const senders = new Set(rows.filter((r) => exact.orderings.includes(r.streamOrdering)).map((r) => r.sender));
               plan.lazyMembersSent = this.store.lazyMembersSent(request.deviceId, roomId, senders);
             }
+            const pushed = this.pushedParts.get(roomId);
+            if (pushed && !request.fullState && !f.lazyLoadMembers && pushedPartFits(pushed, exact)) plan.pushed = pushed.result;
           }
         }
       } else if (m.membership === "invite" || m.membership === "knock") {
@@ -903,6 +920,17 @@ export class SyncHub {
       sinceOrdering,
     };
   }
+}
+
+/** How many rooms' pushed parts a User DO keeps. */
+const PUSHED_PARTS_KEPT = 16;
+
+/** Whether a pushed part is the room's answer to this exact timeline plan: the same events, the same point
+ * before them, nothing left out. */
+export function pushedPartFits(part: PushedSyncPart, plan: ExactTimelinePlan): boolean {
+  if (plan.limited || plan.upto !== part.upto || plan.sinceOrdering !== part.sinceOrdering) return false;
+  if (plan.orderings.length !== part.orderings.length) return false;
+  return plan.orderings.every((o, i) => o === part.orderings[i]);
 }
 
 /** A left room whose only news is the leave itself (a rejected invite, a withdrawn knock). */

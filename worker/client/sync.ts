@@ -11,7 +11,7 @@ import { roomToken } from "../../durable-objects/notifications.js";
 import type { SyncPlan, SyncRoomPlan } from "../../durable-objects/user/sync.js";
 import { parseSyncToken } from "../../durable-objects/user/sync-token.js";
 import { MatrixError, invalidParam } from "../../protocol/errors.js";
-import { selectEventFields, syncFilterView, type SyncFilterView } from "../../protocol/event-filter.js";
+import { needsContent, selectEventFields, syncFilterView, type SyncFilterView } from "../../protocol/event-filter.js";
 import { isFilterId, parseFilter, type Filter } from "../../protocol/filter.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { requester, requireAuth } from "../auth.js";
@@ -172,7 +172,9 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
       request.sinceOrdering = t.sinceOrdering;
     }
     if (room.lazyMembersSent) request.lazyMembersSent = room.lazyMembersSent;
-    result = await roomStub(env, room.roomId).syncRoom(request);
+    // The part the waking push carried (room/pushed-sync-part.ts) answers a request without options it
+    // was not built for; otherwise the room is asked.
+    result = room.pushed !== undefined && pushedPartAnswers(request) ? withCurrentAges(JSON.parse(room.pushed) as RoomSyncResult) : await roomStub(env, room.roomId).syncRoom(request);
   }
 
   const fields = (events: SyncEvent[]) => events.map((e) => selectEventFields(e as unknown as JsonObject, filter.eventFields));
@@ -200,6 +202,35 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
     if (result?.sticky) out.msc4354_sticky = { events: fields(result.sticky) };
   }
   return out;
+}
+
+/** Whether a pushed part (built for an exact timeline with no filter, lazy-loading, full state, state_after
+ * or receipts, in the client format) is the room's answer to `request`; the User DO has checked that the
+ * timeline plan is the one it was built for, and its type and sender filter let every event through. */
+function pushedPartAnswers(request: RoomSyncRequest): boolean {
+  return (
+    request.section === "join" &&
+    request.mode === "exact" &&
+    request.limited !== true &&
+    (request.orderings?.length ?? 0) <= request.limit &&
+    !request.fullState &&
+    !request.stateAfter &&
+    !request.lazyLoadMembers &&
+    !request.includeReceipts &&
+    request.eventFormat !== "federation" &&
+    !needsContent(request.timelineFilter)
+  );
+}
+
+/** `unsigned.age` of a part built a moment ago, as of now (spec: "the time in milliseconds that has
+ * elapsed since the event was sent"). */
+function withCurrentAges(result: RoomSyncResult): RoomSyncResult {
+  const now = Date.now();
+  for (const e of result.timeline.events as unknown as Json[]) {
+    const unsigned = e.unsigned as Json | undefined;
+    if (unsigned && typeof unsigned.age === "number" && typeof e.origin_server_ts === "number") unsigned.age = Math.max(0, now - e.origin_server_ts);
+  }
+  return result;
 }
 
 /** The member events a response carries per joined room (state and timeline), for the lazy-loading cache.
