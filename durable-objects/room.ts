@@ -63,6 +63,8 @@ import { EventIndexWriter, type RoomActivity } from "./room/event-index.js";
 import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
 import { beginPartialState, isPartialState, partialStateServers, resyncStep } from "./room/partial-state.js";
 import { isPublicForDirectory, searchRemoteMembers, type DirectoryMember } from "./room/user-directory.js";
+import { keepPartialStateDeviceListEdus, missedDeviceListUpdates, sentMissedDeviceListUpdates } from "./room/partial-state-device-lists.js";
+import type { QueuedEdu } from "./destination.js";
 import { federationRawRequest, federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
@@ -255,6 +257,36 @@ export class RoomDurableObject extends DurableObject<Env> {
         }
       }),
     );
+  }
+
+  /** After a resync: our users' device list updates for the servers that missed them while the room was
+   * partial (room/partial-state-device-lists.ts). Servers whose queue could not take them keep them for
+   * the next resync's end; a failure is logged. */
+  private async sendMissedDeviceListUpdates(): Promise<void> {
+    const missed = missedDeviceListUpdates(this.engine);
+    if (!missed) return;
+    const handed: string[] = [];
+    await Promise.all(
+      missed.servers.map(async (server) => {
+        try {
+          await this.env.DESTINATIONS.get(this.env.DESTINATIONS.idFromName(server)).enqueue(server, [], missed.edus);
+          handed.push(server);
+        } catch (e) {
+          console.warn("partial state: missed device list updates not queued for", server, e instanceof Error ? e.message : e);
+        }
+      }),
+    );
+    sentMissedDeviceListUpdates(this.engine, handed);
+  }
+
+  /**
+   * A local member's device list EDUs (worker/device-lists.ts), kept while the room is partial for the
+   * servers its resync may show missed them (room/partial-state-device-lists.ts). In the write queue, so
+   * that none falls between the resync's last step and its end.
+   */
+  async keepPartialStateDeviceListEdus(userId: string, edus: QueuedEdu[]): Promise<boolean> {
+    const outcome = await this.serialised(async () => keepPartialStateDeviceListEdus(this.engine, userId, edus));
+    return "ok" in outcome ? outcome.ok : false;
   }
 
   /** The room's newest activity after a commit, for D1's `room_activity` hint (room/event-index.ts). */
@@ -459,7 +491,10 @@ export class RoomDurableObject extends DurableObject<Env> {
     }).then((ok) => ({ ok }), errorOutcome);
     const nextStep: number | null = "ok" in step ? step.ok : 5_000;
     if (nextStep === null) for (const wake of [...this.fullStateWaiters]) wake();
-    if (wasPartial && !isPartialState(this.engine)) await this.tellFullState();
+    if (wasPartial && !isPartialState(this.engine)) {
+      await this.tellFullState();
+      await this.sendMissedDeviceListUpdates();
+    }
     if (!("ok" in step)) console.warn("partial-state resync step failed; retried", step.error.error);
     await this.runAlarmTasks();
     if (nextStep !== null) await this.armAlarmWithin(nextStep);

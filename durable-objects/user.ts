@@ -655,7 +655,8 @@ export class UserDurableObject extends DurableObject<Env> {
   }
   /** The resync of a room the user joined with partial state completed: the next eager sync shows it. */
   roomFullState(roomId: string, joinEventId: string): void {
-    this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.becameFull(roomId, joinEventId));
+    const position = this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.becameFull(roomId, joinEventId));
+    if (position !== null) this.syncHub.roomBecameWhole(roomId);
   }
   /** POST /rooms/{roomId}/forget (after the Room DO accepted it): sync stops listing the left room. */
   forgetRoom(roomId: string): boolean {

@@ -52,10 +52,12 @@ export async function federatedDeviceList(env: Env, userId: string): Promise<{ d
 }
 
 /** Other servers with members in any of `rooms` (in a room held with partial state, also the servers the
- * resident named for the members not known yet: Complement msc3902 "Outgoing device list updates"). */
-export async function serversSharingRooms(env: Env, rooms: string[]): Promise<string[]> {
+ * resident named for the members not known yet: Complement msc3902 "Outgoing device list updates"). The
+ * rooms found partial are added to `partialRooms` when given. */
+export async function serversSharingRooms(env: Env, rooms: string[], partialRooms?: string[]): Promise<string[]> {
   const lists = await Promise.all(rooms.map((roomId) => joinedMembersOf(env, roomId).catch(() => [] as string[])));
   const partial = await Promise.all(rooms.map((roomId) => env.ROOMS.get(env.ROOMS.idFromName(roomId)).partialStateServers().catch(() => [] as string[])));
+  for (const [i, named] of partial.entries()) if (named.length > 0) partialRooms?.push(rooms[i]!);
   const servers = new Set<string>(partial.flat());
   for (const list of lists) for (const member of list) servers.add(serverNameOf(member));
   servers.delete(env.SERVER_NAME);
@@ -87,8 +89,14 @@ async function federateDeviceListChange(env: Env, userId: string, rooms: string[
     const changes = await userStore(env, userId).diffOwnDeviceList(userId, devices, crossSigning);
     const edus = deviceListEdus(userId, changes);
     if (edus.length === 0) return;
-    const servers = await serversSharingRooms(env, rooms);
-    await Promise.all(servers.map((server) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server)).enqueue(server, [], edus)));
+    const partialRooms: string[] = [];
+    const servers = await serversSharingRooms(env, rooms, partialRooms);
+    await Promise.all([
+      ...servers.map((server) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server)).enqueue(server, [], edus)),
+      // A room held with partial state keeps them for the servers its resync shows missed them
+      // (durable-objects/room/partial-state-device-lists.ts).
+      ...partialRooms.map((roomId) => env.ROOMS.get(env.ROOMS.idFromName(roomId)).keepPartialStateDeviceListEdus(userId, edus)),
+    ]);
   } catch (e) {
     console.warn("device list update not federated", userId, e instanceof Error ? e.message : e);
   }

@@ -675,8 +675,10 @@ export class RoomEngine {
       // becomes the net change at that position (from what was there before it).
       const earlier = this.sql.exec<{ prev_event_id: string | null }>("SELECT prev_event_id FROM state_deltas WHERE stream_ordering = ? AND type = ? AND state_key = ?", at, type, sk).toArray()[0];
       const prevId = earlier ? earlier.prev_event_id : (this.currentStateEventId(type, sk) ?? null);
-      if (eventId === null) this.sql.exec("DELETE FROM current_state WHERE type = ? AND state_key = ?", type, sk);
-      else this.setCurrentStateRow(type, sk, eventId, at);
+      if (eventId === null) {
+        this.stateVersion += 1;
+        this.sql.exec("DELETE FROM current_state WHERE type = ? AND state_key = ?", type, sk);
+      } else this.setCurrentStateRow(type, sk, eventId, at);
       this.sql.exec(
         "INSERT OR REPLACE INTO state_deltas (stream_ordering, type, state_key, event_id, prev_event_id) VALUES (?, ?, ?, ?, ?)",
         at,
@@ -689,9 +691,11 @@ export class RoomEngine {
     return changes.size;
   }
 
-  /** Drops the cached room meta (after a rolled-back transaction that changed it). */
+  /** Drops the cached room meta and what was derived from the current state (after a rolled-back
+   * transaction that changed them). */
   forgetMeta(): void {
     this.metaCache = undefined;
+    this.stateVersion += 1;
   }
 
   /** addToCurrentState's correction of the state groups of events from `fromOrdering` on (one new group

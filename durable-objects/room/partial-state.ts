@@ -27,6 +27,7 @@ import { authEventIds, prevEventIds, stateKey, type Pdu } from "../../protocol/p
 import type { RoomEngine } from "./engine.js";
 import { MAX_PARAMS } from "./event-rows.js";
 import type { RemoteFetch, RemoteStream } from "./federation-inbound.js";
+import { planMissedDeviceListUpdates } from "./partial-state-device-lists.js";
 import { beginRecheck, endRecheck, recheckStep } from "./partial-state-recheck.js";
 
 /** Missing events are fetched with one /state when they are at least this share of the state and auth
@@ -92,6 +93,12 @@ export function partialStateServers(engine: RoomEngine): string[] {
   if (!engine.meta()) return [];
   const r = row(engine);
   return r ? (JSON.parse(r.servers) as string[]) : [];
+}
+
+/** The stream ordering of the join a partial-state resync runs for; null when the room is not partial. */
+export function partialStateJoinOrdering(engine: RoomEngine): number | null {
+  const r = engine.meta() ? row(engine) : undefined;
+  return r ? (engine.events.meta(r.join_event_id)?.streamOrdering ?? null) : null;
 }
 
 /**
@@ -374,6 +381,8 @@ function applyFullState(engine: RoomEngine, stateIds: string[]): void {
 /** One step of the recheck; the room leaves partial state with its last one (same write-queue turn). */
 async function recheckThenFinish(engine: RoomEngine, state: PartialRow): Promise<number | null> {
   if (!(await recheckStep(engine, () => JSON.parse(state.state_ids ?? "[]") as string[])).done) return STEP_DELAY_MS;
+  // Our users' device list updates the resync shows some servers missed (room.ts sends them once complete).
+  planMissedDeviceListUpdates(engine, state.join_event_id, JSON.parse(state.servers) as string[]);
   finish(engine);
   return null;
 }

@@ -408,6 +408,17 @@ export class SyncHub {
     this.ctx.waitUntil(run);
   }
 
+  /**
+   * A room the user joined with partial state became whole (user/partial-state-rooms.ts): the members its
+   * resync brought are treated as a join's room-mates are (their device lists are news and followed, with
+   * this room as a candidate anchor; presence exchanged), as Synapse tracks the members its resync learns
+   * (Complement msc3902 "Device list tracking for pre-existing members in partial state room").
+   */
+  roomBecameWhole(roomId: string): void {
+    const me = this.userId();
+    if (me !== undefined) this.followUp(() => this.markRoomMatesChanged(roomId, me));
+  }
+
   /** The user joined a room: its members' device lists are news to them, their own included (as Synapse's
    * sync lists every member of a newly joined room: the user's other devices may need to know). */
   private async markRoomMatesChanged(roomId: string, me: string): Promise<void> {

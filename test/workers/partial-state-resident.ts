@@ -7,7 +7,7 @@
 import type { RemoteFetch, RemoteResponse } from "../../durable-objects/room/federation-inbound.js";
 import { eventIdFor, roomIdFromCreateEvent } from "../../protocol/event-hashes.js";
 import type { JsonObject } from "../../protocol/json.js";
-import { authEventIds, stateKey, type Pdu } from "../../protocol/pdu.js";
+import { authEventIds, serverNameOf, stateKey, type Pdu } from "../../protocol/pdu.js";
 import { roomVersionRules, type RoomVersionRules } from "../../protocol/room-versions.js";
 import { remotePdu } from "./federation-room-helpers.js";
 
@@ -97,7 +97,8 @@ export class ResidentRoom {
       prev_events: [...this.head],
       auth_events: spec.auth ?? this.selectAuth(spec.type, spec.stateKey, spec.sender, spec.content),
     };
-    const event = await remotePdu(this.server, this.version, fields as unknown as Pdu);
+    // Signed by the sender's server (another server's user joins through the resident, say).
+    const event = await remotePdu(serverNameOf(spec.sender), this.version, fields as unknown as Pdu);
     this.accept(event.pdu, event.eventId, spec.intoState ?? true);
     return event;
   }
