@@ -490,11 +490,14 @@ export class RoomDurableObject extends DurableObject<Env> {
       throw new MatrixError(500, outcome.error.errcode, outcome.error.error);
     }).then((ok) => ({ ok }), errorOutcome);
     const nextStep: number | null = "ok" in step ? step.ok : 5_000;
-    if (nextStep === null) for (const wake of [...this.fullStateWaiters]) wake();
     if (wasPartial && !isPartialState(this.engine)) {
       await this.tellFullState();
       await this.sendMissedDeviceListUpdates();
     }
+    // After the local members were told (their syncs, the members the resync brought as room-mates), so
+    // that a request that waited for the resync (/members, Complement's sign of completion) is followed by
+    // a server that already tracks those members' device lists.
+    if (nextStep === null) for (const wake of [...this.fullStateWaiters]) wake();
     if (!("ok" in step)) console.warn("partial-state resync step failed; retried", step.error.error);
     await this.runAlarmTasks();
     if (nextStep !== null) await this.armAlarmWithin(nextStep);

@@ -414,9 +414,10 @@ export class SyncHub {
    * this room as a candidate anchor; presence exchanged), as Synapse tracks the members its resync learns
    * (Complement msc3902 "Device list tracking for pre-existing members in partial state room").
    */
-  roomBecameWhole(roomId: string): void {
+  async roomBecameWhole(roomId: string): Promise<void> {
     const me = this.userId();
-    if (me !== undefined) this.followUp(() => this.markRoomMatesChanged(roomId, me));
+    // Awaited by the room before it answers the requests that waited for the resync (room.ts alarm).
+    if (me !== undefined) await this.markRoomMatesChanged(roomId, me).catch((e: unknown) => console.warn("room-mates of a whole room", e instanceof Error ? e.message : e));
   }
 
   /** The user joined a room: its members' device lists are news to them, their own included (as Synapse's
