@@ -1469,13 +1469,19 @@ export class RoomDurableObject extends DurableObject<Env> {
   presenceTargets(maxMembers: number): { audience: string[]; servers: string[] } {
     if (!this.engine.meta()) return { audience: [], servers: [] };
     const ids = this.engine.keyIdentity();
-    const joined = this.engine.membersWith("join").map((u) => ids.local(u));
-    const servers = new Set<string>();
-    for (const member of joined) servers.add(serverNameOf(member));
-    servers.delete(this.env.SERVER_NAME);
-    const audience = joined.length <= maxMembers ? joined : this.fanOut.listeners().map((u) => ids.local(u));
-    return { audience, servers: [...servers] };
+    // A big room reads neither its member list nor its servers per presence change: the servers are kept
+    // per change of the current state, the count is cached (docs/fan-out.md, "Big rooms").
+    const version = this.engine.currentStateVersion;
+    if (this.presenceServers?.version !== version) {
+      const servers = new Set<string>();
+      for (const member of this.engine.membersWith("join")) servers.add(serverNameOf(ids.local(member)));
+      servers.delete(this.env.SERVER_NAME);
+      this.presenceServers = { version, servers: [...servers] };
+    }
+    const audience = this.engine.memberCount("join") <= maxMembers ? this.engine.membersWith("join") : this.fanOut.listeners();
+    return { audience: audience.map((u) => ids.local(u)), servers: this.presenceServers.servers };
   }
+  private presenceServers: { version: number; servers: string[] } | undefined;
 }
 
 /** Synapse's answer to make_join/send_join/make_knock/send_knock for a room it holds only partially. */

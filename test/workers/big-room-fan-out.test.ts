@@ -100,3 +100,23 @@ describe("member counts", () => {
     expect(body.rooms.join[roomId].summary["m.joined_member_count"]).toBe(2);
   });
 });
+
+describe("presence targets", () => {
+  it("everyone in a room up to the limit (equal included), only the listeners above it", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const carol = await newUser("carol");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await join(bob, roomId);
+    await roomStub(roomId).deliveriesSettled();
+    await sync(bob); // bob listens; alice does not
+    const audience = async (max: number) => (await roomStub(roomId).presenceTargets(max)).audience.sort();
+    expect(await audience(2)).toEqual([alice.user_id, bob.user_id].sort());
+    expect(await audience(1)).toEqual([bob.user_id]);
+    // A join moves the room over the limit of 2 (the count is kept per change of the state).
+    await join(carol, roomId);
+    expect(await audience(2)).toEqual([bob.user_id]);
+    expect(await audience(3)).toEqual([alice.user_id, bob.user_id, carol.user_id].sort());
+    expect((await roomStub(roomId).presenceTargets(3)).servers).toEqual([]);
+  });
+});
