@@ -15,7 +15,7 @@ async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
 }
 
 /** The bytes the content hash covers: the full event without `unsigned`, `signatures`, `hashes`. */
-function contentHashBytes(pdu: Pdu): Uint8Array {
+export function contentHashBytes(pdu: Pdu): Uint8Array {
   const { unsigned: _u, signatures: _s, hashes: _h, ...rest } = pdu;
   return canonicalJsonBytes(rest);
 }
@@ -39,14 +39,15 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
  * not match, and also when the event cannot be encoded as canonical JSON (a v1-v5 event with a
  * float): a caller then uses the redacted copy, as the spec says for a failed hash check.
  */
-export async function checkContentHash(pdu: Pdu): Promise<boolean> {
+export async function checkContentHash(pdu: Pdu, covered?: Uint8Array): Promise<boolean> {
   const claimed = (pdu.hashes as { sha256?: unknown } | undefined)?.sha256;
   if (typeof claimed !== "string") return false;
   let expected: Uint8Array;
   let actual: Uint8Array;
   try {
     expected = decodeBase64(claimed);
-    actual = await sha256(contentHashBytes(pdu));
+    // `covered`: contentHashBytes(pdu), when the caller has them already (protocol/received-pdu.ts).
+    actual = await sha256(covered ?? contentHashBytes(pdu));
   } catch {
     return false; // not base64, or not canonical JSON
   }

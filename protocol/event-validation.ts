@@ -21,6 +21,10 @@ const INT64_LIMIT = 2 ** 63;
 
 const encoder = new TextEncoder();
 const byteLength = (s: string): number => encoder.encode(s).length;
+/** Whether an ID is over MAX_ID_BYTES in UTF-8. A UTF-16 unit takes at most 3 bytes (a surrogate pair, two
+ * units, takes 4), so a string of up to 85 units is within the limit without encoding it (every event
+ * checked has several IDs). */
+const tooLong = (s: string): boolean => s.length * 3 > MAX_ID_BYTES && byteLength(s) > MAX_ID_BYTES;
 
 /** `&localpart:domain` with a non-empty domain. Localparts are not checked: historical user IDs
  * (Appendices, "Historical User IDs") may hold almost anything, even be empty, and must be accepted. */
@@ -31,7 +35,7 @@ function hasSigilAndDomain(id: string, sigil: string): boolean {
 }
 
 function isEventId(id: unknown, rules: RoomVersionRules): id is string {
-  if (typeof id !== "string" || byteLength(id) > MAX_ID_BYTES) return false;
+  if (typeof id !== "string" || tooLong(id)) return false;
   // v1-v2: `$opaque_id:domain`; v3+: `$` + base64 reference hash (no domain).
   return rules.eventFormat.eventIdInPdu ? hasSigilAndDomain(id, "$") : id.startsWith("$") && id.length > 1;
 }
@@ -56,8 +60,22 @@ function checkReferences(value: unknown, key: string, max: number, rules: RoomVe
   return undefined;
 }
 
+/** The size in bytes of a PDU as canonical JSON, or the reason it is not canonical JSON. Callers that
+ * serialise the event anyway pass it to validatePduFormat (protocol/received-pdu.ts). */
+export type CanonicalSize = { bytes: number } | { error: CanonicalJsonError };
+
+function canonicalSize(pdu: unknown): CanonicalSize {
+  try {
+    return { bytes: byteLength(canonicalJson(pdu)) };
+  } catch (e) {
+    if (!(e instanceof CanonicalJsonError)) throw e;
+    return { error: e };
+  }
+}
+
 /**
- * Checks that `pdu` has the format its room version requires. Returns the first problem found.
+ * Checks that `pdu` has the format its room version requires. Returns the first problem found. `canonical`:
+ * the event's canonical size when the caller has it (else it is measured here).
  *
  * Room versions 1-5 do not enforce canonical JSON (spec: v1 "Canonical JSON": servers MUST NOT
  * strictly enforce it), so a float or an integer beyond 2^53 in them passes this check (integers
@@ -65,28 +83,26 @@ function checkReferences(value: unknown, key: string, max: number, rules: RoomVe
  * cannot be hashed exactly by this server: its content hash check then fails and it is used in
  * redacted form, and if even the redacted form is not canonical its signature check fails.
  */
-export function validatePduFormat(pdu: unknown, rules: RoomVersionRules): PduFormatResult {
+export function validatePduFormat(pdu: unknown, rules: RoomVersionRules, canonical?: CanonicalSize): PduFormatResult {
   if (!isJsonObject(pdu)) return fail("PDU is not a JSON object");
 
   // Size and strict canonical JSON (v6+: floats, out-of-range integers and lone surrogates are errors).
-  let encoded: string;
-  try {
-    encoded = canonicalJson(pdu);
-  } catch (e) {
-    if (!(e instanceof CanonicalJsonError)) throw e;
-    if (rules.strictCanonicalJson) return fail(`not canonical JSON: ${e.message}`);
-    encoded = JSON.stringify(pdu); // v1-v5: measure the size as best we can
-  }
-  if (byteLength(encoded) > MAX_PDU_BYTES) return fail(`PDU is larger than ${MAX_PDU_BYTES} bytes`);
+  const measured = canonical ?? canonicalSize(pdu);
+  let size: number;
+  if ("error" in measured) {
+    if (rules.strictCanonicalJson) return fail(`not canonical JSON: ${measured.error.message}`);
+    size = byteLength(JSON.stringify(pdu)); // v1-v5: measure the size as best we can
+  } else size = measured.bytes;
+  if (size > MAX_PDU_BYTES) return fail(`PDU is larger than ${MAX_PDU_BYTES} bytes`);
 
   const { type, sender, room_id: roomId, state_key: stateKey, content, depth } = pdu;
   if (typeof type !== "string") return fail("type must be a string");
-  if (byteLength(type) > MAX_ID_BYTES) return fail("type is longer than 255 bytes");
+  if (tooLong(type)) return fail("type is longer than 255 bytes");
 
   // MSC4348 rooms (`accountKeyIdentity`): the sender may be `@<account key>`, with no server part.
   const accountSender = rules.eventFormat.accountKeyIdentity && typeof sender === "string" && accountKeyOfUser(sender) !== undefined;
   if (typeof sender !== "string" || !(accountSender || hasSigilAndDomain(sender, "@"))) return fail("sender must be a user ID (@localpart:domain)");
-  if (byteLength(sender) > MAX_ID_BYTES) return fail("sender is longer than 255 bytes");
+  if (tooLong(sender)) return fail("sender is longer than 255 bytes");
 
   // v12 (MSC4291): the create event has no room_id; its event ID defines the room ID.
   const isV12Create = rules.roomIdFormat === "create-event-hash" && type === "m.room.create";
@@ -96,7 +112,7 @@ export function validatePduFormat(pdu: unknown, rules: RoomVersionRules): PduFor
     if (typeof roomId !== "string") return fail("room_id must be a string");
     const wellFormed = rules.roomIdFormat === "server-generated" ? hasSigilAndDomain(roomId, "!") : roomId.startsWith("!") && roomId.length > 1;
     if (!wellFormed) return fail("room_id is not a room ID");
-    if (byteLength(roomId) > MAX_ID_BYTES) return fail("room_id is longer than 255 bytes");
+    if (tooLong(roomId)) return fail("room_id is longer than 255 bytes");
   }
 
   if (rules.eventFormat.eventIdInPdu) {
@@ -106,7 +122,7 @@ export function validatePduFormat(pdu: unknown, rules: RoomVersionRules): PduFor
 
   if (stateKey !== undefined) {
     if (typeof stateKey !== "string") return fail("state_key must be a string");
-    if (byteLength(stateKey) > MAX_ID_BYTES) return fail("state_key is longer than 255 bytes");
+    if (tooLong(stateKey)) return fail("state_key is longer than 255 bytes");
   }
 
   if (!isJsonObject(content)) return fail("content must be an object");

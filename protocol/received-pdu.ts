@@ -3,8 +3,9 @@
 // on every event it accepts (room/engine.ts), local or from federation; `bench/signatures.bench.ts` times
 // them. Keys come from the caller (the room reads them through federation-client/server-keys.ts).
 import { encodeBase64, encodeBase64Url } from "./base64.js";
+import { CanonicalJsonError, canonicalJson } from "./canonical-json.js";
 import { checkContentHash } from "./event-hashes.js";
-import { validatePduFormat } from "./event-validation.js";
+import { validatePduFormat, type CanonicalSize } from "./event-validation.js";
 import { redactPdu } from "./redaction.js";
 import { signableBytes, verifyBytes } from "./signing.js";
 import { isJsonObject, type JsonObject } from "./json.js";
@@ -26,6 +27,53 @@ export interface IdentifiedPdu {
   /** Canonical JSON of the redacted event without `signatures` and `unsigned`: what every signature on the
    * event covers, and (v3+) what its reference hash covers, so both are computed from one serialisation. */
   signedBytes: Uint8Array;
+  /** The bytes the content hash covers, when serialisePdu made them (else the hash check makes them). */
+  contentHashBytes?: Uint8Array;
+}
+
+/** One serialisation of a received event serves the format check's size and the content hash. */
+export interface PduSerialisation {
+  /** Canonical JSON of the event without `unsigned`, `signatures` and `hashes`; absent when it is not
+   * canonical JSON (the hash check then fails as event-hashes.ts `checkContentHash` does). */
+  contentHashBytes?: Uint8Array;
+  /** The whole event's canonical size, for validatePduFormat. */
+  size: CanonicalSize;
+}
+
+const encoder = new TextEncoder();
+/** Keys left out of the content hash (spec: "Calculating the content hash for an event"). */
+const NOT_HASHED = ["unsigned", "signatures", "hashes"] as const;
+
+/**
+ * Serialises the event once for the content hash and derives the size of the whole event's canonical
+ * JSON from it: the keys left out are added back as `,"key":value` (canonical JSON has no whitespace, so
+ * each adds its own bytes and one comma; the order of keys does not change the length).
+ */
+export function serialisePdu(pdu: Pdu): PduSerialisation {
+  // Not an object: validatePduFormat says so before it looks at the size.
+  if (!isJsonObject(pdu)) return { size: { error: new CanonicalJsonError("not a JSON object") } };
+  const source = pdu as unknown as Record<string, unknown>;
+  const rest: Record<string, unknown> = {};
+  let extra = 0;
+  let extraKeys = 0;
+  try {
+    for (const key of Object.keys(source)) {
+      const value = source[key];
+      if (value === undefined) continue;
+      if ((NOT_HASHED as readonly string[]).includes(key)) {
+        extra += encoder.encode(canonicalJson(key) + ":" + canonicalJson(value)).length;
+        extraKeys += 1;
+      } else rest[key] = value;
+    }
+    const contentHashBytes = encoder.encode(canonicalJson(rest));
+    const restKeys = Object.keys(rest).length;
+    // "{}" plus entries joined by commas: restKeys - 1 commas in the content JSON, one more per key added.
+    const commas = restKeys > 0 ? extraKeys : Math.max(0, extraKeys - 1);
+    return { contentHashBytes, size: { bytes: contentHashBytes.length + extra + commas } };
+  } catch (e) {
+    if (!(e instanceof CanonicalJsonError)) throw e;
+    return { size: { error: e } };
+  }
 }
 
 /**
@@ -35,17 +83,23 @@ export interface IdentifiedPdu {
  * bytes signatures cover (Appendices, "Signing JSON"). Throws CanonicalJsonError when the redacted event is
  * not canonical JSON, and for a v1-v2 event without an `event_id`.
  */
-export async function identifyPdu(pdu: Pdu, rules: RoomVersionRules): Promise<IdentifiedPdu> {
+export async function identifyPdu(pdu: Pdu, rules: RoomVersionRules, serialised?: PduSerialisation): Promise<IdentifiedPdu> {
   const signedBytes = signableBytes(redactPdu(pdu, rules) as unknown as JsonObject);
+  const contentHashBytes = serialised?.contentHashBytes;
+  let eventId: string;
   switch (rules.eventIdFormat) {
     case "v1":
       if (typeof pdu.event_id !== "string") throw new Error(`room version ${rules.id} events must carry an event_id`);
-      return { eventId: pdu.event_id, signedBytes };
+      eventId = pdu.event_id;
+      break;
     case "v3":
-      return { eventId: "$" + encodeBase64(await sha256(signedBytes)), signedBytes };
+      eventId = "$" + encodeBase64(await sha256(signedBytes));
+      break;
     case "v4":
-      return { eventId: "$" + encodeBase64Url(await sha256(signedBytes)), signedBytes };
+      eventId = "$" + encodeBase64Url(await sha256(signedBytes));
+      break;
   }
+  return contentHashBytes === undefined ? { eventId, signedBytes } : { eventId, signedBytes, contentHashBytes };
 }
 
 async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
@@ -88,7 +142,7 @@ export async function verifyReceivedPdu(
   for (const server of signers) {
     if (!(await hasValidSignature(pdu, identified, server, rules, await keysFor(server)))) return { ok: false, server };
   }
-  return { ok: true, contentHashOk: await checkContentHash(pdu) };
+  return { ok: true, contentHashOk: await checkContentHash(pdu, identified.contentHashBytes) };
 }
 
 export type ReceivedPduCheck = { ok: true; eventId: string; contentHashOk: boolean } | { ok: false; reason: string };
@@ -101,11 +155,12 @@ export async function checkReceivedPdu(
   signers: readonly string[],
   keysFor: (server: string) => Promise<readonly PduVerifyKey[]>,
 ): Promise<ReceivedPduCheck> {
-  const format = validatePduFormat(pdu, rules);
+  const serialised = serialisePdu(pdu);
+  const format = validatePduFormat(pdu, rules, serialised.size);
   if (!format.ok) return format;
   let identified: IdentifiedPdu;
   try {
-    identified = await identifyPdu(pdu, rules);
+    identified = await identifyPdu(pdu, rules, serialised);
   } catch {
     return { ok: false, reason: "no event ID: not canonical JSON" };
   }

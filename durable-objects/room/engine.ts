@@ -8,7 +8,7 @@
 import { CREATOR_IN_USERS, checkEventAgainstAuthEvents, checkEventAuth, hostingServerKey, redactionAllowedAtDelivery, redactsOf, thirdPartyInvitePublicKeys, verifyThirdPartyInviteSigned, type AuthStateLookup } from "../../protocol/auth-rules.js";
 import { MatrixError, badJson, forbidden, tooLarge } from "../../protocol/errors.js";
 import { eventIdFor, roomIdFromCreateEvent } from "../../protocol/event-hashes.js";
-import { identifyPdu, verifyReceivedPdu, type IdentifiedPdu as ReceivedPduId } from "../../protocol/received-pdu.js";
+import { identifyPdu, serialisePdu, verifyReceivedPdu, type IdentifiedPdu as ReceivedPduId, type PduSerialisation } from "../../protocol/received-pdu.js";
 import { MAX_PDU_BYTES, validatePduFormat } from "../../protocol/event-validation.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
 import { authEventIds, prevEventIds, serverNameOf, splitStateKey, stateKey, type IdentifiedPdu, type Pdu, type StateKey, type StateMap } from "../../protocol/pdu.js";
@@ -353,12 +353,14 @@ export class RoomEngine {
     }
 
     // 1. Format.
-    const format = validatePduFormat(pdu, rules);
+    // One serialisation for the size and the content hash (protocol/received-pdu.ts).
+    const serialised = serialisePdu(pdu);
+    const format = validatePduFormat(pdu, rules, serialised.size);
     if (!format.ok) {
       if (format.reason.includes(`larger than ${MAX_PDU_BYTES}`)) throw tooLarge("Event is too large");
       throw badJson(`Invalid event: ${format.reason}`);
     }
-    const identified = await identifyPdu(pdu, rules);
+    const identified = await identifyPdu(pdu, rules, serialised);
     const eventId = identified.eventId;
 
     if (isCreate) {
@@ -434,11 +436,12 @@ export class RoomEngine {
     const byId = new Map<string, Pdu>();
     const receivedIds = new Map<string, ReceivedPduId>();
     for (const pdu of pdus) {
-      if (validatePduFormat(pdu, rules).ok !== true) {
+      const serialised = serialisePdu(pdu);
+      if (validatePduFormat(pdu, rules, serialised.size).ok !== true) {
         failed.push({ eventId: null, reason: "invalid event format" });
         continue;
       }
-      const id = await this.identifiedOrNull(pdu, rules);
+      const id = await this.identifiedOrNull(pdu, rules, serialised);
       if (id === null) failed.push({ eventId: null, reason: "no event ID" });
       else {
         byId.set(id.eventId, pdu);
@@ -593,9 +596,10 @@ export class RoomEngine {
 
   /** Checks 1-3 of a remote event outside the DAG (an invite to a room this server is not in). */
   async verifyRemoteEvent(pdu: Pdu, rules: RoomVersionRules): Promise<{ ok: true; eventId: string; wire: Pdu } | { ok: false; reason: string }> {
-    const format = validatePduFormat(pdu, rules);
+    const serialised = serialisePdu(pdu);
+    const format = validatePduFormat(pdu, rules, serialised.size);
     if (!format.ok) return { ok: false, reason: `Invalid event: ${format.reason}` };
-    const received = await this.identifiedOrNull(pdu, rules);
+    const received = await this.identifiedOrNull(pdu, rules, serialised);
     if (received === null) return { ok: false, reason: "Invalid event" };
     const verified = await this.verifySignaturesAndHash(pdu, received, rules, "federation");
     return verified.ok ? { ok: true, eventId: received.eventId, wire: verified.wire } : verified;
@@ -795,9 +799,9 @@ export class RoomEngine {
     return { eventId, streamOrdering: m.streamOrdering, rejectedReason: m.rejectedReason, softFailed: m.softFailed, duplicate: true, fanOut: false };
   }
 
-  private async identifiedOrNull(pdu: Pdu, rules: RoomVersionRules): Promise<ReceivedPduId | null> {
+  private async identifiedOrNull(pdu: Pdu, rules: RoomVersionRules, serialised?: PduSerialisation): Promise<ReceivedPduId | null> {
     try {
-      return await identifyPdu(pdu, rules);
+      return await identifyPdu(pdu, rules, serialised);
     } catch {
       return null;
     }

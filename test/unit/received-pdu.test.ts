@@ -2,7 +2,10 @@
 // signed bytes come from one serialisation, and must agree with event-hashes.ts in every room version.
 import { describe, expect, it } from "vitest";
 import { eventIdFor, hashAndSignEvent } from "../../protocol/event-hashes.js";
-import { checkReceivedPdu, hasValidSignature, identifyPdu, verifyReceivedPdu, type PduVerifyKey } from "../../protocol/received-pdu.js";
+import { checkReceivedPdu, hasValidSignature, identifyPdu, serialisePdu, verifyReceivedPdu, type PduVerifyKey } from "../../protocol/received-pdu.js";
+import { canonicalJson } from "../../protocol/canonical-json.js";
+import { contentHashBytes } from "../../protocol/event-hashes.js";
+import { MAX_PDU_BYTES, validatePduFormat } from "../../protocol/event-validation.js";
 import type { JsonObject } from "../../protocol/json.js";
 import type { Pdu } from "../../protocol/pdu.js";
 import { redactPdu } from "../../protocol/redaction.js";
@@ -136,5 +139,62 @@ describe("verifyReceivedPdu and checkReceivedPdu", () => {
     delete noDepth.depth;
     expect((await checkReceivedPdu(noDepth as Pdu, r, [SERVER], keysFor)).ok).toBe(false);
     expect(await checkReceivedPdu(pdu, r, [SERVER], async () => [])).toEqual({ ok: false, reason: `Event is not signed by ${SERVER}` });
+  });
+});
+
+describe("serialisePdu: one serialisation for the size and the content hash", () => {
+  const utf8 = (text: string) => new TextEncoder().encode(text).length;
+  const same = (pdu: Pdu) => {
+    const out = serialisePdu(pdu);
+    expect(out.size).toEqual({ bytes: utf8(canonicalJson(pdu)) });
+    expect(new TextDecoder().decode(out.contentHashBytes)).toBe(new TextDecoder().decode(contentHashBytes(pdu)));
+  };
+
+  it("gives the whole event's canonical size, whichever of unsigned, signatures and hashes it has", async () => {
+    const pdu = await signed("10");
+    same(pdu);
+    same({ ...pdu, unsigned: { age: 1, "prev_content": { displayname: "Bøb 😀\n" } } } as Pdu);
+    const { unsigned: _u, ...noUnsigned } = pdu;
+    same(noUnsigned as Pdu);
+    const { unsigned: _u2, signatures: _s, hashes: _h, ...bare } = pdu;
+    same(bare as Pdu);
+    // Only left-out keys: the content hash covers "{}".
+    same({ hashes: { sha256: "x" }, signatures: {} } as unknown as Pdu);
+    same({ hashes: { sha256: "x" } } as unknown as Pdu);
+    same({} as Pdu);
+  });
+
+  it("not canonical JSON anywhere (a float in unsigned): no hash bytes, the error for the format check", async () => {
+    const pdu = { ...(await signed("10")), unsigned: { age: 1.5 } } as Pdu;
+    const out = serialisePdu(pdu);
+    expect(out.contentHashBytes).toBeUndefined();
+    expect("error" in out.size).toBe(true);
+    expect(validatePduFormat(pdu, rules("10"), out.size)).toEqual(validatePduFormat(pdu, rules("10")));
+    expect(validatePduFormat(pdu, rules("10")).ok).toBe(false);
+    // v1-v5 do not enforce canonical JSON: the format passes either way.
+    const v4 = { ...(await signed("4")), unsigned: { age: 1.5 } } as Pdu;
+    expect(validatePduFormat(v4, rules("4"), serialisePdu(v4).size)).toEqual({ ok: true });
+    expect(serialisePdu(null as unknown as Pdu).contentHashBytes).toBeUndefined();
+  });
+
+  it("the size limit through checkReceivedPdu: at the limit accepted, one byte over refused", async () => {
+    const k = await key();
+    const r = rules("10");
+    const keysFor = async () => [asVerifyKey(k)];
+    const sized = async (bytes: number) => {
+      // Pad the display name (redactable: the signature stays small) until the whole signed event has `bytes`.
+      let pad = 0;
+      for (;;) {
+        const base = memberEvent("10");
+        base.content = { ...base.content, displayname: "x".repeat(pad) };
+        const pdu = { ...(await hashAndSignEvent(base, SERVER, k, r)).pdu, unsigned: { age: 42 } } as Pdu;
+        const size = new TextEncoder().encode(canonicalJson(pdu)).length;
+        if (size === bytes) return pdu;
+        pad += bytes - size;
+      }
+    };
+    expect((await checkReceivedPdu(await sized(MAX_PDU_BYTES), r, [SERVER], keysFor)).ok).toBe(true);
+    const over = await checkReceivedPdu(await sized(MAX_PDU_BYTES + 1), r, [SERVER], keysFor);
+    expect(over).toEqual({ ok: false, reason: `PDU is larger than ${MAX_PDU_BYTES} bytes` });
   });
 });
