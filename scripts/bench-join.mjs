@@ -249,6 +249,9 @@ try {
     log(`${j.name}: join ${joinMs.toFixed(0)} ms, first message ${messageMs?.toFixed(0)} ms, full members ${membersMs?.toFixed(0)} ms, CPU ${usage.cpu.toFixed(1)} s, peak RSS ${usage.peakRss.toFixed(0)} MiB`);
   }
 } finally {
+  // --hold S: keep the servers up S seconds after the runs (to stop a CPU profile through Myelin's
+  // inspector, port P+3 with --ports, while the server is idle).
+  if (arg("--hold")) await sleep(Number(arg("--hold")) * 1000);
   await Promise.all([resident.stop(), synapseJoiner?.stop(), myelin?.stop()]);
   rmSync(workDir, { recursive: true, force: true });
 }

@@ -454,9 +454,15 @@ export class RoomEngine {
     // up here, so that later events of the batch can be checked against earlier ones.
     const pending = new Map<string, { identified: IdentifiedPdu; wire: Pdu; rejectedReason: string | null }>();
     const pduOf = (id: string): IdentifiedPdu | undefined => pending.get(id)?.identified ?? this.events.pdu(id);
+    // Stored events' rejection, read once per batch: the auth events of a big room's member events are
+    // mostly the same few, and a stored event's rejection does not change while the batch is checked.
+    const storedRejected = new Map<string, boolean>();
     const isRejected = (id: string): boolean => {
       const p = pending.get(id);
-      return p ? p.rejectedReason !== null : this.isRejected(id);
+      if (p) return p.rejectedReason !== null;
+      let rejected = storedRejected.get(id);
+      if (rejected === undefined) storedRejected.set(id, (rejected = this.isRejected(id)));
+      return rejected;
     };
     const flush = (): void => {
       if (pending.size === 0) return;

@@ -8,7 +8,13 @@ import { describe, expect, it } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import type { RemoteFetch, RemoteStream } from "../../durable-objects/room/federation-inbound.js";
 import { beginPartialState, resyncStep } from "../../durable-objects/room/partial-state.js";
+import { joinRemoteRoom } from "../../durable-objects/room/remote-join.js";
+import { isJsonObject } from "../../protocol/json.js";
+import type { Env } from "../../worker/env.js";
+import { signingKey } from "../../worker/server-identity.js";
+import { uniqueServer } from "./federation-helpers.js";
 import { SERVER_NAME } from "./helpers.js";
+import { ResidentRoom } from "./partial-state-resident.js";
 import { createRoom, membership, newUser, send } from "./room-helpers.js";
 
 const rawRoom = (roomId: string) => env.ROOMS.get(env.ROOMS.idFromName(roomId));
@@ -139,5 +145,49 @@ describe("partial-state resync", () => {
     });
     expect(result.otherWorkRan).toBe(true);
     expect(result.phase).toBe("fetch");
+  });
+
+  it("orders a staged event only after its auth events that are not stored yet, and checks it after them", async () => {
+    const alice = await newUser("alice");
+    const room = await ResidentRoom.create(uniqueServer("stage"), "10", "creator");
+    const bob = room.user("bob");
+    // bob's first join is only in the auth chain of his second (a partial join omits both).
+    const firstJoin = await room.add({ type: "m.room.member", stateKey: bob, sender: bob, content: { membership: "join" } });
+    const secondJoin = await room.add({ type: "m.room.member", stateKey: bob, sender: bob, content: { membership: "join", displayname: "Bob again" } });
+    const remote = room.remote();
+    const result = await runInDurableObject(rawRoom(room.roomId), async (instance) => {
+      const engine = engineOf(instance);
+      const key = await signingKey(env as unknown as Env);
+      const joined = await joinRemoteRoom(engine, SERVER_NAME, key, remote, { roomId: room.roomId, userId: alice.user_id, servers: [room.server], content: {} });
+      beginPartialState(engine, joined.result.eventId, joined.partialStateServers!, SERVER_NAME);
+      // /state (at the join's prev event, bob's second join) brings his first join; the second is fetched
+      // with /event after it.
+      const stream: RemoteStream = async (destination, path) => {
+        const answer = await remote(destination, "GET", path);
+        if (!answer.ok || !isJsonObject(answer.body)) throw new Error("the resident did not answer /state");
+        return { ok: true, response: new Response(JSON.stringify({ pdus: answer.body.pdus, auth_chain: answer.body.auth_chain })) };
+      };
+      const phases: string[] = [];
+      let edges: { event_id: string; auth_event_id: string }[] = [];
+      for (let i = 0; i < 20; i++) {
+        const phase = engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").toArray()[0]?.phase;
+        if (phase === undefined) break;
+        phases.push(phase);
+        // What the check phase will order by, once everything is staged.
+        if (phase === "check" && phases.at(-2) !== "check") edges = engine.sql.exec<{ event_id: string; auth_event_id: string }>("SELECT event_id, auth_event_id FROM partial_state_staged_auth").toArray();
+        await resyncStep(engine, remote, stream);
+      }
+      return {
+        phases,
+        edges,
+        rejected: [firstJoin, secondJoin].map((e) => engine.events.meta(e.eventId)?.rejectedReason),
+        bobNow: engine.currentStateEventId("m.room.member", bob),
+      };
+    });
+    expect(result.phases.slice(0, 4)).toEqual(["ids", "state", "fetch", "fetch"]);
+    // The only edge kept: to bob's first join (create, power levels and join rules were stored at the join).
+    expect(result.edges).toEqual([{ event_id: secondJoin.eventId, auth_event_id: firstJoin.eventId }]);
+    expect(result.rejected).toEqual([null, null]);
+    expect(result.bobNow).toBe(secondJoin.eventId);
   });
 });
