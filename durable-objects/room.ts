@@ -251,7 +251,7 @@ export class RoomDurableObject extends DurableObject<Env> {
         const joinEventId = this.engine.membershipOf(userId)?.eventId;
         if (joinEventId === undefined) return;
         try {
-          await this.userStub(userId).roomFullState(meta.roomId, joinEventId);
+          await this.userStub(userId).roomFullState(meta.roomId, joinEventId, this.engine.events.pdu(joinEventId)?.origin_server_ts);
         } catch (e) {
           console.warn("partial state: could not tell", userId, "that the resync completed", e instanceof Error ? e.message : e);
         }

@@ -387,9 +387,11 @@ export class UserDurableObject extends DurableObject<Env> {
   diffOwnDeviceList(userId: string, current: FederatedDevice[], crossSigning: FederatedCrossSigning): OwnDeviceListChanges {
     return this.federatedDeviceLists.diffOwn(userId, current, crossSigning);
   }
-  /** A local user asked for this remote user's keys. */
-  watchRemoteDeviceList(localUserId: string, roomId?: string): void {
+  /** A local user asked for this remote user's keys (or shares `roomId` with them). With `updatedSince`:
+   * returns whether this user's server sent a device list update since then. */
+  watchRemoteDeviceList(localUserId: string, roomId?: string, updatedSince?: number): boolean {
     this.federatedDeviceLists.watch(localUserId, roomId);
+    return updatedSince !== undefined && this.federatedDeviceLists.updatedSince(updatedSince);
   }
   /** Rooms where this remote user was seen joined with a local user (anchor candidates for the copy). */
   remoteSharedRooms(): string[] {
@@ -654,9 +656,9 @@ export class UserDurableObject extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.joinedPartial(roomId, joinEventId));
   }
   /** The resync of a room the user joined with partial state completed: the next eager sync shows it. */
-  async roomFullState(roomId: string, joinEventId: string): Promise<void> {
+  async roomFullState(roomId: string, joinEventId: string, joinedTs?: number): Promise<void> {
     const position = this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.becameFull(roomId, joinEventId));
-    if (position !== null) await this.syncHub.roomBecameWhole(roomId);
+    if (position !== null) await this.syncHub.roomBecameWhole(roomId, joinedTs ?? Date.now());
   }
   /** POST /rooms/{roomId}/forget (after the Room DO accepted it): sync stops listing the left room. */
   forgetRoom(roomId: string): boolean {

@@ -27,6 +27,8 @@
 //   remote_device_highest     the highest stream_id seen in an update or resync.
 //   remote_device_anchor      the room (and its stream position) whose unbroken sharing keeps the copy current.
 //   remote_shared_rooms       rooms where the user was seen joined with a local user (anchor candidates).
+//   remote_device_updated     when the user's server last sent an update, tracked or not (a room held with
+//                             partial state learns its members late: room/partial-state-device-lists.ts).
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS own_device_list_feed (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id INTEGER NOT NULL);
@@ -40,6 +42,7 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS remote_device_highest (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS remote_device_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), room_id TEXT NOT NULL, position INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS remote_shared_rooms (room_id TEXT PRIMARY KEY, since_ts INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS remote_device_updated (id INTEGER PRIMARY KEY CHECK (id = 1), ts INTEGER NOT NULL);
 `;
 
 /** One device as the federation sees it: keys (JSON text, or null when it has none) and display name. */
@@ -179,6 +182,12 @@ export class FederatedDeviceLists {
     if (roomId !== undefined) this.sql.exec("INSERT OR IGNORE INTO remote_shared_rooms (room_id, since_ts) VALUES (?, ?)", roomId, now);
   }
 
+  /** Whether the user's server sent an update (applied or not) at or after `ts`. */
+  updatedSince(ts: number): boolean {
+    const last = this.sql.exec<{ ts: number }>("SELECT ts FROM remote_device_updated WHERE id = 1").toArray()[0]?.ts;
+    return last !== undefined && last >= ts;
+  }
+
   watchers(): string[] {
     return this.sql.exec<{ user_id: string }>("SELECT user_id FROM remote_device_watchers ORDER BY user_id").toArray().map((r) => r.user_id);
   }
@@ -205,9 +214,11 @@ export class FederatedDeviceLists {
    * the copy's, or one already applied, is ignored (stream_ids grow, so the copy already holds it; Synapse
    * would apply it again and move its copy back). Updates of a user no local user watches are not tracked.
    */
-  applyRemote(updates: DeviceListUpdate[]): RemoteUpdateVerdict[] {
+  applyRemote(updates: DeviceListUpdate[], now = Date.now()): RemoteUpdateVerdict[] {
     return this.storage.transactionSync(() => {
       const verdicts: RemoteUpdateVerdict[] = [];
+      // Noted even when nobody watches yet: a room whose partial state hid the user learns it later.
+      if (updates.length > 0) this.sql.exec("INSERT INTO remote_device_updated (id, ts) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET ts = MAX(ts, excluded.ts)", now);
       const tracked = this.watchers().length > 0;
       let known = this.remoteStreamId();
       const seen = new Set(this.sql.exec<{ stream_id: number }>("SELECT stream_id FROM remote_device_seen").toArray().map((r) => r.stream_id));

@@ -409,15 +409,34 @@ export class SyncHub {
   }
 
   /**
-   * A room the user joined with partial state became whole (user/partial-state-rooms.ts): the members its
-   * resync brought are treated as a join's room-mates are (their device lists are news and followed, with
-   * this room as a candidate anchor; presence exchanged), as Synapse tracks the members its resync learns
-   * (Complement msc3902 "Device list tracking for pre-existing members in partial state room").
+   * A room the user joined with partial state became whole (user/partial-state-rooms.ts): its remote
+   * members' device lists are followed from now on, with this room as a candidate anchor of our copies
+   * (Complement msc3902 "Device list tracking for pre-existing members in partial state room"), and those
+   * whose server sent an update since the join (`joinedTs`), which nobody here followed then, are listed in
+   * `device_lists.changed`, as Synapse replays the updates it kept while the room was partial
+   * (`handle_room_un_partial_stated`; Complement "CanReceiveDeviceListUpdateDuringPartialStateJoin").
    */
-  async roomBecameWhole(roomId: string): Promise<void> {
+  async roomBecameWhole(roomId: string, joinedTs: number): Promise<void> {
     const me = this.userId();
+    if (me === undefined) return;
     // Awaited by the room before it answers the requests that waited for the resync (room.ts alarm).
-    if (me !== undefined) await this.markRoomMatesChanged(roomId, me).catch((e: unknown) => console.warn("room-mates of a whole room", e instanceof Error ? e.message : e));
+    try {
+      const remote = (await joinedMembersOf(this.env, roomId)).filter((m) => serverNameOf(m) !== this.env.SERVER_NAME);
+      const updated = await Promise.all(
+        remote.map((u) =>
+          this.env.USERS.get(this.env.USERS.idFromName(u))
+            .watchRemoteDeviceList(me, roomId, joinedTs)
+            .catch((e: unknown) => (console.warn("remote user watch failed", u, e instanceof Error ? e.message : e), false)),
+        ),
+      );
+      const changed = remote.filter((_, i) => updated[i]);
+      if (changed.length === 0 || !this.sources.recordDeviceListChange) return;
+      this.ctx.storage.transactionSync(() => {
+        for (const u of changed) this.sources.recordDeviceListChange!(u, "changed");
+      });
+    } catch (e) {
+      console.warn("room-mates of a whole room", e instanceof Error ? e.message : e);
+    }
   }
 
   /** The user joined a room: its members' device lists are news to them, their own included (as Synapse's

@@ -47,6 +47,8 @@ describe("device list updates a server missed while the room was partial", () =>
     const room = await ResidentRoom.create(resident, "12", "charlie", { [derek]: 100 });
     const derekJoin = await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "join" } });
     await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "leave" } });
+    const frank = room.user("frank");
+    await room.add({ type: "m.room.member", stateKey: frank, sender: frank, content: { membership: "join" } });
     const answer = (method: string, path: string, body: unknown) => remoteControl("/_test/answer", { server: resident, method, path, body });
 
     // The resident answers the join with partial state, naming only itself.
@@ -95,6 +97,9 @@ describe("device list updates a server missed while the room was partial", () =>
     await answer("GET", `${F1}/state_ids/*`, { pdu_ids: stateIds, auth_chain_ids: room.authChain(stateIds) });
     for (const [id, pdu] of room.events) await answer("GET", `${F1}/event/${enc(id)}`, { origin: resident, origin_server_ts: Date.now(), pdus: [pdu] });
     const beforeResync = (await sync(alice, { filter: LAZY })).next_batch as string;
+    // Charlie (whom we do not know yet) changes his devices: nobody here follows him, the update is noted.
+    const charlieUpdate = { user_id: room.user("charlie"), device_id: "CHARLIEDEV", stream_id: 5, prev_id: [4], deleted: false };
+    expect((await federationApi(resident, "PUT", `${F1}/send/psdl-${crypto.randomUUID()}`, { origin: resident, origin_server_ts: Date.now(), pdus: [], edus: [{ edu_type: "m.device_list_update", content: charlieUpdate }] })).status).toBe(200);
     const partial = () => runInDurableObject(stub, async (instance) => engineOf(instance).inPartialState());
     for (let i = 0; i < 30 && (await partial()); i++) await runDurableObjectAlarm(stub);
     expect(await partial()).toBe(false);
@@ -103,14 +108,21 @@ describe("device list updates a server missed while the room was partial", () =>
     // Her server gets what it missed; the resident, named at the join, was told each time already.
     expect(await namesSeenBy(other, alice.user_id)).toEqual(["two", "three"]);
     expect(await namesSeenBy(resident, alice.user_id)).toEqual(["two", "three"]);
-    // Charlie, known only from the whole state, is followed now like a room-mate of a new join: his device
-    // list copy may be anchored in the room (user/sync.ts roomBecameWhole).
-    const sharedRooms = () => env.USERS.get(env.USERS.idFromName(room.user("charlie"))).remoteSharedRooms();
-    for (let i = 0; i < 200 && !(await sharedRooms()).includes(room.roomId); i++) await new Promise((resolve) => setTimeout(resolve, 25));
-    expect(await sharedRooms()).toContain(room.roomId);
-    // ... and alice's sync says his devices (like every member's the resync brought) may have changed.
-    const after = await sync(alice, { filter: LAZY, since: beforeResync });
-    expect(after.device_lists?.changed ?? []).toContain(room.user("charlie"));
+    // Charlie and frank, known only from the whole state, are followed now: their device list copies may be
+    // anchored in the room (user/sync.ts roomBecameWhole) ...
+    const sharedRooms = (u: string) => env.USERS.get(env.USERS.idFromName(u)).remoteSharedRooms();
+    for (let i = 0; i < 200 && !(await sharedRooms(frank)).includes(room.roomId); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(await sharedRooms(room.user("charlie"))).toContain(room.roomId);
+    expect(await sharedRooms(frank)).toContain(room.roomId);
+    // ... and alice's sync lists charlie, whose update came while nobody followed him, and not frank.
+    const changedSince = async (): Promise<string[]> => (await sync(alice, { filter: LAZY, since: beforeResync })).device_lists?.changed ?? [];
+    let changed = await changedSince();
+    for (let i = 0; i < 200 && !changed.includes(room.user("charlie")); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      changed = await changedSince();
+    }
+    expect(changed).toContain(room.user("charlie"));
+    expect(changed).not.toContain(frank);
   });
 
   it("while the room is partial, a remote member's device list copy is anchored in it only when they joined after our join", async () => {

@@ -1,11 +1,14 @@
 // The members a partial-state resync brings are new room-mates of the local members (user.ts roomFullState,
-// user/sync.ts roomBecameWhole, awaited by the room before /members answers): their device lists are news in /sync (`device_lists.changed`) and the remote
-// ones are watched (their servers' device list and presence updates reach our users; the room anchors our
-// copy of their keys), as at a join. Synapse learns them from the current-state deltas its resync's
-// completion writes (Complement msc3902 "Device list tracking for pre-existing members in partial state room").
+// user/sync.ts roomBecameWhole, awaited by the room before /members answers): the remote ones are watched
+// (their servers' device list and presence updates reach our users; the room anchors our copy of their keys),
+// and those whose server sent a device list update while the room was partial (nobody here followed them
+// then) are news in /sync (`device_lists.changed`), as Synapse replays the updates it kept (Complement
+// msc3902 "Device list tracking for pre-existing members in partial state room"; only those:
+// "CanReceiveDeviceListUpdateDuringPartialStateJoin" wants exactly the one who sent an update).
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { counter, remoteControl, uniqueServer } from "./federation-helpers.js";
+import { federationApi } from "./federation-room-helpers.js";
 import { api, type RegisteredUser } from "./helpers.js";
 import { completeResync, makePartial, remoteJoin } from "./partial-state-helpers.js";
 import { createRoom, join, newUser, putState } from "./room-helpers.js";
@@ -34,6 +37,9 @@ describe("members brought by a partial-state resync", () => {
     const charlieDo = env.USERS.get(env.USERS.idFromName(charlie)) as unknown as { remoteWatchers(): Promise<string[]> };
     expect(await charlieDo.remoteWatchers()).not.toContain(bob.user_id);
 
+    // Charlie's server tells us his devices changed; nobody here follows him yet (the update is noted).
+    const update = { user_id: charlie, device_id: "CDEV", stream_id: 2, prev_id: [1], deleted: false };
+    expect((await federationApi(server, "PUT", `/_matrix/federation/v1/send/rm-${crypto.randomUUID()}`, { origin: server, origin_server_ts: Date.now(), pdus: [], edus: [{ edu_type: "m.device_list_update", content: update }] })).status).toBe(200);
     await completeResync(roomId, [charlieJoin]);
     // Done before the resync counts as complete (and before /members, which waited for it, answers).
     const changed = (await sync(bob, { filter: lazy, since })).device_lists?.changed ?? [];
