@@ -4,13 +4,14 @@
 // round trip through the room, which locally shares one thread with everything else). So, for small
 // rounds, the room computes that part when it pushes, with the same code (`roomSync`), for the request the
 // User DO will plan in the common case: an incremental sync whose timeline is exactly these events, since
-// the event before them. The User DO keeps it in memory and hands it to the worker only when its plan asks
-// for exactly that; anything else (a filter that needs content, lazy-loading members, full_state,
-// state_after, the federation format, more or fewer events) asks the room as before.
+// the event before them, with or without lazy-loading members. The User DO keeps it in memory and hands it
+// to the worker only when its plan asks for exactly that; anything else (a filter that needs content,
+// full_state, state_after, the federation format, more or fewer events) asks the room as before.
 import type { RoomEventNotification } from "../notifications.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED } from "./event-rows.js";
-import { roomSync } from "./sync-reads.js";
+import { isPartialState } from "./partial-state.js";
+import { roomSync, type RoomSyncRequest } from "./sync-reads.js";
 import { newestTimelineGap } from "./timeline-gaps.js";
 
 /** Rounds with more recipients than this carry no part: its cost (one `roomSync` per recipient) would
@@ -30,6 +31,12 @@ export interface PushedSyncPart {
   /** The RoomSyncResult as JSON text: it only passes through the User DO (and plain text keeps RPC's type
    * mapping and structured cloning shallow). */
   result: string;
+  /** Lazy-loading members (spec: "Lazy-loading room members"): the state of the same request with
+   * `lazy_load_members` and nothing sent before (the member events of the timeline's senders and the
+   * heroes, sorted as the room sorts state), as JSON text; the worker leaves out those the device has.
+   * Absent where that request is not answered this way (a partial-state room, a member event the
+   * recipient sent). */
+  lazyState?: string;
 }
 
 /**
@@ -58,7 +65,7 @@ export function pushedSyncPart(engine: RoomEngine, recipient: string, list: read
   const sinceOrdering = accepted.prev;
   if (newestTimelineGap(engine, sinceOrdering, upto) !== undefined) return undefined;
   const orderings = list.map((n) => n.streamOrdering);
-  const result = roomSync(engine, {
+  const request: RoomSyncRequest = {
     userId: recipient,
     section: "join",
     mode: "exact",
@@ -68,7 +75,14 @@ export function pushedSyncPart(engine: RoomEngine, recipient: string, list: read
     sinceOrdering,
     limit: orderings.length,
     eventFormat: "client",
-  });
+  };
+  const result = roomSync(engine, request);
   if (result.state.length > 0 || result.sticky !== undefined || result.timeline.limited || result.timeline.events.length !== orderings.length) return undefined;
-  return { roomId: meta.roomId, sinceOrdering, upto, orderings, result: JSON.stringify(result) };
+  const part: PushedSyncPart = { roomId: meta.roomId, sinceOrdering, upto, orderings, result: JSON.stringify(result) };
+  if (!isPartialState(engine)) {
+    const lazy = roomSync(engine, { ...request, lazyLoadMembers: true, lazyMembersSent: {} });
+    // Only member events can differ; one the recipient sent could carry their device's transaction ID.
+    if (lazy.state.every((e) => e.type === "m.room.member" && e.sender !== recipient)) part.lazyState = JSON.stringify(lazy.state);
+  }
+  return part;
 }

@@ -125,9 +125,10 @@ export interface SyncRoomPlan {
    * has (user ID → event ID); they are not sent again. */
   lazyMembersSent?: Record<string, string>;
   /** The room's part of the response, carried by the push that woke this sync (room/pushed-sync-part.ts):
-   * its answer to `syncRoom` for exactly this timeline plan with no filters, as JSON text. The worker uses
-   * it instead of asking the room when its request has none of the options the part was not built for. */
-  pushed?: string;
+   * its answer to `syncRoom` for exactly this timeline plan with no filters, as JSON text, and with
+   * lazy-loading its state for nothing sent before. The worker uses it instead of asking the room when its
+   * request has none of the options the part was not built for. */
+  pushed?: { result: string; lazyState?: string };
 }
 
 export interface PresenceEvent {
@@ -818,7 +819,10 @@ export class SyncHub {
               plan.lazyMembersSent = this.store.lazyMembersSent(request.deviceId, roomId, senders);
             }
             const pushed = this.pushedParts.get(roomId);
-            if (pushed && !request.fullState && !f.lazyLoadMembers && pushedPartFits(pushed, exact)) plan.pushed = pushed.result;
+            if (pushed && !request.fullState && (!f.lazyLoadMembers || pushed.lazyState !== undefined) && pushedPartFits(pushed, exact)) {
+              plan.pushed = { result: pushed.result };
+              if (f.lazyLoadMembers) plan.pushed.lazyState = pushed.lazyState;
+            }
           }
         }
       } else if (m.membership === "invite" || m.membership === "knock") {

@@ -4,7 +4,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import type { RegisteredUser } from "./helpers.js";
+import { login, type RegisteredUser } from "./helpers.js";
 import { createRoom, join, newUser, putState, send } from "./room-helpers.js";
 import { sync, timeline, type SyncBody, type SyncParams } from "./sync-helpers.js";
 import { PUSHED_PART_MAX_RECIPIENTS } from "../../durable-objects/room/pushed-sync-part.js";
@@ -92,7 +92,56 @@ describe("pushed sync part", () => {
     }
   });
 
-  it("asks the room for what the part was not built for: own events, lazy-loading, a filter on content, more events", async () => {
+  it("lazy-loading members: the part's member events, without those the device has, as the room gives them", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const carol = await newUser("carol");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    expect((await join(bob, roomId)).status).toBe(200);
+    const syncRoomCalls = await countSyncRoom(roomId);
+    // Member events stay out of the timeline, so the state is what tells bob's device who carol is.
+    const timelineFilter = { not_types: ["m.room.member"] };
+    const redundant = { room: { timeline: timelineFilter, state: { lazy_load_members: true, include_redundant_members: true } } };
+    const lazy = { room: { timeline: timelineFilter, state: { lazy_load_members: true } } };
+    let since = (await sync(bob, { filter: lazy })).next_batch as string;
+    expect((await join(carol, roomId)).status).toBe(200);
+    since = (await sync(bob, { since, filter: lazy })).next_batch as string;
+
+    // With redundant members: carol's member event every time, from the push and from the room alike.
+    let calls = syncRoomCalls();
+    let woken = await wokenBy(bob, since, roomId, async () => (await send(carol, roomId, { msgtype: "m.text", body: "hi" })).body.event_id, { filter: redundant });
+    expect(syncRoomCalls()).toBe(calls);
+    const state = (body: SyncBody) => (body.rooms.join[roomId].state.events as { type: string; state_key: string }[]).map((e) => `${e.type}|${e.state_key}`);
+    // (and alice's, a hero of the room's summary)
+    expect(state(woken.body)).toEqual([`m.room.member|${alice.user_id}`, `m.room.member|${carol.user_id}`].sort());
+    await forgetPushedParts(bob.user_id);
+    let again = await sync(bob, { since: woken.since, filter: redundant });
+    expect(syncRoomCalls()).toBe(calls + 1);
+    expect(withoutAges(woken.body.rooms.join[roomId])).toEqual(withoutAges(again.rooms.join[roomId]));
+    since = woken.body.next_batch;
+
+    // Without: what bob's device has is left out. A second device with the same history asks the room
+    // for each response (the pushed part forgotten first); both must get the same.
+    const localpart = bob.user_id.slice(1, bob.user_id.indexOf(":"));
+    const other = await login(bob.user_id, `password-${localpart}`);
+    expect(other.status).toBe(200);
+    const bob2 = { ...bob, access_token: other.body.access_token as string, device_id: other.body.device_id as string };
+    for (const device of [bob, bob2]) await sync(device, { since: (await sync(device, { filter: lazy })).next_batch, filter: lazy });
+    since = (await sync(bob, { filter: lazy })).next_batch as string;
+    await sync(bob2, { filter: lazy });
+    for (const body of ["one", "two"]) {
+      calls = syncRoomCalls();
+      woken = await wokenBy(bob, since, roomId, async () => (await send(carol, roomId, { msgtype: "m.text", body })).body.event_id, { filter: lazy });
+      expect(syncRoomCalls()).toBe(calls);
+      await forgetPushedParts(bob.user_id);
+      again = await sync(bob2, { since: woken.since, filter: lazy });
+      expect(syncRoomCalls()).toBe(calls + 1);
+      expect(withoutAges(woken.body.rooms.join[roomId])).toEqual(withoutAges(again.rooms.join[roomId]));
+      since = woken.body.next_batch;
+    }
+  });
+
+  it("asks the room for what the part was not built for: own events, state_after, a filter on content, more events", async () => {
     const alice = await newUser("alice");
     const bob = await newUser("bob");
     const roomId = await createRoom(alice, { preset: "public_chat" });
@@ -107,11 +156,9 @@ describe("pushed sync part", () => {
     expect(timeline(woken.body, roomId)[0]!).toHaveProperty("unsigned.transaction_id", "txn-own");
     since = woken.body.next_batch;
 
-    // Lazy-loading members: the room adds the sender's member event.
+    // MSC4222 state_after: the state at the end of the timeline.
     calls = syncRoomCalls();
-    woken = await wokenBy(bob, since, roomId, async () => (await send(alice, roomId, { msgtype: "m.text", body: "lazy" })).body.event_id, {
-      filter: { room: { state: { lazy_load_members: true } } },
-    });
+    woken = await wokenBy(bob, since, roomId, async () => (await send(alice, roomId, { msgtype: "m.text", body: "after" })).body.event_id, { use_state_after: true });
     expect(syncRoomCalls()).toBe(calls + 1);
     since = woken.body.next_batch;
 

@@ -11,7 +11,7 @@ import { roomToken } from "../../durable-objects/notifications.js";
 import type { SyncPlan, SyncRoomPlan } from "../../durable-objects/user/sync.js";
 import { parseSyncToken } from "../../durable-objects/user/sync-token.js";
 import { MatrixError, invalidParam } from "../../protocol/errors.js";
-import { needsContent, selectEventFields, syncFilterView, type SyncFilterView } from "../../protocol/event-filter.js";
+import { eventPasses, needsContent, selectEventFields, syncFilterView, type SyncFilterView } from "../../protocol/event-filter.js";
 import { isFilterId, parseFilter, type Filter } from "../../protocol/filter.js";
 import type { JsonObject } from "../../protocol/json.js";
 import { requester, requireAuth } from "../auth.js";
@@ -174,7 +174,7 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
     if (room.lazyMembersSent) request.lazyMembersSent = room.lazyMembersSent;
     // The part the waking push carried (room/pushed-sync-part.ts) answers a request without options it
     // was not built for; otherwise the room is asked.
-    result = room.pushed !== undefined && pushedPartAnswers(request) ? withCurrentAges(JSON.parse(room.pushed) as RoomSyncResult) : await roomStub(env, room.roomId).syncRoom(request);
+    result = room.pushed !== undefined && pushedPartAnswers(request, room.pushed) ? pushedResult(request, room.pushed) : await roomStub(env, room.roomId).syncRoom(request);
   }
 
   const fields = (events: SyncEvent[]) => events.map((e) => selectEventFields(e as unknown as JsonObject, filter.eventFields));
@@ -204,10 +204,11 @@ async function roomResponse(env: Env, who: { userId: string; deviceId: string },
   return out;
 }
 
-/** Whether a pushed part (built for an exact timeline with no filter, lazy-loading, full state, state_after
- * or receipts, in the client format) is the room's answer to `request`; the User DO has checked that the
- * timeline plan is the one it was built for, and its type and sender filter let every event through. */
-function pushedPartAnswers(request: RoomSyncRequest): boolean {
+/** Whether a pushed part (built for an exact timeline with no filter, full state, state_after or receipts,
+ * in the client format; lazy-loading when it has the lazy state) is the room's answer to `request`; the
+ * User DO has checked that the timeline plan is the one it was built for, and its type and sender filter
+ * let every event through. */
+function pushedPartAnswers(request: RoomSyncRequest, pushed: { lazyState?: string }): boolean {
   return (
     request.section === "join" &&
     request.mode === "exact" &&
@@ -215,11 +216,27 @@ function pushedPartAnswers(request: RoomSyncRequest): boolean {
     (request.orderings?.length ?? 0) <= request.limit &&
     !request.fullState &&
     !request.stateAfter &&
-    !request.lazyLoadMembers &&
+    (!request.lazyLoadMembers || pushed.lazyState !== undefined) &&
     !request.includeReceipts &&
     request.eventFormat !== "federation" &&
     !needsContent(request.timelineFilter)
   );
+}
+
+/** The room's answer from a pushed part. With lazy-loading, the state is the part's lazy state without the
+ * member events the device already has, through the state filter, as room/sync-reads.ts selects them. */
+function pushedResult(request: RoomSyncRequest, pushed: { result: string; lazyState?: string }): RoomSyncResult {
+  const result = withCurrentAges(JSON.parse(pushed.result) as RoomSyncResult);
+  if (request.lazyLoadMembers && pushed.lazyState !== undefined) {
+    const sent = request.lazyMembersSent ?? {};
+    result.state = (JSON.parse(pushed.lazyState) as Json[]).filter(
+      (e) =>
+        typeof e.state_key === "string" &&
+        e.event_id !== sent[e.state_key] &&
+        (!request.stateFilter || eventPasses(request.stateFilter, { type: e.type as string, sender: e.sender as string })),
+    ) as unknown as RoomSyncResult["state"];
+  }
+  return result;
 }
 
 /** `unsigned.age` of a part built a moment ago, as of now (spec: "the time in milliseconds that has
