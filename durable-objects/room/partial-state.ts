@@ -16,7 +16,8 @@
 //              (engine.persistOutliers: signatures, hashes, auth), CHECK_PER_STEP per step, in auth order.
 //   5. apply:  the member events of the full state that the current state lacks (and that no event since the
 //              join has changed) are added to the current state, with state deltas, so /sync and /members
-//              see them;
+//              see them; resyncBatches.applyPerStep state IDs per step, from rows of `partial_state_ids`
+//              (a big room's state is never one list in memory, issue 19 §3);
 //   6. recheck: the events from our join on are authorised again against the whole state, RECHECK_PER_STEP
 //              per step (room/partial-state-recheck.ts); then the room leaves partial state.
 // A restart continues where it left off: every step's progress is in SQLite.
@@ -38,6 +39,11 @@ const STAGE_BATCH = 500;
 const FETCH_PER_STEP = 100;
 const FETCH_CONCURRENCY = 20;
 const CHECK_PER_STEP = 500;
+/**
+ * State IDs applied per step (issue 19 §3: the state of a big room is not held in one invocation). Tests
+ * lower it to make several steps of a small room.
+ */
+export const resyncBatches = { applyPerStep: 2_000 };
 /** Staged /state elements between two turns of the event loop (see `breathe`). */
 const ELEMENTS_PER_TURN = 100;
 /** Delay between steps (each step is its own invocation) and after a failed step. */
@@ -57,6 +63,11 @@ export const PARTIAL_STATE_SCHEMA = `
   CREATE TABLE IF NOT EXISTS partial_state_staged (event_id TEXT PRIMARY KEY, json TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS partial_state_staged_auth (event_id TEXT NOT NULL, auth_event_id TEXT NOT NULL, PRIMARY KEY (event_id, auth_event_id));
   CREATE INDEX IF NOT EXISTS partial_state_staged_auth_by_auth ON partial_state_staged_auth (auth_event_id);
+  -- The state at our join as /state_ids named it (the join's prev event last), one row per ID, read in
+  -- bounded batches (the column partial_state.state_ids held it as one JSON list before; still read).
+  CREATE TABLE IF NOT EXISTS partial_state_ids (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL);
+  -- The apply phase's position: the IDs from seq below on are applied (it goes from the last down).
+  CREATE TABLE IF NOT EXISTS partial_state_apply (id INTEGER PRIMARY KEY CHECK (id = 1), below INTEGER NOT NULL);
 `;
 
 type Phase = "ids" | "state" | "fetch" | "check" | "apply" | "recheck";
@@ -170,7 +181,7 @@ export async function resyncStep(
       }
       const stateIds = answer.body.pdu_ids.filter((x): x is string => typeof x === "string");
       // The state after the join's prev event is the state before it plus the prev event itself (a state
-      // event overrides its key: applyFullState lets the last ID of a key win; any other event is ignored).
+      // event overrides its key: the apply phase lets the last ID of a key win; any other event is ignored).
       if (at !== state.join_event_id) stateIds.push(at);
       const authIds = answer.body.auth_chain_ids.filter((x): x is string => typeof x === "string");
       const all = new Set([...authIds, ...stateIds]);
@@ -182,7 +193,9 @@ export async function resyncStep(
           missing += 1;
         }
         const next: Phase = stream && missing >= all.size * STATE_REQUEST_SHARE ? "state" : "fetch";
-        engine.sql.exec("UPDATE partial_state SET state_ids = ?, phase = ? WHERE id = 1", JSON.stringify(stateIds), next);
+        engine.sql.exec("DELETE FROM partial_state_ids");
+        for (const id of stateIds) engine.sql.exec("INSERT INTO partial_state_ids (event_id) VALUES (?)", id);
+        engine.sql.exec("UPDATE partial_state SET state_ids = NULL, phase = ? WHERE id = 1", next);
       });
       return STEP_DELAY_MS;
     }
@@ -273,7 +286,7 @@ async function lockedStep(engine: RoomEngine): Promise<number | null> {
       return STEP_DELAY_MS;
     }
     case "apply": {
-      applyFullState(engine, JSON.parse(state.state_ids ?? "[]") as string[]);
+      if (!applyFullStateStep(engine, state)) return STEP_DELAY_MS;
       engine.transaction(() => {
         beginRecheck(engine, state.join_event_id);
         engine.sql.exec("UPDATE partial_state SET phase = 'recheck' WHERE id = 1");
@@ -381,33 +394,69 @@ function breathe(): Promise<void> {
 }
 
 /**
- * Adds to the current state the entries of the full state (at our join) that it lacks and that no event
- * since the join has set: the member events the partial join left out.
+ * The state at our join, as /state_ids named it (the join's prev event last). Whole: for the recheck
+ * (room/partial-state-recheck.ts), which asks for it when it needs it.
  */
-function applyFullState(engine: RoomEngine, stateIds: string[]): void {
-  const joinRow = row(engine);
-  const joinOrdering = joinRow ? (engine.events.meta(joinRow.join_event_id)?.streamOrdering ?? 0) : 0;
+export function stateIdsAtJoin(engine: RoomEngine): string[] {
+  ensureSchema(engine);
+  const legacy = row(engine)?.state_ids;
+  if (legacy) return JSON.parse(legacy) as string[];
+  return engine.sql.exec<{ event_id: string }>("SELECT event_id FROM partial_state_ids ORDER BY seq").toArray().map((r) => r.event_id);
+}
+
+/**
+ * One bounded step of adding to the current state the entries of the full state (at our join) that it
+ * lacks and that no event since the join has set: the member events the partial join left out. Each step
+ * takes the next `resyncBatches.applyPerStep` IDs, from the last down, so that the last ID of a state key
+ * wins (an entry already in the current state, or added by an earlier step, is kept). Returns true when
+ * every ID was applied. A repeated step (after a crash) finds its additions in the current state.
+ */
+function applyFullStateStep(engine: RoomEngine, state: PartialRow): boolean {
+  if (state.state_ids) {
+    // A resync that began before the IDs had their table: moved there once.
+    const ids = JSON.parse(state.state_ids) as string[];
+    engine.transaction(() => {
+      engine.sql.exec("DELETE FROM partial_state_ids");
+      for (const id of ids) engine.sql.exec("INSERT INTO partial_state_ids (event_id) VALUES (?)", id);
+      engine.sql.exec("UPDATE partial_state SET state_ids = NULL WHERE id = 1");
+    });
+  }
+  const below =
+    engine.sql.exec<{ below: number }>("SELECT below FROM partial_state_apply WHERE id = 1").toArray()[0]?.below ??
+    (engine.sql.exec<{ m: number | null }>("SELECT MAX(seq) AS m FROM partial_state_ids").one().m ?? 0) + 1;
+  if (below <= 1) return true;
+  const from = Math.max(1, below - resyncBatches.applyPerStep);
+  const joinOrdering = engine.events.meta(state.join_event_id)?.streamOrdering ?? 0;
   const changed = new Set(
     engine.sql
       .exec<{ type: string; state_key: string }>("SELECT type, state_key FROM state_deltas WHERE stream_ordering > ?", joinOrdering)
       .toArray()
       .map((r) => stateKey(r.type, r.state_key)),
   );
-  const current = engine.currentState();
+  const rows = engine.sql
+    .exec<{ event_id: string; type: string; state_key: string }>(
+      `SELECT e.event_id, e.type, e.state_key FROM partial_state_ids p JOIN events e ON e.event_id = p.event_id
+       WHERE p.seq >= ? AND p.seq < ? AND e.rejected_reason IS NULL AND e.state_key IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM current_state c WHERE c.type = e.type AND c.state_key = e.state_key)
+       ORDER BY p.seq DESC`,
+      from,
+      below,
+    )
+    .toArray();
   const additions = new Map<string, string>();
-  for (const id of stateIds) {
-    const m = engine.events.meta(id);
-    if (!m || m.rejectedReason !== null || m.stateKey === null) continue;
-    const key = stateKey(m.type, m.stateKey);
-    if (current.has(key) || changed.has(key)) continue;
-    additions.set(key, id);
+  for (const r of rows) {
+    const key = stateKey(r.type, r.state_key);
+    if (additions.has(key) || changed.has(key)) continue;
+    additions.set(key, r.event_id);
   }
   if (additions.size > 0) engine.addToCurrentState(additions, joinOrdering);
+  engine.sql.exec("INSERT OR REPLACE INTO partial_state_apply (id, below) VALUES (1, ?)", from);
+  return from <= 1;
 }
 
 /** One step of the recheck; the room leaves partial state with its last one (same write-queue turn). */
 async function recheckThenFinish(engine: RoomEngine, state: PartialRow): Promise<number | null> {
-  if (!(await recheckStep(engine, () => JSON.parse(state.state_ids ?? "[]") as string[])).done) return STEP_DELAY_MS;
+  if (!(await recheckStep(engine, () => stateIdsAtJoin(engine))).done) return STEP_DELAY_MS;
   // Our users' device list updates the resync shows some servers missed (room.ts sends them once complete).
   planMissedDeviceListUpdates(engine, state.join_event_id, JSON.parse(state.servers) as string[]);
   finish(engine);
@@ -418,6 +467,8 @@ function finish(engine: RoomEngine): void {
   engine.transaction(() => {
     endRecheck(engine);
     engine.sql.exec("DELETE FROM partial_state");
+    engine.sql.exec("DELETE FROM partial_state_ids");
+    engine.sql.exec("DELETE FROM partial_state_apply");
     engine.sql.exec("DELETE FROM partial_state_missing");
     engine.sql.exec("DELETE FROM partial_state_staged");
     engine.sql.exec("DELETE FROM partial_state_staged_auth");

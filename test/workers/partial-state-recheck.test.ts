@@ -10,7 +10,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import { receivePdus } from "../../durable-objects/room/federation-inbound.js";
-import { beginPartialState, resyncStep } from "../../durable-objects/room/partial-state.js";
+import { beginPartialState, resyncStep, stateIdsAtJoin } from "../../durable-objects/room/partial-state.js";
 import { beginRecheck, recheckStep } from "../../durable-objects/room/partial-state-recheck.js";
 import { joinRemoteRoom } from "../../durable-objects/room/remote-join.js";
 import type { Pdu } from "../../protocol/pdu.js";
@@ -187,7 +187,7 @@ describe("events of a partial-state join, checked again after the resync", () =>
       const engine = engineOf(instance);
       const phase = () => engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").one().phase;
       for (let i = 0; i < 20 && phase() !== "apply"; i++) await resyncStep(engine, remote);
-      const stateAtJoin = () => JSON.parse(engine.sql.exec<{ state_ids: string }>("SELECT state_ids FROM partial_state").one().state_ids) as string[];
+      const stateAtJoin = () => stateIdsAtJoin(engine);
       beginRecheck(engine, joinId);
       const seen: { done: boolean; changed: string[]; current: string | undefined }[] = [];
       for (let i = 0; i < 10; i++) {

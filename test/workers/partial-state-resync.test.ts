@@ -7,7 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RoomEngine } from "../../durable-objects/room/engine.js";
 import type { RemoteFetch, RemoteStream } from "../../durable-objects/room/federation-inbound.js";
-import { beginPartialState, resyncStep } from "../../durable-objects/room/partial-state.js";
+import { beginPartialState, resyncBatches, resyncStep, stateIdsAtJoin } from "../../durable-objects/room/partial-state.js";
 import { joinRemoteRoom } from "../../durable-objects/room/remote-join.js";
 import { isJsonObject } from "../../protocol/json.js";
 import type { Env } from "../../worker/env.js";
@@ -46,12 +46,12 @@ describe("partial-state resync", () => {
       };
       beginPartialState(engine, joinLike, ["resident.test", SERVER_NAME], SERVER_NAME);
       await resyncStep(engine, remote, undefined, locked);
-      const row = engine.sql.exec<{ state_ids: string; phase: string }>("SELECT state_ids, phase FROM partial_state").one();
+      const row = { ...engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").one(), stateIds: stateIdsAtJoin(engine) };
       // The rest of the resync: nothing is missing, so fetch, check and apply follow, and the room is complete.
       let steps = 0;
       while ((await resyncStep(engine, remote, undefined, locked)) !== null && steps < 10) steps++;
       const left = engine.sql.exec("SELECT 1 FROM partial_state").toArray().length;
-      return { prev, stateIds: JSON.parse(row.state_ids) as string[], phase: row.phase, lockedPhases, left };
+      return { prev, stateIds: row.stateIds, phase: row.phase, lockedPhases, left };
     });
     expect(asked).toEqual([`/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(recorded.prev)}`]);
     // Every ID is known here: nothing to fetch; the prev event closes the list (it wins its state key).
@@ -134,7 +134,7 @@ describe("partial-state resync", () => {
       const answer = JSON.stringify({ pdus: Array.from({ length: 400 }, (_, i) => pdus[i % pdus.length]), auth_chain: [] });
       const stream: RemoteStream = async () => ({ ok: true, response: new Response(answer) });
       beginPartialState(engine, pdus.at(-1)!.event_id, ["resident.test"], SERVER_NAME);
-      engine.sql.exec("UPDATE partial_state SET phase = 'state', state_ids = '[]'");
+      engine.sql.exec("UPDATE partial_state SET phase = 'state'");
       let finished = false;
       let otherWorkRan: boolean | undefined;
       // Other work (a transaction from the resident, a sync) queued as the step starts.
@@ -169,25 +169,41 @@ describe("partial-state resync", () => {
       };
       const phases: string[] = [];
       let edges: { event_id: string; auth_event_id: string }[] = [];
-      for (let i = 0; i < 20; i++) {
+      // One state ID per apply step: bob's two joins are applied in different steps, the last one first.
+      resyncBatches.applyPerStep = 1;
+      let stateIdCount = 0;
+      let bobAfterApply: string | undefined;
+      for (let i = 0; i < 40; i++) {
         const phase = engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").toArray()[0]?.phase;
         if (phase === undefined) break;
         phases.push(phase);
+        if (phase === "apply" && stateIdCount === 0) stateIdCount = stateIdsAtJoin(engine).length;
+
         // What the check phase will order by, once everything is staged.
         if (phase === "check" && phases.at(-2) !== "check") edges = engine.sql.exec<{ event_id: string; auth_event_id: string }>("SELECT event_id, auth_event_id FROM partial_state_staged_auth").toArray();
         await resyncStep(engine, remote, stream);
+        // What the apply steps made of bob (the last step also starts the recheck of the events since the
+        // join, which would correct a wrong entry: looked at before that).
+        const after = engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").toArray()[0]?.phase;
+        if (phase === "apply" && after === "apply") bobAfterApply = engine.currentStateEventId("m.room.member", bob);
       }
+      resyncBatches.applyPerStep = 2_000;
       return {
         phases,
         edges,
         rejected: [firstJoin, secondJoin].map((e) => engine.events.meta(e.eventId)?.rejectedReason),
         bobNow: engine.currentStateEventId("m.room.member", bob),
+        stateIds: stateIdCount,
+        bobAfterApply,
       };
     });
     expect(result.phases.slice(0, 4)).toEqual(["ids", "state", "fetch", "fetch"]);
+    // As many apply steps as state IDs (the state before the prev event and the prev event itself).
+    expect(result.phases.filter((p) => p === "apply").length).toBe(result.stateIds);
     // The only edge kept: to bob's first join (create, power levels and join rules were stored at the join).
     expect(result.edges).toEqual([{ event_id: secondJoin.eventId, auth_event_id: firstJoin.eventId }]);
     expect(result.rejected).toEqual([null, null]);
+    expect(result.bobAfterApply).toBe(secondJoin.eventId);
     expect(result.bobNow).toBe(secondJoin.eventId);
   });
 });
