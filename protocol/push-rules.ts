@@ -478,7 +478,13 @@ class ConditionEvaluator {
   eventMatch(key: string, pattern: string): boolean {
     const value = lookupPath(this.event, key);
     if (typeof value !== "string") return false;
-    return globMatch(compileGlob(pattern), this.fold(value), key === "content.body" ? "word" : "whole");
+    const tokens = compileGlob(pattern);
+    const mode = key === "content.body" ? "word" : "whole";
+    // A whole-value pattern without wildcards matches one code point per token: a value of another length
+    // (no surrogates: one unit per code point) cannot match, and need not be folded. Most rules are such
+    // (`type`, `content.msgtype`), and every event runs all of them for every recipient.
+    if (mode === "whole" && !tokens.some((t) => t.t !== "char") && value.length !== tokens.length && !HAS_SURROGATE.test(value)) return false;
+    return globMatch(tokens, this.fold(value), mode);
   }
 
   private fold(s: string): { folded: string[]; word: boolean[] } {
@@ -557,7 +563,23 @@ type GlobToken = { t: "star" } | { t: "one" } | { t: "char"; c: string };
 
 const foldChar = (c: string) => c.toUpperCase().toLowerCase();
 
+const HAS_SURROGATE = /[\ud800-\udfff]/;
+
+/** Compiled patterns: rules are few and the same for every event (bounded: user rules are free text). */
+const compiledGlobs = new Map<string, GlobToken[]>();
+const COMPILED_GLOBS_MAX = 1000;
+
 function compileGlob(pattern: string): GlobToken[] {
+  let tokens = compiledGlobs.get(pattern);
+  if (tokens === undefined) {
+    tokens = compileGlobUncached(pattern);
+    if (compiledGlobs.size >= COMPILED_GLOBS_MAX) compiledGlobs.clear();
+    compiledGlobs.set(pattern, tokens);
+  }
+  return tokens;
+}
+
+function compileGlobUncached(pattern: string): GlobToken[] {
   const tokens: GlobToken[] = [];
   for (const ch of pattern) {
     if (ch === "*") {

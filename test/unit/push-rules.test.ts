@@ -517,3 +517,20 @@ describe("copyRoomRules (room upgrades)", () => {
     expect(copyRoomRules(s, "!none:x", "!new:x")).toBe(s);
   });
 });
+
+describe("event_match on whole values: the length shortcut (one code point per token)", () => {
+  const m = (key: string, pattern: string, value: string) => conditionMatches({ kind: "event_match", key, pattern }, { type: "x", content: { msgtype: value } } as JsonObject, ctx());
+  it("matches case-insensitively at equal length and refuses other lengths", () => {
+    expect(m("content.msgtype", "m.notice", "M.NOTICE")).toBe(true);
+    expect(m("content.msgtype", "m.notice", "m.notic")).toBe(false);
+    expect(m("content.msgtype", "m.notice", "m.notices")).toBe(false);
+    // Wildcards are not literal: the shortcut does not apply.
+    expect(m("content.msgtype", "m.*", "m.notice")).toBe(true);
+    expect(m("content.msgtype", "m.notic?", "m.notice")).toBe(true);
+  });
+  it("counts code points, not UTF-16 units, when the value has surrogate pairs", () => {
+    expect(m("content.msgtype", "a😀", "a😀")).toBe(true);
+    expect(m("content.msgtype", "a😀b", "a😀")).toBe(false);
+    expect(m("content.msgtype", "ab", "a😀")).toBe(false);
+  });
+});
