@@ -246,12 +246,13 @@ export class RoomDurableObject extends DurableObject<Env> {
     const meta = this.engine.meta();
     if (!meta) return;
     const members = this.engine.membersWith("join").filter((u) => this.engine.isLocalUser(u));
+    const memberCount = this.engine.memberCount("join");
     await Promise.all(
       members.map(async (userId) => {
         const joinEventId = this.engine.membershipOf(userId)?.eventId;
         if (joinEventId === undefined) return;
         try {
-          await this.userStub(userId).roomFullState(meta.roomId, joinEventId, this.engine.events.pdu(joinEventId)?.origin_server_ts);
+          await this.userStub(userId).roomFullState(meta.roomId, joinEventId, this.engine.events.pdu(joinEventId)?.origin_server_ts, memberCount);
         } catch (e) {
           console.warn("partial state: could not tell", userId, "that the resync completed", e instanceof Error ? e.message : e);
         }

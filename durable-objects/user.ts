@@ -656,9 +656,9 @@ export class UserDurableObject extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.joinedPartial(roomId, joinEventId));
   }
   /** The resync of a room the user joined with partial state completed: the next eager sync shows it. */
-  async roomFullState(roomId: string, joinEventId: string, joinedTs?: number): Promise<void> {
+  async roomFullState(roomId: string, joinEventId: string, joinedTs?: number, memberCount?: number): Promise<void> {
     const position = this.ctx.storage.transactionSync(() => this.syncHub.partialStateRooms.becameFull(roomId, joinEventId));
-    if (position !== null) await this.syncHub.roomBecameWhole(roomId, joinedTs ?? Date.now());
+    if (position !== null) await this.syncHub.roomBecameWhole(roomId, joinedTs ?? Date.now(), memberCount);
   }
   /** POST /rooms/{roomId}/forget (after the Room DO accepted it): sync stops listing the left room. */
   forgetRoom(roomId: string): boolean {

@@ -19,7 +19,7 @@ import { roomActivityOf, type RoomActivity } from "../room/event-index.js";
 import type { PushedSyncPart } from "../room/pushed-sync-part.js";
 import type { AlarmClock } from "./alarm-clock.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
-import { fanOutPresence, federatePresence, joinedMembersOf, remoteServersIn, watchRemoteUsers } from "./room-mates.js";
+import { WATCH_CONCURRENCY, fanOutPresence, federatePresence, joinedMembersOf, remoteServersIn, watchRemoteUsers } from "./room-mates.js";
 import { PresenceFederationLog, presencePingDue, presenceWorthSendingOnJoin } from "./presence-federation.js";
 import type { UserStream } from "./stream.js";
 import { encodeSyncToken, type SyncToken } from "./sync-token.js";
@@ -159,6 +159,28 @@ const CURRENTLY_ACTIVE_MS = 60_000;
 const PRESENCE_EXCHANGE_MAX_MEMBERS = 100;
 /** A user whose clients stopped syncing for this long goes offline (Synapse's SYNC_ONLINE_TIMEOUT). */
 export const PRESENCE_SYNC_TIMEOUT_MS = 30_000;
+
+/** Rooms up to this many members have their members followed before a resync's completion is answered. */
+export const AWAITED_ROOM_MATES = 1_000;
+
+/** Whether a room's completed resync waits for its members to be followed (unknown size: it waits). */
+export function awaitsRoomMates(memberCount: number | undefined): boolean {
+  return memberCount === undefined || memberCount <= AWAITED_ROOM_MATES;
+}
+
+/** `fn` over `items`, at most `n` at a time; the results in the items' order. */
+async function inBatches<T, R>(items: readonly T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return results;
+}
 
 export class SyncHub {
   readonly store: SyncStore;
@@ -417,27 +439,32 @@ export class SyncHub {
    * `device_lists.changed`, as Synapse replays the updates it kept while the room was partial
    * (`handle_room_un_partial_stated`; Complement "CanReceiveDeviceListUpdateDuringPartialStateJoin").
    */
-  async roomBecameWhole(roomId: string, joinedTs: number): Promise<void> {
+  async roomBecameWhole(roomId: string, joinedTs: number, memberCount?: number): Promise<void> {
     const me = this.userId();
     if (me === undefined) return;
-    // Awaited by the room before it answers the requests that waited for the resync (room.ts alarm).
-    try {
-      const remote = (await joinedMembersOf(this.env, roomId)).filter((m) => serverNameOf(m) !== this.env.SERVER_NAME);
-      const updated = await Promise.all(
-        remote.map((u) =>
+    const follow = async (): Promise<void> => {
+      try {
+        const remote = (await joinedMembersOf(this.env, roomId)).filter((m) => serverNameOf(m) !== this.env.SERVER_NAME);
+        // One remote user's DO each, at most WATCH_CONCURRENCY at a time (room-mates.ts watchRemoteUsers).
+        const updated = await inBatches(remote, WATCH_CONCURRENCY, (u) =>
           this.env.USERS.get(this.env.USERS.idFromName(u))
             .watchRemoteDeviceList(me, roomId, joinedTs)
             .catch((e: unknown) => (console.warn("remote user watch failed", u, e instanceof Error ? e.message : e), false)),
-        ),
-      );
-      const changed = remote.filter((_, i) => updated[i]);
-      if (changed.length === 0 || !this.sources.recordDeviceListChange) return;
-      this.ctx.storage.transactionSync(() => {
-        for (const u of changed) this.sources.recordDeviceListChange!(u, "changed");
-      });
-    } catch (e) {
-      console.warn("room-mates of a whole room", e instanceof Error ? e.message : e);
-    }
+        );
+        const changed = remote.filter((_, i) => updated[i]);
+        if (changed.length === 0 || !this.sources.recordDeviceListChange) return;
+        this.ctx.storage.transactionSync(() => {
+          for (const u of changed) this.sources.recordDeviceListChange!(u, "changed");
+        });
+      } catch (e) {
+        console.warn("room-mates of a whole room", e instanceof Error ? e.message : e);
+      }
+    };
+    // Awaited by the room before it answers the requests that waited for the resync (room.ts alarm), in a
+    // room of at most AWAITED_ROOM_MATES members. A bigger room's members are followed in the background:
+    // one remote user's DO each held /members 50 s at 2,000 members and 210 s at 10,000 (issue 19 §5).
+    if (awaitsRoomMates(memberCount)) await follow();
+    else this.followUp(follow);
   }
 
   /** The user joined a room: its members' device lists are news to them, their own included (as Synapse's

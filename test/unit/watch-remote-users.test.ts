@@ -3,6 +3,7 @@
 // only counts the calls in flight.
 import { describe, expect, it } from "vitest";
 import { WATCH_CONCURRENCY, watchRemoteUsers } from "../../durable-objects/user/room-mates.js";
+import { AWAITED_ROOM_MATES, awaitsRoomMates } from "../../durable-objects/user/sync.js";
 
 function countingUsers() {
   const seen = { calls: [] as string[], inFlight: 0, most: 0 };
@@ -40,3 +41,12 @@ describe("watchRemoteUsers", () => {
   });
 });
 
+
+describe("awaitsRoomMates", () => {
+  it(`a completed resync waits for its members to be followed up to ${AWAITED_ROOM_MATES} members, not above`, () => {
+    expect(awaitsRoomMates(AWAITED_ROOM_MATES)).toBe(true);
+    expect(awaitsRoomMates(AWAITED_ROOM_MATES + 1)).toBe(false);
+    expect(awaitsRoomMates(2)).toBe(true);
+    expect(awaitsRoomMates(undefined)).toBe(true);
+  });
+});
