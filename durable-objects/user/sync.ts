@@ -160,12 +160,20 @@ const PRESENCE_EXCHANGE_MAX_MEMBERS = 100;
 /** A user whose clients stopped syncing for this long goes offline (Synapse's SYNC_ONLINE_TIMEOUT). */
 export const PRESENCE_SYNC_TIMEOUT_MS = 30_000;
 
-/** Rooms up to this many members have their members followed before a resync's completion is answered. */
-export const AWAITED_ROOM_MATES = 1_000;
+/**
+ * Rooms up to this many members have their remote members' device lists followed when the user joins (or,
+ * after a partial join, before the resync's completion is answered). Following costs one remote user's
+ * Durable Object each: 10,000 of them at a join held /joined_members for 210 s and, locally, ran workerd
+ * out of file handles (SQLITE_CANTOPEN; issue 19, bench:join). In a bigger room a remote member is
+ * followed once the user asks for their keys (worker/federation/remote-keys.ts), which every client
+ * does before it encrypts to them; a member nobody asked about is not listed in `device_lists.changed`,
+ * which a client only reads for the users it tracks.
+ */
+export const FOLLOWED_ROOM_MATES_MAX = 1_000;
 
-/** Whether a room's completed resync waits for its members to be followed (unknown size: it waits). */
-export function awaitsRoomMates(memberCount: number | undefined): boolean {
-  return memberCount === undefined || memberCount <= AWAITED_ROOM_MATES;
+/** Whether a room's remote members are followed as room-mates (unknown size: they are). */
+export function followsRoomMates(memberCount: number | undefined): boolean {
+  return memberCount === undefined || memberCount <= FOLLOWED_ROOM_MATES_MAX;
 }
 
 /** `fn` over `items`, at most `n` at a time; the results in the items' order. */
@@ -460,11 +468,9 @@ export class SyncHub {
         console.warn("room-mates of a whole room", e instanceof Error ? e.message : e);
       }
     };
-    // Awaited by the room before it answers the requests that waited for the resync (room.ts alarm), in a
-    // room of at most AWAITED_ROOM_MATES members. A bigger room's members are followed in the background:
-    // one remote user's DO each held /members 50 s at 2,000 members and 210 s at 10,000 (issue 19 §5).
-    if (awaitsRoomMates(memberCount)) await follow();
-    else this.followUp(follow);
+    // Awaited by the room before it answers the requests that waited for the resync (room.ts alarm). A room
+    // of more than FOLLOWED_ROOM_MATES_MAX members is not followed (see there).
+    if (followsRoomMates(memberCount)) await follow();
   }
 
   /** The user joined a room: its members' device lists are news to them, their own included (as Synapse's
@@ -482,7 +488,8 @@ export class SyncHub {
     const servers = new Set(remoteMembers.map((m) => serverNameOf(m)));
     await Promise.all([
       this.exchangePresence(roomId, me, members),
-      watchRemoteUsers(this.env, remoteMembers, me, roomId),
+      // Not in a big room: one remote user's DO each (FOLLOWED_ROOM_MATES_MAX).
+      followsRoomMates(members.length) ? watchRemoteUsers(this.env, remoteMembers, me, roomId) : undefined,
       mine ? federatePresence(this.env, me, servers, presenceStateOf(mine)) : undefined,
     ]);
   }

@@ -3,7 +3,7 @@
 // only counts the calls in flight.
 import { describe, expect, it } from "vitest";
 import { WATCH_CONCURRENCY, watchRemoteUsers } from "../../durable-objects/user/room-mates.js";
-import { AWAITED_ROOM_MATES, awaitsRoomMates } from "../../durable-objects/user/sync.js";
+import { FOLLOWED_ROOM_MATES_MAX, followsRoomMates } from "../../durable-objects/user/sync.js";
 
 function countingUsers() {
   const seen = { calls: [] as string[], inFlight: 0, most: 0 };
@@ -42,11 +42,11 @@ describe("watchRemoteUsers", () => {
 });
 
 
-describe("awaitsRoomMates", () => {
-  it(`a completed resync waits for its members to be followed up to ${AWAITED_ROOM_MATES} members, not above`, () => {
-    expect(awaitsRoomMates(AWAITED_ROOM_MATES)).toBe(true);
-    expect(awaitsRoomMates(AWAITED_ROOM_MATES + 1)).toBe(false);
-    expect(awaitsRoomMates(2)).toBe(true);
-    expect(awaitsRoomMates(undefined)).toBe(true);
+describe("followsRoomMates", () => {
+  it(`a room's remote members are followed up to ${FOLLOWED_ROOM_MATES_MAX} members, not above`, () => {
+    expect(followsRoomMates(FOLLOWED_ROOM_MATES_MAX)).toBe(true);
+    expect(followsRoomMates(FOLLOWED_ROOM_MATES_MAX + 1)).toBe(false);
+    expect(followsRoomMates(2)).toBe(true);
+    expect(followsRoomMates(undefined)).toBe(true);
   });
 });
