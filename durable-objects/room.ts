@@ -729,9 +729,13 @@ export class RoomDurableObject extends DurableObject<Env> {
     // A room held with partial state cannot tell whether a join is allowed (members are missing): the join
     // goes through a resident as a second partial join, as Synapse's `_should_perform_remote_join` does
     // (Complement msc3902 "Leave during resync/works after a second partial join"); the resync goes on.
-    // A member already joined (a profile change) stays local.
+    // A member already joined (a profile change) stays local. The resident's servers are added to those
+    // named only while this server is in the room: once its last member left, a join is a join from
+    // outside, through the servers named, as Synapse's (a restricted join through a server that cannot
+    // authorise it must fail: Complement TestRestrictedRoomsRemoteJoinFailOver, whose rejoin comes while
+    // the room it left is still partial here).
     const partial = request.action === "join" && meta !== null && isPartialState(this.engine) && this.engine.membershipOf(this.inRoom(request.target))?.membership !== "join";
-    if (partial) request = { ...request, servers: [...new Set([...(request.servers ?? []), ...partialStateServers(this.engine)])] };
+    if (partial && this.hasLocalJoinedMember()) request = { ...request, servers: [...new Set([...(request.servers ?? []), ...partialStateServers(this.engine)])] };
     // In the room, a restricted join that no local member may authorise goes through a server whose member may.
     const authorisingServers = !partial && request.action === "join" && meta && this.hasLocalJoinedMember() ? remoteAuthorisingServers(this.engine, request.target) : undefined;
     if (authorisingServers) request = { ...request, servers: authorisingServers };

@@ -131,6 +131,25 @@ describe("partial-state rooms in /sync", () => {
     expect((await sync(alice, { since: after.next_batch })).rooms?.join?.[roomId]).toBeUndefined();
   });
 
+  it("once the last local member left, a join goes through the servers named only, not the resident (Complement TestRestrictedRoomsRemoteJoinFailOver)", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const resident = uniqueServer("psleft");
+    const named = uniqueServer("psnamed");
+    await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = (instance as unknown as RoomInstance).engine;
+      beginPartialState(engine, [...engine.currentState().values()].at(-1)!, [resident], SERVER_NAME);
+    });
+    expect((await api("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, { token: alice.access_token, body: {} })).status).toBe(200);
+    await remoteControl("/_test/answer", { server: named, method: "GET", path: `/_matrix/federation/v1/make_join/*`, status: 400, body: { errcode: "M_UNABLE_TO_AUTHORISE_JOIN", error: "cannot tell" } });
+    const res = await api("POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${named}`, { token: alice.access_token, body: {} });
+    expect(res.status).toBe(400);
+    expect(res.body.errcode).toBe("M_UNABLE_TO_AUTHORISE_JOIN");
+    const asked = async (server: string) => (await remoteControl<{ path: string }[]>(`/_test/answered?server=${encodeURIComponent(server)}`)).map((a) => a.path.split("/").slice(0, 5).join("/"));
+    expect(await asked(named)).toEqual(["/_matrix/federation/v1/make_join"]);
+    expect(await asked(resident)).toEqual([]);
+  });
+
   it("a new local join while the room is partial goes through the resident (a second partial join), not around it", async () => {
     const alice = await newUser("alice");
     const carol = await newUser("carol");
