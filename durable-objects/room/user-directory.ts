@@ -12,6 +12,37 @@ export const MAX_DIRECTORY_WORDS = 8;
 /** Most matching members of other servers one room answers. */
 export const MAX_DIRECTORY_MATCHES = 51;
 
+/**
+ * The user directory's matching and ranking, shared by the worker's D1 search of local users
+ * (worker/client/user-directory.ts) and the room's search of other servers' members (below), so that the
+ * two lists merge in one order. Every word must occur in the user ID or the display name (instr(): no
+ * wildcard escaping, and D1 refuses LIKE patterns over 50 bytes; lower() folds ASCII only). Ranked: an
+ * exact display name or localpart first, then one that starts with the term, then users with a display
+ * name (spec: "ordered by rank and then whether or not profile info is available"), then by user ID.
+ */
+export function directoryMatch(userIdColumn: string, displayNameColumn: string, words: readonly string[]): { sql: string; params: string[] } {
+  const one = `(instr(lower(${userIdColumn}), ?) > 0 OR instr(lower(coalesce(${displayNameColumn}, '')), ?) > 0)`;
+  return { sql: words.map(() => one).join(" AND "), params: words.flatMap((w) => [w, w]) };
+}
+
+/** ORDER BY of the directory's rank over columns `user_id` and `displayname`; its parameters come from
+ * `directoryRankParams`. */
+export const DIRECTORY_RANK_ORDER = `
+  CASE
+    WHEN lower(displayname) = ? OR instr(lower(user_id), ?) = 1 THEN 0
+    WHEN instr(lower(displayname), ?) = 1 OR instr(lower(user_id), ?) = 1 THEN 1
+    ELSE 2
+  END,
+  displayname IS NULL,
+  user_id`;
+
+/** The parameters of DIRECTORY_RANK_ORDER for the search `words`: `@term:` starts the user ID exactly when
+ * the localpart is the term, `@term` when it starts with it. */
+export function directoryRankParams(words: readonly string[]): string[] {
+  const whole = words.join(" ");
+  return [whole, `@${whole}:`, whole, `@${whole}`];
+}
+
 export interface DirectoryMember {
   user_id: string;
   display_name?: string;
@@ -27,29 +58,18 @@ export function searchRemoteMembers(engine: RoomEngine, words: string[], limit: 
   const max = Math.max(0, Math.min(Math.floor(limit), MAX_DIRECTORY_MATCHES));
   if (!engine.meta() || terms.length === 0 || max === 0) return [];
   const name = "json_extract(e.json, '$.content.displayname')";
-  const conditions = terms.map(() => `(instr(lower(c.state_key), ?) > 0 OR instr(lower(coalesce(${name}, '')), ?) > 0)`).join(" AND ");
-  const whole = terms.join(" ");
+  const match = directoryMatch("c.state_key", name, terms);
   const out: DirectoryMember[] = [];
-  // Ranked as the worker ranks its D1 results (an exact name or localpart first, then a prefix, then
-  // members with a display name); this server's members are skipped here (the worker has their profiles).
+  // Ranked as the worker ranks its D1 results; this server's members are skipped here (the worker has
+  // their profiles).
   for (const row of engine.sql.exec<{ user_id: string; displayname: SqlStorageValue; avatar_url: SqlStorageValue }>(
     `SELECT user_id, displayname, avatar_url FROM (
        SELECT c.state_key AS user_id, ${name} AS displayname, json_extract(e.json, '$.content.avatar_url') AS avatar_url
          FROM current_state c JOIN events e ON e.event_id = c.event_id
-        WHERE c.type = 'm.room.member' AND c.membership = 'join' AND ${conditions})
-      ORDER BY
-        CASE
-          WHEN lower(displayname) = ? OR instr(lower(user_id), ?) = 1 THEN 0
-          WHEN instr(lower(displayname), ?) = 1 OR instr(lower(user_id), ?) = 1 THEN 1
-          ELSE 2
-        END,
-        displayname IS NULL,
-        user_id`,
-    ...terms.flatMap((w) => [w, w]),
-    whole,
-    `@${whole}:`,
-    whole,
-    `@${whole}`,
+        WHERE c.type = 'm.room.member' AND c.membership = 'join' AND ${match.sql})
+      ORDER BY ${DIRECTORY_RANK_ORDER}`,
+    ...match.params,
+    ...directoryRankParams(terms),
   )) {
     if (engine.isLocalUser(row.user_id)) continue;
     const member: DirectoryMember = { user_id: row.user_id };

@@ -19,6 +19,7 @@ import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { userStore } from "../user-store.js";
+import { DIRECTORY_RANK_ORDER, directoryMatch, directoryRankParams } from "../../durable-objects/room/user-directory.js";
 
 export const DEFAULT_SEARCH_LIMIT = 10;
 /** Synapse clamps the limit to 50 as well; a directory search is a type-ahead, not an export. */
@@ -37,12 +38,9 @@ export interface DirectoryUser {
 const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
 /**
- * Searches local users. Every word of `term` must occur in the user ID or the display name,
- * case-insensitively for ASCII letters (SQLite's lower() folds ASCII only). Substring tests use instr(),
- * not LIKE: D1 refuses LIKE patterns longer than 50 bytes, and instr() needs no wildcard escaping.
- * Ranked: an exact display name or localpart match first, then a display name or localpart that starts
- * with the term, then users with a display name (spec: "ordered by rank and then whether or not profile
- * info is available"), then by user ID.
+ * Searches local users: every word of `term` in the user ID or the display name, case-insensitively for
+ * ASCII letters, ranked as the rooms rank other servers' members (durable-objects/room/user-directory.ts
+ * `directoryMatch`, DIRECTORY_RANK_ORDER), and merged with those.
  */
 export async function searchUserDirectory(
   env: Pick<Env, "DB">,
@@ -56,26 +54,15 @@ export async function searchUserDirectory(
   const words = searchWords(term);
   if (words.length === 0 || limit === 0) return { results: [], limited: false };
   if (scope?.length === 0) return merged(words, [], others, limit);
-  const whole = words.join(" ");
-  const conditions = words
-    .map(() => "(instr(lower(user_id), ?) > 0 OR instr(lower(coalesce(displayname, '')), ?) > 0)")
-    .join(" AND ");
-  const params: (string | number)[] = words.flatMap((w) => [w, w]);
+  const match = directoryMatch("user_id", "displayname", words);
+  const params: (string | number)[] = [...match.params];
   if (scope) params.push(JSON.stringify(scope));
   const sql = `
     SELECT user_id, displayname, avatar_url FROM users
-     WHERE deactivated = 0 AND ${conditions}${scope ? " AND user_id IN (SELECT value FROM json_each(?))" : ""}
-     ORDER BY
-       CASE
-         WHEN lower(displayname) = ? OR instr(lower(user_id), ?) = 1 THEN 0
-         WHEN instr(lower(displayname), ?) = 1 OR instr(lower(user_id), ?) = 1 THEN 1
-         ELSE 2
-       END,
-       displayname IS NULL,
-       user_id
+     WHERE deactivated = 0 AND ${match.sql}${scope ? " AND user_id IN (SELECT value FROM json_each(?))" : ""}
+     ORDER BY ${DIRECTORY_RANK_ORDER}
      LIMIT ?`;
-  // `@term:` starts the user ID exactly when the localpart is the term; `@term` when it starts with it.
-  params.push(whole, `@${whole}:`, whole, `@${whole}`, limit + 1);
+  params.push(...directoryRankParams(words), limit + 1);
   const { results } = await env.DB.prepare(sql)
     .bind(...params)
     .all<{ user_id: string; displayname: string | null; avatar_url: string | null }>();
