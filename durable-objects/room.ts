@@ -24,6 +24,7 @@ import { signingKey } from "../worker/server-identity.js";
 import type { Env } from "../worker/env.js";
 import type { RoomEventNotification } from "./notifications.js";
 import { RoomFanOut, type ListenResult } from "./room/fan-out.js";
+import { inParallel } from "./in-parallel.js";
 import { PUSHED_PART_MAX_RECIPIENTS, pushedSyncPart, type PushedSyncPart } from "./room/pushed-sync-part.js";
 import { buildLocalEvent } from "./room/build-event.js";
 import type { ClientEvent } from "./room/client-event.js";
@@ -1510,11 +1511,3 @@ function membershipActionFor(membership: unknown): MembershipAction {
   }
 }
 
-/** Runs `fn` over `items` with at most `n` calls at once. */
-async function inParallel<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
-}

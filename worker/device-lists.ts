@@ -119,22 +119,25 @@ export async function announceDeviceListOnJoin(env: Env, userId: string, roomId:
     // durable-objects/room/partial-state-device-lists.ts then sends what they missed). Synapse announces
     // nothing on a join, and Complement's msc3902 resident fails a test on any EDU it did not expect.
     if ((await env.ROOMS.get(env.ROOMS.idFromName(roomId)).partialStateServers()).length > 0) return;
+    // A room of this server alone: nothing to announce (a change not federated yet stays in the diff's
+    // snapshot and goes out with the next one).
+    const roomServers = await serversSharingRooms(env, [roomId]);
+    if (roomServers.length === 0) return;
     const store = userStore(env, userId);
     const { devices, crossSigning } = await federatedDeviceList(env, userId);
     const changes = await store.diffOwnDeviceList(userId, devices, crossSigning);
     const pending = deviceListEdus(userId, changes);
-    const [roomServers, otherServers] = await Promise.all([
-      serversSharingRooms(env, [roomId]),
-      pending.length > 0 ? store.joinedRooms().then((rooms) => serversSharingRooms(env, rooms)) : Promise.resolve([] as string[]),
-    ]);
     const enqueue = (servers: Iterable<string>, edus: QueuedEdu[]) =>
       Promise.all([...servers].map((server) => env.DESTINATIONS.get(env.DESTINATIONS.idFromName(server)).enqueue(server, [], edus)));
     // Changes not federated yet: to every server sharing a room with the user, the new room's included.
-    if (pending.length > 0) await enqueue(new Set([...otherServers, ...roomServers]), pending);
+    if (pending.length > 0) {
+      const otherServers = await serversSharingRooms(env, await store.joinedRooms());
+      await enqueue(new Set([...otherServers, ...roomServers]), pending);
+    }
     // The devices those changes did not cover: as they stand, to the new room's servers.
     const covered = new Set(changes.updates.map((u) => u.deviceId));
     const rest = devices.filter((d) => !covered.has(d.deviceId));
-    if (roomServers.length === 0 || rest.length === 0) return;
+    if (rest.length === 0) return;
     const streamId = await store.ownDeviceListStreamId();
     const snapshot = rest.map((d) => ({ userId, deviceId: d.deviceId, streamId, prevIds: [], deleted: false, keys: d.keys, displayName: d.displayName }));
     await enqueue(roomServers, deviceListEdus(userId, { updates: snapshot, signingKeys: null }));

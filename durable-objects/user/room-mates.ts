@@ -2,6 +2,7 @@
 // device list changes (spec: "Tracking the device list for a user"). The user's joined rooms come from
 // their User DO (the membership log of sync), each room's joined members from its Room DO, one RPC per
 // room. Only local users have User DOs; remote room-mates learn through federation (m.presence EDUs).
+import { inParallel } from "../in-parallel.js";
 import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../../worker/env.js";
 import type { DeviceListChangeKind } from "./device-lists.js";
@@ -131,16 +132,11 @@ export async function watchRemoteUsers(env: Pick<Env, "USERS">, remoteUsers: str
   // At most WATCH_CONCURRENCY calls at a time: a room joined with partial state brings all its members at
   // once when its resync completes (10,000 in issue 19's benchmark), and one call each at once opened
   // 10,000 Durable Objects together (locally: 2.8 GB of memory and SQLITE_CANTOPEN, out of file handles).
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < remoteUsers.length) {
-      const u = remoteUsers[next++]!;
-      await env.USERS.get(env.USERS.idFromName(u))
-        .watchRemoteDeviceList(me, roomId)
-        .catch((e: unknown) => console.warn("remote user watch failed", u, e instanceof Error ? e.message : e));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(WATCH_CONCURRENCY, remoteUsers.length) }, worker));
+  await inParallel(remoteUsers, WATCH_CONCURRENCY, (u) =>
+    env.USERS.get(env.USERS.idFromName(u))
+      .watchRemoteDeviceList(me, roomId)
+      .catch((e: unknown) => console.warn("remote user watch failed", u, e instanceof Error ? e.message : e)),
+  );
 }
 
 /** Remote users' DOs called at once by watchRemoteUsers. */

@@ -20,6 +20,7 @@ import type { PushedSyncPart } from "../room/pushed-sync-part.js";
 import type { AlarmClock } from "./alarm-clock.js";
 import type { DeviceListChangeKind, DeviceListChanges } from "./device-lists.js";
 import { WATCH_CONCURRENCY, fanOutPresence, federatePresence, joinedMembersOf, remoteServersIn, watchRemoteUsers } from "./room-mates.js";
+import { inParallel } from "../in-parallel.js";
 import { PresenceFederationLog, presencePingDue, presenceWorthSendingOnJoin } from "./presence-federation.js";
 import type { UserStream } from "./stream.js";
 import { encodeSyncToken, type SyncToken } from "./sync-token.js";
@@ -174,20 +175,6 @@ export const FOLLOWED_ROOM_MATES_MAX = 1_000;
 /** Whether a room's remote members are followed as room-mates (unknown size: they are). */
 export function followsRoomMates(memberCount: number | undefined): boolean {
   return memberCount === undefined || memberCount <= FOLLOWED_ROOM_MATES_MAX;
-}
-
-/** `fn` over `items`, at most `n` at a time; the results in the items' order. */
-async function inBatches<T, R>(items: readonly T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return results;
 }
 
 export class SyncHub {
@@ -454,7 +441,7 @@ export class SyncHub {
       try {
         const remote = (await joinedMembersOf(this.env, roomId)).filter((m) => serverNameOf(m) !== this.env.SERVER_NAME);
         // One remote user's DO each, at most WATCH_CONCURRENCY at a time (room-mates.ts watchRemoteUsers).
-        const updated = await inBatches(remote, WATCH_CONCURRENCY, (u) =>
+        const updated = await inParallel(remote, WATCH_CONCURRENCY, (u) =>
           this.env.USERS.get(this.env.USERS.idFromName(u))
             .watchRemoteDeviceList(me, roomId, joinedTs)
             .catch((e: unknown) => (console.warn("remote user watch failed", u, e instanceof Error ? e.message : e), false)),
