@@ -76,6 +76,7 @@ import { ownServerKey } from "./room/key-identity.js";
 import { accountKeyOf, accountsOfKeys } from "./account-keys.js";
 import { accountKeyOfUser } from "../protocol/accounts.js";
 import { verifyServerDomains, type KeyDocumentFetch } from "./room/server-domains.js";
+import { verifyKeysFor } from "./room/verify-keys.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../protocol/participation.js";
 import { checkSentParticipation, makeParticipation, type MakeParticipationRequest } from "./room/federation-participation.js";
 import type { RoomVersionRules } from "../protocol/room-versions.js";
@@ -766,6 +767,8 @@ export class RoomDurableObject extends DurableObject<Env> {
         },
         // A server in the room has its full state: no partial-state join.
         partialState: authorisingServers === undefined,
+        // A failed prefetch is not an error: the answer's check fetches again and reports.
+        prefetchKeys: (server) => void verifyKeysFor(this.env, server).catch(() => undefined),
       });
       // The resident has our join from send_join and passes it on: it is not sent again.
       skipHandOver(this.engine, result.eventId);
