@@ -10,9 +10,11 @@
 //
 // One D1 write per commit cost as much as the rest of a send (issue 13: locally a D1 batch is a round trip
 // to another isolate and a transaction there; on Cloudflare a billed write to the primary). So a room writes
-// at most once per FLUSH_INTERVAL_MS: the first commit after a quiet interval is written at once, commits
-// within the interval after a write wait for its end and go together. The index and the hint lag a commit
-// by at most that interval (plus the write itself); `settled()` writes what is waiting at once.
+// at most once per FLUSH_INTERVAL_MS: commits within the interval after a write wait for its end and go
+// together. A commit after a quiet interval waits FIRST_WRITE_DELAY_MS: locally D1 is a Durable Object on
+// the same thread as the rooms and User DOs, and a write (its transaction and fsync) started in the commit's
+// own turn ran ahead of the push that wakes the room's waiting /syncs. The index and the hint lag a commit
+// by at most FLUSH_INTERVAL_MS (plus the write itself); `settled()` writes what is waiting at once.
 
 /** A room's newest activity after a commit: the latest stream ordering and, if the commit had one, the
  * time of its newest event of a type that bumps the room in sliding sync's lists. */
@@ -25,6 +27,8 @@ export interface RoomActivity {
 const ROWS_PER_STATEMENT = 40;
 /** The least time between the starts of two writes of one room (see above). */
 export const FLUSH_INTERVAL_MS = 50;
+/** How long the first commit after a quiet interval waits (see above): longer than a wake takes locally. */
+export const FIRST_WRITE_DELAY_MS = 30;
 
 /** The writer's clock: real time, or a test's. `sleep` can be cut short (`settled()`). */
 export interface IndexClock {
@@ -93,8 +97,9 @@ export class EventIndexWriter {
   }
 
   private async flush(): Promise<void> {
+    const firstAt = this.clock.now();
     while (this.pending.length > 0 || this.activity !== undefined) {
-      const wait = this.lastWriteAt + FLUSH_INTERVAL_MS - this.clock.now();
+      const wait = Math.max(this.lastWriteAt + FLUSH_INTERVAL_MS, firstAt + FIRST_WRITE_DELAY_MS) - this.clock.now();
       if (wait > 0 && !this.urgent) {
         const sleep = this.clock.sleep(wait);
         this.wakeEarly = sleep.wake;

@@ -1,9 +1,9 @@
 // The Room DO's background D1 write (durable-objects/room/event-index.ts): the event-ID index and the room's
-// activity hint are written at most once per FLUSH_INTERVAL_MS per room (issue 13: one D1 write per send
+// activity hint are written FIRST_WRITE_DELAY_MS after a commit and at most once per FLUSH_INTERVAL_MS per room (issue 13: one D1 write per send
 // cost as much as the rest of the send). Real D1, counted on the way through; a hand-driven clock.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { EventIndexWriter, FLUSH_INTERVAL_MS, roomActivityOf, roomOfEvent, type IndexClock } from "../../durable-objects/room/event-index.js";
+import { EventIndexWriter, FIRST_WRITE_DELAY_MS, FLUSH_INTERVAL_MS, roomActivityOf, roomOfEvent, type IndexClock } from "../../durable-objects/room/event-index.js";
 
 function countingDb() {
   const writes: number[] = [];
@@ -36,47 +36,61 @@ function manualClock(start: number) {
 const ids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `$${prefix}-${crypto.randomUUID()}-${i}`);
 
 describe("event index writer", () => {
-  it("writes the first commit at once and the commits of the following interval together at its end", async () => {
+  it("writes a commit FIRST_WRITE_DELAY_MS after it, and the commits of the following interval together at its end", async () => {
     const { db, writes } = countingDb();
     const { clock, sleeps } = manualClock(1_000_000);
     const writer = new EventIndexWriter(db, () => {}, clock);
     const roomId = `!${crypto.randomUUID()}:test.local`;
-    const [e1, e2, e3, e4] = ids("ix", 4);
+    const [e1, e2, e3, e4, e5] = ids("ix", 5);
 
     writer.add(roomId, [e1!], { streamOrdering: 1, bumpTs: 5 });
-    expect(writes).toHaveLength(1); // started in the same turn: no wait after a quiet interval
+    await Promise.resolve();
+    // Not in the commit's own turn: the push to waiting /syncs goes first.
+    expect(writes).toHaveLength(0);
+    expect(sleeps.map((s) => s.ms)).toEqual([FIRST_WRITE_DELAY_MS]);
+    clock.t += FIRST_WRITE_DELAY_MS;
+    sleeps[0]!.release();
     await writer.settled();
+    expect(writes).toEqual([2]);
+    expect(await roomOfEvent(env.DB, e1!)).toBe(roomId);
+    const written = clock.t;
 
+    // Within the interval after a write: together at the interval's end.
     clock.t += 10;
     writer.add(roomId, [e2!], { streamOrdering: 2, bumpTs: 6 });
     clock.t += 10;
     writer.add(roomId, [e3!], { streamOrdering: 3, bumpTs: null });
     await Promise.resolve();
     expect(writes).toHaveLength(1);
-    expect(sleeps.map((s) => s.ms)).toEqual([FLUSH_INTERVAL_MS - 10]);
+    expect(sleeps.map((s) => s.ms)).toEqual([FIRST_WRITE_DELAY_MS, FLUSH_INTERVAL_MS - 10]);
     expect(await roomOfEvent(env.DB, e2!)).toBeNull();
-
-    clock.t = 1_000_000 + FLUSH_INTERVAL_MS;
-    sleeps[0]!.release();
-    await writer.settled();
-    expect(writes).toEqual([2, 2]); // e2 and e3 in one write (the hint and one insert of both IDs)
-    for (const e of [e1, e2, e3]) expect(await roomOfEvent(env.DB, e!)).toBe(roomId);
-    expect((await roomActivityOf(env.DB, [roomId])).get(roomId)).toEqual({ streamOrdering: 3, bumpTs: 6 });
-
-    // Exactly one interval after the last write started (at 1,000,000 + FLUSH_INTERVAL_MS): written at once.
-    clock.t += FLUSH_INTERVAL_MS - 1;
-    writer.add(roomId, [e4!], { streamOrdering: 4, bumpTs: 7 });
-    await Promise.resolve();
-    expect(sleeps.map((s) => s.ms)).toEqual([FLUSH_INTERVAL_MS - 10, 1]); // one millisecond early: it waits
-    clock.t += 1;
+    clock.t = written + FLUSH_INTERVAL_MS;
     sleeps[1]!.release();
     await writer.settled();
-    const [e5] = ids("edge", 1);
-    clock.t += FLUSH_INTERVAL_MS;
-    writer.add(roomId, [e5!], { streamOrdering: 5, bumpTs: 8 });
-    expect(writes).toHaveLength(4);
-    expect(sleeps).toHaveLength(2);
+    expect(writes).toEqual([2, 2]); // e2 and e3 in one write (the hint and one insert of both IDs)
+    for (const e of [e2, e3]) expect(await roomOfEvent(env.DB, e!)).toBe(roomId);
+    expect((await roomActivityOf(env.DB, [roomId])).get(roomId)).toEqual({ streamOrdering: 3, bumpTs: 6 });
+    const second = clock.t;
+
+    // Where the two waits meet: a commit FIRST_WRITE_DELAY_MS before the interval's end waits exactly
+    // that; one a millisecond earlier waits for the interval's end.
+    clock.t = second + FLUSH_INTERVAL_MS - FIRST_WRITE_DELAY_MS - 1;
+    writer.add(roomId, [e4!], { streamOrdering: 4, bumpTs: 7 });
+    await Promise.resolve();
+    expect(sleeps.at(-1)!.ms).toBe(FIRST_WRITE_DELAY_MS + 1);
+    clock.t = second + FLUSH_INTERVAL_MS;
+    sleeps.at(-1)!.release();
     await writer.settled();
+    const third = clock.t;
+    clock.t = third + FLUSH_INTERVAL_MS - FIRST_WRITE_DELAY_MS;
+    writer.add(roomId, [e5!], { streamOrdering: 5, bumpTs: 8 });
+    await Promise.resolve();
+    expect(sleeps.at(-1)!.ms).toBe(FIRST_WRITE_DELAY_MS);
+    expect(writes).toHaveLength(3);
+    clock.t += FIRST_WRITE_DELAY_MS;
+    sleeps.at(-1)!.release();
+    await writer.settled();
+    expect(writes).toHaveLength(4);
     expect(await roomOfEvent(env.DB, e4!)).toBe(roomId);
     expect(await roomOfEvent(env.DB, e5!)).toBe(roomId);
   });
@@ -92,10 +106,10 @@ describe("event index writer", () => {
     clock.t += 1;
     writer.add(roomId, [e2!], { streamOrdering: 2, bumpTs: 2 });
     await Promise.resolve();
-    expect(sleeps).toHaveLength(1);
+    expect(sleeps).toHaveLength(2);
     expect(writes).toHaveLength(1);
     await writer.settled(); // the clock never moves: only the early wake-up can let it write
-    expect(sleeps[0]!.woken).toBe(true);
+    expect(sleeps.map((s) => s.woken)).toEqual([true, true]);
     expect(writes).toHaveLength(2);
     expect(await roomOfEvent(env.DB, e2!)).toBe(roomId);
   });
