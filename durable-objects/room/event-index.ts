@@ -13,7 +13,8 @@
 // at most once per FLUSH_INTERVAL_MS: commits within the interval after a write wait for its end and go
 // together. A commit after a quiet interval waits FIRST_WRITE_DELAY_MS: locally D1 is a Durable Object on
 // the same thread as the rooms and User DOs, and a write (its transaction and fsync) started in the commit's
-// own turn ran ahead of the push that wakes the room's waiting /syncs. The index and the hint lag a commit
+// own turn ran ahead of the push that wakes the room's waiting /syncs. Events that go to other servers are
+// written without that delay (`soon`), as before: a server that receives one may ask for it by ID. The index and the hint lag a commit
 // by at most FLUSH_INTERVAL_MS (plus the write itself); `settled()` writes what is waiting at once.
 
 /** A room's newest activity after a commit: the latest stream ordering and, if the commit had one, the
@@ -64,8 +65,9 @@ export class EventIndexWriter {
     private readonly clock: IndexClock = realClock,
   ) {}
 
-  /** Queues event IDs of `roomId` for the index; the write happens soon after, in the background. */
-  add(roomId: string, eventIds: readonly string[], activity?: RoomActivity): void {
+  /** Queues event IDs of `roomId` for the index; the write happens soon after, in the background.
+   * `soon`: without FIRST_WRITE_DELAY_MS (events other servers receive now and may ask for by ID). */
+  add(roomId: string, eventIds: readonly string[], activity?: RoomActivity, soon = false): void {
     if (eventIds.length === 0 && activity === undefined) return;
     for (const id of eventIds) this.pending.push(id);
     if (activity) {
@@ -76,6 +78,10 @@ export class EventIndexWriter {
       };
     }
     this.room = roomId;
+    if (soon && !this.soon) {
+      this.soon = true;
+      this.wakeEarly?.();
+    }
     if (!this.flushing) {
       this.flushing = this.flush().finally(() => (this.flushing = undefined));
       this.waitUntil(this.flushing);
@@ -96,17 +102,23 @@ export class EventIndexWriter {
     }
   }
 
+  /** Set by a commit whose events leave this server: the next write skips the first delay. */
+  private soon = false;
+
   private async flush(): Promise<void> {
     const firstAt = this.clock.now();
     while (this.pending.length > 0 || this.activity !== undefined) {
-      const wait = Math.max(this.lastWriteAt + FLUSH_INTERVAL_MS, firstAt + FIRST_WRITE_DELAY_MS) - this.clock.now();
-      if (wait > 0 && !this.urgent) {
+      // Waited again after an early wake-up: a `soon` commit ends the first delay, not the interval.
+      for (;;) {
+        const wait = Math.max(this.lastWriteAt + FLUSH_INTERVAL_MS, this.soon ? -Infinity : firstAt + FIRST_WRITE_DELAY_MS) - this.clock.now();
+        if (wait <= 0 || this.urgent) break;
         const sleep = this.clock.sleep(wait);
         this.wakeEarly = sleep.wake;
         await sleep.done;
         this.wakeEarly = undefined;
       }
       this.lastWriteAt = this.clock.now();
+      this.soon = false;
       const batch = this.pending.splice(0, this.pending.length);
       const activity = this.activity;
       this.activity = undefined;

@@ -77,6 +77,13 @@ class RoomOutbound {
     void this.handOver.kick();
   }
 
+  /** Whether events of this commit may go to other servers (see `afterCommit`); false when unsure of nothing. */
+  mayLeaveThisServer(results: readonly PersistResult[]): boolean {
+    if (!this.engine.meta()) return false;
+    const fresh = results.filter((r) => !r.duplicate && r.rejectedReason === null && !r.softFailed);
+    return fresh.length > 0 && (this.remoteServers().length > 0 || fresh.some((r) => this.mayReachServers(r.eventId)));
+  }
+
   /** From the room's alarm: hands over what is left; re-arms the alarm while a Destination DO fails. */
   async retry(): Promise<void> {
     if (!this.engine.meta()) return;
@@ -237,6 +244,12 @@ function outboundOf(ctx: DurableObjectState, engine: RoomEngine, env: Env): Room
  */
 export function enqueueForRemoteServers(ctx: DurableObjectState, engine: RoomEngine, env: Env, results: readonly PersistResult[]): Promise<void> {
   return outboundOf(ctx, engine, env).afterCommit(results);
+}
+
+/** Whether a commit's events may go to other servers: a room with other servers' members, or an event
+ * that names one (a membership, an MSC4345 participation). */
+export function mayLeaveThisServer(ctx: DurableObjectState, engine: RoomEngine, env: Env, results: readonly PersistResult[]): boolean {
+  return outboundOf(ctx, engine, env).mayLeaveThisServer(results);
 }
 
 /** The Room DO's alarm: hands over whatever a crash or a failed Destination DO call left. */

@@ -95,6 +95,43 @@ describe("event index writer", () => {
     expect(await roomOfEvent(env.DB, e5!)).toBe(roomId);
   });
 
+  it("writes a commit whose events go to other servers without the first delay (soon), and not within the interval", async () => {
+    const { db, writes } = countingDb();
+    const { clock, sleeps } = manualClock(3_000_000);
+    const writer = new EventIndexWriter(db, () => {}, clock);
+    const roomId = `!${crypto.randomUUID()}:test.local`;
+    const [e1, e2, e3, e4] = ids("soon", 4);
+
+    writer.add(roomId, [e1!], { streamOrdering: 1, bumpTs: 1 }, true);
+    expect(writes).toHaveLength(1); // in the commit's own turn
+    await writer.settled();
+
+    // A local-only commit waits its first delay; a commit for other servers arriving meanwhile ends it.
+    clock.t += FLUSH_INTERVAL_MS;
+    writer.add(roomId, [e2!], { streamOrdering: 2, bumpTs: 2 });
+    await Promise.resolve();
+    expect(sleeps.map((s) => s.ms)).toEqual([FIRST_WRITE_DELAY_MS]);
+    clock.t += 1;
+    writer.add(roomId, [e3!], { streamOrdering: 3, bumpTs: 3 }, true);
+    expect(sleeps[0]!.woken).toBe(true);
+    for (let i = 0; i < 10 && writes.length < 2; i++) await Promise.resolve();
+    expect(writes).toEqual([2, 2]);
+    await writer.settled();
+    expect(await roomOfEvent(env.DB, e3!)).toBe(roomId);
+
+    // Within the interval after a write, `soon` still waits for the interval's end.
+    clock.t += 10;
+    writer.add(roomId, [e4!], { streamOrdering: 4, bumpTs: 4 }, true);
+    await Promise.resolve();
+    expect(writes).toHaveLength(2);
+    expect(sleeps.at(-1)!.ms).toBe(FLUSH_INTERVAL_MS - 10);
+    clock.t += FLUSH_INTERVAL_MS - 10;
+    sleeps.at(-1)!.release();
+    await writer.settled();
+    expect(writes).toHaveLength(3);
+    expect(await roomOfEvent(env.DB, e4!)).toBe(roomId);
+  });
+
   it("settled() writes a waiting commit at once (before a purge deletes the room's rows)", async () => {
     const { db, writes } = countingDb();
     const { clock, sleeps } = manualClock(2_000_000);
