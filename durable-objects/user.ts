@@ -232,10 +232,17 @@ export class UserDurableObject extends DurableObject<Env> {
   // every user without a data migration.
 
   private pushRulesRow(): { customisation: string; stream_position: number } | undefined {
-    return this.sql
-      .exec<{ customisation: string; stream_position: number }>("SELECT customisation, stream_position FROM push_rules WHERE id = 1")
-      .toArray()[0];
+    // Read on every pushed event (the push rules run on it): kept in memory until changePushRules writes.
+    if (this.pushRulesRowCache === undefined) {
+      this.pushRulesRowCache = {
+        row: this.sql
+          .exec<{ customisation: string; stream_position: number }>("SELECT customisation, stream_position FROM push_rules WHERE id = 1")
+          .toArray()[0],
+      };
+    }
+    return this.pushRulesRowCache.row;
   }
+  private pushRulesRowCache: { row: { customisation: string; stream_position: number } | undefined } | undefined;
 
   private storedPushRules(): StoredPushRules {
     const row = this.pushRulesRow();
@@ -270,6 +277,9 @@ export class UserDurableObject extends DurableObject<Env> {
     } catch (e) {
       if (e instanceof MatrixError) return { error: { status: e.status, errcode: e.errcode, error: e.message } };
       throw e;
+    } finally {
+      // Read again from storage (committed or rolled back alike).
+      this.pushRulesRowCache = undefined;
     }
   }
 

@@ -508,6 +508,20 @@ function isScalar(v: JsonValue | undefined): v is Scalar {
  * literal dot, `\\` a literal backslash, any other backslash is kept as it is.
  */
 export function splitKeyPath(key: string): string[] {
+  let parts = splitKeyPaths.get(key);
+  if (parts === undefined) {
+    parts = splitKeyPathUncached(key);
+    if (splitKeyPaths.size >= COMPILED_GLOBS_MAX) splitKeyPaths.clear();
+    splitKeyPaths.set(key, parts);
+  }
+  // A copy: callers may change what they get.
+  return parts.slice();
+}
+
+/** Split paths: every event runs the same rules' keys for every recipient (bounded: user rules are free text). */
+const splitKeyPaths = new Map<string, string[]>();
+
+function splitKeyPathUncached(key: string): string[] {
   const parts: string[] = [];
   let current = "";
   for (let i = 0; i < key.length; i++) {
@@ -527,7 +541,9 @@ export function splitKeyPath(key: string): string[] {
 /** The value at a dotted path, walking objects only; undefined if any step is missing. */
 export function lookupPath(event: JsonObject, key: string): JsonValue | undefined {
   let node: JsonValue = event;
-  for (const part of splitKeyPath(key)) {
+  let parts = splitKeyPaths.get(key);
+  if (parts === undefined) parts = splitKeyPath(key);
+  for (const part of parts) {
     if (!isJsonObject(node) || !Object.hasOwn(node, part)) return undefined;
     node = node[part];
   }
@@ -590,14 +606,35 @@ function compileGlobUncached(pattern: string): GlobToken[] {
   return tokens;
 }
 
+/** Compiled literals (display names for `contains_display_name`), bounded like compiledGlobs. */
+const compiledLiterals = new Map<string, GlobToken[]>();
+
 function compileLiteral(text: string): GlobToken[] {
-  return Array.from(text, (ch) => ({ t: "char", c: foldChar(ch) }));
+  let tokens = compiledLiterals.get(text);
+  if (tokens === undefined) {
+    tokens = Array.from(text, (ch): GlobToken => ({ t: "char", c: foldChar(ch) }));
+    if (compiledLiterals.size >= COMPILED_GLOBS_MAX) compiledLiterals.clear();
+    compiledLiterals.set(text, tokens);
+  }
+  return tokens;
 }
 
 /** A word character per the spec's word-boundary definition: `[A-Za-z0-9_]`. */
 const isWordChar = (ch: string) => /^[A-Za-z0-9_]$/.test(ch);
 
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
 function foldText(s: string): { folded: string[]; word: boolean[] } {
+  // Printable ASCII (most message bodies): one unit per code point, and folding a letter is lower-casing it.
+  if (PRINTABLE_ASCII.test(s)) {
+    const folded = s.toLowerCase().split("");
+    const word = new Array<boolean>(s.length);
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      word[i] = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+    }
+    return { folded, word };
+  }
   const chars = Array.from(s);
   return { folded: chars.map(foldChar), word: chars.map(isWordChar) };
 }

@@ -24,12 +24,28 @@ export function pushInputsBuilder(engine: RoomEngine): (entry: OutboxEntry) => D
     }
     if (shared === null) return n;
     const push: RoomEventPushInputs = { ...shared };
-    const member = engine.currentStateEvent("m.room.member", entry.userId);
-    const name = member?.content.displayname;
-    if (typeof name === "string" && name !== "") push.displayName = name;
+    const name = displayNameOf(engine, entry.userId);
+    if (name !== undefined) push.displayName = name;
     n.push = push;
     return n;
   };
+}
+
+/** Recipients' display names, per change of the current state (RoomEngine.currentStateVersion): a round
+ * for a big room's listeners, and every round after it, reads the same names (docs/fan-out.md, "Big rooms"). */
+const displayNames = new WeakMap<RoomEngine, { version: number; names: Map<string, string | undefined> }>();
+/** Names kept per room at most (the listeners of a round, and members catching up). */
+const DISPLAY_NAMES_KEPT = 4096;
+
+function displayNameOf(engine: RoomEngine, userId: string): string | undefined {
+  let cache = displayNames.get(engine);
+  if (cache?.version !== engine.currentStateVersion) displayNames.set(engine, (cache = { version: engine.currentStateVersion, names: new Map() }));
+  if (cache.names.has(userId)) return cache.names.get(userId);
+  const name = engine.currentStateEvent("m.room.member", userId)?.content.displayname;
+  const value = typeof name === "string" && name !== "" ? name : undefined;
+  if (cache.names.size >= DISPLAY_NAMES_KEPT) cache.names.clear();
+  cache.names.set(userId, value);
+  return value;
 }
 
 function eventInputs(engine: RoomEngine, eventId: string): Omit<RoomEventPushInputs, "displayName"> | null {

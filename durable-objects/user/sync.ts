@@ -206,12 +206,19 @@ export class SyncHub {
 
   /** The DO's user (learned from the first RPC that names it). */
   userId(): string | undefined {
-    return this.store.getMeta("user_id");
+    return (this.knownUserId ??= this.store.getMeta("user_id"));
   }
 
   learnUserId(userId: string | undefined): void {
-    if (userId !== undefined && this.store.getMeta("user_id") !== userId) this.store.setMeta("user_id", userId);
+    if (userId === undefined || userId === this.knownUserId) return;
+    // Kept in memory once read back as stored (every pushed notification names the recipient); a write
+    // is read again next time, so a rolled-back transaction cannot leave memory ahead of storage.
+    if (this.store.getMeta("user_id") === userId) this.knownUserId = userId;
+    else this.store.setMeta("user_id", userId);
   }
+
+  /** The stored user ID, once read (see learnUserId). */
+  private knownUserId: string | undefined;
 
   // -------------------------------------------------------------------------------------------
   // Waking long-polls.
@@ -280,7 +287,9 @@ export class SyncHub {
       }
       if ((n.membership === "leave" || n.membership === "ban") && wasJoined) this.followUp(() => this.markLeftRoomMates(n.roomId, me));
     }
-    const joined = this.store.membershipOf(n.roomId)?.membership === "join";
+    // Only the user's own membership event changes the membership read above.
+    const ownMembership = isMember && n.stateKey === me && n.membership !== undefined;
+    const joined = (ownMembership ? this.store.membershipOf(n.roomId) : before)?.membership === "join";
     if (!joined) {
       // An invite of the user is pushed (`.m.rule.invite_for_me`) but counts nowhere: the room is not joined.
       if (isMember && n.stateKey === me && n.membership === "invite" && n.sender !== me && n.push && this.sources.onNotify) {
