@@ -25,7 +25,7 @@ import type { Env } from "../worker/env.js";
 import type { RoomEventNotification } from "./notifications.js";
 import { RoomFanOut, type ListenResult } from "./room/fan-out.js";
 import { inParallel } from "./in-parallel.js";
-import { PUSHED_PART_MAX_RECIPIENTS, pushedSyncPart, type PushedSyncPart } from "./room/pushed-sync-part.js";
+import { PUSHED_PART_MAX_RECIPIENTS, pushedSyncPart, sharedPushedParts, type PushedSyncPart } from "./room/pushed-sync-part.js";
 import { buildLocalEvent } from "./room/build-event.js";
 import type { ClientEvent } from "./room/client-event.js";
 import { initialEventTemplates, type CreateRoomConfig } from "./room/create-room.js";
@@ -410,8 +410,9 @@ export class RoomDurableObject extends DurableObject<Env> {
       // round (one call per listener for all of them). Small rounds go out at once, as before.
       const recipients = [...round.byUser];
       const big = recipients.length > FAN_OUT_CONCURRENCY;
-      // Small rounds carry the room's part of the /sync response they wake (room/pushed-sync-part.ts).
-      const withPart = recipients.length <= PUSHED_PART_MAX_RECIPIENTS;
+      // Rounds carry the room's part of the /sync response they wake (room/pushed-sync-part.ts): built for
+      // each recipient of a small round, shared by the recipients of a big one.
+      const shared = recipients.length <= PUSHED_PART_MAX_RECIPIENTS ? undefined : sharedPushedParts(this.engine);
       await inParallel(recipients, big ? FAN_OUT_CONCURRENCY : recipients.length, async ([userId, list]) => {
         if (waiting.has(userId)) {
           undelivered.set(userId, list);
@@ -419,7 +420,7 @@ export class RoomDurableObject extends DurableObject<Env> {
         }
         if (big && this.queuedWrites > 0) await this.writesFirst();
         try {
-          const part = withPart ? this.pushedPart(userId, list) : undefined;
+          const part = this.pushedPart(() => (shared ? shared(userId, list) : pushedSyncPart(this.engine, userId, list)));
           await this.userStub(userId).onRoomEvents(list.map((notification) => this.toLocal(withPushInputs({ id: 0, userId, notification }))), part);
         } catch (e) {
           this.failedDeliveries += 1;
@@ -440,9 +441,9 @@ export class RoomDurableObject extends DurableObject<Env> {
   }
 
   /** The part a push carries (room/pushed-sync-part.ts); a failure only means the woken sync asks the room. */
-  private pushedPart(userId: string, list: RoomEventNotification[]): PushedSyncPart | undefined {
+  private pushedPart(build: () => PushedSyncPart | undefined): PushedSyncPart | undefined {
     try {
-      return pushedSyncPart(this.engine, userId, list);
+      return build();
     } catch (e) {
       console.warn("pushed sync part not built", e instanceof Error ? e.message : e);
       return undefined;

@@ -11,11 +11,11 @@ import type { RoomEventNotification } from "../notifications.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED } from "./event-rows.js";
 import { isPartialState } from "./partial-state.js";
-import { roomSync, type RoomSyncRequest } from "./sync-reads.js";
+import { roomSummary, roomSync, type RoomSyncRequest } from "./sync-reads.js";
 import { newestTimelineGap } from "./timeline-gaps.js";
 
-/** Rounds with more recipients than this carry no part: its cost (one `roomSync` per recipient) would
- * grow with the room's listeners, and the wake of a big room is not this path's business. */
+/** Rounds with up to this many recipients get a part built for each; bigger rounds share parts
+ * (`sharedPushedParts`): one `roomSync` per recipient would make the round's cost grow with the listeners. */
 export const PUSHED_PART_MAX_RECIPIENTS = 8;
 
 /**
@@ -46,11 +46,88 @@ export interface PushedSyncPart {
  * part with state, sticky events or fewer events than pushed.
  */
 export function pushedSyncPart(engine: RoomEngine, recipient: string, list: readonly RoomEventNotification[]): PushedSyncPart | undefined {
+  if (!recipientFits(recipient, list)) return undefined;
+  const built = buildPart(engine, recipient, list);
+  return built && forRecipient(built, recipient);
+}
+
+/**
+ * For rounds with more than PUSHED_PART_MAX_RECIPIENTS recipients: parts built once and shared by the
+ * recipients they fit, so that the cost is one `roomSync` per distinct list (usually one per round) and a
+ * few look-ups per recipient, not one `roomSync` each. What `roomSync` answers depends on the user only
+ * through (a) history visibility and MSC4115 `unsigned.membership`, which for a user joined since before
+ * the first pushed event are "visible" and "join" for every event of it (history-visibility.ts
+ * `joinedFrom`), (b) the summary's heroes (the members other than the user, also the lazy state's), keyed
+ * here, and (c) the user's own events and membership, refused as for one recipient. A recipient who does
+ * not fit gets no part (their woken sync asks the room).
+ */
+export function sharedPushedParts(engine: RoomEngine): (recipient: string, list: readonly RoomEventNotification[]) => PushedSyncPart | undefined {
+  const built = new Map<string, BuiltPart | null>();
+  return (recipient, list) => {
+    if (list.length === 0 || !recipientFits(recipient, list)) return undefined;
+    const facts = recipientFacts(engine, recipient);
+    if (facts.joinedAt === null || facts.joinedAt >= list[0]!.streamOrdering) return undefined;
+    const key = `${list.map((n) => n.streamOrdering).join(",")}\n${facts.summary}`;
+    let part = built.get(key);
+    if (part === undefined) {
+      part = buildPart(engine, recipient, list) ?? null;
+      built.set(key, part);
+    }
+    return part === null ? undefined : forRecipient(part, recipient);
+  };
+}
+
+/** What a shared part depends on of its recipient, read from the current state: kept per change of it
+ * (RoomEngine.currentStateVersion), so that a big room's rounds do not read them for every listener. */
+interface RecipientFacts {
+  /** Stream ordering of the user's current join (null: not joined). */
+  joinedAt: number | null;
+  /** The user's room summary (its heroes leave the user out) as JSON text. */
+  summary: string;
+}
+const recipientFactsCache = new WeakMap<RoomEngine, { version: number; byUser: Map<string, RecipientFacts> }>();
+/** Recipients' facts kept per room at most. */
+const RECIPIENT_FACTS_KEPT = 4096;
+
+function recipientFacts(engine: RoomEngine, userId: string): RecipientFacts {
+  let cache = recipientFactsCache.get(engine);
+  if (cache?.version !== engine.currentStateVersion) recipientFactsCache.set(engine, (cache = { version: engine.currentStateVersion, byUser: new Map() }));
+  let facts = cache.byUser.get(userId);
+  if (facts === undefined) {
+    const current = engine.membershipOf(userId);
+    const joinedAt = current?.membership === "join" ? (engine.eventMeta(current.eventId)?.streamOrdering ?? null) : null;
+    facts = { joinedAt, summary: JSON.stringify(roomSummary(engine, userId)) };
+    if (cache.byUser.size >= RECIPIENT_FACTS_KEPT) cache.byUser.clear();
+    cache.byUser.set(userId, facts);
+  }
+  return facts;
+}
+
+/** A part before the recipient's own check of its lazy state. */
+interface BuiltPart {
+  part: PushedSyncPart;
+  /** The lazy state (member events only) and who sent its events. */
+  lazy?: { text: string; senders: Set<string> };
+}
+
+/** Neither an event of the recipient's own nor one about their membership (see pushedSyncPart). */
+function recipientFits(recipient: string, list: readonly RoomEventNotification[]): boolean {
+  for (const n of list) {
+    if (n.sender === recipient || (n.type === "m.room.member" && n.stateKey === recipient)) return false;
+  }
+  return true;
+}
+
+function forRecipient(built: BuiltPart, recipient: string): PushedSyncPart {
+  const part = { ...built.part };
+  // A member event the recipient sent could carry their device's transaction ID.
+  if (built.lazy && !built.lazy.senders.has(recipient)) part.lazyState = built.lazy.text;
+  return part;
+}
+
+function buildPart(engine: RoomEngine, recipient: string, list: readonly RoomEventNotification[]): BuiltPart | undefined {
   const meta = engine.meta();
   if (!meta || list.length === 0 || engine.keyIdentity().active) return undefined;
-  for (const n of list) {
-    if (n.sender === recipient || (n.type === "m.room.member" && n.stateKey === recipient)) return undefined;
-  }
   const first = list[0]!.streamOrdering;
   const upto = list[list.length - 1]!.streamOrdering;
   const accepted = engine.sql
@@ -78,11 +155,11 @@ export function pushedSyncPart(engine: RoomEngine, recipient: string, list: read
   };
   const result = roomSync(engine, request);
   if (result.state.length > 0 || result.sticky !== undefined || result.timeline.limited || result.timeline.events.length !== orderings.length) return undefined;
-  const part: PushedSyncPart = { roomId: meta.roomId, sinceOrdering, upto, orderings, result: JSON.stringify(result) };
+  const built: BuiltPart = { part: { roomId: meta.roomId, sinceOrdering, upto, orderings, result: JSON.stringify(result) } };
   if (!isPartialState(engine)) {
     const lazy = roomSync(engine, { ...request, lazyLoadMembers: true, lazyMembersSent: {} });
-    // Only member events can differ; one the recipient sent could carry their device's transaction ID.
-    if (lazy.state.every((e) => e.type === "m.room.member" && e.sender !== recipient)) part.lazyState = JSON.stringify(lazy.state);
+    // Only member events can differ.
+    if (lazy.state.every((e) => e.type === "m.room.member")) built.lazy = { text: JSON.stringify(lazy.state), senders: new Set(lazy.state.map((e) => e.sender)) };
   }
-  return part;
+  return built;
 }
