@@ -534,3 +534,27 @@ describe("event_match on whole values: the length shortcut (one code point per t
     expect(m("content.msgtype", "ab", "a😀")).toBe(false);
   });
 });
+
+describe("content.body at word boundaries: printable ASCII bodies take a shortcut, others do not", () => {
+  const word = (pattern: string, body: string) =>
+    conditionMatches({ kind: "event_match", key: "content.body", pattern }, { type: "m.room.message", content: { body } } as JsonObject, ctx());
+  const name = (displayName: string, body: string) =>
+    conditionMatches({ kind: "contains_display_name" }, { type: "m.room.message", content: { body } } as JsonObject, ctx({ displayName }));
+  it("folds case and finds words in ASCII bodies, with _ and digits as word characters", () => {
+    expect(word("alice", "Hello ALICE!")).toBe(true);
+    expect(word("alice", "hello alice_x")).toBe(false);
+    expect(word("alice", "alice2 and more")).toBe(false);
+    expect(word("alice", "(alice)")).toBe(true);
+    expect(word("al*ce", "say ALiiiCE now")).toBe(true);
+    expect(name("Bob Smith", "hey bob smith, hi")).toBe(true);
+    expect(name("Bob Smith", "hey bob smithy")).toBe(false);
+  });
+  it("the same answers for bodies outside printable ASCII (a tab, a letter with an accent, an emoji)", () => {
+    expect(word("alice", "Hello\tALICE!")).toBe(true);
+    expect(word("alice", "héllo alice_x")).toBe(false);
+    expect(word("alice", "😀alice😀")).toBe(true);
+    expect(word("élan", "ÉLAN vital")).toBe(true);
+    expect(name("Zoë", "hi ZOË!")).toBe(true);
+    expect(name("Zoë", "hi zoëy")).toBe(false);
+  });
+});
