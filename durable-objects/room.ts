@@ -303,9 +303,12 @@ export class RoomDurableObject extends DurableObject<Env> {
     const now = Date.now();
     for (const r of results) {
       if (!r.fanOut) continue;
-      const pdu = this.engine.events.pdu(r.eventId);
+      // A fresh commit's result carries the event's type and time; a duplicate's does not (read the row).
+      const pdu = r.stored ? undefined : this.engine.events.pdu(r.eventId);
+      const type = r.stored?.type ?? pdu?.type;
+      const ts = r.stored?.originServerTs ?? pdu?.origin_server_ts;
       // bump_stamp is the event's time capped at its arrival, as the User DO records it (user/sliding-sync.ts).
-      const bumpTs = pdu && BUMP_EVENT_TYPES.has(pdu.type) ? Math.min(typeof pdu.origin_server_ts === "number" ? pdu.origin_server_ts : now, now) : null;
+      const bumpTs = type !== undefined && BUMP_EVENT_TYPES.has(type) ? Math.min(typeof ts === "number" ? ts : now, now) : null;
       activity = {
         streamOrdering: Math.max(r.streamOrdering, activity?.streamOrdering ?? 0),
         bumpTs: bumpTs === null ? (activity?.bumpTs ?? null) : Math.max(bumpTs, activity?.bumpTs ?? 0),
@@ -429,6 +432,8 @@ export class RoomDurableObject extends DurableObject<Env> {
         }
       });
       this.fanOut.finishRound(round, undelivered);
+      // At the head: no need to ask for a next round (its three queries) to learn that there is none.
+      if (round.upto >= this.engine.maxStreamOrdering()) return;
     }
   }
 

@@ -69,6 +69,9 @@ export interface PersistResult {
   duplicate: boolean;
   /** The event was accepted into the room: local members learn of it after the commit (room/fan-out.ts). */
   fanOut: boolean;
+  /** Facts of a newly stored event, for the work after the commit without reading its row again (absent
+   * on duplicates). */
+  stored?: { type: string; stateKey: string | null; originServerTs: number };
 }
 
 /** One outbox row ready for delivery. */
@@ -1012,7 +1015,8 @@ export class RoomEngine {
           const { userId, deviceId, txnId } = options.txn;
           this.sql.exec("INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)", userId, deviceId, txnId, eventId);
         }
-        return { eventId, streamOrdering, rejectedReason, softFailed, duplicate: false, fanOut: accepted && options.backfillOrdering === undefined };
+        const stored = { type: event.type, stateKey: isState ? event.state_key! : null, originServerTs: event.origin_server_ts };
+        return { eventId, streamOrdering, rejectedReason, softFailed, duplicate: false, fanOut: accepted && options.backfillOrdering === undefined, stored };
       });
     } catch (e) {
       // The transaction rolled back: forget in-memory state derived from it.

@@ -63,11 +63,11 @@ class RoomOutbound {
       this.ensureCursor(results);
       const fresh = results.filter((r) => !r.duplicate && r.rejectedReason === null && !r.softFailed);
       if (fresh.length === 0) return;
-      if (this.remoteServers().length > 0 || fresh.some((r) => this.hasRemoteTarget(r.eventId))) {
+      if (this.remoteServers().length > 0 || fresh.some((r) => this.hasRemoteTarget(r))) {
         // Armed before the hand-over starts (and before the write is acknowledged): a crash from here on
         // still hands the event over from alarm().
         await this.handOver.armRetry();
-      } else if (!fresh.some((r) => this.mayReachServers(r.eventId)) && this.handOver.skipPast(fresh)) {
+      } else if (!fresh.some((r) => this.mayReachServers(r)) && this.handOver.skipPast(fresh)) {
         // No remote server in the room and no event that names one: nothing to hand over, no round.
         return;
       }
@@ -81,7 +81,7 @@ class RoomOutbound {
   mayLeaveThisServer(results: readonly PersistResult[]): boolean {
     if (!this.engine.meta()) return false;
     const fresh = results.filter((r) => !r.duplicate && r.rejectedReason === null && !r.softFailed);
-    return fresh.length > 0 && (this.remoteServers().length > 0 || fresh.some((r) => this.mayReachServers(r.eventId)));
+    return fresh.length > 0 && (this.remoteServers().length > 0 || fresh.some((r) => this.mayReachServers(r)));
   }
 
   /** From the room's alarm: hands over what is left; re-arms the alarm while a Destination DO fails. */
@@ -192,14 +192,19 @@ class RoomOutbound {
 
   /** Whether an event can go to a server other than those of the joined members: a membership event (its
    * `state_key` user's server; a remote join also schedules sticky pushes) or an MSC4345 participation. */
-  private mayReachServers(eventId: string): boolean {
-    const m = this.engine.eventMeta(eventId);
+  private mayReachServers(r: PersistResult): boolean {
+    const m = this.factsOf(r);
     return m === undefined || m.type === "m.room.member" || m.type === PARTICIPATION_EVENT_TYPE;
   }
 
-  private hasRemoteTarget(eventId: string): boolean {
-    const m = this.engine.eventMeta(eventId);
+  private hasRemoteTarget(r: PersistResult): boolean {
+    const m = this.factsOf(r);
     return m !== undefined && m.type === "m.room.member" && m.stateKey !== null && m.stateKey.startsWith("@") && !this.engine.isLocalUser(m.stateKey);
+  }
+
+  /** The type and state key of a committed event: from the commit's result, else from its row. */
+  private factsOf(r: PersistResult): { type: string; stateKey: string | null } | undefined {
+    return r.stored ?? this.engine.eventMeta(r.eventId);
   }
 
   /** The other servers with joined members now, cached until the membership changes. */
