@@ -209,6 +209,29 @@ export class RoomEngine {
     return this.stateGroups.load(this.meta()?.currentStateGroup ?? null);
   }
 
+  /**
+   * The current state for reads that rewind it with the state deltas (room/sync-reads.ts StateRewinder):
+   * the current state group's map when it is cached, otherwise the `current_state` rows in one query (kept
+   * until the current state changes). Both hold the same state: every change of the current group writes
+   * its difference to `current_state` in the same transaction. A Room DO that just started (each room of
+   * an initial /sync of a user in many rooms) has no cached group, and materialising one reads every group
+   * of its base chain: two queries per group.
+   */
+  currentStateForReads(): ReadonlyStateMap {
+    const meta = this.meta();
+    if (!meta) return new Map();
+    const cached = this.stateGroups.cached(meta.currentStateGroup);
+    if (cached) return cached;
+    if (this.currentRows?.version === this.stateVersion) return this.currentRows.state;
+    const state = new Map<StateKey, string>();
+    for (const r of this.sql.exec<{ type: string; state_key: string; event_id: string }>("SELECT type, state_key, event_id FROM current_state")) {
+      state.set(stateKey(r.type, r.state_key), r.event_id);
+    }
+    this.currentRows = { version: this.stateVersion, state };
+    return state;
+  }
+  private currentRows: { version: number; state: ReadonlyStateMap } | undefined;
+
   /** A user's current membership and its event, or null if the user has none. */
   membershipOf(userId: string): { membership: string; eventId: string } | null {
     if (!this.schemaReady) return null;
@@ -232,18 +255,20 @@ export class RoomEngine {
   private stateVersion = 0;
   private memberCounts: { version: number; counts: Map<string, number> } | undefined;
 
-  /** How many members have the given current membership (counted once per change of the current state). */
+  /** How many members have the given current membership (counted once per change of the current state,
+   * every membership in one query: a sync's summary asks for joined and invited members). */
   memberCount(membership: string): number {
     if (!this.schemaReady) return 0;
-    if (this.memberCounts?.version !== this.stateVersion) this.memberCounts = { version: this.stateVersion, counts: new Map() };
-    let n = this.memberCounts.counts.get(membership);
-    if (n === undefined) {
-      n = this.sql
-        .exec<{ n: number }>("SELECT COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership = ?", membership)
-        .one().n;
-      this.memberCounts.counts.set(membership, n);
+    if (this.memberCounts?.version !== this.stateVersion) {
+      const counts = new Map<string, number>();
+      for (const r of this.sql.exec<{ membership: string; n: number }>(
+        "SELECT membership, COUNT(*) AS n FROM current_state WHERE type = 'm.room.member' AND membership IS NOT NULL GROUP BY membership",
+      )) {
+        counts.set(r.membership, r.n);
+      }
+      this.memberCounts = { version: this.stateVersion, counts };
     }
-    return n;
+    return this.memberCounts.counts.get(membership) ?? 0;
   }
 
   /** Users with the given current membership. */

@@ -30,24 +30,11 @@ export const MAX_TYPING_TIMEOUT_MS = 120_000;
 /** Receipt types shown to everyone in the room; `m.read.private` only reaches its sender. */
 export const PUBLIC_RECEIPT_TYPES = ["m.read"];
 
-const RECEIPTS_SCHEMA = `
-  CREATE TABLE IF NOT EXISTS receipts (
-    receipt_type TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    thread_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    stream_ordering INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    PRIMARY KEY (receipt_type, user_id, thread_id)
-  );
-`;
-
 /** `thread_id` column value of an unthreaded receipt ('' cannot be a thread root or "main"). */
 const UNTHREADED = "";
 
 export class RoomEphemeral {
   private readonly typing = new Map<string, { until: number; timer: ReturnType<typeof setTimeout>; lastPoke: number }>();
-  private receiptsReady = false;
 
   constructor(
     private readonly engine: RoomEngine,
@@ -125,12 +112,6 @@ export class RoomEphemeral {
   // -------------------------------------------------------------------------------------------
   // Receipts (spec: POST /rooms/{roomId}/receipt/{receiptType}/{eventId}).
 
-  private receiptsTable(): void {
-    if (this.receiptsReady) return;
-    this.engine.sql.exec(RECEIPTS_SCHEMA);
-    this.receiptsReady = true;
-  }
-
   /**
    * Records a receipt and tells the members (public types) or the user (private). Receipts only move
    * forward: one for an event before the current receipt of the same type and thread is ignored (as
@@ -145,7 +126,6 @@ export class RoomEphemeral {
       // Spec (400): "The event_id is not related to the thread_id".
       throw new MatrixError(400, "M_INVALID_PARAM", "event_id is not related to thread_id");
     }
-    this.receiptsTable();
     const threadId = update.threadId ?? UNTHREADED;
     const existing = this.engine.sql
       .exec<{ stream_ordering: number }>(
@@ -189,7 +169,6 @@ export class RoomEphemeral {
   /** The room's public receipts (an initial sync shows them). */
   publicReceipts(): ReceiptUpdate[] {
     if (!this.engine.meta()) return [];
-    this.receiptsTable();
     const types = PUBLIC_RECEIPT_TYPES;
     return this.engine.sql
       .exec<{ receipt_type: string; user_id: string; thread_id: string; event_id: string; ts: number }>(

@@ -102,9 +102,17 @@ export class VisibilityChecker {
     private readonly engine: RoomEngine,
     readonly userId: string,
   ) {
-    const current = engine.membershipOf(userId);
+    // The user's current membership and the stream ordering of its event, in one query (every room of an
+    // initial /sync builds one of these, most of them in a Room DO that just started).
+    const current = engine.sql
+      .exec<{ membership: string | null; stream_ordering: number | null }>(
+        `SELECT c.membership, e.stream_ordering FROM current_state c LEFT JOIN events e ON e.event_id = c.event_id
+         WHERE c.type = 'm.room.member' AND c.state_key = ?`,
+        userId,
+      )
+      .toArray()[0];
     if (current?.membership === "join") {
-      this.joinedFrom = engine.eventMeta(current.eventId)?.streamOrdering;
+      this.joinedFrom = current.stream_ordering ?? undefined;
       this.lastJoin = Infinity;
     } else {
       this.lastJoin =

@@ -35,6 +35,9 @@
 //   search_backlog       the range of events stored before the index existed, indexed on the first search.
 //   timeline_gaps        stream orderings of events stored after a hole in the DAG (timeline-gaps.ts): an
 //                        incremental /sync over one is limited to the events after it.
+//   receipts             the latest receipt per (type, user, thread) (ephemeral.ts): public ones are shown to
+//                        members, m.read.private only to its user. Part of the schema so that a read (every room
+//                        of an initial /sync) runs no DDL.
 //   verified_server_domains  MSC4345: server key -> the domain whose key/v3 document lists it, and when
 //                        that was checked (server-domains.ts); `unsigned.server_domain` comes from here.
 import { createSearchSchema, SEARCH_SCHEMA } from "./search-index.js";
@@ -165,6 +168,16 @@ export const ROOM_SCHEMA = `
 
   CREATE TABLE IF NOT EXISTS forgotten (
     user_id TEXT PRIMARY KEY
+  );
+
+  CREATE TABLE IF NOT EXISTS receipts (
+    receipt_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (receipt_type, user_id, thread_id)
   );
 
   CREATE TABLE IF NOT EXISTS out_of_band_members (

@@ -14,6 +14,7 @@ import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, formatRows, type EventRow } from "./event-rows.js";
 import { clientEvents } from "./reads.js";
 import { isPartialState } from "./partial-state.js";
+import { sqlLimit } from "../sql-limit.js";
 import { StateRewinder, Visibility, memberFromAuthEvents, roomSummary, stickyEventIds } from "./sync-reads.js";
 
 export interface SlidingRoomRequest {
@@ -86,10 +87,9 @@ function scanTimeline(engine: RoomEngine, visibility: Visibility, after: number,
     if (scanned >= MAX_SCAN) return { rows: rows.reverse(), limited: true };
     const batch = engine.sql
       .exec<EventRow>(
-        `SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND stream_ordering > ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ?`,
+        `SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND stream_ordering > ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ${sqlLimit(2 * limit + 20)}`,
         before,
         after,
-        2 * limit + 20,
       )
       .toArray();
     if (batch.length === 0) return { rows: rows.reverse(), limited: false };

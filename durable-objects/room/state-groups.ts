@@ -112,6 +112,11 @@ export class StateGroupStore {
     return id;
   }
 
+  /** A group's state if it is in the cache (no read, the cache order unchanged). */
+  cached(group: number | null): ReadonlyStateMap | undefined {
+    return group === null ? EMPTY : this.cache.get(group);
+  }
+
   /** The full state of a group (null: the empty state before the create event). */
   load(group: number | null): ReadonlyStateMap {
     if (group === null) return EMPTY;

@@ -23,6 +23,7 @@ import { clientEvents } from "./reads.js";
 import { isPartialState } from "./partial-state.js";
 import { stickyReceivedAt } from "./sticky-receipt.js";
 import { passesFilter } from "./timeline.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** A federation-format event (spec: Filter `event_format` `federation`): the stored PDU with its event ID. */
 export type FederationEvent = IdentifiedPdu;
@@ -134,7 +135,7 @@ export class StateRewinder {
   private readonly deltas: { ordering: number; key: StateKey; eventId: string | null; prevEventId: string | null }[];
 
   constructor(engine: RoomEngine, from: number) {
-    this.current = engine.currentState();
+    this.current = engine.currentStateForReads();
     this.deltas = engine.sql
       .exec<{ stream_ordering: number; type: string; state_key: string; event_id: string | null; prev_event_id: string | null }>(
         "SELECT stream_ordering, type, state_key, event_id, prev_event_id FROM state_deltas WHERE stream_ordering > ? ORDER BY stream_ordering",
@@ -215,7 +216,7 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     let scanned = 0;
     scan: while (scanned < MAX_SCAN) {
       const batch = engine.sql
-        .exec<Row>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ?`, before, 2 * limit + 20)
+        .exec<Row>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ${sqlLimit(2 * limit + 20)}`, before)
         .toArray();
       if (batch.length === 0) break;
       for (const r of batch) {
@@ -376,10 +377,9 @@ export function stickyEventIds(engine: RoomEngine, request: Pick<RoomSyncRequest
     .exec<{ event_id: string; origin_server_ts: number; json: string }>(
       `SELECT event_id, origin_server_ts, json FROM events
        WHERE instr(json, '"msc4354_sticky"') > 0 AND stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED}
-       ORDER BY stream_ordering DESC LIMIT ?`,
+       ORDER BY stream_ordering DESC LIMIT ${sqlLimit(MAX_STICKY_SCAN)}`,
       after,
       request.upto,
-      MAX_STICKY_SCAN,
     )
     .toArray();
   const found: string[] = [];
@@ -415,8 +415,14 @@ function federationEvents(engine: RoomEngine, ids: string[], now: number): Feder
 export function roomSummary(engine: RoomEngine, userId: string): RoomSummary {
   // Counted once per change of the current state, not per sync (a big room's long-polls all ask at once).
   const summary: RoomSummary = { "m.joined_member_count": engine.memberCount("join"), "m.invited_member_count": engine.memberCount("invite") };
-  const name = engine.currentStateEvent("m.room.name", "")?.content.name;
-  const alias = engine.currentStateEvent("m.room.canonical_alias", "")?.content.alias;
+  // From the current state a sync read has loaded already (StateRewinder): no query per key.
+  const current = engine.currentStateForReads();
+  const contentOf = (type: string) => {
+    const id = current.get(stateKey(type, ""));
+    return id === undefined ? undefined : engine.events.pdu(id)?.content;
+  };
+  const name = contentOf("m.room.name")?.name;
+  const alias = contentOf("m.room.canonical_alias")?.alias;
   if ((typeof name === "string" && name !== "") || (typeof alias === "string" && alias !== "")) return summary;
   const heroes = (memberships: string[]) =>
     engine.sql

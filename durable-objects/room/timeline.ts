@@ -20,6 +20,7 @@ import { ACCEPTED, EVENT_ROW_COLUMNS, acceptedRow, formatStateEvents, pduOf, typ
 import { VisibilityChecker, readerAccess } from "./history-visibility.js";
 import type { Reader } from "./reads.js";
 import { readEvents, type ReadEvent } from "./relations.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** Rows one page reads at most (besides the page itself). */
 export const MAX_SCAN = 1000;
@@ -70,7 +71,7 @@ export function scan(engine: RoomEngine, dir: "b" | "f", from: number, to: numbe
   const stop = to ?? (backwards ? 0 : Number.MAX_SAFE_INTEGER);
   const query = (cursor: number, n: number) =>
     engine.sql
-      .exec<EventRow>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE ${bound} AND ${ACCEPTED} ORDER BY stream_ordering ${backwards ? "DESC" : "ASC"} LIMIT ?`, cursor, stop, n)
+      .exec<EventRow>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE ${bound} AND ${ACCEPTED} ORDER BY stream_ordering ${backwards ? "DESC" : "ASC"} LIMIT ${sqlLimit(n)}`, cursor, stop)
       .toArray();
   const rows: EventRow[] = [];
   let cursor = from;
