@@ -634,6 +634,11 @@ export class UserDurableObject extends DurableObject<Env> {
   sync(request: SyncRequest): Promise<SyncPlan> {
     return this.syncHub.sync(request);
   }
+  /** The worker built the response of a /sync whose plan said `backgroundAfterResponse` (user/sync.ts
+   * ResponseGate): the sync's background work starts. */
+  responseBuilt(): void {
+    this.syncHub.responseBuilt();
+  }
   /** Typing and receipts of a room the user is joined to (room/ephemeral.ts fans them out). */
   onRoomEphemeral(n: RoomEphemeralNotification): void {
     this.syncHub.onRoomEphemeral(n);

@@ -62,12 +62,55 @@ export const CATCH_UP_LIMIT = 1000;
  * Background work a sync starts over many rooms (catch-ups, presence) waits this long, so that the rooms
  * the response needs answer first. On Cloudflare every Room DO runs apart and this only postpones work
  * nobody waits for; locally all rooms share one thread, and a thousand background calls started at once
- * would queue the response's own room reads behind them.
+ * would queue the response's own room reads behind them. A /sync's background work waits for its response
+ * instead (ResponseGate below); this delay is for sliding sync, and for a /sync that waits for news.
  */
 export const BACKGROUND_DELAY_MS = 500;
 
+/** The longest a /sync's background work waits for the worker to say that the response is built. */
+export const BACKGROUND_FALLBACK_MS = 10_000;
+
 function afterTheResponse(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, BACKGROUND_DELAY_MS));
+}
+
+/**
+ * Holds a /sync's background work (catch-ups of rooms without news, presence over many rooms) until the
+ * response it would compete with is built: the worker reads each room's part of an initial /sync after
+ * the plan, and a user in 1,000 rooms took longer than BACKGROUND_DELAY_MS to read, so the background
+ * calls (one per room, a commit each) used to start in the middle of the response. Opened by the worker
+ * (`UserDurableObject.responseBuilt`, when the plan says work waits), when the sync waits for news instead
+ * of answering (no response is being built; the background may bring the news), or after
+ * BACKGROUND_FALLBACK_MS when the worker never tells.
+ */
+class ResponseGate {
+  readonly opened: Promise<void>;
+  private openGate!: () => void;
+  private waiting = false;
+  private readonly timer: ReturnType<typeof setTimeout>;
+
+  constructor(private readonly gates: Set<ResponseGate>) {
+    this.opened = new Promise((resolve) => (this.openGate = resolve));
+    this.timer = setTimeout(() => this.open(), BACKGROUND_FALLBACK_MS);
+    gates.add(this);
+  }
+
+  /** Work that waits for the gate (it then expects the worker's word). */
+  wait(): Promise<void> {
+    this.waiting = true;
+    return this.opened;
+  }
+
+  /** Whether work waits behind the gate. */
+  get hasWaiters(): boolean {
+    return this.waiting;
+  }
+
+  open(): void {
+    clearTimeout(this.timer);
+    this.gates.delete(this);
+    this.openGate();
+  }
 }
 
 export interface EnsureListeningOptions {
@@ -141,6 +184,9 @@ export interface PresenceEvent {
 }
 
 export interface SyncPlan {
+  /** Background work of this sync waits until the worker has built the response and calls
+   * `responseBuilt` (ResponseGate). */
+  backgroundAfterResponse?: true;
   nextBatch: string;
   /** The position the plan is complete up to. */
   position: number;
@@ -617,20 +663,31 @@ export class SyncHub {
 
   /**
    * Asks the rooms left for the background. A sync calls it once it has planned its response, so that on
-   * a server where the rooms share the User DO's thread (locally) their answers do not delay the response.
+   * a server where the rooms share the User DO's thread (locally) their answers do not delay the response:
+   * after `gate` opens (a /sync), or BACKGROUND_DELAY_MS from now.
    */
-  startBackgroundCatchUps(me: string): void {
+  startBackgroundCatchUps(me: string, gate?: ResponseGate): void {
     if (this.backgroundQueue.size === 0) return;
     const rooms = [...this.backgroundQueue];
     this.backgroundQueue.clear();
+    const start = gate ? gate.wait() : afterTheResponse();
     this.followUp(async () => {
       try {
-        await afterTheResponse();
+        await start;
         await this.listenTo(rooms, me);
       } finally {
         rooms.forEach((r) => this.catchingUp.delete(r));
       }
     });
+  }
+
+  /** /sync responses whose background work waits for them (ResponseGate). */
+  private readonly responseGates = new Set<ResponseGate>();
+
+  /** The worker built the response of a /sync whose plan said `backgroundAfterResponse`: its background
+   * work starts (that of any other /sync of this user waiting too: they are rare, and it only starts sooner). */
+  responseBuilt(): void {
+    for (const gate of [...this.responseGates]) gate.open();
   }
 
   /** D1's activity rows of `rooms`; none when D1 cannot answer (then every room is waited for). */
@@ -687,33 +744,49 @@ export class SyncHub {
     // are global, so Complement hands one user's token to another: TestTentativeEventualJoiningAfterRejecting.)
     if (request.since && request.since.position > this.stream.current()) request = { ...request, since: { ...request.since, position: 0, toDevice: 0 } };
     const since = request.since;
-    return this.syncing(request.userId, request.setPresence, async () => {
-      if (since && this.sources.ackToDevice) {
-        // The client has the response that listed these (spec: "Send-to-Device messaging", server behaviour).
-        this.sources.ackToDevice(request.deviceId, since.toDevice);
-      }
-      const waitMs = since && !request.fullState ? Math.max(0, request.timeoutMs) : 0;
-      const deadline = Date.now() + waitMs;
-      for (;;) {
-        const recheckAt = await this.ensureListening(request.userId, Date.now(), { deferBackground: true });
-        let plan: SyncPlan;
-        try {
-          plan = this.plan(request);
-        } finally {
-          this.startBackgroundCatchUps(request.userId);
-        }
-        const left = deadline - Date.now();
-        if (!isEmpty(plan) || left <= 0) return plan;
-        await this.waitForChange(Math.min(left, Math.max(0, recheckAt - Date.now())));
-      }
-    });
+    const gate = new ResponseGate(this.responseGates);
+    try {
+      const plan = await this.syncing(
+        request.userId,
+        request.setPresence,
+        async () => {
+          if (since && this.sources.ackToDevice) {
+            // The client has the response that listed these (spec: "Send-to-Device messaging", server behaviour).
+            this.sources.ackToDevice(request.deviceId, since.toDevice);
+          }
+          const waitMs = since && !request.fullState ? Math.max(0, request.timeoutMs) : 0;
+          const deadline = Date.now() + waitMs;
+          for (;;) {
+            const recheckAt = await this.ensureListening(request.userId, Date.now(), { deferBackground: true });
+            let plan: SyncPlan;
+            try {
+              plan = this.plan(request);
+            } finally {
+              this.startBackgroundCatchUps(request.userId, gate);
+            }
+            const left = deadline - Date.now();
+            if (!isEmpty(plan) || left <= 0) return plan;
+            // No response is being built while the sync waits; what the background brings may be the news.
+            gate.open();
+            await this.waitForChange(Math.min(left, Math.max(0, recheckAt - Date.now())));
+          }
+        },
+        gate,
+      );
+      if (gate.hasWaiters) plan.backgroundAfterResponse = true;
+      else gate.open();
+      return plan;
+    } catch (e) {
+      gate.open();
+      throw e;
+    }
   }
 
   /**
    * Runs one sync request (/sync, or sliding sync in user/sliding-sync.ts) as presence sees it: `set_presence`
    * (absent: online) marks the user, and the presence timeout counts from the end of the last request.
    */
-  async syncing<T>(userId: string, setPresence: "online" | "offline" | "unavailable", run: () => Promise<T>): Promise<T> {
+  async syncing<T>(userId: string, setPresence: "online" | "offline" | "unavailable", run: () => Promise<T>, gate?: ResponseGate): Promise<T> {
     this.learnUserId(userId);
     const now = Date.now();
     if (setPresence !== "offline") {
@@ -723,8 +796,9 @@ export class SyncHub {
           const row = this.store.presenceOf(userId)!;
           const rooms = this.store.joinedRooms();
           // One call per room: with many rooms, after this request's response (see afterTheResponse).
+          const start = rooms.length < BACKGROUND_CATCH_UP_MIN_ROOMS ? undefined : gate ? gate.wait() : afterTheResponse();
           this.followUp(async () => {
-            if (rooms.length >= BACKGROUND_CATCH_UP_MIN_ROOMS) await afterTheResponse();
+            await start;
             await fanOutPresence(this.env, userId, rooms, row);
           });
         }
@@ -734,8 +808,9 @@ export class SyncHub {
       if (row && row.presence !== "offline" && presencePingDue(this.presenceFederation.lastSent(), now)) {
         const rooms = this.store.joinedRooms();
         this.presenceFederation.markSent(now);
+        const start = rooms.length < BACKGROUND_CATCH_UP_MIN_ROOMS ? undefined : gate ? gate.wait() : afterTheResponse();
         this.followUp(async () => {
-          if (rooms.length >= BACKGROUND_CATCH_UP_MIN_ROOMS) await afterTheResponse();
+          await start;
           await federatePresence(this.env, userId, await remoteServersIn(this.env, rooms), presenceStateOf(row));
         });
       }

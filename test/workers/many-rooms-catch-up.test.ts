@@ -6,7 +6,9 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { BACKGROUND_CATCH_UP_MIN_ROOMS } from "../../durable-objects/user/sync.js";
+import { BACKGROUND_CATCH_UP_MIN_ROOMS, BACKGROUND_DELAY_MS, BACKGROUND_FALLBACK_MS } from "../../durable-objects/user/sync.js";
+import { parseSyncToken } from "../../durable-objects/user/sync-token.js";
+import { syncFilterView } from "../../protocol/event-filter.js";
 import { api, type RegisteredUser } from "./helpers.js";
 import { createRoom, join, newUser, putState, roomStub, send } from "./room-helpers.js";
 import { bodies, sync } from "./sync-helpers.js";
@@ -124,6 +126,50 @@ describe("a sync over many rooms without leases", () => {
     const later = await sync(bob, { since: next.next_batch });
     expect(bodies(later, list[0]!)).toEqual(["stale hint"]);
     expect(bodies(later, list[1]!)).toEqual([]);
+  });
+
+  it("a /sync's background catch-ups wait until the worker built its response", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const list = await rooms(bob, BACKGROUND_CATCH_UP_MIN_ROOMS);
+    expect((await join(alice, list[0]!)).status).toBe(200);
+    const first = await sync(bob);
+    for (const roomId of list) await dropLease(bob.user_id, roomId);
+    // Asked directly, as the worker asks: the plan says that the background waits for the worker's word.
+    const plan = await userStub(bob.user_id).sync({
+      userId: bob.user_id,
+      deviceId: bob.device_id,
+      since: parseSyncToken(first.next_batch),
+      timeoutMs: 0,
+      fullState: false,
+      filter: syncFilterView({}),
+      setPresence: "online",
+    });
+    expect(plan.backgroundAfterResponse).toBe(true);
+    // Well past the delay sliding sync uses, and well before the fallback: no room was asked yet.
+    expect(2 * BACKGROUND_DELAY_MS).toBeLessThan(BACKGROUND_FALLBACK_MS / 2);
+    await new Promise((r) => setTimeout(r, 2 * BACKGROUND_DELAY_MS));
+    expect(await roomStub(list[0]!).listeners()).not.toContain(bob.user_id);
+    await userStub(bob.user_id).responseBuilt();
+    await listeningToAll(bob.user_id, list);
+  });
+
+  it("a /sync that waits for news asks the background rooms at once, and what they bring wakes it", async () => {
+    const alice = await newUser("alice");
+    const bob = await newUser("bob");
+    const list = await rooms(bob, BACKGROUND_CATCH_UP_MIN_ROOMS);
+    expect((await join(alice, list[0]!)).status).toBe(200);
+    const first = await sync(bob);
+    for (const roomId of list) await dropLease(bob.user_id, roomId);
+    const before = await hintSettled(list[0]!);
+    expect((await send(alice, list[0]!, { msgtype: "m.text", body: "stale hint" })).status).toBe(200);
+    await hintSettled(list[0]!);
+    await env.DB.prepare("UPDATE room_activity SET stream_ordering = ? WHERE room_id = ?").bind(before.stream_ordering, list[0]).run();
+    // Every hint says "nothing new": the long-poll plans nothing and waits. No response is being built, so
+    // the background catch-ups start now (not after the fallback, which is longer than this timeout), and
+    // room 0's catch-up is the news that wakes it.
+    const waited = await sync(bob, { since: first.next_batch, timeout: BACKGROUND_FALLBACK_MS / 2 });
+    expect(bodies(waited, list[0]!)).toEqual(["stale hint"]);
   });
 
   it(`with ${BACKGROUND_CATCH_UP_MIN_ROOMS - 1} rooms to ask: waits for every room, hint or not`, async () => {

@@ -84,7 +84,11 @@ syncRoutes.get("/_matrix/client/:version{v3|r0}/sync", requireAuth, async (c) =>
     // client's next /sync must find it recorded.
     await user.recordLazyMembers(deviceId, lazyMembersOf(plan, body));
   }
-  return c.json(body);
+  const response = c.json(body);
+  // The sync's background work (catch-ups of rooms without news, presence over many rooms) waited for this
+  // response, so as not to compete with its room reads (user/sync.ts ResponseGate).
+  if (plan.backgroundAfterResponse) c.executionCtx.waitUntil(user.responseBuilt().catch(() => undefined));
+  return response;
 });
 
 interface ResponseOptions {
