@@ -8,9 +8,9 @@
 // about 4% of all CPU. A literal limit is part of the statement's text: one preparation per distinct
 // value (the limits used are a handful of constants), reused from workerd's statement cache.
 
-/** `n` as a LIMIT literal: a non-negative integer (SQLite reads a negative LIMIT as "no limit", a
- * bound value never meant that here). */
+/** `n` as a LIMIT literal: a non-negative integer (SQLite reads a negative LIMIT as "no limit", which no
+ * caller means); NaN is 0, Infinity the largest safe integer. */
 export function sqlLimit(n: number): string {
-  if (!Number.isFinite(n) || n <= 0) return "0";
+  if (Number.isNaN(n) || n <= 0) return "0";
   return String(Math.min(Math.floor(n), Number.MAX_SAFE_INTEGER));
 }

@@ -84,12 +84,43 @@ syncRoutes.get("/_matrix/client/:version{v3|r0}/sync", requireAuth, async (c) =>
     // client's next /sync must find it recorded.
     await user.recordLazyMembers(deviceId, lazyMembersOf(plan, body));
   }
-  const response = c.json(body);
-  // The sync's background work (catch-ups of rooms without news, presence over many rooms) waited for this
-  // response, so as not to compete with its room reads (user/sync.ts ResponseGate).
-  if (plan.backgroundAfterResponse) c.executionCtx.waitUntil(user.responseBuilt().catch(() => undefined));
-  return response;
+  if (!plan.backgroundAfterResponse) return c.json(body);
+  // The sync's background work (catch-ups of rooms without news, presence over many rooms: one Room DO call
+  // and often one commit each) waits until this response has gone out (user/sync.ts ResponseGate): started
+  // while the runtime still compressed and wrote a big body (3 MB for a user in 1,000 rooms), its calls
+  // queued the body's writes behind them.
+  c.header("content-type", "application/json");
+  return c.body(afterSent(JSON.stringify(body), () => c.executionCtx.waitUntil(user.responseBuilt().catch(() => undefined))));
 });
+
+/** A body that calls `sent` once the runtime has read all of it (it has written the body out by its next
+ * read), or when the client goes away. */
+function afterSent(text: string, sent: () => void): ReadableStream<Uint8Array> {
+  let chunk: Uint8Array | undefined = new TextEncoder().encode(text);
+  let told = false;
+  const tell = () => {
+    if (!told) {
+      told = true;
+      sent();
+    }
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (chunk) {
+          controller.enqueue(chunk);
+          chunk = undefined;
+          return;
+        }
+        controller.close();
+        tell();
+      },
+      cancel: tell,
+    },
+    // Pulled only when the runtime reads: its second read comes once the first chunk is written out.
+    { highWaterMark: 0 },
+  );
+}
 
 interface ResponseOptions {
   fullState: boolean;
