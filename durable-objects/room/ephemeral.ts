@@ -120,9 +120,14 @@ export class RoomEphemeral {
    */
   async setReceipt(update: ReceiptUpdate): Promise<{ streamOrdering: number; applied: boolean }> {
     const roomId = this.requireJoined(update.userId);
-    const target = this.engine.eventMeta(update.eventId);
-    if (!target || target.outlier || target.rejectedReason !== null) throw notFound("Event not found");
-    if (update.threadId !== undefined && receiptThreadOf(this.engine, update.eventId, update.threadId === "main") !== update.threadId) {
+    const known = this.engine.eventMeta(update.eventId);
+    // Another server's user may read an event this server does not have (yet; or during a partial-state
+    // resync): Synapse stores such a receipt without an ordering and shows it, and so do we, at ordering 0
+    // (any later receipt moves past it). A local user's receipt needs an event of the timeline.
+    const remoteUnknown = !known && !this.engine.isLocalUser(update.userId);
+    const target = remoteUnknown ? { streamOrdering: 0 } : known;
+    if (!target || (known && (known.outlier || known.rejectedReason !== null))) throw notFound("Event not found");
+    if (!remoteUnknown && update.threadId !== undefined && receiptThreadOf(this.engine, update.eventId, update.threadId === "main") !== update.threadId) {
       // Spec (400): "The event_id is not related to the thread_id".
       throw new MatrixError(400, "M_INVALID_PARAM", "event_id is not related to thread_id");
     }
@@ -135,7 +140,7 @@ export class RoomEphemeral {
         threadId,
       )
       .toArray()[0];
-    if (existing && existing.stream_ordering >= target.streamOrdering) return { streamOrdering: target.streamOrdering, applied: false };
+    if (existing && !remoteUnknown && existing.stream_ordering >= target.streamOrdering) return { streamOrdering: target.streamOrdering, applied: false };
     this.engine.sql.exec(
       `INSERT INTO receipts (receipt_type, user_id, thread_id, event_id, stream_ordering, ts) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,

@@ -118,21 +118,26 @@ describe("receipts over federation", () => {
     expect(JSON.stringify(edus)).not.toContain("m.read.private");
   });
 
-  it("applies a remote member's receipt (with its thread) for local members' /sync; drops another server's user's", async () => {
+  it("applies a remote member's receipt (with its thread, or for an event this server lacks) for local members' /sync; drops another server's user's", async () => {
     const { alice, roomId, bob, remote } = await roomWithRemoteMember();
     const m1 = (await send(alice, roomId, { msgtype: "m.text", body: "read me" })).body.event_id as string;
     const since = (await sync(alice)).next_batch;
     const res = await sendEdus(remote, [
       { edu_type: "m.receipt", content: { [roomId]: { "m.read": { "@eve:elsewhere.remote.test": { event_ids: [m1], data: { ts: 1 } } } } } },
       { edu_type: "m.receipt", content: { [roomId]: { "m.read": { [bob]: { event_ids: [m1], data: { ts: 12345, thread_id: "main" } } } } } },
-      { edu_type: "m.receipt", content: { [roomId]: { "m.read": { [bob]: { event_ids: ["$unknown"], data: { ts: 1 } } } } } },
+      // An event this server does not have, under an ID of any form (as Synapse; Complement msc3902
+      // CanReceiveReceiptDuringPartialStateJoin names it "mytesteventid"), in a thread it cannot check.
+      { edu_type: "m.receipt", content: { [roomId]: { "m.read": { [bob]: { event_ids: ["mytesteventid"], data: { ts: 7, thread_id: "$root" } } } } } },
+      { edu_type: "m.receipt", content: { [roomId]: { "m.read": { [bob]: { event_ids: [""], data: { ts: 8 } } } } } },
       { edu_type: "m.receipt", content: { [roomId]: { "m.read": { [bob]: "nonsense" } } } },
     ]);
     expect(res.status).toBe(200);
     const body = await sync(alice, { since });
     const receipts = ephemeral(body, roomId).filter((e) => e.type === "m.receipt");
-    expect(receipts.length).toBe(1);
-    expect(receipts[0]!.content[m1]["m.read"]).toEqual({ [bob]: { ts: 12345, thread_id: "main" } });
+    const content: Record<string, Record<string, Record<string, unknown>>> = Object.assign({}, ...receipts.map((e) => e.content));
+    expect(Object.keys(content).sort()).toEqual([m1, "mytesteventid"].sort());
+    expect(content[m1]!["m.read"]).toEqual({ [bob]: { ts: 12345, thread_id: "main" } });
+    expect(content["mytesteventid"]!["m.read"]).toEqual({ [bob]: { ts: 7, thread_id: "$root" } });
     // Remote receipts are not sent back out.
     expect(await receivedEdus(remote, "m.receipt")).toEqual([]);
   });
