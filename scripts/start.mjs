@@ -14,6 +14,7 @@
 // Environment:
 //   PORT (8008), HOST (127.0.0.1), SERVER_NAME (localhost:<PORT>), DATA_DIR (.data/<PORT>),
 //   INSPECTOR_PORT (<PORT>+20000; Chrome DevTools for the Worker),
+//   LOG_REQUESTS=1: print a line per request (method, path, status, time); off by default (see below).
 //   HTTPS_KEY and HTTPS_CERT: paths of a PEM key and certificate; when both are set the server speaks
 //   HTTPS only (federation needs TLS: Synapse never federates over plain HTTP).
 //   HTTPS_PORT: with HTTPS_KEY and HTTPS_CERT, PORT stays plain HTTP and HTTPS is served on HTTPS_PORT
@@ -304,6 +305,9 @@ const miniflareOptions = (listenPort) => convertV4MiniflareOptions({
   cf: false,
   log: new Log(LogLevel.INFO),
   telemetry: { enabled: false },
+  // A line per request is a loopback HTTP call from workerd to this process (Miniflare's core/log), about a
+  // fifth of the workerd CPU of a message send here: off unless LOG_REQUESTS=1.
+  logRequests: process.env.LOG_REQUESTS === "1",
   workers: [
     {
       ...build.workerOptions,
