@@ -196,6 +196,8 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
   // The timeline.
   let timelineRows: Row[];
   let limited: boolean;
+  /** Latest mode, when the scan read the whole room up to `upto`: every accepted row, newest first. */
+  let everyAcceptedRow: Row[] | undefined;
   if (request.mode === "exact") {
     timelineRows = rowsAt(engine, request.orderings ?? []).filter(
       (r) => r.stream_ordering <= request.upto && visibility.canSee(r) && passesFilter(engine, request.timelineFilter, r),
@@ -214,14 +216,17 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
     limited = false;
     let before = request.upto + 1;
     let scanned = 0;
+    const batchSize = 2 * limit + 20;
+    const read: Row[] = [];
+    let readAll = false;
     scan: while (scanned < MAX_SCAN) {
       const batch = engine.sql
-        .exec<Row>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ${sqlLimit(2 * limit + 20)}`, before)
+        .exec<Row>(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE stream_ordering < ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ${sqlLimit(batchSize)}`, before)
         .toArray();
-      if (batch.length === 0) break;
       for (const r of batch) {
         scanned += 1;
         before = r.stream_ordering;
+        read.push(r);
         if (!passesFilter(engine, request.timelineFilter, r) || !visibility.canSee(r)) continue;
         if (timelineRows.length === limit) {
           limited = true; // one more visible event exists before the timeline
@@ -229,9 +234,16 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
         }
         timelineRows.push(r);
       }
+      // A short batch is the room's first events: no further read (a small room is one query).
+      if (batch.length < batchSize) {
+        readAll = true;
+        break;
+      }
     }
     if (scanned >= MAX_SCAN) limited = true;
     timelineRows.reverse();
+    // Every accepted event up to `upto` was read: the sticky events are among them (no second read).
+    if (readAll) everyAcceptedRow = read;
   }
   const first = timelineRows[0];
   const start = first ? first.stream_ordering - 1 : request.upto; // the point just before the timeline
@@ -325,7 +337,7 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
   };
   if (summary) result.summary = summary;
   if (request.section === "join") {
-    const sticky = stickyEventIds(engine, request, inTimeline, now);
+    const sticky = stickyEventIds(engine, request, inTimeline, now, everyAcceptedRow);
     if (sticky.length > 0) result.sticky = format(sticky);
   }
   return result;
@@ -359,6 +371,9 @@ function outOfBandTimeline(engine: RoomEngine, request: RoomSyncRequest): SyncEv
   return [event as unknown as SyncEvent];
 }
 
+/** What the `events_sticky` index (schema.ts) looks for in an event's JSON. */
+const STICKY_KEY = '"msc4354_sticky"';
+
 /** Sticky-index rows a scan reads at most, and sticky events one response carries at most. */
 const MAX_STICKY_SCAN = 1000;
 const MAX_STICKY_EVENTS = 100;
@@ -371,17 +386,29 @@ const MAX_STICKY_EVENTS = 100;
  * if its origin_server_ts is within the longest duration (start = min(origin_server_ts, receipt)), but events
  * from other servers can arrive late, so an old one does not end the scan.
  */
-export function stickyEventIds(engine: RoomEngine, request: Pick<RoomSyncRequest, "mode" | "sinceOrdering" | "upto">, inTimeline: ReadonlySet<string>, now: number): string[] {
+export function stickyEventIds(
+  engine: RoomEngine,
+  request: Pick<RoomSyncRequest, "mode" | "sinceOrdering" | "upto">,
+  inTimeline: ReadonlySet<string>,
+  now: number,
+  /** Every accepted row with stream ordering <= upto, newest first, when the caller has read them all
+   * already (a small room's initial sync): the candidates are taken from them, as the query would. */
+  everyAcceptedRow?: readonly Row[],
+): string[] {
   const after = request.mode === "exact" ? (request.sinceOrdering ?? 0) : 0;
-  const rows = engine.sql
-    .exec<{ event_id: string; origin_server_ts: number; json: string }>(
-      `SELECT event_id, origin_server_ts, json FROM events
-       WHERE instr(json, '"msc4354_sticky"') > 0 AND stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED}
-       ORDER BY stream_ordering DESC LIMIT ${sqlLimit(MAX_STICKY_SCAN)}`,
-      after,
-      request.upto,
-    )
-    .toArray();
+  const rows = everyAcceptedRow
+    ? everyAcceptedRow
+        .filter((r) => r.stream_ordering > after && r.stream_ordering <= request.upto && r.json.includes(STICKY_KEY))
+        .slice(0, MAX_STICKY_SCAN)
+    : engine.sql
+        .exec<{ event_id: string; origin_server_ts: number; json: string }>(
+          `SELECT event_id, origin_server_ts, json FROM events
+           WHERE instr(json, '"msc4354_sticky"') > 0 AND stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED}
+           ORDER BY stream_ordering DESC LIMIT ${sqlLimit(MAX_STICKY_SCAN)}`,
+          after,
+          request.upto,
+        )
+        .toArray();
   const found: string[] = [];
   for (const row of rows) {
     if (row.origin_server_ts <= now - MAX_STICKY_DURATION_MS || inTimeline.has(row.event_id)) continue;

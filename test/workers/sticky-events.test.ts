@@ -78,6 +78,30 @@ describe("sticky events", () => {
     expect(quiet.rooms.join[roomId].msc4354_sticky).toBeUndefined();
   });
 
+  it("in a small room read whole by an initial sync: the same as the sticky index gives", async () => {
+    // Under the timeline's batch size, the room's initial sync reads every event in one query and takes
+    // the sticky ones from it (room/sync-reads.ts); a limited timeline asks the index. Both agree.
+    const alice = await newUser("sticky");
+    const roomId = await createRoom(alice);
+    const live = await sendSticky(alice, roomId, 600_000, { msc4354_sticky_key: "live" });
+    await sendSticky(alice, roomId, 0, { msc4354_sticky_key: "expired" });
+    await send(alice, roomId, { msgtype: "m.text", body: "after" });
+    const noRtc = { room: { timeline: { not_types: ["org.matrix.msc4143.rtc.member"] } } };
+
+    const whole = await sync(alice, { filter: noRtc });
+    expect(whole.rooms.join[roomId].timeline.limited).toBe(false);
+    expect(timeline(whole, roomId).map((e) => e.event_id)).not.toContain(live.body.event_id);
+    expect(stickyIds(whole, roomId)).toEqual([live.body.event_id]);
+    const limited = await sync(alice, { filter: LIMIT_2 });
+    expect(limited.rooms.join[roomId].timeline.limited).toBe(true);
+    expect(stickyIds(limited, roomId)).toEqual([live.body.event_id]);
+    // In the timeline: not again in the sticky section.
+    const all = await sync(alice);
+    expect(all.rooms.join[roomId].timeline.limited).toBe(false);
+    expect(timeline(all, roomId).map((e) => e.event_id)).toContain(live.body.event_id);
+    expect(all.rooms.join[roomId].msc4354_sticky).toBeUndefined();
+  });
+
   it("can be delayed (MSC4140 with MSC4354)", async () => {
     const alice = await newUser("sticky");
     const roomId = await createRoom(alice);
