@@ -224,13 +224,35 @@ export class RoomEngine {
     if (cached) return cached;
     if (this.currentRows?.version === this.stateVersion) return this.currentRows.state;
     const state = new Map<StateKey, string>();
-    for (const r of this.sql.exec<{ type: string; state_key: string; event_id: string }>("SELECT type, state_key, event_id FROM current_state")) {
+    // The member rows come with what a sync asks next (the reader's membership, the member counts).
+    const members = new Map<string, { membership: string; streamOrdering: number }>();
+    const counts = new Map<string, number>();
+    for (const r of this.sql.exec<{ type: string; state_key: string; event_id: string; stream_ordering: number; membership: string | null }>(
+      "SELECT type, state_key, event_id, stream_ordering, membership FROM current_state",
+    )) {
       state.set(stateKey(r.type, r.state_key), r.event_id);
+      if (r.type === "m.room.member" && r.membership !== null) {
+        members.set(r.state_key, { membership: r.membership, streamOrdering: r.stream_ordering });
+        counts.set(r.membership, (counts.get(r.membership) ?? 0) + 1);
+      }
     }
-    this.currentRows = { version: this.stateVersion, state };
+    this.currentRows = { version: this.stateVersion, state, members };
+    // The same counts memberCount's query gives (members with a membership, by membership).
+    if (this.memberCounts?.version !== this.stateVersion) this.memberCounts = { version: this.stateVersion, counts };
     return state;
   }
-  private currentRows: { version: number; state: ReadonlyStateMap } | undefined;
+  private currentRows: { version: number; state: ReadonlyStateMap; members: ReadonlyMap<string, { membership: string; streamOrdering: number }> } | undefined;
+
+  /**
+   * A user's current membership and the stream ordering at which its `current_state` row was last set,
+   * from the rows `currentStateForReads` read for the current state (null: no membership); undefined when
+   * it did not read them (ask the storage). The row's ordering is that of the event whose persistence set
+   * it: the member event's own, or a later one when state resolution picked the member event after a fork.
+   */
+  currentMembershipForReads(userId: string): { membership: string; streamOrdering: number } | null | undefined {
+    if (this.currentRows?.version !== this.stateVersion) return undefined;
+    return this.currentRows.members.get(userId) ?? null;
+  }
 
   /** A user's current membership and its event, or null if the user has none. */
   membershipOf(userId: string): { membership: string; eventId: string } | null {

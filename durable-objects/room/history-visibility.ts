@@ -103,14 +103,21 @@ export class VisibilityChecker {
     readonly userId: string,
   ) {
     // The user's current membership and the stream ordering of its event, in one query (every room of an
-    // initial /sync builds one of these, most of them in a Room DO that just started).
-    const current = engine.sql
-      .exec<{ membership: string | null; stream_ordering: number | null }>(
-        `SELECT c.membership, e.stream_ordering FROM current_state c LEFT JOIN events e ON e.event_id = c.event_id
-         WHERE c.type = 'm.room.member' AND c.state_key = ?`,
-        userId,
-      )
-      .toArray()[0];
+    // initial /sync builds one of these, most of them in a Room DO that just started), or none when a sync
+    // read the current state's rows already: their ordering is where the membership was set, at or after
+    // its event. Either is a valid `joinedFrom` (the user was joined from there on); events between the
+    // two, which a resolved fork can leave, take the full check below.
+    const known = engine.currentMembershipForReads(userId);
+    const current =
+      known !== undefined
+        ? known && { membership: known.membership, stream_ordering: known.streamOrdering }
+        : engine.sql
+            .exec<{ membership: string | null; stream_ordering: number | null }>(
+              `SELECT c.membership, e.stream_ordering FROM current_state c LEFT JOIN events e ON e.event_id = c.event_id
+               WHERE c.type = 'm.room.member' AND c.state_key = ?`,
+              userId,
+            )
+            .toArray()[0];
     if (current?.membership === "join") {
       this.joinedFrom = current.stream_ordering ?? undefined;
       this.lastJoin = Infinity;

@@ -15,7 +15,7 @@ import { authEventIds, splitStateKey, stateKey, type IdentifiedPdu, type Pdu, ty
 import { roomToken, type ReceiptUpdate } from "../notifications.js";
 import { MAX_STICKY_DURATION_MS, stickyDurationMs, stickyUntil, type ClientEvent } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
-import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, formatRows, type EventRow } from "./event-rows.js";
+import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, formatRows, pduOf, type EventRow } from "./event-rows.js";
 import { VisibilityChecker } from "./history-visibility.js";
 import { wirePdu } from "./federation-reads.js";
 import { newestTimelineGap } from "./timeline-gaps.js";
@@ -190,6 +190,9 @@ function rowsAt(engine: RoomEngine, orderings: number[]): Row[] {
 export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Date.now()): RoomSyncResult {
   const meta = engine.meta();
   if (!meta) return { timeline: { events: outOfBandTimeline(engine, request), limited: false, prev_batch: roomToken(0) }, state: [] };
+  // Read first: in a Room DO that just started, its rows also answer the reader's membership and the
+  // summary's counts (engine.ts currentStateForReads).
+  engine.currentStateForReads();
   const visibility = new Visibility(engine, request.userId);
   const limit = Math.max(0, request.limit);
 
@@ -285,7 +288,8 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
 
   // Lazy-loading members (spec: "Lazy-loading room members"): only the members the timeline needs (its
   // senders), the user's own membership when the state is full, and the heroes.
-  const summary = request.section === "join" ? roomSummary(engine, request.userId) : undefined;
+  const read = new Map((everyAcceptedRow ?? timelineRows).map((r) => [r.event_id, r]));
+  const summary = request.section === "join" ? roomSummary(engine, request.userId, (id) => read.get(id)) : undefined;
   if (request.lazyLoadMembers) {
     const partial = isPartialState(engine);
     const wanted = new Set(timelineRows.map((r) => r.sender));
@@ -439,14 +443,17 @@ function federationEvents(engine: RoomEngine, ids: string[], now: number): Feder
 /** The room summary (spec: /sync `summary`): member counts and, when the room has no name or canonical
  * alias, up to 5 heroes (joined or invited members other than the user, by stream ordering; left and
  * banned members when there are none). */
-export function roomSummary(engine: RoomEngine, userId: string): RoomSummary {
+export function roomSummary(engine: RoomEngine, userId: string, readRow: (eventId: string) => Row | undefined = () => undefined): RoomSummary {
   // Counted once per change of the current state, not per sync (a big room's long-polls all ask at once).
   const summary: RoomSummary = { "m.joined_member_count": engine.memberCount("join"), "m.invited_member_count": engine.memberCount("invite") };
   // From the current state a sync read has loaded already (StateRewinder): no query per key.
   const current = engine.currentStateForReads();
   const contentOf = (type: string) => {
     const id = current.get(stateKey(type, ""));
-    return id === undefined ? undefined : engine.events.pdu(id)?.content;
+    if (id === undefined) return undefined;
+    // An event the sync has read already (the timeline) is not read again.
+    const row = readRow(id);
+    return row ? pduOf(row).content : engine.events.pdu(id)?.content;
   };
   const name = contentOf("m.room.name")?.name;
   const alias = contentOf("m.room.canonical_alias")?.alias;

@@ -33,8 +33,9 @@ describe("sync reads of a room that just started", () => {
 
     await runInDurableObject(rawRoom(roomId), (_i, state) => {
       const engine = coldEngine(state);
-      const fromGroups = engine.stateGroups.load(engine.meta()!.currentStateGroup);
       const forReads = engine.currentStateForReads();
+      const other = coldEngine(state);
+      const fromGroups = other.stateGroups.load(other.meta()!.currentStateGroup);
       expect(new Map(forReads)).toEqual(new Map(fromGroups));
       expect(forReads.size).toBeGreaterThan(8);
       expect(engine.memberCount("join")).toBe(2);
@@ -42,6 +43,14 @@ describe("sync reads of a room that just started", () => {
       expect(engine.memberCount("ban")).toBe(1);
       expect(engine.memberCount("leave")).toBe(0);
       expect(engine.memberCount("knock")).toBe(0);
+      // The reader's membership comes with those rows, as the storage has it.
+      for (const user of [alice, bob, carol, dave]) {
+        const known = engine.currentMembershipForReads(user.user_id);
+        const stored = engine.membershipOf(user.user_id);
+        expect(known?.membership).toBe(stored?.membership);
+        expect(known?.streamOrdering).toBe(engine.eventMeta(stored!.eventId)!.streamOrdering);
+      }
+      expect(engine.currentMembershipForReads("@nobody:example.org")).toBeNull();
     });
 
     // The room's own engine, after a state change it made: the new state and counts, not the cached ones.
@@ -63,13 +72,25 @@ describe("sync reads of a room that just started", () => {
 
   it("give an initial /sync the same room whether the room was read before or just started", async () => {
     const alice = await newUser("coldsync");
-    const roomId = await createRoom(alice, { preset: "private_chat", name: "named" });
+    const bob = await newUser("coldsyncbob");
+    const roomId = await createRoom(alice, { preset: "public_chat", name: "named" });
+    expect((await putState(alice, roomId, "m.room.history_visibility", "", { history_visibility: "joined" })).status).toBe(200);
+    expect((await putState(alice, roomId, "m.room.topic", "", { topic: "before bob" })).status).toBe(200);
+    expect((await join(bob, roomId)).status).toBe(200);
     for (let i = 0; i < 12; i++) expect((await putState(alice, roomId, "m.room.topic", "", { topic: `t${i}` })).status).toBe(200);
+    const restart = () =>
+      runInDurableObject(rawRoom(roomId), (instance, state) => {
+        // The same DO, its caches dropped as at a start (the engine is what a new DO instance builds).
+        (instance as unknown as { engine: RoomEngine }).engine = coldEngine(state);
+      });
+    // bob joined after the history became "joined": the same view of what came before, cold or warm.
+    const bobWarm = await sync(bob, { filter: { room: { timeline: { limit: 20 } } } });
+    await restart();
+    const bobCold = await sync(bob, { filter: { room: { timeline: { limit: 20 } } } });
+    expect(timeline(bobCold, roomId).map((e) => e.event_id)).toEqual(timeline(bobWarm, roomId).map((e) => e.event_id));
+    expect(timeline(bobCold, roomId).some((e) => e.content.topic === "before bob")).toBe(false);
     const warm = await sync(alice);
-    // The same DO, its caches dropped as at a start (the engine is what a new DO instance builds).
-    await runInDurableObject(rawRoom(roomId), (instance, state) => {
-      (instance as unknown as { engine: RoomEngine }).engine = coldEngine(state);
-    });
+    await restart();
     const cold = await sync(alice);
     const room = (body: typeof warm) => {
       const r = body.rooms.join[roomId];
@@ -79,6 +100,6 @@ describe("sync reads of a room that just started", () => {
     expect(timeline(cold, roomId).length).toBe(10);
     expect(room(cold)).toEqual(room(warm));
     expect(room(cold).state.events.map((e: { type: string }) => e.type)).toContain("m.room.name");
-    expect(room(cold).summary).toEqual({ "m.joined_member_count": 1, "m.invited_member_count": 0 });
+    expect(room(cold).summary).toEqual({ "m.joined_member_count": 2, "m.invited_member_count": 0 });
   });
 });
