@@ -93,6 +93,9 @@ export interface Env {
   SERVER_NOTICES_AUTO_JOIN?: string;
   /** MatrixRTC (MSC4143): the LiveKit JWT service's URL offered to group calls as their transport. */
   MATRIX_RTC_LIVEKIT_URL?: string;
+  /** The room version of rooms created without one, and advertised as the default (Synapse's
+   * `default_room_version`; default protocol/room-versions.ts DEFAULT_ROOM_VERSION). */
+  DEFAULT_ROOM_VERSION?: string;
   /** Longest delay of a delayed event (MSC4140): ms, or with a unit as "24h" (default 24h). */
   MAX_EVENT_DELAY?: string;
   /** Delayed events a user may have scheduled at once (default 100, Synapse's). */

@@ -10,7 +10,8 @@ import { isValidUserId } from "../../protocol/auth-rules.js";
 import { MatrixError, badJson, forbidden, fromRpcError, invalidParam } from "../../protocol/errors.js";
 import { roomIdFromCreateEvent } from "../../protocol/event-hashes.js";
 import { isJsonObject, type JsonObject } from "../../protocol/json.js";
-import { DEFAULT_ROOM_VERSION, roomVersionRules } from "../../protocol/room-versions.js";
+import { roomVersionRules } from "../../protocol/room-versions.js";
+import { defaultRoomVersion } from "../room-version-setting.js";
 import { randomToken } from "../../protocol/signing.js";
 import { requester, requireAuth, isLocalUserId } from "../auth.js";
 import { aliasForCreateRoom, createAliasOnCreate, deleteAlias, publishRoomOnCreate } from "../directory-store.js";
@@ -62,7 +63,7 @@ export async function parseCreateRoomRequest(env: Env, creator: string, body: Js
   if (!Object.hasOwn(PRESETS, presetName)) throw badJson(`'${presetName}' is not a valid preset`);
   const preset = presetName as RoomPreset;
 
-  const roomVersion = optionalString(body, "room_version") ?? DEFAULT_ROOM_VERSION;
+  const roomVersion = optionalString(body, "room_version") ?? defaultRoomVersion(env);
   const rules = roomVersionRules(roomVersion);
   if (!rules) throw new MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Your homeserver does not support this room version");
 
