@@ -416,7 +416,7 @@ export function conditionMatches(condition: PushCondition, event: JsonObject, co
 
 class ConditionEvaluator {
   /** Case-folded code points of strings already seen (content.body is read by many rules). */
-  private readonly folded = new Map<string, { folded: string[]; word: boolean[] }>();
+  private readonly folded = new Map<string, FoldedText>();
 
   constructor(
     private readonly event: JsonObject,
@@ -458,7 +458,8 @@ class ConditionEvaluator {
         const name = this.context.displayName;
         const body = isJsonObject(this.event.content) ? this.event.content.body : undefined;
         if (!name || typeof body !== "string") return false;
-        return globMatch(compileLiteral(name), this.fold(body), "word");
+        const tokens = compileLiteral(name);
+        return literalMayMatch(tokens, this.fold(body)) && globMatch(tokens, this.fold(body), "word");
       }
       case "room_member_count":
         return typeof c.is === "string" && memberCountMatches(c.is, this.context.roomMemberCount);
@@ -484,10 +485,10 @@ class ConditionEvaluator {
     // (no surrogates: one unit per code point) cannot match, and need not be folded. Most rules are such
     // (`type`, `content.msgtype`), and every event runs all of them for every recipient.
     if (mode === "whole" && !tokens.some((t) => t.t !== "char") && value.length !== tokens.length && !HAS_SURROGATE.test(value)) return false;
-    return globMatch(tokens, this.fold(value), mode);
+    return literalMayMatch(tokens, this.fold(value)) && globMatch(tokens, this.fold(value), mode);
   }
 
-  private fold(s: string): { folded: string[]; word: boolean[] } {
+  private fold(s: string): FoldedText {
     let f = this.folded.get(s);
     if (!f) {
       f = foldText(s);
@@ -624,7 +625,33 @@ const isWordChar = (ch: string) => /^[A-Za-z0-9_]$/.test(ch);
 
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
-function foldText(s: string): { folded: string[]; word: boolean[] } {
+/** A text folded per code point, with its word characters; `joined` is `folded` as one string. */
+interface FoldedText {
+  folded: string[];
+  word: boolean[];
+  joined?: string;
+}
+
+/** The folded characters of a pattern without wildcards, as one string (null: it has wildcards). */
+const literalTexts = new WeakMap<GlobToken[], string | null>();
+
+/**
+ * False when a pattern without wildcards cannot match: its folded characters, one after another, are not
+ * in the folded text (a match, whole or at word boundaries, is such a run). Most body rules (the user's
+ * name, "@room", the display name) meet most bodies here, without running the matcher.
+ */
+function literalMayMatch(tokens: GlobToken[], text: FoldedText): boolean {
+  let literal = literalTexts.get(tokens);
+  if (literal === undefined) {
+    literal = tokens.every((t) => t.t === "char") ? tokens.map((t) => (t as { c: string }).c).join("") : null;
+    literalTexts.set(tokens, literal);
+  }
+  if (literal === null) return true;
+  text.joined ??= text.folded.join("");
+  return text.joined.includes(literal);
+}
+
+function foldText(s: string): FoldedText {
   // Printable ASCII (most message bodies): one unit per code point, and folding a letter is lower-casing it.
   if (PRINTABLE_ASCII.test(s)) {
     const folded = s.toLowerCase().split("");
@@ -643,7 +670,7 @@ function foldText(s: string): { folded: string[]; word: boolean[] } {
  * "whole": the pattern must match the entire text. "word": it must match some substring that
  * starts and ends at a word boundary (start/end of the text, or next to a non-word character).
  */
-function globMatch(tokens: GlobToken[], text: { folded: string[]; word: boolean[] }, mode: "whole" | "word"): boolean {
+function globMatch(tokens: GlobToken[], text: FoldedText, mode: "whole" | "word"): boolean {
   const m = tokens.length;
   const n = text.folded.length;
   let active = new Uint8Array(m + 1);

@@ -116,6 +116,9 @@ const SYNC_SCHEMA = `
   );
 `;
 
+/** Rooms whose current membership a SyncStore keeps in memory at most. */
+const MEMBERSHIPS_KEPT = 4096;
+
 /** One inbox row (a room event notification) as sync reads it. */
 export interface InboxRow {
   position: number;
@@ -263,6 +266,11 @@ export class SyncStore {
   // Own memberships.
 
   recordMembership(row: Omit<MembershipRow, "position">, position: number): void {
+    // The room's membership is read again from storage until this turn (and the transaction it is part
+    // of, committed or rolled back) has ended: see membershipOf.
+    this.latestMemberships.delete(row.roomId);
+    if (this.membershipsWritten.size === 0) queueMicrotask(() => this.membershipsWritten.clear());
+    this.membershipsWritten.add(row.roomId);
     this.sql.exec(
       "INSERT OR IGNORE INTO sync_memberships (room_id, stream_position, stream_ordering, event_id, membership) VALUES (?, ?, ?, ?, ?)",
       row.roomId,
@@ -290,8 +298,22 @@ export class SyncStore {
     return out;
   }
 
-  /** The current membership of one room. */
+  /** The current membership of one room. Read for every pushed event: kept in memory (recordMembership,
+   * the only writer, forgets a room, and its reads are not kept until the writing turn has ended). */
   membershipOf(roomId: string): MembershipRow | undefined {
+    const known = this.latestMemberships.get(roomId);
+    if (known !== undefined) return known ?? undefined;
+    const row = this.readMembership(roomId);
+    if (!this.membershipsWritten.has(roomId)) {
+      if (this.latestMemberships.size >= MEMBERSHIPS_KEPT) this.latestMemberships.clear();
+      this.latestMemberships.set(roomId, row ?? null);
+    }
+    return row;
+  }
+  private readonly latestMemberships = new Map<string, MembershipRow | null>();
+  private readonly membershipsWritten = new Set<string>();
+
+  private readMembership(roomId: string): MembershipRow | undefined {
     const r = this.sql
       .exec<{ stream_position: number; stream_ordering: number; event_id: string; membership: string }>(
         "SELECT stream_position, stream_ordering, event_id, membership FROM sync_memberships WHERE room_id = ? ORDER BY stream_ordering DESC LIMIT 1",
