@@ -1,5 +1,6 @@
 // Send-to-device messaging: PUT /sendToDevice/{eventType}/{txnId} delivers into the recipient devices'
 // inboxes in their User DO, which /sync reads (toDeviceSince) and acknowledges (ackToDevice).
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { api, login, registerUser, uniqueLocalpart } from "./helpers.js";
@@ -53,6 +54,25 @@ describe("PUT /sendToDevice", () => {
     });
     expect(res.status).toBe(200);
     expect((await inbox(bob.user_id, bob.device_id)).events.map((e) => e.content.n)).toEqual([1, 2, 4]);
+  });
+
+  it("a read with nothing waiting, then messages: each read from a position sees exactly what came after it", async () => {
+    const alice = await registerUser(uniqueLocalpart("alice"));
+    const bob = await registerUser(uniqueLocalpart("bob"));
+    const send = (txnId: string, n: number) =>
+      api("PUT", `${V3}/sendToDevice/m.room_key_request/${txnId}`, { token: alice.access_token, body: { messages: { [bob.user_id]: { [bob.device_id]: { n } } } } });
+    // Nothing stored yet: the inbox keeps no message position to compare with.
+    const empty = await inbox(bob.user_id, bob.device_id);
+    expect(empty.events).toEqual([]);
+    expect((await send("a", 1)).status).toBe(200);
+    const one = await inbox(bob.user_id, bob.device_id, empty.position);
+    expect(one.events.map((e) => e.content.n)).toEqual([1]);
+    // From the message's own position: nothing; from the one before it: the message.
+    const at = await runInDurableObject(userDo(bob.user_id), (_i, state) => state.storage.sql.exec<{ p: number }>("SELECT MAX(stream_position) AS p FROM to_device_inbox").one().p);
+    expect((await inbox(bob.user_id, bob.device_id, at)).events).toEqual([]);
+    expect((await inbox(bob.user_id, bob.device_id, at - 1)).events.map((e) => e.content.n)).toEqual([1]);
+    expect((await send("b", 2)).status).toBe(200);
+    expect((await inbox(bob.user_id, bob.device_id, one.position)).events.map((e) => e.content.n)).toEqual([2]);
   });
 
   it("stores a message once when the same transaction is sent concurrently", async () => {
