@@ -562,7 +562,11 @@ export class RoomDurableObject extends DurableObject<Env> {
    */
   listen(userId: string, from: number, limit: number): ListenResult {
     const result = this.fanOut.listen(this.inRoom(userId), from, Math.max(0, Math.min(limit, MAX_CATCH_UP)));
-    if (result.joined) result.events = result.events.map((n) => this.toLocal(n));
+    if (result.joined) {
+      result.events = result.events.map((n) => this.toLocal(n));
+      // Receipts were pushed to listeners only: the ones this member missed come with its catch-up.
+      if (!result.continuous && this.ephemeral.pushesToListenersOnly()) result.receipts = this.ephemeral.publicReceiptsChangedSince(from);
+    }
     return result;
   }
 
@@ -1326,7 +1330,7 @@ export class RoomDurableObject extends DurableObject<Env> {
 
   private ephemeralState?: RoomEphemeral;
   private get ephemeral(): RoomEphemeral {
-    return (this.ephemeralState ??= new RoomEphemeral(this.engine, this.env, this.ctx));
+    return (this.ephemeralState ??= new RoomEphemeral(this.engine, this.env, this.ctx, () => this.fanOut.listeners()));
   }
 
   /** GET /sync: the room's part of a response (timeline, state, summary), one call per room. */

@@ -17,6 +17,7 @@ import type { RoomEngine } from "./engine.js";
 import { serversInRoom } from "./federation-reads.js";
 import { partialStateServers } from "./partial-state.js";
 import { serverNameOf } from "../../protocol/pdu.js";
+import { inParallel } from "../in-parallel.js";
 
 /** Spec/Synapse: a remote user's typing lasts this long unless refreshed or stopped (Synapse's
  * FEDERATION_TIMEOUT in handlers/typing.py); the EDU itself carries no timeout. */
@@ -33,6 +34,15 @@ export const PUBLIC_RECEIPT_TYPES = ["m.read"];
 /** `thread_id` column value of an unthreaded receipt ('' cannot be a thread root or "main"). */
 const UNTHREADED = "";
 
+/**
+ * A room with more local members than this pushes typing and receipts only to those syncing now (its
+ * listeners, room/fan-out.ts), at most EPHEMERAL_PUSH_CONCURRENCY calls at a time: a keystroke in a room
+ * of 10,000 local members was 10,000 User DO calls at once. The others get the receipts with their next
+ * catch-up (`listen`, room.ts), and miss typing, which lasts seconds. Up to it every local member is pushed.
+ */
+export const EPHEMERAL_PUSH_ALL_MAX = 100;
+const EPHEMERAL_PUSH_CONCURRENCY = 16;
+
 export class RoomEphemeral {
   private readonly typing = new Map<string, { until: number; timer: ReturnType<typeof setTimeout>; lastPoke: number }>();
 
@@ -41,6 +51,8 @@ export class RoomEphemeral {
     private readonly env: Env,
     /** For application services with `receive_ephemeral` (room/appservice-outbound.ts). */
     private readonly ctx?: DurableObjectState,
+    /** The members syncing now (room/fan-out.ts listeners); without it every local member is pushed. */
+    private readonly listeners?: () => string[],
   ) {}
 
   /** Typing and public receipts also go to application services that asked for them (MSC2409). */
@@ -152,6 +164,14 @@ export class RoomEphemeral {
       target.streamOrdering,
       update.ts,
     );
+    this.engine.sql.exec(
+      `INSERT INTO receipts_changed (receipt_type, user_id, thread_id, at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (receipt_type, user_id, thread_id) DO UPDATE SET at = excluded.at`,
+      update.receiptType,
+      update.userId,
+      threadId,
+      this.engine.maxStreamOrdering(),
+    );
     const notification: RoomEphemeralNotification = { kind: "receipt", roomId, receipts: [update] };
     if (PUBLIC_RECEIPT_TYPES.includes(update.receiptType)) {
       // Private receipts never leave the server (spec: "Private read receipts").
@@ -212,16 +232,47 @@ export class RoomEphemeral {
 
   /** Tells the User DOs of the joined local members (or of `only`). Failures are logged, not retried. */
   private async fanOut(notification: RoomEphemeralNotification, only?: string[]): Promise<void> {
-    const users = (only ?? this.engine.membersWith("join")).filter((u) => this.engine.isLocalUser(u));
-    await Promise.all(
-      users.map(async (userId) => {
-        try {
-          await this.env.USERS.get(this.env.USERS.idFromName(this.engine.keyIdentity().local(userId))).onRoomEphemeral(notification);
-        } catch (e) {
-          console.warn("ephemeral notification failed", userId, e instanceof Error ? e.message : e);
-        }
-      }),
-    );
+    let users = (only ?? this.engine.membersWith("join")).filter((u) => this.engine.isLocalUser(u));
+    if (only === undefined && users.length > EPHEMERAL_PUSH_ALL_MAX && this.listeners) {
+      const joined = new Set(users);
+      users = this.listeners().filter((u) => joined.has(u));
+    }
+    await inParallel(users, EPHEMERAL_PUSH_CONCURRENCY, async (userId) => {
+      try {
+        await this.env.USERS.get(this.env.USERS.idFromName(this.engine.keyIdentity().local(userId))).onRoomEphemeral(notification);
+      } catch (e) {
+        console.warn("ephemeral notification failed", userId, e instanceof Error ? e.message : e);
+      }
+    });
+  }
+
+  /** Whether this room pushes typing and receipts to its listeners only (EPHEMERAL_PUSH_ALL_MAX). */
+  pushesToListenersOnly(): boolean {
+    if (!this.listeners) return false;
+    let local = 0;
+    for (const u of this.engine.membersWith("join")) if (this.engine.isLocalUser(u) && ++local > EPHEMERAL_PUSH_ALL_MAX) return true;
+    return false;
+  }
+
+  /** The public receipts that changed since the room's head was at stream ordering `from` (a catch-up of a
+   * room that pushes them to its listeners only; some may be known to the caller: it keeps the latest). */
+  publicReceiptsChangedSince(from: number): ReceiptUpdate[] {
+    if (!this.engine.meta()) return [];
+    const types = PUBLIC_RECEIPT_TYPES;
+    return this.engine.sql
+      .exec<{ receipt_type: string; user_id: string; thread_id: string; event_id: string; ts: number }>(
+        `SELECT r.receipt_type, r.user_id, r.thread_id, r.event_id, r.ts FROM receipts_changed c
+         JOIN receipts r ON r.receipt_type = c.receipt_type AND r.user_id = c.user_id AND r.thread_id = c.thread_id
+         WHERE c.at >= ? AND c.receipt_type IN (${types.map(() => "?").join(",")})`,
+        from,
+        ...types,
+      )
+      .toArray()
+      .map((r) => {
+        const u: ReceiptUpdate = { receiptType: r.receipt_type, userId: r.user_id, eventId: r.event_id, ts: r.ts };
+        if (r.thread_id !== UNTHREADED) u.threadId = r.thread_id;
+        return u;
+      });
   }
 }
 

@@ -13,7 +13,7 @@
 // (pushed, or written to the outbox after a failed push). It moves after the pushes of a round, so a crash
 // in between repeats the round from alarm() (User DOs ignore repeats). The outbox holds only failed
 // deliveries, and any later event for the same user waits behind them, so a user's events arrive in order.
-import type { DeliveredRoomEventNotification, RoomEventNotification } from "../notifications.js";
+import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEventNotification } from "../notifications.js";
 import type { OutboxEntry, RoomEngine } from "./engine.js";
 import { ACCEPTED } from "./event-rows.js";
 import { pushInputsBuilder } from "./push-inputs.js";
@@ -48,6 +48,9 @@ export type ListenResult =
       events: DeliveredRoomEventNotification[];
       /** The catch-up left out older events (more than the limit). */
       gap: boolean;
+      /** A room that pushes receipts to its listeners only (room/ephemeral.ts): the public receipts that
+       * changed since the caller's position, which it may not have been pushed. */
+      receipts?: ReceiptUpdate[];
     };
 
 type FanOutRow = {

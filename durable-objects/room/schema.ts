@@ -35,6 +35,7 @@
 //   search_backlog       the range of events stored before the index existed, indexed on the first search.
 //   timeline_gaps        stream orderings of events stored after a hole in the DAG (timeline-gaps.ts): an
 //                        incremental /sync over one is limited to the events after it.
+//   receipts_changed     when each receipt last changed (the room's head then), for catch-ups (ephemeral.ts).
 //   receipts             the latest receipt per (type, user, thread) (ephemeral.ts): public ones are shown to
 //                        members, m.read.private only to its user. Part of the schema so that a read (every room
 //                        of an initial /sync) runs no DDL.
@@ -179,6 +180,18 @@ export const ROOM_SCHEMA = `
     ts INTEGER NOT NULL,
     PRIMARY KEY (receipt_type, user_id, thread_id)
   );
+
+  -- When each receipt last changed, as the room's newest stream ordering then: a catch-up of a room that
+  -- pushes receipts to its listeners only (ephemeral.ts) carries those that changed since the member's
+  -- position. A table of its own, so that rooms from before it need no column upgrade.
+  CREATE TABLE IF NOT EXISTS receipts_changed (
+    receipt_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (receipt_type, user_id, thread_id)
+  );
+  CREATE INDEX IF NOT EXISTS receipts_changed_at ON receipts_changed (at);
 
   CREATE TABLE IF NOT EXISTS out_of_band_members (
     user_id TEXT PRIMARY KEY,

@@ -721,6 +721,8 @@ export class SyncHub {
         if (this.store.membershipOf(a.roomId)?.membership !== "join") continue;
         const { answer } = a;
         for (const n of answer.events) this.sources.recordRoomEvent(n);
+        // A big room's receipts on the caught-up events (it pushes them to its listeners only).
+        if (answer.receipts && answer.receipts.length > 0) this.store.addReceipts(a.roomId, answer.receipts);
         if (answer.gap) this.store.recordGap(a.roomId, this.stream.current());
         // Continuous or caught up: everything up to `upto` is here or on its way from the room.
         this.store.setRoomCursor(a.roomId, Math.max(answer.upto, this.store.roomCursor(a.roomId)));
