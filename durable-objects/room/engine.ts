@@ -946,7 +946,8 @@ export class RoomEngine {
       beforeLookup = this.lookupInMap(state);
     }
 
-    if (this.inPartialState()) {
+    const partial = this.inPartialState();
+    if (partial) {
       // A room joined with partial state lacks most member events: where the state before (or the current
       // state) has no entry for a member, the event's own auth events stand in for it, as Synapse does
       // until the resync completes (room/partial-state.ts).
@@ -973,9 +974,12 @@ export class RoomEngine {
     }
 
     // 6. Soft fail against the current state, when that differs from the state before. A room joined over
-    // federation has no current state before its join event: nothing to soft-fail against.
+    // federation has no current state before its join event: nothing to soft-fail against. Nor does a room
+    // held with partial state, as Synapse's `_check_for_soft_fail`: its current members may be missing or
+    // wrong until the resync (Complement msc3902: a member wrongly kicked meanwhile leaves for real, and the
+    // leave must show).
     const current = room.currentStateGroup;
-    if (current !== null && (!("group" in result.before) || result.before.group !== current)) {
+    if (current !== null && !partial && (!("group" in result.before) || result.before.group !== current)) {
       const byCurrent = checkEventAuth(event, rules, currentLookup, authOptions);
       if (!byCurrent.allowed) result.softFailed = true;
     }

@@ -151,6 +151,30 @@ describe("events of a partial-state join, checked again after the resync", () =>
     expect(after.extremities).toEqual([sentinel.eventId]);
   });
 
+  it("does not soft-fail while partial (as Synapse): a wrongly kicked member's own leave, on a branch without the kick, shows", async () => {
+    const alice = await newUser("alice");
+    const resident = uniqueServer("psr-softfail");
+    const [derek, elsie] = [`@derek:${resident}`, `@elsie:${resident}`];
+    const room = await ResidentRoom.create(resident, "12", "charlie", { [derek]: 100 });
+    const derekJoin = await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "join" } });
+    await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "leave" } });
+    const elsieJoin = await room.add({ type: "m.room.member", stateKey: elsie, sender: elsie, content: { membership: "join" } });
+    await partialJoin(room, alice);
+
+    // derek (who had left) kicks elsie: accepted while partial, on a branch of its own.
+    const pl = room.id("m.room.power_levels")!;
+    const branch = [...room.head];
+    const kick = await room.add({ type: "m.room.member", stateKey: elsie, sender: derek, content: { membership: "leave" }, auth: [pl, derekJoin.eventId, elsieJoin.eventId], intoState: false });
+    room.head = branch;
+    // elsie leaves for real, after her join but not after the kick: allowed by the state before it, not by
+    // the current state (the kick): a soft failure in a room with its whole state.
+    const leave = await room.add({ type: "m.room.member", stateKey: elsie, sender: elsie, content: { membership: "leave" }, auth: [pl, elsieJoin.eventId] });
+    expect(await receive(room, [kick, leave])).toEqual([null, null]);
+    const softFailed = await runInDurableObject(stub(room.roomId), async (instance) => engineOf(instance).events.meta(leave.eventId)!.softFailed);
+    expect(softFailed).toBe(false);
+    expect(await eventStatus(alice, room.roomId, leave.eventId)).toBe(200);
+  });
+
   it("rejected events remain rejected: a stranger's, and a member's whose auth events leave out their membership", async () => {
     const alice = await newUser("alice");
     const resident = uniqueServer("psr-remain");
