@@ -976,8 +976,9 @@ export class RoomEngine {
     // 6. Soft fail against the current state, when that differs from the state before. A room joined over
     // federation has no current state before its join event: nothing to soft-fail against. Nor does a room
     // held with partial state, as Synapse's `_check_for_soft_fail`: its current members may be missing or
-    // wrong until the resync (Complement msc3902: a member wrongly kicked meanwhile leaves for real, and the
-    // leave must show).
+    // wrong until the resync. (Synapse also authorises such an event against the state before resolved with
+    // its claimed auth events; we only fill members the state lacks: Complement msc3902's wrongly kicked
+    // member whose real leave follows the kick still fails here.)
     const current = room.currentStateGroup;
     if (current !== null && !partial && (!("group" in result.before) || result.before.group !== current)) {
       const byCurrent = checkEventAuth(event, rules, currentLookup, authOptions);
