@@ -948,13 +948,20 @@ export class RoomEngine {
 
     const partial = this.inPartialState();
     if (partial) {
-      // A room joined with partial state lacks most member events: where the state before (or the current
-      // state) has no entry for a member, the event's own auth events stand in for it, as Synapse does
-      // until the resync completes (room/partial-state.ts).
+      // A room joined with partial state lacks most member events, and may hold some wrongly (an event
+      // accepted against too little state; room/partial-state-recheck.ts corrects them after the resync).
+      // So the state the event is authorised against is the state before it resolved with the event's own
+      // auth events, as Synapse's `_check_event_auth` does while partial: a member missing from our state
+      // is taken from them, and a conflict (a member wrongly kicked here, whose auth events still show
+      // them joined) is settled by state resolution. The current state only fills in missing members.
+      const claimed = new Map<StateKey, string>();
+      for (const e of authEvents) if (typeof e.state_key === "string") claimed.set(stateKey(e.type, e.state_key), e.event_id);
+      if (createEvent && !claimed.has(stateKey("m.room.create", ""))) claimed.set(stateKey("m.room.create", ""), createEvent.event_id);
+      const before = "group" in result.before ? this.stateGroups.load(result.before.group) : result.before.state;
+      beforeLookup = this.lookupInMap(this.resolveStates([before, claimed]));
       const fromAuth = authLookupOf(authEvents, createEvent);
-      const withAuth = (lookup: AuthStateLookup): AuthStateLookup => (type, sk) => lookup(type, sk) ?? (type === "m.room.member" ? fromAuth(type, sk) : undefined);
-      beforeLookup = withAuth(beforeLookup);
-      currentLookup = withAuth(currentLookup);
+      const current = currentLookup;
+      currentLookup = (type, sk) => current(type, sk) ?? (type === "m.room.member" ? fromAuth(type, sk) : undefined);
     }
     if (event.type === "m.room.member" && Object.hasOwn(event.content, "third_party_invite")) {
       const keys = [...tpiKeys(authLookupOf(authEvents, createEvent)), ...tpiKeys(beforeLookup), ...tpiKeys(currentLookup)];
@@ -976,9 +983,7 @@ export class RoomEngine {
     // 6. Soft fail against the current state, when that differs from the state before. A room joined over
     // federation has no current state before its join event: nothing to soft-fail against. Nor does a room
     // held with partial state, as Synapse's `_check_for_soft_fail`: its current members may be missing or
-    // wrong until the resync. (Synapse also authorises such an event against the state before resolved with
-    // its claimed auth events; we only fill members the state lacks: Complement msc3902's wrongly kicked
-    // member whose real leave follows the kick still fails here.)
+    // wrong until the resync.
     const current = room.currentStateGroup;
     if (current !== null && !partial && (!("group" in result.before) || result.before.group !== current)) {
       const byCurrent = checkEventAuth(event, rules, currentLookup, authOptions);
