@@ -69,7 +69,7 @@ import type { QueuedEdu } from "./destination.js";
 import { federationRawRequest, federationRequest } from "../federation-client/request.js";
 import { federationEnabled } from "../federation-client/config.js";
 import { receiveInvite, sendRemoteInvite, type InboundInvite } from "./room/federation-invites.js";
-import { enqueuePdus, enqueueForRemoteServers, mayLeaveThisServer, retryRemoteHandOver, skipHandOver } from "./room/outbound.js";
+import { enqueuePdus, enqueueForRemoteServers, retryRemoteHandOver, skipHandOver } from "./room/outbound.js";
 import { appservicesInterestedInRoom, enqueueForAppservices, forgetRoomAliases, retryAppserviceHandOver } from "./room/appservice-outbound.js";
 import { cancelDelayedStateEvents, watchDelayedState } from "./room/delayed-state-watch.js";
 import { ownServerKey } from "./room/key-identity.js";
@@ -214,14 +214,11 @@ export class RoomDurableObject extends DurableObject<Env> {
     // any await, so that it joins the commit's write instead of costing one of its own.
     this.fanOut.storeCursor();
     const meta = this.engine.meta();
+    const mayLeave = await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
     // The /event index (room/event-index.ts): in the background, never on the client's path. Events that
     // go to other servers are indexed without the first write's delay: a server that receives them may ask
     // for one by ID (GET /event) at once.
-    if (meta) {
-      const soon = mayLeaveThisServer(this.ctx, this.engine, this.env, results);
-      this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId), this.activityOf(results), soon);
-    }
-    await enqueueForRemoteServers(this.ctx, this.engine, this.env, results); // room/outbound.ts: federation
+    if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId), this.activityOf(results), mayLeave);
     await enqueueForAppservices(this.ctx, this.engine, this.env, results); // room/appservice-outbound.ts
     this.ctx.waitUntil(cancelDelayedStateEvents(this.engine, this.env, results)); // room/delayed-state-watch.ts (MSC4140)
     if (!results.some((r) => r.fanOut)) return;

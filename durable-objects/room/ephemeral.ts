@@ -193,11 +193,27 @@ export class RoomEphemeral {
 
   /** The room's public receipts (an initial sync shows them). */
   publicReceipts(): ReceiptUpdate[] {
+    return this.readPublicReceipts("receipts r", "", []);
+  }
+
+  /** The public receipts that changed since the room's head was at stream ordering `from` (a catch-up of a
+   * room that pushes them to its listeners only; some may be known to the caller: it keeps the latest). */
+  publicReceiptsChangedSince(from: number): ReceiptUpdate[] {
+    return this.readPublicReceipts(
+      "receipts_changed c JOIN receipts r ON r.receipt_type = c.receipt_type AND r.user_id = c.user_id AND r.thread_id = c.thread_id",
+      "c.at >= ? AND",
+      [from],
+    );
+  }
+
+  /** Public receipts of `r` in `from`, filtered by `where` (ending in AND) with its bindings. */
+  private readPublicReceipts(from: string, where: string, bindings: number[]): ReceiptUpdate[] {
     if (!this.engine.meta()) return [];
     const types = PUBLIC_RECEIPT_TYPES;
     return this.engine.sql
       .exec<{ receipt_type: string; user_id: string; thread_id: string; event_id: string; ts: number }>(
-        `SELECT receipt_type, user_id, thread_id, event_id, ts FROM receipts WHERE receipt_type IN (${types.map(() => "?").join(",")})`,
+        `SELECT r.receipt_type, r.user_id, r.thread_id, r.event_id, r.ts FROM ${from} WHERE ${where} r.receipt_type IN (${types.map(() => "?").join(",")})`,
+        ...bindings,
         ...types,
       )
       .toArray()
@@ -230,13 +246,15 @@ export class RoomEphemeral {
     );
   }
 
-  /** Tells the User DOs of the joined local members (or of `only`). Failures are logged, not retried. */
+  /** Tells the User DOs of the joined local members (or of `only`; EPHEMERAL_PUSH_ALL_MAX). Failures are
+   * logged, not retried. */
   private async fanOut(notification: RoomEphemeralNotification, only?: string[]): Promise<void> {
-    let users = (only ?? this.engine.membersWith("join")).filter((u) => this.engine.isLocalUser(u));
-    if (only === undefined && users.length > EPHEMERAL_PUSH_ALL_MAX && this.listeners) {
-      const joined = new Set(users);
-      users = this.listeners().filter((u) => joined.has(u));
-    }
+    let users: readonly string[];
+    if (only) users = only.filter((u) => this.engine.isLocalUser(u));
+    else if (this.pushesToListenersOnly()) {
+      const joined = this.localJoined().set;
+      users = this.listeners!().filter((u) => joined.has(u));
+    } else users = this.localJoined().list;
     await inParallel(users, EPHEMERAL_PUSH_CONCURRENCY, async (userId) => {
       try {
         await this.env.USERS.get(this.env.USERS.idFromName(this.engine.keyIdentity().local(userId))).onRoomEphemeral(notification);
@@ -248,31 +266,19 @@ export class RoomEphemeral {
 
   /** Whether this room pushes typing and receipts to its listeners only (EPHEMERAL_PUSH_ALL_MAX). */
   pushesToListenersOnly(): boolean {
-    if (!this.listeners) return false;
-    let local = 0;
-    for (const u of this.engine.membersWith("join")) if (this.engine.isLocalUser(u) && ++local > EPHEMERAL_PUSH_ALL_MAX) return true;
-    return false;
+    return this.listeners !== undefined && this.localJoined().list.length > EPHEMERAL_PUSH_ALL_MAX;
   }
 
-  /** The public receipts that changed since the room's head was at stream ordering `from` (a catch-up of a
-   * room that pushes them to its listeners only; some may be known to the caller: it keeps the latest). */
-  publicReceiptsChangedSince(from: number): ReceiptUpdate[] {
-    if (!this.engine.meta()) return [];
-    const types = PUBLIC_RECEIPT_TYPES;
-    return this.engine.sql
-      .exec<{ receipt_type: string; user_id: string; thread_id: string; event_id: string; ts: number }>(
-        `SELECT r.receipt_type, r.user_id, r.thread_id, r.event_id, r.ts FROM receipts_changed c
-         JOIN receipts r ON r.receipt_type = c.receipt_type AND r.user_id = c.user_id AND r.thread_id = c.thread_id
-         WHERE c.at >= ? AND c.receipt_type IN (${types.map(() => "?").join(",")})`,
-        from,
-        ...types,
-      )
-      .toArray()
-      .map((r) => {
-        const u: ReceiptUpdate = { receiptType: r.receipt_type, userId: r.user_id, eventId: r.event_id, ts: r.ts };
-        if (r.thread_id !== UNTHREADED) u.threadId = r.thread_id;
-        return u;
-      });
+  /** The joined local members, read once per change of the current state (a keystroke in a big room read
+   * every member row). */
+  private localJoinedCache: { version: number; list: string[]; set: Set<string> } | undefined;
+  private localJoined(): { list: string[]; set: Set<string> } {
+    const version = this.engine.currentStateVersion;
+    if (this.localJoinedCache?.version !== version) {
+      const list = this.engine.membersWith("join").filter((u) => this.engine.isLocalUser(u));
+      this.localJoinedCache = { version, list, set: new Set(list) };
+    }
+    return this.localJoinedCache;
   }
 }
 

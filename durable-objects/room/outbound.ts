@@ -56,32 +56,31 @@ class RoomOutbound {
   }
 
   /** After a commit: arms the alarm when something may have to go out, then hands over in the background.
-   * Never throws: the write has committed, and the alarm or the next commit retries. */
-  async afterCommit(results: readonly PersistResult[]): Promise<void> {
+   * Returns whether the commit's events may go to other servers (a room with their members, or an event
+   * that names one); true when that could not be told. Never throws: the write has committed, and the alarm
+   * or the next commit retries. */
+  async afterCommit(results: readonly PersistResult[]): Promise<boolean> {
+    let mayLeave = true;
     try {
-      if (!this.engine.meta()) return;
+      if (!this.engine.meta()) return false;
       this.ensureCursor(results);
       const fresh = results.filter((r) => !r.duplicate && r.rejectedReason === null && !r.softFailed);
-      if (fresh.length === 0) return;
-      if (this.remoteServers().length > 0 || fresh.some((r) => this.hasRemoteTarget(r))) {
+      if (fresh.length === 0) return false;
+      const remote = this.remoteServers().length > 0;
+      mayLeave = remote || fresh.some((r) => this.mayReachServers(r));
+      if (remote || fresh.some((r) => this.hasRemoteTarget(r))) {
         // Armed before the hand-over starts (and before the write is acknowledged): a crash from here on
         // still hands the event over from alarm().
         await this.handOver.armRetry();
-      } else if (!fresh.some((r) => this.mayReachServers(r)) && this.handOver.skipPast(fresh)) {
+      } else if (!mayLeave && this.handOver.skipPast(fresh)) {
         // No remote server in the room and no event that names one: nothing to hand over, no round.
-        return;
+        return false;
       }
     } catch (e) {
       console.warn("federation hand-over not prepared; the next commit or the alarm retries it", e instanceof Error ? e.message : e);
     }
     void this.handOver.kick();
-  }
-
-  /** Whether events of this commit may go to other servers (see `afterCommit`); false when unsure of nothing. */
-  mayLeaveThisServer(results: readonly PersistResult[]): boolean {
-    if (!this.engine.meta()) return false;
-    const fresh = results.filter((r) => !r.duplicate && r.rejectedReason === null && !r.softFailed);
-    return fresh.length > 0 && (this.remoteServers().length > 0 || fresh.some((r) => this.mayReachServers(r)));
+    return mayLeave;
   }
 
   /** From the room's alarm: hands over what is left; re-arms the alarm while a Destination DO fails. */
@@ -244,17 +243,12 @@ function outboundOf(ctx: DurableObjectState, engine: RoomEngine, env: Env): Room
 }
 
 /**
- * The Room DO's hook after a commit (room.ts `afterCommit`): returns once the retry alarm is armed; the
- * events reach the Destination DOs in the background, in commit order.
+ * The Room DO's hook after a commit (room.ts `afterCommit`): returns once the retry alarm is armed, with
+ * whether the events may go to other servers; they reach the Destination DOs in the background, in commit
+ * order.
  */
-export function enqueueForRemoteServers(ctx: DurableObjectState, engine: RoomEngine, env: Env, results: readonly PersistResult[]): Promise<void> {
+export function enqueueForRemoteServers(ctx: DurableObjectState, engine: RoomEngine, env: Env, results: readonly PersistResult[]): Promise<boolean> {
   return outboundOf(ctx, engine, env).afterCommit(results);
-}
-
-/** Whether a commit's events may go to other servers: a room with other servers' members, or an event
- * that names one (a membership, an MSC4345 participation). */
-export function mayLeaveThisServer(ctx: DurableObjectState, engine: RoomEngine, env: Env, results: readonly PersistResult[]): boolean {
-  return outboundOf(ctx, engine, env).mayLeaveThisServer(results);
 }
 
 /** The Room DO's alarm: hands over whatever a crash or a failed Destination DO call left. */
