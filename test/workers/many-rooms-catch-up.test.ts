@@ -93,6 +93,18 @@ describe("room activity hint", () => {
   });
 });
 
+
+/** bob in BACKGROUND_CATCH_UP_MIN_ROOMS rooms (alice in the first), synced once, then holding no lease. */
+async function bobWithoutLeases() {
+  const alice = await newUser("alice");
+  const bob = await newUser("bob");
+  const list = await rooms(bob, BACKGROUND_CATCH_UP_MIN_ROOMS);
+  expect((await join(alice, list[0]!)).status).toBe(200);
+  const first = await sync(bob);
+  for (const roomId of list) await dropLease(bob.user_id, roomId);
+  return { alice, bob, list, first };
+}
+
 describe("a sync over many rooms without leases", () => {
   /**
    * bob in `BACKGROUND_CATCH_UP_MIN_ROOMS` rooms; alice in rooms 0 and 1. bob synced once, then every lease
@@ -129,12 +141,7 @@ describe("a sync over many rooms without leases", () => {
   });
 
   it("a /sync's background catch-ups wait until the worker built its response", async () => {
-    const alice = await newUser("alice");
-    const bob = await newUser("bob");
-    const list = await rooms(bob, BACKGROUND_CATCH_UP_MIN_ROOMS);
-    expect((await join(alice, list[0]!)).status).toBe(200);
-    const first = await sync(bob);
-    for (const roomId of list) await dropLease(bob.user_id, roomId);
+    const { alice, bob, list, first } = await bobWithoutLeases();
     // Asked directly, as the worker asks: the plan says that the background waits for the worker's word.
     const plan = await userStub(bob.user_id).sync({
       userId: bob.user_id,
@@ -155,12 +162,7 @@ describe("a sync over many rooms without leases", () => {
   });
 
   it("a /sync that waits for news asks the background rooms at once, and what they bring wakes it", async () => {
-    const alice = await newUser("alice");
-    const bob = await newUser("bob");
-    const list = await rooms(bob, BACKGROUND_CATCH_UP_MIN_ROOMS);
-    expect((await join(alice, list[0]!)).status).toBe(200);
-    const first = await sync(bob);
-    for (const roomId of list) await dropLease(bob.user_id, roomId);
+    const { alice, bob, list, first } = await bobWithoutLeases();
     const before = await hintSettled(list[0]!);
     expect((await send(alice, list[0]!, { msgtype: "m.text", body: "stale hint" })).status).toBe(200);
     await hintSettled(list[0]!);

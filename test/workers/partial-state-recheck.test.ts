@@ -90,6 +90,23 @@ async function acceptedIncorrectly(prefix: string) {
   return { alice, room, derek, joinId, bad, sentinel };
 }
 
+/**
+ * A resident's room where derek (power 100) joined and left, then elsie joined, before our user joined it
+ * with partial state: the members a wrong kick of elsie by derek needs (Complement msc3902's
+ * "incorrectly kicked" tests).
+ */
+async function leftAdminAndMember(prefix: string) {
+  const alice = await newUser("alice");
+  const resident = uniqueServer(prefix);
+  const [derek, elsie] = [`@derek:${resident}`, `@elsie:${resident}`];
+  const room = await ResidentRoom.create(resident, "12", "charlie", { [derek]: 100 });
+  const derekJoin = await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "join" } });
+  await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "leave" } });
+  const elsieJoin = await room.add({ type: "m.room.member", stateKey: elsie, sender: elsie, content: { membership: "join" } });
+  await partialJoin(room, alice);
+  return { alice, room, derek, elsie, derekJoin, elsieJoin, pl: room.id("m.room.power_levels")! };
+}
+
 describe("events of a partial-state join, checked again after the resync", () => {
   it("state accepted incorrectly (its sender had left, which only the whole state says) is rejected, and leaves the current state and the DAG's tips", async () => {
     const { alice, room, derek, bad, sentinel } = await acceptedIncorrectly("psr-accept");
@@ -152,17 +169,8 @@ describe("events of a partial-state join, checked again after the resync", () =>
   });
 
   it("does not soft-fail while partial (as Synapse): a wrongly kicked member's own leave, on a branch without the kick, shows", async () => {
-    const alice = await newUser("alice");
-    const resident = uniqueServer("psr-softfail");
-    const [derek, elsie] = [`@derek:${resident}`, `@elsie:${resident}`];
-    const room = await ResidentRoom.create(resident, "12", "charlie", { [derek]: 100 });
-    const derekJoin = await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "join" } });
-    await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "leave" } });
-    const elsieJoin = await room.add({ type: "m.room.member", stateKey: elsie, sender: elsie, content: { membership: "join" } });
-    await partialJoin(room, alice);
-
+    const { alice, room, derek, elsie, derekJoin, elsieJoin, pl } = await leftAdminAndMember("psr-softfail");
     // derek (who had left) kicks elsie: accepted while partial, on a branch of its own.
-    const pl = room.id("m.room.power_levels")!;
     const branch = [...room.head];
     const kick = await room.add({ type: "m.room.member", stateKey: elsie, sender: derek, content: { membership: "leave" }, auth: [pl, derekJoin.eventId, elsieJoin.eventId], intoState: false });
     room.head = branch;
@@ -176,28 +184,20 @@ describe("events of a partial-state join, checked again after the resync", () =>
   });
 
   it("authorises against the state before resolved with the event's auth events (as Synapse): a wrongly kicked member's real leave after the kick is accepted", async () => {
-    const alice = await newUser("alice");
-    const resident = uniqueServer("psr-resolve");
-    const [derek, elsie] = [`@derek:${resident}`, `@elsie:${resident}`];
-    const room = await ResidentRoom.create(resident, "12", "charlie", { [derek]: 100 });
-    const derekJoin = await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "join" } });
-    await room.add({ type: "m.room.member", stateKey: derek, sender: derek, content: { membership: "leave" } });
-    const elsieJoin = await room.add({ type: "m.room.member", stateKey: elsie, sender: elsie, content: { membership: "join" } });
-    await partialJoin(room, alice);
+    const { alice, room, derek, elsie, derekJoin, elsieJoin, pl } = await leftAdminAndMember("psr-resolve");
 
     // derek (who had left) kicks elsie, naming only his own join among members (as Complement's bad kick
     // does): accepted while partial. elsie's leave comes after it, with her join as its auth event
     // (Complement msc3902 "... incorrectly kicked servers ... even though remote server left room"). By
     // the state before it alone (the kick) a self-leave of a member who is out is refused; resolved with
     // its auth events, her join is not in the kick's auth chain and wins (mainline order after the kick).
-    const pl = room.id("m.room.power_levels")!;
     const kick = await room.add({ type: "m.room.member", stateKey: elsie, sender: derek, content: { membership: "leave" }, auth: [pl, derekJoin.eventId], intoState: false });
     const leave = await room.add({ type: "m.room.member", stateKey: elsie, sender: elsie, content: { membership: "leave" }, auth: [pl, elsieJoin.eventId] });
     expect(await receive(room, [kick, leave])).toEqual([null, null]);
     expect(await eventStatus(alice, room.roomId, leave.eventId)).toBe(200);
     expect(await currentOf(room, "m.room.member", elsie)).toBe(leave.eventId);
     // A stranger still cannot claim a membership the state resolution does not give them.
-    const stranger = `@stranger:${resident}`;
+    const stranger = room.user("stranger");
     const forged = await room.add({ type: "m.room.message", sender: stranger, content: { msgtype: "m.text", body: "let me in" }, auth: [pl] });
     expect(await receive(room, [forged])).not.toEqual([null]);
   });
