@@ -225,11 +225,16 @@ describe("a local /keys/query for a remote room-mate, answered from our copy of 
     expect((await queryKeys(alice, { [carol]: [] })).device_keys[carol]).toEqual({ C: keysC });
     expect(await keyQueries(remote)).toBe(2);
     expect(await counter(`devices:${carol}`)).toBe(0);
-    // alice asked, so she watches carol: an update with a gap is tried as a resync, which (no room shared)
-    // leaves a copy that answers no query.
+    // alice asked, so she watches carol: an update with a gap would call for a resync, but with no room
+    // shared the copy could answer no query, so carol's list is not fetched (no GET /user/devices); alice
+    // is told of the change, and her next query asks carol's server.
     await remoteControl("/_test/user-keys", { server: remote, devices: { [carol]: { user_id: carol, stream_id: 2, devices: [] } }, query: { device_keys: { [carol]: { C: keysC } } } });
+    const since = (await sync(alice)).next_batch;
     await sendEdus(remote, [update(carol, "D", 2, [1], null)]);
+    expect(await counter(`devices:${carol}`)).toBe(0);
+    expect((await sync(alice, { since })).device_lists?.changed).toContain(carol);
     expect((await queryKeys(alice, { [carol]: [] })).device_keys[carol]).toEqual({ C: keysC });
     expect(await keyQueries(remote)).toBe(3);
+    expect(await counter(`devices:${carol}`)).toBe(0);
   });
 });

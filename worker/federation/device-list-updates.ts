@@ -2,7 +2,7 @@
 // Management"). A remote user's updates are applied to our copy of their list (the remote user's DO,
 // durable-objects/user/federated-device-list.ts) in `prev_id` order; one naming a `prev_id` we never saw
 // (or none at all) means we missed one, and the whole list is fetched again from their server (GET
-// /user/devices/{userId}: `resyncRemoteDeviceList`). Updates of users no local user asked about are not
+// /user/devices/{userId}: `resyncRemoteDeviceList`) when a room shared with them can anchor the copy. Updates of users no local user asked about are not
 // tracked (Synapse only tracks users it shares a room with). Either way the local users watching the user
 // get `device_lists.changed` in their next /sync.
 //
@@ -16,7 +16,7 @@ import { serverNameOf } from "../../protocol/pdu.js";
 import type { Env } from "../env.js";
 import { userStore } from "../user-store.js";
 import type { EduVerdict } from "./edus.js";
-import { resyncRemoteDeviceList, tellWatchers, validCrossSigningKeys, validDeviceKeys } from "./remote-keys.js";
+import { findAnchor, resyncRemoteDeviceList, tellWatchers, validCrossSigningKeys, validDeviceKeys } from "./remote-keys.js";
 
 const isUserId = (v: unknown): v is string => typeof v === "string" && /^@[^:]+:.+$/.test(v) && v.length <= 255;
 const isStreamId = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
@@ -81,11 +81,18 @@ export async function applyDeviceListUpdates(env: Env, origin: string, contents:
         else if (r === "duplicate") verdicts[index] = "ignored: already applied";
       });
       if (results.includes("resync")) {
-        // The copy is marked stale already (the User DO did it with the verdicts). The resync tells the
-        // watchers itself; if it fails they are told all the same: their clients ask again, and with the
-        // copy stale the question goes to the user's server.
-        const copy = await resyncRemoteDeviceList(env, userId);
-        if (!copy) {
+        // The copy is marked stale already (the User DO did it with the verdicts). A resync is worth its
+        // request only when a room shared with the user now can anchor the new copy (otherwise the copy
+        // answers no query, and the next /keys/query asks the user's server anyway): a user we share no
+        // room with, or only rooms held with partial state (whose members we do not know yet; Synapse
+        // keeps such updates pending until the resync, Complement msc3902 "Device list tracking for
+        // pre-existing members in partial state room"), is not fetched; the watchers are told, and their
+        // clients ask again. The resync tells the watchers itself; if it fails they are told all the
+        // same: with the copy stale the question goes to the user's server.
+        const anchor = await findAnchor(env, userId).catch(() => null);
+        const copy = anchor ? await resyncRemoteDeviceList(env, userId, undefined, anchor) : null;
+        if (!anchor) await tellWatchers(env, userId, watchers);
+        else if (!copy) {
           results.forEach((r, i) => r === "resync" && (verdicts[updates[i]!.index] = "dropped: gap in prev_id and the resync failed"));
           await tellWatchers(env, userId, watchers);
         }
