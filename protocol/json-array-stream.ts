@@ -7,7 +7,8 @@
 //
 // It is a scanner, not a validator: it tracks strings (with escapes) and nesting depth, and leaves checking
 // each element to JSON.parse. Values that are not objects inside the arrays, and other top-level keys,
-// are skipped.
+// are skipped; with `strings`, the strings inside the arrays are elements too (their JSON text, quotes
+// included), for lists of IDs such as /state_ids.
 
 export interface ArrayElement {
   /** The top-level key of the array the element is in. */
@@ -26,12 +27,19 @@ export class JsonArrayElements {
   private arrayKey: string | null = null;
   /** The element being read (from its opening brace), else null. */
   private element: string[] | null = null;
+  /** The element being read is a string (`strings` only). */
+  private stringElement = false;
   private limit: number;
   private elementLength = 0;
+  private readonly strings: boolean;
 
-  /** @param maxElementLength elements longer than this are an error (a PDU is at most 64 KiB). */
-  constructor(maxElementLength = 1024 * 1024) {
+  /**
+   * @param maxElementLength elements longer than this are an error (a PDU is at most 64 KiB).
+   * @param options.strings strings inside the top-level arrays are elements too.
+   */
+  constructor(maxElementLength = 1024 * 1024, options: { strings?: boolean } = {}) {
     this.limit = maxElementLength;
+    this.strings = options.strings === true;
   }
 
   /** Feeds the next chunk of text; returns the elements completed in it, in order. */
@@ -49,6 +57,14 @@ export class JsonArrayElements {
             this.lastKey = this.keyText;
             this.keyText = null;
           }
+          if (this.stringElement && this.element) {
+            this.grow(i + 1 - elementStart);
+            this.element.push(chunk.slice(elementStart, i + 1));
+            out.push({ key: this.arrayKey!, json: this.element.join("") });
+            this.element = null;
+            this.stringElement = false;
+            elementStart = -1;
+          }
         } else if (this.keyText !== null) this.keyText += chunk[i];
         continue;
       }
@@ -57,6 +73,12 @@ export class JsonArrayElements {
           this.inString = true;
           // Keys of the top-level object (its values that are strings are read too, and ignored).
           if (this.depth === 1) this.keyText = "";
+          else if (this.depth === 2 && this.strings && this.arrayKey !== null) {
+            elementStart = i;
+            this.element = [];
+            this.elementLength = 0;
+            this.stringElement = true;
+          }
           break;
         case 0x7b: // {
         case 0x5b: // [

@@ -5,7 +5,8 @@
 //
 // The resync, one step per alarm invocation:
 //   1. ids:    GET /state_ids at our join's prev event from one of `servers_in_room` (with that event: the
-//              state before the join, and its auth chain, as IDs). The IDs we lack are recorded in `partial_state_missing`.
+//              state before the join, and its auth chain, as IDs), read as a stream, one ID in memory at a
+//              time. The state IDs go to `partial_state_ids`, the IDs we lack to `partial_state_missing`.
 //   2. state:  when many are missing (Synapse's rule: a tenth or more of the state and auth chain), one
 //              GET /state read as a stream (protocol/json-array-stream.ts: one PDU in memory at a time), each
 //              PDU whose event ID is missing staged in `partial_state_staged` (JSON and auth edges). What it
@@ -174,29 +175,21 @@ export async function resyncStep(
     case "ids": {
       const roomId = engine.meta()!.roomId;
       const at = stateQueryEvent(engine, state.join_event_id);
-      const answer = await remote(server, "GET", `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(at)}`);
-      if (!answer.ok || !isJsonObject(answer.body) || !Array.isArray(answer.body.pdu_ids) || !Array.isArray(answer.body.auth_chain_ids)) {
+      const path = `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${encodeURIComponent(at)}`;
+      const recorder = new StateIdsRecorder(engine);
+      const read = stream ? await readStateIdsStreamed(recorder, stream, server, path) : await readStateIds(recorder, remote, server, path);
+      if (!read) {
         nextServer();
         return failoverDelay();
       }
-      const stateIds = answer.body.pdu_ids.filter((x): x is string => typeof x === "string");
       // The state after the join's prev event is the state before it plus the prev event itself (a state
       // event overrides its key: the apply phase lets the last ID of a key win; any other event is ignored).
-      if (at !== state.join_event_id) stateIds.push(at);
-      const authIds = answer.body.auth_chain_ids.filter((x): x is string => typeof x === "string");
-      const all = new Set([...authIds, ...stateIds]);
-      let missing = 0;
-      engine.transaction(() => {
-        for (const id of all) {
-          if (engine.events.has(id)) continue;
-          engine.sql.exec("INSERT OR IGNORE INTO partial_state_missing (event_id) VALUES (?)", id);
-          missing += 1;
-        }
-        const next: Phase = stream && missing >= all.size * STATE_REQUEST_SHARE ? "state" : "fetch";
-        engine.sql.exec("DELETE FROM partial_state_ids");
-        for (const id of stateIds) engine.sql.exec("INSERT INTO partial_state_ids (event_id) VALUES (?)", id);
-        engine.sql.exec("UPDATE partial_state SET state_ids = NULL, phase = ? WHERE id = 1", next);
-      });
+      if (at !== state.join_event_id) recorder.add("pdu_ids", at);
+      recorder.flush();
+      // As Synapse's `_get_state_ids_after_missing_prev_event`: one /state when the missing events are a
+      // tenth or more of both lists' lengths.
+      const next: Phase = stream && recorder.missing >= recorder.total * STATE_REQUEST_SHARE ? "state" : "fetch";
+      engine.sql.exec("UPDATE partial_state SET state_ids = NULL, phase = ? WHERE id = 1", next);
       return STEP_DELAY_MS;
     }
     case "state": {
@@ -354,6 +347,94 @@ async function stageFromState(engine: RoomEngine, stream: RemoteStream, server: 
   }
   flush();
   return staged;
+}
+
+/** IDs of a /state_ids answer written per SQLite transaction while it is read. */
+const IDS_BATCH = 1_000;
+
+/**
+ * Records a /state_ids answer as it is read (issue 19 §3: the lists of a big room, 200,000 IDs for the
+ * largest, are never one array in memory): the state IDs in order in `partial_state_ids`, and every ID we
+ * lack (state or auth chain) once in `partial_state_missing`. Starts by clearing both (a server that broke
+ * off before left a part); until the phase moves on, a restart reads the answer again.
+ */
+class StateIdsRecorder {
+  /** IDs read, duplicates included (Synapse's share rule counts the lists' lengths). */
+  total = 0;
+  /** Distinct IDs we lack. */
+  missing = 0;
+  private batch: { state: boolean; id: string }[] = [];
+
+  constructor(private readonly engine: RoomEngine) {
+    engine.transaction(() => {
+      engine.sql.exec("DELETE FROM partial_state_ids");
+      engine.sql.exec("DELETE FROM partial_state_missing");
+    });
+  }
+
+  add(list: "pdu_ids" | "auth_chain_ids", id: string): void {
+    this.total += 1;
+    this.batch.push({ state: list === "pdu_ids", id });
+    if (this.batch.length >= IDS_BATCH) this.flush();
+  }
+
+  flush(): void {
+    const rows = this.batch;
+    this.batch = [];
+    if (rows.length === 0) return;
+    const stored = storedMemo(this.engine);
+    this.engine.transaction(() => {
+      for (const { state, id } of rows) {
+        if (state) this.engine.sql.exec("INSERT INTO partial_state_ids (event_id) VALUES (?)", id);
+        if (!stored(id)) this.missing += this.engine.sql.exec("INSERT OR IGNORE INTO partial_state_missing (event_id) VALUES (?)", id).rowsWritten;
+      }
+    });
+  }
+}
+
+/** An event ID as /state_ids lists it (a room version 1 or 2 ID names its server; at most 255 bytes). */
+const isEventIdText = (v: unknown): v is string => typeof v === "string" && v.startsWith("$") && v.length <= 255;
+
+/** /state_ids answered whole (the stand-ins of the tests; servers are read as streams). False: a failed or malformed answer. */
+async function readStateIds(recorder: StateIdsRecorder, remote: RemoteFetch, server: string, path: string): Promise<boolean> {
+  const answer = await remote(server, "GET", path);
+  if (!answer.ok || !isJsonObject(answer.body) || !Array.isArray(answer.body.pdu_ids) || !Array.isArray(answer.body.auth_chain_ids)) return false;
+  for (const list of ["pdu_ids", "auth_chain_ids"] as const) for (const id of answer.body[list] as unknown[]) if (isEventIdText(id)) recorder.add(list, id);
+  return true;
+}
+
+/**
+ * /state_ids read as a stream (protocol/json-array-stream.ts with strings: one ID in memory at a time), in
+ * batches of IDS_BATCH rows. False: the request failed, the answer broke off or is not JSON, or it lacks
+ * either list (Complement's PartialStateJoinSyncsUsingOtherHomeservers answers `{}`).
+ */
+async function readStateIdsStreamed(recorder: StateIdsRecorder, stream: RemoteStream, server: string, path: string): Promise<boolean> {
+  const answer = await stream(server, path);
+  if (!answer.ok || !answer.response.ok || !answer.response.body) return false;
+  const reader = new JsonArrayElements(1024, { strings: true });
+  const seen = new Set<string>();
+  let sinceTurn = 0;
+  try {
+    for await (const chunk of answer.response.body.pipeThrough(new TextDecoderStream())) {
+      for (const element of reader.push(chunk)) {
+        if (element.key !== "pdu_ids" && element.key !== "auth_chain_ids") continue;
+        seen.add(element.key);
+        const id: unknown = JSON.parse(element.json);
+        if (isEventIdText(id)) recorder.add(element.key, id);
+        if (++sinceTurn >= IDS_BATCH) {
+          sinceTurn = 0;
+          await breathe();
+        }
+      }
+    }
+    reader.end();
+  } catch (e) {
+    console.warn(`partial-state resync: /state_ids from ${server} broke off`, e instanceof Error ? e.message : e);
+    return false;
+  }
+  // The state before any event holds at least the create event: an answer without state IDs is no answer
+  // (an empty auth chain can be right: the stand-ins of the tests send one).
+  return seen.has("pdu_ids");
 }
 
 /**

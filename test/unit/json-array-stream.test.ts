@@ -53,4 +53,28 @@ describe("JsonArrayElements", () => {
     const split = new JsonArrayElements(15);
     expect(() => [doc.slice(0, 14), doc.slice(14)].forEach((c) => split.push(c))).toThrow(/longer than 15/);
   });
+
+  it("with `strings`, yields the strings of the top-level arrays too (escapes kept, wherever the text is cut), and only with it", () => {
+    const ids = { pdu_ids: ["$a", 'q"uo\\te]', 7, { x: ["$nested"] }, "$ü☃"], key: "$top-level value", auth_chain_ids: ["$b"] };
+    const idsText = JSON.stringify(ids, null, 1);
+    const want = [
+      { key: "pdu_ids", json: "$a" },
+      { key: "pdu_ids", json: 'q"uo\\te]' },
+      { key: "pdu_ids", json: { x: ["$nested"] } },
+      { key: "pdu_ids", json: "$ü☃" },
+      { key: "auth_chain_ids", json: "$b" },
+    ];
+    const read = (chunks: string[], strings: boolean) => {
+      const reader = new JsonArrayElements(1024, { strings });
+      const out = chunks.flatMap((c) => reader.push(c));
+      reader.end();
+      return out.map((e) => ({ key: e.key, json: JSON.parse(e.json) as unknown }));
+    };
+    for (let i = 0; i <= idsText.length; i++) expect(read([idsText.slice(0, i), idsText.slice(i)], true)).toEqual(want);
+    expect(read([...idsText], true)).toEqual(want);
+    expect(read([idsText], false)).toEqual([{ key: "pdu_ids", json: { x: ["$nested"] } }]);
+    // The length limit counts a string element's quotes: 6 characters pass at 6, not at 5.
+    expect(new JsonArrayElements(6, { strings: true }).push('{"ids": ["1234"]}').map((e) => e.json)).toEqual(['"1234"']);
+    expect(() => new JsonArrayElements(5, { strings: true }).push('{"ids": ["1234"]}')).toThrow(/longer than 5/);
+  });
 });

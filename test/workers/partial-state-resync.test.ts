@@ -62,6 +62,46 @@ describe("partial-state resync", () => {
     expect(recorded.left).toBe(0);
   });
 
+  it("reads /state_ids as a stream in batches: every state ID in order, each ID we lack once; a server that broke off or answered {} leaves nothing behind", async () => {
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const result = await runInDurableObject(rawRoom(roomId), async (instance) => {
+      const engine = engineOf(instance);
+      const known = [...engine.currentState().values()];
+      // More IDs than one batch (1,000), with unknown ones in both lists and some in both.
+      const unknownState = Array.from({ length: 2_400 }, (_, i) => `$unknown-state-${i}`);
+      const unknownAuth = Array.from({ length: 300 }, (_, i) => `$unknown-auth-${i}`);
+      const pduIds = [...known, ...unknownState];
+      const authIds = [...known, ...unknownAuth, ...unknownState.slice(0, 50)];
+      const text = JSON.stringify({ pdu_ids: pduIds, auth_chain_ids: authIds });
+      // The answer arrives in 7-byte pieces (IDs cut anywhere); `upto` cuts it short (a server breaking off).
+      const answerOf = (body: string): Response => {
+        const bytes = new TextEncoder().encode(body);
+        let at = 0;
+        return new Response(new ReadableStream({ pull(c) { if (at >= bytes.length) c.close(); else { c.enqueue(bytes.slice(at, at + 7)); at += 7; } } }));
+      };
+      const answers: Record<string, string> = { "a.test": text.slice(0, Math.floor(text.length / 2)), "b.test": "{}", "c.test": text };
+      const asked: string[] = [];
+      const stream: RemoteStream = async (destination) => (asked.push(destination), { ok: true, response: answerOf(answers[destination]!) });
+      const unused: RemoteFetch = async () => ({ ok: false, status: null, error: "unused" });
+      // Our join stands in as the last state event: /state_ids is asked at it (its prev event is ours).
+      beginPartialState(engine, known.at(-1)!, ["a.test", "b.test", "c.test"], SERVER_NAME);
+      const phases: string[] = [];
+      const phase = () => engine.sql.exec<{ phase: string }>("SELECT phase FROM partial_state").one().phase;
+      for (let i = 0; i < 3; i++) {
+        await resyncStep(engine, unused, stream);
+        phases.push(phase());
+      }
+      const missing = engine.sql.exec<{ event_id: string }>("SELECT event_id FROM partial_state_missing ORDER BY event_id").toArray().map((r) => r.event_id);
+      return { asked, phases, stateIds: stateIdsAtJoin(engine), missing, pduIds, unknown: [...unknownState, ...unknownAuth].sort() };
+    });
+    expect(result.asked).toEqual(["a.test", "b.test", "c.test"]);
+    expect(result.phases).toEqual(["ids", "ids", "state"]);
+    // The join's prev event closes the list (the state after it); before it, exactly c's state IDs.
+    expect(result.stateIds.slice(0, -1)).toEqual(result.pduIds);
+    expect(result.missing).toEqual(result.unknown);
+  });
+
   it("fails over to the next server at once while the round lasts, waits after a whole round failed, and continues with the one that answers", async () => {
     const alice = await newUser("alice");
     const roomId = await createRoom(alice, { preset: "public_chat" });
@@ -160,12 +200,12 @@ describe("partial-state resync", () => {
       const key = await signingKey(env as unknown as Env);
       const joined = await joinRemoteRoom(engine, SERVER_NAME, key, remote, { roomId: room.roomId, userId: alice.user_id, servers: [room.server], content: {} });
       beginPartialState(engine, joined.result.eventId, joined.partialStateServers!, SERVER_NAME);
-      // /state (at the join's prev event, bob's second join) brings his first join; the second is fetched
-      // with /event after it.
+      // /state_ids and /state (at the join's prev event, bob's second join), read as streams: /state brings
+      // his first join; the second is fetched with /event after it.
       const stream: RemoteStream = async (destination, path) => {
         const answer = await remote(destination, "GET", path);
-        if (!answer.ok || !isJsonObject(answer.body)) throw new Error("the resident did not answer /state");
-        return { ok: true, response: new Response(JSON.stringify({ pdus: answer.body.pdus, auth_chain: answer.body.auth_chain })) };
+        if (!answer.ok || !isJsonObject(answer.body)) throw new Error(`the resident did not answer ${path}`);
+        return { ok: true, response: new Response(JSON.stringify(answer.body)) };
       };
       const phases: string[] = [];
       let edges: { event_id: string; auth_event_id: string }[] = [];
