@@ -325,7 +325,13 @@ describe("device list updates from other servers", () => {
       server,
       devices: { [bob]: { user_id: bob, stream_id: 6, devices: [{ device_id: "A", keys: await deviceKeys(bob, "A") }, { device_id: "B", keys: await deviceKeys(bob, "B", true) }], master_key: cs.master_key } },
     });
+    // bob joins a room of alice's: the room anchors the copy of his list (without a room shared, a gap
+    // would not be worth a fetch: federation-device-list-cache.test.ts).
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    await joinFromRemote(server, roomId, bob);
     let since = (await sync(alice)).next_batch;
+    for (let i = 0; i < 200 && !(await userDo(bob).remoteSharedRooms()).includes(roomId); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(await resyncs()).toBe(0);
 
     // Never synced: the first update makes us fetch the list.
     expect((await sendEdus(server, [await update("A", 6, [5])])).status).toBe(200);
