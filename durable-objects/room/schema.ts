@@ -121,7 +121,10 @@ export const ROOM_SCHEMA = `
     membership TEXT,
     PRIMARY KEY (type, state_key)
   );
-  CREATE INDEX IF NOT EXISTS current_state_by_membership ON current_state (membership) WHERE membership IS NOT NULL;
+  -- By membership, in stream order: member lists and counts, and a nameless room's heroes (the first few
+  -- members by stream ordering) read a few rows instead of every member (room/sync-reads.ts roomSummary).
+  DROP INDEX IF EXISTS current_state_by_membership;
+  CREATE INDEX IF NOT EXISTS current_state_by_membership_order ON current_state (membership, stream_ordering, state_key) WHERE membership IS NOT NULL;
 
   CREATE TABLE IF NOT EXISTS state_deltas (
     stream_ordering INTEGER NOT NULL,
