@@ -459,7 +459,8 @@ class ConditionEvaluator {
         const body = isJsonObject(this.event.content) ? this.event.content.body : undefined;
         if (!name || typeof body !== "string") return false;
         const tokens = compileLiteral(name);
-        return literalMayMatch(tokens, this.fold(body)) && globMatch(tokens, this.fold(body), "word");
+        const text = this.fold(body);
+        return literalMayMatch(tokens, text) && globMatch(tokens, text, "word");
       }
       case "room_member_count":
         return typeof c.is === "string" && memberCountMatches(c.is, this.context.roomMemberCount);
@@ -485,7 +486,8 @@ class ConditionEvaluator {
     // (no surrogates: one unit per code point) cannot match, and need not be folded. Most rules are such
     // (`type`, `content.msgtype`), and every event runs all of them for every recipient.
     if (mode === "whole" && !tokens.some((t) => t.t !== "char") && value.length !== tokens.length && !HAS_SURROGATE.test(value)) return false;
-    return literalMayMatch(tokens, this.fold(value)) && globMatch(tokens, this.fold(value), mode);
+    const text = this.fold(value);
+    return literalMayMatch(tokens, text) && globMatch(tokens, text, mode);
   }
 
   private fold(s: string): FoldedText {

@@ -375,7 +375,8 @@ function outOfBandTimeline(engine: RoomEngine, request: RoomSyncRequest): SyncEv
   return [event as unknown as SyncEvent];
 }
 
-/** What the `events_sticky` index (schema.ts) looks for in an event's JSON. */
+/** What the `events_sticky` index (schema.ts) looks for in an event's JSON; the query below spells its
+ * condition exactly as the index does, so that SQLite uses it. */
 const STICKY_KEY = '"msc4354_sticky"';
 
 /** Sticky-index rows a scan reads at most, and sticky events one response carries at most. */
@@ -407,7 +408,7 @@ export function stickyEventIds(
     : engine.sql
         .exec<{ event_id: string; origin_server_ts: number; json: string }>(
           `SELECT event_id, origin_server_ts, json FROM events
-           WHERE instr(json, '"msc4354_sticky"') > 0 AND stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED}
+           WHERE instr(json, '${STICKY_KEY}') > 0 AND stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED}
            ORDER BY stream_ordering DESC LIMIT ${sqlLimit(MAX_STICKY_SCAN)}`,
           after,
           request.upto,

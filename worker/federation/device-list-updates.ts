@@ -2,9 +2,9 @@
 // Management"). A remote user's updates are applied to our copy of their list (the remote user's DO,
 // durable-objects/user/federated-device-list.ts) in `prev_id` order; one naming a `prev_id` we never saw
 // (or none at all) means we missed one, and the whole list is fetched again from their server (GET
-// /user/devices/{userId}: `resyncRemoteDeviceList`) when a room shared with them can anchor the copy. Updates of users no local user asked about are not
-// tracked (Synapse only tracks users it shares a room with). Either way the local users watching the user
-// get `device_lists.changed` in their next /sync.
+// /user/devices/{userId}: `resyncRemoteDeviceList`) when a room shared with them can anchor the copy.
+// Updates of users no local user asked about are not tracked (Synapse only tracks users it shares a room
+// with). Either way the local users watching the user get `device_lists.changed` in their next /sync.
 //
 // Checked before anything is kept: the user belongs to the sending server, and the device keys an update
 // carries are the device's own, self-signed (worker/federation/remote-keys.ts). An update that fails is

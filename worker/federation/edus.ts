@@ -117,7 +117,7 @@ async function receipts(env: Env, origin: string, content: JsonObject): Promise<
         const threadId = typeof data.thread_id === "string" && data.thread_id !== "" ? data.thread_id : undefined;
         // Spec: the list "is generally expected to be a single event ID".
         for (const eventId of receipt.event_ids) {
-          // Any non-empty ID up to 255 bytes, as Synapse (Complement's msc3902 receipt names
+          // Any non-empty ID up to 255 characters, as Synapse (Complement's msc3902 receipt names
           // "mytesteventid"); the room stores receipts for events it does not have (ephemeral.ts).
           if (typeof eventId !== "string" || eventId === "" || eventId.length > 255) {
             problems.push("malformed");
