@@ -289,7 +289,13 @@ export function roomSync(engine: RoomEngine, request: RoomSyncRequest, now = Dat
   // Lazy-loading members (spec: "Lazy-loading room members"): only the members the timeline needs (its
   // senders), the user's own membership when the state is full, and the heroes.
   const read = new Map((everyAcceptedRow ?? timelineRows).map((r) => [r.event_id, r]));
-  const summary = request.section === "join" ? roomSummary(engine, request.userId, (id) => read.get(id)) : undefined;
+  // The summary only when it may say something new (spec: a count that has not changed since the last sync
+  // may be omitted; the heroes come from the same member events): a full state, or a change in the range to
+  // a member event, the name or the canonical alias. Synapse goes further and leaves it out of every sync
+  // that does not lazy-load members. Most incremental syncs (messages) skip its queries this way.
+  const summaryMayChange =
+    fullState || [...rewinder.changedKeys(since, request.upto)].some((k) => SUMMARY_STATE_TYPES.has(splitStateKey(k)[0]));
+  const summary = request.section === "join" && summaryMayChange ? roomSummary(engine, request.userId, (id) => read.get(id)) : undefined;
   if (request.lazyLoadMembers) {
     const partial = isPartialState(engine);
     const wanted = new Set(timelineRows.map((r) => r.sender));
@@ -464,6 +470,10 @@ export function roomSummary(engine: RoomEngine, userId: string, readRow: (eventI
   summary["m.heroes"] = list;
   return summary;
 }
+
+/** The state whose changes can change a room summary: memberships (counts, heroes), and the name and
+ * canonical alias (whether there are heroes). */
+const SUMMARY_STATE_TYPES = new Set(["m.room.member", "m.room.name", "m.room.canonical_alias"]);
 
 /** Heroes per summary (spec: "m.heroes": up to 5). */
 const HEROES = 5;
