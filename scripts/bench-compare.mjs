@@ -40,7 +40,9 @@ const latencyOf = (label, field) =>
   latency(label).map((f) => ({ ...f, of: (s) => f.of(s.map((x) => x[field])) }));
 const scenarios = [
   { key: "send", run: (srv, tag) => workload.sendLatency(srv, tag), figures: latency("send latency (1 room, 2 users, 100 messages)") },
-  { key: "wake", run: (srv, tag) => workload.syncWakeLatency(srv, tag), figures: latency("/sync wake latency (send start → long-poll returns)") },
+  // 100 samples per run (200 per server with the default 4 runs): with 50, a p99 was the second-worst of
+  // 100 samples, and one pause of the machine more or less moved it by half.
+  { key: "wake", run: (srv, tag) => workload.syncWakeLatency(srv, tag, { samples: 100 }), figures: latency("/sync wake latency (send start → long-poll returns)") },
   {
     key: "throughput1",
     run: (srv, tag) => workload.sendThroughput(srv, tag, { rooms: 1 }),
