@@ -760,14 +760,19 @@ export class SyncHub {
           const deadline = Date.now() + waitMs;
           for (;;) {
             const recheckAt = await this.ensureListening(request.userId, Date.now(), { deferBackground: true });
-            let plan: SyncPlan;
+            let plan: SyncPlan | null = null;
+            const left = deadline - Date.now();
             try {
-              plan = this.plan(request);
+              // At the token's own position (the usual long-poll, sent as soon as the last one returned) every
+              // part of a plan, a range (since, now], is empty: no plan (its twenty-odd reads) until a write
+              // takes a position or the wait ends. The to-device part has its own position in the token: a
+              // batch cut at TO_DEVICE_LIMIT leaves it behind, and then the plan is read.
+              const quiet = left > 0 && since !== null && !request.fullState && since.position === this.stream.current() && since.toDevice >= since.position;
+              if (!quiet) plan = this.plan(request);
             } finally {
               this.startBackgroundCatchUps(request.userId, gate);
             }
-            const left = deadline - Date.now();
-            if (!isEmpty(plan) || left <= 0) return plan;
+            if (plan !== null && (!isEmpty(plan) || left <= 0)) return plan;
             // No response is being built while the sync waits; what the background brings may be the news.
             gate.open();
             await this.waitForChange(Math.min(left, Math.max(0, recheckAt - Date.now())));
