@@ -22,6 +22,7 @@ import type { JsonObject } from "../protocol/json.js";
 import { randomToken } from "../protocol/signing.js";
 import type { RoomDurableObject, SentEvent, SendEventRequest } from "./room.js";
 import { errorOutcome, type Outcome } from "./room/outcome.js";
+import { sqlLimit } from "./sql-limit.js";
 
 export interface DelayedEventsEnv {
   ROOMS: DurableObjectNamespace<RoomDurableObject>;
@@ -347,8 +348,7 @@ export class DelayedEventsDurableObject extends DurableObject<DelayedEventsEnv> 
     this.sql.exec("DELETE FROM delayed_events WHERE finalised_ts IS NOT NULL AND finalised_ts < ?", Date.now() - FINALISED_RETENTION_MS);
     this.sql.exec(
       `DELETE FROM delayed_events WHERE finalised_ts IS NOT NULL AND delay_id NOT IN
-         (SELECT delay_id FROM delayed_events WHERE finalised_ts IS NOT NULL ORDER BY finalised_ts DESC LIMIT ?)`,
-      FINALISED_KEPT,
+         (SELECT delay_id FROM delayed_events WHERE finalised_ts IS NOT NULL ORDER BY finalised_ts DESC LIMIT ${sqlLimit(FINALISED_KEPT)})`,
     );
   }
 

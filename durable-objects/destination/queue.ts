@@ -12,6 +12,7 @@
 //   transaction_in_flight  at most one row: the transaction being sent, reused with the same ID and the same
 //                     content on every retry until the peer answers 200 (spec: Server-Server API,
 //                     "Transactions": the transaction ID lets the receiver deduplicate a retry).
+import { sqlLimit } from "../sql-limit.js";
 /** Spec: "Transactions are limited in size; they can have at most 50 PDUs and 100 EDUs". */
 export const MAX_PDUS_PER_TRANSACTION = 50;
 export const MAX_EDUS_PER_TRANSACTION = 100;
@@ -221,14 +222,12 @@ export class DestinationQueue {
       this.sql.exec("UPDATE destination_meta SET txn_counter = ? WHERE id = 1", counter);
       this.sql.exec("INSERT INTO transaction_in_flight (txn_id, origin_server_ts) VALUES (?, ?)", txnId, now);
       this.sql.exec(
-        "UPDATE queued_pdus SET txn_id = ? WHERE seq IN (SELECT seq FROM queued_pdus ORDER BY seq LIMIT ?)",
+        `UPDATE queued_pdus SET txn_id = ? WHERE seq IN (SELECT seq FROM queued_pdus ORDER BY seq LIMIT ${sqlLimit(MAX_PDUS_PER_TRANSACTION)})`,
         txnId,
-        MAX_PDUS_PER_TRANSACTION,
       );
       this.sql.exec(
-        "UPDATE queued_edus SET txn_id = ? WHERE seq IN (SELECT seq FROM queued_edus ORDER BY seq LIMIT ?)",
+        `UPDATE queued_edus SET txn_id = ? WHERE seq IN (SELECT seq FROM queued_edus ORDER BY seq LIMIT ${sqlLimit(MAX_EDUS_PER_TRANSACTION)})`,
         txnId,
-        MAX_EDUS_PER_TRANSACTION,
       );
       return this.transactionOf(txnId, now, 0);
     });

@@ -26,6 +26,7 @@ import { requiredSigningServers, verifyKeysForEvent } from "./verify-keys.js";
 import { KeyIdentity, LocalAccounts } from "./key-identity.js";
 import { recordTimelineGap } from "./timeline-gaps.js";
 import { PARTICIPATION_EVENT_TYPE, serverKeyOfUser } from "../../protocol/participation.js";
+import { sqlLimit } from "../sql-limit.js";
 
 export interface RoomMeta {
   roomId: string;
@@ -819,8 +820,7 @@ export class RoomEngine {
       .exec<{ id: string }>(
         `SELECT DISTINCT e.prev_event_id AS id FROM event_edges e JOIN events c ON c.event_id = e.event_id AND c.outlier = 0
          LEFT JOIN events p ON p.event_id = e.prev_event_id AND p.outlier = 0
-         WHERE p.event_id IS NULL ORDER BY c.stream_ordering LIMIT ?`,
-        limit,
+         WHERE p.event_id IS NULL ORDER BY c.stream_ordering LIMIT ${sqlLimit(limit)}`,
       )
       .toArray()
       .map((r) => r.id);
@@ -1244,7 +1244,7 @@ export class RoomEngine {
     type Row = { id: number; user_id: string; stream_ordering: number };
     const rows: Row[] = ids
       ? ids.flatMap((id) => this.sql.exec<Row>("SELECT id, user_id, stream_ordering FROM outbox WHERE id = ?", id).toArray())
-      : this.sql.exec<Row>("SELECT id, user_id, stream_ordering FROM outbox ORDER BY id LIMIT ?", limit).toArray();
+      : this.sql.exec<Row>(`SELECT id, user_id, stream_ordering FROM outbox ORDER BY id LIMIT ${sqlLimit(limit)}`).toArray();
     const out: OutboxEntry[] = [];
     for (const r of rows) {
       const m = this.events.metaAt(r.stream_ordering);

@@ -17,6 +17,7 @@ import type { DeliveredRoomEventNotification, ReceiptUpdate, RoomEventNotificati
 import type { OutboxEntry, RoomEngine } from "./engine.js";
 import { ACCEPTED } from "./event-rows.js";
 import { pushInputsBuilder } from "./push-inputs.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** How long a listener lease lasts. A User DO renews it while its user syncs (user/sync.ts). */
 export const LISTEN_LEASE_MS = 10 * 60_000;
@@ -120,9 +121,8 @@ export class RoomFanOut {
     const rows = this.sql
       .exec<FanOutRow>(
         `SELECT stream_ordering, event_id, type, state_key, sender, membership, origin_server_ts, (${ACCEPTED}) AS accepted FROM events
-         WHERE stream_ordering > ? ORDER BY stream_ordering LIMIT ?`,
+         WHERE stream_ordering > ? ORDER BY stream_ordering LIMIT ${sqlLimit(ROUND_EVENTS)}`,
         this.cursor(),
-        ROUND_EVENTS,
       )
       .toArray();
     if (rows.length === 0) return null;
@@ -212,10 +212,9 @@ export class RoomFanOut {
     const rows = this.sql
       .exec<Omit<FanOutRow, "accepted">>(
         `SELECT stream_ordering, event_id, type, state_key, sender, membership, origin_server_ts FROM events
-         WHERE stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ?`,
+         WHERE stream_ordering > ? AND stream_ordering <= ? AND ${ACCEPTED} ORDER BY stream_ordering DESC LIMIT ${sqlLimit(limit + 1)}`,
         from,
         upto,
-        limit + 1,
       )
       .toArray();
     const gap = rows.length > limit;

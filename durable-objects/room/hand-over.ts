@@ -12,6 +12,7 @@
 // event into a queue twice: the queue ignores an event it still holds, and the receiver deduplicates by
 // event ID (at least once, in order).
 import type { PersistResult, RoomEngine } from "./engine.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** Events read per round (each queue gets one call per round). */
 const ROUND_EVENTS = 100;
@@ -151,10 +152,9 @@ export class RoomHandOver {
           .exec<HandOverRow>(
             `SELECT stream_ordering, event_id, type, state_key, sender, json, membership FROM events
              WHERE stream_ordering > ? AND stream_ordering <= ? AND rejected_reason IS NULL AND soft_failed = 0 AND outlier = 0
-             ORDER BY stream_ordering LIMIT ?`,
+             ORDER BY stream_ordering LIMIT ${sqlLimit(ROUND_EVENTS)}`,
             position,
             latest,
-            ROUND_EVENTS,
           )
           .toArray();
         const upTo = rows.length === ROUND_EVENTS ? rows[rows.length - 1]!.stream_ordering : latest;

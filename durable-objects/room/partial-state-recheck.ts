@@ -35,6 +35,7 @@ import { authEventIds, prevEventIds, stateKey, type IdentifiedPdu } from "../../
 import type { RoomVersionRules } from "../../protocol/room-versions.js";
 import type { RoomEngine } from "./engine.js";
 import { diffStates } from "./state-groups.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** Events checked again per step (each is a few indexed reads and at most a state resolution). */
 export const RECHECK_PER_STEP = 200;
@@ -84,9 +85,8 @@ export async function recheckStep(engine: RoomEngine, stateAtJoin: () => string[
   if (!cursor) return { done: true, changed: [] };
   const rows = engine.sql
     .exec<{ stream_ordering: number; event_id: string }>(
-      "SELECT stream_ordering, event_id FROM events WHERE stream_ordering >= ? AND outlier = 0 ORDER BY stream_ordering LIMIT ?",
+      `SELECT stream_ordering, event_id FROM events WHERE stream_ordering >= ? AND outlier = 0 ORDER BY stream_ordering LIMIT ${sqlLimit(limit)}`,
       cursor.next_ordering,
-      limit,
     )
     .toArray();
   // The async part (third-party invite signatures) first; the writes then run in one transaction.

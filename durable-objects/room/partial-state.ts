@@ -31,6 +31,7 @@ import { MAX_PARAMS } from "./event-rows.js";
 import type { RemoteFetch, RemoteStream } from "./federation-inbound.js";
 import { planMissedDeviceListUpdates } from "./partial-state-device-lists.js";
 import { beginRecheck, endRecheck, recheckStep } from "./partial-state-recheck.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** Missing events are fetched with one /state when they are at least this share of the state and auth
  * chain (Synapse: `_get_state_ids_after_missing_prev_event`), else one /event each. */
@@ -200,7 +201,7 @@ export async function resyncStep(
       return STEP_DELAY_MS;
     }
     case "fetch": {
-      const ids = engine.sql.exec<{ event_id: string }>("SELECT event_id FROM partial_state_missing LIMIT ?", FETCH_PER_STEP).toArray().map((r) => r.event_id);
+      const ids = engine.sql.exec<{ event_id: string }>(`SELECT event_id FROM partial_state_missing LIMIT ${sqlLimit(FETCH_PER_STEP)}`).toArray().map((r) => r.event_id);
       if (ids.length === 0) {
         engine.sql.exec("UPDATE partial_state SET phase = 'check' WHERE id = 1");
         return STEP_DELAY_MS;
@@ -256,8 +257,7 @@ async function lockedStep(engine: RoomEngine): Promise<number | null> {
         .exec<{ event_id: string; json: string }>(
           `SELECT s.event_id, s.json FROM partial_state_staged s
            WHERE NOT EXISTS (SELECT 1 FROM partial_state_staged_auth a JOIN partial_state_staged t ON t.event_id = a.auth_event_id WHERE a.event_id = s.event_id AND t.event_id != s.event_id)
-           LIMIT ?`,
-          CHECK_PER_STEP,
+           LIMIT ${sqlLimit(CHECK_PER_STEP)}`,
         )
         .toArray();
       const remaining = engine.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM partial_state_staged").one().n;
@@ -266,7 +266,7 @@ async function lockedStep(engine: RoomEngine): Promise<number | null> {
         return STEP_DELAY_MS;
       }
       // An auth cycle (no valid room has one) would leave nothing ready: take the rest as it is.
-      const batch = ready.length > 0 ? ready : engine.sql.exec<{ event_id: string; json: string }>("SELECT event_id, json FROM partial_state_staged LIMIT ?", CHECK_PER_STEP).toArray();
+      const batch = ready.length > 0 ? ready : engine.sql.exec<{ event_id: string; json: string }>(`SELECT event_id, json FROM partial_state_staged LIMIT ${sqlLimit(CHECK_PER_STEP)}`).toArray();
       await engine.persistOutliers(batch.map((r) => JSON.parse(r.json) as Pdu));
       for (let i = 0; i < batch.length; i += MAX_PARAMS) {
         const chunk = batch.slice(i, i + MAX_PARAMS).map((r) => r.event_id);

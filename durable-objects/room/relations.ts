@@ -14,6 +14,7 @@ import type { RoomEngine } from "./engine.js";
 import { ACCEPTED, EVENT_ROW_COLUMNS, MAX_PARAMS, acceptedRow, formatRows, pduOf, type EventRow } from "./event-rows.js";
 import { VisibilityChecker, readerAccess } from "./history-visibility.js";
 import type { Reader } from "./reads.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** An event with `m.replace` aggregated (the form of a thread's `latest_event`; kept non-recursive so the
  * type crosses Durable Object RPC). */
@@ -216,14 +217,13 @@ export function relations(engine: RoomEngine, checker: VisibilityChecker, reques
     const stop = request.to === undefined ? "" : backwards ? " AND stream_ordering > ?" : " AND stream_ordering <= ?";
     const params: (string | number)[] = [request.eventId, depth, ...args, cursor];
     if (request.to !== undefined) params.push(request.to);
-    params.push(batch);
     return {
       sql: `WITH RECURSIVE related(event_id, depth) AS (
               SELECT event_id, 1 FROM events WHERE relates_to = ?
               UNION SELECT e.event_id, r.depth + 1 FROM events e JOIN related r ON e.relates_to = r.event_id WHERE r.depth < ?
             )
             SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE event_id IN (SELECT event_id FROM related) AND ${where.join(" AND ")}
-              AND ${bound}${stop} ORDER BY stream_ordering ${backwards ? "DESC" : "ASC"} LIMIT ?`,
+              AND ${bound}${stop} ORDER BY stream_ordering ${backwards ? "DESC" : "ASC"} LIMIT ${sqlLimit(batch)}`,
       params,
     };
   };
@@ -294,10 +294,9 @@ export function threads(engine: RoomEngine, checker: VisibilityChecker, request:
                   OR EXISTS (SELECT 1 FROM events r WHERE r.event_id = t.thread_root AND r.sender = ?))`
              : ""
          }
-         ORDER BY latest DESC LIMIT ?`,
+         ORDER BY latest DESC LIMIT ${sqlLimit(n)}`,
         before,
         ...(participated ? [reader.userId, reader.userId] : []),
-        n,
       )
       .toArray();
   while (chosen.length < request.limit && scanned < MAX_SCAN) {

@@ -23,6 +23,7 @@ import { readEvents, type ReadEvent } from "./relations.js";
 import { KEY_TYPES, type SearchKey } from "./search-index.js";
 import { parseSearchTerm } from "./search-query.js";
 import { MAX_SCAN, passesFilter, scan } from "./timeline.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** Where a page starts: the sort key of the last result already returned (see the top of this file). */
 export interface SearchPosition {
@@ -127,7 +128,7 @@ function searchIndexed(engine: RoomEngine, reader: Reader, request: RoomSearchRe
       }
       args.push(after.ts, after.ts, after.ordering);
     }
-    return engine.sql.exec<HitRow>(`${rank ? ranked : timed}${keyset} ORDER BY ${orderBy} LIMIT ?`, ...args, n).toArray();
+    return engine.sql.exec<HitRow>(`${rank ? ranked : timed}${keyset} ORDER BY ${orderBy} LIMIT ${sqlLimit(n)}`, ...args).toArray();
   };
 
   // The page: matches after the position, read in batches until `limit` pass or MAX_SCAN were read.

@@ -17,6 +17,7 @@ import { serverNameOf, stateKey } from "../../protocol/pdu.js";
 import { MAX_STICKY_DURATION_MS, stickyDurationMs, stickyUntil } from "./client-event.js";
 import type { RoomEngine } from "./engine.js";
 import { ACCEPTED } from "./event-rows.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** When a newly joined server is pushed our sticky events, after its join was handed over. */
 export const PUSH_DELAYS_MS = [2_000, 20_000];
@@ -69,10 +70,9 @@ export function localStickyEvents(engine: RoomEngine, before: number, now: numbe
     .exec<{ event_id: string; sender: string; json: string }>(
       `SELECT event_id, sender, json FROM events
        WHERE instr(json, '"msc4354_sticky"') > 0 AND origin_server_ts > ? AND stream_ordering < ? AND ${ACCEPTED}
-       ORDER BY stream_ordering DESC LIMIT ?`,
+       ORDER BY stream_ordering DESC LIMIT ${sqlLimit(4 * MAX_STICKY_FOR_NEW_SERVER)}`,
       oldest,
       before,
-      4 * MAX_STICKY_FOR_NEW_SERVER,
     )
     .toArray();
   const out: { eventId: string; json: string }[] = [];

@@ -491,9 +491,8 @@ function heroes(engine: RoomEngine, userId: string, memberships: string[]): stri
       ...engine.sql
         .exec<{ state_key: string; stream_ordering: number }>(
           `SELECT state_key, stream_ordering FROM current_state WHERE membership = ? AND type = 'm.room.member'
-           ORDER BY stream_ordering, state_key LIMIT ?`,
+           ORDER BY stream_ordering, state_key LIMIT ${sqlLimit(HEROES + 1)}`,
           membership,
-          HEROES + 1,
         )
         .toArray(),
     );

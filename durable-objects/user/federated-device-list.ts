@@ -29,6 +29,7 @@
 //   remote_shared_rooms       rooms where the user was seen joined with a local user (anchor candidates).
 //   remote_device_updated     when the user's server last sent an update, tracked or not (a room held with
 //                             partial state learns its members late: room/partial-state-device-lists.ts).
+import { sqlLimit } from "../sql-limit.js";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS own_device_list_feed (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id INTEGER NOT NULL);
@@ -195,7 +196,7 @@ export class FederatedDeviceLists {
   /** Rooms where this remote user was seen joined with a local user, newest first (anchor candidates). */
   sharedRooms(limit = 20): string[] {
     return this.sql
-      .exec<{ room_id: string }>("SELECT room_id FROM remote_shared_rooms ORDER BY since_ts DESC, room_id LIMIT ?", limit)
+      .exec<{ room_id: string }>(`SELECT room_id FROM remote_shared_rooms ORDER BY since_ts DESC, room_id LIMIT ${sqlLimit(limit)}`)
       .toArray()
       .map((r) => r.room_id);
   }

@@ -18,6 +18,7 @@
 //                    accepted it (its answer was lost) delivers nothing twice, even after the device
 //                    received and acknowledged the first copy. Kept for a week.
 import type { UserStream } from "./stream.js";
+import { sqlLimit } from "../sql-limit.js";
 
 /** A to-device event as /sync delivers it (`to_device.events`). `content` is JSON text. */
 export interface ToDeviceMessage {
@@ -142,10 +143,9 @@ export class ToDeviceInbox {
     const rows = this.sql
       .exec<{ stream_position: number; sender: string; type: string; content: string }>(
         `SELECT stream_position, sender, type, content FROM to_device_inbox
-          WHERE device_id = ? AND stream_position > ? ORDER BY stream_position LIMIT ?`,
+          WHERE device_id = ? AND stream_position > ? ORDER BY stream_position LIMIT ${sqlLimit(limit + 1)}`,
         deviceId,
         since,
-        limit + 1,
       )
       .toArray();
     const limited = rows.length > limit;

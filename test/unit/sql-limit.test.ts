@@ -18,3 +18,16 @@ describe("sqlLimit", () => {
     expect(sqlLimit(Number.MAX_SAFE_INTEGER * 4)).toMatch(/^[0-9]+$/);
   });
 });
+
+// Vite reads the sources at build time (the unit tests have no file system types).
+const sources: Record<string, string> = import.meta.glob("../../durable-objects/**/*.ts", { query: "?raw", import: "default", eager: true });
+
+describe("Durable Object SQL", () => {
+  it("binds no LIMIT: a bound LIMIT expires its statement at every run (durable-objects/sql-limit.ts)", () => {
+    expect(Object.keys(sources).length).toBeGreaterThan(50);
+    const bound = Object.entries(sources).flatMap(([file, text]) =>
+      text.split("\n").flatMap((line, i) => (/LIMIT \?/.test(line) && !line.trimStart().startsWith("//") ? [`${file}:${i + 1}`] : [])),
+    );
+    expect(bound).toEqual([]);
+  });
+});
