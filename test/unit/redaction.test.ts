@@ -192,3 +192,40 @@ describe("content", () => {
     }
   });
 });
+
+describe("shared values (RedactOptions, for the signed bytes of a received event)", () => {
+  const samples: [string, JsonObject][] = [
+    ["m.room.message", { msgtype: "m.text", body: "hello" }],
+    ["m.room.member", { membership: "invite", displayname: "Bob", third_party_invite: { signed: { mxid: "@bob:example.org", token: "t" }, display_name: "b" } }],
+    ["m.room.create", { creator: "@alice:example.org", room_version: "10", "m.federate": true, extra: { deep: [1, 2] } }],
+    ["m.room.power_levels", { ban: 50, users: { "@alice:example.org": 100 }, invite: 0, notifications: { room: 50 } }],
+    ["m.room.join_rules", { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: "!r:example.org" }] }],
+  ];
+
+  it("gives the same redacted form, without copying and without the keys left out", () => {
+    for (const v of ALL) {
+      for (const [type, content] of samples) {
+        const pdu = event(type, content);
+        const copied = redactPdu(pdu, rules(v)) as unknown as Record<string, unknown>;
+        const shared = redactPdu(pdu, rules(v), { share: true, without: ["signatures"] }) as unknown as Record<string, unknown>;
+        const { signatures: _signatures, ...copiedWithout } = copied;
+        expect(shared).toEqual(copiedWithout);
+        expect("signatures" in shared).toBe(false);
+        // Shared: the very arrays and objects of the event; copied: fresh ones.
+        expect(shared.prev_events).toBe(pdu.prev_events);
+        expect(shared.hashes).toBe(pdu.hashes);
+        expect(copied.prev_events).not.toBe(pdu.prev_events);
+        expect(copied.hashes).not.toBe(pdu.hashes);
+      }
+    }
+  });
+
+  it("shares content values too, and copies them by default", () => {
+    const allow = [{ type: "m.room_membership", room_id: "!r:example.org" }];
+    const pdu = event("m.room.join_rules", { join_rule: "restricted", allow });
+    expect((redactPdu(pdu, rules("10"), { share: true }).content as JsonObject).allow).toBe(allow);
+    const copied = (redactPdu(pdu, rules("10")).content as JsonObject).allow;
+    expect(copied).toEqual(allow);
+    expect(copied).not.toBe(allow);
+  });
+});
