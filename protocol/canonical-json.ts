@@ -82,3 +82,18 @@ export function canonicalJson(value: JsonValue | unknown): string {
 
 const encoder = new TextEncoder();
 export const canonicalJsonBytes = (value: unknown): Uint8Array => encoder.encode(canonicalJson(value));
+
+const ASCII = /^[\x00-\x7f]*$/;
+
+/** The UTF-8 length of a well-formed string (canonical JSON text) without encoding it: what a size check
+ * needs of a part it does not hash. A surrogate pair is 4 bytes, 2 per code unit. */
+export function utf8ByteLength(s: string): number {
+  if (ASCII.test(s)) return s.length;
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    n += c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 1 : 2;
+  }
+  return n;
+}

@@ -3,7 +3,7 @@
 // on every event it accepts (room/engine.ts), local or from federation; `bench/signatures.bench.ts` times
 // them. Keys come from the caller (the room reads them through federation-client/server-keys.ts).
 import { encodeBase64, encodeBase64Url } from "./base64.js";
-import { CanonicalJsonError, canonicalJson } from "./canonical-json.js";
+import { CanonicalJsonError, canonicalJson, utf8ByteLength } from "./canonical-json.js";
 import { checkContentHash } from "./event-hashes.js";
 import { validatePduFormat, type CanonicalSize } from "./event-validation.js";
 import { redactPdu } from "./redaction.js";
@@ -61,7 +61,8 @@ export function serialisePdu(pdu: Pdu): PduSerialisation {
       const value = source[key];
       if (value === undefined) continue;
       if ((NOT_HASHED as readonly string[]).includes(key)) {
-        extra += encoder.encode(canonicalJson(key) + ":" + canonicalJson(value)).length;
+        // Only its length counts (these keys are not hashed): no bytes made for it.
+        extra += utf8ByteLength(canonicalJson(key) + ":" + canonicalJson(value));
         extraKeys += 1;
       } else rest[key] = value;
     }

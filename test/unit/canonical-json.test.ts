@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import vectors from "../fixtures/vectors/signing.json";
 import { decodeBase64, encodeBase64, encodeBase64Url } from "../../protocol/base64.js";
-import { CanonicalJsonError, canonicalJson, canonicalJsonBytes, compareCodePoints } from "../../protocol/canonical-json.js";
+import { CanonicalJsonError, canonicalJson, canonicalJsonBytes, compareCodePoints, utf8ByteLength } from "../../protocol/canonical-json.js";
 
 describe("canonical JSON: spec cases", () => {
   for (const [input, expected] of vectors.canonical_json as [unknown, string][]) {
@@ -163,5 +163,15 @@ describe("canonical JSON: every UTF-16 code unit", () => {
     const obj = { "\uffff": 1, "😀": 2, "\ue000x": 3, a: 4, "\ud7ff": 5 };
     expect(canonicalJson(obj)).toBe('{"a":4,"\ud7ff":5,"\ue000x":3,"\uffff":1,"😀":2}');
     expect(canonicalJson({ b: 1, a: undefined, c: [undefined === undefined, null] })).toBe('{"b":1,"c":[true,null]}');
+  });
+});
+
+describe("utf8ByteLength", () => {
+  it("is the length TextEncoder gives, for 1-, 2-, 3- and 4-byte characters and mixes of them", () => {
+    const encoder = new TextEncoder();
+    const samples = ["", "a", "\u007f", "\u0080", "é", "\u07ff", "\u0800", "日本", "\uffff", "😀", "a😀b", "\ud7ff\ue000", '{"body":"héllo 😀 日"}'];
+    // And every boundary code point, alone and between ASCII.
+    for (const cp of [0x7f, 0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xffff, 0x10000, 0x10ffff]) samples.push(String.fromCodePoint(cp), `x${String.fromCodePoint(cp)}y`);
+    for (const s of samples) expect(utf8ByteLength(s)).toBe(encoder.encode(s).length);
   });
 });
