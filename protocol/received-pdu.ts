@@ -85,9 +85,8 @@ export function serialisePdu(pdu: Pdu): PduSerialisation {
  * not canonical JSON, and for a v1-v2 event without an `event_id`.
  */
 export async function identifyPdu(pdu: Pdu, rules: RoomVersionRules, serialised?: PduSerialisation): Promise<IdentifiedPdu> {
-  // Read once and dropped: the redacted form shares the event's values, and leaves `signatures` out at once
-  // (signableBytes drops it and `unsigned`, which redaction never keeps).
-  const signedBytes = signableBytes(redactPdu(pdu, rules, { share: true, without: ["signatures"] }) as unknown as JsonObject);
+  // Read once and dropped: the redacted form shares the event's values instead of copying them.
+  const signedBytes = signableBytes(redactPdu(pdu, rules, { share: true }) as unknown as JsonObject);
   const contentHashBytes = serialised?.contentHashBytes;
   let eventId: string;
   switch (rules.eventIdFormat) {

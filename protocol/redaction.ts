@@ -105,7 +105,6 @@ export function redactPdu(pdu: Pdu, rules: RoomVersionRules, options: RedactOpti
   const out: Record<string, unknown> = {};
   const copy = options.share ? shareValue : cloneJson;
   const keep = (key: string) => {
-    if (options.without?.includes(key)) return;
     if (Object.hasOwn(source, key) && source[key] !== undefined) out[key] = copy(source[key]);
   };
   for (const key of KEPT_TOP_LEVEL) if (key !== "content") keep(key);
@@ -120,6 +119,4 @@ export interface RedactOptions {
    * (serialises it) and drops it. Checking a received event copied its signatures, prev and auth events
    * and hashes for one canonical JSON serialisation (about 3% of the CPU of checking events). */
   share?: boolean;
-  /** Top-level keys left out of the result (`signatures` for the signed bytes). */
-  without?: readonly string[];
 }

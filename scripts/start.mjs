@@ -296,12 +296,12 @@ if (stopping) await new Promise(() => {});
 
 // The flat ("V4") option format, converted as wrangler itself does.
 // Clients reach the Worker through a socket of its own (Miniflare's `unsafeDirectSockets`), not through
-// Miniflare's entry worker: that worker is a second JavaScript hop on every request (it copies the request
-// three times, parses its URL twice and gzips JSON answers): without it a message send here takes 0.4 ms
-// less and a waiting /sync wakes 1.5 ms sooner (9.1 to 7.5 ms at the median). Nothing it adds is used: Request.cf is off, no route or upstream
-// is set, and errors are Matrix JSON, not its HTML error page. The entry socket stays on a free port for
-// Miniflare's own calls (getD1Database). With HTTPS_KEY and HTTPS_CERT (and no HTTPS_PORT) PORT speaks TLS,
-// which only the entry socket can, so it serves PORT then.
+// Miniflare's entry worker, a second JavaScript hop on every request (it copies the request three times,
+// parses its URL twice and gzips JSON answers). Without it a message send here takes 0.4 ms less and a
+// waiting /sync wakes 1.5 ms sooner (9.1 to 7.5 ms at the median). Nothing it adds is used: Request.cf is
+// off, no route or upstream is set, and errors are Matrix JSON, not its HTML error page. The entry socket
+// stays on a free port for Miniflare's own calls (getD1Database). With HTTPS_KEY and HTTPS_CERT (and no
+// HTTPS_PORT) PORT speaks TLS, which only the entry socket can, so it serves PORT then.
 const direct = !https.httpsKey;
 const miniflareOptions = (listenPort) => convertV4MiniflareOptions({
   host,

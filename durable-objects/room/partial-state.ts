@@ -392,7 +392,7 @@ class StateIdsRecorder {
   }
 }
 
-/** An event ID as /state_ids lists it (a room version 1 or 2 ID names its server; at most 255 bytes). */
+/** An event ID as /state_ids lists it (a room version 1 or 2 ID names its server; at most 255 characters). */
 const isEventIdText = (v: unknown): v is string => typeof v === "string" && v.startsWith("$") && v.length <= 255;
 
 /** /state_ids answered whole (the stand-ins of the tests; servers are read as streams). False: a failed or malformed answer. */

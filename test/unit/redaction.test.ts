@@ -202,15 +202,13 @@ describe("shared values (RedactOptions, for the signed bytes of a received event
     ["m.room.join_rules", { join_rule: "restricted", allow: [{ type: "m.room_membership", room_id: "!r:example.org" }] }],
   ];
 
-  it("gives the same redacted form, without copying and without the keys left out", () => {
+  it("gives the same redacted form, without copying", () => {
     for (const v of ALL) {
       for (const [type, content] of samples) {
         const pdu = event(type, content);
         const copied = redactPdu(pdu, rules(v)) as unknown as Record<string, unknown>;
-        const shared = redactPdu(pdu, rules(v), { share: true, without: ["signatures"] }) as unknown as Record<string, unknown>;
-        const { signatures: _signatures, ...copiedWithout } = copied;
-        expect(shared).toEqual(copiedWithout);
-        expect("signatures" in shared).toBe(false);
+        const shared = redactPdu(pdu, rules(v), { share: true }) as unknown as Record<string, unknown>;
+        expect(shared).toEqual(copied);
         // Shared: the very arrays and objects of the event; copied: fresh ones.
         expect(shared.prev_events).toBe(pdu.prev_events);
         expect(shared.hashes).toBe(pdu.hashes);
