@@ -63,7 +63,7 @@ import { acceptsServerKey, forgetPendingJoin, pendingJoins, rememberPendingJoin 
 import { EventIndexWriter, type RoomActivity } from "./room/event-index.js";
 import { adminRoomSummary, mediaInRoom, type AdminRoomSummary } from "./room/admin.js";
 import { beginPartialState, isPartialState, partialStateServers, resyncStep } from "./room/partial-state.js";
-import { isPublicForDirectory, searchRemoteMembers, type DirectoryMember } from "./room/user-directory.js";
+import { DirectoryIndex } from "./room/directory-index.js";
 import { keepPartialStateDeviceListEdus, missedDeviceListUpdates, sentMissedDeviceListUpdates } from "./room/partial-state-device-lists.js";
 import type { QueuedEdu } from "./destination.js";
 import { federationRawRequest, federationRequest } from "../federation-client/request.js";
@@ -159,6 +159,10 @@ function entries(state: ReadonlyStateMap): StateEntry[] {
 export class RoomDurableObject extends DurableObject<Env> {
   private engine: RoomEngine;
   private readonly eventIndex: EventIndexWriter;
+  /** The room's rows of the user directory in D1 (room/directory-index.ts). */
+  private readonly directory: DirectoryIndex;
+  /** The directory write a commit in the write queue started, which its request waits for (serialised). */
+  private directoryWrite: Promise<void> | undefined;
   private writes: Promise<unknown> = Promise.resolve();
   private alarmPending = false;
   private draining: Promise<void> | undefined;
@@ -175,12 +179,14 @@ export class RoomDurableObject extends DurableObject<Env> {
     super(ctx, env);
     this.engine = new RoomEngine(ctx.storage, env);
     this.eventIndex = new EventIndexWriter(env.DB, (p) => ctx.waitUntil(p));
+    this.directory = new DirectoryIndex(() => this.engine, env.DB);
     this.fanOut = new RoomFanOut(this.engine, ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       // MSC4345 rooms need this server's key to name local users (room/key-identity.ts). A failure here
       // must not take the DO down: the request that needs the room reports it.
       await (async () => this.loadServerKey(this.engine.meta()?.rules))().catch((e) => console.warn("server key not loaded", e instanceof Error ? e.message : e));
       this.alarmPending = (await ctx.storage.getAlarm()) !== null;
+      this.catchUpDirectory();
       // Deliveries left by a crash between commit and delivery, or failed ones.
       if (!this.alarmPending && this.fanOut.hasWork()) {
         await ctx.storage.setAlarm(Date.now() + OUTBOX_RETRY_MS);
@@ -189,12 +195,40 @@ export class RoomDurableObject extends DurableObject<Env> {
     });
   }
 
+  /** At the DO's start: directory changes a crash or a failed write left, or all members of a room from
+   * before the index (room/directory-index.ts), written in the background. */
+  catchUpDirectory(): void {
+    try {
+      if (this.directory.behind()) this.ctx.waitUntil(this.directory.update());
+    } catch (e) {
+      console.warn("user directory: room not checked", e instanceof Error ? e.message : e);
+    }
+  }
+
   /** Runs one write after the previous one finished; a MatrixError it throws becomes the error outcome. */
   private serialised<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
     this.queuedWrites += 1;
-    const run = this.writes.then(fn, fn).finally(() => (this.queuedWrites -= 1));
+    // The user directory write this write's commit started (afterCommit): the request is answered after
+    // it, outside the queue, so that a search right after a join or a leave sees it.
+    let directory: Promise<void> | undefined;
+    const body = async () => {
+      this.directoryWrite = undefined;
+      try {
+        return await fn();
+      } finally {
+        directory = this.directoryWrite;
+        this.directoryWrite = undefined;
+      }
+    };
+    const run = this.writes.then(body, body).finally(() => (this.queuedWrites -= 1));
     this.writes = run.catch(() => undefined);
-    return run.then((ok) => ({ ok }), errorOutcome);
+    return run.then(
+      async (ok) => {
+        if (directory) await directory;
+        return { ok };
+      },
+      errorOutcome,
+    );
   }
   /** Writes queued or running (a big room's fan-out lets them go first: `fanOutRounds`). */
   private queuedWrites = 0;
@@ -219,6 +253,11 @@ export class RoomDurableObject extends DurableObject<Env> {
     // go to other servers are indexed without the first write's delay: a server that receives them may ask
     // for one by ID (GET /event) at once.
     if (meta) this.eventIndex.add(meta.roomId, results.filter((r) => !r.duplicate).map((r) => r.eventId), this.activityOf(results), mayLeave);
+    if (DirectoryIndex.concerns(results)) {
+      // room/directory-index.ts: started now, waited for by the request outside the queue (serialised).
+      this.directoryWrite = this.directory.update();
+      this.ctx.waitUntil(this.directoryWrite);
+    }
     await enqueueForAppservices(this.ctx, this.engine, this.env, results); // room/appservice-outbound.ts
     this.ctx.waitUntil(cancelDelayedStateEvents(this.engine, this.env, results)); // room/delayed-state-watch.ts (MSC4140)
     if (!results.some((r) => r.fanOut)) return;
@@ -524,6 +563,8 @@ export class RoomDurableObject extends DurableObject<Env> {
     const nextStep: number | null = "ok" in step ? step.ok : 5_000;
     if (wasPartial && !isPartialState(this.engine)) {
       await this.tellFullState();
+      // The members the resync brought, findable before /members is answered (room/directory-index.ts).
+      await this.directory.update(true);
       await this.sendMissedDeviceListUpdates();
     }
     // After the local members were told (their syncs, the members the resync brought as room-mates), so
@@ -1197,16 +1238,6 @@ export class RoomDurableObject extends DurableObject<Env> {
     return this.engine.meta() ? partialStateServers(this.engine).filter((s) => s !== this.env.SERVER_NAME) : [];
   }
 
-  /** A user directory search (worker/client/user-directory.ts): this server's joined members (accounts),
-   * the joined members of other servers who match `words`, and whether the room is public for the
-   * directory (room/user-directory.ts). */
-  directoryMembers(words: string[], limit: number): { local: string[]; remote: DirectoryMember[]; public: boolean } {
-    if (!this.engine.meta()) return { local: [], remote: [], public: false };
-    const local = this.members("join").filter((u) => serverNameOf(u) === this.env.SERVER_NAME);
-    const remote = searchRemoteMembers(this.engine, Array.isArray(words) ? words : [], typeof limit === "number" ? limit : 0);
-    return { local, remote, public: isPublicForDirectory(this.engine) };
-  }
-
   /** Users with a given current membership (e.g. "join"). */
   members(membership: string): string[] {
     // Callers look up accounts (User DOs, presence, device lists): this server's members as accounts.
@@ -1312,6 +1343,7 @@ export class RoomDurableObject extends DurableObject<Env> {
       while (this.draining) await this.draining;
       // The event index's waiting write must not land after the caller deleted the room's rows.
       await this.eventIndex.settled();
+      await this.directory.settled();
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
       this.alarmPending = false;

@@ -130,6 +130,8 @@ describe("rooms", () => {
     await send(member, roomId, { msgtype: "m.text", body: "bad content" });
     const before = await sync(member);
     await listedRooms(admin, `search_term=${enc(roomId)}`, 1);
+    const directoryRooms = () => env.DB.prepare("SELECT count(*) AS n FROM directory_rooms WHERE room_id = ?").bind(roomId).first<{ n: number }>();
+    expect((await directoryRooms())!.n).toBe(1);
 
     expect((await adminApi(admin, "DELETE", `/v2/rooms/${enc(roomId)}`, { purge: "yes" })).status).toBe(400);
     expect((await adminApi(admin, "DELETE", `/v2/rooms/${enc(roomId)}`, { new_room_user_id: "@ghost-creator:test.local" })).status).toBe(400);
@@ -154,6 +156,9 @@ describe("rooms", () => {
     expect(await roomStub(roomId).roomInfo()).toBeNull();
     expect((await api("GET", `/_matrix/client/v3/directory/room/${enc(`#${alias}:${SERVER_NAME}`)}`)).status).toBe(404);
     expect((await env.DB.prepare("SELECT count(*) AS n FROM event_rooms WHERE room_id = ?").bind(roomId).first<{ n: number }>())!.n).toBe(0);
+    // The user directory's rows too (the members' leaves removed theirs; the purge, the room's).
+    expect((await directoryRooms())!.n).toBe(0);
+    expect((await env.DB.prepare("SELECT count(*) AS n FROM directory_members WHERE room_id = ?").bind(roomId).first<{ n: number }>())!.n).toBe(0);
     expect((await adminApi(admin, "GET", `/v1/rooms?search_term=${enc(roomId)}`)).body.rooms).toEqual([]);
     // The members were moved to the new room, where the admin's message waits; the invite was rejected.
     expect((await getState(member, newRoom, "m.room.member", member.user_id)).body.membership).toBe("join");

@@ -4,7 +4,7 @@
 //   servers (query/directory), as Synapse's get_current_hosts_in_room_or_partial_state_approximation; once
 //   the resync completes, the servers come from the member list alone;
 // - /members and /joined_members wait for the resync (as Synapse), then list the members it brought;
-// - the user directory finds those members once the resync completes (room/user-directory.ts).
+// - the user directory finds those members once the resync completes (room/directory-index.ts).
 // The member the partial join "left out" is a real signed join of a remote stand-in's user, made with
 // make_join before the room became partial and served to the resync by the stand-in resident.
 import { describe, expect, it } from "vitest";

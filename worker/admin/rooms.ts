@@ -297,6 +297,9 @@ async function shutdownRoom(env: Env, roomId: string, request: DeleteRequest, ad
     await env.DB.batch([
       env.DB.prepare("DELETE FROM event_rooms WHERE room_id = ?").bind(roomId),
       env.DB.prepare("DELETE FROM reports WHERE room_id = ?").bind(roomId),
+      // The user directory's rows of the room (durable-objects/room/directory-index.ts).
+      env.DB.prepare("DELETE FROM directory_members WHERE room_id = ?").bind(roomId),
+      env.DB.prepare("DELETE FROM directory_rooms WHERE room_id = ?").bind(roomId),
     ]);
   }
   return result;

@@ -2,24 +2,24 @@
 //
 // The spec requires at least the users who share a room with the requester or are in public rooms, and
 // lets the server search more. By default this searches exactly those (Synapse's default): the joined
-// members of the requester's joined rooms and of the rooms published in the room directory, asked of their
-// Room DOs at search time. `USER_DIRECTORY_SEARCH_ALL_USERS=true` searches every local, non-deactivated
-// user instead (Synapse's `user_directory.search_all_users`). This server's users are searched in the D1
-// users table (global profiles, not room-specific names); other servers' users are searched by the rooms
-// in scope, by their user ID and the display name of their member event (room/user-directory.ts), so the
-// members a partial-state join learns when its resync completes are found from then on (as Synapse).
+// members of the requester's joined rooms and of the rooms published in the room directory.
+// `USER_DIRECTORY_SEARCH_ALL_USERS=true` searches every local, non-deactivated user instead (Synapse's
+// `user_directory.search_all_users`). This server's users are searched in the D1 users table (global
+// profiles, not room-specific names); other servers' users by their user ID and the display name of their
+// member event. Rooms and their members come from D1's directory, which each Room DO keeps from its
+// current state (durable-objects/room/directory-index.ts), so a search is two D1 queries whatever the
+// number of rooms; the members a partial-state join learns when its resync completes are found from then
+// on (as Synapse).
 //
 // Weaker than Synapse's index: the public rooms whose members anyone finds are the rooms published in the
 // directory (Synapse counts every room whose join rule is public or whose history is world-readable; of the
-// searcher's own rooms, those count too), at most MAX_SCOPE_PUBLIC_ROOMS of them, and each search costs one
-// Room DO call per room in scope.
+// searcher's own rooms, those count too).
 import { Hono } from "hono";
 import { badJson, invalidParam, missingParam } from "../../protocol/errors.js";
 import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
 import { userStore } from "../user-store.js";
-import { DIRECTORY_RANK_ORDER, directoryMatch, directoryRankParams } from "../../durable-objects/room/user-directory.js";
 
 export const DEFAULT_SEARCH_LIMIT = 10;
 /** Synapse clamps the limit to 50 as well; a directory search is a type-ahead, not an export. */
@@ -33,46 +33,102 @@ export interface DirectoryUser {
   avatar_url?: string;
 }
 
+/**
+ * The directory's matching and ranking, shared by the search of this server's users (D1 `users`) and of
+ * other servers' (D1 `directory_members`), so that the two lists merge in one order. Every word must occur
+ * in the user ID or the display name (instr(): no wildcard escaping, and D1 refuses LIKE patterns over 50
+ * bytes; lower() folds ASCII only). Ranked: an exact display name or localpart first, then one that starts
+ * with the term, then users with a display name (spec: "ordered by rank and then whether or not profile info
+ * is available"), then by user ID.
+ */
+function directoryMatch(userIdColumn: string, displayNameColumn: string, words: readonly string[]): { sql: string; params: string[] } {
+  const one = `(instr(lower(${userIdColumn}), ?) > 0 OR instr(lower(coalesce(${displayNameColumn}, '')), ?) > 0)`;
+  return { sql: words.map(() => one).join(" AND "), params: words.flatMap((w) => [w, w]) };
+}
+
+/** ORDER BY of the directory's rank over columns `user_id` and `displayname`; its parameters come from
+ * `directoryRankParams`. */
+const DIRECTORY_RANK_ORDER = `
+  CASE
+    WHEN lower(displayname) = ? OR instr(lower(user_id), ?) = 1 THEN 0
+    WHEN instr(lower(displayname), ?) = 1 OR instr(lower(user_id), ?) = 1 THEN 1
+    ELSE 2
+  END,
+  displayname IS NULL,
+  user_id`;
+
+/** The parameters of DIRECTORY_RANK_ORDER for the search `words`: `@term:` starts the user ID exactly when
+ * the localpart is the term, `@term` when it starts with it. */
+function directoryRankParams(words: readonly string[]): string[] {
+  const whole = words.join(" ");
+  return [whole, `@${whole}:`, whole, `@${whole}`];
+}
+
 /** ASCII-only lower-casing, to match SQLite's lower(): a non-ASCII letter then matches in its typed
  * case only, instead of never. */
 const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
+type DirectoryRow = { user_id: string; displayname: string | null; avatar_url: string | null };
+
+const toUser = (row: DirectoryRow): DirectoryUser => {
+  const user: DirectoryUser = { user_id: row.user_id };
+  if (row.displayname !== null) user.display_name = row.displayname;
+  if (row.avatar_url !== null) user.avatar_url = row.avatar_url;
+  return user;
+};
+
+/** The rooms of the default search scope, as SQL over D1 with one parameter (the searcher's joined rooms as
+ * a JSON array): those rooms and the rooms published in the directory. */
+const SCOPE_ROOMS = `SELECT value AS room_id FROM json_each(?) UNION SELECT room_id FROM room_directory WHERE visibility = 'public'`;
+
 /**
- * Searches local users: every word of `term` in the user ID or the display name, case-insensitively for
- * ASCII letters, ranked as the rooms rank other servers' members (durable-objects/room/user-directory.ts
- * `directoryMatch`, DIRECTORY_RANK_ORDER), and merged with those.
+ * Searches the directory for `searcher`: every word of `term` in the user ID or the display name,
+ * case-insensitively for ASCII letters. This server's users by their global profile (D1 `users`): those
+ * who share a room in scope with the searcher (the searcher themselves only through a public room:
+ * published, or publicly joinable or world-readable, as Synapse: sharing a private room is with others), or
+ * all of them with `searchAll`. Other servers' users by their member event, from the rooms in scope in both
+ * modes. Both ranked by DIRECTORY_RANK_ORDER and merged; one D1 batch.
  */
 export async function searchUserDirectory(
-  env: Pick<Env, "DB">,
+  env: Env,
+  searcher: string,
   term: string,
   limit: number,
-  /** Only these users (undefined: all local users). */
-  scope?: string[],
-  /** Matching users of other servers (from the rooms in scope). */
-  others: DirectoryUser[] = [],
+  searchAll: boolean,
 ): Promise<{ results: DirectoryUser[]; limited: boolean }> {
   const words = searchWords(term);
   if (words.length === 0 || limit === 0) return { results: [], limited: false };
-  if (scope?.length === 0) return merged(words, [], others, limit);
+  const joined = JSON.stringify(await userStore(env, searcher).joinedRooms());
   const match = directoryMatch("user_id", "displayname", words);
-  const params: (string | number)[] = [...match.params];
-  if (scope) params.push(JSON.stringify(scope));
-  const sql = `
-    SELECT user_id, displayname, avatar_url FROM users
-     WHERE deactivated = 0 AND ${match.sql}${scope ? " AND user_id IN (SELECT value FROM json_each(?))" : ""}
-     ORDER BY ${DIRECTORY_RANK_ORDER}
-     LIMIT ?`;
-  params.push(...directoryRankParams(words), limit + 1);
-  const { results } = await env.DB.prepare(sql)
-    .bind(...params)
-    .all<{ user_id: string; displayname: string | null; avatar_url: string | null }>();
-  const users = results.map((row) => {
-    const user: DirectoryUser = { user_id: row.user_id };
-    if (row.displayname !== null) user.display_name = row.displayname;
-    if (row.avatar_url !== null) user.avatar_url = row.avatar_url;
-    return user;
-  });
-  return merged(words, users, others, limit);
+  const rank = directoryRankParams(words);
+  const inScope = searchAll
+    ? { sql: "", params: [] }
+    : {
+        sql: `AND user_id IN (
+                SELECT m.user_id FROM directory_members m
+                 WHERE m.local = 1 AND m.room_id IN (${SCOPE_ROOMS})
+                   AND (m.user_id <> ? OR m.room_id IN (SELECT room_id FROM directory_rooms WHERE public = 1)
+                        OR m.room_id IN (SELECT room_id FROM room_directory WHERE visibility = 'public')))`,
+        params: [joined, searcher],
+      };
+  const [local, others] = await env.DB.batch<DirectoryRow>([
+    env.DB.prepare(
+      `SELECT user_id, displayname, avatar_url FROM users
+        WHERE deactivated = 0 AND ${match.sql} ${inScope.sql}
+        ORDER BY ${DIRECTORY_RANK_ORDER}
+        LIMIT ?`,
+    ).bind(...match.params, ...inScope.params, ...rank, limit + 1),
+    // A user of another server in several rooms: one row, with the profile of one of them.
+    env.DB.prepare(
+      `SELECT user_id, displayname, avatar_url FROM (
+         SELECT m.user_id, max(m.displayname) AS displayname, max(m.avatar_url) AS avatar_url FROM directory_members m
+          WHERE m.local = 0 AND m.room_id IN (${SCOPE_ROOMS}) GROUP BY m.user_id)
+        WHERE ${match.sql}
+        ORDER BY ${DIRECTORY_RANK_ORDER}
+        LIMIT ?`,
+    ).bind(joined, ...match.params, ...rank, limit + 1),
+  ]);
+  return merged(words, local!.results.map(toUser), others!.results.map(toUser), limit);
 }
 
 /** The search words: ASCII-lower-cased, at most MAX_SEARCH_WORDS. */
@@ -103,32 +159,6 @@ function merged(words: string[], local: DirectoryUser[], others: DirectoryUser[]
   return { results: all.slice(0, limit), limited: all.length > limit };
 }
 
-/** At most this many published rooms make up the "public rooms" of the default search scope. */
-export const MAX_SCOPE_PUBLIC_ROOMS = 500;
-
-/** The users `searcher` may find by default: the joined members of their joined rooms and of the rooms
- * published in the directory. `local`: this server's (searched in D1); `others`: other servers' users
- * who match the search words, as the rooms found them (at most `limit` per room). */
-export async function directoryScope(env: Env, searcher: string, words: string[], limit: number): Promise<{ local: string[]; others: DirectoryUser[] }> {
-  const [joined, published] = await Promise.all([
-    userStore(env, searcher).joinedRooms(),
-    env.DB.prepare("SELECT room_id FROM room_directory WHERE visibility = 'public' LIMIT ?").bind(MAX_SCOPE_PUBLIC_ROOMS).all<{ room_id: string }>(),
-  ]);
-  const publicRooms = new Set(published.results.map((r) => r.room_id));
-  const rooms = [...new Set([...joined, ...publicRooms])];
-  const empty = { local: [] as string[], remote: [] as DirectoryUser[], public: false };
-  const answers = await Promise.all(rooms.map((roomId) => env.ROOMS.get(env.ROOMS.idFromName(roomId)).directoryMembers(words, limit).catch(() => empty)));
-  const local = new Set<string>();
-  const others: DirectoryUser[] = [];
-  // The searcher finds themselves only through a public room: published, or publicly joinable or
-  // world-readable (as Synapse: sharing a private room is with others).
-  answers.forEach((answer, i) => {
-    for (const m of answer.local) if (m !== searcher || answer.public || publicRooms.has(rooms[i]!)) local.add(m);
-    others.push(...answer.remote);
-  });
-  return { local: [...local], others };
-}
-
 const searchAllUsers = (env: Env) => env.USER_DIRECTORY_SEARCH_ALL_USERS === "true";
 
 export const userDirectoryRoutes = new Hono<AppEnv>();
@@ -146,9 +176,5 @@ userDirectoryRoutes.post("/_matrix/client/:version{v3|r0}/user_directory/search"
     }
     limit = Math.min(body.limit, MAX_SEARCH_LIMIT);
   }
-  const words = searchWords(term);
-  if (words.length === 0 || limit === 0) return c.json({ results: [], limited: false });
-  // Other servers' users come from the rooms in scope in both modes (search-all widens this server's only).
-  const { local, others } = await directoryScope(c.env, requester(c).userId, words, limit + 1);
-  return c.json(await searchUserDirectory(c.env, term, limit, searchAllUsers(c.env) ? undefined : local, others));
+  return c.json(await searchUserDirectory(c.env, requester(c).userId, term, limit, searchAllUsers(c.env)));
 });
