@@ -257,6 +257,9 @@ export class RoomDurableObject extends DurableObject<Env> {
       // room/directory-index.ts: started now, waited for by the request outside the queue (serialised).
       this.directoryWrite = this.directory.update();
       this.ctx.waitUntil(this.directoryWrite);
+    } else if (this.directory.behind()) {
+      // Members changed without a member event (a state resolution), or an earlier write failed.
+      this.ctx.waitUntil(this.directory.update());
     }
     await enqueueForAppservices(this.ctx, this.engine, this.env, results); // room/appservice-outbound.ts
     this.ctx.waitUntil(cancelDelayedStateEvents(this.engine, this.env, results)); // room/delayed-state-watch.ts (MSC4140)

@@ -36,7 +36,8 @@ type MemberRow = {
 
 export class DirectoryIndex {
   private chain: Promise<void> = Promise.resolve();
-  private schemaReady = false;
+  /** The engine whose storage has the position's table (a purge makes a new engine). */
+  private schemaFor: RoomEngine | undefined;
 
   constructor(
     private readonly engine: () => RoomEngine,
@@ -66,19 +67,29 @@ export class DirectoryIndex {
     return this.chain;
   }
 
-  /** Whether changes wait to be written (at the DO's start: a crash or a failed write left them). */
+  /**
+   * Whether changes wait to be written: at the DO's start (a crash or a failed write left them), and after a
+   * commit of other events (a state resolution may change members without a member event of its own). When
+   * only other state changed since the position, the position moves past it here, so that this check reads
+   * few rows however much other state (call members, say) a room sends.
+   */
   behind(): boolean {
     const engine = this.engine();
     if (!engine.meta()) return false;
     const through = this.through(engine);
     if (through === null) return true;
-    return engine.sql.exec(`SELECT 1 FROM state_deltas WHERE stream_ordering > ? AND type IN (${WATCHED.map(() => "?").join(", ")}) LIMIT 1`, through, ...WATCHED).toArray().length > 0;
+    const head = engine.sql.exec<{ head: number | null }>("SELECT MAX(stream_ordering) AS head FROM state_deltas").one().head ?? 0;
+    if (head <= through) return false;
+    const watched = engine.sql.exec(`SELECT 1 FROM state_deltas WHERE stream_ordering > ? AND type IN (${WATCHED.map(() => "?").join(", ")}) LIMIT 1`, through, ...WATCHED).toArray().length > 0;
+    if (!watched) engine.sql.exec("UPDATE directory_index SET through = ? WHERE id = 1", head);
+    return watched;
   }
 
+  /** The position (read each time: one indexed row; a cached copy would outlive a rolled-back write). */
   private through(engine: RoomEngine): number | null {
-    if (!this.schemaReady) {
+    if (this.schemaFor !== engine) {
       engine.sql.exec(SCHEMA);
-      this.schemaReady = true;
+      this.schemaFor = engine;
     }
     return engine.sql.exec<{ through: number }>("SELECT through FROM directory_index WHERE id = 1").toArray()[0]?.through ?? null;
   }

@@ -13,7 +13,7 @@ import { uniqueServer } from "./federation-helpers.js";
 import { federationApi, leaveFromRemote, signTemplate } from "./federation-room-helpers.js";
 import { api, type RegisteredUser } from "./helpers.js";
 import { rawRoom } from "./partial-state-helpers.js";
-import { createRoom, join, membership, newUser, putState } from "./room-helpers.js";
+import { createRoom, join, membership, newUser, putState, send } from "./room-helpers.js";
 
 const enc = encodeURIComponent;
 type RoomInstance = { engine: RoomEngine; directory: DirectoryIndex };
@@ -124,6 +124,33 @@ describe("the user directory index", () => {
     await update();
     expect((await search(owner, tag)).map((u) => u.user_id)).toEqual([bob.user_id]);
     expect(await behind()).toBe(false);
+
+    // The same left behind again: the room's next commit of any event (a message here) catches up.
+    await env.DB.prepare("INSERT INTO directory_members (room_id, user_id, local) VALUES (?, ?, 1)").bind(roomId, carol.user_id).run();
+    await runInDurableObject(room, async (instance) => (instance as unknown as RoomInstance).engine.sql.exec("UPDATE directory_index SET through = ?", before));
+    expect((await send(owner, roomId, { msgtype: "m.text", body: "hello" })).status).toBe(200);
+    await expect.poll(async () => (await search(owner, tag)).map((u) => u.user_id)).toEqual([bob.user_id]);
+    expect(await behind()).toBe(false);
+  });
+
+  it("a commit of other state moves the position past it without a write (the check after each commit stays short)", async () => {
+    const owner = await newUser("topic");
+    const roomId = await createRoom(owner);
+    const room = rawRoom(roomId);
+    const read = () =>
+      runInDurableObject(room, async (instance) => {
+        const sql = (instance as unknown as RoomInstance).engine.sql;
+        return {
+          through: sql.exec<{ through: number }>("SELECT through FROM directory_index").one().through,
+          head: sql.exec<{ head: number }>("SELECT MAX(stream_ordering) AS head FROM state_deltas").one().head,
+        };
+      });
+    const before = await read();
+    expect(before.through).toBe(before.head);
+    expect((await putState(owner, roomId, "m.room.topic", "", { topic: "news" })).status).toBe(200);
+    const after = await read();
+    expect(after.head).toBeGreaterThan(before.head);
+    expect(after.through).toBe(after.head);
   });
 
   it("more changed members than the limit since the position: the room's rows are written whole", () => {
