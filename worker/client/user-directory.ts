@@ -19,7 +19,6 @@ import { badJson, invalidParam, missingParam } from "../../protocol/errors.js";
 import { requester, requireAuth } from "../auth.js";
 import type { AppEnv, Env } from "../env.js";
 import { readJsonObject } from "../http.js";
-import { userStore } from "../user-store.js";
 
 export const DEFAULT_SEARCH_LIMIT = 10;
 /** Synapse clamps the limit to 50 as well; a directory search is a type-ahead, not an export. */
@@ -77,9 +76,10 @@ const toUser = (row: DirectoryRow): DirectoryUser => {
   return user;
 };
 
-/** The rooms of the default search scope, as SQL over D1 with one parameter (the searcher's joined rooms as
- * a JSON array): those rooms and the rooms published in the directory. */
-const SCOPE_ROOMS = `SELECT value AS room_id FROM json_each(?) UNION SELECT room_id FROM room_directory WHERE visibility = 'public'`;
+/** The rooms of the default search scope, as SQL over D1 with one parameter (the searcher): the rooms the
+ * searcher is joined to, as their rooms wrote them (a join is answered once its row is written), and the
+ * rooms published in the directory. */
+const SCOPE_ROOMS = `SELECT room_id FROM directory_members WHERE user_id = ? AND local = 1 UNION SELECT room_id FROM room_directory WHERE visibility = 'public'`;
 
 /**
  * Searches the directory for `searcher`: every word of `term` in the user ID or the display name,
@@ -98,7 +98,6 @@ export async function searchUserDirectory(
 ): Promise<{ results: DirectoryUser[]; limited: boolean }> {
   const words = searchWords(term);
   if (words.length === 0 || limit === 0) return { results: [], limited: false };
-  const joined = JSON.stringify(await userStore(env, searcher).joinedRooms());
   const match = directoryMatch("user_id", "displayname", words);
   const rank = directoryRankParams(words);
   const inScope = searchAll
@@ -109,7 +108,7 @@ export async function searchUserDirectory(
                  WHERE m.local = 1 AND m.room_id IN (${SCOPE_ROOMS})
                    AND (m.user_id <> ? OR m.room_id IN (SELECT room_id FROM directory_rooms WHERE public = 1)
                         OR m.room_id IN (SELECT room_id FROM room_directory WHERE visibility = 'public')))`,
-        params: [joined, searcher],
+        params: [searcher, searcher],
       };
   const [local, others] = await env.DB.batch<DirectoryRow>([
     env.DB.prepare(
@@ -126,7 +125,7 @@ export async function searchUserDirectory(
         WHERE ${match.sql}
         ORDER BY ${DIRECTORY_RANK_ORDER}
         LIMIT ?`,
-    ).bind(joined, ...match.params, ...rank, limit + 1),
+    ).bind(searcher, ...match.params, ...rank, limit + 1),
   ]);
   return merged(words, local!.results.map(toUser), others!.results.map(toUser), limit);
 }
