@@ -156,6 +156,18 @@ function entries(state: ReadonlyStateMap): StateEntry[] {
   return out;
 }
 
+/** The longest a membership request waits for its user directory write (see serialised). */
+const DIRECTORY_WAIT_MS = 1_000;
+
+/** Resolves when `promise` settles or after `ms`, whichever comes first (never rejects). */
+function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([promise.then(() => undefined, () => undefined), timeout]).finally(() => {
+    if (timer !== null) clearTimeout(timer);
+  });
+}
+
 export class RoomDurableObject extends DurableObject<Env> {
   private engine: RoomEngine;
   private readonly eventIndex: EventIndexWriter;
@@ -209,7 +221,9 @@ export class RoomDurableObject extends DurableObject<Env> {
   private serialised<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
     this.queuedWrites += 1;
     // The user directory write this write's commit started (afterCommit): the request is answered after
-    // it, outside the queue, so that a search right after a join or a leave sees it.
+    // it, outside the queue, so that a search right after a join or a leave sees it; but not later than
+    // DIRECTORY_WAIT_MS (a slow D1 must not hold up a join; the write goes on, and the directory is a
+    // derived copy that catches up: room/directory-index.ts).
     let directory: Promise<void> | undefined;
     const body = async () => {
       this.directoryWrite = undefined;
@@ -224,7 +238,7 @@ export class RoomDurableObject extends DurableObject<Env> {
     this.writes = run.catch(() => undefined);
     return run.then(
       async (ok) => {
-        if (directory) await directory;
+        if (directory) await waitAtMost(directory, DIRECTORY_WAIT_MS);
         return { ok };
       },
       errorOutcome,

@@ -153,6 +153,18 @@ describe("the user directory index", () => {
     expect(after.through).toBe(after.head);
   });
 
+  it("a join is answered even when its directory write never finishes", async () => {
+    const [owner, bob] = await Promise.all([newUser("slow"), newUser("slowbob")]);
+    const roomId = await createRoom(owner, { preset: "public_chat" });
+    const room = rawRoom(roomId);
+    // A D1 that never answers: the room's directory writes hang.
+    await runInDurableObject(room, async (instance) => {
+      (instance as unknown as RoomInstance).directory.update = () => new Promise<void>(() => {});
+    });
+    // Without the bound, this request would never be answered (the test would time out).
+    expect((await join(bob, roomId)).status).toBe(200);
+  });
+
   it("more changed members than the limit since the position: the room's rows are written whole", () => {
     expect(rewritesWhole(500)).toBe(false);
     expect(rewritesWhole(501)).toBe(true);
