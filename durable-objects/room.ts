@@ -210,10 +210,17 @@ export class RoomDurableObject extends DurableObject<Env> {
   /** At the DO's start: directory changes a crash or a failed write left, or all members of a room from
    * before the index (room/directory-index.ts), written in the background. */
   catchUpDirectory(): void {
+    if (this.directoryBehind()) this.ctx.waitUntil(this.directory.update());
+  }
+
+  /** Whether the room's directory rows are behind its state; a failure to tell is logged, never thrown (after
+   * a commit, an error would report a committed event as failed). */
+  private directoryBehind(): boolean {
     try {
-      if (this.directory.behind()) this.ctx.waitUntil(this.directory.update());
+      return this.directory.behind();
     } catch (e) {
       console.warn("user directory: room not checked", e instanceof Error ? e.message : e);
+      return false;
     }
   }
 
@@ -271,7 +278,7 @@ export class RoomDurableObject extends DurableObject<Env> {
       // room/directory-index.ts: started now, waited for by the request outside the queue (serialised).
       this.directoryWrite = this.directory.update();
       this.ctx.waitUntil(this.directoryWrite);
-    } else if (this.directory.behind()) {
+    } else if (this.directoryBehind()) {
       // Members changed without a member event (a state resolution), or an earlier write failed.
       this.ctx.waitUntil(this.directory.update());
     }
