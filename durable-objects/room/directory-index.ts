@@ -7,11 +7,11 @@
 // Written from the room's own log of current-state changes (`state_deltas`), up to a position kept in the
 // room's storage (`directory_index.through`): after a commit that changed a membership or the room's join
 // rule or history visibility, the room writes the current state of what changed since that position, then
-// moves it. The end of a partial-state resync writes every member again: the state it adds is dated just
-// before our join (engine.ts addToCurrentState), under the position. What a crash or a failed D1 write leaves is written at the next change or the next start of the
+// moves it. What a crash or a failed D1 write leaves is written at the next commit or the next start of the
 // DO, so the index converges on the room's state; a room without a position (new, or from before the index
-// existed) writes all its members once. So the members a partial-state join's resync brings are found from
-// then on, as Synapse's directory learns them from the deltas of that completion.
+// existed) writes all its members once. The end of a partial-state resync writes every member again (the
+// state it adds is dated just before our join, engine.ts addToCurrentState, under the position), so the
+// members it brings are found from then on, as Synapse's directory learns them from that completion.
 //
 // Other servers' users are kept with the display name and avatar of their member event (Synapse keeps them
 // so); this server's users are searched by their global profile (D1 `users`), so theirs are not copied.
@@ -25,6 +25,15 @@ const REWRITE_OVER = 500;
 export const rewritesWhole = (changedMembers: number): boolean => changedMembers > REWRITE_OVER;
 /** D1 allows 100 bound parameters per statement: 5 per member row. */
 const ROWS_PER_STATEMENT = 20;
+/** Longer profile fields of another server's member are not kept (Synapse's profile limits): the member is
+ * still found by user ID. */
+const MAX_DISPLAYNAME_LENGTH = 256;
+const MAX_AVATAR_URL_LENGTH = 1000;
+const WATCHED_TYPES = `type IN (${WATCHED.map(() => "?").join(", ")})`;
+
+/** The newest position of the room's state-change log (0 before any). */
+const logHead = (engine: RoomEngine): number =>
+  engine.sql.exec<{ head: number | null }>("SELECT MAX(stream_ordering) AS head FROM state_deltas").one().head ?? 0;
 
 const SCHEMA = "CREATE TABLE IF NOT EXISTS directory_index (id INTEGER PRIMARY KEY CHECK (id = 1), through INTEGER NOT NULL)";
 
@@ -78,9 +87,9 @@ export class DirectoryIndex {
     if (!engine.meta()) return false;
     const through = this.through(engine);
     if (through === null) return true;
-    const head = engine.sql.exec<{ head: number | null }>("SELECT MAX(stream_ordering) AS head FROM state_deltas").one().head ?? 0;
+    const head = logHead(engine);
     if (head <= through) return false;
-    const watched = engine.sql.exec(`SELECT 1 FROM state_deltas WHERE stream_ordering > ? AND type IN (${WATCHED.map(() => "?").join(", ")}) LIMIT 1`, through, ...WATCHED).toArray().length > 0;
+    const watched = engine.sql.exec(`SELECT 1 FROM state_deltas WHERE stream_ordering > ? AND ${WATCHED_TYPES} LIMIT 1`, through, ...WATCHED).toArray().length > 0;
     if (!watched) engine.sql.exec("UPDATE directory_index SET through = ? WHERE id = 1", head);
     return watched;
   }
@@ -100,7 +109,7 @@ export class DirectoryIndex {
     if (!meta) return;
     const roomId = meta.roomId;
     const through = this.through(engine);
-    const head = engine.sql.exec<{ head: number | null }>("SELECT MAX(stream_ordering) AS head FROM state_deltas").one().head ?? 0;
+    const head = logHead(engine);
     if (!whole && through !== null && head <= through) return;
     const statements: D1PreparedStatement[] = [];
     let members: string[] | "all" = "all";
@@ -108,7 +117,7 @@ export class DirectoryIndex {
     if (!whole && through !== null) {
       const changed = engine.sql
         .exec<{ type: string; state_key: string }>(
-          `SELECT DISTINCT type, state_key FROM state_deltas WHERE stream_ordering > ? AND stream_ordering <= ? AND type IN (${WATCHED.map(() => "?").join(", ")})`,
+          `SELECT DISTINCT type, state_key FROM state_deltas WHERE stream_ordering > ? AND stream_ordering <= ? AND ${WATCHED_TYPES}`,
           through,
           head,
           ...WATCHED,
@@ -141,10 +150,12 @@ export class DirectoryIndex {
     engine.sql.exec("INSERT OR REPLACE INTO directory_index (id, through) VALUES (1, ?)", head);
   }
 
-  /** Joined members with the display name and avatar of their member event (all, or those of `only`). */
+  /** Joined members with the display name and avatar of their member event when those are strings (all, or
+   * those of `only`). */
   private joinedMembers(engine: RoomEngine, only?: readonly string[]): MemberRow[] {
-    const select = `SELECT c.state_key AS user_id, json_extract(e.json, '$.content.displayname') AS displayname,
-                           json_extract(e.json, '$.content.avatar_url') AS avatar_url
+    const text = (path: string) => `CASE WHEN json_type(e.json, '${path}') = 'text' THEN json_extract(e.json, '${path}') END`;
+    const select = `SELECT c.state_key AS user_id, ${text("$.content.displayname")} AS displayname,
+                           ${text("$.content.avatar_url")} AS avatar_url
                       FROM current_state c JOIN events e ON e.event_id = c.event_id
                      WHERE c.type = 'm.room.member' AND c.membership = 'join'`;
     if (only === undefined) return engine.sql.exec<MemberRow>(select).toArray();
@@ -162,8 +173,8 @@ export class DirectoryIndex {
     const rows = members.map((m) => {
       const local = engine.isLocalUser(m.user_id);
       // This server's users are searched by their global profile: no copy of the member event's.
-      const text = (v: SqlStorageValue) => (!local && typeof v === "string" ? v : null);
-      return [roomId, local ? engine.keyIdentity().local(m.user_id) : m.user_id, local ? 1 : 0, text(m.displayname), text(m.avatar_url)] as const;
+      const text = (v: SqlStorageValue, max: number) => (!local && typeof v === "string" && v.length <= max ? v : null);
+      return [roomId, this.accountOf(engine, m.user_id), local ? 1 : 0, text(m.displayname, MAX_DISPLAYNAME_LENGTH), text(m.avatar_url, MAX_AVATAR_URL_LENGTH)] as const;
     });
     const out: D1PreparedStatement[] = [];
     for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {

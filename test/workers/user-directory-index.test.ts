@@ -64,6 +64,22 @@ describe("the user directory index", () => {
     expect((await rowsOf(roomId)).map((r) => r.user_id)).toEqual([alice.user_id]);
   });
 
+  it("another server's member whose name is not a string, or too long, is found by user ID without it", async () => {
+    const tag = `dv${crypto.randomUUID().slice(0, 6)}`;
+    const alice = await newUser("alice");
+    const roomId = await createRoom(alice, { preset: "public_chat" });
+    const remote = uniqueServer("dir");
+    const odd = `@odd-${tag}:${remote}`;
+    const long = `@long-${tag}:${remote}`;
+    await remoteMember(remote, roomId, odd, { displayname: { nested: "object" }, avatar_url: 7 });
+    // 256 characters is the longest name kept; 1,001 is over the avatar limit.
+    await remoteMember(remote, roomId, long, { displayname: "x".repeat(257), avatar_url: `mxc://${remote}/${"a".repeat(990)}` });
+    expect(await search(alice, `odd-${tag}`)).toEqual([{ user_id: odd }]);
+    expect(await search(alice, `long-${tag}`)).toEqual([{ user_id: long }]);
+    await remoteMember(remote, roomId, long, { displayname: "y".repeat(256) });
+    expect(await search(alice, `long-${tag}`)).toEqual([{ user_id: long, display_name: "y".repeat(256) }]);
+  });
+
   it("a member of another server in two of the searcher's rooms is one result", async () => {
     const tag = `dy${crypto.randomUUID().slice(0, 6)}`;
     const alice = await newUser("alice");
